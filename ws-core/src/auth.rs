@@ -1,0 +1,178 @@
+//! Gates in front of the upgrade: the origin policy and the authenticator.
+//!
+//! Both answer with an HTTP status before the WebSocket exists, so a rejected request never takes a client
+//! slot: 403 for a disallowed `Origin`, 401 when the authenticator returns an error.
+
+use std::fmt;
+
+use axum::http::{HeaderMap, Uri, header};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::client::Client;
+
+/// The upgrade request as the authenticator sees it: headers, path and query, cookies.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl AuthRequest {
+    pub(crate) fn new(uri: Uri, headers: HeaderMap) -> Self {
+        Self { uri, headers }
+    }
+
+    /// The request URI (path and query).
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// A header's value, if present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.uri.query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// A cookie's value from the `Cookie` headers.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim_matches('"').to_owned())
+    }
+}
+
+/// What a successful authentication attaches to the new client: metadata and typed extensions.
+///
+/// ```
+/// # #[derive(Clone)] struct User { name: String }
+/// let data = ws_core::ClientData::new()
+///     .metadata("user", "ann")
+///     .extension(User { name: "ann".into() });
+/// ```
+#[derive(Default)]
+pub struct ClientData {
+    metadata: Vec<(String, Value)>,
+    extensions: Vec<Box<dyn FnOnce(&Client) + Send>>,
+}
+
+impl fmt::Debug for ClientData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientData")
+            .field("metadata", &self.metadata)
+            .field("extensions", &self.extensions.len())
+            .finish()
+    }
+}
+
+impl ClientData {
+    /// Nothing attached.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attaches a metadata value (read later with [`Client::get_metadata`]). A value that cannot be
+    /// represented as JSON is stored as `null`.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.metadata.push((key.into(), value));
+        self
+    }
+
+    /// Attaches a typed extension (read later with [`Client::extension`]).
+    #[must_use]
+    pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.push(Box::new(move |client| client.insert_extension(value)));
+        self
+    }
+
+    pub(crate) fn apply(self, client: &Client) {
+        for (key, value) in self.metadata {
+            // A `Value` always serializes.
+            let _ = client.set_metadata(key, value);
+        }
+        for insert in self.extensions {
+            insert(client);
+        }
+    }
+}
+
+/// Whether the request's `Origin` may connect (see [`Config::allowed_origins`](crate::Config::allowed_origins)).
+pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    if allowed.is_empty() {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        return matches!((host, authority), (Some(h), Some(a)) if h.eq_ignore_ascii_case(a));
+    }
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn default_policy_is_same_origin_and_allows_non_browsers() {
+        assert!(origin_allowed(&[], &headers(None, "a.test:80")));
+        assert!(origin_allowed(&[], &headers(Some("http://a.test:80"), "a.test:80")));
+        assert!(origin_allowed(&[], &headers(Some("https://A.test"), "a.test")));
+        assert!(!origin_allowed(&[], &headers(Some("http://evil.test"), "a.test")));
+        assert!(!origin_allowed(&[], &headers(Some("null"), "a.test")));
+    }
+
+    #[test]
+    fn list_and_wildcard() {
+        let list = vec!["https://app.test".to_owned()];
+        assert!(origin_allowed(&list, &headers(Some("https://app.test"), "x")));
+        assert!(!origin_allowed(&list, &headers(Some("http://app.test"), "x")));
+        assert!(origin_allowed(&["*".to_owned()], &headers(Some("http://any.test"), "x")));
+    }
+
+    #[test]
+    fn query_and_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; session=\"xyz\""));
+        let req = AuthRequest::new("/ws?token=a%20b&x=1".parse().unwrap(), h);
+        assert_eq!(req.query("token").as_deref(), Some("a b"));
+        assert_eq!(req.query("nope"), None);
+        assert_eq!(req.cookie("session").as_deref(), Some("xyz"));
+        assert_eq!(req.cookie("a").as_deref(), Some("1"));
+    }
+}

@@ -1,0 +1,84 @@
+use std::sync::Arc;
+
+use super::Backplane;
+use crate::client::{Client, ClientId};
+use crate::envelope::Frame;
+use crate::error::Error;
+use crate::group::GroupRegistry;
+use crate::registry::ClientRegistry;
+
+/// The in-process backplane: this node's clients and groups, delivered from memory.
+///
+/// Fan-out walks the recipients under a read lock and hands each one a clone of the same frame (a
+/// reference-count increment); nothing blocks, because pushing onto a send queue never waits.
+#[derive(Debug, Clone)]
+pub struct MemoryBackplane {
+    clients: Arc<ClientRegistry>,
+    groups: Arc<GroupRegistry>,
+}
+
+impl MemoryBackplane {
+    pub(crate) fn new(clients: Arc<ClientRegistry>, groups: Arc<GroupRegistry>) -> Self {
+        Self { clients, groups }
+    }
+}
+
+fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>) {
+    if except != Some(client.id()) {
+        // A failed push has already dropped that client as a slow consumer; the others go on.
+        let _ = client.send_frame(frame.clone());
+    }
+}
+
+impl Backplane for MemoryBackplane {
+    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+        self.clients.for_each(|c| deliver(c, frame, except));
+    }
+
+    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+        self.groups.for_each_member(group, |c| deliver(c, frame, except));
+    }
+
+    fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {
+        match self.clients.get(id) {
+            Some(client) => client.send_frame(frame.clone()),
+            None => Err(Error::not_found(format!("no client {id:?}"))),
+        }
+    }
+
+    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+        self.groups.join(group, client)
+    }
+
+    fn leave(&self, group: &str, id: &ClientId) -> bool {
+        self.groups.leave(group, id)
+    }
+
+    fn leave_all(&self, id: &ClientId) -> Vec<String> {
+        self.groups.leave_all(id)
+    }
+
+    fn is_in_group(&self, group: &str, id: &ClientId) -> bool {
+        self.groups.contains(group, id)
+    }
+
+    fn client_groups(&self, id: &ClientId) -> Vec<String> {
+        self.groups.groups_of(id)
+    }
+
+    fn group_members(&self, group: &str) -> Vec<Client> {
+        self.groups.members(group)
+    }
+
+    fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+        self.groups.member_ids(group)
+    }
+
+    fn groups(&self) -> Vec<String> {
+        self.groups.groups()
+    }
+
+    fn group_count(&self) -> usize {
+        self.groups.count()
+    }
+}

@@ -1,0 +1,316 @@
+//! `Client`: a handle to one connected client.
+//!
+//! A `Client` is cheap to clone and safe to keep: after the client disconnects, sends fail with
+//! `not_found` instead of panicking. Every send is non-blocking: it puts bytes on the client's bounded
+//! [send queue](crate::config) and returns; a client whose queue is full is dropped as a slow consumer.
+
+mod id;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, watch};
+
+pub use self::id::ClientId;
+use crate::close::CloseCode;
+use crate::envelope::{self, Frame, Message};
+use crate::error::{Error, ErrorCode};
+use crate::send_queue::{PushError, SendQueue};
+use crate::server::{Inner as ServerInner, Server};
+use crate::stats::bump;
+use crate::sync::lock;
+
+/// Why the server cuts a connection short, without waiting for a close handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abort {
+    /// The connection has ended on its own (end of stream, failed write); stop the other task.
+    Finished,
+    SlowConsumer,
+    PongTimeout,
+    WriteTimeout,
+    ShutdownDeadline,
+}
+
+/// A handle to one connected client.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    id: ClientId,
+    server: Arc<ServerInner>,
+    queue: SendQueue,
+    alive: AtomicBool,
+    abort: watch::Sender<Option<Abort>>,
+    close_request: Mutex<Option<(CloseCode, String)>>,
+    close_notify: Notify,
+    metadata: Mutex<HashMap<String, Value>>,
+    extensions: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
+    started: Instant,
+    last_pong_ms: AtomicU64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.inner.id)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receiving ends the connection tasks own.
+pub(crate) struct ClientChannels {
+    pub(crate) frames: mpsc::Receiver<Frame>,
+    pub(crate) abort: watch::Receiver<Option<Abort>>,
+}
+
+impl Client {
+    pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> (Self, ClientChannels) {
+        let config = &server.config;
+        let (queue, frames) = SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
+        let (abort, abort_rx) = watch::channel(None);
+        let client = Self {
+            inner: Arc::new(ClientInner {
+                id,
+                server,
+                queue,
+                alive: AtomicBool::new(true),
+                abort,
+                close_request: Mutex::new(None),
+                close_notify: Notify::new(),
+                metadata: Mutex::new(HashMap::new()),
+                extensions: Mutex::new(HashMap::new()),
+                started: Instant::now(),
+                last_pong_ms: AtomicU64::new(0),
+            }),
+        };
+        let channels = ClientChannels {
+            frames,
+            abort: abort_rx,
+        };
+        (client, channels)
+    }
+
+    /// The client's id.
+    pub fn id(&self) -> &ClientId {
+        &self.inner.id
+    }
+
+    /// The server this client is connected to.
+    pub fn server(&self) -> Server {
+        Server::from_inner(self.inner.server.clone())
+    }
+
+    /// Whether the client is still connected (false from the moment its disconnection starts).
+    pub fn is_connected(&self) -> bool {
+        self.inner.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends `{"type": kind, "data": data}` to this client.
+    ///
+    /// # Errors
+    ///
+    /// `not_found` when the client has disconnected; `limit_exceeded` when its send queue is full, in which
+    /// case the client is being dropped as a slow consumer.
+    pub fn send_json<T: Serialize + ?Sized>(&self, kind: &str, data: &T) -> Result<(), Error> {
+        self.send_frame(envelope::encode(kind, data, None))
+    }
+
+    /// Sends a whole envelope to this client.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send_message(&self, msg: &Message) -> Result<(), Error> {
+        self.send_frame(Frame::from_message(msg))
+    }
+
+    /// Sends an `$error` frame without an `id`, for errors that answer no request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send_error(&self, err: &Error) -> Result<(), Error> {
+        self.send_frame(envelope::error_frame(None, err))
+    }
+
+    /// Sends a text frame as it is, without the envelope (raw mode).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send_text(&self, text: impl Into<String>) -> Result<(), Error> {
+        self.send_frame(Frame::text(text))
+    }
+
+    /// Sends a binary frame (raw mode).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_frame(Frame::binary(data))
+    }
+
+    /// Queues an already serialized frame; the cheapest way to send one message to many clients.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send_frame(&self, frame: Frame) -> Result<(), Error> {
+        if !self.is_connected() {
+            return Err(Error::not_found("client disconnected"));
+        }
+        match self.inner.queue.push(frame) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed) => Err(Error::not_found("client disconnected")),
+            Err(PushError::Full) => {
+                if self.abort(Abort::SlowConsumer) {
+                    bump(&self.inner.server.stats.slow_consumer_drops);
+                }
+                Err(Error::new(ErrorCode::LimitExceeded, "send queue full; client dropped"))
+            }
+        }
+    }
+
+    /// Stores a metadata value under `key` (any serializable value, kept as JSON).
+    ///
+    /// # Errors
+    ///
+    /// `internal` if the value cannot be represented as JSON.
+    pub fn set_metadata(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), Error> {
+        let value = serde_json::to_value(value)?;
+        lock(&self.inner.metadata).insert(key.into(), value);
+        Ok(())
+    }
+
+    /// A metadata value.
+    pub fn get_metadata(&self, key: &str) -> Option<Value> {
+        lock(&self.inner.metadata).get(key).cloned()
+    }
+
+    /// Removes a metadata value and returns it.
+    pub fn remove_metadata(&self, key: &str) -> Option<Value> {
+        lock(&self.inner.metadata).remove(key)
+    }
+
+    /// Stores a typed value on the client, one per type (like `http::Extensions`).
+    ///
+    /// ```no_run
+    /// # fn f(client: ws_core::Client) {
+    /// #[derive(Clone)]
+    /// struct User { name: String }
+    /// client.insert_extension(User { name: "ann".into() });
+    /// assert_eq!(client.extension::<User>().unwrap().name, "ann");
+    /// # }
+    /// ```
+    pub fn insert_extension<T: Clone + Send + Sync + 'static>(&self, value: T) {
+        lock(&self.inner.extensions).insert(std::any::TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// A copy of the typed value stored with [`Client::insert_extension`].
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.extensions)
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Whether the client belongs to `group`.
+    pub fn is_in_group(&self, group: &str) -> bool {
+        self.inner.server.backplane.is_in_group(group, self.id())
+    }
+
+    /// The groups the client belongs to, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        self.inner.server.backplane.client_groups(self.id())
+    }
+
+    /// Adds the client to `group` (same as [`Server::join_group`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::join_group`].
+    pub fn join(&self, group: &str) -> Result<bool, Error> {
+        self.inner.server.backplane.join(group, self)
+    }
+
+    /// Removes the client from `group`; returns whether it was a member.
+    pub fn leave(&self, group: &str) -> bool {
+        self.inner.server.backplane.leave(group, self.id())
+    }
+
+    /// Starts a clean close: frames already queued are written, then a close frame with `code` and
+    /// `reason`, then the server waits (at most `close_timeout`) for the client's close frame.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        let mut request = lock(&self.inner.close_request);
+        if request.is_none() {
+            *request = Some((code, reason.into()));
+            self.inner.close_notify.notify_one();
+        }
+    }
+
+    /// Cuts the connection without a handshake. Returns whether this call was the first to do so.
+    pub(crate) fn abort(&self, why: Abort) -> bool {
+        let first = self.inner.abort.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+        if first {
+            self.mark_gone();
+        }
+        first
+    }
+
+    /// Marks the client as gone: it leaves `connected_clients` at once and can join no group.
+    pub(crate) fn mark_gone(&self) {
+        if self.inner.alive.swap(false, Ordering::AcqRel) {
+            self.inner.server.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn take_close_request(&self) -> Option<(CloseCode, String)> {
+        lock(&self.inner.close_request).clone()
+    }
+
+    pub(crate) async fn close_requested(&self) {
+        loop {
+            let notified = self.inner.close_notify.notified();
+            if lock(&self.inner.close_request).is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn queue(&self) -> &SendQueue {
+        &self.inner.queue
+    }
+
+    pub(crate) fn server_inner(&self) -> &Arc<ServerInner> {
+        &self.inner.server
+    }
+
+    pub(crate) fn record_pong(&self) {
+        let ms = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner.last_pong_ms.store(ms, Ordering::Release);
+    }
+
+    /// When the last pong arrived (the connection's start if none has).
+    pub(crate) fn last_pong(&self) -> Instant {
+        self.inner.started + std::time::Duration::from_millis(self.inner.last_pong_ms.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,167 @@
+//! Server configuration: every limit, its default, and what happens when a client reaches it.
+//!
+//! | field | default | at the limit |
+//! |---|---|---|
+//! | `max_connections` | 10 000 (0 = unlimited) | HTTP 503 before the upgrade |
+//! | `max_message_size` | 512 KiB | close 1009 |
+//! | `message_rate_limit` / `message_burst_size` | 100/s, burst 200 (rate 0 = off) | close 1008 "rate limit exceeded" |
+//! | `send_queue_capacity` / `send_queue_max_bytes` | 256 frames / 4 MiB | the slow client is dropped (close 1008, best effort) |
+//! | `ping_interval` / `pong_timeout` | 30 s / 60 s | connection closed, `on_disconnect` runs |
+//! | `write_timeout` | 10 s | connection closed |
+//! | `handshake_timeout` | 10 s | the HTTP connection is dropped (slow request headers, or an upgrade never completed) |
+//! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close |
+//! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
+//! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
+//!
+//! [`Config::validate`] rejects combinations that cannot work; [`ServerBuilder::build`](crate::ServerBuilder::build)
+//! calls it, so a bad config fails at start-up, never under load.
+
+use std::time::Duration;
+
+/// Settings of a [`Server`](crate::Server). Build one with `Config::default()` and struct update syntax.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_core::Config;
+///
+/// let config = Config {
+///     port: 0,
+///     message_rate_limit: 50,
+///     message_burst_size: 100,
+///     ping_interval: Duration::from_secs(15),
+///     ..Config::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address [`Server::serve`](crate::Server::serve) binds. Default `127.0.0.1`.
+    pub host: String,
+    /// Port [`Server::serve`](crate::Server::serve) binds; 0 picks a free one. Default 6001.
+    pub port: u16,
+    /// Route of the WebSocket endpoint in [`Server::router`](crate::Server::router). Default `/ws`.
+    pub path: String,
+    /// Origins allowed to connect. Empty: same origin only, and requests without `Origin` (non-browser
+    /// clients) are allowed. `"*"` allows every origin. Entries are compared with the `Origin` header
+    /// case-insensitively, e.g. `https://example.com`.
+    pub allowed_origins: Vec<String>,
+    /// Most clients at once, counting upgrades in progress; 0 means no limit. Default 10 000.
+    pub max_connections: usize,
+    /// Read buffer per connection in bytes. Default 4 KiB (tungstenite's own default is 128 KiB, which
+    /// costs that much memory per idle socket).
+    pub read_buffer_size: usize,
+    /// Bytes buffered before a write reaches the socket, within one batch. Default 16 KiB.
+    pub write_buffer_size: usize,
+    /// Largest message accepted from a client, in bytes. Default 512 KiB.
+    pub max_message_size: usize,
+    /// How often the server pings each client. Default 30 s.
+    pub ping_interval: Duration,
+    /// How long a client may go without answering a ping. Default 60 s.
+    pub pong_timeout: Duration,
+    /// How long one write to a client's socket may block. Default 10 s.
+    pub write_timeout: Duration,
+    /// Messages per second a client may send; 0 disables rate limiting. Default 100.
+    pub message_rate_limit: u32,
+    /// Messages a client may send at once above the rate. Default 200.
+    pub message_burst_size: u32,
+    /// Frames waiting to be written to one client. Default 256.
+    pub send_queue_capacity: usize,
+    /// Bytes waiting to be written to one client. Default 4 MiB.
+    pub send_queue_max_bytes: usize,
+    /// Time allowed for the HTTP request head and the upgrade. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Time the server waits for the peer's close frame after sending its own. Default 5 s.
+    pub close_timeout: Duration,
+    /// Time [`Server::stop`](crate::Server::stop) lets clients drain and close. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Groups one client may belong to at once. Default 256.
+    pub max_groups_per_client: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 6001,
+            path: "/ws".to_owned(),
+            allowed_origins: Vec::new(),
+            max_connections: 10_000,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 16 * 1024,
+            max_message_size: 512 * 1024,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            message_rate_limit: 100,
+            message_burst_size: 200,
+            send_queue_capacity: 256,
+            send_queue_max_bytes: 4 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            max_groups_per_client: 256,
+        }
+    }
+}
+
+/// Why a [`Config`] was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A size, count or duration that must be positive is zero.
+    #[error("`{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// `message_burst_size` is below 1 while a rate limit is set: no message could ever pass.
+    #[error("`message_burst_size` must be at least 1 when `message_rate_limit` is set")]
+    BurstTooSmall,
+    /// `path` does not start with `/`.
+    #[error("`path` must start with '/', got {0:?}")]
+    Path(String),
+}
+
+impl Config {
+    /// Checks that the settings can work together.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first field that is wrong.
+    ///
+    /// ```
+    /// use ws_core::{Config, ConfigError};
+    ///
+    /// let config = Config { message_burst_size: 0, ..Config::default() };
+    /// assert_eq!(config.validate(), Err(ConfigError::BurstTooSmall));
+    ///
+    /// let config = Config { send_queue_capacity: 0, ..Config::default() };
+    /// assert_eq!(config.validate(), Err(ConfigError::Zero("send_queue_capacity")));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let sizes = [
+            ("read_buffer_size", self.read_buffer_size),
+            ("max_message_size", self.max_message_size),
+            ("send_queue_capacity", self.send_queue_capacity),
+            ("send_queue_max_bytes", self.send_queue_max_bytes),
+            ("max_groups_per_client", self.max_groups_per_client),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        let durations = [
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("write_timeout", self.write_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("close_timeout", self.close_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, v)| v.is_zero()) {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.message_rate_limit > 0 && self.message_burst_size < 1 {
+            return Err(ConfigError::BurstTooSmall);
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::Path(self.path.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! One connection's life: register → on_connect → read and write until the end → on_disconnect → leave all
+//! groups → unregister.
+//!
+//! Two tasks serve a connection. The read task decodes, rate-limits and dispatches frames, handling one
+//! client's frames in order. The write task drains the client's send queue, writing every queued frame and
+//! then flushing once, and sends pings. Neither holds a lock shared with other clients while it touches the
+//! socket.
+//!
+//! Closing is a handshake: after a close frame is sent, input is still read (and discarded) until the
+//! peer's close frame or the end of the stream, within `close_timeout`. Closing a socket with unread input
+//! makes the kernel answer with a reset, and the peer would lose the close frame and its code. When the
+//! stream cannot be parsed any more (a protocol error, an oversized frame), the remaining bytes are read
+//! raw until the peer goes quiet.
+
+mod reader;
+mod writer;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::auth::ClientData;
+use crate::client::{Abort, Client};
+use crate::close;
+use crate::error::Error;
+use crate::server::Inner;
+use crate::server::serve::{CountingIo, Slot};
+use crate::stats::bump;
+
+pub(crate) type Ws = WebSocketStream<CountingIo>;
+
+/// How long the raw drain waits for more input before it considers the peer done.
+const DRAIN_IDLE: Duration = Duration::from_millis(250);
+
+pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot) {
+    let (client, channels) = server.clients.insert_new(|id| Client::new(id, server.clone()));
+    bump(&server.stats.connected_clients);
+    bump(&server.stats.total_connections);
+    tracing::debug!(target: "ws_core::connection", client_id = %client.id(), "connected");
+    data.apply(&client);
+    // `stop` closes the clients it finds; one registered after that finds the flag instead.
+    if !server.is_running() {
+        client.close(close::GOING_AWAY, "server shutting down");
+    }
+
+    let (sink, mut stream) = ws.split();
+    let writer = tokio::spawn(writer::run(sink, channels.frames, client.clone(), channels.abort.clone()));
+    let mut abort = channels.abort;
+
+    for hook in &server.hooks.on_connect {
+        guarded(&server, &client, hook(client.clone())).await;
+    }
+    let end = reader::run(&mut stream, &client, &mut abort).await;
+    if end == reader::ReadEnd::Closed {
+        client.abort(Abort::Finished);
+    }
+    if let Ok(sink) = writer.await {
+        if end == reader::ReadEnd::Failed {
+            if let Ok(mut ws) = stream.reunite(sink) {
+                drain_raw(ws.get_mut(), server.config.close_timeout).await;
+            }
+        }
+    }
+
+    client.mark_gone();
+    for hook in &server.hooks.on_disconnect {
+        guarded(&server, &client, hook(client.clone())).await;
+    }
+    server.backplane.leave_all(client.id());
+    server.clients.remove(client.id());
+    tracing::debug!(target: "ws_core::connection", client_id = %client.id(), ?end, "disconnected");
+    drop(slot);
+}
+
+/// Runs a hook; a panic closes the client with 1011 and reaches `on_error`, like a handler panic.
+async fn guarded(server: &Inner, client: &Client, hook: crate::handler::BoxFuture<()>) {
+    if let Err(panic) = AssertUnwindSafe(hook).catch_unwind().await {
+        handler_panicked(server, client, &*panic);
+        client.close(close::INTERNAL_ERROR, "internal error");
+    }
+}
+
+/// Counts a panic and reports it to `on_error`; the caller closes the client with 1011.
+pub(crate) fn handler_panicked(server: &Inner, client: &Client, panic: &(dyn std::any::Any + Send)) -> Error {
+    bump(&server.stats.handler_panics);
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned());
+    let err = Error::internal(format!("panic: {text}"));
+    server.hooks.error(client, &err);
+    err
+}
+
+/// Reads and discards raw bytes until the peer closes, goes quiet, or `limit` passes.
+async fn drain_raw(io: &mut CountingIo, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let until = deadline.min(Instant::now() + DRAIN_IDLE);
+        match tokio::time::timeout_at(until, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The read task: size limit (enforced by the protocol layer), frame kind, envelope decoding, rate limit,
+//! and in-order dispatch with panic isolation.
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+
+use super::{Ws, handler_panicked};
+use crate::client::{Abort, Client};
+use crate::close::{self, CloseCode};
+use crate::envelope::{self, Incoming};
+use crate::error::{Error, ErrorCode};
+use crate::handler::{Next, Request};
+use crate::raw::RawMessage;
+use crate::rate_limit::RateLimiter;
+use crate::server::Inner;
+use crate::stats::bump;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadEnd {
+    /// The stream ended: close handshake completed, or the peer went away.
+    Closed,
+    /// The stream can no longer be parsed, or the peer never answered our close: drain it raw.
+    Failed,
+    /// The connection was aborted (slow consumer, timeouts, shutdown deadline).
+    Aborted,
+}
+
+async fn aborted(abort: &mut watch::Receiver<Option<Abort>>) {
+    let _ = abort.wait_for(Option::is_some).await;
+}
+
+struct Reader<'a> {
+    server: &'a Inner,
+    client: &'a Client,
+    limiter: Option<RateLimiter>,
+    /// Set once a close was sent or received: later data frames are discarded, until this deadline.
+    closing: Option<Instant>,
+}
+
+impl Reader<'_> {
+    fn start_close(&mut self, code: CloseCode, reason: &str) {
+        self.client.close(code, reason);
+        self.closing.get_or_insert_with(|| Instant::now() + self.server.config.close_timeout);
+    }
+
+    fn reject(&mut self, code: CloseCode, reason: &str) {
+        bump(&self.server.stats.invalid_frames);
+        tracing::trace!(target: "ws_core::rejection", client_id = %self.client.id(), code, reason, "closing");
+        self.start_close(code, reason);
+    }
+
+    /// Takes a token for one frame; closes the client with 1008 when there is none.
+    fn admit(&mut self) -> bool {
+        let allowed = self
+            .limiter
+            .as_mut()
+            .is_none_or(|limiter| limiter.try_acquire(std::time::Instant::now()));
+        if !allowed {
+            bump(&self.server.stats.rate_limit_closes);
+            self.start_close(close::POLICY_VIOLATION, "rate limit exceeded");
+        }
+        allowed
+    }
+}
+
+pub(super) async fn run(
+    stream: &mut SplitStream<Ws>,
+    client: &Client,
+    abort: &mut watch::Receiver<Option<Abort>>,
+) -> ReadEnd {
+    let server = client.server_inner().clone();
+    let config = &server.config;
+    let mut reader = Reader {
+        server: &server,
+        client,
+        limiter: RateLimiter::new(config.message_rate_limit, config.message_burst_size, std::time::Instant::now()),
+        closing: None,
+    };
+    let mut peer_closed = false;
+
+    loop {
+        let deadline = reader.closing;
+        let next = tokio::select! {
+            biased;
+            () = aborted(abort), if !peer_closed => return ReadEnd::Aborted,
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                return ReadEnd::Failed;
+            }
+            next = stream.next() => next,
+        };
+        let msg = match next {
+            None => return ReadEnd::Closed,
+            Some(Ok(msg)) => msg,
+            Some(Err(err)) => return read_failed(&mut reader, peer_closed, &err),
+        };
+        match msg {
+            WsMessage::Close(_) => {
+                // The protocol layer has queued our reply; the next read flushes it and ends the stream.
+                peer_closed = true;
+                reader.closing.get_or_insert_with(|| Instant::now() + config.close_timeout);
+            }
+            WsMessage::Pong(_) => client.record_pong(),
+            WsMessage::Ping(_) => {
+                if reader.closing.is_none() {
+                    reader.admit();
+                }
+            }
+            WsMessage::Frame(_) => {}
+            WsMessage::Text(text) => {
+                bump(&server.stats.messages_received);
+                if reader.closing.is_some() || !reader.admit() {
+                    continue;
+                }
+                if let Some(raw) = &server.raw {
+                    let call = raw(client.clone(), RawMessage::Text(text.as_str().to_owned()));
+                    if let Some(end) = run_raw(&mut reader, abort, call).await {
+                        return end;
+                    }
+                    continue;
+                }
+                if let Some(end) = dispatch(&mut reader, abort, text).await {
+                    return end;
+                }
+            }
+            WsMessage::Binary(data) => {
+                bump(&server.stats.messages_received);
+                if reader.closing.is_some() || !reader.admit() {
+                    continue;
+                }
+                match &server.raw {
+                    Some(raw) => {
+                        let call = raw(client.clone(), RawMessage::Binary(data));
+                        if let Some(end) = run_raw(&mut reader, abort, call).await {
+                            return end;
+                        }
+                    }
+                    None => reader.reject(close::UNSUPPORTED_DATA, "binary frames are not supported"),
+                }
+            }
+        }
+    }
+}
+
+fn read_failed(reader: &mut Reader<'_>, peer_closed: bool, err: &WsError) -> ReadEnd {
+    if peer_closed || reader.closing.is_some() {
+        return ReadEnd::Failed;
+    }
+    let (code, reason) = match err {
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Io(_)
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return ReadEnd::Closed,
+        WsError::Capacity(_) => (close::MESSAGE_TOO_BIG, "message too big"),
+        WsError::Utf8(_) => (close::INVALID_PAYLOAD, "invalid UTF-8"),
+        _ => (close::PROTOCOL_ERROR, "protocol error"),
+    };
+    reader.reject(code, reason);
+    ReadEnd::Failed
+}
+
+async fn run_raw(
+    reader: &mut Reader<'_>,
+    abort: &mut watch::Receiver<Option<Abort>>,
+    call: crate::handler::BoxFuture<()>,
+) -> Option<ReadEnd> {
+    let outcome = tokio::select! {
+        biased;
+        () = aborted(abort) => return Some(ReadEnd::Aborted),
+        outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
+    };
+    if let Err(panic) = outcome {
+        handler_panicked(reader.server, reader.client, &*panic);
+        reader.start_close(close::INTERNAL_ERROR, "internal error");
+    }
+    None
+}
+
+async fn dispatch(
+    reader: &mut Reader<'_>,
+    abort: &mut watch::Receiver<Option<Abort>>,
+    text: Utf8Bytes,
+) -> Option<ReadEnd> {
+    let (server, client) = (reader.server, reader.client);
+    let Some(incoming) = Incoming::parse(text) else {
+        reader.reject(close::INVALID_PAYLOAD, "invalid envelope");
+        return None;
+    };
+    let id = incoming.id;
+    let Some(endpoint) = server.routes.get(&incoming.kind) else {
+        bump(&server.stats.unknown_types);
+        server.hooks.unknown_type(client, &incoming.kind);
+        if id.is_some() {
+            let err = Error::new(ErrorCode::UnknownType, format!("unknown message type {:?}", incoming.kind));
+            let _ = client.send_frame(envelope::error_frame(id, &err));
+        }
+        return None;
+    };
+    let next = Next::new(server.middleware.clone(), endpoint.clone());
+    let request = Request::new(client.clone(), incoming);
+    // Building the future inside `async` puts even a synchronous panic in user code under `catch_unwind`.
+    let call = async move { next.run(request).await };
+    let outcome = tokio::select! {
+        biased;
+        () = aborted(abort) => return Some(ReadEnd::Aborted),
+        outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
+    };
+    match outcome {
+        Ok(Ok(reply)) => {
+            if let Some(id) = id {
+                let _ = client.send_frame(envelope::reply_frame(id, reply.raw()));
+            }
+        }
+        Ok(Err(err)) => {
+            bump(&server.stats.handler_errors);
+            server.hooks.error(client, &err);
+            if id.is_some() || *err.code() == ErrorCode::InvalidData {
+                let _ = client.send_frame(envelope::error_frame(id, &err));
+            }
+        }
+        Err(panic) => {
+            let err = handler_panicked(server, client, &*panic);
+            if id.is_some() {
+                let _ = client.send_frame(envelope::error_frame(id, &err));
+            }
+            reader.start_close(close::INTERNAL_ERROR, "internal error");
+        }
+    }
+    None
+}

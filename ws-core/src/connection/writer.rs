@@ -1,0 +1,146 @@
+//! The write task: drains the send queue in batches (feed every queued frame, flush once), pings, and
+//! watches the pong deadline.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+
+use super::Ws;
+use crate::client::{Abort, Client};
+use crate::close::{self, CloseCode};
+use crate::envelope::Frame;
+use crate::stats::bump;
+
+type Sink = SplitSink<Ws, WsMessage>;
+
+/// Frames written per flush at most; bounds the time between two checks of the abort signal.
+const BATCH: usize = 64;
+/// How long a best-effort close to a dropped slow consumer may take.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+enum WriteError {
+    Timeout,
+    Io,
+}
+
+pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: WsCloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+pub(super) async fn run(
+    mut sink: Sink,
+    mut frames: mpsc::Receiver<Frame>,
+    client: Client,
+    mut abort: watch::Receiver<Option<Abort>>,
+) -> Sink {
+    let server = client.server_inner().clone();
+    let config = &server.config;
+    let mut batch = Vec::with_capacity(BATCH);
+    let start = Instant::now();
+    let mut ping = tokio::time::interval_at(start + config.ping_interval, config.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let pong_check = tokio::time::sleep_until(start + config.pong_timeout);
+    tokio::pin!(pong_check);
+
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            _ = abort.changed() => {
+                if *abort.borrow() == Some(Abort::SlowConsumer) {
+                    let close = close_message(close::POLICY_VIOLATION, "send queue full");
+                    let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
+                }
+                return sink;
+            }
+            () = client.close_requested() => {
+                let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
+                // Frames queued before the close go out first: at most one queue's worth, so a busy
+                // broadcaster cannot keep the close waiting.
+                let mut budget = config.send_queue_capacity;
+                while budget > 0 {
+                    let Ok(frame) = frames.try_recv() else { break };
+                    batch.push(frame);
+                    budget -= 1;
+                    if batch.len() == BATCH && write_batch(&mut sink, &mut batch, &client).await.is_err() {
+                        return sink;
+                    }
+                }
+                if !batch.is_empty() && write_batch(&mut sink, &mut batch, &client).await.is_err() {
+                    return sink;
+                }
+                let _ = tokio::time::timeout(config.write_timeout, sink.send(close_message(code, &reason))).await;
+                return sink;
+            }
+            received = frames.recv_many(&mut batch, BATCH) => {
+                if received == 0 {
+                    return sink;
+                }
+                write_batch(&mut sink, &mut batch, &client).await
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(config.write_timeout, sink.send(WsMessage::Ping(Default::default()))).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(WriteError::Io),
+                    Err(_) => Err(WriteError::Timeout),
+                }
+            }
+            () = &mut pong_check => {
+                let deadline = client.last_pong() + config.pong_timeout;
+                if deadline <= Instant::now().into_std() {
+                    bump(&server.stats.pong_timeouts);
+                    client.abort(Abort::PongTimeout);
+                    return sink;
+                }
+                pong_check.as_mut().reset(deadline.into());
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(WriteError::Timeout) => {
+                bump(&server.stats.write_timeouts);
+                client.abort(Abort::WriteTimeout);
+                return sink;
+            }
+            Err(WriteError::Io) => {
+                client.abort(Abort::Finished);
+                return sink;
+            }
+        }
+    }
+}
+
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Frame>, client: &Client) -> Result<(), WriteError> {
+    let server = client.server_inner();
+    let count = batch.len() as u64;
+    let bytes: usize = batch.iter().map(Frame::len).sum();
+    let written = tokio::time::timeout(server.config.write_timeout, async {
+        for frame in batch.drain(..) {
+            sink.feed(frame.0).await?;
+        }
+        sink.flush().await
+    })
+    .await;
+    batch.clear();
+    client.queue().release(bytes);
+    match written {
+        Ok(Ok(())) => {
+            server
+                .stats
+                .messages_sent
+                .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(Err(_)) => Err(WriteError::Io),
+        Err(_) => Err(WriteError::Timeout),
+    }
+}

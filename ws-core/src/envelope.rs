@@ -1,0 +1,305 @@
+//! The wire format: one text frame is one JSON object, the envelope
+//! `{"type", "data", "target"?, "from"?, "id"?}`.
+//!
+//! Incoming frames are decoded in two steps: first the envelope's small fields, with `data` kept as the raw
+//! JSON text it was sent as (no allocation, no tree), then `data` straight into whatever the handler wants.
+//! A `from` sent by a client is ignored: the server writes `from` itself when it relays on a client's behalf.
+//!
+//! Names starting with `$` are reserved for system frames: `$reply` answers a request, `$error` reports a
+//! failure (with the request's `id` when it answers one).
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
+
+use crate::error::Error;
+
+/// The `type` of a reply to a request.
+pub const REPLY_TYPE: &str = "$reply";
+/// The `type` of an error frame.
+pub const ERROR_TYPE: &str = "$error";
+/// The largest request `id`: ids are integers below 2^53 so that JavaScript numbers hold them exactly.
+pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
+
+/// A message in the JSON envelope, as handlers receive it and as the server sends it.
+///
+/// ```
+/// use serde_json::json;
+/// use ws_core::Message;
+///
+/// let msg = Message::new("chat", json!({"text": "hi"})).with_from("c1");
+/// assert_eq!(
+///     serde_json::to_string(&msg).unwrap(),
+///     r#"{"type":"chat","data":{"text":"hi"},"from":"c1"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The routing key, `type` on the wire.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload; `null` when absent.
+    #[serde(default)]
+    pub data: Value,
+    /// A client id for a direct send. The server never routes on it by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The client the message comes from, always written by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The request id, when the message is a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+}
+
+impl Message {
+    /// A message with a type and data, nothing else.
+    pub fn new(kind: impl Into<String>, data: impl Into<Value>) -> Self {
+        Self {
+            kind: kind.into(),
+            data: data.into(),
+            target: None,
+            from: None,
+            id: None,
+        }
+    }
+
+    /// Sets `from`.
+    #[must_use]
+    pub fn with_from(mut self, from: impl Into<String>) -> Self {
+        self.from = Some(from.into());
+        self
+    }
+
+    /// Sets `target`.
+    #[must_use]
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Decodes `data` into a Rust type.
+    ///
+    /// # Errors
+    ///
+    /// An `invalid_data` [`Error`] when `data` does not fit `T`; returned from a handler with `?`, the
+    /// client gets an `$error` frame with that code.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        T::deserialize(&self.data).map_err(|e| Error::invalid_data(e.to_string()))
+    }
+}
+
+/// One serialized frame, ready for any number of clients.
+///
+/// Cloning is a reference-count increment: a broadcast serializes its message once and every recipient's
+/// queue holds the same bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame(pub(crate) tungstenite::Message);
+
+impl Frame {
+    /// Serializes a message once.
+    pub fn from_message(msg: &Message) -> Self {
+        Self::json(msg)
+    }
+
+    /// Serializes any value as a text frame.
+    pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+        // Serializing plain data into a String cannot fail: map keys are strings and there is no I/O.
+        let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("null"));
+        Self::text(text)
+    }
+
+    /// A text frame as it is.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self(tungstenite::Message::Text(Utf8Bytes::from(text.into())))
+    }
+
+    /// A binary frame (raw mode only: the envelope protocol is text).
+    pub fn binary(data: impl Into<Bytes>) -> Self {
+        Self(tungstenite::Message::Binary(data.into()))
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text of a text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match &self.0 {
+            tungstenite::Message::Text(t) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OutEnvelope<'a, T: Serialize + ?Sized> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+}
+
+/// Serializes `{"type": kind, "data": data}` without building a `Value` first.
+pub(crate) fn encode<T: Serialize + ?Sized>(kind: &str, data: &T, from: Option<&str>) -> Frame {
+    Frame::json(&OutEnvelope { kind, data, from })
+}
+
+#[derive(Serialize)]
+struct ReplyEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    data: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    data: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+pub(crate) fn reply_frame(id: u64, data: &RawValue) -> Frame {
+    Frame::json(&ReplyEnvelope {
+        kind: REPLY_TYPE,
+        id,
+        data,
+    })
+}
+
+pub(crate) fn error_frame(id: Option<u64>, err: &Error) -> Frame {
+    Frame::json(&ErrorEnvelope {
+        kind: ERROR_TYPE,
+        id,
+        data: ErrorBody {
+            code: err.code().as_str(),
+            message: err.message(),
+        },
+    })
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+/// A decoded incoming frame. `data` stays inside the frame's bytes: nothing is copied.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    pub(crate) kind: String,
+    pub(crate) id: Option<u64>,
+    pub(crate) target: Option<String>,
+    frame: Utf8Bytes,
+    data: Option<Range<usize>>,
+}
+
+impl Incoming {
+    /// Decodes the envelope. `None` means the frame is invalid (close 1007): not a JSON object with a string
+    /// `type`, or an `id` that is not an integer in `0..2^53`.
+    pub(crate) fn parse(frame: Utf8Bytes) -> Option<Self> {
+        let text = frame.as_str();
+        let raw: RawEnvelope<'_> = serde_json::from_str(text).ok()?;
+        if raw.id.is_some_and(|id| id > MAX_REQUEST_ID) {
+            return None;
+        }
+        let data = raw.data.map(|d| {
+            let start = d.get().as_ptr() as usize - text.as_ptr() as usize;
+            start..start + d.get().len()
+        });
+        Some(Self {
+            kind: raw.kind.into_owned(),
+            id: raw.id,
+            target: raw.target,
+            data,
+            frame,
+        })
+    }
+
+    /// The raw JSON text of `data` (`null` when absent).
+    pub(crate) fn data_json(&self) -> &str {
+        match &self.data {
+            Some(range) => &self.frame.as_str()[range.clone()],
+            None => "null",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Option<Incoming> {
+        Incoming::parse(Utf8Bytes::from(s.to_owned()))
+    }
+
+    #[test]
+    fn decodes_envelope_fields_and_keeps_data_raw() {
+        let inc = parse(r#"{"type":"chat","data":{"text":"a\"b"},"id":7,"from":"x","target":"y"}"#).unwrap();
+        assert_eq!(inc.kind, "chat");
+        assert_eq!(inc.id, Some(7));
+        assert_eq!(inc.target.as_deref(), Some("y"));
+        assert_eq!(inc.data_json(), r#"{"text":"a\"b"}"#);
+    }
+
+    #[test]
+    fn escaped_type_is_decoded() {
+        assert_eq!(parse(r#"{"type":"ch\u0061t"}"#).unwrap().kind, "chat");
+        assert_eq!(parse(r#"{"type":"chat"}"#).unwrap().data_json(), "null");
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_envelope() {
+        for bad in [
+            "not json",
+            "[1,2]",
+            r#""chat""#,
+            r#"{"data":1}"#,
+            r#"{"type":5}"#,
+            r#"{"type":"a","id":-1}"#,
+            r#"{"type":"a","id":1.5}"#,
+            r#"{"type":"a","id":"7"}"#,
+            r#"{"type":"a","id":9007199254740992}"#,
+        ] {
+            assert!(parse(bad).is_none(), "{bad} should be rejected");
+        }
+        assert_eq!(parse(r#"{"type":"a","id":9007199254740991}"#).unwrap().id, Some(MAX_REQUEST_ID));
+    }
+
+    #[test]
+    fn system_frames_have_the_documented_shape() {
+        let raw = RawValue::from_string("{\"ok\":true}".into()).unwrap();
+        assert_eq!(reply_frame(3, &raw).as_text().unwrap(), r#"{"type":"$reply","id":3,"data":{"ok":true}}"#);
+        let err = Error::forbidden("no");
+        assert_eq!(
+            error_frame(None, &err).as_text().unwrap(),
+            r#"{"type":"$error","data":{"code":"forbidden","message":"no"}}"#
+        );
+    }
+}

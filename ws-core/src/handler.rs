@@ -1,0 +1,224 @@
+//! Handlers, replies and middleware: what runs when a frame arrives.
+//!
+//! Every frame whose `type` has a handler becomes a [`Request`]. It passes through the middleware in
+//! registration order, each of which may inspect it, answer it itself, or call [`Next::run`]; the last
+//! `Next` calls the handler. What comes back, `Ok(Reply)` or `Err(Error)`, is the answer to a request
+//! (`$reply` or `$error` with the request's `id`); for a frame without `id` a reply is dropped and an error
+//! only reaches `on_error` (and the client, if its code is `invalid_data`).
+//!
+//! One client's frames are handled one at a time, in the order they arrived; different clients' handlers
+//! run concurrently.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::client::Client;
+use crate::envelope::{Incoming, Message};
+use crate::error::Error;
+use crate::server::Server;
+
+/// A boxed, sendable future, as handlers and hooks are stored.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub(crate) type Endpoint = Arc<dyn Fn(Request) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+pub(crate) type Middleware = Arc<dyn Fn(Request, Next) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+
+/// One incoming frame on its way to a handler.
+pub struct Request {
+    client: Client,
+    incoming: Incoming,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("client", self.client.id())
+            .field("type", &self.incoming.kind)
+            .field("id", &self.incoming.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    pub(crate) fn new(client: Client, incoming: Incoming) -> Self {
+        Self { client, incoming }
+    }
+
+    /// The client that sent the frame.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The server.
+    pub fn server(&self) -> Server {
+        self.client.server()
+    }
+
+    /// The frame's `type`.
+    pub fn kind(&self) -> &str {
+        &self.incoming.kind
+    }
+
+    /// The request id, when the frame is a request.
+    pub fn id(&self) -> Option<u64> {
+        self.incoming.id
+    }
+
+    /// The frame's `target`, if any.
+    pub fn target(&self) -> Option<&str> {
+        self.incoming.target.as_deref()
+    }
+
+    /// `data` as the JSON text the client sent (`null` when absent).
+    pub fn data_json(&self) -> &str {
+        self.incoming.data_json()
+    }
+
+    /// Decodes `data` straight from the frame's text into `T`.
+    ///
+    /// # Errors
+    ///
+    /// An `invalid_data` error when `data` does not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_str(self.data_json()).map_err(|e| Error::invalid_data(e.to_string()))
+    }
+
+    /// The frame as a [`Message`], with `from` set to the sender's id (a `from` sent by the client is never
+    /// used).
+    ///
+    /// # Errors
+    ///
+    /// An `invalid_data` error if `data` cannot be read as JSON (it always can: the envelope was checked).
+    pub fn message(&self) -> Result<Message, Error> {
+        Ok(Message {
+            kind: self.incoming.kind.clone(),
+            data: self.decode()?,
+            target: self.incoming.target.clone(),
+            from: Some(self.client.id().to_string()),
+            id: self.incoming.id,
+        })
+    }
+}
+
+/// The answer to a request: JSON serialized once, or `null`.
+#[derive(Debug, Clone, Default)]
+pub struct Reply(Option<Box<RawValue>>);
+
+impl Reply {
+    /// A reply whose `data` is `null`.
+    pub fn empty() -> Self {
+        Self(None)
+    }
+
+    /// A reply carrying `value` as `data`.
+    ///
+    /// # Errors
+    ///
+    /// `internal` when `value` cannot be serialized.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
+        Ok(Self(Some(serde_json::value::to_raw_value(value)?)))
+    }
+
+    pub(crate) fn raw(&self) -> &RawValue {
+        self.0.as_deref().unwrap_or(RawValue::NULL)
+    }
+}
+
+/// What a handler may return: `()`, a [`Reply`], or `Result<T, E>` with `T: Serialize` (the reply data) and
+/// `E: Into<Error>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's return value",
+    note = "return `()`, `ws_core::Reply`, or `Result<T, E>` where `T: serde::Serialize` and `E: Into<ws_core::Error>`"
+)]
+pub trait IntoReply {
+    /// Turns the value into the answer for the request.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, or `internal` if the reply cannot be serialized.
+    fn into_reply(self) -> Result<Reply, Error>;
+}
+
+impl IntoReply for () {
+    fn into_reply(self) -> Result<Reply, Error> {
+        Ok(Reply::empty())
+    }
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self) -> Result<Reply, Error> {
+        Ok(self)
+    }
+}
+
+impl<T: Serialize, E: Into<Error>> IntoReply for Result<T, E> {
+    fn into_reply(self) -> Result<Reply, Error> {
+        self.map_err(Into::into).and_then(|v| Reply::json(&v))
+    }
+}
+
+/// The rest of the middleware chain, ending in the handler.
+pub struct Next {
+    chain: Arc<[Middleware]>,
+    index: usize,
+    endpoint: Endpoint,
+}
+
+impl fmt::Debug for Next {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Next")
+            .field("remaining_middleware", &(self.chain.len() - self.index))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Next {
+    pub(crate) fn new(chain: Arc<[Middleware]>, endpoint: Endpoint) -> Self {
+        Self {
+            chain,
+            index: 0,
+            endpoint,
+        }
+    }
+
+    /// Runs the next middleware, or the handler after the last one.
+    pub fn run(mut self, req: Request) -> BoxFuture<Result<Reply, Error>> {
+        match self.chain.get(self.index).cloned() {
+            Some(middleware) => {
+                self.index += 1;
+                middleware(req, self)
+            }
+            None => (self.endpoint)(req),
+        }
+    }
+}
+
+pub(crate) fn untyped_endpoint<F, Fut, R>(handler: F) -> Endpoint
+where
+    F: Fn(Client, Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoReply,
+{
+    Arc::new(move |req: Request| {
+        let call = req.message().map(|msg| handler(req.client.clone(), msg));
+        Box::pin(async move { call?.await.into_reply() })
+    })
+}
+
+pub(crate) fn request_endpoint<F, Fut, R>(handler: F) -> Endpoint
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoReply,
+{
+    Arc::new(move |req: Request| {
+        let call = handler(req);
+        Box::pin(async move { call.await.into_reply() })
+    })
+}

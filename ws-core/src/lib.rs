@@ -1,0 +1,94 @@
+//! A typed real-time WebSocket server on tokio and axum: rooms, broadcast, request/reply, hard limits and
+//! live stats, with answers for every kind of bad input.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use ws_core::{ClientData, Config, Error, Message, Server};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let server = Server::builder(Config { port: 6001, ..Config::default() })
+//!         .auth(|req| async move {
+//!             let user = req.query("token").filter(|t| !t.is_empty());
+//!             let user = user.ok_or_else(|| Error::forbidden("missing token"))?;
+//!             Ok(ClientData::new().metadata("user", user))
+//!         })
+//!         .on_connect(|client| async move {
+//!             let _ = client.send_json("welcome", &serde_json::json!({ "client_id": client.id() .as_str() }));
+//!         })
+//!         .on("join", |client, msg: Message| async move {
+//!             let room: String = serde_json::from_value(msg.data["room"].clone())?;
+//!             client.join(&room)
+//!         })
+//!         .on("chat", |client, msg: Message| async move {
+//!             let out = Message::new("chat", msg.data).with_from(client.id().as_str());
+//!             client.server().broadcast(&out);
+//!         })
+//!         .build()?;
+//!     server.serve().await?; // ws://127.0.0.1:6001/ws?token=ann
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Wire format
+//!
+//! One text frame is one JSON object: `{"type": "chat", "data": {...}, "target"?: "...", "from"?: "...",
+//! "id"?: 7}`. `type` routes the frame to its handler. `from` is only ever written by the server. A frame with
+//! an `id` (an integer below 2^53) is a request and gets exactly one answer: `{"type": "$reply", "id": 7,
+//! "data": ...}` or `{"type": "$error", "id": 7, "data": {"code": "...", "message": "..."}}`.
+//!
+//! # Answers to bad input
+//!
+//! | situation | answer |
+//! |---|---|
+//! | not a WebSocket upgrade | HTTP 426 (400 for a malformed key) |
+//! | `Origin` not allowed | HTTP 403 |
+//! | authenticator error | HTTP 401 |
+//! | `max_connections` reached, or stopping | HTTP 503 |
+//! | frame larger than `max_message_size` | close 1009 |
+//! | binary frame | close 1003 |
+//! | text that is not a JSON object with a string `type` (or with a bad `id`) | close 1007 |
+//! | over the rate limit | close 1008 "rate limit exceeded" |
+//! | send queue full | client dropped (close 1008, best effort) |
+//! | no pong within `pong_timeout` / a write blocked past `write_timeout` | connection closed |
+//! | unknown `type` | dropped and counted; a request gets `$error` `unknown_type` |
+//! | `data` not what the handler expects | `$error` `invalid_data` |
+//! | handler error | `on_error`; a request gets `$error` |
+//! | handler panic | `on_error`, close 1011; everybody else goes on |
+//! | [`Server::stop`] | close 1001 to every client after its queue drains |
+//!
+//! See [`config`] for every limit and its default, and [`close`] for the close codes.
+
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
+
+mod auth;
+mod backplane;
+mod client;
+pub mod close;
+pub mod config;
+mod connection;
+mod envelope;
+mod error;
+mod group;
+mod handler;
+mod hooks;
+mod raw;
+mod rate_limit;
+mod registry;
+mod send_queue;
+mod server;
+mod stats;
+mod sync;
+
+pub use crate::auth::{AuthRequest, ClientData};
+pub use crate::backplane::{Backplane, MemoryBackplane};
+pub use crate::client::{Client, ClientId};
+pub use crate::config::{Config, ConfigError};
+pub use crate::envelope::{ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, REPLY_TYPE};
+pub use crate::error::{Error, ErrorCode, Result};
+pub use crate::handler::{BoxFuture, IntoReply, Next, Reply, Request};
+pub use crate::raw::RawMessage;
+pub use crate::server::serve::handle_connection;
+pub use crate::server::{Server, ServerBuilder};
+pub use crate::stats::StatsSnapshot;

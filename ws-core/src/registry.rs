@@ -1,0 +1,45 @@
+//! `ClientRegistry`: the clients connected to this node, by id.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::client::{Client, ClientId};
+use crate::sync::{read, write};
+
+#[derive(Debug, Default)]
+pub(crate) struct ClientRegistry {
+    clients: RwLock<HashMap<ClientId, Client>>,
+}
+
+impl ClientRegistry {
+    /// Registers a client built around a fresh id that no connected client has.
+    pub(crate) fn insert_new<T>(&self, make: impl FnOnce(ClientId) -> (Client, T)) -> (Client, T) {
+        let mut clients = write(&self.clients);
+        let mut id = ClientId::random();
+        while clients.contains_key(&id) {
+            id = ClientId::random();
+        }
+        let (client, extra) = make(id.clone());
+        clients.insert(id, client.clone());
+        (client, extra)
+    }
+
+    pub(crate) fn remove(&self, id: &ClientId) {
+        write(&self.clients).remove(id);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Client> {
+        read(&self.clients).get(id).filter(|c| c.is_connected()).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Client> {
+        read(&self.clients).values().filter(|c| c.is_connected()).cloned().collect()
+    }
+
+    /// Calls `f` for every connected client while holding the read lock; `f` must not block.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Client)) {
+        for client in read(&self.clients).values() {
+            f(client);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::{AuthHook, Inner, RunState, Server};
+use crate::auth::{AuthRequest, ClientData};
+use crate::backplane::{Backplane, MemoryBackplane};
+use crate::client::Client;
+use crate::config::{Config, ConfigError};
+use crate::envelope::Message;
+use crate::error::Error;
+use crate::group::GroupRegistry;
+use crate::handler::{self, Endpoint, IntoReply, Middleware, Next, Reply, Request};
+use crate::hooks::Hooks;
+use crate::raw::{RawHandler, RawMessage};
+use crate::registry::ClientRegistry;
+use crate::stats::Stats;
+
+type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + Send>;
+
+/// Registers handlers, middleware, hooks and gates, then builds an immutable [`Server`].
+///
+/// Registering two handlers for one `type`, or a `type` starting with `$` (reserved for system frames),
+/// is a programming error and panics at once:
+///
+/// ```should_panic
+/// use ws_core::{Config, Message, Server};
+///
+/// let _ = Server::builder(Config::default())
+///     .on("chat", |_, _: Message| async {})
+///     .on("chat", |_, _: Message| async {});
+/// ```
+pub struct ServerBuilder {
+    config: Config,
+    routes: HashMap<String, Endpoint>,
+    middleware: Vec<Middleware>,
+    hooks: Hooks,
+    auth: Option<AuthHook>,
+    raw: Option<RawHandler>,
+    backplane: Option<BackplaneFactory>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut types: Vec<&String> = self.routes.keys().collect();
+        types.sort();
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("types", &types)
+            .field("middleware", &self.middleware.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            config,
+            routes: HashMap::new(),
+            middleware: Vec::new(),
+            hooks: Hooks::default(),
+            auth: None,
+            raw: None,
+            backplane: None,
+        }
+    }
+
+    /// Handles frames of one `type` with an async fn of the client and the [`Message`].
+    ///
+    /// The return value answers requests: `()`, or `Result<T, E>` where `T` is the reply data.
+    ///
+    /// # Panics
+    ///
+    /// If `kind` already has a handler or starts with `$`.
+    #[track_caller]
+    #[must_use]
+    pub fn on<F, Fut, R>(self, kind: &str, handler: F) -> Self
+    where
+        F: Fn(Client, Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoReply,
+    {
+        self.route(kind, handler::untyped_endpoint(handler))
+    }
+
+    /// Handles frames of one `type` with an async fn of the whole [`Request`], which can decode `data`
+    /// straight into any type with [`Request::decode`].
+    ///
+    /// # Panics
+    ///
+    /// As [`ServerBuilder::on`].
+    #[track_caller]
+    #[must_use]
+    pub fn on_request<F, Fut, R>(self, kind: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoReply,
+    {
+        self.route(kind, handler::request_endpoint(handler))
+    }
+
+    #[track_caller]
+    fn route(mut self, kind: &str, endpoint: Endpoint) -> Self {
+        assert!(
+            !kind.starts_with('$'),
+            "message type {kind:?} is reserved: names starting with `$` are system frames"
+        );
+        assert!(
+            self.routes.insert(kind.to_owned(), endpoint).is_none(),
+            "a handler for message type {kind:?} is already registered"
+        );
+        self
+    }
+
+    /// Adds middleware around every handler. Middleware runs in registration order; each calls
+    /// [`Next::run`] to go on, or returns its own answer.
+    ///
+    /// ```no_run
+    /// use ws_core::{Config, Error, Next, Request, Server};
+    ///
+    /// let builder = Server::builder(Config::default()).use_middleware(|req: Request, next: Next| async move {
+    ///     if req.kind().starts_with("admin:") && req.client().get_metadata("plan").is_none() {
+    ///         return Err(Error::forbidden("admins only"));
+    ///     }
+    ///     next.run(req).await
+    /// });
+    /// ```
+    #[must_use]
+    pub fn use_middleware<F, Fut>(mut self, middleware: F) -> Self
+    where
+        F: Fn(Request, Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Reply, Error>> + Send + 'static,
+    {
+        self.middleware.push(Arc::new(move |req, next| Box::pin(middleware(req, next))));
+        self
+    }
+
+    /// Runs after a client is registered, before its first frame is read.
+    #[must_use]
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_connect.push(Arc::new(move |c| Box::pin(hook(c))));
+        self
+    }
+
+    /// Runs after a connection ends, while the client's groups are still readable.
+    #[must_use]
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_disconnect.push(Arc::new(move |c| Box::pin(hook(c))));
+        self
+    }
+
+    /// Runs when a handler returns an error or panics.
+    #[must_use]
+    pub fn on_error<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Client, &Error) + Send + Sync + 'static,
+    {
+        self.hooks.on_error.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs when a frame's `type` has no handler (the frame is then dropped, or answered with
+    /// `unknown_type` if it is a request).
+    #[must_use]
+    pub fn on_unknown_type<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Client, &str) + Send + Sync + 'static,
+    {
+        self.hooks.on_unknown_type.push(Arc::new(hook));
+        self
+    }
+
+    /// Authenticates the upgrade request before the WebSocket exists. An `Err` answers HTTP 401 with the
+    /// error's message; an `Ok` attaches its [`ClientData`] to the new client.
+    ///
+    /// ```no_run
+    /// use ws_core::{AuthRequest, ClientData, Config, Error, Server};
+    ///
+    /// let builder = Server::builder(Config::default()).auth(|req: AuthRequest| async move {
+    ///     let token = req.query("token").filter(|t| !t.is_empty());
+    ///     let token = token.ok_or_else(|| Error::forbidden("missing token"))?;
+    ///     Ok(ClientData::new().metadata("user", token))
+    /// });
+    /// ```
+    #[must_use]
+    pub fn auth<F, Fut>(mut self, auth: F) -> Self
+    where
+        F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ClientData, Error>> + Send + 'static,
+    {
+        self.auth = Some(Arc::new(move |req| Box::pin(auth(req))));
+        self
+    }
+
+    /// Switches the server to raw mode: every text and binary frame goes to `handler` as it is, without the
+    /// envelope. Message handlers and middleware are not used in raw mode.
+    #[must_use]
+    pub fn raw<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Client, RawMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.raw = Some(Arc::new(move |c, m| Box::pin(handler(c, m))));
+        self
+    }
+
+    /// Replaces the default in-memory backplane. The factory receives the [`MemoryBackplane`] serving this
+    /// node's clients, to wrap for cross-node delivery.
+    #[must_use]
+    pub fn backplane<F, B>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(MemoryBackplane) -> B + Send + 'static,
+        B: Backplane,
+    {
+        self.backplane = Some(Box::new(move |local| Box::new(factory(local))));
+        self
+    }
+
+    /// Builds the server.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the configuration cannot work (see [`Config::validate`]).
+    pub fn build(self) -> Result<Server, ConfigError> {
+        self.config.validate()?;
+        let clients = Arc::new(ClientRegistry::default());
+        let groups = Arc::new(GroupRegistry::new(self.config.max_groups_per_client));
+        let local = MemoryBackplane::new(clients.clone(), groups);
+        let backplane = match self.backplane {
+            Some(factory) => factory(local),
+            None => Box::new(local),
+        };
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(self.config.read_buffer_size)
+            .write_buffer_size(self.config.write_buffer_size)
+            .max_write_buffer_size(usize::MAX)
+            .max_message_size(Some(self.config.max_message_size))
+            .max_frame_size(Some(self.config.max_message_size));
+        let inner = Inner {
+            config: self.config,
+            ws_config,
+            routes: self.routes,
+            middleware: self.middleware.into(),
+            hooks: self.hooks,
+            auth: self.auth,
+            raw: self.raw,
+            clients,
+            backplane,
+            stats: Stats::default(),
+            connections: watch::Sender::new(0),
+            state: watch::Sender::new(RunState::Running),
+        };
+        Ok(Server::from_inner(Arc::new(inner)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "reserved")]
+    fn reserved_type_panics() {
+        let _ = ServerBuilder::new(Config::default()).on("$reply", |_, _: Message| async {});
+    }
+
+    #[test]
+    fn invalid_config_is_rejected_at_build() {
+        let config = Config {
+            message_burst_size: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            ServerBuilder::new(config).build().unwrap_err(),
+            ConfigError::BurstTooSmall
+        );
+    }
+}

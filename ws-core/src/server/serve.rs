@@ -1,0 +1,273 @@
+//! HTTP side: the upgrade handler, the gates in front of it, and the standalone accept loop.
+//!
+//! Every refusal happens before `101 Switching Protocols`, as a plain HTTP status, and none of them takes a
+//! client slot:
+//!
+//! | situation | status |
+//! |---|---|
+//! | no `Upgrade: websocket` / `Connection: upgrade`, or a WebSocket version other than 13 | 426 |
+//! | missing or malformed `Sec-WebSocket-Key` | 400 |
+//! | `Origin` not allowed | 403 |
+//! | authenticator returned an error | 401 |
+//! | `max_connections` reached, or the server is stopping | 503 |
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::{Inner, RunState, Server};
+use crate::auth::{AuthRequest, ClientData, origin_allowed};
+use crate::connection;
+use crate::stats::bump;
+
+/// The axum handler that upgrades a request to a WebSocket client of the [`Server`] in the router's state.
+///
+/// Mount it on any route; the state only needs to provide a `Server` (`Server: FromRef<S>`).
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use ws_core::{Config, Server, handle_connection};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::builder(Config::default()).build()?;
+/// let app = Router::new().route("/realtime", get(handle_connection)).with_state(server.clone());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// server.serve_app(listener, app).await?;
+/// # Ok(()) }
+/// ```
+pub async fn handle_connection(State(server): State<Server>, req: Request) -> Response {
+    server.upgrade(req).await
+}
+
+fn refuse(inner: &Inner, status: StatusCode, reason: &str) -> Response {
+    bump(&inner.stats.rejected_connections);
+    tracing::trace!(target: "ws_core::rejection", %status, reason, "upgrade refused");
+    (status, reason.to_owned()).into_response()
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A slot in `max_connections`, released when dropped.
+pub(crate) struct Slot(Arc<Inner>);
+
+impl Slot {
+    fn reserve(inner: &Arc<Inner>) -> Option<Self> {
+        let max = inner.config.max_connections;
+        let reserved = inner.connections.send_if_modified(|n| {
+            let free = max == 0 || *n < max;
+            if free {
+                *n += 1;
+            }
+            free
+        });
+        reserved.then(|| Self(inner.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Server {
+    /// Upgrades one HTTP request to a WebSocket client, or refuses it with an HTTP status (see the module
+    /// table). [`handle_connection`] calls this; call it yourself from a handler with other extractors.
+    pub async fn upgrade(&self, mut req: Request) -> Response {
+        let inner = self.inner();
+        if !inner.is_running() {
+            return refuse(inner, StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+        }
+        let headers = req.headers();
+        let version_ok = headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13");
+        if !has_token(headers, header::UPGRADE, "websocket")
+            || !has_token(headers, header::CONNECTION, "upgrade")
+            || !version_ok
+        {
+            let mut resp = refuse(inner, StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only");
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return resp;
+        }
+        let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
+            Some(key) if key.len() == 24 => derive_accept_key(key.as_bytes()),
+            _ => return refuse(inner, StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key"),
+        };
+        if !origin_allowed(&inner.config.allowed_origins, headers) {
+            return refuse(inner, StatusCode::FORBIDDEN, "origin not allowed");
+        }
+        let data = match &inner.auth {
+            Some(auth) => match auth(AuthRequest::new(req.uri().clone(), headers.clone())).await {
+                Ok(data) => data,
+                Err(err) => {
+                    let message = err.message().to_owned();
+                    return refuse(inner, StatusCode::UNAUTHORIZED, &message);
+                }
+            },
+            None => ClientData::new(),
+        };
+        let Some(slot) = Slot::reserve(inner) else {
+            return refuse(inner, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        };
+        let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+            return refuse(
+                inner,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the HTTP server does not support upgrades",
+            );
+        };
+        let server = inner.clone();
+        tokio::spawn(async move {
+            let upgraded = tokio::time::timeout(server.config.handshake_timeout, on_upgrade).await;
+            let Ok(Ok(upgraded)) = upgraded else {
+                return;
+            };
+            let io = CountingIo {
+                io: TokioIo::new(upgraded),
+                server: server.clone(),
+            };
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
+            connection::run(server, ws, data, slot).await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::SEC_WEBSOCKET_ACCEPT, key)
+            .body(Body::empty())
+            .unwrap_or_default()
+    }
+
+    /// An axum `Router` with the WebSocket endpoint at `config.path`; merge it into a larger app.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .route(&self.inner().config.path, axum::routing::get(handle_connection))
+            .with_state(self.clone())
+    }
+
+    /// Binds `config.host:config.port` and serves [`Server::router`] until [`Server::stop`] completes.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn serve(&self) -> io::Result<()> {
+        let config = self.config();
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        self.serve_app(listener, self.router()).await
+    }
+
+    /// Serves any axum app (which should include [`Server::router`] or [`handle_connection`]) on a bound
+    /// listener, until [`Server::stop`] completes.
+    ///
+    /// Accepted sockets get `TCP_NODELAY` (small frames leave at once instead of waiting up to 40 ms for
+    /// Nagle's algorithm), and a request head must arrive within `handshake_timeout`. On stop, HTTP
+    /// connections finish their current request and close.
+    ///
+    /// # Errors
+    ///
+    /// This returns `Ok` once stopped; accept errors (such as running out of file descriptors) are logged
+    /// and retried, not returned.
+    pub async fn serve_app(&self, listener: TcpListener, app: axum::Router) -> io::Result<()> {
+        let inner = self.inner().clone();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(inner.config.handshake_timeout);
+        let http = Arc::new(http);
+        let mut state = inner.state.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                () = wait_for_state(&mut state, |s| s == RunState::Stopped) => return Ok(()),
+                accepted = listener.accept() => accepted,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    tracing::warn!(target: "ws_core::serve", error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let http = http.clone();
+            let mut stop = inner.state.subscribe();
+            tokio::spawn(async move {
+                let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = wait_for_state(&mut stop, |s| s != RunState::Running) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn wait_for_state(state: &mut tokio::sync::watch::Receiver<RunState>, until: impl Fn(RunState) -> bool) {
+    let _ = state.wait_for(|s| until(*s)).await;
+}
+
+/// The upgraded socket, counting the bytes that really cross it.
+pub(crate) struct CountingIo {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    server: Arc<Inner>,
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.server
+                .stats
+                .bytes_received
+                .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.server.stats.bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

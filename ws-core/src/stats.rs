@@ -1,0 +1,130 @@
+//! Live counters: what the server has done, readable at any time without stopping anything.
+//!
+//! Counters are atomics updated where the event happens. Bytes are counted at the socket, after the
+//! WebSocket framing, so `bytes_sent`/`bytes_received` are what really crossed the network (handshakes
+//! excluded). Messages are counted per frame and per recipient: a broadcast to 100 clients is 100 messages
+//! sent.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) connected_clients: AtomicU64,
+    pub(crate) total_connections: AtomicU64,
+    pub(crate) rejected_connections: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) slow_consumer_drops: AtomicU64,
+    pub(crate) rate_limit_closes: AtomicU64,
+    pub(crate) unknown_types: AtomicU64,
+    pub(crate) invalid_frames: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) pong_timeouts: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// A point-in-time copy of the server's counters.
+///
+/// Serializes to JSON with these field names; [`StatsSnapshot::to_prometheus`] renders the Prometheus text
+/// format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Clients connected now.
+    pub connected_clients: u64,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Upgrade requests refused with an HTTP status (origin, auth, capacity, shutdown).
+    pub rejected_connections: u64,
+    /// Data frames received from clients (text and binary).
+    pub messages_received: u64,
+    /// Data frames written to clients.
+    pub messages_sent: u64,
+    /// Bytes read from client sockets after the handshake.
+    pub bytes_received: u64,
+    /// Bytes written to client sockets after the handshake.
+    pub bytes_sent: u64,
+    /// Clients dropped because their send queue was full.
+    pub slow_consumer_drops: u64,
+    /// Clients closed with 1008 for exceeding the rate limit.
+    pub rate_limit_closes: u64,
+    /// Frames whose `type` had no handler.
+    pub unknown_types: u64,
+    /// Connections closed for an invalid frame (1002, 1003, 1007, 1009).
+    pub invalid_frames: u64,
+    /// Handler errors (each also reached `on_error`).
+    pub handler_errors: u64,
+    /// Handler panics (each closed its client with 1011).
+    pub handler_panics: u64,
+    /// Connections closed for not answering pings.
+    pub pong_timeouts: u64,
+    /// Connections closed because a write blocked longer than `write_timeout`.
+    pub write_timeouts: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connected_clients: self.connected_clients.load(Relaxed),
+            total_connections: self.total_connections.load(Relaxed),
+            rejected_connections: self.rejected_connections.load(Relaxed),
+            messages_received: self.messages_received.load(Relaxed),
+            messages_sent: self.messages_sent.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            slow_consumer_drops: self.slow_consumer_drops.load(Relaxed),
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            unknown_types: self.unknown_types.load(Relaxed),
+            invalid_frames: self.invalid_frames.load(Relaxed),
+            handler_errors: self.handler_errors.load(Relaxed),
+            handler_panics: self.handler_panics.load(Relaxed),
+            pong_timeouts: self.pong_timeouts.load(Relaxed),
+            write_timeouts: self.write_timeouts.load(Relaxed),
+        }
+    }
+}
+
+impl StatsSnapshot {
+    /// Renders the counters in the Prometheus text exposition format (version 0.0.4), names prefixed
+    /// `ws_`.
+    ///
+    /// ```
+    /// let text = ws_core::StatsSnapshot::default().to_prometheus();
+    /// assert!(text.contains("# TYPE ws_connected_clients gauge\nws_connected_clients 0\n"));
+    /// assert!(text.contains("# TYPE ws_messages_sent_total counter\n"));
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        let rows: [(&str, &str, &str, u64); 15] = [
+            ("connected_clients", "gauge", "Clients connected now.", self.connected_clients),
+            ("connections_total", "counter", "Connections accepted.", self.total_connections),
+            ("rejected_connections_total", "counter", "Upgrades refused with an HTTP status.", self.rejected_connections),
+            ("messages_received_total", "counter", "Data frames received.", self.messages_received),
+            ("messages_sent_total", "counter", "Data frames written.", self.messages_sent),
+            ("bytes_received_total", "counter", "Bytes read from client sockets.", self.bytes_received),
+            ("bytes_sent_total", "counter", "Bytes written to client sockets.", self.bytes_sent),
+            ("slow_consumer_drops_total", "counter", "Clients dropped for a full send queue.", self.slow_consumer_drops),
+            ("rate_limit_closes_total", "counter", "Clients closed for exceeding the rate limit.", self.rate_limit_closes),
+            ("unknown_types_total", "counter", "Frames with no handler for their type.", self.unknown_types),
+            ("invalid_frames_total", "counter", "Connections closed for an invalid frame.", self.invalid_frames),
+            ("handler_errors_total", "counter", "Handler errors.", self.handler_errors),
+            ("handler_panics_total", "counter", "Handler panics.", self.handler_panics),
+            ("pong_timeouts_total", "counter", "Connections closed for missing pongs.", self.pong_timeouts),
+            ("write_timeouts_total", "counter", "Connections closed for a blocked write.", self.write_timeouts),
+        ];
+        let mut out = String::with_capacity(2048);
+        for (name, kind, help, value) in rows {
+            let _ = write!(out, "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n");
+        }
+        out
+    }
+}
