@@ -100,7 +100,8 @@ impl ClientData {
     /// Attaches a typed extension (read later with [`Client::extension`]).
     #[must_use]
     pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.extensions.push(Box::new(move |client| client.insert_extension(value)));
+        self.extensions
+            .push(Box::new(move |client| client.insert_extension(value)));
         self
     }
 
@@ -151,24 +152,45 @@ mod tests {
     #[test]
     fn default_policy_is_same_origin_and_allows_non_browsers() {
         assert!(origin_allowed(&[], &headers(None, "a.test:80")));
-        assert!(origin_allowed(&[], &headers(Some("http://a.test:80"), "a.test:80")));
-        assert!(origin_allowed(&[], &headers(Some("https://A.test"), "a.test")));
-        assert!(!origin_allowed(&[], &headers(Some("http://evil.test"), "a.test")));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("http://a.test:80"), "a.test:80")
+        ));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("https://A.test"), "a.test")
+        ));
+        assert!(!origin_allowed(
+            &[],
+            &headers(Some("http://evil.test"), "a.test")
+        ));
         assert!(!origin_allowed(&[], &headers(Some("null"), "a.test")));
     }
 
     #[test]
     fn list_and_wildcard() {
         let list = vec!["https://app.test".to_owned()];
-        assert!(origin_allowed(&list, &headers(Some("https://app.test"), "x")));
-        assert!(!origin_allowed(&list, &headers(Some("http://app.test"), "x")));
-        assert!(origin_allowed(&["*".to_owned()], &headers(Some("http://any.test"), "x")));
+        assert!(origin_allowed(
+            &list,
+            &headers(Some("https://app.test"), "x")
+        ));
+        assert!(!origin_allowed(
+            &list,
+            &headers(Some("http://app.test"), "x")
+        ));
+        assert!(origin_allowed(
+            &["*".to_owned()],
+            &headers(Some("http://any.test"), "x")
+        ));
     }
 
     #[test]
     fn query_and_cookies() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; session=\"xyz\""));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; session=\"xyz\""),
+        );
         let req = AuthRequest::new("/ws?token=a%20b&x=1".parse().unwrap(), h);
         assert_eq!(req.query("token").as_deref(), Some("a b"));
         assert_eq!(req.query("nope"), None);

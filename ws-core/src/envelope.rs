@@ -261,7 +261,8 @@ mod tests {
 
     #[test]
     fn decodes_envelope_fields_and_keeps_data_raw() {
-        let inc = parse(r#"{"type":"chat","data":{"text":"a\"b"},"id":7,"from":"x","target":"y"}"#).unwrap();
+        let inc = parse(r#"{"type":"chat","data":{"text":"a\"b"},"id":7,"from":"x","target":"y"}"#)
+            .unwrap();
         assert_eq!(inc.kind, "chat");
         assert_eq!(inc.id, Some(7));
         assert_eq!(inc.target.as_deref(), Some("y"));
@@ -289,13 +290,19 @@ mod tests {
         ] {
             assert!(parse(bad).is_none(), "{bad} should be rejected");
         }
-        assert_eq!(parse(r#"{"type":"a","id":9007199254740991}"#).unwrap().id, Some(MAX_REQUEST_ID));
+        assert_eq!(
+            parse(r#"{"type":"a","id":9007199254740991}"#).unwrap().id,
+            Some(MAX_REQUEST_ID)
+        );
     }
 
     #[test]
     fn system_frames_have_the_documented_shape() {
         let raw = RawValue::from_string("{\"ok\":true}".into()).unwrap();
-        assert_eq!(reply_frame(3, &raw).as_text().unwrap(), r#"{"type":"$reply","id":3,"data":{"ok":true}}"#);
+        assert_eq!(
+            reply_frame(3, &raw).as_text().unwrap(),
+            r#"{"type":"$reply","id":3,"data":{"ok":true}}"#
+        );
         let err = Error::forbidden("no");
         assert_eq!(
             error_frame(None, &err).as_text().unwrap(),

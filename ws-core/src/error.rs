@@ -91,7 +91,10 @@ impl Error {
     }
 
     /// An error with an application-defined code.
-    pub fn custom(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn custom(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(ErrorCode::Custom(code.into()), message)
     }
 

@@ -39,7 +39,10 @@ impl GroupRegistry {
         if !client.is_connected() {
             return Err(Error::not_found("client disconnected"));
         }
-        let Index { groups, memberships } = &mut *index;
+        let Index {
+            groups,
+            memberships,
+        } = &mut *index;
         let mine = memberships.entry(client.id().clone()).or_default();
         if mine.contains(group) {
             return Ok(false);
@@ -48,21 +51,30 @@ impl GroupRegistry {
             if mine.is_empty() {
                 memberships.remove(client.id());
             }
-            return Err(Error::new(ErrorCode::LimitExceeded, "too many groups for one client"));
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                "too many groups for one client",
+            ));
         }
         let name: Arc<str> = match groups.get_key_value(group) {
             Some((name, _)) => name.clone(),
             None => Arc::from(group),
         };
         mine.insert(name.clone());
-        groups.entry(name).or_default().insert(client.id().clone(), client.clone());
+        groups
+            .entry(name)
+            .or_default()
+            .insert(client.id().clone(), client.clone());
         Ok(true)
     }
 
     /// Removes `id` from `group`; returns whether it was a member.
     pub(crate) fn leave(&self, group: &str, id: &ClientId) -> bool {
         let mut index = write(&self.index);
-        let Index { groups, memberships } = &mut *index;
+        let Index {
+            groups,
+            memberships,
+        } = &mut *index;
         let Some(mine) = memberships.get_mut(id) else {
             return false;
         };
@@ -84,7 +96,10 @@ impl GroupRegistry {
     /// Removes `id` from every group; returns the groups it left, sorted.
     pub(crate) fn leave_all(&self, id: &ClientId) -> Vec<String> {
         let mut index = write(&self.index);
-        let Index { groups, memberships } = &mut *index;
+        let Index {
+            groups,
+            memberships,
+        } = &mut *index;
         let Some(mine) = memberships.remove(id) else {
             return Vec::new();
         };
@@ -103,7 +118,10 @@ impl GroupRegistry {
     }
 
     pub(crate) fn contains(&self, group: &str, id: &ClientId) -> bool {
-        read(&self.index).groups.get(group).is_some_and(|m| m.contains_key(id))
+        read(&self.index)
+            .groups
+            .get(group)
+            .is_some_and(|m| m.contains_key(id))
     }
 
     pub(crate) fn members(&self, group: &str) -> Vec<Client> {
@@ -125,7 +143,11 @@ impl GroupRegistry {
     }
 
     pub(crate) fn groups(&self) -> Vec<String> {
-        let mut names: Vec<String> = read(&self.index).groups.keys().map(|g| g.to_string()).collect();
+        let mut names: Vec<String> = read(&self.index)
+            .groups
+            .keys()
+            .map(|g| g.to_string())
+            .collect();
         names.sort();
         names
     }

@@ -27,7 +27,8 @@ use crate::server::Server;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 pub(crate) type Endpoint = Arc<dyn Fn(Request) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
-pub(crate) type Middleware = Arc<dyn Fn(Request, Next) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+pub(crate) type Middleware =
+    Arc<dyn Fn(Request, Next) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
 
 /// One incoming frame on its way to a handler.
 pub struct Request {

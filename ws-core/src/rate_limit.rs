@@ -5,9 +5,9 @@
 //! means the client is over its limit and the server closes it with 1008. The limiter takes the current time
 //! as an argument so tests can drive it with a made-up clock.
 
-use std::time::Instant;
 #[cfg(test)]
 use std::time::Duration;
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub(crate) struct RateLimiter {
@@ -92,7 +92,10 @@ mod tests {
         let mut rl = RateLimiter::new(100, 1, t0).unwrap();
         // One message every 10 ms for ten simulated seconds stays within 100/s.
         for i in 1..=1000u64 {
-            assert!(rl.try_acquire(t0 + Duration::from_millis(10 * i)), "message {i}");
+            assert!(
+                rl.try_acquire(t0 + Duration::from_millis(10 * i)),
+                "message {i}"
+            );
         }
     }
 

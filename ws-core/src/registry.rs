@@ -29,11 +29,18 @@ impl ClientRegistry {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Client> {
-        read(&self.clients).get(id).filter(|c| c.is_connected()).cloned()
+        read(&self.clients)
+            .get(id)
+            .filter(|c| c.is_connected())
+            .cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Client> {
-        read(&self.clients).values().filter(|c| c.is_connected()).cloned().collect()
+        read(&self.clients)
+            .values()
+            .filter(|c| c.is_connected())
+            .cloned()
+            .collect()
     }
 
     /// Calls `f` for every connected client while holding the read lock; `f` must not block.

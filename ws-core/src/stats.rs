@@ -105,25 +105,103 @@ impl StatsSnapshot {
     /// ```
     pub fn to_prometheus(&self) -> String {
         let rows: [(&str, &str, &str, u64); 15] = [
-            ("connected_clients", "gauge", "Clients connected now.", self.connected_clients),
-            ("connections_total", "counter", "Connections accepted.", self.total_connections),
-            ("rejected_connections_total", "counter", "Upgrades refused with an HTTP status.", self.rejected_connections),
-            ("messages_received_total", "counter", "Data frames received.", self.messages_received),
-            ("messages_sent_total", "counter", "Data frames written.", self.messages_sent),
-            ("bytes_received_total", "counter", "Bytes read from client sockets.", self.bytes_received),
-            ("bytes_sent_total", "counter", "Bytes written to client sockets.", self.bytes_sent),
-            ("slow_consumer_drops_total", "counter", "Clients dropped for a full send queue.", self.slow_consumer_drops),
-            ("rate_limit_closes_total", "counter", "Clients closed for exceeding the rate limit.", self.rate_limit_closes),
-            ("unknown_types_total", "counter", "Frames with no handler for their type.", self.unknown_types),
-            ("invalid_frames_total", "counter", "Connections closed for an invalid frame.", self.invalid_frames),
-            ("handler_errors_total", "counter", "Handler errors.", self.handler_errors),
-            ("handler_panics_total", "counter", "Handler panics.", self.handler_panics),
-            ("pong_timeouts_total", "counter", "Connections closed for missing pongs.", self.pong_timeouts),
-            ("write_timeouts_total", "counter", "Connections closed for a blocked write.", self.write_timeouts),
+            (
+                "connected_clients",
+                "gauge",
+                "Clients connected now.",
+                self.connected_clients,
+            ),
+            (
+                "connections_total",
+                "counter",
+                "Connections accepted.",
+                self.total_connections,
+            ),
+            (
+                "rejected_connections_total",
+                "counter",
+                "Upgrades refused with an HTTP status.",
+                self.rejected_connections,
+            ),
+            (
+                "messages_received_total",
+                "counter",
+                "Data frames received.",
+                self.messages_received,
+            ),
+            (
+                "messages_sent_total",
+                "counter",
+                "Data frames written.",
+                self.messages_sent,
+            ),
+            (
+                "bytes_received_total",
+                "counter",
+                "Bytes read from client sockets.",
+                self.bytes_received,
+            ),
+            (
+                "bytes_sent_total",
+                "counter",
+                "Bytes written to client sockets.",
+                self.bytes_sent,
+            ),
+            (
+                "slow_consumer_drops_total",
+                "counter",
+                "Clients dropped for a full send queue.",
+                self.slow_consumer_drops,
+            ),
+            (
+                "rate_limit_closes_total",
+                "counter",
+                "Clients closed for exceeding the rate limit.",
+                self.rate_limit_closes,
+            ),
+            (
+                "unknown_types_total",
+                "counter",
+                "Frames with no handler for their type.",
+                self.unknown_types,
+            ),
+            (
+                "invalid_frames_total",
+                "counter",
+                "Connections closed for an invalid frame.",
+                self.invalid_frames,
+            ),
+            (
+                "handler_errors_total",
+                "counter",
+                "Handler errors.",
+                self.handler_errors,
+            ),
+            (
+                "handler_panics_total",
+                "counter",
+                "Handler panics.",
+                self.handler_panics,
+            ),
+            (
+                "pong_timeouts_total",
+                "counter",
+                "Connections closed for missing pongs.",
+                self.pong_timeouts,
+            ),
+            (
+                "write_timeouts_total",
+                "counter",
+                "Connections closed for a blocked write.",
+                self.write_timeouts,
+            ),
         ];
         let mut out = String::with_capacity(2048);
         for (name, kind, help, value) in rows {
-            let _ = write!(out, "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n");
+            let _ = write!(
+                out,
+                "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n"
+            );
         }
         out
     }

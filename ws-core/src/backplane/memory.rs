@@ -36,7 +36,8 @@ impl Backplane for MemoryBackplane {
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
-        self.groups.for_each_member(group, |c| deliver(c, frame, except));
+        self.groups
+            .for_each_member(group, |c| deliver(c, frame, except));
     }
 
     fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {

@@ -54,7 +54,11 @@ mod tests {
         assert_eq!(ids.len(), 1000);
         for id in &ids {
             assert_eq!(id.as_str().len(), 32);
-            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
         }
     }
 }

@@ -76,7 +76,8 @@ pub(crate) struct ClientChannels {
 impl Client {
     pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> (Self, ClientChannels) {
         let config = &server.config;
-        let (queue, frames) = SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
+        let (queue, frames) =
+            SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
         let (abort, abort_rx) = watch::channel(None);
         let client = Self {
             inner: Arc::new(ClientInner {
@@ -177,7 +178,10 @@ impl Client {
                 if self.abort(Abort::SlowConsumer) {
                     bump(&self.inner.server.stats.slow_consumer_drops);
                 }
-                Err(Error::new(ErrorCode::LimitExceeded, "send queue full; client dropped"))
+                Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    "send queue full; client dropped",
+                ))
             }
         }
     }
@@ -278,7 +282,11 @@ impl Client {
     /// Marks the client as gone: it leaves `connected_clients` at once and can join no group.
     pub(crate) fn mark_gone(&self) {
         if self.inner.alive.swap(false, Ordering::AcqRel) {
-            self.inner.server.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+            self.inner
+                .server
+                .stats
+                .connected_clients
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -311,6 +319,7 @@ impl Client {
 
     /// When the last pong arrived (the connection's start if none has).
     pub(crate) fn last_pong(&self) -> Instant {
-        self.inner.started + std::time::Duration::from_millis(self.inner.last_pong_ms.load(Ordering::Acquire))
+        self.inner.started
+            + std::time::Duration::from_millis(self.inner.last_pong_ms.load(Ordering::Acquire))
     }
 }

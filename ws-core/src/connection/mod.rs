@@ -38,7 +38,9 @@ pub(crate) type Ws = WebSocketStream<CountingIo>;
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot) {
-    let (client, channels) = server.clients.insert_new(|id| Client::new(id, server.clone()));
+    let (client, channels) = server
+        .clients
+        .insert_new(|id| Client::new(id, server.clone()));
     bump(&server.stats.connected_clients);
     bump(&server.stats.total_connections);
     tracing::debug!(target: "ws_core::connection", client_id = %client.id(), "connected");
@@ -49,7 +51,12 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     }
 
     let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(writer::run(sink, channels.frames, client.clone(), channels.abort.clone()));
+    let writer = tokio::spawn(writer::run(
+        sink,
+        channels.frames,
+        client.clone(),
+        channels.abort.clone(),
+    ));
     let mut abort = channels.abort;
 
     for hook in &server.hooks.on_connect {
@@ -86,7 +93,11 @@ async fn guarded(server: &Inner, client: &Client, hook: crate::handler::BoxFutur
 }
 
 /// Counts a panic and reports it to `on_error`; the caller closes the client with 1011.
-pub(crate) fn handler_panicked(server: &Inner, client: &Client, panic: &(dyn std::any::Any + Send)) -> Error {
+pub(crate) fn handler_panicked(
+    server: &Inner,
+    client: &Client,
+    panic: &(dyn std::any::Any + Send),
+) -> Error {
     bump(&server.stats.handler_panics);
     let text = panic
         .downcast_ref::<&str>()

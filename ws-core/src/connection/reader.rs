@@ -16,8 +16,8 @@ use crate::close::{self, CloseCode};
 use crate::envelope::{self, Incoming};
 use crate::error::{Error, ErrorCode};
 use crate::handler::{Next, Request};
-use crate::raw::RawMessage;
 use crate::rate_limit::RateLimiter;
+use crate::raw::RawMessage;
 use crate::server::Inner;
 use crate::stats::bump;
 
@@ -46,7 +46,8 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn start_close(&mut self, code: CloseCode, reason: &str) {
         self.client.close(code, reason);
-        self.closing.get_or_insert_with(|| Instant::now() + self.server.config.close_timeout);
+        self.closing
+            .get_or_insert_with(|| Instant::now() + self.server.config.close_timeout);
     }
 
     fn reject(&mut self, code: CloseCode, reason: &str) {
@@ -79,7 +80,11 @@ pub(super) async fn run(
     let mut reader = Reader {
         server: &server,
         client,
-        limiter: RateLimiter::new(config.message_rate_limit, config.message_burst_size, std::time::Instant::now()),
+        limiter: RateLimiter::new(
+            config.message_rate_limit,
+            config.message_burst_size,
+            std::time::Instant::now(),
+        ),
         closing: None,
     };
     let mut peer_closed = false;
@@ -103,7 +108,9 @@ pub(super) async fn run(
             WsMessage::Close(_) => {
                 // The protocol layer has queued our reply; the next read flushes it and ends the stream.
                 peer_closed = true;
-                reader.closing.get_or_insert_with(|| Instant::now() + config.close_timeout);
+                reader
+                    .closing
+                    .get_or_insert_with(|| Instant::now() + config.close_timeout);
             }
             WsMessage::Pong(_) => client.record_pong(),
             WsMessage::Ping(_) => {
@@ -140,7 +147,9 @@ pub(super) async fn run(
                             return end;
                         }
                     }
-                    None => reader.reject(close::UNSUPPORTED_DATA, "binary frames are not supported"),
+                    None => {
+                        reader.reject(close::UNSUPPORTED_DATA, "binary frames are not supported")
+                    }
                 }
             }
         }
@@ -196,7 +205,10 @@ async fn dispatch(
         bump(&server.stats.unknown_types);
         server.hooks.unknown_type(client, &incoming.kind);
         if id.is_some() {
-            let err = Error::new(ErrorCode::UnknownType, format!("unknown message type {:?}", incoming.kind));
+            let err = Error::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {:?}", incoming.kind),
+            );
             let _ = client.send_frame(envelope::error_frame(id, &err));
         }
         return None;

@@ -119,7 +119,11 @@ pub(super) async fn run(
     }
 }
 
-async fn write_batch(sink: &mut Sink, batch: &mut Vec<Frame>, client: &Client) -> Result<(), WriteError> {
+async fn write_batch(
+    sink: &mut Sink,
+    batch: &mut Vec<Frame>,
+    client: &Client,
+) -> Result<(), WriteError> {
     let server = client.server_inner();
     let count = batch.len() as u64;
     let bytes: usize = batch.iter().map(Frame::len).sum();

@@ -136,7 +136,8 @@ impl ServerBuilder {
         F: Fn(Request, Next) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Reply, Error>> + Send + 'static,
     {
-        self.middleware.push(Arc::new(move |req, next| Box::pin(middleware(req, next))));
+        self.middleware
+            .push(Arc::new(move |req, next| Box::pin(middleware(req, next))));
         self
     }
 
@@ -147,7 +148,9 @@ impl ServerBuilder {
         F: Fn(Client) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.on_connect.push(Arc::new(move |c| Box::pin(hook(c))));
+        self.hooks
+            .on_connect
+            .push(Arc::new(move |c| Box::pin(hook(c))));
         self
     }
 
@@ -158,7 +161,9 @@ impl ServerBuilder {
         F: Fn(Client) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.on_disconnect.push(Arc::new(move |c| Box::pin(hook(c))));
+        self.hooks
+            .on_disconnect
+            .push(Arc::new(move |c| Box::pin(hook(c))));
         self
     }
 

@@ -28,8 +28,13 @@ use crate::raw::RawHandler;
 use crate::registry::ClientRegistry;
 use crate::stats::{Stats, StatsSnapshot};
 
-pub(crate) type AuthHook =
-    Arc<dyn Fn(crate::auth::AuthRequest) -> crate::handler::BoxFuture<Result<crate::auth::ClientData, Error>> + Send + Sync>;
+pub(crate) type AuthHook = Arc<
+    dyn Fn(
+            crate::auth::AuthRequest,
+        ) -> crate::handler::BoxFuture<Result<crate::auth::ClientData, Error>>
+        + Send
+        + Sync,
+>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunState {
@@ -126,7 +131,9 @@ impl Server {
 
     /// Sends a message to every client except `except`.
     pub fn broadcast_except(&self, except: &ClientId, msg: &Message) {
-        self.inner.backplane.broadcast(&Frame::from_message(msg), Some(except));
+        self.inner
+            .backplane
+            .broadcast(&Frame::from_message(msg), Some(except));
     }
 
     /// Sends a message to one client.
@@ -135,7 +142,9 @@ impl Server {
     ///
     /// `not_found` when no client with that id is connected; `limit_exceeded` when its queue is full.
     pub fn send_to_client(&self, id: &str, msg: &Message) -> Result<(), Error> {
-        self.inner.backplane.send_to_client(id, &Frame::from_message(msg))
+        self.inner
+            .backplane
+            .send_to_client(id, &Frame::from_message(msg))
     }
 
     /// Adds a client to a group; `Ok(false)` if it already was a member.
@@ -259,14 +268,22 @@ impl Server {
         }
         let mut connections = self.inner.connections.subscribe();
         let drained = matches!(
-            tokio::time::timeout(self.inner.config.shutdown_timeout, connections.wait_for(|n| *n == 0)).await,
+            tokio::time::timeout(
+                self.inner.config.shutdown_timeout,
+                connections.wait_for(|n| *n == 0)
+            )
+            .await,
             Ok(Ok(_))
         );
         if !drained {
             for client in self.clients() {
                 client.abort(Abort::ShutdownDeadline);
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), connections.wait_for(|n| *n == 0)).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                connections.wait_for(|n| *n == 0),
+            )
+            .await;
         }
         self.inner.state.send_replace(RunState::Stopped);
     }

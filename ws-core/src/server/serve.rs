@@ -96,7 +96,11 @@ impl Server {
     pub async fn upgrade(&self, mut req: Request) -> Response {
         let inner = self.inner();
         if !inner.is_running() {
-            return refuse(inner, StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+            return refuse(
+                inner,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is shutting down",
+            );
         }
         let headers = req.headers();
         let version_ok = headers
@@ -106,16 +110,29 @@ impl Server {
             || !has_token(headers, header::CONNECTION, "upgrade")
             || !version_ok
         {
-            let mut resp = refuse(inner, StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only");
+            let mut resp = refuse(
+                inner,
+                StatusCode::UPGRADE_REQUIRED,
+                "this endpoint speaks WebSocket only",
+            );
             let h = resp.headers_mut();
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            h.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
             return resp;
         }
         let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
             Some(key) if key.len() == 24 => derive_accept_key(key.as_bytes()),
-            _ => return refuse(inner, StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key"),
+            _ => {
+                return refuse(
+                    inner,
+                    StatusCode::BAD_REQUEST,
+                    "missing or malformed Sec-WebSocket-Key",
+                );
+            }
         };
         if !origin_allowed(&inner.config.allowed_origins, headers) {
             return refuse(inner, StatusCode::FORBIDDEN, "origin not allowed");
@@ -131,7 +148,11 @@ impl Server {
             None => ClientData::new(),
         };
         let Some(slot) = Slot::reserve(inner) else {
-            return refuse(inner, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+            return refuse(
+                inner,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections",
+            );
         };
         let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
             return refuse(
@@ -150,7 +171,8 @@ impl Server {
                 io: TokioIo::new(upgraded),
                 server: server.clone(),
             };
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
+            let ws =
+                WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
             connection::run(server, ws, data, slot).await;
         });
         Response::builder()
@@ -165,7 +187,10 @@ impl Server {
     /// An axum `Router` with the WebSocket endpoint at `config.path`; merge it into a larger app.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
-            .route(&self.inner().config.path, axum::routing::get(handle_connection))
+            .route(
+                &self.inner().config.path,
+                axum::routing::get(handle_connection),
+            )
             .with_state(self.clone())
     }
 
@@ -194,7 +219,8 @@ impl Server {
     pub async fn serve_app(&self, listener: TcpListener, app: axum::Router) -> io::Result<()> {
         let inner = self.inner().clone();
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(inner.config.handshake_timeout);
+        http.timer(TokioTimer::new())
+            .header_read_timeout(inner.config.handshake_timeout);
         let http = Arc::new(http);
         let mut state = inner.state.subscribe();
         loop {
@@ -215,7 +241,9 @@ impl Server {
             let http = http.clone();
             let mut stop = inner.state.subscribe();
             tokio::spawn(async move {
-                let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+                let conn = http
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
@@ -229,7 +257,10 @@ impl Server {
     }
 }
 
-async fn wait_for_state(state: &mut tokio::sync::watch::Receiver<RunState>, until: impl Fn(RunState) -> bool) {
+async fn wait_for_state(
+    state: &mut tokio::sync::watch::Receiver<RunState>,
+    until: impl Fn(RunState) -> bool,
+) {
     let _ = state.wait_for(|s| until(*s)).await;
 }
 
@@ -240,7 +271,11 @@ pub(crate) struct CountingIo {
 }
 
 impl AsyncRead for CountingIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = buf.filled().len() - before;
@@ -255,10 +290,17 @@ impl AsyncRead for CountingIo {
 }
 
 impl AsyncWrite for CountingIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            self.server.stats.bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            self.server
+                .stats
+                .bytes_sent
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         polled
     }

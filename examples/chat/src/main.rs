@@ -1,0 +1,122 @@
+//! The chat demo.
+//!
+//! ```text
+//! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--rate-limit N] [--burst N]
+//!                      [--max-connections N] [--max-message-size BYTES] [--allowed-origin O]...
+//! ```
+//!
+//! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` Prometheus text,
+//! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
+
+mod handlers;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use ws_core::Config;
+
+const PAGE: &str = include_str!("../static/index.html");
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let config = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+        eprintln!("chat: {message}");
+        eprintln!(
+            "usage: chat [--host HOST] [--port PORT] [--rate-limit N] [--burst N] [--max-connections N] \
+             [--max-message-size BYTES] [--allowed-origin ORIGIN]..."
+        );
+        std::process::exit(2)
+    });
+    let server = handlers::build(config.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot bind {}:{}: {e}", config.host, config.port)));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    println!("listening on http://{addr}");
+
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/stats",
+            get({
+                let server = server.clone();
+                move || async move { axum::Json(server.stats()) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get({
+                let server = server.clone();
+                move || async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        server.stats().to_prometheus(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .merge(server.router());
+
+    let stopper = server.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("chat: shutting down");
+        stopper.stop().await;
+    });
+    if let Err(e) = server.serve_app(listener, app).await {
+        fail(&e.to_string());
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .unwrap_or_else(|e| fail(&format!("cannot listen for SIGTERM: {e}")));
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
+    let mut config = Config {
+        port: 6001,
+        ..Config::default()
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--host" => config.host = value,
+            "--port" => {
+                config.port = value
+                    .parse()
+                    .map_err(|_| format!("{flag}: bad port {value:?}"))?
+            }
+            "--rate-limit" => config.message_rate_limit = number(&value)? as u32,
+            "--burst" => config.message_burst_size = number(&value)? as u32,
+            "--max-connections" => config.max_connections = number(&value)? as usize,
+            "--max-message-size" => config.max_message_size = number(&value)? as usize,
+            "--allowed-origin" => config.allowed_origins.push(value),
+            _ => return Err(format!("unknown flag {flag:?}")),
+        }
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("chat: {message}");
+    std::process::exit(1)
+}

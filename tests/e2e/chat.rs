@@ -1,0 +1,235 @@
+//! The chat example's contract (README "Chat protocol"), against the real binary.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{WsClient, http_get, refused_status, start_example};
+
+const QUIET: Duration = Duration::from_millis(200);
+
+/// First stdout line, the welcome frame, and nothing the client did not cause.
+#[tokio::test]
+async fn welcome_then_silence() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let mut ann = chat.connect("ann").await;
+    let welcome = ann.recv().await;
+    let id = welcome["data"]["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        welcome,
+        json!({"type": "welcome", "data": {"client_id": id, "message": "connected"}})
+    );
+    ann.send_json(json!({"type": "join", "data": {"room": "r"}}))
+        .await;
+    ann.send_json(json!({"type": "leave", "data": {"room": "r"}}))
+        .await;
+    let (_bob, _) = chat.join("bob").await;
+    ann.expect_silence(QUIET).await;
+}
+
+/// The token is required (any non-empty value): 401 without it.
+#[tokio::test]
+async fn token_required() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    assert_eq!(refused_status(format!("ws://{}/ws", chat.addr)).await, 401);
+    assert_eq!(
+        refused_status(format!("ws://{}/ws?token=", chat.addr)).await,
+        401
+    );
+}
+
+/// Everyone-chat reaches everybody, the sender too, with `from`, `data.text` and `data.user`.
+#[tokio::test]
+async fn chat_to_everyone() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    let (mut bob, _) = chat.join("bob").await;
+    ann.send_json(json!({"type": "chat", "data": {"text": "hello all"}}))
+        .await;
+    let expected =
+        json!({"type": "chat", "from": ann_id, "data": {"text": "hello all", "user": "ann"}});
+    assert_eq!(ann.recv().await, expected);
+    assert_eq!(bob.recv().await, expected);
+}
+
+/// Room chat reaches the room's members (the sender too) and nobody else.
+#[tokio::test]
+async fn rooms_isolate() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    let (mut bob, _) = chat.join("bob").await;
+    let (mut cid, _) = chat.join("cid").await;
+    for (client, id) in [(&mut ann, 1), (&mut bob, 2)] {
+        client
+            .send_json(json!({"type": "join", "data": {"room": "rust"}, "id": id}))
+            .await;
+        assert_eq!(
+            client.recv().await,
+            json!({"type": "$reply", "id": id, "data": {"room": "rust", "joined": true}})
+        );
+    }
+    ann.send_json(json!({"type": "chat", "data": {"text": "in room", "room": "rust"}}))
+        .await;
+    let expected = json!({"type": "chat", "from": ann_id, "data": {"text": "in room", "room": "rust", "user": "ann"}});
+    assert_eq!(ann.recv().await, expected);
+    assert_eq!(bob.recv().await, expected);
+    cid.expect_silence(QUIET).await;
+    bob.send_json(json!({"type": "leave", "data": {"room": "rust"}, "id": 3}))
+        .await;
+    assert_eq!(
+        bob.recv().await["data"],
+        json!({"room": "rust", "left": true})
+    );
+    ann.send_json(json!({"type": "chat", "data": {"text": "again", "room": "rust"}}))
+        .await;
+    assert_eq!(ann.recv().await["data"]["text"], "again");
+    bob.expect_silence(QUIET).await;
+}
+
+/// `dm` reaches its target with `from`; an unknown target is `$error` `not_found` for the sender.
+#[tokio::test]
+async fn direct_messages() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    let (mut bob, bob_id) = chat.join("bob").await;
+    ann.send_json(json!({"type": "dm", "data": {"to": bob_id, "text": "psst"}}))
+        .await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "dm", "from": ann_id, "data": {"text": "psst", "user": "ann"}})
+    );
+    ann.expect_silence(QUIET).await;
+    ann.send_json(json!({"type": "dm", "data": {"to": "ghost", "text": "hello?"}}))
+        .await;
+    let err = ann.recv().await;
+    assert_eq!(
+        (err["type"].as_str(), err.get("id")),
+        (Some("$error"), None)
+    );
+    assert_eq!(err["data"]["code"], "not_found");
+    ann.send_json(json!({"type": "dm", "data": {"to": "ghost", "text": "hello?"}, "id": 8}))
+        .await;
+    let err = ann.recv().await;
+    assert_eq!(
+        (err["id"].as_u64(), err["data"]["code"].as_str()),
+        (Some(8), Some("not_found"))
+    );
+}
+
+/// `whoami` answers with id, user and groups; `admin:purge` is forbidden unless the plan is admin.
+#[tokio::test]
+async fn whoami_and_admin_purge() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    ann.send_json(json!({"type": "join", "data": {"room": "b"}}))
+        .await;
+    ann.send_json(json!({"type": "join", "data": {"room": "a"}}))
+        .await;
+    ann.send_json(json!({"type": "whoami", "id": 1})).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "$reply", "id": 1, "data": {"client_id": ann_id, "user": "ann", "groups": ["a", "b"]}})
+    );
+    ann.send_json(json!({"type": "admin:purge", "id": 2})).await;
+    let err = ann.recv().await;
+    assert_eq!(
+        (err["type"].as_str(), err["id"].as_u64()),
+        (Some("$error"), Some(2))
+    );
+    assert_eq!(err["data"]["code"], "forbidden");
+    let (mut admin, _) = chat.join("admin").await;
+    admin
+        .send_json(json!({"type": "admin:purge", "id": 3}))
+        .await;
+    assert_eq!(
+        admin.recv().await,
+        json!({"type": "$reply", "id": 3, "data": {"purged": true}})
+    );
+}
+
+/// `/`, `/stats`, `/metrics` and `/health`.
+#[tokio::test]
+async fn http_routes() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (_ann, _) = chat.join("ann").await;
+    let (status, page) = http_get(chat.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>ws-core chat</title>"));
+    let (status, stats) = http_get(chat.addr, "/stats").await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["connected_clients"], 1);
+    assert_eq!(stats["messages_sent"], 1);
+    let (status, metrics) = http_get(chat.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ws_connected_clients 1\n"), "{metrics}");
+    assert_eq!(http_get(chat.addr, "/health").await, (200, "ok".to_owned()));
+}
+
+/// The limit flags reach the server: rate limit, burst, connections, message size, origins.
+#[tokio::test]
+async fn limit_flags() {
+    let chat = start_example(
+        "chat",
+        &[
+            "--port",
+            "0",
+            "--rate-limit",
+            "2",
+            "--burst",
+            "3",
+            "--max-connections",
+            "2",
+            "--max-message-size",
+            "200",
+            "--allowed-origin",
+            "https://chat.test",
+        ],
+    )
+    .await;
+    let (mut ann, _) = chat.join("ann").await;
+    for _ in 0..4 {
+        ann.send_json(json!({"type": "join", "data": {"room": "r"}}))
+            .await;
+    }
+    assert_eq!(ann.recv_close().await.code, 1008);
+    let (mut bob, _) = chat.join("bob").await;
+    let (_cid, _) = chat.join("cid").await;
+    assert_eq!(
+        refused_status(format!("ws://{}/ws?token=dan", chat.addr)).await,
+        503
+    );
+    bob.send_json(json!({"type": "chat", "data": {"text": "x".repeat(300)}}))
+        .await;
+    assert_eq!(bob.recv_close().await.code, 1009);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws?token=eve", chat.addr),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://evil.test".parse().unwrap());
+    assert_eq!(refused_status(req).await, 403);
+}
+
+/// SIGTERM: every client gets close 1001 and the process exits 0.
+#[tokio::test]
+async fn sigterm_closes_clients_with_1001() {
+    let mut chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, _) = chat.join("ann").await;
+    let pid = chat.child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ann.recv_close().await.code, 1001);
+    let exit = tokio::time::timeout(crate::support::WAIT, chat.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let _ = WsClient::try_connect(&format!("ws://{}/ws?token=x", chat.addr))
+        .await
+        .err()
+        .expect("server gone");
+}

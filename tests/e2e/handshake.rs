@@ -1,0 +1,230 @@
+//! Refusals before the upgrade: each is an HTTP status, and none takes a client slot.
+
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ws_core::{ClientData, Error, Server};
+
+use crate::support::{WsClient, config, http, refused_status, spawn};
+
+/// §3 "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
+#[tokio::test]
+async fn plain_http_request_gets_426_and_uses_no_slot() {
+    let srv = spawn(Server::builder(ws_core::Config {
+        max_connections: 1,
+        ..config()
+    }))
+    .await;
+    let (status, body) = http(
+        srv.addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            srv.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 426);
+    assert_eq!(body, "this endpoint speaks WebSocket only");
+    assert_eq!(srv.server.stats().rejected_connections, 1);
+    // The one slot is still free.
+    let client = srv.connect().await;
+    assert_eq!(srv.server.stats().connected_clients, 1);
+    client.close().await;
+}
+
+/// §3 "not a WebSocket upgrade": a wrong version is 426, a malformed key is 400.
+#[tokio::test]
+async fn bad_version_gets_426_and_bad_key_gets_400() {
+    let srv = spawn(Server::builder(config())).await;
+    let head = |version: &str, key: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+            srv.addr
+        )
+    };
+    assert_eq!(
+        http(srv.addr, &head("8", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .await
+            .0,
+        426
+    );
+    assert_eq!(http(srv.addr, &head("13", "short")).await.0, 400);
+    assert_eq!(srv.server.stats().connected_clients, 0);
+}
+
+fn with_origin(
+    url: &str,
+    origin: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    req
+}
+
+/// §3 "Origin not allowed": 403 by default for a foreign origin; same origin and no origin pass.
+#[tokio::test]
+async fn foreign_origin_gets_403_by_default() {
+    let srv = spawn(Server::builder(config())).await;
+    let url = srv.url("/ws");
+    assert_eq!(
+        refused_status(with_origin(&url, "http://evil.test")).await,
+        403
+    );
+    let same = format!("http://{}", srv.addr);
+    WsClient::try_connect_request(with_origin(&url, &same))
+        .await
+        .expect("same origin")
+        .close()
+        .await;
+    WsClient::connect(&url).await.close().await;
+    assert_eq!(srv.server.stats().rejected_connections, 1);
+}
+
+/// §3 "Origin not allowed": an allow-list admits only its entries; `*` admits any origin.
+#[tokio::test]
+async fn origin_allow_list_and_wildcard() {
+    let listed = spawn(Server::builder(ws_core::Config {
+        allowed_origins: vec!["https://app.test".into()],
+        ..config()
+    }))
+    .await;
+    let url = listed.url("/ws");
+    assert_eq!(
+        refused_status(with_origin(&url, "https://other.test")).await,
+        403
+    );
+    WsClient::try_connect_request(with_origin(&url, "https://app.test"))
+        .await
+        .expect("listed")
+        .close()
+        .await;
+
+    let any = spawn(Server::builder(ws_core::Config {
+        allowed_origins: vec!["*".into()],
+        ..config()
+    }))
+    .await;
+    WsClient::try_connect_request(with_origin(&any.url("/ws"), "https://whatever.test"))
+        .await
+        .expect("wildcard")
+        .close()
+        .await;
+}
+
+/// §3 "auth hook returns an error": 401 with the error's message, no slot used; success attaches data.
+#[tokio::test]
+async fn auth_error_gets_401_and_success_attaches_data() {
+    let srv = spawn(
+        Server::builder(ws_core::Config {
+            max_connections: 1,
+            ..config()
+        })
+        .auth(|req| async move {
+            match req.query("token").as_deref() {
+                Some("good") => Ok(ClientData::new().metadata("user", "ann")),
+                _ => Err(Error::forbidden("bad token")),
+            }
+        })
+        .on_connect(|c| async move {
+            let user = c.get_metadata("user").unwrap();
+            let _ = c.send_json("hello", &user);
+        }),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(refused_status(srv.url("/ws?token=bad")).await, 401);
+    }
+    let (status, body) = http(
+        srv.addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            srv.addr
+        ),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (401, "bad token"));
+    let mut client = WsClient::connect(&srv.url("/ws?token=good")).await;
+    assert_eq!(
+        client.recv().await,
+        serde_json::json!({"type": "hello", "data": "ann"})
+    );
+    assert_eq!(srv.server.stats().rejected_connections, 4);
+    client.close().await;
+}
+
+/// §3 "max_connections reached": 503 before the upgrade; the slot frees when a client leaves.
+#[tokio::test]
+async fn max_connections_gets_503() {
+    let srv = spawn(Server::builder(ws_core::Config {
+        max_connections: 2,
+        ..config()
+    }))
+    .await;
+    let a = srv.connect().await;
+    let b = srv.connect().await;
+    assert_eq!(refused_status(srv.url("/ws")).await, 503);
+    a.close().await;
+    crate::support::eventually("slot released", || async {
+        srv.server.stats().connected_clients == 1
+    })
+    .await;
+    crate::support::eventually("a new client fits", || async {
+        match WsClient::try_connect(&srv.url("/ws")).await {
+            Ok(c) => {
+                c.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    b.close().await;
+}
+
+/// `handle_connection` works as an axum handler on any route, next to other routes.
+#[tokio::test]
+async fn handle_connection_mounts_on_any_route() {
+    use axum::routing::get;
+    let server = Server::builder(config()).build().unwrap();
+    let app = axum::Router::new()
+        .route("/custom/socket", get(ws_core::handle_connection))
+        .with_state(server.clone())
+        .route("/plain", get(|| async { "plain" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve_app(listener, app).await });
+    let client = WsClient::connect(&format!("ws://{addr}/custom/socket")).await;
+    assert_eq!(
+        crate::support::http_get(addr, "/plain").await,
+        (200, "plain".to_owned())
+    );
+    assert_eq!(server.stats().connected_clients, 1);
+    client.close().await;
+}
+
+/// `serve()` binds `host:port` from the config and serves the router at `path`.
+#[tokio::test]
+async fn serve_binds_configured_address() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let server = Server::builder(ws_core::Config {
+        port,
+        path: "/live".into(),
+        ..config()
+    })
+    .build()
+    .unwrap();
+    let serving = server.clone();
+    let task = tokio::spawn(async move { serving.serve().await });
+    let url = format!("ws://127.0.0.1:{port}/live");
+    crate::support::eventually("server up", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    WsClient::connect(&url).await.close().await;
+    server.stop().await;
+    task.await.unwrap().unwrap();
+}

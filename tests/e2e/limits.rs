@@ -1,0 +1,264 @@
+//! Limits a client can hit: rate limit, send queue, ping/pong, blocked writes, groups per client.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use ws_core::{Config, Error, ErrorCode, Message, Server};
+
+use crate::support::{Closed, config, eventually, spawn};
+
+fn echo(config: Config) -> ws_core::ServerBuilder {
+    Server::builder(config).on("echo", |client, msg: Message| async move {
+        let _ = client.send_message(&msg);
+    })
+}
+
+/// §3 "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
+/// after the admitted frames were handled.
+#[tokio::test]
+async fn rate_limit_closes_1008() {
+    let srv = spawn(echo(Config {
+        message_rate_limit: 10,
+        message_burst_size: 5,
+        ..config()
+    }))
+    .await;
+    let mut client = srv.connect().await;
+    for i in 0..20 {
+        client.send_json(json!({"type": "echo", "data": i})).await;
+    }
+    for i in 0..5 {
+        assert_eq!(client.recv().await["data"], i);
+    }
+    assert_eq!(
+        client.recv_close().await,
+        Closed {
+            code: 1008,
+            reason: "rate limit exceeded".into()
+        }
+    );
+    assert_eq!(srv.server.stats().rate_limit_closes, 1);
+}
+
+/// Under the rate, nothing is refused: the bucket refills between bursts.
+#[tokio::test]
+async fn rate_limit_refills() {
+    let srv = spawn(echo(Config {
+        message_rate_limit: 10,
+        message_burst_size: 5,
+        ..config()
+    }))
+    .await;
+    let mut client = srv.connect().await;
+    for round in 0..2 {
+        for i in 0..5 {
+            client
+                .send_json(json!({"type": "echo", "data": [round, i]}))
+                .await;
+        }
+        for i in 0..5 {
+            assert_eq!(client.recv().await["data"], json!([round, i]));
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(srv.server.stats().rate_limit_closes, 0);
+    client.close().await;
+}
+
+/// Rate 0 disables the limiter.
+#[tokio::test]
+async fn rate_limit_zero_is_unlimited() {
+    let srv = spawn(echo(Config {
+        message_rate_limit: 0,
+        message_burst_size: 0,
+        ..config()
+    }))
+    .await;
+    let mut client = srv.connect().await;
+    for i in 0..500 {
+        client.send_json(json!({"type": "echo", "data": i})).await;
+    }
+    for i in 0..500 {
+        assert_eq!(client.recv().await["data"], i);
+    }
+    client.close().await;
+}
+
+/// §3 "send queue full": the slow consumer is dropped and leaves `connected_clients` at once; the sender
+/// and other clients go on.
+#[tokio::test]
+async fn slow_consumer_is_dropped() {
+    let srv = spawn(
+        echo(Config {
+            send_queue_capacity: 16,
+            ..config()
+        })
+        .on("flood", |client, msg: Message| async move {
+            let target = msg.data.as_str().unwrap_or_default().to_owned();
+            let server = client.server();
+            let payload = "x".repeat(1024);
+            let before = server.stats().connected_clients;
+            for sent in 0..200_000u32 {
+                match server.send_to_client(&target, &Message::new("bulk", payload.clone())) {
+                    Ok(()) => {}
+                    Err(err) => {
+                        let after = server.stats().connected_clients;
+                        return Ok(json!({"sent": sent, "code": err.code().as_str(), "before": before, "after": after}));
+                    }
+                }
+                if sent % 32 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Err(Error::internal("the slow client was never dropped"))
+        }),
+    )
+    .await;
+    let mut slow = srv.connect().await;
+    let slow_id = srv.server.clients()[0].id().to_string();
+    let mut fast = srv.connect().await;
+    fast.send_json(json!({"type": "flood", "data": slow_id, "id": 1}))
+        .await;
+    let reply = fast.recv().await;
+    assert_eq!(reply["type"], "$reply", "{reply}");
+    assert_eq!(reply["data"]["code"], "limit_exceeded");
+    assert_eq!(
+        (
+            reply["data"]["before"].as_u64(),
+            reply["data"]["after"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(srv.server.stats().slow_consumer_drops, 1);
+    assert!(srv.server.get_client(&slow_id).is_none());
+    // The others go on.
+    fast.send_json(json!({"type": "echo", "data": "still here"}))
+        .await;
+    assert_eq!(fast.recv().await["data"], "still here");
+    // The slow client's connection ends (after whatever was already in flight).
+    let ended = tokio::time::timeout(crate::support::WAIT, async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = slow.ws.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the dropped client's connection did not end");
+}
+
+/// §3 "no pong within pong_timeout": the connection is closed and `on_disconnect` runs; a client that
+/// answers pings stays.
+#[tokio::test]
+async fn missing_pong_closes_connection() {
+    let (tx, mut disconnected) = mpsc::unbounded_channel();
+    let srv = spawn(
+        echo(Config {
+            ping_interval: Duration::from_millis(100),
+            pong_timeout: Duration::from_millis(400),
+            ..config()
+        })
+        .on_disconnect(move |c| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(c.id().to_string());
+            }
+        }),
+    )
+    .await;
+    // `silent` never reads, so its WebSocket layer never answers pings.
+    let silent = srv.connect().await;
+    let silent_id = srv.server.clients()[0].id().to_string();
+    let mut lively = srv.connect().await;
+    // Reading is what makes the WebSocket layer answer pings, so `lively` reads while we wait.
+    let (gone, ()) = tokio::join!(
+        tokio::time::timeout(crate::support::WAIT, disconnected.recv()),
+        lively.expect_silence(Duration::from_millis(1500)),
+    );
+    assert_eq!(
+        gone.expect("on_disconnect ran").as_deref(),
+        Some(silent_id.as_str())
+    );
+    assert_eq!(srv.server.stats().pong_timeouts, 1);
+    lively.send_json(json!({"type": "echo", "data": 1})).await;
+    assert_eq!(lively.recv().await["data"], 1);
+    assert_eq!(srv.server.stats().connected_clients, 1);
+    drop(silent);
+}
+
+/// §3 "a write blocked longer than write_timeout": the connection is closed.
+#[tokio::test]
+async fn blocked_write_closes_connection() {
+    let srv = spawn(
+        echo(Config {
+            write_timeout: Duration::from_millis(300),
+            send_queue_capacity: 100_000,
+            send_queue_max_bytes: 1 << 30,
+            ..config()
+        })
+        .on("flood", |client, msg: Message| async move {
+            let target = msg.data.as_str().unwrap_or_default().to_owned();
+            let server = client.server();
+            let payload = "y".repeat(64 * 1024);
+            for sent in 0..4000u32 {
+                if server
+                    .send_to_client(&target, &Message::new("bulk", payload.clone()))
+                    .is_err()
+                {
+                    return Ok(sent);
+                }
+                if sent % 16 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            Err(Error::internal("the blocked client was never closed"))
+        }),
+    )
+    .await;
+    let blocked = srv.connect().await;
+    let blocked_id = srv.server.clients()[0].id().to_string();
+    let mut driver = srv.connect().await;
+    driver
+        .send_json(json!({"type": "flood", "data": blocked_id, "id": 1}))
+        .await;
+    let reply = driver.recv().await;
+    assert_eq!(reply["type"], "$reply", "{reply}");
+    assert_eq!(srv.server.stats().write_timeouts, 1);
+    assert_eq!(srv.server.stats().slow_consumer_drops, 0);
+    eventually("blocked client removed", || async {
+        srv.server.get_client(&blocked_id).is_none()
+    })
+    .await;
+    drop(blocked);
+}
+
+/// `max_groups_per_client` bounds the groups one client can make the server track.
+#[tokio::test]
+async fn groups_per_client_limit() {
+    let srv = spawn(
+        Server::builder(Config {
+            max_groups_per_client: 3,
+            ..config()
+        })
+        .on("join", |client, msg: Message| async move {
+            let room = msg.data.as_str().unwrap_or_default().to_owned();
+            client.join(&room)
+        }),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    for (i, room) in ["a", "b", "c", "d"].iter().enumerate() {
+        client
+            .send_json(json!({"type": "join", "data": room, "id": i}))
+            .await;
+    }
+    for i in 0..3 {
+        assert_eq!(
+            client.recv().await,
+            json!({"type": "$reply", "id": i, "data": true})
+        );
+    }
+    let err = client.recv().await;
+    assert_eq!(err["id"], 3);
+    assert_eq!(err["data"]["code"], ErrorCode::LimitExceeded.as_str());
+    assert_eq!(srv.server.groups(), vec!["a", "b", "c"]);
+    client.close().await;
+}

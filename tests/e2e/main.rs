@@ -1,0 +1,13 @@
+//! Black-box tests over real sockets on 127.0.0.1: a tungstenite client against ws-core servers and the
+//! example binaries. One module per area; DESIGN §3 rows are named in each test's doc comment.
+
+mod chat;
+mod echo;
+mod frames;
+mod groups;
+mod handlers;
+mod handshake;
+mod limits;
+mod server_api;
+mod shutdown;
+mod support;

@@ -1,0 +1,169 @@
+//! The server's and client's public operations: sends, lookups, metadata, extensions, stats.
+
+use std::time::Duration;
+
+use serde_json::json;
+use ws_core::{Message, Server};
+
+use crate::support::{config, eventually, http_get, spawn};
+
+/// broadcast reaches everyone once (the sender too); broadcast_except skips one.
+#[tokio::test]
+async fn broadcast_reaches_every_client() {
+    let srv = spawn(
+        Server::builder(config()).on("shout", |c, m: Message| async move {
+            let out = Message::new("shout", m.data).with_from(c.id().as_str());
+            if out.data == "quiet" {
+                c.server().broadcast_except(c.id(), &out);
+            } else {
+                c.server().broadcast(&out);
+            }
+        }),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(srv.connect().await);
+    }
+    clients[0]
+        .send_json(json!({"type": "shout", "data": "hello"}))
+        .await;
+    for client in &mut clients {
+        assert_eq!(client.recv().await["data"], "hello");
+    }
+    clients[1]
+        .send_json(json!({"type": "shout", "data": "quiet"}))
+        .await;
+    for (i, client) in clients.iter_mut().enumerate() {
+        if i == 1 {
+            client.expect_silence(Duration::from_millis(150)).await;
+        } else {
+            assert_eq!(client.recv().await["data"], "quiet");
+        }
+    }
+    srv.server.broadcast_json("notice", &json!({"n": 1}));
+    for client in &mut clients {
+        assert_eq!(
+            client.recv().await,
+            json!({"type": "notice", "data": {"n": 1}})
+        );
+    }
+}
+
+/// send_to_client delivers to one client and fails with `not_found` for an unknown id; get_client and
+/// clients see the live set.
+#[tokio::test]
+async fn send_to_client_get_client_and_clients() {
+    let srv = spawn(Server::builder(config())).await;
+    let server = &srv.server;
+    let mut a = srv.connect().await;
+    let a_id = server.clients()[0].id().to_string();
+    let mut b = srv.connect().await;
+    let mut ids: Vec<String> = server
+        .clients()
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.iter()
+            .all(|id| id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()))
+    );
+    let b_id = ids.into_iter().find(|id| *id != a_id).unwrap();
+
+    server
+        .send_to_client(&b_id, &Message::new("direct", "for b"))
+        .unwrap();
+    assert_eq!(b.recv().await, json!({"type": "direct", "data": "for b"}));
+    a.expect_silence(Duration::from_millis(150)).await;
+    let err = server
+        .send_to_client("nobody", &Message::new("direct", 1))
+        .unwrap_err();
+    assert_eq!(err.code().as_str(), "not_found");
+
+    assert_eq!(server.get_client(&a_id).unwrap().id().as_str(), a_id);
+    assert!(server.get_client("nobody").is_none());
+    a.close().await;
+    eventually("a is gone", || async { server.get_client(&a_id).is_none() }).await;
+    assert_eq!(server.clients().len(), 1);
+    b.close().await;
+}
+
+/// client.send_json / send_message, metadata (JSON values) and typed extensions.
+#[tokio::test]
+async fn client_sends_metadata_and_extensions() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Plan(&'static str);
+    let srv = spawn(
+        Server::builder(config())
+            .on_connect(|c| async move {
+                c.set_metadata("user", "ann").unwrap();
+                c.set_metadata("score", 3).unwrap();
+                c.insert_extension(Plan("gold"));
+            })
+            .on("inspect", |c, _: Message| async move {
+                let removed = c.remove_metadata("score");
+                c.send_json(
+                    "meta",
+                    &json!({
+                        "user": c.get_metadata("user"),
+                        "removed": removed,
+                        "score_after": c.get_metadata("score"),
+                        "plan": c.extension::<Plan>().map(|p| p.0),
+                        "missing": c.extension::<String>(),
+                    }),
+                )?;
+                c.send_message(&Message::new("whole", json!([1, 2])).with_target("t"))?;
+                Ok::<_, ws_core::Error>(())
+            }),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "inspect"})).await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "meta", "data": {"user": "ann", "removed": 3, "score_after": null, "plan": "gold", "missing": null}})
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "whole", "data": [1, 2], "target": "t"})
+    );
+    client.close().await;
+}
+
+/// Stats count what really happened: clients, frames and bytes both ways, and render as Prometheus text.
+#[tokio::test]
+async fn stats_are_true() {
+    let srv = spawn(
+        Server::builder(config()).on("echo", |c, m: Message| async move {
+            let _ = c.send_message(&Message::new("echo", m.data));
+        }),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    let frame = json!({"type": "echo", "data": "abc"}).to_string();
+    for _ in 0..10 {
+        client.send_text(&frame).await;
+    }
+    for _ in 0..10 {
+        client.recv().await;
+    }
+    let s = srv.server.stats();
+    assert_eq!((s.connected_clients, s.total_connections), (1, 1));
+    assert_eq!((s.messages_received, s.messages_sent), (10, 10));
+    // Client frames are masked: 2 header bytes + 4 mask bytes + payload.
+    assert_eq!(s.bytes_received, 10 * (6 + frame.len() as u64));
+    // Server frames: 2 header bytes + payload; the reply is the same envelope.
+    assert_eq!(s.bytes_sent, 10 * (2 + frame.len() as u64));
+    let text = s.to_prometheus();
+    assert!(text.contains("ws_messages_received_total 10\n"), "{text}");
+    assert!(text.contains("ws_connected_clients 1\n"));
+    client.close().await;
+    eventually("disconnect counted", || async {
+        srv.server.stats().connected_clients == 0
+    })
+    .await;
+    // Nothing else is served on the socket path.
+    assert_eq!(http_get(srv.addr, "/elsewhere").await.0, 404);
+}

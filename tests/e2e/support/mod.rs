@@ -1,0 +1,301 @@
+//! Helpers: a server on 127.0.0.1:0, a tungstenite client that asserts on frames and close codes, example
+//! binaries started as child processes, and a bounded `eventually`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use ws_core::{Server, ServerBuilder};
+
+/// How long any single expectation may wait before the test fails.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct TestServer {
+    pub(crate) server: Server,
+    pub(crate) addr: SocketAddr,
+}
+
+impl TestServer {
+    pub(crate) fn url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    pub(crate) async fn connect(&self) -> WsClient {
+        WsClient::connect(&self.url(&self.server.config().path.clone())).await
+    }
+}
+
+/// Serves `builder` on 127.0.0.1 with a free port.
+pub(crate) async fn spawn(builder: ServerBuilder) -> TestServer {
+    let server = builder.build().expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = server.router();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve_app(listener, app).await });
+    TestServer { server, addr }
+}
+
+pub(crate) fn config() -> ws_core::Config {
+    ws_core::Config {
+        port: 0,
+        ..ws_core::Config::default()
+    }
+}
+
+pub(crate) struct WsClient {
+    pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the client saw when the connection ended.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Closed {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+}
+
+impl WsClient {
+    pub(crate) async fn connect(url: &str) -> Self {
+        Self::try_connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+    }
+
+    pub(crate) async fn try_connect(url: &str) -> Result<Self, tungstenite::Error> {
+        Self::try_connect_request(url.into_client_request()?).await
+    }
+
+    pub(crate) async fn try_connect_request(
+        req: tungstenite::handshake::client::Request,
+    ) -> Result<Self, tungstenite::Error> {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("handshake timed out")?;
+        Ok(Self { ws })
+    }
+
+    pub(crate) async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub(crate) async fn send_text(&mut self, text: &str) {
+        self.ws.send(WsMessage::text(text)).await.expect("send");
+    }
+
+    /// The next data frame, skipping control frames.
+    pub(crate) async fn next_frame(&mut self) -> WsMessage {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame within the wait")
+                .expect("stream ended")
+                .expect("read error");
+            match msg {
+                WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next text frame as JSON.
+    pub(crate) async fn recv(&mut self) -> Value {
+        match self.next_frame().await {
+            WsMessage::Text(t) => serde_json::from_str(t.as_str()).expect("frame is JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server's close frame and returns its code and reason (data frames before it are
+    /// skipped), then keeps reading so the WebSocket layer sends its reply and the handshake completes.
+    pub(crate) async fn recv_close(&mut self) -> Closed {
+        let closed = loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no close within the wait");
+            match msg {
+                Some(Ok(WsMessage::Close(Some(CloseFrame { code, reason })))) => {
+                    break Closed {
+                        code: code.into(),
+                        reason: reason.to_string(),
+                    };
+                }
+                Some(Ok(WsMessage::Close(None))) => panic!("close frame without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("read error before the close frame: {e}"),
+                None => panic!("stream ended without a close frame"),
+            }
+        };
+        let end = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+        assert!(
+            end.is_ok(),
+            "the server did not end the connection after the close handshake"
+        );
+        closed
+    }
+
+    /// Asserts that no data frame arrives within `quiet`.
+    pub(crate) async fn expect_silence(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Completes the close handshake from the client side.
+    pub(crate) async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
+    }
+}
+
+/// Waits until `check` returns true, polling; fails the test after [`WAIT`].
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The HTTP status of a connection attempt that was refused before the upgrade.
+pub(crate) async fn refused_status(req: impl IntoClientRequest) -> u16 {
+    match WsClient::try_connect_request(req.into_client_request().expect("request")).await {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, the upgrade succeeded"),
+    }
+}
+
+/// A plain HTTP/1.1 request; returns the status and the body (read by `Content-Length`).
+pub(crate) async fn http(addr: SocketAddr, request_head: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut tcp = BufReader::new(tcp);
+    tcp.get_mut()
+        .write_all(request_head.as_bytes())
+        .await
+        .expect("write");
+    tokio::time::timeout(WAIT, async move {
+        let mut status_line = String::new();
+        tcp.read_line(&mut status_line).await.expect("status line");
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {status_line:?}"));
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            tcp.read_line(&mut line).await.expect("header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        tcp.read_exact(&mut body).await.expect("body");
+        (status, String::from_utf8(body).expect("UTF-8 body"))
+    })
+    .await
+    .expect("response in time")
+}
+
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// A running example binary, killed when dropped.
+pub(crate) struct Example {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+fn example_path(name: &str) -> PathBuf {
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples first (`cargo build -p chat -p echo`; scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Starts `examples/<name>` with `args` and waits for its `listening on http://HOST:PORT` line.
+pub(crate) async fn start_example(name: &str, args: &[&str]) -> Example {
+    let mut child = Command::new(example_path(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn example");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("listen line in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .expect("HOST:PORT");
+    Example { child, addr }
+}
+
+impl Example {
+    pub(crate) async fn connect(&self, token: &str) -> WsClient {
+        WsClient::connect(&format!("ws://{}/ws?token={token}", self.addr)).await
+    }
+
+    /// Connects and consumes the welcome frame; returns the client and its id.
+    pub(crate) async fn join(&self, token: &str) -> (WsClient, String) {
+        let mut client = self.connect(token).await;
+        let welcome = client.recv().await;
+        assert_eq!(welcome["type"], "welcome");
+        let id = welcome["data"]["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_owned();
+        (client, id)
+    }
+}
