@@ -70,8 +70,11 @@ impl AuthRequest {
 #[derive(Default)]
 pub struct ClientData {
     metadata: Vec<(String, Value)>,
-    extensions: Vec<Box<dyn FnOnce(&Client) + Send>>,
+    extensions: Vec<InsertExtension>,
 }
+
+/// Inserts one typed extension into a new client.
+type InsertExtension = Box<dyn FnOnce(&Client) + Send>;
 
 impl fmt::Debug for ClientData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

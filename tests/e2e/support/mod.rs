@@ -217,10 +217,10 @@ pub(crate) async fn http(addr: SocketAddr, request_head: &str) -> (u16, String) 
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().expect("content-length");
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().expect("content-length");
             }
         }
         let mut body = vec![0; length];

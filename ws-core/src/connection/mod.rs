@@ -66,12 +66,12 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     if end == reader::ReadEnd::Closed {
         client.abort(Abort::Finished);
     }
-    if let Ok(sink) = writer.await {
-        if end == reader::ReadEnd::Failed {
-            if let Ok(mut ws) = stream.reunite(sink) {
-                drain_raw(ws.get_mut(), server.config.close_timeout).await;
-            }
-        }
+    let sink = writer.await;
+    if end == reader::ReadEnd::Failed
+        && let Ok(sink) = sink
+        && let Ok(mut ws) = stream.reunite(sink)
+    {
+        drain_raw(ws.get_mut(), server.config.close_timeout).await;
     }
 
     client.mark_gone();
