@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use ws_core::{Message, Server};
 
-use crate::support::{WsClient, config, eventually, spawn};
+use crate::support::{TestServer, WsClient, config, eventually, spawn};
 
 fn group_server() -> ws_core::ServerBuilder {
     Server::builder(config())
@@ -28,132 +28,191 @@ fn group_server() -> ws_core::ServerBuilder {
         })
 }
 
-async fn joined(client: &mut WsClient, group: &str, id: u64) {
-    client
-        .send_json(json!({"type": "join", "data": group, "id": id}))
-        .await;
-    assert_eq!(client.recv().await["type"], "$reply");
+/// Three clients that know their ids (sent by `on_connect`).
+async fn trio() -> (TestServer, Vec<WsClient>, Vec<String>) {
+    let srv = spawn(group_server().on_connect(|c| async move {
+        let _ = c.send_json("welcome", c.id().as_str());
+    }))
+    .await;
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut client = srv.connect().await;
+        let welcome = client.recv().await;
+        ids.push(welcome["data"].as_str().unwrap().to_owned());
+        clients.push(client);
+    }
+    (srv, clients, ids)
 }
 
-/// join/leave/leave_all, membership queries, and the three group sends.
+async fn join(client: &mut WsClient, group: &str) {
+    client
+        .send_json(json!({"type": "join", "data": group, "id": 1}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 1, "data": true})
+    );
+}
+
+/// join_group adds once, leave_group removes once, unknown clients are `not_found`.
 #[tokio::test]
-async fn group_operations() {
-    let srv = spawn(group_server()).await;
+async fn join_group_and_leave_group() {
+    let (srv, _clients, ids) = trio().await;
     let server = &srv.server;
-    let mut a = srv.connect().await;
-    let mut b = srv.connect().await;
-    let mut c = srv.connect().await;
-    let ids: Vec<String> = {
-        let mut by_order = Vec::new();
-        for client in [&mut a, &mut b, &mut c] {
-            client
-                .send_json(json!({"type": "join", "data": "all", "id": 1}))
-                .await;
-            client.recv().await;
-            by_order.push(server.group_member_ids("all"));
-        }
-        // Each join adds exactly the new member.
-        assert_eq!(by_order.iter().map(Vec::len).collect::<Vec<_>>(), [1, 2, 3]);
-        let first = by_order[0][0].to_string();
-        let second = by_order[1]
-            .iter()
-            .find(|id| id.as_str() != first)
-            .unwrap()
-            .to_string();
-        let third = by_order[2]
-            .iter()
-            .find(|id| id.as_str() != first && id.as_str() != second)
-            .unwrap()
-            .to_string();
-        vec![first, second, third]
-    };
-    joined(&mut a, "ab", 2).await;
-    joined(&mut b, "ab", 2).await;
-    assert!(server.join_group(&ids[2], "solo").unwrap());
+    assert!(server.join_group(&ids[0], "g").unwrap());
     assert!(
-        !server.join_group(&ids[2], "solo").unwrap(),
+        !server.join_group(&ids[0], "g").unwrap(),
         "second join reports no change"
     );
     assert_eq!(
         server
-            .join_group("no-such-client", "x")
+            .join_group("no-such-client", "g")
             .unwrap_err()
             .code()
             .as_str(),
         "not_found"
     );
-
-    assert_eq!(server.groups(), ["ab", "all", "solo"]);
-    assert_eq!(server.group_count(), 3);
-    assert!(!server.is_group_empty("ab"));
-    assert!(server.is_group_empty("nobody-here"));
-    let mut ab: Vec<String> = server
-        .group_member_ids("ab")
-        .iter()
-        .map(|i| i.to_string())
-        .collect();
-    ab.sort();
-    let mut expected = vec![ids[0].clone(), ids[1].clone()];
-    expected.sort();
-    assert_eq!(ab, expected);
-    assert_eq!(server.group_members("ab").len(), 2);
-    let client_c = server.get_client(&ids[2]).unwrap();
-    assert!(client_c.is_in_group("solo") && !client_c.is_in_group("ab"));
-
-    // broadcast_to_group reaches every member, the sender included; outsiders get nothing.
-    a.send_json(json!({"type": "to_group", "data": {"group": "ab", "text": "hi ab"}}))
-        .await;
-    assert_eq!(
-        a.recv().await,
-        json!({"type": "room", "data": "hi ab", "from": ids[0]})
+    assert_eq!(server.group_member_ids("g").len(), 1);
+    assert!(server.leave_group(&ids[0], "g"));
+    assert!(
+        !server.leave_group(&ids[0], "g"),
+        "second leave reports no change"
     );
-    assert_eq!(b.recv().await["data"], "hi ab");
-    c.expect_silence(Duration::from_millis(150)).await;
-    // send_to_group is the same operation.
-    b.send_json(
-        json!({"type": "to_group", "data": {"group": "ab", "text": "again", "mode": "send"}}),
+    assert!(!server.leave_group("no-such-client", "g"));
+    assert!(server.groups().is_empty());
+}
+
+/// leave_all_groups removes a client from every group, returns them sorted, and runs on disconnect.
+#[tokio::test]
+async fn leave_all_groups_and_on_disconnect() {
+    let (srv, mut clients, ids) = trio().await;
+    let server = &srv.server;
+    for g in ["c", "a", "b"] {
+        join(&mut clients[0], g).await;
+    }
+    join(&mut clients[1], "a").await;
+    assert_eq!(server.leave_all_groups(&ids[0]), ["a", "b", "c"]);
+    assert_eq!(server.groups(), ["a"]);
+    assert!(server.leave_all_groups(&ids[0]).is_empty());
+    let b = clients.remove(1);
+    b.close().await;
+    eventually("b's groups left on disconnect", || async {
+        server.group_count() == 0
+    })
+    .await;
+}
+
+/// broadcast_to_group reaches every member, the sender included, and no outsider.
+#[tokio::test]
+async fn broadcast_to_group_reaches_members_only() {
+    let (_srv, mut c, ids) = trio().await;
+    join(&mut c[0], "ab").await;
+    join(&mut c[1], "ab").await;
+    c[0].send_json(json!({"type": "to_group", "data": {"group": "ab", "text": "hi ab"}}))
+        .await;
+    let expected = json!({"type": "room", "data": "hi ab", "from": ids[0]});
+    assert_eq!(c[0].recv().await, expected);
+    assert_eq!(c[1].recv().await, expected);
+    c[2].expect_silence(Duration::from_millis(150)).await;
+}
+
+/// send_to_group is the same delivery as broadcast_to_group.
+#[tokio::test]
+async fn send_to_group_reaches_members_only() {
+    let (_srv, mut c, _ids) = trio().await;
+    join(&mut c[1], "g").await;
+    join(&mut c[2], "g").await;
+    c[0].send_json(
+        json!({"type": "to_group", "data": {"group": "g", "text": "from outside", "mode": "send"}}),
     )
     .await;
-    assert_eq!(a.recv().await["data"], "again");
-    assert_eq!(b.recv().await["data"], "again");
-    // send_to_others_in_group skips the sender.
-    a.send_json(
+    assert_eq!(c[1].recv().await["data"], "from outside");
+    assert_eq!(c[2].recv().await["data"], "from outside");
+    c[0].expect_silence(Duration::from_millis(150)).await;
+}
+
+/// send_to_others_in_group skips the sender.
+#[tokio::test]
+async fn send_to_others_in_group_skips_sender() {
+    let (_srv, mut c, _ids) = trio().await;
+    for client in c.iter_mut() {
+        join(client, "all").await;
+    }
+    c[0].send_json(
         json!({"type": "to_group", "data": {"group": "all", "text": "others", "mode": "others"}}),
     )
     .await;
-    assert_eq!(b.recv().await["data"], "others");
-    assert_eq!(c.recv().await["data"], "others");
-    a.expect_silence(Duration::from_millis(150)).await;
+    assert_eq!(c[1].recv().await["data"], "others");
+    assert_eq!(c[2].recv().await["data"], "others");
+    c[0].expect_silence(Duration::from_millis(150)).await;
+}
 
-    // leave, then leave_all.
-    b.send_json(json!({"type": "leave", "data": "ab", "id": 3}))
+/// group_members gives handles and group_member_ids sorted ids.
+#[tokio::test]
+async fn group_members_and_member_ids() {
+    let (srv, mut c, ids) = trio().await;
+    join(&mut c[2], "g").await;
+    join(&mut c[0], "g").await;
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    let got: Vec<String> = srv
+        .server
+        .group_member_ids("g")
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(got, expected);
+    let mut members: Vec<String> = srv
+        .server
+        .group_members("g")
+        .iter()
+        .map(|m| m.id().to_string())
+        .collect();
+    members.sort();
+    assert_eq!(members, expected);
+    assert!(srv.server.group_members("none").is_empty());
+}
+
+/// groups lists names with members, sorted; group_count counts them; emptied groups disappear.
+#[tokio::test]
+async fn groups_and_group_count() {
+    let (srv, mut c, ids) = trio().await;
+    assert_eq!(srv.server.group_count(), 0);
+    join(&mut c[0], "zeta").await;
+    join(&mut c[1], "alpha").await;
+    join(&mut c[2], "alpha").await;
+    assert_eq!(srv.server.groups(), ["alpha", "zeta"]);
+    assert_eq!(srv.server.group_count(), 2);
+    srv.server.leave_group(&ids[0], "zeta");
+    assert_eq!(srv.server.groups(), ["alpha"]);
+    assert_eq!(srv.server.group_count(), 1);
+}
+
+/// is_group_empty: true for unknown and emptied groups, false with a member.
+#[tokio::test]
+async fn is_group_empty() {
+    let (srv, mut c, ids) = trio().await;
+    assert!(srv.server.is_group_empty("g"));
+    join(&mut c[1], "g").await;
+    assert!(!srv.server.is_group_empty("g"));
+    srv.server.leave_group(&ids[1], "g");
+    assert!(srv.server.is_group_empty("g"));
+}
+
+/// client.is_in_group and client.groups reflect membership.
+#[tokio::test]
+async fn client_is_in_group() {
+    let (srv, mut c, ids) = trio().await;
+    join(&mut c[0], "b").await;
+    join(&mut c[0], "a").await;
+    let client = srv.server.get_client(&ids[0]).unwrap();
+    assert!(client.is_in_group("a") && client.is_in_group("b") && !client.is_in_group("c"));
+    assert_eq!(client.groups(), ["a", "b"]);
+    c[0].send_json(json!({"type": "leave", "data": "a", "id": 2}))
         .await;
-    assert_eq!(b.recv().await["data"], true);
-    assert!(
-        !server.leave_group(&ids[1], "ab"),
-        "second leave reports no change"
-    );
-    assert_eq!(server.group_member_ids("ab").len(), 1);
-    assert_eq!(server.leave_all_groups(&ids[0]), ["ab", "all"]);
-    assert_eq!(
-        server.groups(),
-        ["all", "solo"],
-        "an emptied group disappears"
-    );
-    assert_eq!(
-        server.get_client(&ids[0]).unwrap().groups(),
-        Vec::<String>::new()
-    );
-
-    // Disconnecting leaves all groups automatically.
-    c.close().await;
-    eventually("c's groups are gone", || async {
-        server.groups() == ["all"]
-    })
-    .await;
-    a.close().await;
-    b.close().await;
-    eventually("no groups", || async { server.group_count() == 0 }).await;
+    assert_eq!(c[0].recv().await["data"], true);
+    assert!(!client.is_in_group("a"));
 }
 
 /// Hundreds of clients join, leave and disconnect concurrently (some without a close handshake) while
