@@ -15,7 +15,7 @@ fn echo(config: Config) -> ws_core::ServerBuilder {
 }
 
 /// §3 "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
-/// after the admitted frames were handled.
+/// after the admitted frames were handled; a request over the limit gets `$error` `rate_limited` first.
 #[tokio::test]
 async fn rate_limit_closes_1008() {
     let srv = spawn(echo(Config {
@@ -26,11 +26,21 @@ async fn rate_limit_closes_1008() {
     .await;
     let mut client = srv.connect().await;
     for i in 0..20 {
-        client.send_json(json!({"type": "echo", "data": i})).await;
+        // The sixth frame, the first over the limit, is a request: it is answered before the close.
+        let frame = if i == 5 {
+            json!({"type": "echo", "data": i, "id": 99})
+        } else {
+            json!({"type": "echo", "data": i})
+        };
+        client.send_json(frame).await;
     }
     for i in 0..5 {
         assert_eq!(client.recv().await["data"], i);
     }
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$error", "id": 99, "data": {"code": "rate_limited", "message": "rate limit exceeded"}})
+    );
     assert_eq!(
         client.recv_close().await,
         Closed {

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     NotFound,
     /// A per-client limit was reached (for example the number of groups a client may join).
     LimitExceeded,
+    /// The request arrived over the client's rate limit; the connection is closing with 1008.
+    RateLimited,
     /// The handler failed for a reason the client should not see in detail.
     Internal,
     /// An application-defined code.
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::LimitExceeded => "limit_exceeded",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::Custom(code) => code,
         }

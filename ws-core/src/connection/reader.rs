@@ -56,17 +56,17 @@ impl Reader<'_> {
         self.start_close(code, reason);
     }
 
-    /// Takes a token for one frame; closes the client with 1008 when there is none.
+    /// Takes a token for one frame; `false` when there is none.
     fn admit(&mut self) -> bool {
-        let allowed = self
-            .limiter
+        self.limiter
             .as_mut()
-            .is_none_or(|limiter| limiter.try_acquire(std::time::Instant::now()));
-        if !allowed {
-            bump(&self.server.stats.rate_limit_closes);
-            self.start_close(close::POLICY_VIOLATION, "rate limit exceeded");
-        }
-        allowed
+            .is_none_or(|limiter| limiter.try_acquire(std::time::Instant::now()))
+    }
+
+    /// Closes the client with 1008 for exceeding its rate limit.
+    fn rate_limited(&mut self) {
+        bump(&self.server.stats.rate_limit_closes);
+        self.start_close(close::POLICY_VIOLATION, "rate limit exceeded");
     }
 }
 
@@ -114,14 +114,25 @@ pub(super) async fn run(
             }
             WsMessage::Pong(_) => client.record_pong(),
             WsMessage::Ping(_) => {
-                if reader.closing.is_none() {
-                    reader.admit();
+                if reader.closing.is_none() && !reader.admit() {
+                    reader.rate_limited();
                 }
             }
             WsMessage::Frame(_) => {}
             WsMessage::Text(text) => {
                 bump(&server.stats.messages_received);
-                if reader.closing.is_some() || !reader.admit() {
+                if reader.closing.is_some() {
+                    continue;
+                }
+                if !reader.admit() {
+                    // The request that crossed the limit still gets its answer before the close.
+                    if server.raw.is_none()
+                        && let Some(id) = Incoming::parse(text).and_then(|incoming| incoming.id)
+                    {
+                        let err = Error::new(ErrorCode::RateLimited, "rate limit exceeded");
+                        let _ = client.send_frame(envelope::error_frame(Some(id), &err));
+                    }
+                    reader.rate_limited();
                     continue;
                 }
                 if let Some(raw) = &server.raw {
@@ -137,7 +148,11 @@ pub(super) async fn run(
             }
             WsMessage::Binary(data) => {
                 bump(&server.stats.messages_received);
-                if reader.closing.is_some() || !reader.admit() {
+                if reader.closing.is_some() {
+                    continue;
+                }
+                if !reader.admit() {
+                    reader.rate_limited();
                     continue;
                 }
                 match &server.raw {
