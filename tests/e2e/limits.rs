@@ -14,16 +14,19 @@ fn echo(config: Config) -> ws_core::ServerBuilder {
     })
 }
 
+fn rate_limited(rate: u32, burst: u32) -> Config {
+    Config {
+        message_rate_limit: rate,
+        message_burst_size: burst,
+        ..config()
+    }
+}
+
 /// §3 "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
 /// after the admitted frames were handled; a request over the limit gets `$error` `rate_limited` first.
 #[tokio::test]
 async fn rate_limit_closes_1008() {
-    let srv = spawn(echo(Config {
-        message_rate_limit: 10,
-        message_burst_size: 5,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(echo(rate_limited(10, 5))).await;
     let mut client = srv.connect().await;
     for i in 0..20 {
         // The sixth frame, the first over the limit, is a request: it is answered before the close.
@@ -54,12 +57,7 @@ async fn rate_limit_closes_1008() {
 /// Under the rate, nothing is refused: the bucket refills between bursts.
 #[tokio::test]
 async fn rate_limit_refills() {
-    let srv = spawn(echo(Config {
-        message_rate_limit: 10,
-        message_burst_size: 5,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(echo(rate_limited(10, 5))).await;
     let mut client = srv.connect().await;
     for round in 0..2 {
         for i in 0..5 {
@@ -79,12 +77,7 @@ async fn rate_limit_refills() {
 /// Rate 0 disables the limiter.
 #[tokio::test]
 async fn rate_limit_zero_is_unlimited() {
-    let srv = spawn(echo(Config {
-        message_rate_limit: 0,
-        message_burst_size: 0,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(echo(rate_limited(0, 0))).await;
     let mut client = srv.connect().await;
     for i in 0..500 {
         client.send_json(json!({"type": "echo", "data": i})).await;

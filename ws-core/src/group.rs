@@ -19,6 +19,20 @@ struct Index {
     memberships: HashMap<ClientId, HashSet<Arc<str>>>,
 }
 
+/// Removes one member; a group left empty is removed with it.
+fn remove_member(
+    groups: &mut HashMap<Arc<str>, HashMap<ClientId, Client>>,
+    group: &str,
+    id: &ClientId,
+) {
+    if let Some(members) = groups.get_mut(group) {
+        members.remove(id);
+        if members.is_empty() {
+            groups.remove(group);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct GroupRegistry {
     index: RwLock<Index>,
@@ -84,12 +98,7 @@ impl GroupRegistry {
         if mine.is_empty() {
             memberships.remove(id);
         }
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(id);
-            if members.is_empty() {
-                groups.remove(group);
-            }
-        }
+        remove_member(groups, group, id);
         true
     }
 
@@ -105,12 +114,7 @@ impl GroupRegistry {
         };
         let mut left = Vec::with_capacity(mine.len());
         for group in mine {
-            if let Some(members) = groups.get_mut(&group) {
-                members.remove(id);
-                if members.is_empty() {
-                    groups.remove(&group);
-                }
-            }
+            remove_member(groups, &group, id);
             left.push(group.to_string());
         }
         left.sort();
