@@ -44,7 +44,8 @@ pub(super) async fn run(
 ) -> Sink {
     let server = client.server_inner().clone();
     let config = &server.config;
-    let mut batch = Vec::with_capacity(BATCH);
+    // Grows on first use: an idle connection keeps no batch buffer.
+    let mut batch = Vec::new();
     let start = Instant::now();
     let mut ping = tokio::time::interval_at(start + config.ping_interval, config.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
