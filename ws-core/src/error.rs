@@ -1,8 +1,8 @@
 //! The error type handlers return and the codes that reach the wire.
 //!
 //! A handler error becomes an `$error` frame `{"code", "message"}` when it answers a request (a frame with an
-//! `id`). Errors with the code [`ErrorCode::InvalidData`] are always answered, request or not, because the
-//! sender needs to learn that its frame was not understood. Every handler error also reaches the `on_error`
+//! `id`). Errors marked [`Error::reported`] are sent even for frames without `id`; `invalid_data` errors
+//! always are, because the sender needs to learn that its frame was not understood. Every handler error also reaches the `on_error`
 //! hook with its full detail; the wire only carries the code and the public message.
 
 use std::borrow::Cow;
@@ -81,12 +81,14 @@ pub struct Error {
     code: ErrorCode,
     message: Cow<'static, str>,
     detail: Option<String>,
+    reported: bool,
 }
 
 impl Error {
     /// An error with any code and a message the client will see.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
+            reported: code == ErrorCode::InvalidData,
             code,
             message: message.into(),
             detail: None,
@@ -122,7 +124,26 @@ impl Error {
             code: ErrorCode::Internal,
             message: Cow::Borrowed("internal error"),
             detail: Some(detail.to_string()),
+            reported: false,
         }
+    }
+
+    /// Marks the error to be sent to the client as an `$error` frame (without `id`) even when the frame that
+    /// caused it was not a request. `invalid_data` errors are always reported.
+    ///
+    /// ```
+    /// let err = ws_core::Error::not_found("no such user").reported();
+    /// assert!(err.is_reported());
+    /// ```
+    #[must_use]
+    pub fn reported(mut self) -> Self {
+        self.reported = true;
+        self
+    }
+
+    /// Whether the client hears of this error even when it did not send a request.
+    pub fn is_reported(&self) -> bool {
+        self.reported
     }
 
     /// The wire code.

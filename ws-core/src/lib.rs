@@ -73,6 +73,7 @@ mod error;
 mod group;
 mod handler;
 mod hooks;
+mod message;
 mod rate_limit;
 mod raw;
 mod registry;
@@ -80,6 +81,9 @@ mod send_queue;
 mod server;
 mod stats;
 mod sync;
+mod typed;
+
+pub use ws_macros::{on, ws_messages};
 
 pub use crate::auth::{AuthRequest, ClientData};
 pub use crate::backplane::{Backplane, MemoryBackplane};
@@ -88,7 +92,20 @@ pub use crate::config::{Config, ConfigError};
 pub use crate::envelope::{ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, REPLY_TYPE};
 pub use crate::error::{Error, ErrorCode, Result};
 pub use crate::handler::{BoxFuture, IntoReply, Next, Reply, Request};
+pub use crate::message::{
+    InboundMessages, IntoFrame, OutboundMessages, Relayed, Variant, WsMessages,
+};
 pub use crate::raw::RawMessage;
 pub use crate::server::serve::handle_connection;
 pub use crate::server::{Server, ServerBuilder};
 pub use crate::stats::StatsSnapshot;
+pub use crate::typed::{
+    Extension, FromMessage, HandlerContext, IntoHandlerReply, RequestId, State, TypedHandler,
+};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
+    pub use crate::message::{assert_inbound_variant, decode_payload, unknown_type};
+    pub use serde;
+}

@@ -1,25 +1,10 @@
-//! The chat protocol: what each message does (see the README's chat section for the wire contract).
+//! What each message does (the wire contract is in the README's chat section).
 
-use serde::Deserialize;
-use serde_json::json;
-use ws_core::{AuthRequest, Client, ClientData, Config, ConfigError, Error, Message, Server};
+use ws_core::{
+    AuthRequest, Client, ClientData, Config, ConfigError, Error, OutboundMessages, Server, on,
+};
 
-#[derive(Deserialize)]
-struct Chat {
-    text: String,
-    room: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Room {
-    room: String,
-}
-
-#[derive(Deserialize)]
-struct Dm {
-    to: String,
-    text: String,
-}
+use crate::protocol::{Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound};
 
 /// The user name the token stands for.
 fn user(client: &Client) -> String {
@@ -38,57 +23,60 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
         .metadata("plan", plan))
 }
 
-async fn chat(client: Client, msg: Message) -> Result<(), Error> {
-    let chat: Chat = msg.decode()?;
-    let mut data = json!({ "text": chat.text, "user": user(&client) });
-    let server = client.server();
-    match chat.room {
-        Some(room) => {
-            data["room"] = json!(room);
-            server.broadcast_to_group(
-                &room,
-                &Message::new("chat", data).with_from(client.id().as_str()),
-            );
-        }
-        None => server.broadcast(&Message::new("chat", data).with_from(client.id().as_str())),
+#[on(Inbound::Chat)]
+async fn chat(client: Client, server: Server, msg: inbound::Chat) {
+    let out = Outbound::Chat {
+        text: msg.text,
+        user: user(&client),
+        room: msg.room.clone(),
     }
-    Ok(())
-}
-
-async fn join(client: Client, msg: Message) -> Result<serde_json::Value, Error> {
-    let Room { room } = msg.decode()?;
-    let joined = client.join(&room)?;
-    Ok(json!({ "room": room, "joined": joined }))
-}
-
-async fn leave(client: Client, msg: Message) -> Result<serde_json::Value, Error> {
-    let Room { room } = msg.decode()?;
-    let left = client.leave(&room);
-    Ok(json!({ "room": room, "left": left }))
-}
-
-async fn dm(client: Client, msg: Message) -> Result<(), Error> {
-    let dm: Dm = msg.decode()?;
-    let out = Message::new("dm", json!({ "text": dm.text, "user": user(&client) }))
-        .with_from(client.id().as_str());
-    match client.server().send_to_client(&dm.to, &out) {
-        Ok(()) => Ok(()),
-        // A request learns it through its `$error` reply; a plain message through an `$error` frame.
-        Err(err) if msg.id.is_some() => Err(err),
-        Err(err) => {
-            client.send_error(&err)?;
-            Ok(())
-        }
+    .from_client(client.id());
+    match msg.room {
+        Some(room) => server.broadcast_to_group(&room, out),
+        None => server.broadcast(out),
     }
 }
 
-async fn whoami(client: Client, _: Message) -> Result<serde_json::Value, Error> {
-    Ok(
-        json!({ "client_id": client.id().as_str(), "user": user(&client), "groups": client.groups() }),
-    )
+#[on(Inbound::Join)]
+async fn join(client: Client, msg: inbound::Join) -> Result<RoomJoined, Error> {
+    let joined = client.join(&msg.room)?;
+    Ok(RoomJoined {
+        room: msg.room,
+        joined,
+    })
 }
 
-async fn purge(client: Client, _: Message) -> Result<serde_json::Value, Error> {
+#[on(Inbound::Leave)]
+async fn leave(client: Client, msg: inbound::Leave) -> RoomLeft {
+    let left = client.leave(&msg.room);
+    RoomLeft {
+        room: msg.room,
+        left,
+    }
+}
+
+#[on(Inbound::Dm)]
+async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Error> {
+    let out = Outbound::Dm {
+        text: msg.text,
+        user: user(&client),
+    }
+    .from_client(client.id());
+    // `reported`: the sender hears of an unknown target even when it did not send a request.
+    server.send_to_client(&msg.to, out).map_err(Error::reported)
+}
+
+#[on(Inbound::Whoami)]
+async fn whoami(client: Client) -> WhoAmI {
+    WhoAmI {
+        client_id: client.id().to_string(),
+        user: user(&client),
+        groups: client.groups(),
+    }
+}
+
+#[on(Inbound::AdminPurge)]
+async fn purge(client: Client) -> Result<Purged, Error> {
     if client
         .get_metadata("plan")
         .as_ref()
@@ -97,7 +85,7 @@ async fn purge(client: Client, _: Message) -> Result<serde_json::Value, Error> {
     {
         return Err(Error::forbidden("admin:purge needs the admin plan"));
     }
-    Ok(json!({ "purged": true }))
+    Ok(Purged { purged: true })
 }
 
 /// The chat server with every handler registered.
@@ -105,16 +93,16 @@ pub(crate) fn build(config: Config) -> Result<Server, ConfigError> {
     Server::builder(config)
         .auth(authenticate)
         .on_connect(|client| async move {
-            let _ = client.send_json(
-                "welcome",
-                &json!({ "client_id": client.id().as_str(), "message": "connected" }),
-            );
+            let _ = client.send(Outbound::Welcome {
+                client_id: client.id().to_string(),
+                message: "connected".to_owned(),
+            });
         })
-        .on("chat", chat)
-        .on("join", join)
-        .on("leave", leave)
-        .on("dm", dm)
-        .on("whoami", whoami)
-        .on("admin:purge", purge)
+        .handle(chat)
+        .handle(join)
+        .handle(leave)
+        .handle(dm)
+        .handle(whoami)
+        .handle(purge)
         .build()
 }

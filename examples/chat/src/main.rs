@@ -9,6 +9,7 @@
 //! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
 
 mod handlers;
+mod protocol;
 
 use axum::Router;
 use axum::http::header;

@@ -22,6 +22,7 @@ pub use self::id::ClientId;
 use crate::close::CloseCode;
 use crate::envelope::{self, Frame, Message};
 use crate::error::{Error, ErrorCode};
+use crate::message::IntoFrame;
 use crate::send_queue::{PushError, SendQueue};
 use crate::server::{Inner as ServerInner, Server};
 use crate::stats::bump;
@@ -114,6 +115,15 @@ impl Client {
     /// Whether the client is still connected (false from the moment its disconnection starts).
     pub fn is_connected(&self) -> bool {
         self.inner.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends a message to this client: a value of an outbound message set, a [`Message`] or a [`Frame`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_json`].
+    pub fn send(&self, msg: impl IntoFrame) -> Result<(), Error> {
+        self.send_frame(msg.into_frame())
     }
 
     /// Sends `{"type": kind, "data": data}` to this client.

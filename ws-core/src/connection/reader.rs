@@ -246,7 +246,7 @@ async fn dispatch(
         Ok(Err(err)) => {
             bump(&server.stats.handler_errors);
             server.hooks.error(client, &err);
-            if id.is_some() || *err.code() == ErrorCode::InvalidData {
+            if id.is_some() || err.is_reported() {
                 let _ = client.send_frame(envelope::error_frame(id, &err));
             }
         }

@@ -16,9 +16,11 @@ use crate::error::Error;
 use crate::group::GroupRegistry;
 use crate::handler::{self, Endpoint, IntoReply, Middleware, Next, Reply, Request};
 use crate::hooks::Hooks;
+use crate::message::{InboundMessages, Variant};
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
 use crate::stats::Stats;
+use crate::typed::{self, States, TypedHandler};
 
 type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + Send>;
 
@@ -41,6 +43,7 @@ pub struct ServerBuilder {
     hooks: Hooks,
     auth: Option<AuthHook>,
     raw: Option<RawHandler>,
+    states: States,
     backplane: Option<BackplaneFactory>,
 }
 
@@ -65,6 +68,7 @@ impl ServerBuilder {
             hooks: Hooks::default(),
             auth: None,
             raw: None,
+            states: States::default(),
             backplane: None,
         }
     }
@@ -102,6 +106,29 @@ impl ServerBuilder {
         R: IntoReply,
     {
         self.route(kind, handler::request_endpoint(handler))
+    }
+
+    /// Registers a typed handler: a function annotated with `#[on(Enum::Variant)]`.
+    ///
+    /// # Panics
+    ///
+    /// If the variant's type already has a handler.
+    #[track_caller]
+    #[must_use]
+    pub fn handle<H>(self, handler: H) -> Self
+    where
+        H: TypedHandler,
+        <H::Variant as Variant>::Set: InboundMessages,
+    {
+        self.route(<H::Variant as Variant>::NAME, typed::endpoint(handler))
+    }
+
+    /// Makes a value available to typed handlers through the [`State<T>`](crate::State) argument (one value
+    /// per type; a second call for the same type replaces the first).
+    #[must_use]
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, state: T) -> Self {
+        self.states.insert(state);
+        self
     }
 
     #[track_caller]
@@ -262,6 +289,7 @@ impl ServerBuilder {
             hooks: self.hooks,
             auth: self.auth,
             raw: self.raw,
+            states: self.states,
             clients,
             backplane,
             stats: Stats::default(),

@@ -20,10 +20,11 @@ use crate::backplane::Backplane;
 use crate::client::{Abort, Client, ClientId};
 use crate::close;
 use crate::config::Config;
-use crate::envelope::{self, Frame, Message};
+use crate::envelope;
 use crate::error::Error;
 use crate::handler::{Endpoint, Middleware};
 use crate::hooks::Hooks;
+use crate::message::IntoFrame;
 use crate::raw::RawHandler;
 use crate::registry::ClientRegistry;
 use crate::stats::{Stats, StatsSnapshot};
@@ -51,6 +52,7 @@ pub(crate) struct Inner {
     pub(crate) hooks: Hooks,
     pub(crate) auth: Option<AuthHook>,
     pub(crate) raw: Option<RawHandler>,
+    pub(crate) states: crate::typed::States,
     pub(crate) clients: Arc<ClientRegistry>,
     pub(crate) backplane: Box<dyn Backplane>,
     pub(crate) stats: Stats,
@@ -114,26 +116,22 @@ impl Server {
         &self.inner.config
     }
 
-    /// Sends a message to every connected client (the sender included, if any).
-    pub fn broadcast(&self, msg: &Message) {
-        self.broadcast_frame(&Frame::from_message(msg));
+    /// Sends a message to every connected client (the sender included, if any): an outbound typed message,
+    /// a [`Message`] or a [`Frame`]. The message is serialized once for all recipients.
+    pub fn broadcast(&self, msg: impl IntoFrame) {
+        self.inner.backplane.broadcast(&msg.into_frame(), None);
     }
 
     /// Sends `{"type": kind, "data": data}` to every connected client.
     pub fn broadcast_json<T: Serialize + ?Sized>(&self, kind: &str, data: &T) {
-        self.broadcast_frame(&envelope::encode(kind, data, None));
-    }
-
-    /// Sends an already serialized frame to every connected client.
-    pub fn broadcast_frame(&self, frame: &Frame) {
-        self.inner.backplane.broadcast(frame, None);
+        self.broadcast(envelope::encode(kind, data, None));
     }
 
     /// Sends a message to every client except `except`.
-    pub fn broadcast_except(&self, except: &ClientId, msg: &Message) {
+    pub fn broadcast_except(&self, except: &ClientId, msg: impl IntoFrame) {
         self.inner
             .backplane
-            .broadcast(&Frame::from_message(msg), Some(except));
+            .broadcast(&msg.into_frame(), Some(except));
     }
 
     /// Sends a message to one client.
@@ -141,10 +139,8 @@ impl Server {
     /// # Errors
     ///
     /// `not_found` when no client with that id is connected; `limit_exceeded` when its queue is full.
-    pub fn send_to_client(&self, id: &str, msg: &Message) -> Result<(), Error> {
-        self.inner
-            .backplane
-            .send_to_client(id, &Frame::from_message(msg))
+    pub fn send_to_client(&self, id: &str, msg: impl IntoFrame) -> Result<(), Error> {
+        self.inner.backplane.send_to_client(id, &msg.into_frame())
     }
 
     /// Adds a client to a group; `Ok(false)` if it already was a member.
@@ -177,27 +173,27 @@ impl Server {
     }
 
     /// Sends a message to every member of a group.
-    pub fn broadcast_to_group(&self, group: &str, msg: &Message) {
-        self.send_frame_to_group(group, &Frame::from_message(msg), None);
+    pub fn broadcast_to_group(&self, group: &str, msg: impl IntoFrame) {
+        self.inner
+            .backplane
+            .send_to_group(group, &msg.into_frame(), None);
     }
 
     /// Same as [`Server::broadcast_to_group`].
-    pub fn send_to_group(&self, group: &str, msg: &Message) {
+    pub fn send_to_group(&self, group: &str, msg: impl IntoFrame) {
         self.broadcast_to_group(group, msg);
     }
 
     /// Sends a message to every member of a group except `sender`.
-    pub fn send_to_others_in_group(&self, group: &str, sender: &str, msg: &Message) {
-        let frame = Frame::from_message(msg);
+    pub fn send_to_others_in_group(&self, group: &str, sender: &str, msg: impl IntoFrame) {
+        let frame = msg.into_frame();
         match self.get_client(sender) {
-            Some(sender) => self.send_frame_to_group(group, &frame, Some(sender.id())),
-            None => self.send_frame_to_group(group, &frame, None),
+            Some(sender) => self
+                .inner
+                .backplane
+                .send_to_group(group, &frame, Some(sender.id())),
+            None => self.inner.backplane.send_to_group(group, &frame, None),
         }
-    }
-
-    /// Sends an already serialized frame to a group, optionally skipping one member.
-    pub fn send_frame_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
-        self.inner.backplane.send_to_group(group, frame, except);
     }
 
     /// Handles to the group's members on this node.

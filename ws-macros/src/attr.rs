@@ -1,0 +1,184 @@
+//! Attribute parsing: `#[ws_messages(outbound, rename_all = "...")]` and `#[ws(rename = "...", reply = T)]`.
+
+use proc_macro2::TokenStream;
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, LitStr, Type};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::{INBOUND, OUTBOUND, RENAME, RENAME_ALL, REPLY, WS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// How variant names become wire names, as serde's `rename_all` does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenameRule {
+    Lower,
+    Upper,
+    Pascal,
+    Camel,
+    Snake,
+    ScreamingSnake,
+    Kebab,
+    ScreamingKebab,
+}
+
+impl RenameRule {
+    const ALL: [(&'static str, Self); 8] = [
+        ("lowercase", Self::Lower),
+        ("UPPERCASE", Self::Upper),
+        ("PascalCase", Self::Pascal),
+        ("camelCase", Self::Camel),
+        ("snake_case", Self::Snake),
+        ("SCREAMING_SNAKE_CASE", Self::ScreamingSnake),
+        ("kebab-case", Self::Kebab),
+        ("SCREAMING-KEBAB-CASE", Self::ScreamingKebab),
+    ];
+
+    fn from_str(s: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, rule)| *rule)
+    }
+
+    /// Applies the rule to a `PascalCase` variant name, exactly as serde does.
+    pub(crate) fn apply(self, variant: &str) -> String {
+        let snake = || {
+            let mut out = String::new();
+            for (i, ch) in variant.char_indices() {
+                if i > 0 && ch.is_uppercase() {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_lowercase());
+            }
+            out
+        };
+        match self {
+            Self::Lower => variant.to_ascii_lowercase(),
+            Self::Upper => variant.to_ascii_uppercase(),
+            Self::Pascal => variant.to_owned(),
+            Self::Camel => variant[..1].to_ascii_lowercase() + &variant[1..],
+            Self::Snake => snake(),
+            Self::ScreamingSnake => snake().to_ascii_uppercase(),
+            Self::Kebab => snake().replace('_', "-"),
+            Self::ScreamingKebab => snake().to_ascii_uppercase().replace('_', "-"),
+        }
+    }
+}
+
+pub(crate) struct MessagesArgs {
+    pub(crate) direction: Direction,
+    pub(crate) rename_all: RenameRule,
+}
+
+/// Parses the arguments of `#[ws_messages(...)]`.
+pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
+    let mut direction: Option<Direction> = None;
+    let mut rename_all: Option<RenameRule> = None;
+    let parser = syn::meta::parser(|meta| {
+        let mut set_direction = |d: Direction, meta: &ParseNestedMeta<'_>| {
+            if direction.is_some() {
+                return Err(
+                    meta.error("the direction is given twice: use one of `inbound` or `outbound`")
+                );
+            }
+            direction = Some(d);
+            Ok(())
+        };
+        if meta.path.is_ident(OUTBOUND) {
+            set_direction(Direction::Outbound, &meta)
+        } else if meta.path.is_ident(INBOUND) {
+            set_direction(Direction::Inbound, &meta)
+        } else if meta.path.is_ident(RENAME_ALL) {
+            let lit: LitStr = meta.value()?.parse()?;
+            if rename_all.is_some() {
+                return Err(meta.error("duplicate `rename_all`"));
+            }
+            let rule = RenameRule::from_str(&lit.value()).ok_or_else(|| {
+                let names: Vec<&str> = RenameRule::ALL.iter().map(|(n, _)| *n).collect();
+                syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown `rename_all` rule; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            rename_all = Some(rule);
+            Ok(())
+        } else {
+            Err(meta.error("unknown `ws_messages` argument; expected `inbound`, `outbound` or `rename_all = \"...\"`"))
+        }
+    });
+    if let Err(err) = syn::parse::Parser::parse2(parser, args) {
+        cx.push(err);
+    }
+    MessagesArgs {
+        direction: direction.unwrap_or(Direction::Inbound),
+        rename_all: rename_all.unwrap_or(RenameRule::Snake),
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct VariantArgs {
+    pub(crate) rename: Option<LitStr>,
+    pub(crate) reply: Option<Type>,
+}
+
+/// Parses every `#[ws(...)]` on a variant.
+pub(crate) fn variant_args(attrs: &[Attribute], cx: &mut Ctxt) -> VariantArgs {
+    let mut args = VariantArgs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident(WS)) {
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident(RENAME) {
+                let lit: LitStr = meta.value()?.parse()?;
+                if args.rename.is_some() {
+                    return Err(syn::Error::new(lit.span(), "duplicate `rename`"));
+                }
+                args.rename = Some(lit);
+                Ok(())
+            } else if meta.path.is_ident(REPLY) {
+                let ty: Type = meta.value()?.parse()?;
+                if args.reply.is_some() {
+                    return Err(syn::Error::new_spanned(&ty, "duplicate `reply`"));
+                }
+                args.reply = Some(ty);
+                Ok(())
+            } else {
+                Err(meta
+                    .error("unknown `ws` attribute; expected `rename = \"...\"` or `reply = Type`"))
+            }
+        });
+        if let Err(err) = parsed {
+            cx.push(err);
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RenameRule;
+
+    #[test]
+    fn rename_rules_match_serde() {
+        let cases = [
+            (RenameRule::Snake, "WhoAmI", "who_am_i"),
+            (RenameRule::Snake, "Chat", "chat"),
+            (RenameRule::Camel, "AdminPurge", "adminPurge"),
+            (RenameRule::Kebab, "AdminPurge", "admin-purge"),
+            (RenameRule::ScreamingSnake, "AdminPurge", "ADMIN_PURGE"),
+            (RenameRule::ScreamingKebab, "AdminPurge", "ADMIN-PURGE"),
+            (RenameRule::Lower, "AdminPurge", "adminpurge"),
+            (RenameRule::Upper, "AdminPurge", "ADMINPURGE"),
+            (RenameRule::Pascal, "AdminPurge", "AdminPurge"),
+        ];
+        for (rule, input, expected) in cases {
+            assert_eq!(rule.apply(input), expected, "{rule:?}");
+        }
+    }
+}

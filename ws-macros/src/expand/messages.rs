@@ -1,0 +1,265 @@
+//! `#[ws_messages]`: the enum with its serde envelope, one payload type per variant in a module named after
+//! the enum, and the `WsMessages`/`Variant` impls.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::attr::Direction;
+use syn::Visibility;
+
+use crate::model::{MessageSet, MessageVariant, Shape};
+
+pub(crate) fn message_set(set: &MessageSet) -> TokenStream {
+    let enum_def = enum_definition(set);
+    let module = payload_module(set);
+    let impls = trait_impls(set);
+    quote! {
+        #enum_def
+        #module
+        #[doc(hidden)]
+        const _: () = {
+            #impls
+        };
+    }
+}
+
+fn enum_definition(set: &MessageSet) -> TokenStream {
+    let (ident, vis) = (set.ident(), set.vis());
+    let attrs = set.attrs();
+    let variants = set.variants.iter().map(|v| {
+        let (name, wire, attrs) = (&v.ident, &v.wire_name, &v.attrs);
+        let body = match &v.shape {
+            Shape::Unit => quote!(),
+            Shape::Struct(fields) => quote!(#fields),
+            Shape::Newtype(field) => quote!((#field)),
+        };
+        quote! {
+            #(#attrs)*
+            #[serde(rename = #wire)]
+            #name #body
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #[derive(::ws_core::__private::serde::Serialize, ::ws_core::__private::serde::Deserialize)]
+        #[serde(crate = "::ws_core::__private::serde", tag = "type", content = "data")]
+        #vis enum #ident {
+            #(#variants,)*
+        }
+    }
+}
+
+/// Derives of the enum that also fit the payload types (all but `Default`).
+fn copied_derives(set: &MessageSet) -> Vec<TokenStream> {
+    set.attrs()
+        .filter(|a| a.path().is_ident("derive"))
+        .filter_map(|a| {
+            let paths = a
+                .parse_args_with(
+                    syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+                )
+                .ok()?;
+            let kept: Vec<&syn::Path> = paths.iter().filter(|p| !p.is_ident("Default")).collect();
+            (!kept.is_empty()).then(|| quote!(#[derive(#(#kept),*)]))
+        })
+        .collect()
+}
+
+/// The visibility of items inside the payload module that makes them as visible as the enum itself.
+fn inner_visibility(vis: &Visibility) -> TokenStream {
+    match vis {
+        Visibility::Public(_) => quote!(pub),
+        Visibility::Inherited => quote!(pub(super)),
+        Visibility::Restricted(restricted) => {
+            let path = &restricted.path;
+            if path.is_ident("crate") || path.segments.first().is_some_and(|s| s.ident == "crate") {
+                quote!(#vis)
+            } else if path.is_ident("self") {
+                quote!(pub(super))
+            } else {
+                quote!(pub(in super::#path))
+            }
+        }
+    }
+}
+
+fn payload_module(set: &MessageSet) -> TokenStream {
+    let (vis, module, ident) = (set.vis(), &set.module, set.ident());
+    let inner = inner_visibility(vis);
+    let derives = copied_derives(set);
+    let direction = match set.direction {
+        Direction::Inbound => "client → server",
+        Direction::Outbound => "server → client",
+    };
+    let module_doc = format!("Payload types of [`{ident}`] ({direction}), one per variant.");
+    let structs = set
+        .variants
+        .iter()
+        .map(|v| payload_struct(v, &derives, &inner));
+    quote! {
+        #[doc = #module_doc]
+        #vis mod #module {
+            #![allow(unused_imports)]
+            use super::*;
+            #(#structs)*
+        }
+    }
+}
+
+fn payload_struct(
+    variant: &MessageVariant,
+    derives: &[TokenStream],
+    vis: &TokenStream,
+) -> TokenStream {
+    let name = &variant.ident;
+    let doc_attrs = variant.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let wire = &variant.wire_name;
+    let summary = format!("Payload of the `{wire}` message.");
+    let common = quote! {
+        #[doc = #summary]
+        #(#doc_attrs)*
+        #(#derives)*
+        #[derive(::ws_core::__private::serde::Serialize, ::ws_core::__private::serde::Deserialize)]
+    };
+    match &variant.shape {
+        Shape::Unit => quote! {
+            #common
+            #[serde(crate = "::ws_core::__private::serde")]
+            #vis struct #name;
+        },
+        Shape::Struct(fields) => {
+            let fields = fields.named.iter().map(|f| {
+                let (attrs, ident, ty) = (&f.attrs, &f.ident, &f.ty);
+                let doc = (!attrs.iter().any(|a| a.path().is_ident("doc"))).then(|| {
+                    let text = format!("`{}` of the `{wire}` message.", quote!(#ident));
+                    quote!(#[doc = #text])
+                });
+                quote!(#doc #(#attrs)* #vis #ident: #ty)
+            });
+            quote! {
+                #common
+                #[serde(crate = "::ws_core::__private::serde")]
+                #vis struct #name {
+                    #(#fields,)*
+                }
+            }
+        }
+        Shape::Newtype(field) => {
+            let (attrs, ty) = (&field.attrs, &field.ty);
+            quote! {
+                #common
+                #[serde(crate = "::ws_core::__private::serde", transparent)]
+                #vis struct #name(#(#attrs)* #vis #ty);
+            }
+        }
+    }
+}
+
+fn trait_impls(set: &MessageSet) -> TokenStream {
+    let (ident, module) = (set.ident(), &set.module);
+    let names: Vec<&String> = set.variants.iter().map(|v| &v.wire_name).collect();
+    let name_arms = set.variants.iter().map(|v| {
+        let (variant, wire) = (&v.ident, &v.wire_name);
+        let pattern = match &v.shape {
+            Shape::Unit => quote!(Self::#variant),
+            Shape::Struct(_) => quote!(Self::#variant { .. }),
+            Shape::Newtype(_) => quote!(Self::#variant(..)),
+        };
+        quote!(#pattern => #wire)
+    });
+    let direction_impl = match set.direction {
+        Direction::Inbound => {
+            let decode_arms = set.variants.iter().map(|v| {
+                let (variant, wire) = (&v.ident, &v.wire_name);
+                quote! {
+                    #wire => ::ws_core::__private::decode_payload::<#module::#variant>(data).map(::std::convert::Into::into)
+                }
+            });
+            quote! {
+                #[automatically_derived]
+                impl ::ws_core::InboundMessages for #ident {
+                    fn decode(kind: &str, data: &str) -> ::ws_core::Result<Self> {
+                        match kind {
+                            #(#decode_arms,)*
+                            _ => ::std::result::Result::Err(::ws_core::__private::unknown_type(kind)),
+                        }
+                    }
+                }
+            }
+        }
+        Direction::Outbound => quote! {
+            #[automatically_derived]
+            impl ::ws_core::OutboundMessages for #ident {}
+        },
+    };
+    let variant_impls = set.variants.iter().map(|v| variant_impls(set, v));
+    quote! {
+        #[automatically_derived]
+        impl ::ws_core::WsMessages for #ident {
+            const NAMES: &'static [&'static str] = &[#(#names),*];
+
+            fn name(&self) -> &'static str {
+                match self {
+                    #(#name_arms,)*
+                }
+            }
+        }
+        #direction_impl
+        #(#variant_impls)*
+    }
+}
+
+fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
+    let (ident, module, variant, wire) = (set.ident(), &set.module, &v.ident, &v.wire_name);
+    let reply = match &v.reply {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let payload = format_ident!("__ws_payload");
+    let (into_enum, from_enum) = match &v.shape {
+        Shape::Unit => (
+            quote!(#ident::#variant),
+            quote!(#ident::#variant => ::std::result::Result::Ok(#module::#variant)),
+        ),
+        Shape::Struct(fields) => {
+            let names: Vec<_> = fields.named.iter().map(|f| &f.ident).collect();
+            (
+                quote!(#ident::#variant { #(#names: #payload.#names),* }),
+                quote!(#ident::#variant { #(#names),* } => ::std::result::Result::Ok(#module::#variant { #(#names),* })),
+            )
+        }
+        Shape::Newtype(_) => (
+            quote!(#ident::#variant(#payload.0)),
+            quote!(#ident::#variant(#payload) => ::std::result::Result::Ok(#module::#variant(#payload))),
+        ),
+    };
+    quote! {
+        #[automatically_derived]
+        impl ::ws_core::Variant for #module::#variant {
+            type Set = #ident;
+            type Reply = #reply;
+            const NAME: &'static str = #wire;
+        }
+
+        #[automatically_derived]
+        impl ::std::convert::From<#module::#variant> for #ident {
+            #[allow(unused_variables)]
+            fn from(#payload: #module::#variant) -> Self {
+                #into_enum
+            }
+        }
+
+        #[automatically_derived]
+        impl ::std::convert::TryFrom<#ident> for #module::#variant {
+            type Error = #ident;
+
+            fn try_from(message: #ident) -> ::std::result::Result<Self, #ident> {
+                #[allow(unreachable_patterns)]
+                match message {
+                    #from_enum,
+                    other => ::std::result::Result::Err(other),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Procedural macros of [`ws-core`](https://docs.rs/ws-core): `#[ws_messages]` declares a typed message set,
+//! `#[on(Enum::Variant)]` turns an `async fn` into a typed handler. Use them through `ws_core`
+//! (`use ws_core::{ws_messages, on};`).
+//!
+//! Each macro parses its input, builds a model (`model`), checks the rules the compiler would not check
+//! (`check`), and only then generates code (`expand`). All errors of one input are reported together, each
+//! spanned on the token at fault; on an error the original item is emitted too, so editors keep working.
+
+mod attr;
+mod check;
+mod ctxt;
+mod expand;
+mod model;
+mod symbol;
+
+use proc_macro::TokenStream;
+use quote::ToTokens;
+
+use crate::ctxt::Ctxt;
+
+/// Declares a typed message set: an enum whose variants are message types of one direction.
+///
+/// ```
+/// use ws_core::ws_messages;
+///
+/// #[ws_messages] // client → server (the default)
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub enum Inbound {
+///     Chat { text: String, room: Option<String> },
+///     #[ws(reply = Vec<String>)]
+///     Rooms,
+///     #[ws(rename = "admin:purge")]
+///     AdminPurge,
+/// }
+///
+/// #[ws_messages(outbound)] // server → client
+/// pub enum Outbound {
+///     Welcome { client_id: String },
+/// }
+///
+/// // Values of the enum are the envelope: {"type": wire name, "data": payload}.
+/// let msg: Inbound = serde_json::from_str(r#"{"type":"chat","data":{"text":"hi","room":null}}"#).unwrap();
+/// assert_eq!(msg, Inbound::Chat { text: "hi".into(), room: None });
+/// // Each variant has a payload type in a module named after the enum.
+/// let rooms = inbound::Rooms;
+/// assert_eq!(<inbound::AdminPurge as ws_core::Variant>::NAME, "admin:purge");
+/// # let _ = rooms;
+/// ```
+///
+/// For each variant, the macro generates:
+///
+/// - the serde envelope: `type` is the wire name (the variant's name in `snake_case`, or
+///   `#[ws_messages(rename_all = "...")]`, or `#[ws(rename = "...")]`), `data` the payload;
+/// - a payload type `enum_name::Variant` (a struct with the same fields, a unit struct, or a newtype around
+///   the one type in parentheses) with `From`/`TryFrom` conversions, which handlers receive;
+/// - its [`Variant`](../ws_core/trait.Variant.html) impl, with the reply type from `#[ws(reply = Type)]`
+///   (`()` without it).
+///
+/// The enum implements `WsMessages`, and `InboundMessages` (decoding by wire name, in one pass) or
+/// `OutboundMessages` (which makes it sendable with `Client::send` and `Server::broadcast`).
+///
+/// Rejected at compile time, each pointing at the offending token: generic enums, tuple variants with more
+/// than one field, discriminants, `#[serde]` on the enum or its variants (names must come from `#[ws]`),
+/// wire names starting with `$` (reserved for `$reply` and `$error`), and two variants with one wire name:
+///
+/// ```compile_fail
+/// #[ws_core::ws_messages]
+/// enum Inbound {
+///     #[ws(rename = "$reply")]
+///     Sneaky,
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand_or_original(input.clone(), || messages(args.into(), input.into()))
+}
+
+/// Turns an `async fn` into the handler of one inbound message variant.
+///
+/// ```
+/// use ws_core::{Client, Error, RequestId, Server, on, ws_messages};
+///
+/// #[ws_messages]
+/// pub enum Inbound {
+///     Join { room: String },
+///     #[ws(reply = usize)]
+///     Count,
+/// }
+///
+/// #[on(Inbound::Join)]
+/// async fn join(client: Client, msg: inbound::Join) -> Result<(), Error> {
+///     client.join(&msg.room)?;
+///     Ok(())
+/// }
+///
+/// // Arguments come in any order; the return value is the variant's reply type.
+/// #[on(Inbound::Count)]
+/// async fn count(server: Server, _id: RequestId) -> usize {
+///     server.clients().len()
+/// }
+///
+/// let builder = Server::builder(ws_core::Config::default()).handle(join).handle(count);
+/// ```
+///
+/// The function becomes a unit struct of the same name (register it with `ServerBuilder::handle`); the
+/// function itself stays callable as `join::handle(...)`. Arguments are extracted by `FromMessage`: the
+/// variant's payload type, `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` and `Extension<T>`.
+///
+/// Compile errors point at the offending token: a payload type of another variant, an unknown variant, a
+/// return type that is not the variant's reply, a second handler for the same variant in one module, a
+/// function that is not `async`, takes `self` or is generic:
+///
+/// ```compile_fail
+/// use ws_core::{on, ws_messages};
+///
+/// #[ws_messages]
+/// pub enum Inbound { Ping, Pong }
+///
+/// #[on(Inbound::Ping)]
+/// async fn ping(msg: inbound::Pong) {}
+/// ```
+#[proc_macro_attribute]
+pub fn on(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand_or_original(input.clone(), || handler(args.into(), input.into()))
+}
+
+/// Runs an expansion; on error, emits the original item next to the errors so editors still see it.
+fn expand_or_original(
+    input: TokenStream,
+    expand: impl FnOnce() -> syn::Result<proc_macro2::TokenStream>,
+) -> TokenStream {
+    let output = match expand() {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            let mut tokens: proc_macro2::TokenStream = input.into();
+            tokens.extend(err.into_compile_error());
+            tokens
+        }
+    };
+    if std::env::var_os("WS_MACROS_DEBUG").is_some() {
+        eprintln!("{output}");
+    }
+    output.into()
+}
+
+pub(crate) fn messages(
+    args: proc_macro2::TokenStream,
+    input: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let item: syn::ItemEnum = syn::parse2(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`#[ws_messages]` goes on an enum whose variants are the message types",
+        )
+    })?;
+    let mut cx = Ctxt::default();
+    let parsed_args = attr::messages_args(args, &mut cx);
+    check::enum_shape(&item, &mut cx);
+    check::no_serde_naming(&item, &mut cx);
+    let set = model::message_set(parsed_args, item, &mut cx);
+    check::reserved_names(&set, &mut cx);
+    check::unique_names(&set, &mut cx);
+    cx.check()?;
+    Ok(expand::message_set(&set))
+}
+
+pub(crate) fn handler(
+    args: proc_macro2::TokenStream,
+    input: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let item: syn::ItemFn = syn::parse2(input)?;
+    let mut cx = Ctxt::default();
+    let target = if args.is_empty() {
+        cx.error_spanned_by(
+            item.sig.fn_token,
+            "`#[on]` needs the message it handles: `#[on(Enum::Variant)]`",
+        );
+        None
+    } else {
+        match syn::parse2::<syn::Path>(args) {
+            Ok(path) if path.segments.len() >= 2 => Some(path),
+            Ok(path) => {
+                cx.error_spanned_by(
+                    path.to_token_stream(),
+                    "expected `Enum::Variant`, the message this handler serves",
+                );
+                None
+            }
+            Err(err) => {
+                cx.push(syn::Error::new(
+                    err.span(),
+                    "expected `Enum::Variant`, the message this handler serves",
+                ));
+                None
+            }
+        }
+    };
+    check::handler_fn(&item, &mut cx);
+    cx.check()?;
+    let mut enum_path = target.ok_or_else(|| {
+        syn::Error::new(proc_macro2::Span::call_site(), "missing `Enum::Variant`")
+    })?;
+    let variant = match enum_path.segments.pop() {
+        Some(pair) => pair.into_value().ident,
+        None => {
+            return Err(syn::Error::new_spanned(
+                &enum_path,
+                "expected `Enum::Variant`",
+            ));
+        }
+    };
+    enum_path.segments.pop_punct();
+    let handler = model::Handler {
+        item,
+        enum_path,
+        variant,
+    };
+    Ok(expand::handler(&handler))
+}
