@@ -47,7 +47,7 @@ pub trait InboundMessages: WsMessages + DeserializeOwned {
 )]
 pub trait OutboundMessages: WsMessages {
     /// Attaches the sender: the frame carries `"from": id`, as when the server relays for a client.
-    fn from_client(self, id: &ClientId) -> Relayed<Self>
+    fn sent_by(self, id: &ClientId) -> Relayed<Self>
     where
         Self: Sized,
     {

@@ -30,7 +30,7 @@ async fn chat(client: Client, server: Server, msg: inbound::Chat) {
         user: user(&client),
         room: msg.room.clone(),
     }
-    .from_client(client.id());
+    .sent_by(client.id());
     match msg.room {
         Some(room) => server.broadcast_to_group(&room, out),
         None => server.broadcast(out),
@@ -61,7 +61,7 @@ async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Erro
         text: msg.text,
         user: user(&client),
     }
-    .from_client(client.id());
+    .sent_by(client.id());
     // `reported`: the sender hears of an unknown target even when it did not send a request.
     server.send_to_client(&msg.to, out).map_err(Error::reported)
 }
