@@ -103,7 +103,7 @@ async fn slow_consumer_is_dropped() {
             let payload = "x".repeat(1024);
             let before = server.stats().connected_clients;
             for sent in 0..200_000u32 {
-                match server.send_to_client(&target, &Message::new("bulk", payload.clone())) {
+                match server.send_to_client(&target, Message::new("bulk", payload.clone())) {
                     Ok(()) => {}
                     Err(err) => {
                         let after = server.stats().connected_clients;
@@ -203,7 +203,7 @@ async fn blocked_write_closes_connection() {
             let payload = "y".repeat(64 * 1024);
             for sent in 0..4000u32 {
                 if server
-                    .send_to_client(&target, &Message::new("bulk", payload.clone()))
+                    .send_to_client(&target, Message::new("bulk", payload.clone()))
                     .is_err()
                 {
                     return Ok(sent);

@@ -73,12 +73,12 @@ async fn send_to_client_get_client_and_clients() {
     let b_id = ids.into_iter().find(|id| *id != a_id).unwrap();
 
     server
-        .send_to_client(&b_id, &Message::new("direct", "for b"))
+        .send_to_client(&b_id, Message::new("direct", "for b"))
         .unwrap();
     assert_eq!(b.recv().await, json!({"type": "direct", "data": "for b"}));
     a.expect_silence(Duration::from_millis(150)).await;
     let err = server
-        .send_to_client("nobody", &Message::new("direct", 1))
+        .send_to_client("nobody", Message::new("direct", 1))
         .unwrap_err();
     assert_eq!(err.code().as_str(), "not_found");
 
