@@ -11,3 +11,4 @@ mod limits;
 mod server_api;
 mod shutdown;
 mod support;
+mod typed;

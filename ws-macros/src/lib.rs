@@ -38,14 +38,18 @@ use crate::ctxt::Ctxt;
 ///     Welcome { client_id: String },
 /// }
 ///
-/// // Values of the enum are the envelope: {"type": wire name, "data": payload}.
-/// let msg: Inbound = serde_json::from_str(r#"{"type":"chat","data":{"text":"hi","room":null}}"#).unwrap();
-/// assert_eq!(msg, Inbound::Chat { text: "hi".into(), room: None });
-/// // Each variant has a payload type in a module named after the enum.
-/// let rooms = inbound::Rooms;
-/// assert_eq!(<inbound::AdminPurge as ws_core::Variant>::NAME, "admin:purge");
-/// # let _ = rooms;
+/// fn main() {
+///     // Values of the enum are the envelope: {"type": wire name, "data": payload}.
+///     let json = r#"{"type":"chat","data":{"text":"hi","room":null}}"#;
+///     let msg: Inbound = serde_json::from_str(json).unwrap();
+///     assert_eq!(msg, Inbound::Chat { text: "hi".into(), room: None });
+///     // Each variant has a payload type in a module named after the enum.
+///     assert_eq!(<inbound::AdminPurge as ws_core::Variant>::NAME, "admin:purge");
+/// }
 /// ```
+///
+/// Declare message enums at module level: the payload module refers to the enum's scope with `super`,
+/// which does not reach items declared inside a function body.
 ///
 /// For each variant, the macro generates:
 ///
@@ -99,12 +103,16 @@ pub fn ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
 ///     server.clients().len()
 /// }
 ///
-/// let builder = Server::builder(ws_core::Config::default()).handle(join).handle(count);
+/// fn main() {
+///     let builder = Server::builder(ws_core::Config::default()).handle(join).handle(count);
+/// #   let _ = builder;
+/// }
 /// ```
 ///
-/// The function becomes a unit struct of the same name (register it with `ServerBuilder::handle`); the
-/// function itself stays callable as `join::handle(...)`. Arguments are extracted by `FromMessage`: the
-/// variant's payload type, `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` and `Extension<T>`.
+/// The function keeps its name and becomes a `TypedHandler` (register it with `ServerBuilder::handle`):
+/// a function of the message's `HandlerContext` that extracts each argument with `FromMessage`, runs the
+/// original body and serializes the reply. Arguments are the variant's payload type, `Client`, `ClientId`,
+/// `Server`, `RequestId`, `State<T>` and `Extension<T>`, in any order.
 ///
 /// Compile errors point at the offending token: a payload type of another variant, an unknown variant, a
 /// return type that is not the variant's reply, a second handler for the same variant in one module, a
@@ -118,6 +126,7 @@ pub fn ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// #[on(Inbound::Ping)]
 /// async fn ping(msg: inbound::Pong) {}
+/// # fn main() {}
 /// ```
 #[proc_macro_attribute]
 pub fn on(args: TokenStream, input: TokenStream) -> TokenStream {

@@ -115,12 +115,13 @@ impl ServerBuilder {
     /// If the variant's type already has a handler.
     #[track_caller]
     #[must_use]
-    pub fn handle<H>(self, handler: H) -> Self
+    pub fn handle<H, V>(self, handler: H) -> Self
     where
-        H: TypedHandler,
-        <H::Variant as Variant>::Set: InboundMessages,
+        H: TypedHandler<V>,
+        V: Variant,
+        V::Set: InboundMessages,
     {
-        self.route(<H::Variant as Variant>::NAME, typed::endpoint(handler))
+        self.route(V::NAME, typed::endpoint(handler))
     }
 
     /// Makes a value available to typed handlers through the [`State<T>`](crate::State) argument (one value

@@ -1,6 +1,7 @@
-//! `#[on(Enum::Variant)]`: the function becomes a unit struct of the same name implementing
-//! `TypedHandler`, with the original body kept as `<name>::handle`. Type checks are left to rustc through
-//! spanned assertions, so errors point at the user's tokens.
+//! `#[on(Enum::Variant)]`: the function keeps its name and becomes a function of the variant's
+//! `HandlerContext` (a `TypedHandler`): it extracts each argument, runs the original body (kept as a nested
+//! function) and serializes the reply. It stays a function, so a local variable may share its name. Type
+//! checks are left to rustc through spanned assertions, so errors point at the user's tokens.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -14,9 +15,7 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let (vis, name) = (&item.vis, &item.sig.ident);
     let doc_attrs = item.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let fn_attrs = item.attrs.iter().filter(|a| !a.path().is_ident("doc"));
-    let mut sig = item.sig.clone();
-    sig.ident = Ident::new("handle", name.span());
-    let block = &item.block;
+    let (sig, block) = (&item.sig, &item.block);
     let variant_ty = variant_type(handler);
 
     let args: Vec<Ident> = (0..sig.inputs.len())
@@ -41,53 +40,26 @@ pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let boxed = quote_spanned! {name.span()=>
         ::std::boxed::Box::pin(async move {
             #(#extractions)*
-            let __ws_ret = #name::handle(#(#args),*).await;
+            let __ws_ret = #name(#(#args),*).await;
             #into_reply
         })
     };
-    let duplicate_guard = duplicate_guard(handler);
     let enum_path = &handler.enum_path;
     let variant_check = quote_spanned! {enum_path.span()=>
-        #[allow(dead_code)]
-        fn __ws_variant_check() {
-            ::ws_core::__private::assert_inbound_variant::<#variant_ty, #enum_path>();
-        }
+        ::ws_core::__private::assert_inbound_variant::<#variant_ty, #enum_path>();
     };
-    let variant = &handler.variant;
-    let struct_doc = format!(
-        "Handler for `{}::{variant}` (register it with `ServerBuilder::handle`).",
-        quote!(#enum_path).to_string().replace(' ', "")
-    );
+    let duplicate_guard = duplicate_guard(handler);
     quote! {
         #(#doc_attrs)*
-        #[doc = ""]
-        #[doc = #struct_doc]
-        #[allow(non_camel_case_types)]
-        #[derive(Debug, Clone, Copy, Default)]
-        #vis struct #name;
-
-        impl #name {
-            /// The handler function itself, callable directly.
+        #vis fn #name(
+            mut __ws_cx: ::ws_core::HandlerContext<#variant_ty>,
+        ) -> ::ws_core::BoxFuture<::ws_core::Result<::ws_core::Reply>> {
             #(#fn_attrs)*
-            #vis #sig #block
-        }
+            #sig #block
 
-        #[doc(hidden)]
-        const _: () = {
             #variant_check
-
-            #[automatically_derived]
-            impl ::ws_core::TypedHandler for #name {
-                type Variant = #variant_ty;
-
-                fn call(
-                    &self,
-                    mut __ws_cx: ::ws_core::HandlerContext<#variant_ty>,
-                ) -> ::ws_core::BoxFuture<::ws_core::Result<::ws_core::Reply>> {
-                    #boxed
-                }
-            }
-        };
+            #boxed
+        }
 
         #duplicate_guard
     }

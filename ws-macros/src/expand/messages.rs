@@ -5,16 +5,19 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::attr::Direction;
+use proc_macro2::Ident;
 use syn::Visibility;
 
 use crate::model::{MessageSet, MessageVariant, Shape};
 
 pub(crate) fn message_set(set: &MessageSet) -> TokenStream {
     let enum_def = enum_definition(set);
+    let aliases = field_type_aliases(set);
     let module = payload_module(set);
     let impls = trait_impls(set);
     quote! {
         #enum_def
+        #aliases
         #module
         #[doc(hidden)]
         const _: () = {
@@ -47,6 +50,34 @@ fn enum_definition(set: &MessageSet) -> TokenStream {
             #(#variants,)*
         }
     }
+}
+
+/// The alias naming, in the enum's scope, the type of field `index` of `variant`.
+fn field_alias(set: &MessageSet, variant: &MessageVariant, index: usize) -> Ident {
+    format_ident!("__ws_{}_{}_{}", set.ident(), variant.ident, index)
+}
+
+/// Field types are written in the enum's scope, but the payload types live one module down, where a
+/// payload type could shadow a type of the same name (`Point(Point)`). Aliases declared next to the enum
+/// keep every field type meaning what it meant in the enum.
+fn field_type_aliases(set: &MessageSet) -> TokenStream {
+    let vis = set.vis();
+    let aliases = set.variants.iter().flat_map(|v| {
+        let types: Vec<&syn::Type> = match &v.shape {
+            Shape::Unit => Vec::new(),
+            Shape::Struct(fields) => fields.named.iter().map(|f| &f.ty).collect(),
+            Shape::Newtype(field) => vec![&field.ty],
+        };
+        types.into_iter().enumerate().map(move |(i, ty)| {
+            let alias = field_alias(set, v, i);
+            quote! {
+                #[doc(hidden)]
+                #[allow(non_camel_case_types)]
+                #vis type #alias = #ty;
+            }
+        })
+    });
+    quote!(#(#aliases)*)
 }
 
 /// Derives of the enum that also fit the payload types (all but `Default`).
@@ -95,7 +126,7 @@ fn payload_module(set: &MessageSet) -> TokenStream {
     let structs = set
         .variants
         .iter()
-        .map(|v| payload_struct(v, &derives, &inner));
+        .map(|v| payload_struct(set, v, &derives, &inner));
     quote! {
         #[doc = #module_doc]
         #vis mod #module {
@@ -107,6 +138,7 @@ fn payload_module(set: &MessageSet) -> TokenStream {
 }
 
 fn payload_struct(
+    set: &MessageSet,
     variant: &MessageVariant,
     derives: &[TokenStream],
     vis: &TokenStream,
@@ -128,13 +160,14 @@ fn payload_struct(
             #vis struct #name;
         },
         Shape::Struct(fields) => {
-            let fields = fields.named.iter().map(|f| {
-                let (attrs, ident, ty) = (&f.attrs, &f.ident, &f.ty);
+            let fields = fields.named.iter().enumerate().map(|(i, f)| {
+                let (attrs, ident) = (&f.attrs, &f.ident);
+                let ty = field_alias(set, variant, i);
                 let doc = (!attrs.iter().any(|a| a.path().is_ident("doc"))).then(|| {
                     let text = format!("`{}` of the `{wire}` message.", quote!(#ident));
                     quote!(#[doc = #text])
                 });
-                quote!(#doc #(#attrs)* #vis #ident: #ty)
+                quote!(#doc #(#attrs)* #vis #ident: super::#ty)
             });
             quote! {
                 #common
@@ -145,11 +178,12 @@ fn payload_struct(
             }
         }
         Shape::Newtype(field) => {
-            let (attrs, ty) = (&field.attrs, &field.ty);
+            let attrs = &field.attrs;
+            let ty = field_alias(set, variant, 0);
             quote! {
                 #common
                 #[serde(crate = "::ws_core::__private::serde", transparent)]
-                #vis struct #name(#(#attrs)* #vis #ty);
+                #vis struct #name(#(#attrs)* #vis super::#ty);
             }
         }
     }
@@ -223,9 +257,13 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         ),
         Shape::Struct(fields) => {
             let names: Vec<_> = fields.named.iter().map(|f| &f.ident).collect();
+            // Bindings get fresh names: a field may share its name with a unit struct in scope (a handler).
+            let bindings: Vec<Ident> = (0..names.len())
+                .map(|i| format_ident!("__ws_field{i}"))
+                .collect();
             (
                 quote!(#ident::#variant { #(#names: #payload.#names),* }),
-                quote!(#ident::#variant { #(#names),* } => ::std::result::Result::Ok(#module::#variant { #(#names),* })),
+                quote!(#ident::#variant { #(#names: #bindings),* } => ::std::result::Result::Ok(#module::#variant { #(#names: #bindings),* })),
             )
         }
         Shape::Newtype(_) => (
