@@ -7,8 +7,8 @@ use syn::{GenericParam, ItemEnum, ItemFn};
 use crate::ctxt::Ctxt;
 use crate::model::MessageSet;
 
-/// Rule: a message set is a plain enum: no generics (a wire name must map to one concrete type) and no
-/// explicit discriminants.
+/// Rule: a message set is a plain enum with at least one variant: no generics (a wire name must map to one
+/// concrete type) and no explicit discriminants.
 pub(crate) fn enum_shape(item: &ItemEnum, cx: &mut Ctxt) {
     if let Some(param) = item.generics.params.first() {
         let what = match param {
@@ -20,6 +20,9 @@ pub(crate) fn enum_shape(item: &ItemEnum, cx: &mut Ctxt) {
             &item.generics,
             format!("`#[ws_messages]` enums cannot be generic ({what} parameter): each wire name needs one concrete type"),
         );
+    }
+    if item.variants.is_empty() {
+        cx.error_spanned_by(&item.ident, "a message set needs at least one variant");
     }
     for variant in &item.variants {
         if let Some((_, discriminant)) = &variant.discriminant {

@@ -76,7 +76,22 @@ use crate::ctxt::Ctxt;
 /// ```
 #[proc_macro_attribute]
 pub fn ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
-    expand_or_original(input.clone(), || messages(args.into(), input.into()))
+    let original = match syn::parse::<syn::ItemEnum>(input.clone()) {
+        Ok(item) => without_helper_attributes(item).into_token_stream().into(),
+        Err(_) => input.clone(),
+    };
+    expand_or_original(original, || messages(args.into(), input.into()))
+}
+
+/// The enum as the user wrote it, minus the attributes only this macro understands, so a failed expansion
+/// reports its own errors and nothing about unknown attributes.
+fn without_helper_attributes(mut item: syn::ItemEnum) -> syn::ItemEnum {
+    let ours = |a: &syn::Attribute| a.path().is_ident(symbol::WS) || a.path().is_ident("serde");
+    item.attrs.retain(|a| !ours(a));
+    for variant in &mut item.variants {
+        variant.attrs.retain(|a| !ours(a));
+    }
+    item
 }
 
 /// Turns an `async fn` into the handler of one inbound message variant.

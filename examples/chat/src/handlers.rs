@@ -1,8 +1,6 @@
 //! What each message does (the wire contract is in the README's chat section).
 
-use ws_core::{
-    AuthRequest, Client, ClientData, Config, ConfigError, Error, OutboundMessages, Server, on,
-};
+use ws_core::{AuthRequest, Client, ClientData, Config, ConfigError, Error, Server, on};
 
 use crate::protocol::{Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound};
 

@@ -122,7 +122,7 @@ fn payload_module(set: &MessageSet) -> TokenStream {
         Direction::Inbound => "client → server",
         Direction::Outbound => "server → client",
     };
-    let module_doc = format!("Payload types of [`{ident}`] ({direction}), one per variant.");
+    let module_doc = format!(" Payload types of [`{ident}`] ({direction}), one per variant.");
     let structs = set
         .variants
         .iter()
@@ -146,7 +146,7 @@ fn payload_struct(
     let name = &variant.ident;
     let doc_attrs = variant.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let wire = &variant.wire_name;
-    let summary = format!("Payload of the `{wire}` message.");
+    let summary = format!(" Payload of the `{wire}` message.");
     let common = quote! {
         #[doc = #summary]
         #(#doc_attrs)*
@@ -164,7 +164,7 @@ fn payload_struct(
                 let (attrs, ident) = (&f.attrs, &f.ident);
                 let ty = field_alias(set, variant, i);
                 let doc = (!attrs.iter().any(|a| a.path().is_ident("doc"))).then(|| {
-                    let text = format!("`{}` of the `{wire}` message.", quote!(#ident));
+                    let text = format!(" `{}` of the `{wire}` message.", quote!(#ident));
                     quote!(#[doc = #text])
                 });
                 quote!(#doc #(#attrs)* #vis #ident: super::#ty)
@@ -221,10 +221,21 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
                 }
             }
         }
-        Direction::Outbound => quote! {
-            #[automatically_derived]
-            impl ::ws_core::OutboundMessages for #ident {}
-        },
+        Direction::Outbound => {
+            let vis = set.vis();
+            quote! {
+                #[automatically_derived]
+                impl ::ws_core::OutboundMessages for #ident {}
+
+                impl #ident {
+                    /// This message relayed for a client: the frame carries `"from": id`.
+                    #[allow(dead_code)]
+                    #vis fn sent_by(self, id: &::ws_core::ClientId) -> ::ws_core::Relayed<Self> {
+                        ::ws_core::Relayed::new(self, id)
+                    }
+                }
+            }
+        }
     };
     let variant_impls = set.variants.iter().map(|v| variant_impls(set, v));
     quote! {

@@ -1,0 +1,13 @@
+use ws_core::{on, ws_messages};
+
+#[ws_messages]
+pub enum Inbound {
+    Chat { text: String },
+}
+
+#[on(Inbound::Chat)]
+async fn chat(text: String) {
+    let _ = text;
+}
+
+fn main() {}

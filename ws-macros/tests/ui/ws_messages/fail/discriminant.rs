@@ -1,0 +1,8 @@
+use ws_core::ws_messages;
+
+#[ws_messages]
+pub enum Inbound {
+    Chat = 1,
+}
+
+fn main() {}
