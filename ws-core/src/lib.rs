@@ -3,8 +3,43 @@
 //!
 //! # Quick start
 //!
+//! Declare the messages of each direction as enums, write one `async fn` per inbound message, register
+//! them, serve:
+//!
 //! ```no_run
-//! use ws_core::{ClientData, Config, Error, Message, Server};
+//! use ws_core::{Client, ClientData, Config, Error, Server, on, ws_messages};
+//!
+//! #[ws_messages] // client → server
+//! pub enum Inbound {
+//!     Join { room: String },
+//!     Chat { text: String, room: String },
+//!     #[ws(reply = Vec<String>)]
+//!     Rooms,
+//! }
+//!
+//! #[ws_messages(outbound)] // server → client
+//! pub enum Outbound {
+//!     Chat { text: String, user: String },
+//! }
+//!
+//! #[on(Inbound::Join)]
+//! async fn join(client: Client, msg: inbound::Join) -> Result<(), Error> {
+//!     client.join(&msg.room)?;
+//!     Ok(())
+//! }
+//!
+//! #[on(Inbound::Chat)]
+//! async fn chat(client: Client, msg: inbound::Chat) {
+//!     let user = client.get_metadata("user").and_then(|u| u.as_str().map(String::from));
+//!     let user = user.unwrap_or_default();
+//!     let out = Outbound::Chat { text: msg.text, user }.sent_by(client.id());
+//!     client.server().broadcast_to_group(&msg.room, out);
+//! }
+//!
+//! #[on(Inbound::Rooms)]
+//! async fn rooms(client: Client) -> Vec<String> {
+//!     client.groups()
+//! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,22 +49,22 @@
 //!             let user = user.ok_or_else(|| Error::forbidden("missing token"))?;
 //!             Ok(ClientData::new().metadata("user", user))
 //!         })
-//!         .on_connect(|client| async move {
-//!             let _ = client.send_json("welcome", &serde_json::json!({ "client_id": client.id() .as_str() }));
-//!         })
-//!         .on("join", |client, msg: Message| async move {
-//!             let room: String = serde_json::from_value(msg.data["room"].clone())?;
-//!             client.join(&room)
-//!         })
-//!         .on("chat", |client, msg: Message| async move {
-//!             let out = Message::new("chat", msg.data).with_from(client.id().as_str());
-//!             client.server().broadcast(&out);
-//!         })
+//!         .handle(join)
+//!         .handle(chat)
+//!         .handle(rooms)
 //!         .build()?;
 //!     server.serve().await?; // ws://127.0.0.1:6001/ws?token=ann
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A handler receives its message already decoded into the variant's payload type (`inbound::Join`), plus
+//! any of the extractors listed in [`FromMessage`]; what it returns answers requests with the variant's
+//! reply type. A payload of the wrong type, an unknown variant, a second handler for one variant, or
+//! sending a client → server message are compile errors (see [`ws_messages`] and [`on`]).
+//!
+//! Underneath, untyped handlers work on the raw envelope:
+//! `Server::builder(config).on("chat", |client, msg: Message| async move { ... })`.
 //!
 //! # Wire format
 //!
