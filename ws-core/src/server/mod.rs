@@ -117,7 +117,7 @@ impl Server {
     }
 
     /// Sends a message to every connected client (the sender included, if any): an outbound typed message,
-    /// a [`Message`] or a [`Frame`]. The message is serialized once for all recipients.
+    /// a [`Message`](crate::Message) or a [`Frame`](crate::Frame). The message is serialized once for all recipients.
     pub fn broadcast(&self, msg: impl IntoFrame) {
         self.inner.backplane.broadcast(&msg.into_frame(), None);
     }
