@@ -7,14 +7,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use ws_core::{
     Client, ClientData, ClientId, Error, Extension, InboundMessages, OutboundMessages, RequestId,
-    Server, State, Variant, WsMessages, on, ws_messages,
+    Server, State, Variant, WsMessages, on, payload, ws_messages,
 };
 
 use crate::support::{config, spawn};
 
 /// Counts how `data` reached it: `borrowed` when deserialized straight from the frame's text, `copied`
 /// when it went through an intermediate owned form (such as a `serde_json::Value`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ws_core::ts_rs::TS, ws_core::schemars::JsonSchema)]
+#[ts(crate = "ws_core::ts_rs")]
+#[schemars(crate = "ws_core::schemars")]
 pub(crate) struct Probe(String);
 
 static BORROWED: AtomicUsize = AtomicUsize::new(0);
@@ -41,7 +43,8 @@ impl<'de> Deserialize<'de> for Probe {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[payload]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Point {
     x: i32,
     y: i32,

@@ -118,7 +118,11 @@ mod stats;
 mod sync;
 mod typed;
 
-pub use ws_macros::{on, ws_messages};
+/// The JSON Schema generator payload types implement (`#[payload]` derives it).
+pub use schemars;
+/// The TypeScript generator payload types implement (`#[payload]` derives it).
+pub use ts_rs;
+pub use ws_macros::{on, payload, ws_messages};
 
 pub use crate::auth::{AuthRequest, ClientData};
 pub use crate::backplane::{Backplane, MemoryBackplane};
@@ -128,7 +132,8 @@ pub use crate::envelope::{ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, REPLY_TYPE
 pub use crate::error::{Error, ErrorCode, Result};
 pub use crate::handler::{BoxFuture, IntoReply, Next, Reply, Request};
 pub use crate::message::{
-    InboundMessages, IntoFrame, OutboundMessages, Relayed, Variant, WsMessages,
+    Direction, InboundMessages, IntoFrame, OutboundMessages, Relayed, Variant, VariantVisitor,
+    WsMessages,
 };
 pub use crate::raw::RawMessage;
 pub use crate::server::serve::handle_connection;
@@ -142,5 +147,7 @@ pub use crate::typed::{
 pub mod __private {
     //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
     pub use crate::message::{assert_inbound_variant, decode_payload, unknown_type};
+    pub use schemars;
     pub use serde;
+    pub use ts_rs;
 }

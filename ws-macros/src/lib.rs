@@ -241,3 +241,38 @@ pub(crate) fn handler(
     };
     Ok(expand::handler(&handler))
 }
+
+/// Makes a type usable in messages and replies: derives serde's `Serialize` and `Deserialize`, ts-rs's
+/// `TS` and schemars's `JsonSchema` through `ws_core`, so one dependency on `ws-core` is enough.
+///
+/// ```
+/// use ws_core::{payload, ws_messages};
+///
+/// #[payload]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct Point {
+///     pub x: i32,
+///     pub y: i32,
+/// }
+///
+/// #[ws_messages]
+/// pub enum Inbound {
+///     #[ws(reply = Point)]
+///     Move(Point),
+/// }
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn payload(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand_or_original(input.clone(), || {
+        if !args.is_empty() {
+            let args: proc_macro2::TokenStream = args.into();
+            return Err(syn::Error::new_spanned(
+                args,
+                "`#[payload]` takes no arguments",
+            ));
+        }
+        let item: syn::DeriveInput = syn::parse(input)?;
+        Ok(expand::payload(&item))
+    })
+}

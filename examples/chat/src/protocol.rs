@@ -1,7 +1,6 @@
 //! The chat protocol: every message type, in both directions.
 
-use serde::Serialize;
-use ws_core::ws_messages;
+use ws_core::{payload, ws_messages};
 
 /// What clients send.
 #[ws_messages]
@@ -43,7 +42,8 @@ pub(crate) enum Outbound {
 }
 
 /// Reply to `join`.
-#[derive(Debug, Clone, Serialize)]
+#[payload]
+#[derive(Debug, Clone)]
 pub(crate) struct RoomJoined {
     pub(crate) room: String,
     /// False when the client already was in the room.
@@ -51,7 +51,8 @@ pub(crate) struct RoomJoined {
 }
 
 /// Reply to `leave`.
-#[derive(Debug, Clone, Serialize)]
+#[payload]
+#[derive(Debug, Clone)]
 pub(crate) struct RoomLeft {
     pub(crate) room: String,
     /// False when the client was not in the room.
@@ -59,7 +60,8 @@ pub(crate) struct RoomLeft {
 }
 
 /// Reply to `whoami`.
-#[derive(Debug, Clone, Serialize)]
+#[payload]
+#[derive(Debug, Clone)]
 pub(crate) struct WhoAmI {
     pub(crate) client_id: String,
     pub(crate) user: String,
@@ -67,7 +69,8 @@ pub(crate) struct WhoAmI {
 }
 
 /// Reply to `admin:purge`.
-#[derive(Debug, Clone, Serialize)]
+#[payload]
+#[derive(Debug, Clone)]
 pub(crate) struct Purged {
     pub(crate) purged: bool,
 }

@@ -147,11 +147,21 @@ fn payload_struct(
     let doc_attrs = variant.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let wire = &variant.wire_name;
     let summary = format!(" Payload of the `{wire}` message.");
+    // Payload types of both directions may share a name (`Chat`); generated TypeScript and schemas name
+    // them after the enum too (`InboundChat`, `OutboundChat`).
+    let exported = format!("{}{}", set.ident(), name);
     let common = quote! {
         #[doc = #summary]
         #(#doc_attrs)*
         #(#derives)*
-        #[derive(::ws_core::__private::serde::Serialize, ::ws_core::__private::serde::Deserialize)]
+        #[derive(
+            ::ws_core::__private::serde::Serialize,
+            ::ws_core::__private::serde::Deserialize,
+            ::ws_core::__private::ts_rs::TS,
+            ::ws_core::__private::schemars::JsonSchema
+        )]
+        #[ts(crate = "::ws_core::__private::ts_rs", rename = #exported, optional_fields = nullable)]
+        #[schemars(crate = "::ws_core::__private::schemars", rename = #exported)]
     };
     match &variant.shape {
         Shape::Unit => quote! {
@@ -238,10 +248,20 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
         }
     };
     let variant_impls = set.variants.iter().map(|v| variant_impls(set, v));
+    let variant_idents = set.variants.iter().map(|v| &v.ident);
+    let direction = match set.direction {
+        Direction::Inbound => quote!(::ws_core::Direction::ClientToServer),
+        Direction::Outbound => quote!(::ws_core::Direction::ServerToClient),
+    };
     quote! {
         #[automatically_derived]
         impl ::ws_core::WsMessages for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];
+            const DIRECTION: ::ws_core::Direction = #direction;
+
+            fn visit_variants<V: ::ws_core::VariantVisitor>(visitor: &mut V) {
+                #(visitor.visit::<#module::#variant_idents>();)*
+            }
 
             fn name(&self) -> &'static str {
                 match self {
@@ -260,6 +280,7 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         Some(ty) => quote!(#ty),
         None => quote!(()),
     };
+    let has_reply = v.reply.is_some();
     let payload = format_ident!("__ws_payload");
     let (into_enum, from_enum) = match &v.shape {
         Shape::Unit => (
@@ -287,6 +308,7 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         impl ::ws_core::Variant for #module::#variant {
             type Set = #ident;
             type Reply = #reply;
+            const HAS_REPLY: bool = #has_reply;
             const NAME: &'static str = #wire;
         }
 

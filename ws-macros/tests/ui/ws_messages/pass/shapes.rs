@@ -1,7 +1,7 @@
-use serde::{Deserialize, Serialize};
-use ws_core::{InboundMessages, OutboundMessages, Variant, WsMessages, ws_messages};
+use ws_core::{InboundMessages, OutboundMessages, Variant, WsMessages, payload, ws_messages};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[payload]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     x: i32,
     y: i32,
