@@ -87,7 +87,7 @@ async fn purge(client: Client) -> Result<Purged, Error> {
 }
 
 /// The chat server with every handler registered.
-pub(crate) fn build(config: Config) -> Result<Server, ConfigError> {
+pub fn build(config: Config) -> Result<Server, ConfigError> {
     Server::builder(config)
         .auth(authenticate)
         .on_connect(|client| async move {

@@ -8,9 +8,6 @@
 //! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` Prometheus text,
 //! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
 
-mod handlers;
-mod protocol;
-
 use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -33,7 +30,7 @@ async fn main() {
         );
         std::process::exit(2)
     });
-    let server = handlers::build(config.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    let server = chat::build(config.clone()).unwrap_or_else(|e| fail(&e.to_string()));
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .unwrap_or_else(|e| fail(&format!("cannot bind {}:{}: {e}", config.host, config.port)));

@@ -5,17 +5,33 @@ use ws_core::{payload, ws_messages};
 /// What clients send.
 #[ws_messages]
 #[derive(Debug, Clone)]
-pub(crate) enum Inbound {
+pub enum Inbound {
     /// A message to everyone, or to one room.
-    Chat { text: String, room: Option<String> },
+    Chat {
+        /// The text.
+        text: String,
+        /// The room to send to; everyone when absent.
+        room: Option<String>,
+    },
     /// Join a room.
     #[ws(reply = RoomJoined)]
-    Join { room: String },
+    Join {
+        /// The room.
+        room: String,
+    },
     /// Leave a room.
     #[ws(reply = RoomLeft)]
-    Leave { room: String },
+    Leave {
+        /// The room.
+        room: String,
+    },
     /// A direct message to one client.
-    Dm { to: String, text: String },
+    Dm {
+        /// The recipient's client id.
+        to: String,
+        /// The text.
+        text: String,
+    },
     /// Who am I? (a request)
     #[ws(reply = WhoAmI)]
     Whoami,
@@ -27,50 +43,69 @@ pub(crate) enum Inbound {
 /// What the server sends.
 #[ws_messages(outbound)]
 #[derive(Debug, Clone)]
-pub(crate) enum Outbound {
+pub enum Outbound {
     /// Sent once, right after connecting.
-    Welcome { client_id: String, message: String },
+    Welcome {
+        /// The new client's id.
+        client_id: String,
+        /// Always `connected`.
+        message: String,
+    },
     /// A chat message, relayed with `from`.
     Chat {
+        /// The text.
         text: String,
+        /// The sender's user name.
         user: String,
+        /// The room it was sent to; absent for everyone-chat.
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
     },
     /// A direct message, relayed with `from`.
-    Dm { text: String, user: String },
+    Dm {
+        /// The text.
+        text: String,
+        /// The sender's user name.
+        user: String,
+    },
 }
 
 /// Reply to `join`.
 #[payload]
 #[derive(Debug, Clone)]
-pub(crate) struct RoomJoined {
-    pub(crate) room: String,
+pub struct RoomJoined {
+    /// The room.
+    pub room: String,
     /// False when the client already was in the room.
-    pub(crate) joined: bool,
+    pub joined: bool,
 }
 
 /// Reply to `leave`.
 #[payload]
 #[derive(Debug, Clone)]
-pub(crate) struct RoomLeft {
-    pub(crate) room: String,
+pub struct RoomLeft {
+    /// The room.
+    pub room: String,
     /// False when the client was not in the room.
-    pub(crate) left: bool,
+    pub left: bool,
 }
 
 /// Reply to `whoami`.
 #[payload]
 #[derive(Debug, Clone)]
-pub(crate) struct WhoAmI {
-    pub(crate) client_id: String,
-    pub(crate) user: String,
-    pub(crate) groups: Vec<String>,
+pub struct WhoAmI {
+    /// The client's id.
+    pub client_id: String,
+    /// The user name (the token).
+    pub user: String,
+    /// The rooms the client is in, sorted.
+    pub groups: Vec<String>,
 }
 
 /// Reply to `admin:purge`.
 #[payload]
 #[derive(Debug, Clone)]
-pub(crate) struct Purged {
-    pub(crate) purged: bool,
+pub struct Purged {
+    /// Always true.
+    pub purged: bool,
 }

@@ -32,6 +32,13 @@ impl fmt::Debug for ClientId {
     }
 }
 
+/// An id that was created elsewhere (another node, storage, a test).
+impl From<String> for ClientId {
+    fn from(id: String) -> Self {
+        Self(Arc::from(id))
+    }
+}
+
 impl AsRef<str> for ClientId {
     fn as_ref(&self) -> &str {
         &self.0

@@ -1,0 +1,132 @@
+//! JSON Schema (draft 2020-12) of whole frames: one document per direction (`oneOf` the frame types,
+//! system frames included) and one per message. Frames are described exactly as the server reads and
+//! writes them: `type` is a constant, `data` the payload (optional, and then `null`, for unit payloads),
+//! `id` an integer below 2^53; keys the server ignores (`from` sent by a client, unknown keys) are allowed.
+
+use serde_json::{Map, Value, json};
+use ws_core::MAX_REQUEST_ID;
+
+use crate::protocol::{DirectionDef, MessageDef};
+
+const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// Which side sends the frames a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+fn request_id() -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": MAX_REQUEST_ID})
+}
+
+/// The envelope of one message type.
+pub(crate) fn frame(message: &MessageDef, side: Side) -> Value {
+    let mut properties = Map::new();
+    properties.insert("type".into(), json!({"const": message.name}));
+    properties.insert("data".into(), message.data_schema.clone());
+    match side {
+        Side::Client => {
+            properties.insert("id".into(), request_id());
+            properties.insert("target".into(), json!({"type": "string"}));
+        }
+        Side::Server => {
+            properties.insert("from".into(), json!({"type": "string"}));
+            properties.insert("target".into(), json!({"type": "string"}));
+            if message.reply_schema.is_some() {
+                properties.insert("id".into(), request_id());
+            }
+        }
+    }
+    let required: Vec<&str> = if message.unit {
+        vec!["type"]
+    } else {
+        vec!["type", "data"]
+    };
+    json!({
+        "title": message.name,
+        "type": "object",
+        "properties": properties,
+        "required": required,
+    })
+}
+
+fn error_body() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        "required": ["code", "message"],
+    })
+}
+
+/// `$reply` and `$error`: the server's answers to client requests, or the client's answers to server
+/// requests.
+fn system_frames(side: Side) -> Vec<(String, Value)> {
+    let reply = json!({
+        "title": "$reply",
+        "type": "object",
+        "properties": {"type": {"const": "$reply"}, "id": request_id(), "data": true},
+        "required": ["type", "id", "data"],
+    });
+    let error = json!({
+        "title": "$error",
+        "type": "object",
+        "properties": {"type": {"const": "$error"}, "id": request_id(), "data": error_body()},
+        "required": match side {
+            Side::Client => json!(["type", "id", "data"]),
+            Side::Server => json!(["type", "data"]),
+        },
+    });
+    let mut frames = vec![("$reply".to_owned(), reply), ("$error".to_owned(), error)];
+    match side {
+        Side::Client => frames.push((
+            "$ping".to_owned(),
+            json!({"title": "$ping", "type": "object", "properties": {"type": {"const": "$ping"}}, "required": ["type"]}),
+        )),
+        Side::Server => frames.push((
+            "$pong".to_owned(),
+            json!({"title": "$pong", "type": "object", "properties": {"type": {"const": "$pong"}}, "required": ["type"]}),
+        )),
+    }
+    frames
+}
+
+/// Every frame one side sends, as one document.
+pub(crate) fn direction(def: &DirectionDef, side: Side, title: &str, comment: &str) -> Value {
+    let mut defs = def.definitions.clone();
+    let mut one_of = Vec::new();
+    let frames = def
+        .messages
+        .iter()
+        .map(|m| (m.name.to_owned(), frame(m, side)))
+        .chain(system_frames(side));
+    for (name, frame) in frames {
+        let key = format!("frame:{name}");
+        one_of.push(json!({"$ref": format!("#/$defs/{key}")}));
+        defs.insert(key, frame);
+    }
+    json!({
+        "$schema": DRAFT,
+        "$comment": comment,
+        "title": title,
+        "oneOf": one_of,
+        "$defs": defs,
+    })
+}
+
+/// One message's frame with the definitions it uses, as its own document.
+pub(crate) fn message(
+    def: &DirectionDef,
+    message: &MessageDef,
+    side: Side,
+    comment: &str,
+) -> Value {
+    let Value::Object(mut doc) = frame(message, side) else {
+        unreachable!("frame() builds an object")
+    };
+    doc.insert("$schema".into(), json!(DRAFT));
+    doc.insert("$comment".into(), json!(comment));
+    doc.insert("$defs".into(), Value::Object(def.definitions.clone()));
+    Value::Object(doc)
+}

@@ -1,0 +1,149 @@
+//! The protocol model: every message of both directions with its TypeScript and JSON Schema descriptions,
+//! collected from the `WsMessages` impls (nothing is parsed from source).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use ws_core::schemars::generate::SchemaSettings;
+use ws_core::schemars::{JsonSchema, SchemaGenerator};
+use ws_core::ts_rs::{self, TS, TypeVisitor};
+use ws_core::{Direction, Variant, VariantVisitor, WsMessages};
+
+/// One message type.
+#[derive(Debug, Clone)]
+pub struct MessageDef {
+    /// The wire name (`type`).
+    pub name: &'static str,
+    /// TypeScript type of `data`.
+    pub data_ts: String,
+    /// TypeScript type of the reply, when the message is a request.
+    pub reply_ts: Option<String>,
+    /// Whether the payload is a unit (no `data`, or `null`).
+    pub unit: bool,
+    /// JSON Schema of `data`, referring to `$defs` of its direction.
+    pub data_schema: Value,
+    /// JSON Schema of the reply's `data`, when the message is a request.
+    pub reply_schema: Option<Value>,
+}
+
+/// The messages of one direction and the definitions their schemas refer to.
+#[derive(Debug, Clone, Default)]
+pub struct DirectionDef {
+    /// Messages in declaration order.
+    pub messages: Vec<MessageDef>,
+    /// Named JSON Schema definitions (`$defs`).
+    pub definitions: serde_json::Map<String, Value>,
+}
+
+/// Everything the generators need: both directions and the TypeScript declarations they use.
+#[derive(Debug, Clone, Default)]
+pub struct Protocol {
+    /// Client → server messages.
+    pub client_to_server: DirectionDef,
+    /// Server → client messages.
+    pub server_to_client: DirectionDef,
+    /// TypeScript declarations by type name.
+    pub ts_declarations: BTreeMap<String, String>,
+}
+
+pub(crate) fn ts_config() -> ts_rs::Config {
+    // Request ids and counters stay below 2^53 on the wire; `number` is what JavaScript reads them as.
+    ts_rs::Config::new().with_large_int("number")
+}
+
+fn schema_generator(direction: Direction) -> SchemaGenerator {
+    let settings = SchemaSettings::draft2020_12();
+    // Client frames are described as the server reads them, server frames as the server writes them.
+    let settings = match direction {
+        Direction::ClientToServer => settings.for_deserialize(),
+        Direction::ServerToClient => settings.for_serialize(),
+    };
+    settings.into_generator()
+}
+
+/// Collects the TypeScript declarations of a type and of every type it depends on.
+struct Declarations<'a> {
+    cfg: &'a ts_rs::Config,
+    out: &'a mut BTreeMap<String, String>,
+}
+
+impl Declarations<'_> {
+    fn add<T: TS + 'static + ?Sized>(&mut self) {
+        if T::output_path().is_none() {
+            return;
+        }
+        let name = T::ident(self.cfg);
+        if self.out.contains_key(&name) {
+            return;
+        }
+        self.out.insert(name, T::decl(self.cfg));
+        T::visit_dependencies(self);
+    }
+}
+
+impl TypeVisitor for Declarations<'_> {
+    fn visit<T: TS + 'static + ?Sized>(&mut self) {
+        self.add::<T>();
+    }
+}
+
+struct Collector<'a> {
+    cfg: ts_rs::Config,
+    generator: SchemaGenerator,
+    messages: Vec<MessageDef>,
+    ts: &'a mut BTreeMap<String, String>,
+}
+
+impl Collector<'_> {
+    fn ts_of<T: TS + 'static>(&mut self) -> String {
+        Declarations {
+            cfg: &self.cfg,
+            out: self.ts,
+        }
+        .add::<T>();
+        T::name(&self.cfg)
+    }
+
+    fn schema_of<T: JsonSchema>(&mut self) -> Value {
+        self.generator.subschema_for::<T>().to_value()
+    }
+}
+
+impl VariantVisitor for Collector<'_> {
+    fn visit<P: Variant>(&mut self) {
+        let data_ts = self.ts_of::<P>();
+        let reply_ts = P::HAS_REPLY.then(|| self.ts_of::<P::Reply>());
+        let data_schema = self.schema_of::<P>();
+        let reply_schema = P::HAS_REPLY.then(|| self.schema_of::<P::Reply>());
+        // A payload that decodes from `null` may be sent without `data`, exactly as the server reads it.
+        let unit = serde_json::from_str::<P>("null").is_ok();
+        self.messages.push(MessageDef {
+            name: P::NAME,
+            data_ts,
+            reply_ts,
+            unit,
+            data_schema,
+            reply_schema,
+        });
+    }
+}
+
+impl Protocol {
+    /// Adds a message set to the direction it declares.
+    pub fn add<M: WsMessages>(&mut self) {
+        let mut collector = Collector {
+            cfg: ts_config(),
+            generator: schema_generator(M::DIRECTION),
+            messages: Vec::new(),
+            ts: &mut self.ts_declarations,
+        };
+        M::visit_variants(&mut collector);
+        let definitions = collector.generator.take_definitions(true);
+        let direction = match M::DIRECTION {
+            Direction::ClientToServer => &mut self.client_to_server,
+            Direction::ServerToClient => &mut self.server_to_client,
+        };
+        direction.messages.extend(collector.messages);
+        direction.definitions.extend(definitions);
+    }
+}

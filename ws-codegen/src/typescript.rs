@@ -1,0 +1,63 @@
+//! `protocol.ts`: the TypeScript declarations of every payload and reply type (ts-rs), and the protocol map
+//! per direction that `sdk-ts`'s generic client is typed by (rspc's split between a generated map and a
+//! hand-written runtime).
+
+use std::fmt::Write as _;
+
+use crate::protocol::{DirectionDef, Protocol};
+
+fn message_map(out: &mut String, name: &str, doc: &str, direction: &DirectionDef) {
+    let _ = writeln!(out, "/** {doc} */");
+    let _ = writeln!(out, "export interface {name} {{");
+    for m in &direction.messages {
+        let reply = m.reply_ts.as_deref().unwrap_or("never");
+        let _ = writeln!(
+            out,
+            "  {:?}: {{ data: {}; reply: {reply} }};",
+            m.name, m.data_ts
+        );
+    }
+    let _ = writeln!(out, "}}\n");
+}
+
+pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "// {header}\n");
+    for decl in protocol.ts_declarations.values() {
+        let _ = writeln!(out, "export {decl}\n");
+    }
+    message_map(
+        &mut out,
+        "ClientMessages",
+        "Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request).",
+        &protocol.client_to_server,
+    );
+    message_map(
+        &mut out,
+        "ServerMessages",
+        "Messages the server sends, by wire name: `reply` is what the client answers when the server sends it as a request (`never`: not a request).",
+        &protocol.server_to_client,
+    );
+    out.push_str(
+        "/** The whole protocol: the type parameter of `createClient` in `ws-core-client`. */\n",
+    );
+    out.push_str(
+        "export interface Protocol {\n  client: ClientMessages;\n  server: ServerMessages;\n}\n\n",
+    );
+    for (constant, direction) in [
+        ("CLIENT_MESSAGE_TYPES", &protocol.client_to_server),
+        ("SERVER_MESSAGE_TYPES", &protocol.server_to_client),
+    ] {
+        let names: Vec<String> = direction
+            .messages
+            .iter()
+            .map(|m| format!("{:?}", m.name))
+            .collect();
+        let _ = writeln!(
+            out,
+            "export const {constant} = [{}] as const;",
+            names.join(", ")
+        );
+    }
+    out
+}
