@@ -8,6 +8,7 @@ mod groups;
 mod handlers;
 mod handshake;
 mod limits;
+mod requests;
 mod server_api;
 mod shutdown;
 mod support;

@@ -12,6 +12,7 @@
 //! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close |
 //! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
 //! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
+//! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
 //!
 //! [`Config::validate`] rejects combinations that cannot work; [`ServerBuilder::build`](crate::ServerBuilder::build)
 //! calls it, so a bad config fails at start-up, never under load.
@@ -76,6 +77,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Groups one client may belong to at once. Default 256.
     pub max_groups_per_client: usize,
+    /// Requests the server may have waiting for one client's answer ([`Client::request`](crate::Client::request)).
+    /// Default 64.
+    pub max_pending_requests: usize,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_groups_per_client: 256,
+            max_pending_requests: 64,
         }
     }
 }
@@ -142,6 +147,7 @@ impl Config {
             ("send_queue_capacity", self.send_queue_capacity),
             ("send_queue_max_bytes", self.send_queue_max_bytes),
             ("max_groups_per_client", self.max_groups_per_client),
+            ("max_pending_requests", self.max_pending_requests),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

@@ -22,6 +22,10 @@ use crate::error::Error;
 pub const REPLY_TYPE: &str = "$reply";
 /// The `type` of an error frame.
 pub const ERROR_TYPE: &str = "$error";
+/// The `type` of a client's heartbeat; the server answers with [`PONG_TYPE`] at once.
+pub const PING_TYPE: &str = "$ping";
+/// The `type` of the server's answer to [`PING_TYPE`].
+pub const PONG_TYPE: &str = "$pong";
 /// The largest request `id`: ids are integers below 2^53 so that JavaScript numbers hold them exactly.
 pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 
@@ -185,6 +189,22 @@ pub(crate) fn reply_frame(id: u64, data: &RawValue) -> Frame {
         id,
         data,
     })
+}
+
+pub(crate) fn pong_frame() -> Frame {
+    Frame::text(format!(r#"{{"type":"{PONG_TYPE}"}}"#))
+}
+
+/// A request from the server to the client: `{"type", "data", "id"}`.
+pub(crate) fn request_frame<T: Serialize + ?Sized>(kind: &str, data: &T, id: u64) -> Frame {
+    #[derive(Serialize)]
+    struct RequestEnvelope<'a, T: ?Sized> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        data: &'a T,
+        id: u64,
+    }
+    Frame::json(&RequestEnvelope { kind, data, id })
 }
 
 pub(crate) fn error_frame(id: Option<u64>, err: &Error) -> Frame {

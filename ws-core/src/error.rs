@@ -32,6 +32,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The handler failed for a reason the client should not see in detail.
     Internal,
+    /// A request got no answer in time.
+    Timeout,
     /// An application-defined code.
     Custom(Cow<'static, str>),
 }
@@ -47,8 +49,29 @@ impl ErrorCode {
             Self::LimitExceeded => "limit_exceeded",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
+            Self::Timeout => "timeout",
             Self::Custom(code) => code,
         }
+    }
+}
+
+impl ErrorCode {
+    /// The code a wire string stands for (unknown codes become [`ErrorCode::Custom`]).
+    pub fn from_wire(code: &str) -> Self {
+        let known = [
+            Self::UnknownType,
+            Self::InvalidData,
+            Self::Forbidden,
+            Self::NotFound,
+            Self::LimitExceeded,
+            Self::RateLimited,
+            Self::Internal,
+            Self::Timeout,
+        ];
+        known
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or_else(|| Self::Custom(Cow::Owned(code.to_owned())))
     }
 }
 

@@ -128,7 +128,9 @@ pub use crate::auth::{AuthRequest, ClientData};
 pub use crate::backplane::{Backplane, MemoryBackplane};
 pub use crate::client::{Client, ClientId};
 pub use crate::config::{Config, ConfigError};
-pub use crate::envelope::{ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, REPLY_TYPE};
+pub use crate::envelope::{
+    ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, PING_TYPE, PONG_TYPE, REPLY_TYPE,
+};
 pub use crate::error::{Error, ErrorCode, Result};
 pub use crate::handler::{BoxFuture, IntoReply, Next, Reply, Request};
 pub use crate::message::{

@@ -1,8 +1,15 @@
 //! What each message does (the wire contract is in the README's chat section).
 
+use std::time::Duration;
+
 use ws_core::{AuthRequest, Client, ClientData, Config, ConfigError, Error, Server, on};
 
-use crate::protocol::{Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound};
+use crate::protocol::{
+    Answer, Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
+};
+
+/// How long a client has to answer another client's question.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user name the token stands for.
 fn user(client: &Client) -> String {
@@ -64,6 +71,18 @@ async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Erro
     server.send_to_client(&msg.to, out).map_err(Error::reported)
 }
 
+#[on(Inbound::Ask)]
+async fn ask(client: Client, server: Server, msg: inbound::Ask) -> Result<Answer, Error> {
+    let target = server
+        .get_client(&msg.to)
+        .ok_or_else(|| Error::not_found(format!("no client {:?}", msg.to)))?;
+    let question = outbound::Ask {
+        question: msg.question,
+        user: user(&client),
+    };
+    target.request(question, ANSWER_TIMEOUT).await
+}
+
 #[on(Inbound::Whoami)]
 async fn whoami(client: Client) -> WhoAmI {
     WhoAmI {
@@ -100,6 +119,7 @@ pub fn build(config: Config) -> Result<Server, ConfigError> {
         .handle(join)
         .handle(leave)
         .handle(dm)
+        .handle(ask)
         .handle(whoami)
         .handle(purge)
         .build()

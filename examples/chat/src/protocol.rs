@@ -32,6 +32,15 @@ pub enum Inbound {
         /// The text.
         text: String,
     },
+    /// Ask another client a question and get its answer (a request; the server asks the other client with
+    /// a request of its own).
+    #[ws(reply = Answer)]
+    Ask {
+        /// The client to ask.
+        to: String,
+        /// The question.
+        question: String,
+    },
     /// Who am I? (a request)
     #[ws(reply = WhoAmI)]
     Whoami,
@@ -68,6 +77,22 @@ pub enum Outbound {
         /// The sender's user name.
         user: String,
     },
+    /// A question from another client: a request the client answers with an [`Answer`].
+    #[ws(reply = Answer)]
+    Ask {
+        /// The question.
+        question: String,
+        /// Who asks.
+        user: String,
+    },
+}
+
+/// Reply to `ask`, in both directions.
+#[payload]
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer.
+    pub answer: String,
 }
 
 /// Reply to `join`.

@@ -11,18 +11,20 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc, watch};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
 use crate::envelope::{self, Frame, Message};
 use crate::error::{Error, ErrorCode};
-use crate::message::IntoFrame;
+use crate::message::{IntoFrame, OutboundMessages, Variant};
 use crate::send_queue::{PushError, SendQueue};
 use crate::server::{Inner as ServerInner, Server};
 use crate::stats::bump;
@@ -57,6 +59,8 @@ pub(crate) struct ClientInner {
     extensions: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
     started: Instant,
     last_pong_ms: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Box<RawValue>, Error>>>>,
+    next_request_id: AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -93,6 +97,8 @@ impl Client {
                 extensions: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 last_pong_ms: AtomicU64::new(0),
+                pending: Mutex::new(HashMap::new()),
+                next_request_id: AtomicU64::new(1),
             }),
         };
         let channels = ClientChannels {
@@ -194,6 +200,111 @@ impl Client {
                 ))
             }
         }
+    }
+
+    /// Sends a request to this client and waits for its answer: the client replies with
+    /// `{"type": "$reply", "id", "data"}` (decoded as the variant's reply type) or `{"type": "$error", ...}`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use ws_core::{Client, Error, payload, ws_messages};
+    ///
+    /// #[payload]
+    /// pub struct Confirmed { pub ok: bool }
+    ///
+    /// #[ws_messages(outbound)]
+    /// pub enum Outbound {
+    ///     #[ws(reply = Confirmed)]
+    ///     Confirm { question: String },
+    /// }
+    ///
+    /// async fn ask(client: &Client) -> Result<bool, Error> {
+    ///     let question = outbound::Confirm { question: "delete?".into() };
+    ///     Ok(client.request(question, Duration::from_secs(10)).await?.ok)
+    /// }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `timeout` without an answer in time, `not_found` when the client disconnects first,
+    /// `limit_exceeded` past `max_pending_requests`, `invalid_data` when the answer does not fit the reply
+    /// type, or the error the client answered with.
+    pub async fn request<P>(&self, payload: P, timeout: Duration) -> Result<P::Reply, Error>
+    where
+        P: Variant,
+        P::Set: OutboundMessages,
+        P::Reply: DeserializeOwned,
+    {
+        let raw = self.request_raw(P::NAME, &payload, timeout).await?;
+        serde_json::from_str(raw.get())
+            .map_err(|e| Error::invalid_data(format!("reply to {:?}: {e}", P::NAME)))
+    }
+
+    /// Sends an untyped request `{"type": kind, "data": data, "id"}` and waits for the answer's `data`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`].
+    pub async fn request_json<T: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        data: &T,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let raw = self.request_raw(kind, data, timeout).await?;
+        Ok(serde_json::from_str(raw.get())?)
+    }
+
+    async fn request_raw<T: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        data: &T,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, Error> {
+        let id =
+            self.inner.next_request_id.fetch_add(1, Ordering::Relaxed) % envelope::MAX_REQUEST_ID;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.inner.pending);
+            if pending.len() >= self.inner.server.config.max_pending_requests {
+                return Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    "too many requests waiting for this client",
+                ));
+            }
+            pending.insert(id, tx);
+        }
+        // Removes the entry however this future ends: answered, timed out, or dropped.
+        struct Pending<'a>(&'a ClientInner, u64);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.pending).remove(&self.1);
+            }
+        }
+        let _pending = Pending(&self.inner, id);
+        self.send_frame(envelope::request_frame(kind, data, id))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Error::not_found("client disconnected")),
+            Err(_) => Err(Error::new(
+                ErrorCode::Timeout,
+                format!("no answer to {kind:?} within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Delivers the client's answer to a pending request; `false` when no request has that id.
+    pub(crate) fn resolve(&self, id: u64, answer: Result<Box<RawValue>, Error>) -> bool {
+        match lock(&self.inner.pending).remove(&id) {
+            Some(waiter) => waiter.send(answer).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Fails every pending request (the client is gone).
+    pub(crate) fn drop_pending(&self) {
+        lock(&self.inner.pending).clear();
     }
 
     /// Stores a metadata value under `key` (any serializable value, kept as JSON).

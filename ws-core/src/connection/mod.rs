@@ -75,6 +75,7 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     }
 
     client.mark_gone();
+    client.drop_pending();
     for hook in &server.hooks.on_disconnect {
         guarded(&server, &client, hook(client.clone())).await;
     }

@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -205,6 +206,23 @@ async fn run_raw(
     None
 }
 
+/// The client's answer to a server request, from its `$reply` or `$error` frame.
+fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        code: String,
+        message: String,
+    }
+    if incoming.kind == envelope::REPLY_TYPE {
+        return RawValue::from_string(incoming.data_json().to_owned())
+            .map_err(|e| Error::invalid_data(e.to_string()));
+    }
+    match serde_json::from_str::<Body>(incoming.data_json()) {
+        Ok(body) => Err(Error::new(ErrorCode::from_wire(&body.code), body.message)),
+        Err(e) => Err(Error::invalid_data(format!("malformed $error: {e}"))),
+    }
+}
+
 async fn dispatch(
     reader: &mut Reader<'_>,
     abort: &mut watch::Receiver<Option<Abort>>,
@@ -216,6 +234,20 @@ async fn dispatch(
         return None;
     };
     let id = incoming.id;
+    match incoming.kind.as_str() {
+        envelope::PING_TYPE => {
+            let _ = client.send_frame(envelope::pong_frame());
+            return None;
+        }
+        envelope::REPLY_TYPE | envelope::ERROR_TYPE => {
+            if let Some(id) = id {
+                let answer = answer(&incoming);
+                client.resolve(id, answer);
+            }
+            return None;
+        }
+        _ => {}
+    }
     let Some(endpoint) = server.routes.get(&incoming.kind) else {
         bump(&server.stats.unknown_types);
         server.hooks.unknown_type(client, &incoming.kind);
