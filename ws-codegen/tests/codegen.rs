@@ -224,7 +224,7 @@ fn typescript_protocol_map_matches_the_enums() {
     assert!(ts.contains(r#""chat": { data: InboundChat; reply: never };"#));
     assert!(ts.contains("export type InboundWhoami = null;"));
     assert!(ts.contains("room?: string | null"));
-    assert!(ts.contains(r#"export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "whoami", "admin:purge"] as const;"#));
+    assert!(ts.contains(r#"export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "ask", "whoami", "admin:purge"] as const;"#));
 }
 
 #[test]

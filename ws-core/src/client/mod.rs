@@ -41,6 +41,9 @@ pub(crate) enum Abort {
     ShutdownDeadline,
 }
 
+/// Where the client's answer to a server request goes.
+type AnswerSender = oneshot::Sender<Result<Box<RawValue>, Error>>;
+
 /// A handle to one connected client.
 #[derive(Clone)]
 pub struct Client {
@@ -59,7 +62,7 @@ pub(crate) struct ClientInner {
     extensions: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
     started: Instant,
     last_pong_ms: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Box<RawValue>, Error>>>>,
+    pending: Mutex<HashMap<u64, AnswerSender>>,
     next_request_id: AtomicU64,
 }
 
