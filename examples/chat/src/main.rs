@@ -15,6 +15,8 @@ use axum::routing::get;
 use ws_core::Config;
 
 const PAGE: &str = include_str!("../static/index.html");
+/// The page's script: `web/app.ts` with the SDK and the generated protocol, bundled (see `sdk-ts`).
+const APP: &str = include_str!("../static/app.js");
 
 #[tokio::main]
 async fn main() {
@@ -41,6 +43,10 @@ async fn main() {
 
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP) }),
+        )
         .route("/health", get(|| async { "ok" }))
         .route(
             "/stats",

@@ -380,11 +380,16 @@ impl Client {
     /// Starts a clean close: frames already queued are written, then a close frame with `code` and
     /// `reason`, then the server waits (at most `close_timeout`) for the client's close frame.
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
-        let mut request = lock(&self.inner.close_request);
-        if request.is_none() {
+        {
+            let mut request = lock(&self.inner.close_request);
+            if request.is_some() {
+                return;
+            }
             *request = Some((code, reason.into()));
             self.inner.close_notify.notify_one();
         }
+        // Input is discarded from now on, so no answer to a pending request can arrive.
+        self.drop_pending();
     }
 
     /// Cuts the connection without a handshake. Returns whether this call was the first to do so.

@@ -1,0 +1,394 @@
+// Built from examples/chat/web/app.ts by sdk-ts/scripts/build-page.mjs. Do not edit.
+var __defProp = Object.defineProperty;
+var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
+var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
+
+// sdk-ts/src/backoff.ts
+function backoffDelay(attempt, options, random) {
+  const bound = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * bound);
+}
+
+// sdk-ts/src/envelope.ts
+var REPLY = "$reply";
+var ERROR = "$error";
+var PING = "$ping";
+var PONG = "$pong";
+var MAX_REQUEST_ID = Number.MAX_SAFE_INTEGER;
+function parseEnvelope(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return void 0;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return void 0;
+  const frame2 = value;
+  if (typeof frame2["type"] !== "string") return void 0;
+  return frame2;
+}
+
+// sdk-ts/src/errors.ts
+var WsError = class extends Error {
+  constructor() {
+    super(...arguments);
+    __publicField(this, "name", "WsError");
+  }
+};
+var WsRequestError = class extends WsError {
+  constructor(code, message) {
+    super(message);
+    __publicField(this, "code", code);
+    __publicField(this, "name", "WsRequestError");
+  }
+};
+var WsTimeoutError = class extends WsError {
+  constructor() {
+    super(...arguments);
+    __publicField(this, "name", "WsTimeoutError");
+  }
+};
+var WsClosedError = class extends WsError {
+  constructor() {
+    super(...arguments);
+    __publicField(this, "name", "WsClosedError");
+  }
+};
+var WsQueueFullError = class extends WsError {
+  constructor() {
+    super(...arguments);
+    __publicField(this, "name", "WsQueueFullError");
+  }
+};
+
+// sdk-ts/src/client.ts
+var OPEN = 1;
+function createClient(url, options = {}) {
+  return new Client(url, options);
+}
+var Client = class {
+  constructor(url, options) {
+    __publicField(this, "url", url);
+    __publicField(this, "state", "connecting");
+    __publicField(this, "socket");
+    __publicField(this, "queue", []);
+    __publicField(this, "pending", /* @__PURE__ */ new Map());
+    __publicField(this, "listeners", /* @__PURE__ */ new Map());
+    __publicField(this, "handlers", /* @__PURE__ */ new Map());
+    __publicField(this, "stateListeners", /* @__PURE__ */ new Set());
+    __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
+    __publicField(this, "nextId", 1);
+    __publicField(this, "attempt", 0);
+    __publicField(this, "closedByUser", false);
+    __publicField(this, "reconnectTimer");
+    __publicField(this, "heartbeatTimer");
+    __publicField(this, "lastSeen", 0);
+    __publicField(this, "pingSentAt", 0);
+    __publicField(this, "WebSocketImpl");
+    __publicField(this, "reconnect");
+    __publicField(this, "maxQueue");
+    __publicField(this, "requestTimeoutMs");
+    __publicField(this, "maxPendingRequests");
+    __publicField(this, "heartbeatIntervalMs");
+    __publicField(this, "heartbeatTimeoutMs");
+    __publicField(this, "random");
+    const impl = options.WebSocket ?? globalThis.WebSocket;
+    if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
+    this.WebSocketImpl = impl;
+    const reconnect = options.reconnect ?? true;
+    this.reconnect = reconnect === false ? void 0 : {
+      baseDelayMs: 250,
+      maxDelayMs: 1e4,
+      maxAttempts: Number.POSITIVE_INFINITY,
+      ...reconnect === true ? {} : reconnect
+    };
+    this.maxQueue = options.maxQueue ?? 100;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 1e4;
+    this.maxPendingRequests = options.maxPendingRequests ?? 1e3;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2e4;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 1e4;
+    this.random = options.random ?? Math.random;
+    this.connect();
+  }
+  send(type, ...data) {
+    this.write(frame(type, data[0]));
+  }
+  request(type, ...args) {
+    const [data, options] = args;
+    if (this.closedByUser) return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.pending.size >= this.maxPendingRequests) {
+      return Promise.reject(new WsQueueFullError(`${this.maxPendingRequests} requests are already waiting`));
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    const timeoutMs = options?.timeoutMs ?? this.requestTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        this.write({ ...frame(type, data), id });
+      } catch (error) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(error);
+      }
+    });
+  }
+  on(type, listener) {
+    let set = this.listeners.get(type);
+    if (!set) this.listeners.set(type, set = /* @__PURE__ */ new Set());
+    const entry = listener;
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+  handle(type, handler) {
+    const entry = handler;
+    this.handlers.set(type, entry);
+    return () => {
+      if (this.handlers.get(type) === entry) this.handlers.delete(type);
+    };
+  }
+  onState(listener) {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+  onError(listener) {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+  ready() {
+    if (this.state === "open") return Promise.resolve();
+    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
+    return new Promise((resolve, reject) => {
+      const stop = this.onState((state) => {
+        if (state === "open") {
+          stop();
+          resolve();
+        } else if (state === "closed") {
+          stop();
+          reject(new WsClosedError("the client is closed"));
+        }
+      });
+    });
+  }
+  close(code = 1e3, reason = "") {
+    this.closedByUser = true;
+    clearTimeout(this.reconnectTimer);
+    this.queue.length = 0;
+    const socket = this.socket;
+    this.dropSocket();
+    socket?.close(code, reason);
+    this.failPending(new WsClosedError("the client is closed"));
+    this.setState("closed", { code, reason });
+  }
+  connect() {
+    const socket = new this.WebSocketImpl(typeof this.url === "function" ? this.url() : this.url);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.attempt = 0;
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      this.setState("open");
+      this.startHeartbeat();
+      for (const text of this.queue.splice(0)) socket.send(text);
+    };
+    socket.onmessage = (event) => {
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      if (typeof event.data === "string") this.receive(event.data);
+    };
+    socket.onclose = (event) => this.lost(event.code, event.reason);
+    socket.onerror = () => {
+    };
+  }
+  receive(text) {
+    const msg = parseEnvelope(text);
+    if (!msg) return;
+    if (msg.type === REPLY || msg.type === ERROR) {
+      const pending = msg.id === void 0 ? void 0 : this.pending.get(msg.id);
+      if (msg.type === ERROR) {
+        const body = msg.data ?? {};
+        const error = new WsRequestError(String(body.code ?? "unknown"), String(body.message ?? ""));
+        if (pending) this.settle(msg.id, (p) => p.reject(error));
+        else for (const listener of this.errorListeners) listener(error);
+      } else if (pending) {
+        this.settle(msg.id, (p) => p.resolve(msg.data ?? null));
+      }
+      return;
+    }
+    if (msg.type === PONG) return;
+    const meta = msg.from === void 0 ? {} : { from: msg.from };
+    const handler = msg.id === void 0 ? void 0 : this.handlers.get(msg.type);
+    if (handler && msg.id !== void 0) {
+      void this.answer(msg.id, () => handler(msg.data ?? null, meta));
+      return;
+    }
+    for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
+  }
+  async answer(id, run) {
+    let reply;
+    try {
+      reply = { type: REPLY, id, data: await run() ?? null };
+    } catch (error) {
+      const code = typeof error?.code === "string" ? error.code : "internal";
+      const message = error instanceof Error ? error.message : String(error);
+      reply = { type: ERROR, id, data: { code, message } };
+    }
+    try {
+      this.write(reply);
+    } catch {
+    }
+  }
+  settle(id, action) {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.pending.delete(id);
+    action(pending);
+  }
+  write(envelope) {
+    if (this.closedByUser) throw new WsClosedError("the client is closed");
+    const text = JSON.stringify(envelope);
+    if (this.state === "open" && this.socket?.readyState === OPEN) {
+      this.socket.send(text);
+      return;
+    }
+    if (this.queue.length >= this.maxQueue) {
+      throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
+    }
+    this.queue.push(text);
+  }
+  lost(code, reason) {
+    this.dropSocket();
+    this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
+    if (this.closedByUser) return;
+    const policy = this.reconnect;
+    if (!policy || this.attempt >= policy.maxAttempts) {
+      this.setState("closed", { code, reason });
+      return;
+    }
+    const delay = backoffDelay(this.attempt, policy, this.random);
+    this.attempt += 1;
+    this.setState("reconnecting", { code, reason });
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+  /** Forgets the current socket without waiting for its close handshake. */
+  dropSocket() {
+    clearInterval(this.heartbeatTimer);
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    this.socket = void 0;
+  }
+  startHeartbeat() {
+    if (this.heartbeatIntervalMs <= 0) return;
+    const tick = Math.max(10, Math.min(this.heartbeatIntervalMs, this.heartbeatTimeoutMs) / 2);
+    this.heartbeatTimer = setInterval(() => {
+      const now = Date.now();
+      if (this.pingSentAt && now - this.pingSentAt >= this.heartbeatTimeoutMs) {
+        const socket = this.socket;
+        this.dropSocket();
+        socket?.close(4e3, "heartbeat timeout");
+        this.lost(1006, "heartbeat timeout");
+      } else if (!this.pingSentAt && now - this.lastSeen >= this.heartbeatIntervalMs) {
+        this.pingSentAt = now;
+        this.socket?.send(JSON.stringify({ type: PING }));
+      }
+    }, tick);
+  }
+  failPending(error) {
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      this.pending.delete(id);
+      pending.reject(error);
+    }
+  }
+  setState(state, close) {
+    this.state = state;
+    for (const listener of this.stateListeners) listener(state, close);
+  }
+};
+function frame(type, data) {
+  return data === void 0 || data === null ? { type } : { type, data };
+}
+
+// examples/chat/web/app.ts
+var $ = (id) => document.getElementById(id);
+var esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+var joined = /* @__PURE__ */ new Set();
+var client;
+function log(html, cls) {
+  const li = document.createElement("li");
+  if (cls) li.className = cls;
+  li.innerHTML = html;
+  $("log").append(li);
+  $("log").scrollTop = $("log").scrollHeight;
+}
+function renderRooms() {
+  $("rooms").innerHTML = [...joined].map((r) => `<span>${esc(r)}</span>`).join("");
+  const target = $("target");
+  const current = target.value;
+  target.innerHTML = `<option value="">everyone</option>` + [...joined].map((r) => `<option value="${esc(r)}">#${esc(r)}</option>`).join("");
+  target.value = joined.has(current) ? current : "";
+}
+function connect(name) {
+  const url = new URL("/ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("token", name);
+  const next = createClient(url.toString());
+  next.onState((state, close) => {
+    $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
+    if (state !== "open") {
+      joined.clear();
+      renderRooms();
+    }
+  });
+  next.on("welcome", (data) => {
+    $("status").textContent = `connected as ${name} (${data.client_id})`;
+    log("connected", "system");
+  });
+  next.on("chat", (data) => {
+    const room = data.room ? `<span class="room">#${esc(data.room)}</span>` : "";
+    log(`<span class="who">${esc(data.user)}</span>${room}: ${esc(data.text)}`);
+  });
+  next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
+  next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
+  next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
+  return next;
+}
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  client?.close();
+  client = connect($("name").value);
+});
+$("join").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const room = $("room").value.trim();
+  try {
+    await client?.request("join", { room });
+    joined.add(room);
+    renderRooms();
+    $("target").value = room;
+    log(`joined #${esc(room)}`, "system");
+  } catch (error) {
+    const message = error instanceof WsRequestError ? `${error.code}: ${error.message}` : String(error);
+    log(`cannot join: ${esc(message)}`, "error");
+  }
+});
+$("leave").addEventListener("click", async () => {
+  const room = $("room").value.trim();
+  await client?.request("leave", { room });
+  joined.delete(room);
+  renderRooms();
+  log(`left #${esc(room)}`, "system");
+});
+$("send").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const room = $("target").value;
+  const text = $("text").value;
+  client?.send("chat", room ? { text, room } : { text });
+  $("text").value = "";
+});

@@ -1,0 +1,89 @@
+// The chat page, on the typed client generated from the Rust enums: a wrong message name or payload here
+// is a type error. Bundled into ../static/app.js by sdk-ts/scripts/build-page.mjs.
+import { createClient, WsRequestError, type WsClient } from "../../../sdk-ts/src/index.js";
+import type { Protocol } from "../sdk/protocol.js";
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const joined = new Set<string>();
+let client: WsClient<Protocol> | undefined;
+
+function log(html: string, cls?: string): void {
+  const li = document.createElement("li");
+  if (cls) li.className = cls;
+  li.innerHTML = html;
+  $("log").append(li);
+  $("log").scrollTop = $("log").scrollHeight;
+}
+
+function renderRooms(): void {
+  $("rooms").innerHTML = [...joined].map((r) => `<span>${esc(r)}</span>`).join("");
+  const target = $<HTMLSelectElement>("target");
+  const current = target.value;
+  target.innerHTML =
+    `<option value="">everyone</option>` + [...joined].map((r) => `<option value="${esc(r)}">#${esc(r)}</option>`).join("");
+  target.value = joined.has(current) ? current : "";
+}
+
+function connect(name: string): WsClient<Protocol> {
+  const url = new URL("/ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("token", name);
+  const next = createClient<Protocol>(url.toString());
+  next.onState((state, close) => {
+    $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
+    if (state !== "open") {
+      joined.clear();
+      renderRooms();
+    }
+  });
+  next.on("welcome", (data) => {
+    $("status").textContent = `connected as ${name} (${data.client_id})`;
+    log("connected", "system");
+  });
+  next.on("chat", (data) => {
+    const room = data.room ? `<span class="room">#${esc(data.room)}</span>` : "";
+    log(`<span class="who">${esc(data.user)}</span>${room}: ${esc(data.text)}`);
+  });
+  next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
+  next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
+  next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
+  return next;
+}
+
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  client?.close();
+  client = connect($<HTMLInputElement>("name").value);
+});
+
+$("join").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const room = $<HTMLInputElement>("room").value.trim();
+  try {
+    await client?.request("join", { room });
+    joined.add(room);
+    renderRooms();
+    $<HTMLSelectElement>("target").value = room;
+    log(`joined #${esc(room)}`, "system");
+  } catch (error) {
+    const message = error instanceof WsRequestError ? `${error.code}: ${error.message}` : String(error);
+    log(`cannot join: ${esc(message)}`, "error");
+  }
+});
+
+$("leave").addEventListener("click", async () => {
+  const room = $<HTMLInputElement>("room").value.trim();
+  await client?.request("leave", { room });
+  joined.delete(room);
+  renderRooms();
+  log(`left #${esc(room)}`, "system");
+});
+
+$("send").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const room = $<HTMLSelectElement>("target").value;
+  const text = $<HTMLInputElement>("text").value;
+  client?.send("chat", room ? { text, room } : { text });
+  $<HTMLInputElement>("text").value = "";
+});

@@ -1,0 +1,380 @@
+import { backoffDelay, type ReconnectOptions } from "./backoff.js";
+import { ERROR, MAX_REQUEST_ID, PING, PONG, REPLY, parseEnvelope, type Envelope } from "./envelope.js";
+import { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
+import type {
+  DataArgs,
+  DataOf,
+  MessageMeta,
+  ProtocolShape,
+  ReplyOf,
+  RequestArgs,
+  RequestOptions,
+  RequestTypeOf,
+  TypeOf,
+} from "./protocol.js";
+
+/** The subset of the standard `WebSocket` this client uses (browsers' and the `ws` package's both fit). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+/** A `WebSocket` constructor: the global one in browsers, `ws`'s `WebSocket` in Node 20. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Where the connection is. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The WebSocket implementation (default: `globalThis.WebSocket`). */
+  WebSocket?: WebSocketConstructor;
+  /** Reconnect after an unexpected close (default: on, with the defaults of {@link ReconnectOptions}). */
+  reconnect?: boolean | ReconnectOptions;
+  /** Frames kept while disconnected, sent on (re)connection (default 100); past it `send` throws. */
+  maxQueue?: number;
+  /** Default request timeout in milliseconds (default 10 000). */
+  requestTimeoutMs?: number;
+  /** Requests waiting for an answer at once (default 1 000). */
+  maxPendingRequests?: number;
+  /** Send `$ping` after this long without any frame from the server, in ms (default 20 000; 0: never). */
+  heartbeatIntervalMs?: number;
+  /** Drop the connection when nothing arrives this long after a `$ping`, in ms (default 10 000). */
+  heartbeatTimeoutMs?: number;
+  /** Random numbers in [0, 1) for the backoff jitter (default `Math.random`). */
+  random?: () => number;
+}
+
+/** A typed client of one protocol `P` (the `Protocol` interface ws-codegen generates). */
+export interface WsClient<P extends ProtocolShape> {
+  /** The connection's state now. */
+  readonly state: ConnectionState;
+  /** Sends a message; queued while disconnected. Throws {@link WsQueueFullError} when the queue is full. */
+  send<K extends TypeOf<P["client"]>>(type: K, ...data: DataArgs<DataOf<P["client"], K>>): void;
+  /** Sends a request and resolves with its typed reply; rejects with {@link WsRequestError} (`code`),
+   * {@link WsTimeoutError} or {@link WsClosedError}. */
+  request<K extends RequestTypeOf<P["client"]>>(
+    type: K,
+    ...args: RequestArgs<DataOf<P["client"], K>>
+  ): Promise<ReplyOf<P["client"], K>>;
+  /** Listens to one message type; returns a function that stops listening. */
+  on<K extends TypeOf<P["server"]>>(
+    type: K,
+    listener: (data: DataOf<P["server"], K>, meta: MessageMeta) => void,
+  ): () => void;
+  /** Answers the server's requests of one type; a thrown error becomes `$error` (code from `error.code`, else `internal`). */
+  handle<K extends RequestTypeOf<P["server"]>>(
+    type: K,
+    handler: (data: DataOf<P["server"], K>, meta: MessageMeta) => ReplyOf<P["server"], K> | Promise<ReplyOf<P["server"], K>>,
+  ): () => void;
+  /** Listens to state changes (`open`, `reconnecting`, ...); returns a function that stops listening. */
+  onState(listener: (state: ConnectionState, close?: { code: number; reason: string }) => void): () => void;
+  /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
+  onError(listener: (error: WsRequestError) => void): () => void;
+  /** Resolves once the connection is open. */
+  ready(): Promise<void>;
+  /** Closes for good: no reconnection; pending requests reject with {@link WsClosedError}. */
+  close(code?: number, reason?: string): void;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const OPEN = 1;
+
+/** Creates a client and starts connecting to `url` (a `ws://` or `wss://` URL, or a function giving one). */
+export function createClient<P extends ProtocolShape>(url: string | (() => string), options: ClientOptions = {}): WsClient<P> {
+  return new Client<P>(url, options);
+}
+
+class Client<P extends ProtocolShape> implements WsClient<P> {
+  state: ConnectionState = "connecting";
+  private socket: WebSocketLike | undefined;
+  private readonly queue: string[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Map<string, Set<(data: unknown, meta: MessageMeta) => void>>();
+  private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
+  private readonly stateListeners = new Set<(state: ConnectionState, close?: { code: number; reason: string }) => void>();
+  private readonly errorListeners = new Set<(error: WsRequestError) => void>();
+  private nextId = 1;
+  private attempt = 0;
+  private closedByUser = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private lastSeen = 0;
+  private pingSentAt = 0;
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly reconnect: Required<ReconnectOptions> | undefined;
+  private readonly maxQueue: number;
+  private readonly requestTimeoutMs: number;
+  private readonly maxPendingRequests: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly heartbeatTimeoutMs: number;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly url: string | (() => string),
+    options: ClientOptions,
+  ) {
+    const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
+    this.WebSocketImpl = impl;
+    const reconnect = options.reconnect ?? true;
+    this.reconnect =
+      reconnect === false
+        ? undefined
+        : {
+            baseDelayMs: 250,
+            maxDelayMs: 10_000,
+            maxAttempts: Number.POSITIVE_INFINITY,
+            ...(reconnect === true ? {} : reconnect),
+          };
+    this.maxQueue = options.maxQueue ?? 100;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.maxPendingRequests = options.maxPendingRequests ?? 1_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 20_000;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
+    this.random = options.random ?? Math.random;
+    this.connect();
+  }
+
+  send<K extends TypeOf<P["client"]>>(type: K, ...data: DataArgs<DataOf<P["client"], K>>): void {
+    this.write(frame(type, data[0]));
+  }
+
+  request<K extends RequestTypeOf<P["client"]>>(
+    type: K,
+    ...args: RequestArgs<DataOf<P["client"], K>>
+  ): Promise<ReplyOf<P["client"], K>> {
+    const [data, options] = args as [unknown, RequestOptions | undefined];
+    if (this.closedByUser) return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.pending.size >= this.maxPendingRequests) {
+      return Promise.reject(new WsQueueFullError(`${this.maxPendingRequests} requests are already waiting`));
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    const timeoutMs = options?.timeoutMs ?? this.requestTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      try {
+        this.write({ ...frame(type, data), id });
+      } catch (error) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(error as Error);
+      }
+    });
+  }
+
+  on<K extends TypeOf<P["server"]>>(type: K, listener: (data: DataOf<P["server"], K>, meta: MessageMeta) => void): () => void {
+    let set = this.listeners.get(type);
+    if (!set) this.listeners.set(type, (set = new Set()));
+    const entry = listener as (data: unknown, meta: MessageMeta) => void;
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+
+  handle<K extends RequestTypeOf<P["server"]>>(
+    type: K,
+    handler: (data: DataOf<P["server"], K>, meta: MessageMeta) => ReplyOf<P["server"], K> | Promise<ReplyOf<P["server"], K>>,
+  ): () => void {
+    const entry = handler as (data: unknown, meta: MessageMeta) => unknown;
+    this.handlers.set(type, entry);
+    return () => {
+      if (this.handlers.get(type) === entry) this.handlers.delete(type);
+    };
+  }
+
+  onState(listener: (state: ConnectionState, close?: { code: number; reason: string }) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  onError(listener: (error: WsRequestError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  ready(): Promise<void> {
+    if (this.state === "open") return Promise.resolve();
+    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
+    return new Promise((resolve, reject) => {
+      const stop = this.onState((state) => {
+        if (state === "open") {
+          stop();
+          resolve();
+        } else if (state === "closed") {
+          stop();
+          reject(new WsClosedError("the client is closed"));
+        }
+      });
+    });
+  }
+
+  close(code = 1000, reason = ""): void {
+    this.closedByUser = true;
+    clearTimeout(this.reconnectTimer);
+    this.queue.length = 0;
+    const socket = this.socket;
+    this.dropSocket();
+    socket?.close(code, reason);
+    this.failPending(new WsClosedError("the client is closed"));
+    this.setState("closed", { code, reason });
+  }
+
+  private connect(): void {
+    const socket = new this.WebSocketImpl(typeof this.url === "function" ? this.url() : this.url);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.attempt = 0;
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      this.setState("open");
+      this.startHeartbeat();
+      for (const text of this.queue.splice(0)) socket.send(text);
+    };
+    socket.onmessage = (event) => {
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      if (typeof event.data === "string") this.receive(event.data);
+    };
+    socket.onclose = (event) => this.lost(event.code, event.reason);
+    socket.onerror = () => {
+      // The close event that always follows says what happened.
+    };
+  }
+
+  private receive(text: string): void {
+    const msg = parseEnvelope(text);
+    if (!msg) return;
+    if (msg.type === REPLY || msg.type === ERROR) {
+      const pending = msg.id === undefined ? undefined : this.pending.get(msg.id);
+      if (msg.type === ERROR) {
+        const body = (msg.data ?? {}) as { code?: unknown; message?: unknown };
+        const error = new WsRequestError(String(body.code ?? "unknown"), String(body.message ?? ""));
+        if (pending) this.settle(msg.id as number, (p) => p.reject(error));
+        else for (const listener of this.errorListeners) listener(error);
+      } else if (pending) {
+        this.settle(msg.id as number, (p) => p.resolve(msg.data ?? null));
+      }
+      return;
+    }
+    if (msg.type === PONG) return;
+    const meta: MessageMeta = msg.from === undefined ? {} : { from: msg.from };
+    const handler = msg.id === undefined ? undefined : this.handlers.get(msg.type);
+    if (handler && msg.id !== undefined) {
+      void this.answer(msg.id, () => handler(msg.data ?? null, meta));
+      return;
+    }
+    for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
+  }
+
+  private async answer(id: number, run: () => unknown): Promise<void> {
+    let reply: Envelope;
+    try {
+      reply = { type: REPLY, id, data: (await run()) ?? null };
+    } catch (error) {
+      const code = typeof (error as { code?: unknown })?.code === "string" ? (error as { code: string }).code : "internal";
+      const message = error instanceof Error ? error.message : String(error);
+      reply = { type: ERROR, id, data: { code, message } };
+    }
+    try {
+      this.write(reply);
+    } catch {
+      // The queue is full while disconnected: the server's request times out on its side.
+    }
+  }
+
+  private settle(id: number, action: (pending: Pending) => void): void {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.pending.delete(id);
+    action(pending);
+  }
+
+  private write(envelope: Envelope): void {
+    if (this.closedByUser) throw new WsClosedError("the client is closed");
+    const text = JSON.stringify(envelope);
+    if (this.state === "open" && this.socket?.readyState === OPEN) {
+      this.socket.send(text);
+      return;
+    }
+    if (this.queue.length >= this.maxQueue) {
+      throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
+    }
+    this.queue.push(text);
+  }
+
+  private lost(code: number, reason: string): void {
+    this.dropSocket();
+    // The server discards what arrives after it starts closing, so in-flight requests cannot be trusted.
+    this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
+    if (this.closedByUser) return;
+    const policy = this.reconnect;
+    if (!policy || this.attempt >= policy.maxAttempts) {
+      this.setState("closed", { code, reason });
+      return;
+    }
+    const delay = backoffDelay(this.attempt, policy, this.random);
+    this.attempt += 1;
+    this.setState("reconnecting", { code, reason });
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Forgets the current socket without waiting for its close handshake. */
+  private dropSocket(): void {
+    clearInterval(this.heartbeatTimer);
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    this.socket = undefined;
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeatIntervalMs <= 0) return;
+    const tick = Math.max(10, Math.min(this.heartbeatIntervalMs, this.heartbeatTimeoutMs) / 2);
+    this.heartbeatTimer = setInterval(() => {
+      const now = Date.now();
+      if (this.pingSentAt && now - this.pingSentAt >= this.heartbeatTimeoutMs) {
+        // Nothing came back: the connection is dead even if the socket has not noticed.
+        const socket = this.socket;
+        this.dropSocket();
+        socket?.close(4000, "heartbeat timeout");
+        this.lost(1006, "heartbeat timeout");
+      } else if (!this.pingSentAt && now - this.lastSeen >= this.heartbeatIntervalMs) {
+        this.pingSentAt = now;
+        this.socket?.send(JSON.stringify({ type: PING }));
+      }
+    }, tick);
+  }
+
+  private failPending(error: Error): void {
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      this.pending.delete(id);
+      pending.reject(error);
+    }
+  }
+
+  private setState(state: ConnectionState, close?: { code: number; reason: string }): void {
+    this.state = state;
+    for (const listener of this.stateListeners) listener(state, close);
+  }
+}
+
+function frame(type: string, data: unknown): Envelope {
+  return data === undefined || data === null ? { type } : { type, data };
+}

@@ -1,0 +1,18 @@
+export { createClient } from "./client.js";
+export type { ClientOptions, ConnectionState, WebSocketConstructor, WebSocketLike, WsClient } from "./client.js";
+export type { ReconnectOptions } from "./backoff.js";
+export { backoffDelay } from "./backoff.js";
+export { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
+export type { Envelope } from "./envelope.js";
+export { ERROR, PING, PONG, REPLY } from "./envelope.js";
+export type {
+  DataArgs,
+  DataOf,
+  MessageMeta,
+  ProtocolShape,
+  ReplyOf,
+  RequestArgs,
+  RequestOptions,
+  RequestTypeOf,
+  TypeOf,
+} from "./protocol.js";

@@ -1,0 +1,105 @@
+// Test helpers: the chat example started on a free loopback port, and a client typed by its protocol.
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+import {
+  createClient,
+  type ClientOptions,
+  type DataOf,
+  type TypeOf,
+  type WebSocketConstructor,
+  type WsClient,
+} from "../src/index.js";
+import type { Protocol } from "../../examples/chat/sdk/protocol.js";
+
+/** The workspace root: the nearest directory above this file with a Cargo.toml. */
+export const root = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "Cargo.toml"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("no Cargo.toml above the tests");
+    dir = parent;
+  }
+  return dir;
+})();
+const chatBinary = join(root, "target", "debug", "chat");
+
+export interface Chat {
+  process: ChildProcess;
+  host: string;
+  port: number;
+  url(token: string): string;
+  /** SIGTERM: clients get close 1001, then the process exits. */
+  stop(): Promise<void>;
+  /** SIGKILL: connections drop without a close frame. */
+  kill(): Promise<void>;
+}
+
+/** Starts `target/debug/chat` (built by scripts/test) on `port` (0: a free one). */
+export async function startChat(port = 0): Promise<Chat> {
+  if (!existsSync(chatBinary)) throw new Error(`${chatBinary} is missing: run \`cargo build -p chat\` first`);
+  const child = spawn(chatBinary, ["--port", String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const [first] = (await Promise.race([
+    once(lines, "line"),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("chat did not start")), 10_000))),
+  ]).finally(() => clearTimeout(timer))) as [string];
+  const match = /^listening on http:\/\/([\d.]+):(\d+)$/.exec(first);
+  if (!match) throw new Error(`unexpected first line: ${first}`);
+  const host = match[1]!;
+  const actual = Number(match[2]);
+  return {
+    process: child,
+    host,
+    port: actual,
+    url: (token) => `ws://${host}:${actual}/ws?token=${encodeURIComponent(token)}`,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, "exit");
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** A chat client on `ws`, Node 20's WebSocket. */
+export function chatClient(url: string, options: ClientOptions = {}): WsClient<Protocol> {
+  return createClient<Protocol>(url, { WebSocket: WebSocket as unknown as WebSocketConstructor, ...options });
+}
+
+/** The next server message of one type. */
+export function nextMessage<K extends TypeOf<Protocol["server"]>>(
+  client: WsClient<Protocol>,
+  type: K,
+  timeoutMs = 5_000,
+): Promise<DataOf<Protocol["server"], K>> {
+  return next<DataOf<Protocol["server"], K>>((listener) => client.on(type, listener), timeoutMs);
+}
+
+/** The next value a subscription delivers. */
+export function next<T>(subscribe: (listener: (data: T) => void) => () => void, timeoutMs = 5_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error("no message in time"));
+    }, timeoutMs);
+    const stop = subscribe((data) => {
+      clearTimeout(timer);
+      stop();
+      resolve(data);
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
