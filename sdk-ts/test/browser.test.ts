@@ -1,0 +1,83 @@
+// The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core): two pages chat
+// through the generated client, a room isolates a third, and a screenshot is kept as an artifact.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { root, startChat, type Chat } from "./support.js";
+
+const executablePath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+let chat: Chat;
+let browser: Browser;
+
+before(async () => {
+  chat = await startChat();
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await chat?.stop();
+});
+
+async function open(name: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 820, height: 700 } });
+  await page.goto(`http://${chat.host}:${chat.port}/`);
+  await page.fill("#name", name);
+  await page.click("#login button");
+  await page.waitForSelector(`text=connected as ${name} (`);
+  return page;
+}
+
+async function joinRoom(page: Page, room: string): Promise<void> {
+  await page.fill("#room", room);
+  await page.click("#join button:not(.secondary)");
+  await page.waitForSelector(`text=joined #${room}`);
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill("#text", text);
+  await page.click("#send button");
+}
+
+test("two pages chat, and a room keeps its messages to its members", async () => {
+  const ann = await open("ann");
+  const bob = await open("bob");
+  const cid = await open("cid");
+  await joinRoom(ann, "rust");
+  await joinRoom(bob, "rust");
+  await joinRoom(cid, "go");
+
+  await say(ann, "hello rust room");
+  await bob.waitForSelector("text=hello rust room");
+  await ann.waitForSelector("text=hello rust room");
+
+  await bob.selectOption("#target", "");
+  await say(bob, "hello everyone");
+  for (const page of [ann, bob, cid]) await page.waitForSelector("text=hello everyone");
+
+  await say(cid, "only for go");
+  await cid.waitForSelector("text=only for go");
+  // By now cid has seen everyone-chat sent after the room message, so the room message would have
+  // arrived before it if it had been sent to cid at all.
+  assert.equal(await cid.locator("text=hello rust room").count(), 0);
+  assert.equal(await ann.locator("text=only for go").count(), 0);
+
+  const dir = join(root, "target", "browser");
+  mkdirSync(dir, { recursive: true });
+  await ann.screenshot({ path: join(dir, "chat-ann.png") });
+  await cid.screenshot({ path: join(dir, "chat-cid.png") });
+});
