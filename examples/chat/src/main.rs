@@ -45,7 +45,12 @@ async fn main() {
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/app.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP) }),
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP,
+                )
+            }),
         )
         .route("/health", get(|| async { "ok" }))
         .route(
