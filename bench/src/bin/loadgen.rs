@@ -1,0 +1,240 @@
+//! Load generator for the benchmark protocol (see `bench/src/lib.rs`). One process, many connections,
+//! every loop bounded in count and time. Prints one JSON object per run.
+//!
+//! ```text
+//! loadgen fanout  URL SUBSCRIBERS RATE SECONDS    # RATE 0: as fast as the publisher can send
+//! loadgen reqrep  URL CLIENTS SECONDS
+//! loadgen idle    URL CONNECTIONS HOLD_SECONDS
+//! loadgen storm   URL CONNECTIONS
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const PAD: usize = 100;
+
+async fn connect(url: &str) -> Ws {
+    for attempt in 0..50 {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => {
+                if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+                    let _ = tcp.set_nodelay(true);
+                }
+                return ws;
+            }
+            Err(e) if attempt < 49 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("connect {url}: {e}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde_json::Value {
+    let start = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let mut readers = Vec::new();
+    let mut joined = 0;
+    for _ in 0..subscribers {
+        let mut ws = connect(url).await;
+        ws.send(Message::text(
+            json!({"type": "join", "data": bench::GROUP}).to_string(),
+        ))
+        .await
+        .expect("join");
+        joined += 1;
+        let (delivered, latencies) = (delivered.clone(), latencies.clone());
+        readers.push(tokio::spawn(async move {
+            let mut local = Vec::new();
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+            {
+                // {"type":"publish","data":{"t":<micros since start>,...}}
+                let sent = match &msg {
+                    Message::Text(text) => text
+                        .as_str()
+                        .split("\"t\":")
+                        .nth(1)
+                        .and_then(|r| r.split([',', '}']).next())
+                        .and_then(|t| t.trim().parse::<u64>().ok()),
+                    _ => None,
+                };
+                if let Some(sent) = sent {
+                    let now = start.elapsed().as_micros() as u64;
+                    local.push(now.saturating_sub(sent));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies.lock().await.extend(local);
+        }));
+    }
+    // Let every join land before publishing.
+    tokio::time::sleep(Duration::from_millis(500 + subscribers as u64 / 10)).await;
+    let mut publisher = connect(url).await;
+    let pad = "x".repeat(PAD);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut sent: u64 = 0;
+    let publish_start = Instant::now();
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let mut next_tick = Instant::now();
+    while Instant::now() < deadline {
+        let burst = if rate == 0 { 64 } else { per_tick };
+        for _ in 0..burst {
+            let t = start.elapsed().as_micros() as u64;
+            let frame = format!(r#"{{"type":"publish","data":{{"t":{t},"pad":"{pad}"}}}}"#);
+            publisher.feed(Message::text(frame)).await.expect("publish");
+            sent += 1;
+        }
+        publisher.flush().await.expect("flush");
+        if rate > 0 {
+            next_tick += tick;
+            tokio::time::sleep_until(next_tick.into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    let publish_secs = publish_start.elapsed().as_secs_f64();
+    drop(publisher);
+    for reader in readers {
+        let _ = reader.await;
+    }
+    let mut lat = std::mem::take(&mut *latencies.lock().await);
+    lat.sort_unstable();
+    let expected = sent * joined as u64;
+    let got = delivered.load(Ordering::Relaxed);
+    json!({
+        "scenario": "fanout", "subscribers": subscribers, "rate": rate, "seconds": seconds,
+        "published": sent, "expected": expected, "delivered": got,
+        "delivered_pct": if expected > 0 { 100.0 * got as f64 / expected as f64 } else { 0.0 },
+        "deliveries_per_sec": got as f64 / publish_secs,
+        "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99), "p999_ms": percentile(&lat, 0.999),
+    })
+}
+
+async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut ws = connect(url).await;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut id = 0u64;
+            while Instant::now() < deadline {
+                id += 1;
+                let sent = Instant::now();
+                let frame = format!(r#"{{"type":"echo","data":{{"n":{id}}},"id":{id}}}"#);
+                if ws.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+                let answered = loop {
+                    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("$reply") => {
+                            break true;
+                        }
+                        Ok(Some(Ok(_))) => continue,
+                        _ => break false,
+                    }
+                };
+                if !answered {
+                    break;
+                }
+                lat.push(sent.elapsed().as_micros() as u64);
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await.unwrap_or_default());
+    }
+    let secs = start.elapsed().as_secs_f64().max(seconds as f64);
+    lat.sort_unstable();
+    json!({
+        "scenario": "reqrep", "clients": clients, "seconds": seconds, "replies": lat.len(),
+        "replies_per_sec": lat.len() as f64 / secs,
+        "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
+    })
+}
+
+async fn idle(url: &str, connections: usize, hold: u64) -> serde_json::Value {
+    let mut open = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        open.push(connect(url).await);
+    }
+    println!("{}", json!({"scenario": "idle", "ready": connections}));
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    json!({"scenario": "idle", "connections": open.len()})
+}
+
+async fn storm(url: &str, connections: usize) -> serde_json::Value {
+    let start = Instant::now();
+    let url = Arc::new(url.to_owned());
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (url, next) = (url.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < connections as u64 {
+                held.push(connect(&url).await);
+            }
+            held
+        }));
+    }
+    let mut held = Vec::new();
+    for task in tasks {
+        held.extend(task.await.unwrap_or_default());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    json!({"scenario": "storm", "connections": held.len(), "seconds": secs, "handshakes_per_sec": held.len() as f64 / secs})
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> u64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
+    let (mode, url) = match (args.first(), args.get(1)) {
+        (Some(mode), Some(url)) => (mode.as_str(), url.as_str()),
+        _ => usage(),
+    };
+    let result = match mode {
+        "fanout" => fanout(url, num(2) as usize, num(3), num(4)).await,
+        "reqrep" => reqrep(url, num(2) as usize, num(3)).await,
+        "idle" => idle(url, num(2) as usize, num(3)).await,
+        "storm" => storm(url, num(2) as usize).await,
+        _ => usage(),
+    };
+    println!("{result}");
+}
+
+fn usage() -> ! {
+    eprintln!("usage: loadgen fanout|reqrep|idle|storm URL ... (see the module docs)");
+    std::process::exit(2)
+}

@@ -1,0 +1,42 @@
+//! The benchmark protocol on ws-core: `cargo run --release -p bench --bin ours -- [PORT]`.
+//!
+//! `data` is relayed as the raw JSON text it arrived as (`Request::data_json`), serialized into one frame
+//! that every recipient's queue shares.
+
+use ws_core::{Config, Error, Frame, Request, Server};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let port = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let config = Config {
+        port,
+        message_rate_limit: 0,
+        max_connections: 0,
+        send_queue_capacity: 4096,
+        ..Config::default()
+    };
+    let server = Server::builder(config.clone())
+        .on_request("join", |req: Request| async move {
+            let group: String = req.decode()?;
+            req.client().join(&group).map(drop)
+        })
+        .on_request("publish", |req: Request| async move {
+            let frame = Frame::text(format!(
+                r#"{{"type":"publish","data":{}}}"#,
+                req.data_json()
+            ));
+            req.server().broadcast_to_group(bench::GROUP, frame);
+        })
+        .on_request("echo", |req: Request| async move {
+            let data: Box<serde_json::value::RawValue> = req.decode()?;
+            Ok::<_, Error>(data)
+        })
+        .build()
+        .map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    server.serve_app(listener, server.router()).await
+}

@@ -1,0 +1,13 @@
+//! The benchmark protocol, shared by every server under test and the load generator.
+//!
+//! Every peer speaks the same JSON envelope over a plain WebSocket at `/ws`:
+//!
+//! - `{"type": "join", "data": "<group>"}`: join a group (no answer);
+//! - `{"type": "publish", "data": {...}}`: broadcast the frame's `data` to the group `bench` as
+//!   `{"type": "publish", "data": {...}}` (the sender included when it is a member);
+//! - `{"type": "echo", "data": ..., "id": N}`: answer `{"type": "$reply", "id": N, "data": ...}`.
+//!
+//! Each server prints `listening on http://HOST:PORT` as its first line.
+
+/// The group every fan-out subscriber joins.
+pub const GROUP: &str = "bench";
