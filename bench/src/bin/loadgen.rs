@@ -50,26 +50,42 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
+/// How long subscribers keep reading after the publisher stops: what has not arrived by then counts as
+/// not delivered, so a server with an unbounded backlog cannot stretch the run.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
 async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde_json::Value {
     let start = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
+    let last_delivery_us = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    // Microseconds since `start` at which subscribers stop reading; 0 while publishing.
+    let stop_us = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut joined = 0;
     for _ in 0..subscribers {
         let mut ws = connect(url).await;
-        ws.send(Message::text(
-            json!({"type": "join", "data": bench::GROUP}).to_string(),
-        ))
-        .await
-        .expect("join");
+        ws.send(Message::text(json!({"type": "join", "data": bench::GROUP}).to_string()))
+            .await
+            .expect("join");
         joined += 1;
-        let (delivered, latencies) = (delivered.clone(), latencies.clone());
+        let (delivered, latencies, last, stop_us) =
+            (delivered.clone(), latencies.clone(), last_delivery_us.clone(), stop_us.clone());
         readers.push(tokio::spawn(async move {
             let mut local = Vec::new();
-            while let Ok(Some(Ok(msg))) =
-                tokio::time::timeout(Duration::from_secs(5), ws.next()).await
-            {
+            loop {
+                let stop = stop_us.load(Ordering::Relaxed);
+                let limit = if stop == 0 {
+                    Instant::now() + Duration::from_millis(200)
+                } else {
+                    start + Duration::from_micros(stop)
+                };
+                let msg = match tokio::time::timeout_at(limit.into(), ws.next()).await {
+                    Ok(Some(Ok(msg))) => msg,
+                    Ok(_) => break,
+                    Err(_) if stop != 0 => break,
+                    Err(_) => continue,
+                };
                 // {"type":"publish","data":{"t":<micros since start>,...}}
                 let sent = match &msg {
                     Message::Text(text) => text
@@ -84,6 +100,7 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
                     let now = start.elapsed().as_micros() as u64;
                     local.push(now.saturating_sub(sent));
                     delivered.fetch_add(1, Ordering::Relaxed);
+                    last.fetch_max(now, Ordering::Relaxed);
                 }
             }
             latencies.lock().await.extend(local);
@@ -95,19 +112,27 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
     let pad = "x".repeat(PAD);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut sent: u64 = 0;
-    let publish_start = Instant::now();
+    let publish_start_us = start.elapsed().as_micros() as u64;
     let tick = Duration::from_millis(10);
     let per_tick = (rate / 100).max(1);
     let mut next_tick = Instant::now();
     while Instant::now() < deadline {
         let burst = if rate == 0 { 64 } else { per_tick };
-        for _ in 0..burst {
-            let t = start.elapsed().as_micros() as u64;
-            let frame = format!(r#"{{"type":"publish","data":{{"t":{t},"pad":"{pad}"}}}}"#);
-            publisher.feed(Message::text(frame)).await.expect("publish");
-            sent += 1;
+        let publish = async {
+            for _ in 0..burst {
+                let t = start.elapsed().as_micros() as u64;
+                let frame = format!(r#"{{"type":"publish","data":{{"t":{t},"pad":"{pad}"}}}}"#);
+                publisher.feed(Message::text(frame)).await?;
+                sent += 1;
+            }
+            publisher.flush().await
+        };
+        // A server that stops reading blocks the publisher; the run still ends on time.
+        match tokio::time::timeout_at(deadline.into(), publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("publish: {e}"),
+            Err(_) => break,
         }
-        publisher.flush().await.expect("flush");
         if rate > 0 {
             next_tick += tick;
             tokio::time::sleep_until(next_tick.into()).await;
@@ -115,20 +140,22 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
             tokio::task::yield_now().await;
         }
     }
-    let publish_secs = publish_start.elapsed().as_secs_f64();
-    drop(publisher);
+    let stop = start.elapsed() + DRAIN_GRACE;
+    stop_us.store(stop.as_micros() as u64, Ordering::Relaxed);
     for reader in readers {
         let _ = reader.await;
     }
+    drop(publisher);
     let mut lat = std::mem::take(&mut *latencies.lock().await);
     lat.sort_unstable();
     let expected = sent * joined as u64;
     let got = delivered.load(Ordering::Relaxed);
+    let span = (last_delivery_us.load(Ordering::Relaxed).saturating_sub(publish_start_us)) as f64 / 1e6;
     json!({
         "scenario": "fanout", "subscribers": subscribers, "rate": rate, "seconds": seconds,
         "published": sent, "expected": expected, "delivered": got,
         "delivered_pct": if expected > 0 { 100.0 * got as f64 / expected as f64 } else { 0.0 },
-        "deliveries_per_sec": got as f64 / publish_secs,
+        "deliveries_per_sec": if span > 0.0 { got as f64 / span } else { 0.0 },
         "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99), "p999_ms": percentile(&lat, 0.999),
     })
 }
