@@ -113,8 +113,12 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut sent: u64 = 0;
     let publish_start_us = start.elapsed().as_micros() as u64;
-    let tick = Duration::from_millis(10);
-    let per_tick = (rate / 100).max(1);
+    // Fixed rates send a burst every 10 ms, or one message per period below 100 msg/s.
+    let (tick, per_tick) = if rate >= 100 {
+        (Duration::from_millis(10), rate / 100)
+    } else {
+        (Duration::from_secs_f64(1.0 / rate.max(1) as f64), 1)
+    };
     let mut next_tick = Instant::now();
     while Instant::now() < deadline {
         let burst = if rate == 0 { 64 } else { per_tick };

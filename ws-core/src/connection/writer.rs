@@ -40,7 +40,7 @@ pub(super) async fn run(
     mut sink: Sink,
     mut frames: mpsc::Receiver<Frame>,
     client: Client,
-    mut abort: watch::Receiver<Option<Abort>>,
+    abort: watch::Receiver<Option<Abort>>,
 ) -> Sink {
     let server = client.server_inner().clone();
     let config = &server.config;
@@ -51,18 +51,27 @@ pub(super) async fn run(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let pong_check = tokio::time::sleep_until(start + config.pong_timeout);
     tokio::pin!(pong_check);
+    // The two stop signals are awaited by futures built once, not once per batch: with thousands of
+    // clients, every broadcast wakes every write task, and this loop is the fan-out's hot path.
+    let mut abort_signal = abort.clone();
+    let aborted = async move {
+        let _ = abort_signal.wait_for(Option::is_some).await;
+    };
+    tokio::pin!(aborted);
+    let close_requested = client.close_requested();
+    tokio::pin!(close_requested);
 
     loop {
         let outcome = tokio::select! {
             biased;
-            _ = abort.changed() => {
+            () = &mut aborted => {
                 if *abort.borrow() == Some(Abort::SlowConsumer) {
                     let close = close_message(close::POLICY_VIOLATION, "send queue full");
                     let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
                 }
                 return sink;
             }
-            () = client.close_requested() => {
+            () = &mut close_requested => {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
                 // broadcaster cannot keep the close waiting.
