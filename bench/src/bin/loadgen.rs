@@ -65,12 +65,18 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
     let mut joined = 0;
     for _ in 0..subscribers {
         let mut ws = connect(url).await;
-        ws.send(Message::text(json!({"type": "join", "data": bench::GROUP}).to_string()))
-            .await
-            .expect("join");
+        ws.send(Message::text(
+            json!({"type": "join", "data": bench::GROUP}).to_string(),
+        ))
+        .await
+        .expect("join");
         joined += 1;
-        let (delivered, latencies, last, stop_us) =
-            (delivered.clone(), latencies.clone(), last_delivery_us.clone(), stop_us.clone());
+        let (delivered, latencies, last, stop_us) = (
+            delivered.clone(),
+            latencies.clone(),
+            last_delivery_us.clone(),
+            stop_us.clone(),
+        );
         readers.push(tokio::spawn(async move {
             let mut local = Vec::new();
             loop {
@@ -154,7 +160,10 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
     lat.sort_unstable();
     let expected = sent * joined as u64;
     let got = delivered.load(Ordering::Relaxed);
-    let span = (last_delivery_us.load(Ordering::Relaxed).saturating_sub(publish_start_us)) as f64 / 1e6;
+    let span = (last_delivery_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(publish_start_us)) as f64
+        / 1e6;
     json!({
         "scenario": "fanout", "subscribers": subscribers, "rate": rate, "seconds": seconds,
         "published": sent, "expected": expected, "delivered": got,
