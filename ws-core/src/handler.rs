@@ -87,7 +87,7 @@ impl Request {
     ///
     /// An `invalid_data` error when `data` does not fit `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_str(self.data_json()).map_err(|e| Error::invalid_data(e.to_string()))
+        crate::message::decode_payload(self.data_json())
     }
 
     /// The frame as a [`Message`], with `from` set to the sender's id (a `from` sent by the client is never
