@@ -1,6 +1,7 @@
 //! Black-box tests over real sockets on 127.0.0.1: a tungstenite client against ws-core servers and the
 //! example binaries. One module per area; DESIGN §3 rows are named in each test's doc comment.
 
+mod backplane;
 mod chat;
 mod echo;
 mod frames;

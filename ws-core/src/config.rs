@@ -122,6 +122,14 @@ pub enum ConfigError {
     /// `path` does not start with `/`.
     #[error("`path` must start with '/', got {0:?}")]
     Path(String),
+    /// A backplane's address cannot be parsed.
+    #[error("backplane url {url:?}: {reason}")]
+    BackplaneUrl {
+        /// The address as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Config {

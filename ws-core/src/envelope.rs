@@ -122,6 +122,14 @@ impl Frame {
         Self(tungstenite::Message::Text(Utf8Bytes::from(text.into())))
     }
 
+    /// A text frame from bytes that must be UTF-8.
+    #[cfg(feature = "redis")]
+    pub(crate) fn text_from_bytes(bytes: Bytes) -> Option<Self> {
+        Utf8Bytes::try_from(bytes)
+            .ok()
+            .map(|t| Self(tungstenite::Message::Text(t)))
+    }
+
     /// A binary frame (raw mode only: the envelope protocol is text).
     pub fn binary(data: impl Into<Bytes>) -> Self {
         Self(tungstenite::Message::Binary(data.into()))

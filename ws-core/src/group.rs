@@ -170,6 +170,16 @@ impl GroupRegistry {
         read(&self.index).groups.len()
     }
 
+    /// Every group with its members' ids, in one read.
+    #[cfg(feature = "redis")]
+    pub(crate) fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+        read(&self.index)
+            .groups
+            .iter()
+            .map(|(g, m)| (g.to_string(), m.keys().map(|id| id.to_string()).collect()))
+            .collect()
+    }
+
     /// Calls `f` for each member of `group` while holding the read lock; `f` must not block.
     pub(crate) fn for_each_member(&self, group: &str, mut f: impl FnMut(&Client)) {
         if let Some(members) = read(&self.index).groups.get(group) {

@@ -94,6 +94,15 @@
 //! | [`Server::stop`] | close 1001 to every client after its queue drains |
 //!
 //! See [`config`] for every limit and its default, and [`close`] for the close codes.
+//!
+//! # More than one node
+//!
+//! Broadcasts, group sends, direct sends and membership go through a [`Backplane`]. The default,
+//! [`MemoryBackplane`], serves one process. With the `redis` feature, `RedisBackplane` links every node
+//! that uses the same Redis (and prefix) into one set of clients and groups: install it with
+//! `Server::builder(config).backplane(|local| RedisBackplane::start(local, RedisConfig::new(url)?))`.
+//! Handlers do not change. A node that loses Redis keeps serving its own clients and reconnects by itself;
+//! `Server::stats().backplane` says whether it is linked and how many other nodes it sees.
 
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
@@ -125,7 +134,9 @@ pub use ts_rs;
 pub use ws_macros::{on, payload, ws_messages};
 
 pub use crate::auth::{AuthRequest, ClientData};
-pub use crate::backplane::{Backplane, MemoryBackplane};
+pub use crate::backplane::{Backplane, BackplaneStats, MemoryBackplane};
+#[cfg(feature = "redis")]
+pub use crate::backplane::{RedisBackplane, RedisConfig};
 pub use crate::client::{Client, ClientId};
 pub use crate::config::{Config, ConfigError};
 pub use crate::envelope::{

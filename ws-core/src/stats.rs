@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
+use crate::backplane::BackplaneStats;
+
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) connected_clients: AtomicU64,
@@ -70,6 +72,9 @@ pub struct StatsSnapshot {
     pub pong_timeouts: u64,
     /// Connections closed because a write blocked longer than `write_timeout`.
     pub write_timeouts: u64,
+    /// The distributed backplane's counters; absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backplane: Option<BackplaneStats>,
 }
 
 impl Stats {
@@ -90,6 +95,7 @@ impl Stats {
             handler_panics: self.handler_panics.load(Relaxed),
             pong_timeouts: self.pong_timeouts.load(Relaxed),
             write_timeouts: self.write_timeouts.load(Relaxed),
+            backplane: None,
         }
     }
 }
@@ -198,11 +204,53 @@ impl StatsSnapshot {
         ];
         let mut out = String::with_capacity(2048);
         for (name, kind, help, value) in rows {
-            let _ = write!(
-                out,
-                "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n"
-            );
+            write_metric(&mut out, name, kind, help, value);
+        }
+        if let Some(b) = self.backplane {
+            let rows: [(&str, &str, &str, u64); 6] = [
+                (
+                    "backplane_connected",
+                    "gauge",
+                    "1 while linked to the other nodes.",
+                    u64::from(b.connected),
+                ),
+                ("backplane_nodes", "gauge", "Other nodes seen.", b.nodes),
+                (
+                    "backplane_published_total",
+                    "counter",
+                    "Messages sent to the other nodes.",
+                    b.published,
+                ),
+                (
+                    "backplane_received_total",
+                    "counter",
+                    "Messages received from the other nodes.",
+                    b.received,
+                ),
+                (
+                    "backplane_dropped_total",
+                    "counter",
+                    "Outgoing messages dropped on a full queue.",
+                    b.dropped,
+                ),
+                (
+                    "backplane_reconnects_total",
+                    "counter",
+                    "Times the link to the other nodes was set up again.",
+                    b.reconnects,
+                ),
+            ];
+            for (name, kind, help, value) in rows {
+                write_metric(&mut out, name, kind, help, value);
+            }
         }
         out
     }
+}
+
+fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = write!(
+        out,
+        "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n"
+    );
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ws_core::{AuthRequest, Client, ClientData, Config, ConfigError, Error, Server, on};
+use ws_core::{
+    AuthRequest, Client, ClientData, Config, ConfigError, Error, Server, ServerBuilder, on,
+};
 
 use crate::protocol::{
     Answer, Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
@@ -107,6 +109,11 @@ async fn purge(client: Client) -> Result<Purged, Error> {
 
 /// The chat server with every handler registered.
 pub fn build(config: Config) -> Result<Server, ConfigError> {
+    builder(config).build()
+}
+
+/// The chat server, ready for more settings (such as a backplane) before it is built.
+pub fn builder(config: Config) -> ServerBuilder {
     Server::builder(config)
         .auth(authenticate)
         .on_connect(|client| async move {
@@ -122,5 +129,4 @@ pub fn build(config: Config) -> Result<Server, ConfigError> {
         .handle(ask)
         .handle(whoami)
         .handle(purge)
-        .build()
 }

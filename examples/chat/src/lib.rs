@@ -4,4 +4,4 @@
 mod handlers;
 pub mod protocol;
 
-pub use crate::handlers::build;
+pub use crate::handlers::{build, builder};

@@ -1,9 +1,12 @@
 //! The chat demo.
 //!
 //! ```text
-//! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--rate-limit N] [--burst N]
+//! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL] [--rate-limit N] [--burst N]
 //!                      [--max-connections N] [--max-message-size BYTES] [--allowed-origin O]...
 //! ```
+//!
+//! With `--redis redis://HOST:PORT/`, every chat process using that Redis serves one chat: rooms,
+//! everyone-chat and direct messages reach clients on all of them.
 //!
 //! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` Prometheus text,
 //! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
@@ -12,7 +15,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use ws_core::Config;
+use ws_core::{Config, RedisBackplane, RedisConfig};
 
 const PAGE: &str = include_str!("../static/index.html");
 /// The page's script: `web/app.ts` with the SDK and the generated protocol, bundled (see `sdk-ts`).
@@ -24,15 +27,19 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let config = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+    let (config, redis) = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
         eprintln!("chat: {message}");
         eprintln!(
-            "usage: chat [--host HOST] [--port PORT] [--rate-limit N] [--burst N] [--max-connections N] \
-             [--max-message-size BYTES] [--allowed-origin ORIGIN]..."
+            "usage: chat [--host HOST] [--port PORT] [--redis URL] [--rate-limit N] [--burst N] \
+             [--max-connections N] [--max-message-size BYTES] [--allowed-origin ORIGIN]..."
         );
         std::process::exit(2)
     });
-    let server = chat::build(config.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut builder = chat::builder(config.clone());
+    if let Some(redis) = redis {
+        builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
+    }
+    let server = builder.build().unwrap_or_else(|e| fail(&e.to_string()));
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .unwrap_or_else(|e| fail(&format!("cannot bind {}:{}: {e}", config.host, config.port)));
@@ -95,11 +102,14 @@ async fn shutdown_signal() {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(Config, Option<RedisConfig>), String> {
     let mut config = Config {
         port: 6001,
         ..Config::default()
     };
+    let mut redis = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| {
@@ -118,11 +128,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
             "--max-connections" => config.max_connections = number(&value)? as usize,
             "--max-message-size" => config.max_message_size = number(&value)? as usize,
             "--allowed-origin" => config.allowed_origins.push(value),
+            "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }
     config.validate().map_err(|e| e.to_string())?;
-    Ok(config)
+    Ok((config, redis))
 }
 
 fn fail(message: &str) -> ! {

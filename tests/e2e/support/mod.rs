@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use ws_core::{Server, ServerBuilder};
 
+pub(crate) mod redis;
+
 /// How long any single expectation may wait before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
@@ -245,7 +247,7 @@ pub(crate) struct Example {
     pub(crate) addr: SocketAddr,
 }
 
-fn example_path(name: &str) -> PathBuf {
+pub(crate) fn example_path(name: &str) -> PathBuf {
     // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");

@@ -21,6 +21,20 @@ impl MemoryBackplane {
     pub(crate) fn new(clients: Arc<ClientRegistry>, groups: Arc<GroupRegistry>) -> Self {
         Self { clients, groups }
     }
+
+    /// Ids of this node's clients, and every group with its members' ids.
+    #[cfg(feature = "redis")]
+    pub(crate) fn membership(&self) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+        let mut ids = Vec::new();
+        self.clients.for_each(|c| ids.push(c.id().to_string()));
+        (ids, self.groups.snapshot())
+    }
+
+    /// Whether a client with this id is connected here.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_client(&self, id: &str) -> bool {
+        self.clients.get(id).is_some()
+    }
 }
 
 fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>) {

@@ -6,16 +6,25 @@
 //! the other nodes; [`ServerBuilder::backplane`](crate::ServerBuilder::backplane) installs one.
 //!
 //! Every method is synchronous and must not block: senders only enqueue frames, and a distributed backplane
-//! hands its outgoing traffic to its own task.
+//! hands its outgoing traffic to its own task. That is why membership queries answer from what this node
+//! knows now: a distributed backplane keeps a replica of the other nodes' clients and groups, fed by their
+//! events, rather than asking a remote store in the middle of a handler.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt::Debug;
 
+use serde::{Deserialize, Serialize};
+
 pub use self::memory::MemoryBackplane;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackplane, RedisConfig};
 use crate::client::{Client, ClientId};
 use crate::envelope::Frame;
 use crate::error::Error;
+use crate::handler::BoxFuture;
 
 /// Carries cross-client operations, on one node or between nodes.
 pub trait Backplane: Send + Sync + Debug + 'static {
@@ -51,4 +60,43 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     fn groups(&self) -> Vec<String>;
     /// Number of groups with at least one member.
     fn group_count(&self) -> usize;
+
+    /// A client of this node connected (called once it is registered, before `on_connect` hooks run).
+    fn client_connected(&self, client: &Client) {
+        let _ = client;
+    }
+
+    /// A client of this node is gone (called after it left its groups and was unregistered).
+    fn client_disconnected(&self, id: &ClientId) {
+        let _ = id;
+    }
+
+    /// Counters of a distributed backplane; `None` for one that serves a single node.
+    fn stats(&self) -> Option<BackplaneStats> {
+        None
+    }
+
+    /// Called once by [`Server::stop`](crate::Server::stop) after the clients are gone, so a distributed
+    /// backplane can tell the other nodes this one is leaving.
+    fn close(&self) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
+}
+
+/// Counters of a distributed backplane, part of [`StatsSnapshot`](crate::StatsSnapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BackplaneStats {
+    /// Whether this node is connected to the other nodes now (publishing and subscribed).
+    pub connected: bool,
+    /// Other nodes this node sees.
+    pub nodes: u64,
+    /// Messages this node handed to the other nodes.
+    pub published: u64,
+    /// Messages this node received from the other nodes (its own heartbeats included).
+    pub received: u64,
+    /// Outgoing messages dropped because the outgoing queue was full (the link was down or too slow).
+    pub dropped: u64,
+    /// Times the link to the other nodes was lost and set up again.
+    pub reconnects: u64,
 }

@@ -45,6 +45,7 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     bump(&server.stats.total_connections);
     tracing::debug!(target: "ws_core::connection", client_id = %client.id(), "connected");
     data.apply(&client);
+    server.backplane.client_connected(&client);
     // `stop` closes the clients it finds; one registered after that finds the flag instead.
     if !server.is_running() {
         client.close(close::GOING_AWAY, "server shutting down");
@@ -81,6 +82,7 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     }
     server.backplane.leave_all(client.id());
     server.clients.remove(client.id());
+    server.backplane.client_disconnected(client.id());
     tracing::debug!(target: "ws_core::connection", client_id = %client.id(), ?end, "disconnected");
     drop(slot);
 }

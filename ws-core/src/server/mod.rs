@@ -233,7 +233,9 @@ impl Server {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        stats.backplane = self.inner.backplane.stats();
+        stats
     }
 
     /// Whether [`Server::stop`] has been called.
@@ -281,6 +283,7 @@ impl Server {
             )
             .await;
         }
+        self.inner.backplane.close().await;
         self.inner.state.send_replace(RunState::Stopped);
     }
 }

@@ -1,0 +1,354 @@
+//! The Redis backplane (DESIGN §6): nodes sharing one Redis serve one set of clients and groups; a node that
+//! loses Redis keeps serving its own clients and links up again; stopped and crashed nodes are forgotten;
+//! the outgoing queue is bounded.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ws_core::{Message, RedisBackplane, RedisConfig, Server, ServerBuilder};
+
+use crate::support::redis::RedisServer;
+use crate::support::{
+    TestServer, WsClient, config, eventually, example_path, http_get, spawn, start_example,
+};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Fast heartbeats so tests see joins, departures and reconnections within a fraction of a second.
+fn fast(url: &str) -> RedisConfig {
+    RedisConfig::new(url)
+        .expect("url")
+        .heartbeat_interval(Duration::from_millis(50))
+        .node_timeout(Duration::from_millis(400))
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+fn node(redis: &RedisConfig) -> ServerBuilder {
+    let redis = redis.clone();
+    Server::builder(config())
+        .on_connect(|c| async move {
+            let _ = c.send_json("welcome", c.id().as_str());
+        })
+        .on("join", |c, m: Message| async move {
+            c.join(m.data.as_str().unwrap_or_default())
+        })
+        .on("everyone", |c, m: Message| async move {
+            c.server()
+                .broadcast(Message::new("all", m.data).with_from(c.id().as_str()));
+        })
+        .on("to_group", |c, m: Message| async move {
+            let group = m.data["group"].as_str().unwrap_or_default().to_owned();
+            let out = Message::new("room", m.data["text"].clone()).with_from(c.id().as_str());
+            match m.data["mode"].as_str() {
+                Some("others") => c
+                    .server()
+                    .send_to_others_in_group(&group, c.id().as_str(), &out),
+                _ => c.server().broadcast_to_group(&group, &out),
+            }
+        })
+        .on("dm", |c, m: Message| async move {
+            let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());
+            c.server()
+                .send_to_client(m.data["to"].as_str().unwrap_or_default(), &out)
+        })
+        .backplane(move |local| RedisBackplane::start(local, redis))
+}
+
+/// A client of `srv` and its id (from the welcome frame).
+async fn client(srv: &TestServer) -> (WsClient, String) {
+    let mut client = srv.connect().await;
+    let welcome = client.recv().await;
+    let id = welcome["data"].as_str().expect("welcome id").to_owned();
+    (client, id)
+}
+
+async fn join(client: &mut WsClient, group: &str) {
+    client
+        .send_json(json!({"type": "join", "data": group, "id": 1}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 1, "data": true})
+    );
+}
+
+/// Waits until every server is linked and sees `others` other nodes.
+async fn linked(servers: &[&Server], others: u64) {
+    eventually("nodes linked through redis", || async {
+        servers.iter().all(|s| {
+            s.stats()
+                .backplane
+                .is_some_and(|b| b.connected && b.nodes == others)
+        })
+    })
+    .await;
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
+    srv.server
+        .group_member_ids(group)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
+/// honoured there too; presence (`group_member_ids`, `groups`) spans both nodes and forgets a client that
+/// disconnected; a direct send to an id no node has is `not_found`.
+#[tokio::test]
+async fn sends_and_presence_span_nodes() {
+    let redis = RedisServer::start().await;
+    let cfg = fast(&redis.url());
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut a1, a1_id) = client(&a).await;
+    let (mut b1, b1_id) = client(&b).await;
+    let (mut b2, b2_id) = client(&b).await;
+    join(&mut a1, "room").await;
+    join(&mut b1, "room").await;
+    eventually("each node sees both members", || async {
+        member_ids(&a, "room") == ids(&[&a1_id, &b1_id])
+            && member_ids(&b, "room") == ids(&[&a1_id, &b1_id])
+    })
+    .await;
+    assert_eq!(a.server.groups(), ["room"]);
+    assert_eq!(a.server.group_count(), 1);
+    assert_eq!(
+        a.server.group_members("room").len(),
+        1,
+        "handles: local only"
+    );
+
+    a1.send_json(json!({"type": "to_group", "data": {"group": "room", "text": "hi"}}))
+        .await;
+    let hi = json!({"type": "room", "data": "hi", "from": a1_id});
+    assert_eq!(a1.recv().await, hi);
+    assert_eq!(b1.recv().await, hi);
+
+    a1.send_json(
+        json!({"type": "to_group", "data": {"group": "room", "text": "psst", "mode": "others"}}),
+    )
+    .await;
+    assert_eq!(
+        b1.recv().await,
+        json!({"type": "room", "data": "psst", "from": a1_id})
+    );
+
+    b2.send_json(json!({"type": "everyone", "data": "all of you"}))
+        .await;
+    let all = json!({"type": "all", "data": "all of you", "from": b2_id});
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(c.recv().await, all);
+    }
+
+    a1.send_json(json!({"type": "dm", "data": {"to": b2_id, "text": "direct"}}))
+        .await;
+    assert_eq!(
+        b2.recv().await,
+        json!({"type": "dm", "data": "direct", "from": a1_id})
+    );
+    a1.send_json(json!({"type": "dm", "data": {"to": "nobody", "text": "x"}, "id": 7}))
+        .await;
+    let err = a1.recv().await;
+    assert_eq!((&err["type"], &err["id"]), (&json!("$error"), &json!(7)));
+    assert_eq!(err["data"]["code"], "not_found");
+    for c in [&mut a1, &mut b1, &mut b2] {
+        c.expect_silence(QUIET).await;
+    }
+
+    b1.close().await;
+    eventually("node a forgets the departed member", || async {
+        member_ids(&a, "room") == ids(&[&a1_id])
+    })
+    .await;
+    a1.send_json(json!({"type": "dm", "data": {"to": b1_id, "text": "x"}, "id": 8}))
+        .await;
+    assert_eq!(a1.recv().await["data"]["code"], "not_found");
+}
+
+/// A node that stops says goodbye: the others forget its clients at once, long before its key would expire.
+#[tokio::test]
+async fn a_stopped_node_is_forgotten_at_once() {
+    let redis = RedisServer::start().await;
+    let cfg = fast(&redis.url()).node_timeout(Duration::from_secs(60));
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut b1, b1_id) = client(&b).await;
+    join(&mut b1, "room").await;
+    eventually("a sees b's member", || async {
+        member_ids(&a, "room") == [b1_id.clone()]
+    })
+    .await;
+    let stopping = tokio::spawn({
+        let b = b.server.clone();
+        async move { b.stop().await }
+    });
+    assert_eq!(b1.recv_close().await.code, 1001);
+    stopping.await.expect("stop");
+    eventually("a forgets b", || async {
+        a.server.stats().backplane.map(|s| s.nodes) == Some(0) && a.server.groups().is_empty()
+    })
+    .await;
+}
+
+/// A node that dies without a word (its runtime is torn down) is forgotten once it has been silent for the
+/// node timeout.
+#[tokio::test]
+async fn a_crashed_node_is_forgotten_after_the_node_timeout() {
+    let redis = RedisServer::start().await;
+    let cfg = fast(&redis.url());
+    let a = spawn(node(&cfg)).await;
+    let crashing = cfg.clone();
+    let (runtime, c) = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let c = runtime.block_on(spawn(node(&crashing)));
+        (runtime, c)
+    })
+    .join()
+    .expect("node thread");
+    linked(&[&a.server, &c.server], 1).await;
+    let (mut c1, c1_id) = client(&c).await;
+    join(&mut c1, "room").await;
+    eventually("a sees c's member", || async {
+        member_ids(&a, "room") == [c1_id.clone()]
+    })
+    .await;
+    runtime.shutdown_background();
+    eventually("a forgets the crashed node", || async {
+        a.server.stats().backplane.map(|s| s.nodes) == Some(0) && a.server.groups().is_empty()
+    })
+    .await;
+}
+
+/// Redis goes away: each node goes on serving its own clients (a broadcast still reaches the local ones) and
+/// reports itself unlinked; Redis comes back on the same port: the nodes reconnect by themselves and
+/// cross-node delivery works again.
+#[tokio::test]
+async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
+    let mut redis = RedisServer::start().await;
+    let cfg = fast(&redis.url());
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut a1, a1_id) = client(&a).await;
+    let (mut a2, _) = client(&a).await;
+    let (mut b1, _) = client(&b).await;
+
+    redis.kill().await;
+    eventually("a notices redis is gone", || async {
+        a.server.stats().backplane.is_some_and(|s| !s.connected)
+    })
+    .await;
+    a1.send_json(json!({"type": "everyone", "data": "local"}))
+        .await;
+    let local = json!({"type": "all", "data": "local", "from": a1_id});
+    assert_eq!(a1.recv().await, local);
+    assert_eq!(a2.recv().await, local);
+    b1.expect_silence(QUIET).await;
+
+    redis.restart().await;
+    linked(&[&a.server, &b.server], 1).await;
+    a1.send_json(json!({"type": "everyone", "data": "back"}))
+        .await;
+    // What waited in a's outgoing queue may arrive first, if b was subscribed again in time.
+    let mut got = b1.recv().await;
+    if got == local {
+        got = b1.recv().await;
+    }
+    assert_eq!(got, json!({"type": "all", "data": "back", "from": a1_id}));
+    let stats = a.server.stats().backplane.expect("backplane stats");
+    assert!(stats.reconnects >= 1, "{stats:?}");
+}
+
+/// While Redis is unreachable, the outgoing queue holds at most its bound in messages and in bytes; the
+/// rest is dropped and counted, and local clients get every message.
+#[tokio::test]
+async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let unreachable = fast(&format!("redis://127.0.0.1:{closed_port}/"));
+
+    // 5 messages: the client's connect event takes one, 4 of 20 broadcasts fit.
+    let by_count = spawn(node(&unreachable.clone().queue_limits(5, 1 << 20))).await;
+    let (mut c, _) = client(&by_count).await;
+    for i in 0..20 {
+        c.send_json(json!({"type": "everyone", "data": i})).await;
+        assert_eq!(c.recv().await["data"], i);
+    }
+    let stats = by_count.server.stats().backplane.expect("backplane stats");
+    assert_eq!(
+        (stats.dropped, stats.published, stats.connected),
+        (16, 0, false)
+    );
+
+    // 1000 bytes: the connect event counts 64, each 366-byte frame fits twice, 8 of 10 are dropped.
+    let by_bytes = spawn(node(&unreachable.queue_limits(1000, 1000))).await;
+    let (mut c, _) = client(&by_bytes).await;
+    let text = "x".repeat(300);
+    for _ in 0..10 {
+        c.send_json(json!({"type": "everyone", "data": text})).await;
+        let frame = c.next_frame().await;
+        assert_eq!(frame.len(), 366);
+    }
+    let stats = by_bytes.server.stats().backplane.expect("backplane stats");
+    assert_eq!(stats.dropped, 8);
+}
+
+/// Two chat processes with `--redis` serve one chat: everyone-chat and direct messages cross processes, and
+/// `/stats` and `/metrics` show the link. A bad `--redis` URL stops the process with exit code 2.
+#[tokio::test]
+async fn chat_processes_sharing_redis_serve_one_chat() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let one = start_example("chat", &["--port", "0", "--redis", &url]).await;
+    let two = start_example("chat", &["--port", "0", "--redis", &url]).await;
+    eventually("the chat processes see each other", || async {
+        let (status, body) = http_get(one.addr, "/stats").await;
+        let stats: Value = serde_json::from_str(&body).expect("stats json");
+        status == 200 && stats["backplane"]["nodes"] == 1 && stats["backplane"]["connected"] == true
+    })
+    .await;
+    let (mut alice, alice_id) = one.join("alice").await;
+    let (mut bob, bob_id) = two.join("bob").await;
+
+    alice
+        .send_json(json!({"type": "chat", "data": {"text": "hello"}}))
+        .await;
+    let hello =
+        json!({"type": "chat", "data": {"text": "hello", "user": "alice"}, "from": alice_id});
+    assert_eq!(alice.recv().await, hello);
+    assert_eq!(bob.recv().await, hello);
+
+    // Alice's arrival reached node two before her message did: bob can answer her directly.
+    bob.send_json(json!({"type": "dm", "data": {"to": alice_id, "text": "hi"}}))
+        .await;
+    assert_eq!(
+        alice.recv().await,
+        json!({"type": "dm", "from": bob_id, "data": {"text": "hi", "user": "bob"}})
+    );
+    let (_, metrics) = http_get(two.addr, "/metrics").await;
+    assert!(metrics.contains("ws_backplane_connected 1\n"), "{metrics}");
+
+    let bad = tokio::process::Command::new(example_path("chat"))
+        .args(["--port", "0", "--redis", "not a url"])
+        .output()
+        .await
+        .expect("run chat");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("backplane url"), "{stderr}");
+}

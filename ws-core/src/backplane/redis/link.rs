@@ -1,0 +1,389 @@
+//! The two tasks that talk to Redis: one publishes this node's traffic, one receives the others'.
+//!
+//! They are separate because a Redis connection in subscribe mode can run no other command, and because a
+//! slow publish must not hold up delivering what other nodes sent. Each reconnects on its own with jittered
+//! exponential backoff. The receiver also listens for this node's own heartbeats: when they stop arriving,
+//! the link is broken somewhere even if no socket reported an error, and it reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::wire::{self, Membership, Op};
+use super::{Outgoing, Shared};
+use crate::backplane::{Backplane, MemoryBackplane};
+use crate::client::ClientId;
+use crate::sync::lock;
+
+/// How long a leaving node waits for Redis to take its goodbye.
+pub(super) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most messages sent in one pipeline.
+const BATCH: usize = 256;
+
+/// Full-jitter exponential backoff: the ceiling doubles per failure, the wait is drawn below it.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            ceiling: min,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = rand::random_range(self.min..=self.ceiling);
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.ceiling = self.min;
+    }
+}
+
+/// Resolves when the backplane is closed or dropped.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Waits `delay`; `true` if the backplane was closed meanwhile.
+async fn wait_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        () = stopped(stop) => true,
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<MultiplexedConnection, RedisError> {
+    let timeout = shared.config.node_timeout_value();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    shared
+        .config
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The publisher: drains the outgoing queue into pipelines and sends heartbeats.
+pub(super) async fn publish(
+    shared: Arc<Shared>,
+    local: MemoryBackplane,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut stop: watch::Receiver<bool>,
+    done: watch::Sender<bool>,
+) {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    let mut publisher = Publisher {
+        shared: &shared,
+        local: &local,
+        seq: 0,
+        written: None,
+        batch: Vec::with_capacity(BATCH),
+    };
+    loop {
+        let connected = tokio::select! {
+            c = connect(&shared) => c,
+            () = stopped(&mut stop) => break,
+        };
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(target: "ws_core::backplane", error = %e, "redis: cannot connect the publisher");
+                if wait_or_stop(backoff.next_delay(), &mut stop).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        shared.publisher_up.store(true, Relaxed);
+        publisher.written = None;
+        let mut ticker = tokio::time::interval(config.heartbeat_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let failure = loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => break None,
+                _ = ticker.tick() => {
+                    if let Err(e) = publisher.heartbeat(&mut conn).await {
+                        break Some(e);
+                    }
+                }
+                n = queue.recv_many(&mut publisher.batch, BATCH) => {
+                    if n == 0 {
+                        break None;
+                    }
+                    if let Err(e) = publisher.send_batch(&mut conn).await {
+                        break Some(e);
+                    }
+                }
+            }
+        };
+        shared.publisher_up.store(false, Relaxed);
+        match failure {
+            None => {
+                publisher.farewell(&mut conn).await;
+                break;
+            }
+            Some(e) => {
+                tracing::warn!(target: "ws_core::backplane", error = %e, "redis: publisher lost its connection");
+                shared.reconnects.fetch_add(1, Relaxed);
+                if wait_or_stop(backoff.next_delay(), &mut stop).await {
+                    break;
+                }
+            }
+        }
+    }
+    done.send_replace(true);
+}
+
+struct Publisher<'a> {
+    shared: &'a Shared,
+    local: &'a MemoryBackplane,
+    /// Number of this node's latest membership change.
+    seq: u64,
+    /// The change number of the membership last stored under this node's key on this connection.
+    written: Option<u64>,
+    batch: Vec<Outgoing>,
+}
+
+impl Publisher<'_> {
+    async fn send_batch(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+        let shared = self.shared;
+        let all = shared.config.channel_all();
+        let mut pipe = redis::pipe();
+        let mut changes = false;
+        let count = self.batch.len() as u64;
+        for message in self.batch.drain(..) {
+            shared.queued_bytes.fetch_sub(message.size(), Relaxed);
+            match message {
+                Outgoing::Deliver { node, op, frame } => {
+                    let payload = wire::encode(&shared.node, self.seq, op, Some(&frame));
+                    match node {
+                        Some(node) => pipe.publish(shared.config.channel_node(&node), payload),
+                        None => pipe.publish(&all, payload),
+                    };
+                }
+                Outgoing::Change(change) => {
+                    changes = true;
+                    self.seq += 1;
+                    pipe.publish(
+                        &all,
+                        wire::encode(&shared.node, self.seq, Op::Change(change), None),
+                    );
+                }
+            }
+            pipe.ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(conn).await {
+            if changes {
+                shared.changes_lost.store(true, Relaxed);
+            }
+            return Err(e);
+        }
+        shared.published.fetch_add(count, Relaxed);
+        Ok(())
+    }
+
+    /// Stores the membership under this node's key if it changed (else extends the key's life), then
+    /// announces the latest change number.
+    async fn heartbeat(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+        let shared = self.shared;
+        if shared.changes_lost.swap(false, Relaxed) {
+            // The others cannot have seen this number: they will read the whole membership.
+            self.seq += 1;
+        }
+        let key = shared.config.membership_key(&shared.node);
+        let ttl = millis(shared.config.node_timeout_value());
+        let mut pipe = redis::pipe();
+        let rewrite = self.written != Some(self.seq);
+        if rewrite {
+            let (clients, groups) = self.local.membership();
+            let membership = Membership {
+                seq: self.seq,
+                clients,
+                groups: groups.into_iter().collect(),
+            };
+            let value = serde_json::to_vec(&membership).unwrap_or_default();
+            pipe.pset_ex(&key, value, ttl);
+        } else {
+            pipe.pexpire(&key, i64::try_from(ttl).unwrap_or(i64::MAX));
+        }
+        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None);
+        pipe.publish(shared.config.channel_all(), beat).ignore();
+        let (stored,): (redis::Value,) = pipe.query_async(conn).await?;
+        // A key that vanished (Redis restarted without persistence, or evicted it) is written again.
+        let kept = rewrite || matches!(stored, redis::Value::Int(1) | redis::Value::Boolean(true));
+        self.written = kept.then_some(self.seq);
+        shared.published.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Removes this node's key and tells the others it is leaving, so they forget its clients at once.
+    async fn farewell(&mut self, conn: &mut MultiplexedConnection) {
+        let shared = self.shared;
+        let mut pipe = redis::pipe();
+        pipe.del(shared.config.membership_key(&shared.node))
+            .ignore();
+        let bye = wire::encode(&shared.node, self.seq, Op::Bye, None);
+        pipe.publish(shared.config.channel_all(), bye).ignore();
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipe.query_async::<()>(conn)).await;
+    }
+}
+
+/// The receiver: subscribes to the cluster's channel and this node's, and applies what arrives.
+pub(super) async fn subscribe(
+    shared: Arc<Shared>,
+    local: MemoryBackplane,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    loop {
+        let ended = tokio::select! {
+            e = listen(&shared, &local, &mut backoff) => e,
+            () = stopped(&mut stop) => break,
+        };
+        let was_up = shared.subscriber_up.swap(false, Relaxed);
+        // Unreachable nodes are not members of anything this node can deliver to.
+        lock(&shared.cluster).clear();
+        tracing::warn!(target: "ws_core::backplane", error = %ended, "redis: subscriber lost its connection");
+        if was_up {
+            shared.reconnects.fetch_add(1, Relaxed);
+        }
+        if wait_or_stop(backoff.next_delay(), &mut stop).await {
+            break;
+        }
+    }
+    lock(&shared.cluster).clear();
+}
+
+async fn listen(shared: &Shared, local: &MemoryBackplane, backoff: &mut Backoff) -> RedisError {
+    let config = &shared.config;
+    let timeout = config.node_timeout_value();
+    let opened = tokio::time::timeout(timeout, config.client.get_async_pubsub()).await;
+    let mut pubsub = match opened {
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(e)) => return e,
+        Err(_) => return timed_out(),
+    };
+    let channels = [config.channel_all(), config.channel_node(&shared.node)];
+    if let Err(e) = pubsub.subscribe(&channels).await {
+        return e;
+    }
+    let mut reader = match connect(shared).await {
+        Ok(conn) => conn,
+        Err(e) => return e,
+    };
+    shared.subscriber_up.store(true, Relaxed);
+    backoff.reset();
+    let mut messages = pubsub.into_on_message();
+    let mut ticker = tokio::time::interval(config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut own_heartbeat = Instant::now();
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    return RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+                };
+                shared.received.fetch_add(1, Relaxed);
+                let Some(packet) = wire::decode(message.get_payload_bytes()) else {
+                    continue;
+                };
+                if packet.node == shared.node {
+                    if packet.op == Op::Heartbeat {
+                        own_heartbeat = Instant::now();
+                    }
+                    continue;
+                }
+                if let Err(e) = apply(shared, local, &mut reader, packet).await {
+                    return e;
+                }
+            }
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                if let Some(deadline) = now.checked_sub(timeout) {
+                    lock(&shared.cluster).expire(deadline.into_std());
+                    if own_heartbeat < deadline {
+                        return timed_out();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+async fn apply(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    reader: &mut MultiplexedConnection,
+    packet: wire::Packet,
+) -> Result<(), RedisError> {
+    let now = std::time::Instant::now();
+    match packet.op {
+        Op::Broadcast { ref except } => {
+            if let Some(frame) = packet.frame() {
+                let except = except.clone().map(ClientId::from);
+                local.broadcast(&frame, except.as_ref());
+            }
+        }
+        Op::Group {
+            ref group,
+            ref except,
+        } => {
+            if let Some(frame) = packet.frame() {
+                let except = except.clone().map(ClientId::from);
+                local.send_to_group(group, &frame, except.as_ref());
+            }
+        }
+        Op::Direct { ref to } => {
+            if let Some(frame) = packet.frame() {
+                // The client may have left since the sender looked; a full queue has dropped it already.
+                let _ = local.send_to_client(to, &frame);
+            }
+        }
+        Op::Change(change) => lock(&shared.cluster).apply(&packet.node, packet.seq, change, now),
+        Op::Heartbeat => {
+            let stale = lock(&shared.cluster).heartbeat(&packet.node, packet.seq, now);
+            if stale {
+                let key = shared.config.membership_key(&packet.node);
+                let stored: Option<Vec<u8>> =
+                    redis::cmd("GET").arg(key).query_async(reader).await?;
+                let membership = stored.and_then(|v| serde_json::from_slice::<Membership>(&v).ok());
+                let mut cluster = lock(&shared.cluster);
+                match membership {
+                    Some(m) => cluster.replace(&packet.node, m, now),
+                    // Not written yet: the node is read again at its next heartbeat.
+                    None => cluster.remove(&packet.node),
+                }
+            }
+        }
+        Op::Bye => lock(&shared.cluster).remove(&packet.node),
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The Redis backplane: several nodes serve one set of clients and groups.
+//!
+//! Every operation is first done locally, from memory, exactly as on a single node; what the other nodes
+//! must see is then queued for a publisher task and sent over Redis pub/sub. Nothing in a handler ever waits
+//! for Redis, and a node that loses Redis goes on serving its own clients; only the other nodes' clients are
+//! out of reach until the link is back (it reconnects with jittered exponential backoff).
+//!
+//! Deliveries (broadcast, group send) go to one channel every node subscribes to; a direct send goes to the
+//! channel of the node holding the client. Membership (which clients each node has, and their groups) is
+//! replicated: each node publishes its changes, numbered, and keeps its whole membership under a key that
+//! expires unless the node refreshes it, so a crashed node disappears by itself (see
+//! [`ClusterView`](cluster::ClusterView) for how a replica catches up after a lost message).
+//!
+//! Guarantees are those of Redis pub/sub: at most once, in order per publishing node. A frame published while
+//! a receiving node is disconnected from Redis is lost for that node's clients.
+
+mod cluster;
+mod config;
+mod link;
+mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use self::cluster::ClusterView;
+pub use self::config::RedisConfig;
+use self::wire::{Change, Op};
+use super::{Backplane, BackplaneStats, MemoryBackplane};
+use crate::client::{Client, ClientId};
+use crate::envelope::Frame;
+use crate::error::Error;
+use crate::handler::BoxFuture;
+use crate::sync::lock;
+
+/// A [`Backplane`] that shares broadcasts, group sends, direct sends and membership between nodes through
+/// Redis.
+///
+/// Install it with [`ServerBuilder::backplane`](crate::ServerBuilder::backplane), inside a Tokio runtime
+/// (it starts its tasks there):
+///
+/// ```no_run
+/// use ws_core::{Config, RedisBackplane, RedisConfig, Server};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisConfig::new("redis://127.0.0.1:6379/")?;
+/// let server = Server::builder(Config::default())
+///     .backplane(|local| RedisBackplane::start(local, redis))
+///     .build()?;
+/// server.serve().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Membership queries ([`Server::group_member_ids`](crate::Server::group_member_ids),
+/// [`Server::groups`](crate::Server::groups), [`Client::groups`](crate::Client::groups) of a remote id,
+/// [`Server::send_to_client`](crate::Server::send_to_client) to a remote id) answer from this node's
+/// replica of the others, which is at most one heartbeat behind. [`Server::group_members`](crate::Server::group_members)
+/// returns handles, so it lists this node's members only.
+#[derive(Debug)]
+pub struct RedisBackplane {
+    local: MemoryBackplane,
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Outgoing>,
+    shutdown: watch::Sender<bool>,
+    publisher_done: watch::Receiver<bool>,
+}
+
+/// What the tasks and the backplane share.
+#[derive(Debug)]
+struct Shared {
+    node: String,
+    config: RedisConfig,
+    cluster: Mutex<ClusterView>,
+    queued_bytes: AtomicUsize,
+    /// A membership change could not be queued: the next heartbeat must make the others read it all.
+    changes_lost: AtomicBool,
+    publisher_up: AtomicBool,
+    subscriber_up: AtomicBool,
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// One message waiting for the publisher.
+#[derive(Debug)]
+enum Outgoing {
+    /// A frame for the clients of other nodes; `node` is `None` for every node.
+    Deliver {
+        node: Option<String>,
+        op: Op,
+        frame: Frame,
+    },
+    /// A change of this node's membership.
+    Change(Change),
+}
+
+impl Outgoing {
+    fn size(&self) -> usize {
+        match self {
+            Self::Deliver { frame, .. } => frame.len(),
+            Self::Change(_) => 64,
+        }
+    }
+}
+
+impl RedisBackplane {
+    /// Starts the backplane's tasks on the current Tokio runtime and returns at once; the first connection
+    /// to Redis is made in the background.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn start(local: MemoryBackplane, config: RedisConfig) -> Self {
+        let node = format!("{:032x}", rand::random::<u128>());
+        let (outgoing, queue) = mpsc::channel(config.queue_capacity);
+        let (shutdown, stop) = watch::channel(false);
+        let (done, publisher_done) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            node,
+            config,
+            cluster: Mutex::new(ClusterView::default()),
+            queued_bytes: AtomicUsize::new(0),
+            changes_lost: AtomicBool::new(false),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        tokio::spawn(link::publish(
+            shared.clone(),
+            local.clone(),
+            queue,
+            stop.clone(),
+            done,
+        ));
+        tokio::spawn(link::subscribe(shared.clone(), local.clone(), stop));
+        Self {
+            local,
+            shared,
+            outgoing,
+            shutdown,
+            publisher_done,
+        }
+    }
+
+    /// This node's name in the cluster (random, new at every start).
+    pub fn node_id(&self) -> &str {
+        &self.shared.node
+    }
+
+    fn enqueue(&self, message: Outgoing) {
+        let size = message.size();
+        let limit = self.shared.config.queue_bytes;
+        let before = self.shared.queued_bytes.fetch_add(size, Relaxed);
+        let is_change = matches!(message, Outgoing::Change(_));
+        let refused = before + size > limit || self.outgoing.try_send(message).is_err();
+        if refused {
+            self.shared.queued_bytes.fetch_sub(size, Relaxed);
+            self.shared.dropped.fetch_add(1, Relaxed);
+            if is_change {
+                self.shared.changes_lost.store(true, Relaxed);
+            }
+        }
+    }
+
+    fn deliver_elsewhere(&self, node: Option<String>, op: Op, frame: &Frame) {
+        self.enqueue(Outgoing::Deliver {
+            node,
+            op,
+            frame: frame.clone(),
+        });
+    }
+
+    fn cluster(&self) -> std::sync::MutexGuard<'_, ClusterView> {
+        lock(&self.shared.cluster)
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+        self.local.broadcast(frame, except);
+        let except = except.map(ToString::to_string);
+        self.deliver_elsewhere(None, Op::Broadcast { except }, frame);
+    }
+
+    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+        self.local.send_to_group(group, frame, except);
+        let op = Op::Group {
+            group: group.to_owned(),
+            except: except.map(ToString::to_string),
+        };
+        self.deliver_elsewhere(None, op, frame);
+    }
+
+    fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {
+        if self.local.has_client(id) {
+            return self.local.send_to_client(id, frame);
+        }
+        let owner = self.cluster().owner(id).map(str::to_owned);
+        match owner {
+            Some(node) => {
+                let op = Op::Direct { to: id.to_owned() };
+                self.deliver_elsewhere(Some(node), op, frame);
+                Ok(())
+            }
+            None => Err(Error::not_found(format!("no client {id:?}"))),
+        }
+    }
+
+    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+        let joined = self.local.join(group, client)?;
+        if joined {
+            self.enqueue(Outgoing::Change(Change::Join {
+                group: group.to_owned(),
+                id: client.id().to_string(),
+            }));
+        }
+        Ok(joined)
+    }
+
+    fn leave(&self, group: &str, id: &ClientId) -> bool {
+        let left = self.local.leave(group, id);
+        if left {
+            self.enqueue(Outgoing::Change(Change::Leave {
+                group: group.to_owned(),
+                id: id.to_string(),
+            }));
+        }
+        left
+    }
+
+    fn leave_all(&self, id: &ClientId) -> Vec<String> {
+        let groups = self.local.leave_all(id);
+        for group in &groups {
+            self.enqueue(Outgoing::Change(Change::Leave {
+                group: group.clone(),
+                id: id.to_string(),
+            }));
+        }
+        groups
+    }
+
+    fn is_in_group(&self, group: &str, id: &ClientId) -> bool {
+        self.local.is_in_group(group, id) || self.cluster().is_in_group(group, id.as_str())
+    }
+
+    fn client_groups(&self, id: &ClientId) -> Vec<String> {
+        let groups = self.local.client_groups(id);
+        if groups.is_empty() && !self.local.has_client(id.as_str()) {
+            return self.cluster().groups_of(id.as_str());
+        }
+        groups
+    }
+
+    fn group_members(&self, group: &str) -> Vec<Client> {
+        self.local.group_members(group)
+    }
+
+    fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+        let mut remote = Vec::new();
+        self.cluster().member_ids(group, &mut remote);
+        let mut ids = self.local.group_member_ids(group);
+        ids.extend(remote.into_iter().map(ClientId::from));
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn groups(&self) -> Vec<String> {
+        let mut names = self.local.groups();
+        self.cluster().groups(&mut names);
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn group_count(&self) -> usize {
+        self.groups().len()
+    }
+
+    fn client_connected(&self, client: &Client) {
+        self.enqueue(Outgoing::Change(Change::Connect {
+            id: client.id().to_string(),
+        }));
+    }
+
+    fn client_disconnected(&self, id: &ClientId) {
+        self.enqueue(Outgoing::Change(Change::Disconnect { id: id.to_string() }));
+    }
+
+    fn stats(&self) -> Option<BackplaneStats> {
+        let s = &self.shared;
+        Some(BackplaneStats {
+            connected: s.publisher_up.load(Relaxed) && s.subscriber_up.load(Relaxed),
+            nodes: self.cluster().node_count() as u64,
+            published: s.published.load(Relaxed),
+            received: s.received.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            reconnects: s.reconnects.load(Relaxed),
+        })
+    }
+
+    fn close(&self) -> BoxFuture<()> {
+        self.shutdown.send_replace(true);
+        let mut done = self.publisher_done.clone();
+        let wait = self
+            .shared
+            .config
+            .heartbeat_interval
+            .max(link::FAREWELL_TIMEOUT);
+        Box::pin(async move {
+            let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+        })
+    }
+}

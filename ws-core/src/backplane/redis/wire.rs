@@ -1,0 +1,173 @@
+//! What nodes say to each other: one JSON header line, then, for deliveries, the frame's text as it is.
+//!
+//! The frame is not embedded in the JSON header because that would escape every quote of it on the way out
+//! and unescape it on the way in; after the newline it travels byte for byte and becomes the frame the
+//! receiving node's clients get.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::envelope::Frame;
+
+/// One operation, as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum Op {
+    /// Deliver the body to every client, except one.
+    Broadcast { except: Option<String> },
+    /// Deliver the body to every member of a group, except one.
+    Group {
+        group: String,
+        except: Option<String>,
+    },
+    /// Deliver the body to one client (published on its node's channel).
+    Direct { to: String },
+    /// A membership change of the publishing node.
+    Change(Change),
+    /// The publishing node is alive; `seq` is its latest membership change.
+    Heartbeat,
+    /// The publishing node is leaving.
+    Bye,
+}
+
+/// A membership change; applying one twice has the effect of applying it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub(super) enum Change {
+    Connect { id: String },
+    Disconnect { id: String },
+    Join { group: String, id: String },
+    Leave { group: String, id: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    node: Cow<'a, str>,
+    seq: u64,
+    /// The body is a binary frame (raw mode) rather than text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    binary: bool,
+    #[serde(flatten)]
+    op: Op,
+}
+
+/// A decoded packet.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Packet {
+    pub(super) node: String,
+    pub(super) seq: u64,
+    pub(super) op: Op,
+    binary: bool,
+    body: Bytes,
+}
+
+impl Packet {
+    /// The frame a delivery carries; `None` for a text body that is not UTF-8.
+    pub(super) fn frame(&self) -> Option<Frame> {
+        if self.binary {
+            Some(Frame::binary(self.body.clone()))
+        } else {
+            Frame::text_from_bytes(self.body.clone())
+        }
+    }
+}
+
+/// Header line, newline, the frame's payload (none for operations that deliver nothing).
+pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec<u8> {
+    let (body, binary) = match frame.map(|f| &f.0) {
+        Some(Message::Text(text)) => (text.as_bytes(), false),
+        Some(Message::Binary(data)) => (&data[..], true),
+        _ => (&[][..], false),
+    };
+    let header = Header {
+        node: Cow::Borrowed(node),
+        seq,
+        binary,
+        op,
+    };
+    // A struct of strings and integers always serializes.
+    let mut out = serde_json::to_vec(&header).unwrap_or_default();
+    out.reserve_exact(1 + body.len());
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
+/// `None` for anything that is not a packet (another program publishing on the channel).
+pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let header: Header<'_> = serde_json::from_slice(&payload[..split]).ok()?;
+    Some(Packet {
+        node: header.node.into_owned(),
+        seq: header.seq,
+        op: header.op,
+        binary: header.binary,
+        body: Bytes::copy_from_slice(&payload[split + 1..]),
+    })
+}
+
+/// A node's membership as stored under its key: enough for another node to rebuild its replica.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Membership {
+    pub(super) seq: u64,
+    pub(super) clients: Vec<String>,
+    pub(super) groups: BTreeMap<String, Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_round_trip_with_the_body_untouched() {
+        let ops = [
+            Op::Broadcast { except: None },
+            Op::Group {
+                group: "room\n\"1\"".into(),
+                except: Some("abc".into()),
+            },
+            Op::Direct { to: "abc".into() },
+            Op::Change(Change::Join {
+                group: "g".into(),
+                id: "abc".into(),
+            }),
+            Op::Heartbeat,
+            Op::Bye,
+        ];
+        let text = Frame::text(r#"{"type":"chat","data":{"text":"a\nb \"q\""}}"#);
+        for op in ops {
+            let bytes = encode("node1", 7, op.clone(), Some(&text));
+            let packet = decode(&bytes).unwrap();
+            assert_eq!(packet.node, "node1");
+            assert_eq!(packet.seq, 7);
+            assert_eq!(packet.op, op);
+            assert_eq!(packet.frame(), Some(text.clone()));
+        }
+        let binary = Frame::binary(vec![0u8, 10, 255]);
+        let packet = decode(&encode(
+            "n",
+            0,
+            Op::Broadcast { except: None },
+            Some(&binary),
+        ))
+        .unwrap();
+        assert_eq!(packet.frame(), Some(binary));
+        let packet = decode(&encode("n", 3, Op::Heartbeat, None)).unwrap();
+        assert_eq!((packet.seq, packet.op), (3, Op::Heartbeat));
+    }
+
+    #[test]
+    fn foreign_payloads_are_ignored() {
+        assert_eq!(decode(b"hello"), None);
+        assert_eq!(decode(b"{\"node\":1}\nbody"), None);
+        assert_eq!(
+            decode(b"{\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
+            None
+        );
+    }
+}
