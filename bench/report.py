@@ -11,13 +11,15 @@ METRICS = {
                ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("p999_ms", "p99.9 ms", False)],
     "reqrep": [("replies_per_sec", "replies/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False)],
     "storm": [("handshakes_per_sec", "handshakes/s", True)],
-    "idle": [("kb_per_connection", "KB per connection", False)],
+    "idle": [("kb_per_connection", "KiB per connection", False)],
 }
+METRICS["cross"] = METRICS["fanout"]
 TITLES = {
     "fanout": "Fan-out: {0} subscribers in one group, one publisher at {1} msg/s (0: as fast as it can), {2} s, 128-byte payload",
     "reqrep": "Request/reply: {0} clients in a closed loop, {1} s",
     "storm": "Connect storm: {0} connections, 64 at a time",
     "idle": "Idle memory: {0} connections (server RSS growth)",
+    "cross": "Cross-node fan-out: {0} subscribers spread over 2 nodes linked by Redis, publisher on node 1 at {1} msg/s (0: as fast as it can), {2} s",
 }
 
 out = []

@@ -2,11 +2,16 @@
 //! every loop bounded in count and time. Prints one JSON object per run.
 //!
 //! ```text
-//! loadgen fanout  URL SUBSCRIBERS RATE SECONDS    # RATE 0: as fast as the publisher can send
+//! loadgen fanout  URL[,URL...] SUBSCRIBERS RATE SECONDS    # RATE 0: as fast as the publisher can send
 //! loadgen reqrep  URL CLIENTS SECONDS
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
 //! ```
+//!
+//! Fan-out with several URLs spreads the subscribers over them in turn (nodes of one cluster) and publishes
+//! on the first. A URL whose path starts with `/socket.io/` is spoken to in Socket.IO v5 over Engine.IO v4
+//! (`40` to open the default namespace, events as `42["name",data]`, acknowledgements as `43<id>[data]`),
+//! the protocol of socket.io and socketioxide; any other in the JSON envelope.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +28,85 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const PAD: usize = 100;
 
+/// How a server under test frames the benchmark's events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Envelope,
+    SocketIo,
+}
+
+impl Proto {
+    fn of(url: &str) -> Self {
+        let path = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.find('/').map(|i| &r[i..]));
+        if path.is_some_and(|p| p.starts_with("/socket.io/")) {
+            Self::SocketIo
+        } else {
+            Self::Envelope
+        }
+    }
+
+    fn join(self) -> String {
+        match self {
+            Self::Envelope => json!({"type": "join", "data": bench::GROUP}).to_string(),
+            Self::SocketIo => format!("42{}", json!(["join", bench::GROUP])),
+        }
+    }
+
+    fn publish(self, t: u64, pad: &str) -> String {
+        match self {
+            Self::Envelope => format!(r#"{{"type":"publish","data":{{"t":{t},"pad":"{pad}"}}}}"#),
+            Self::SocketIo => format!(r#"42["publish",{{"t":{t},"pad":"{pad}"}}]"#),
+        }
+    }
+
+    fn echo(self, id: u64) -> String {
+        match self {
+            Self::Envelope => format!(r#"{{"type":"echo","data":{{"n":{id}}},"id":{id}}}"#),
+            Self::SocketIo => format!(r#"42{id}["echo",{{"n":{id}}}]"#),
+        }
+    }
+
+    fn is_reply(self, text: &str, id: u64) -> bool {
+        match self {
+            Self::Envelope => text.contains("$reply"),
+            Self::SocketIo => text
+                .strip_prefix("43")
+                .and_then(|r| r.strip_prefix(id.to_string().as_str()))
+                .is_some_and(|r| r.starts_with('[')),
+        }
+    }
+}
+
+/// Connects and, for Socket.IO, opens the default namespace (Engine.IO open packet, `40`, `40{sid}`).
 async fn connect(url: &str) -> Ws {
+    let mut ws = connect_ws(url).await;
+    if Proto::of(url) == Proto::SocketIo {
+        let mut opened = false;
+        for _ in 0..4 {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .ok()
+                .flatten()
+                .and_then(Result::ok);
+            let Some(Message::Text(text)) = msg else {
+                panic!("socket.io handshake: {msg:?}");
+            };
+            if text.starts_with("0{") {
+                ws.send(Message::text("40")).await.expect("open namespace");
+            } else if text.starts_with("40") {
+                opened = true;
+                break;
+            }
+        }
+        assert!(opened, "socket.io handshake: no namespace answer");
+    }
+    ws
+}
+
+async fn connect_ws(url: &str) -> Ws {
     for attempt in 0..50 {
         match tokio_tungstenite::connect_async(url).await {
             Ok((ws, _)) => {
@@ -54,7 +137,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// not delivered, so a server with an unbounded backlog cannot stretch the run.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde_json::Value {
+async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serde_json::Value {
+    let urls: Vec<&str> = urls.split(',').collect();
+    let url = urls[0];
+    let proto = Proto::of(url);
     let start = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
     let last_delivery_us = Arc::new(AtomicU64::new(0));
@@ -63,13 +149,9 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
     let stop_us = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut joined = 0;
-    for _ in 0..subscribers {
-        let mut ws = connect(url).await;
-        ws.send(Message::text(
-            json!({"type": "join", "data": bench::GROUP}).to_string(),
-        ))
-        .await
-        .expect("join");
+    for i in 0..subscribers {
+        let mut ws = connect(urls[i % urls.len()]).await;
+        ws.send(Message::text(proto.join())).await.expect("join");
         joined += 1;
         let (delivered, latencies, last, stop_us) = (
             delivered.clone(),
@@ -131,8 +213,9 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
         let publish = async {
             for _ in 0..burst {
                 let t = start.elapsed().as_micros() as u64;
-                let frame = format!(r#"{{"type":"publish","data":{{"t":{t},"pad":"{pad}"}}}}"#);
-                publisher.feed(Message::text(frame)).await?;
+                publisher
+                    .feed(Message::text(proto.publish(t, &pad)))
+                    .await?;
                 sent += 1;
             }
             publisher.flush().await
@@ -165,7 +248,7 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
         .saturating_sub(publish_start_us)) as f64
         / 1e6;
     json!({
-        "scenario": "fanout", "subscribers": subscribers, "rate": rate, "seconds": seconds,
+        "scenario": "fanout", "nodes": urls.len(), "subscribers": subscribers, "rate": rate, "seconds": seconds,
         "published": sent, "expected": expected, "delivered": got,
         "delivered_pct": if expected > 0 { 100.0 * got as f64 / expected as f64 } else { 0.0 },
         "deliveries_per_sec": if span > 0.0 { got as f64 / span } else { 0.0 },
@@ -174,6 +257,7 @@ async fn fanout(url: &str, subscribers: usize, rate: u64, seconds: u64) -> serde
 }
 
 async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
+    let proto = Proto::of(url);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -184,13 +268,12 @@ async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
             while Instant::now() < deadline {
                 id += 1;
                 let sent = Instant::now();
-                let frame = format!(r#"{{"type":"echo","data":{{"n":{id}}},"id":{id}}}"#);
-                if ws.send(Message::text(frame)).await.is_err() {
+                if ws.send(Message::text(proto.echo(id))).await.is_err() {
                     break;
                 }
                 let answered = loop {
                     match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-                        Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("$reply") => {
+                        Ok(Some(Ok(Message::Text(t)))) if proto.is_reply(t.as_str(), id) => {
                             break true;
                         }
                         Ok(Some(Ok(_))) => continue,

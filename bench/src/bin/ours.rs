@@ -1,9 +1,10 @@
-//! The benchmark protocol on ws-core: `cargo run --release -p bench --bin ours -- [PORT]`.
+//! The benchmark protocol on ws-core: `cargo run --release -p bench --bin ours -- [PORT [REDIS_URL]]`.
 //!
 //! `data` is relayed as the raw JSON text it arrived as (`Request::data_json`), serialized into one frame
-//! that every recipient's queue shares.
+//! that every recipient's queue shares. With a Redis URL the node joins a cluster through the Redis
+//! backplane.
 
-use ws_core::{Config, Error, Frame, Request, Server};
+use ws_core::{Config, Error, Frame, RedisBackplane, RedisConfig, Request, Server};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -18,7 +19,11 @@ async fn main() -> std::io::Result<()> {
         send_queue_capacity: 4096,
         ..Config::default()
     };
-    let server = Server::builder(config.clone())
+    let redis = match std::env::args().nth(2) {
+        Some(url) => Some(RedisConfig::new(&url).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let mut builder = Server::builder(config.clone())
         .on_request("join", |req: Request| async move {
             let group: String = req.decode()?;
             req.client().join(&group).map(drop)
@@ -33,9 +38,11 @@ async fn main() -> std::io::Result<()> {
         .on_request("echo", |req: Request| async move {
             let data: Box<serde_json::value::RawValue> = req.decode()?;
             Ok::<_, Error>(data)
-        })
-        .build()
-        .map_err(std::io::Error::other)?;
+        });
+    if let Some(redis) = redis {
+        builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
+    }
+    let server = builder.build().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
     server.serve_app(listener, server.router()).await
