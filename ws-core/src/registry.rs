@@ -13,15 +13,15 @@ pub(crate) struct ClientRegistry {
 
 impl ClientRegistry {
     /// Registers a client built around a fresh id that no connected client has.
-    pub(crate) fn insert_new<T>(&self, make: impl FnOnce(ClientId) -> (Client, T)) -> (Client, T) {
+    pub(crate) fn insert_new(&self, make: impl FnOnce(ClientId) -> Client) -> Client {
         let mut clients = write(&self.clients);
         let mut id = ClientId::random();
         while clients.contains_key(&id) {
             id = ClientId::random();
         }
-        let (client, extra) = make(id.clone());
+        let client = make(id.clone());
         clients.insert(id, client.clone());
-        (client, extra)
+        client
     }
 
     pub(crate) fn remove(&self, id: &ClientId) {

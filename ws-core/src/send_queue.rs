@@ -8,67 +8,124 @@
 //!
 //! One frame larger than the whole byte bound is still accepted into an empty queue, so a big reply is not
 //! undeliverable by construction.
+//!
+//! The queue is a `VecDeque` under a mutex rather than a channel: a channel allocates its first block of
+//! slots when it is created, which every idle connection would pay for (1.8 KiB with tokio's mpsc), while a
+//! `VecDeque` allocates on the first push and is given back when a burst has drained. The write task takes
+//! everything queued in one lock, so a burst costs the broadcaster one uncontended lock per recipient and
+//! the writer one lock per batch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
 use crate::envelope::Frame;
+use crate::sync::lock;
+
+/// A drained queue keeps its buffer up to this many frames; a larger one (left by a burst) is freed.
+const KEEP_CAPACITY: usize = 64;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// One of the bounds would be passed.
     Full,
-    /// The write task is gone.
     Closed,
 }
 
 #[derive(Debug)]
 pub(crate) struct SendQueue {
-    tx: mpsc::Sender<Frame>,
-    bytes: AtomicUsize,
+    state: Mutex<State>,
+    capacity: usize,
     max_bytes: usize,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    /// Bytes queued or taken but not yet written (see [`SendQueue::release`]).
+    bytes: usize,
+    closed: bool,
+    writer: Option<Waker>,
+}
+
 impl SendQueue {
-    pub(crate) fn new(capacity: usize, max_bytes: usize) -> (Self, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let queue = Self {
-            tx,
-            bytes: AtomicUsize::new(0),
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            capacity,
             max_bytes,
-        };
-        (queue, rx)
+        }
     }
 
     pub(crate) fn push(&self, frame: Frame) -> Result<(), PushError> {
         let len = frame.len();
-        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before + len > self.max_bytes {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.frames.len() >= self.capacity
+            || (state.bytes > 0 && state.bytes + len > self.max_bytes)
+        {
             return Err(PushError::Full);
         }
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(match e {
-                    mpsc::error::TrySendError::Full(_) => PushError::Full,
-                    mpsc::error::TrySendError::Closed(_) => PushError::Closed,
-                })
-            }
+        state.frames.push_back(frame);
+        state.bytes += len;
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(writer) = writer {
+            writer.wake();
         }
+        Ok(())
     }
 
-    /// Called by the write task once frames have left the queue.
+    /// Waits for frames and moves up to `max` of them into `batch`; 0 once the queue is closed and empty.
+    pub(crate) async fn recv_many(&self, batch: &mut Vec<Frame>, max: usize) -> usize {
+        poll_fn(|cx| {
+            let mut state = lock(&self.state);
+            if state.frames.is_empty() {
+                if state.closed {
+                    return Poll::Ready(0);
+                }
+                match &state.writer {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => state.writer = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            let n = state.frames.len().min(max);
+            batch.extend(state.frames.drain(..n));
+            if state.frames.is_empty() && state.frames.capacity() > KEEP_CAPACITY {
+                state.frames = VecDeque::new();
+            }
+            Poll::Ready(n)
+        })
+        .await
+    }
+
+    /// Takes one queued frame without waiting.
+    pub(crate) fn try_recv(&self) -> Option<Frame> {
+        lock(&self.state).frames.pop_front()
+    }
+
+    /// Written frames leave the byte count only now, so a client cannot hold more than the bound in
+    /// flight by having the writer take frames it cannot write.
     pub(crate) fn release(&self, bytes: usize) {
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        let mut state = lock(&self.state);
+        state.bytes = state.bytes.saturating_sub(bytes);
     }
 
-    /// Bytes queued and not yet written.
+    /// The writer is gone: later pushes fail, and what is queued is freed.
+    pub(crate) fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.frames = VecDeque::new();
+        state.bytes = 0;
+        state.writer = None;
+    }
+
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.bytes.load(Ordering::Acquire)
+        lock(&self.state).bytes
     }
 }
 
@@ -78,19 +135,32 @@ mod tests {
 
     #[test]
     fn bounded_in_frames() {
-        let (q, _rx) = SendQueue::new(2, 1 << 20);
+        let q = SendQueue::new(2, 1 << 20);
         assert_eq!(q.push(Frame::text("a")), Ok(()));
         assert_eq!(q.push(Frame::text("b")), Ok(()));
         assert_eq!(q.push(Frame::text("c")), Err(PushError::Full));
+        assert_eq!(q.queued_bytes(), 2);
+        let f = q.try_recv().unwrap();
+        assert_eq!(
+            q.push(Frame::text("c")),
+            Ok(()),
+            "a taken frame frees its slot"
+        );
+        q.release(f.len());
         assert_eq!(q.queued_bytes(), 2);
     }
 
     #[test]
     fn bounded_in_bytes_but_one_big_frame_fits_an_empty_queue() {
-        let (q, mut rx) = SendQueue::new(100, 10);
+        let q = SendQueue::new(100, 10);
         assert_eq!(q.push(Frame::text("x".repeat(25))), Ok(()));
         assert_eq!(q.push(Frame::text("y")), Err(PushError::Full));
-        let f = rx.try_recv().unwrap();
+        let f = q.try_recv().unwrap();
+        assert_eq!(
+            q.push(Frame::text("y")),
+            Err(PushError::Full),
+            "taken, not yet written"
+        );
         q.release(f.len());
         assert_eq!(q.push(Frame::text("12345")), Ok(()));
         assert_eq!(q.push(Frame::text("123456")), Err(PushError::Full));
@@ -99,10 +169,36 @@ mod tests {
     }
 
     #[test]
-    fn closed_when_receiver_gone() {
-        let (q, rx) = SendQueue::new(2, 100);
-        drop(rx);
-        assert_eq!(q.push(Frame::text("a")), Err(PushError::Closed));
+    fn closed_queue_refuses_and_frees() {
+        let q = SendQueue::new(2, 100);
+        assert_eq!(q.push(Frame::text("a")), Ok(()));
+        q.close();
+        assert_eq!(q.push(Frame::text("b")), Err(PushError::Closed));
         assert_eq!(q.queued_bytes(), 0);
+        assert!(q.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn recv_many_wakes_on_push_and_gives_back_a_burst_buffer() {
+        let q = std::sync::Arc::new(SendQueue::new(1000, 1 << 20));
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut batch = Vec::new();
+                let n = q.recv_many(&mut batch, 10).await;
+                (n, batch)
+            }
+        });
+        tokio::task::yield_now().await;
+        q.push(Frame::text("hello")).unwrap();
+        let (n, batch) = waiting.await.unwrap();
+        assert_eq!((n, batch), (1, vec![Frame::text("hello")]));
+        for _ in 0..500 {
+            q.push(Frame::text("x")).unwrap();
+        }
+        let mut batch = Vec::new();
+        while q.recv_many(&mut batch, 64).await == 64 {}
+        assert_eq!(batch.len(), 500);
+        assert_eq!(lock(&q.state).frames.capacity(), 0, "burst buffer freed");
     }
 }

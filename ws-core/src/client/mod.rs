@@ -10,7 +10,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
@@ -55,7 +55,8 @@ pub(crate) struct ClientInner {
     server: Arc<ServerInner>,
     queue: SendQueue,
     alive: AtomicBool,
-    abort: watch::Sender<Option<Abort>>,
+    abort: OnceLock<Abort>,
+    abort_notify: Notify,
     close_request: Mutex<Option<(CloseCode, String)>>,
     close_notify: Notify,
     metadata: Mutex<HashMap<String, Value>>,
@@ -75,25 +76,18 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The receiving ends the connection tasks own.
-pub(crate) struct ClientChannels {
-    pub(crate) frames: mpsc::Receiver<Frame>,
-    pub(crate) abort: watch::Receiver<Option<Abort>>,
-}
-
 impl Client {
-    pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> (Self, ClientChannels) {
+    pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> Self {
         let config = &server.config;
-        let (queue, frames) =
-            SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
-        let (abort, abort_rx) = watch::channel(None);
-        let client = Self {
+        let queue = SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
+        Self {
             inner: Arc::new(ClientInner {
                 id,
                 server,
                 queue,
                 alive: AtomicBool::new(true),
-                abort,
+                abort: OnceLock::new(),
+                abort_notify: Notify::new(),
                 close_request: Mutex::new(None),
                 close_notify: Notify::new(),
                 metadata: Mutex::new(HashMap::new()),
@@ -103,12 +97,7 @@ impl Client {
                 pending: Mutex::new(HashMap::new()),
                 next_request_id: AtomicU64::new(1),
             }),
-        };
-        let channels = ClientChannels {
-            frames,
-            abort: abort_rx,
-        };
-        (client, channels)
+        }
     }
 
     /// The client's id.
@@ -394,18 +383,29 @@ impl Client {
 
     /// Cuts the connection without a handshake. Returns whether this call was the first to do so.
     pub(crate) fn abort(&self, why: Abort) -> bool {
-        let first = self.inner.abort.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(why);
-                true
-            } else {
-                false
-            }
-        });
+        let first = self.inner.abort.set(why).is_ok();
         if first {
             self.mark_gone();
+            self.inner.abort_notify.notify_waiters();
         }
         first
+    }
+
+    /// Why the connection was aborted, if it was.
+    pub(crate) fn abort_reason(&self) -> Option<Abort> {
+        self.inner.abort.get().copied()
+    }
+
+    /// Resolves once the connection is aborted.
+    pub(crate) async fn aborted(&self) {
+        loop {
+            // Created before the check: `notify_waiters` reaches a `Notified` from its creation on.
+            let notified = self.inner.abort_notify.notified();
+            if self.inner.abort.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Marks the client as gone: it leaves `connected_clients` at once and can join no group.

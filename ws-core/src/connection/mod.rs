@@ -38,7 +38,7 @@ pub(crate) type Ws = WebSocketStream<CountingIo>;
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot) {
-    let (client, channels) = server
+    let client = server
         .clients
         .insert_new(|id| Client::new(id, server.clone()));
     bump(&server.stats.connected_clients);
@@ -52,22 +52,17 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     }
 
     let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(writer::run(
-        sink,
-        channels.frames,
-        client.clone(),
-        channels.abort.clone(),
-    ));
-    let mut abort = channels.abort;
+    let writer = tokio::spawn(writer::run(sink, client.clone()));
 
     for hook in &server.hooks.on_connect {
         guarded(&server, &client, hook(client.clone())).await;
     }
-    let end = reader::run(&mut stream, &client, &mut abort).await;
+    let end = reader::run(&mut stream, &client).await;
     if end == reader::ReadEnd::Closed {
         client.abort(Abort::Finished);
     }
     let sink = writer.await;
+    client.queue().close();
     if end == reader::ReadEnd::Failed
         && let Ok(sink) = sink
         && let Ok(mut ws) = stream.reunite(sink)

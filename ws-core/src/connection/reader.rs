@@ -6,13 +6,12 @@ use std::panic::AssertUnwindSafe;
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
 use super::{Ws, handler_panicked};
-use crate::client::{Abort, Client};
+use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::envelope::{self, Incoming};
 use crate::error::{Error, ErrorCode};
@@ -30,10 +29,6 @@ pub(super) enum ReadEnd {
     Failed,
     /// The connection was aborted (slow consumer, timeouts, shutdown deadline).
     Aborted,
-}
-
-async fn aborted(abort: &mut watch::Receiver<Option<Abort>>) {
-    let _ = abort.wait_for(Option::is_some).await;
 }
 
 struct Reader<'a> {
@@ -71,11 +66,7 @@ impl Reader<'_> {
     }
 }
 
-pub(super) async fn run(
-    stream: &mut SplitStream<Ws>,
-    client: &Client,
-    abort: &mut watch::Receiver<Option<Abort>>,
-) -> ReadEnd {
+pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEnd {
     let server = client.server_inner().clone();
     let config = &server.config;
     let mut reader = Reader {
@@ -94,7 +85,7 @@ pub(super) async fn run(
         let deadline = reader.closing;
         let next = tokio::select! {
             biased;
-            () = aborted(abort), if !peer_closed => return ReadEnd::Aborted,
+            () = client.aborted(), if !peer_closed => return ReadEnd::Aborted,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 return ReadEnd::Failed;
             }
@@ -138,12 +129,12 @@ pub(super) async fn run(
                 }
                 if let Some(raw) = &server.raw {
                     let call = raw(client.clone(), RawMessage::Text(text.as_str().to_owned()));
-                    if let Some(end) = run_raw(&mut reader, abort, call).await {
+                    if let Some(end) = run_raw(&mut reader, call).await {
                         return end;
                     }
                     continue;
                 }
-                if let Some(end) = dispatch(&mut reader, abort, text).await {
+                if let Some(end) = dispatch(&mut reader, text).await {
                     return end;
                 }
             }
@@ -159,7 +150,7 @@ pub(super) async fn run(
                 match &server.raw {
                     Some(raw) => {
                         let call = raw(client.clone(), RawMessage::Binary(data));
-                        if let Some(end) = run_raw(&mut reader, abort, call).await {
+                        if let Some(end) = run_raw(&mut reader, call).await {
                             return end;
                         }
                     }
@@ -189,14 +180,10 @@ fn read_failed(reader: &mut Reader<'_>, peer_closed: bool, err: &WsError) -> Rea
     ReadEnd::Failed
 }
 
-async fn run_raw(
-    reader: &mut Reader<'_>,
-    abort: &mut watch::Receiver<Option<Abort>>,
-    call: crate::handler::BoxFuture<()>,
-) -> Option<ReadEnd> {
+async fn run_raw(reader: &mut Reader<'_>, call: crate::handler::BoxFuture<()>) -> Option<ReadEnd> {
     let outcome = tokio::select! {
         biased;
-        () = aborted(abort) => return Some(ReadEnd::Aborted),
+        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
         outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
     };
     if let Err(panic) = outcome {
@@ -223,11 +210,7 @@ fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
     }
 }
 
-async fn dispatch(
-    reader: &mut Reader<'_>,
-    abort: &mut watch::Receiver<Option<Abort>>,
-    text: Utf8Bytes,
-) -> Option<ReadEnd> {
+async fn dispatch(reader: &mut Reader<'_>, text: Utf8Bytes) -> Option<ReadEnd> {
     let (server, client) = (reader.server, reader.client);
     let Some(incoming) = Incoming::parse(text) else {
         reader.reject(close::INVALID_PAYLOAD, "invalid envelope");
@@ -266,7 +249,7 @@ async fn dispatch(
     let call = async move { next.run(request).await };
     let outcome = tokio::select! {
         biased;
-        () = aborted(abort) => return Some(ReadEnd::Aborted),
+        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
         outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
     };
     match outcome {

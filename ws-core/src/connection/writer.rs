@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -36,13 +35,9 @@ pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
     }))
 }
 
-pub(super) async fn run(
-    mut sink: Sink,
-    mut frames: mpsc::Receiver<Frame>,
-    client: Client,
-    abort: watch::Receiver<Option<Abort>>,
-) -> Sink {
+pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
     let server = client.server_inner().clone();
+    let frames = client.queue();
     let config = &server.config;
     // Grows on first use: an idle connection keeps no batch buffer.
     let mut batch = Vec::new();
@@ -53,10 +48,7 @@ pub(super) async fn run(
     tokio::pin!(pong_check);
     // The two stop signals are awaited by futures built once, not once per batch: with thousands of
     // clients, every broadcast wakes every write task, and this loop is the fan-out's hot path.
-    let mut abort_signal = abort.clone();
-    let aborted = async move {
-        let _ = abort_signal.wait_for(Option::is_some).await;
-    };
+    let aborted = client.aborted();
     tokio::pin!(aborted);
     let close_requested = client.close_requested();
     tokio::pin!(close_requested);
@@ -65,7 +57,7 @@ pub(super) async fn run(
         let outcome = tokio::select! {
             biased;
             () = &mut aborted => {
-                if *abort.borrow() == Some(Abort::SlowConsumer) {
+                if client.abort_reason() == Some(Abort::SlowConsumer) {
                     let close = close_message(close::POLICY_VIOLATION, "send queue full");
                     let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
                 }
@@ -77,7 +69,7 @@ pub(super) async fn run(
                 // broadcaster cannot keep the close waiting.
                 let mut budget = config.send_queue_capacity;
                 while budget > 0 {
-                    let Ok(frame) = frames.try_recv() else { break };
+                    let Some(frame) = frames.try_recv() else { break };
                     batch.push(frame);
                     budget -= 1;
                     if batch.len() == BATCH && write_batch(&mut sink, &mut batch, &client).await.is_err() {
