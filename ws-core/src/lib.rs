@@ -108,6 +108,9 @@
 
 mod auth;
 mod backplane;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_support;
 mod client;
 pub mod close;
 pub mod config;

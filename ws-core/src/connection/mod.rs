@@ -15,6 +15,9 @@
 mod reader;
 mod writer;
 
+#[cfg(feature = "bench-internals")]
+pub(crate) use self::reader::{answer_call, route};
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,7 @@ use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::envelope::{self, Incoming};
 use crate::error::{Error, ErrorCode};
-use crate::handler::{Next, Request};
+use crate::handler::{Next, Reply, Request};
 use crate::rate_limit::RateLimiter;
 use crate::raw::RawMessage;
 use crate::server::Inner;
@@ -216,6 +216,45 @@ async fn dispatch(reader: &mut Reader<'_>, text: Utf8Bytes) -> Option<ReadEnd> {
         reader.reject(close::INVALID_PAYLOAD, "invalid envelope");
         return None;
     };
+    let call = route(server, client, incoming)?;
+    let id = call.id;
+    // `run` starts the middleware and the handler on first poll, so even a synchronous panic in user code
+    // happens under `catch_unwind`.
+    let outcome = tokio::select! {
+        biased;
+        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
+        outcome = AssertUnwindSafe(call.run()).catch_unwind() => outcome,
+    };
+    match outcome {
+        Ok(result) => answer_call(server, client, id, result),
+        Err(panic) => {
+            let err = handler_panicked(server, client, &*panic);
+            if id.is_some() {
+                let _ = client.send_frame(envelope::error_frame(id, &err));
+            }
+            reader.start_close(close::INTERNAL_ERROR, "internal error");
+        }
+    }
+    None
+}
+
+/// A frame routed to its handler, not started yet.
+pub(crate) struct Call {
+    pub(crate) id: Option<u64>,
+    next: Next,
+    request: Request,
+}
+
+impl Call {
+    /// Runs the middleware chain and the handler.
+    pub(crate) async fn run(self) -> Result<Reply, Error> {
+        self.next.run(self.request).await
+    }
+}
+
+/// Answers what needs no handler (`$ping`, answers to server requests, unknown types); returns the
+/// handler call for everything else.
+pub(crate) fn route(server: &Inner, client: &Client, incoming: Incoming) -> Option<Call> {
     let id = incoming.id;
     match incoming.kind.as_str() {
         envelope::PING_TYPE => {
@@ -243,35 +282,32 @@ async fn dispatch(reader: &mut Reader<'_>, text: Utf8Bytes) -> Option<ReadEnd> {
         }
         return None;
     };
-    let next = Next::new(server.middleware.clone(), endpoint.clone());
-    let request = Request::new(client.clone(), incoming);
-    // Building the future inside `async` puts even a synchronous panic in user code under `catch_unwind`.
-    let call = async move { next.run(request).await };
-    let outcome = tokio::select! {
-        biased;
-        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
-        outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
-    };
-    match outcome {
-        Ok(Ok(reply)) => {
+    Some(Call {
+        id,
+        next: Next::new(server.middleware.clone(), endpoint.clone()),
+        request: Request::new(client.clone(), incoming),
+    })
+}
+
+/// Sends a request's `$reply` or `$error`; reports handler errors.
+pub(crate) fn answer_call(
+    server: &Inner,
+    client: &Client,
+    id: Option<u64>,
+    result: Result<Reply, Error>,
+) {
+    match result {
+        Ok(reply) => {
             if let Some(id) = id {
                 let _ = client.send_frame(envelope::reply_frame(id, reply.raw()));
             }
         }
-        Ok(Err(err)) => {
+        Err(err) => {
             bump(&server.stats.handler_errors);
             server.hooks.error(client, &err);
             if id.is_some() || err.is_reported() {
                 let _ = client.send_frame(envelope::error_frame(id, &err));
             }
         }
-        Err(panic) => {
-            let err = handler_panicked(server, client, &*panic);
-            if id.is_some() {
-                let _ = client.send_frame(envelope::error_frame(id, &err));
-            }
-            reader.start_close(close::INTERNAL_ERROR, "internal error");
-        }
     }
-    None
 }

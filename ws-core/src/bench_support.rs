@@ -1,0 +1,55 @@
+//! The hot path without sockets, for the micro-benchmarks in `bench/benches`: parsing an envelope,
+//! dispatching a frame to its handler, and fanning a frame out to clients whose send queues nobody drains.
+//! Not a stable API.
+
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::client::Client;
+use crate::connection::{answer_call, route};
+use crate::envelope::Incoming;
+use crate::server::Server;
+
+/// Parses a text frame as the read task does; `false` for anything that is not an envelope.
+pub fn parse_envelope(frame: &Bytes) -> bool {
+    Utf8Bytes::try_from(frame.clone())
+        .ok()
+        .and_then(Incoming::parse)
+        .is_some()
+}
+
+/// A client registered with `server` that has a send queue and no socket.
+pub fn detached_client(server: &Server) -> Client {
+    let inner = server.inner();
+    let client = inner
+        .clients
+        .insert_new(|id| Client::new(id, inner.clone()));
+    inner.backplane.client_connected(&client);
+    client
+}
+
+/// Empties a detached client's send queue; returns how many frames it held.
+pub fn drain(client: &Client) -> usize {
+    let mut n = 0;
+    while let Some(frame) = client.queue().try_recv() {
+        client.queue().release(frame.len());
+        n += 1;
+    }
+    n
+}
+
+/// Handles a text frame from `client` as the read task does: parse, route, middleware, handler, answer.
+pub async fn dispatch(client: &Client, frame: &Bytes) {
+    let Some(incoming) = Utf8Bytes::try_from(frame.clone())
+        .ok()
+        .and_then(Incoming::parse)
+    else {
+        return;
+    };
+    let server = client.server_inner();
+    if let Some(call) = route(server, client, incoming) {
+        let id = call.id;
+        let result = call.run().await;
+        answer_call(server, client, id, result);
+    }
+}
