@@ -48,10 +48,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Most clients at once, counting upgrades in progress; 0 means no limit. Default 10 000.
     pub max_connections: usize,
-    /// Read buffer per connection in bytes. Default 2 KiB: it is allocated for every connection, idle or
-    /// not (tungstenite's own default, 128 KiB, would cost that much per idle socket). A frame larger than
-    /// the buffer is still read whole, in several reads; raise it for clients that send large messages in
-    /// bursts.
+    /// Read buffer per connection in bytes. Default 1 KiB, as in the original Go package: it is allocated
+    /// for every connection, idle or not (tungstenite's own default, 128 KiB, would cost that much per idle
+    /// socket). A frame larger than the buffer is still read whole, in several reads; raise it for clients
+    /// that send large messages in bursts.
     pub read_buffer_size: usize,
     /// Bytes buffered before a write reaches the socket, within one batch. Default 16 KiB.
     pub write_buffer_size: usize,
@@ -92,7 +92,7 @@ impl Default for Config {
             path: "/ws".to_owned(),
             allowed_origins: Vec::new(),
             max_connections: 10_000,
-            read_buffer_size: 2 * 1024,
+            read_buffer_size: 1024,
             write_buffer_size: 16 * 1024,
             max_message_size: 512 * 1024,
             ping_interval: Duration::from_secs(30),

@@ -93,7 +93,7 @@ pub struct BackplaneStats {
     pub nodes: u64,
     /// Messages this node handed to the other nodes.
     pub published: u64,
-    /// Messages this node received from the other nodes (its own heartbeats included).
+    /// Messages this node received from the link (pub/sub echoes this node's own messages back; they count).
     pub received: u64,
     /// Outgoing messages dropped because the outgoing queue was full (the link was down or too slow).
     pub dropped: u64,

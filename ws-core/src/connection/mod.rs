@@ -22,10 +22,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::auth::ClientData;
 use crate::client::{Abort, Client};
@@ -40,7 +43,17 @@ pub(crate) type Ws = WebSocketStream<CountingIo>;
 /// How long the raw drain waits for more input before it considers the peer done.
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
 
-pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot) {
+/// Registers the client, starts its write task, and returns the rest of the connection's life as a future.
+///
+/// The work up to the write task's start is done here, outside the returned future: an `async fn` keeps
+/// its arguments for its whole life, so taking the socket (336 bytes) and the handshake's data as arguments
+/// would keep that space in every idle connection's task.
+pub(crate) fn run(
+    server: Arc<Inner>,
+    ws: Ws,
+    data: ClientData,
+    slot: Slot,
+) -> impl Future<Output = ()> + Send {
     let client = server
         .clients
         .insert_new(|id| Client::new(id, server.clone()));
@@ -53,10 +66,18 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     if !server.is_running() {
         client.close(close::GOING_AWAY, "server shutting down");
     }
-
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let writer = tokio::spawn(writer::run(sink, client.clone()));
+    serve(server, client, stream, writer, slot)
+}
 
+async fn serve(
+    server: Arc<Inner>,
+    client: Client,
+    mut stream: SplitStream<Ws>,
+    writer: JoinHandle<SplitSink<Ws, WsMessage>>,
+    slot: Slot,
+) {
     for hook in &server.hooks.on_connect {
         guarded(&server, &client, hook(client.clone())).await;
     }
@@ -68,9 +89,9 @@ pub(crate) async fn run(server: Arc<Inner>, ws: Ws, data: ClientData, slot: Slot
     client.queue().close();
     if end == reader::ReadEnd::Failed
         && let Ok(sink) = sink
-        && let Ok(mut ws) = stream.reunite(sink)
     {
-        drain_raw(ws.get_mut(), server.config.close_timeout).await;
+        // Boxed: rare, and its state (the reunited socket) would otherwise enlarge every connection's task.
+        Box::pin(drain_raw(stream, sink, server.config.close_timeout)).await;
     }
 
     client.mark_gone();
@@ -111,7 +132,11 @@ pub(crate) fn handler_panicked(
 }
 
 /// Reads and discards raw bytes until the peer closes, goes quiet, or `limit` passes.
-async fn drain_raw(io: &mut CountingIo, limit: Duration) {
+async fn drain_raw(stream: SplitStream<Ws>, sink: SplitSink<Ws, WsMessage>, limit: Duration) {
+    let Ok(mut ws) = stream.reunite(sink) else {
+        return;
+    };
+    let io: &mut CountingIo = ws.get_mut();
     let deadline = Instant::now() + limit;
     let mut buf = vec![0u8; 8 * 1024];
     loop {
