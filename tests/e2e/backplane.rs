@@ -233,7 +233,8 @@ async fn a_crashed_node_is_forgotten_after_the_node_timeout() {
 }
 
 /// Redis goes away: each node goes on serving its own clients (a broadcast still reaches the local ones) and
-/// reports itself unlinked; Redis comes back on the same port: the nodes reconnect by themselves and
+/// reports itself unlinked, forgetting the other node's members; Redis comes back on the same port, empty:
+/// the nodes reconnect by themselves, rebuild each other's membership (from the keys they write again), and
 /// cross-node delivery works again.
 #[tokio::test]
 async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
@@ -245,12 +246,23 @@ async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
     let (mut a1, a1_id) = client(&a).await;
     let (mut a2, _) = client(&a).await;
     let (mut b1, _) = client(&b).await;
-
-    redis.kill().await;
-    eventually("a notices redis is gone", || async {
-        a.server.stats().backplane.is_some_and(|s| !s.connected)
+    join(&mut a1, "room").await;
+    eventually("b sees a's member", || async {
+        member_ids(&b, "room") == [a1_id.clone()]
     })
     .await;
+
+    redis.kill().await;
+    eventually("both notice redis is gone", || async {
+        [&a, &b]
+            .iter()
+            .all(|n| n.server.stats().backplane.is_some_and(|s| !s.connected))
+    })
+    .await;
+    assert!(
+        b.server.groups().is_empty(),
+        "unreachable members are forgotten"
+    );
     a1.send_json(json!({"type": "everyone", "data": "local"}))
         .await;
     let local = json!({"type": "all", "data": "local", "from": a1_id});
@@ -260,6 +272,10 @@ async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
 
     redis.restart().await;
     linked(&[&a.server, &b.server], 1).await;
+    eventually("b rebuilds a's membership", || async {
+        member_ids(&b, "room") == [a1_id.clone()]
+    })
+    .await;
     a1.send_json(json!({"type": "everyone", "data": "back"}))
         .await;
     // What waited in a's outgoing queue may arrive first, if b was subscribed again in time.
