@@ -100,7 +100,8 @@ fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
 
 /// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
 /// honoured there too; presence (`group_member_ids`, `groups`) spans both nodes and forgets a client that
-/// disconnected; a direct send to an id no node has is `not_found`.
+/// disconnected; a direct send to an id no node has is `not_found`; `join_group`/`leave_group` of a client
+/// of the other node go through that node.
 #[tokio::test]
 async fn sends_and_presence_span_nodes() {
     let redis = RedisServer::start().await;
@@ -162,6 +163,26 @@ async fn sends_and_presence_span_nodes() {
     for c in [&mut a1, &mut b1, &mut b2] {
         c.expect_silence(QUIET).await;
     }
+
+    // A client of the other node joins and leaves through its node.
+    assert_eq!(a.server.join_group(&b2_id, "vip").ok(), Some(true));
+    eventually("b2 is in vip on both nodes", || async {
+        member_ids(&a, "vip") == [b2_id.clone()] && member_ids(&b, "vip") == [b2_id.clone()]
+    })
+    .await;
+    assert_eq!(a.server.join_group(&b2_id, "vip").ok(), Some(false));
+    a.server
+        .send_to_group("vip", Message::new("vip", "only you"));
+    assert_eq!(b2.recv().await, json!({"type": "vip", "data": "only you"}));
+    assert!(a.server.leave_group(&b2_id, "vip"));
+    eventually("b2 left vip on both nodes", || async {
+        member_ids(&a, "vip").is_empty() && member_ids(&b, "vip").is_empty()
+    })
+    .await;
+    assert!(!a.server.leave_group(&b2_id, "vip"));
+    let unknown = a.server.join_group("nobody", "vip").unwrap_err();
+    assert_eq!(unknown.code(), &ws_core::ErrorCode::NotFound);
+    b1.expect_silence(QUIET).await;
 
     b1.close().await;
     eventually("node a forgets the departed member", || async {

@@ -35,6 +35,12 @@ impl MemoryBackplane {
     pub(crate) fn has_client(&self, id: &str) -> bool {
         self.clients.get(id).is_some()
     }
+
+    /// A client connected here.
+    #[cfg(feature = "redis")]
+    pub(crate) fn client(&self, id: &str) -> Option<Client> {
+        self.clients.get(id)
+    }
 }
 
 fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>) {

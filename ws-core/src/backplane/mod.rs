@@ -61,6 +61,23 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// Number of groups with at least one member.
     fn group_count(&self) -> usize;
 
+    /// Adds a client of another node to a group, through that node; `Ok(false)` when it already was a
+    /// member. The default serves one node: no client is elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// `not_found` when no node has this client. Limits are checked by the node that has it.
+    fn join_elsewhere(&self, group: &str, id: &str) -> Result<bool, Error> {
+        let _ = group;
+        Err(Error::not_found(format!("no client {id:?}")))
+    }
+
+    /// Removes a client of another node from a group, through that node; returns whether it was a member.
+    fn leave_elsewhere(&self, group: &str, id: &str) -> bool {
+        let _ = (group, id);
+        false
+    }
+
     /// A client of this node connected (called once it is registered, before `on_connect` hooks run).
     fn client_connected(&self, client: &Client) {
         let _ = client;

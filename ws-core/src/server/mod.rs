@@ -145,22 +145,26 @@ impl Server {
 
     /// Adds a client to a group; `Ok(false)` if it already was a member.
     ///
+    /// With a distributed backplane, a client of another node joins through that node (asynchronously: its
+    /// membership shows once that node has applied it).
+    ///
     /// # Errors
     ///
-    /// `not_found` for an unknown or disconnected client; `limit_exceeded` when the client already belongs
-    /// to `max_groups_per_client` groups.
+    /// `not_found` for an unknown or disconnected client; `limit_exceeded` when a client of this node
+    /// already belongs to `max_groups_per_client` groups.
     pub fn join_group(&self, id: &str, group: &str) -> Result<bool, Error> {
-        let client = self
-            .get_client(id)
-            .ok_or_else(|| Error::not_found(format!("no client {id:?}")))?;
-        self.inner.backplane.join(group, &client)
+        match self.get_client(id) {
+            Some(client) => self.inner.backplane.join(group, &client),
+            None => self.inner.backplane.join_elsewhere(group, id),
+        }
     }
 
-    /// Removes a client from a group; returns whether it was a member.
+    /// Removes a client from a group; returns whether it was a member. A client of another node leaves
+    /// through that node, as with [`Server::join_group`].
     pub fn leave_group(&self, id: &str, group: &str) -> bool {
         match self.get_client(id) {
             Some(client) => self.inner.backplane.leave(group, client.id()),
-            None => false,
+            None => self.inner.backplane.leave_elsewhere(group, id),
         }
     }
 

@@ -15,7 +15,7 @@ use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::wire::{self, Membership, Op};
+use super::wire::{self, Change, Membership, Op};
 use super::{Outgoing, Shared};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::ClientId;
@@ -129,10 +129,8 @@ pub(super) async fn publish(
                         break Some(e);
                     }
                 }
-                n = queue.recv_many(&mut publisher.batch, BATCH) => {
-                    if n == 0 {
-                        break None;
-                    }
+                // Never closed: the backplane's shared state holds a sender until the tasks stop.
+                _ = queue.recv_many(&mut publisher.batch, BATCH) => {
                     if let Err(e) = publisher.send_batch(&mut conn).await {
                         break Some(e);
                     }
@@ -183,6 +181,10 @@ impl Publisher<'_> {
                         Some(node) => pipe.publish(shared.config.channel_node(&node), payload),
                         None => pipe.publish(&all, payload),
                     };
+                }
+                Outgoing::Request { node, op } => {
+                    let payload = wire::encode(&shared.node, self.seq, op, None);
+                    pipe.publish(shared.config.channel_node(&node), payload);
                 }
                 Outgoing::Change(change) => {
                     changes = true;
@@ -365,6 +367,23 @@ async fn apply(
             if let Some(frame) = packet.frame() {
                 // The client may have left since the sender looked; a full queue has dropped it already.
                 let _ = local.send_to_client(to, &frame);
+            }
+        }
+        Op::JoinRequest { group, id } => {
+            let Some(client) = local.client(&id) else {
+                return Ok(());
+            };
+            match local.join(&group, &client) {
+                Ok(true) => shared.enqueue(Outgoing::Change(Change::Join { group, id })),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(target: "ws_core::backplane", client_id = %id, %group, error = %e, "join from another node refused");
+                }
+            }
+        }
+        Op::LeaveRequest { group, id } => {
+            if local.leave(&group, &ClientId::from(id.clone())) {
+                shared.enqueue(Outgoing::Change(Change::Leave { group, id }));
             }
         }
         Op::Change(change) => lock(&shared.cluster).apply(&packet.node, packet.seq, change, now),

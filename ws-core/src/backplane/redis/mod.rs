@@ -62,7 +62,6 @@ use crate::sync::lock;
 pub struct RedisBackplane {
     local: MemoryBackplane,
     shared: Arc<Shared>,
-    outgoing: mpsc::Sender<Outgoing>,
     shutdown: watch::Sender<bool>,
     publisher_done: watch::Receiver<bool>,
 }
@@ -72,6 +71,7 @@ pub struct RedisBackplane {
 struct Shared {
     node: String,
     config: RedisConfig,
+    outgoing: mpsc::Sender<Outgoing>,
     cluster: Mutex<ClusterView>,
     queued_bytes: AtomicUsize,
     /// A membership change could not be queued: the next heartbeat must make the others read it all.
@@ -93,6 +93,8 @@ enum Outgoing {
         op: Op,
         frame: Frame,
     },
+    /// A request for one node (a join or leave of one of its clients).
+    Request { node: String, op: Op },
     /// A change of this node's membership.
     Change(Change),
 }
@@ -101,7 +103,7 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Self::Deliver { frame, .. } => frame.len(),
-            Self::Change(_) => 64,
+            Self::Request { .. } | Self::Change(_) => 64,
         }
     }
 }
@@ -121,6 +123,7 @@ impl RedisBackplane {
         let shared = Arc::new(Shared {
             node,
             config,
+            outgoing,
             cluster: Mutex::new(ClusterView::default()),
             queued_bytes: AtomicUsize::new(0),
             changes_lost: AtomicBool::new(false),
@@ -142,7 +145,6 @@ impl RedisBackplane {
         Self {
             local,
             shared,
-            outgoing,
             shutdown,
             publisher_done,
         }
@@ -153,23 +155,8 @@ impl RedisBackplane {
         &self.shared.node
     }
 
-    fn enqueue(&self, message: Outgoing) {
-        let size = message.size();
-        let limit = self.shared.config.queue_bytes;
-        let before = self.shared.queued_bytes.fetch_add(size, Relaxed);
-        let is_change = matches!(message, Outgoing::Change(_));
-        let refused = before + size > limit || self.outgoing.try_send(message).is_err();
-        if refused {
-            self.shared.queued_bytes.fetch_sub(size, Relaxed);
-            self.shared.dropped.fetch_add(1, Relaxed);
-            if is_change {
-                self.shared.changes_lost.store(true, Relaxed);
-            }
-        }
-    }
-
     fn deliver_elsewhere(&self, node: Option<String>, op: Op, frame: &Frame) {
-        self.enqueue(Outgoing::Deliver {
+        self.shared.enqueue(Outgoing::Deliver {
             node,
             op,
             frame: frame.clone(),
@@ -178,6 +165,24 @@ impl RedisBackplane {
 
     fn cluster(&self) -> std::sync::MutexGuard<'_, ClusterView> {
         lock(&self.shared.cluster)
+    }
+}
+
+impl Shared {
+    /// Queues a message for the publisher; past either bound it is dropped and counted.
+    fn enqueue(&self, message: Outgoing) {
+        let size = message.size();
+        let limit = self.config.queue_bytes;
+        let before = self.queued_bytes.fetch_add(size, Relaxed);
+        let is_change = matches!(message, Outgoing::Change(_));
+        let refused = before + size > limit || self.outgoing.try_send(message).is_err();
+        if refused {
+            self.queued_bytes.fetch_sub(size, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+            if is_change {
+                self.changes_lost.store(true, Relaxed);
+            }
+        }
     }
 }
 
@@ -221,7 +226,7 @@ impl Backplane for RedisBackplane {
     fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
         let joined = self.local.join(group, client)?;
         if joined {
-            self.enqueue(Outgoing::Change(Change::Join {
+            self.shared.enqueue(Outgoing::Change(Change::Join {
                 group: group.to_owned(),
                 id: client.id().to_string(),
             }));
@@ -232,7 +237,7 @@ impl Backplane for RedisBackplane {
     fn leave(&self, group: &str, id: &ClientId) -> bool {
         let left = self.local.leave(group, id);
         if left {
-            self.enqueue(Outgoing::Change(Change::Leave {
+            self.shared.enqueue(Outgoing::Change(Change::Leave {
                 group: group.to_owned(),
                 id: id.to_string(),
             }));
@@ -243,7 +248,7 @@ impl Backplane for RedisBackplane {
     fn leave_all(&self, id: &ClientId) -> Vec<String> {
         let groups = self.local.leave_all(id);
         for group in &groups {
-            self.enqueue(Outgoing::Change(Change::Leave {
+            self.shared.enqueue(Outgoing::Change(Change::Leave {
                 group: group.clone(),
                 id: id.to_string(),
             }));
@@ -289,14 +294,56 @@ impl Backplane for RedisBackplane {
         self.groups().len()
     }
 
+    fn join_elsewhere(&self, group: &str, id: &str) -> Result<bool, Error> {
+        let (owner, member) = {
+            let cluster = self.cluster();
+            (
+                cluster.owner(id).map(str::to_owned),
+                cluster.is_in_group(group, id),
+            )
+        };
+        let Some(node) = owner else {
+            return Err(Error::not_found(format!("no client {id:?}")));
+        };
+        if member {
+            return Ok(false);
+        }
+        let op = Op::JoinRequest {
+            group: group.to_owned(),
+            id: id.to_owned(),
+        };
+        self.shared.enqueue(Outgoing::Request { node, op });
+        Ok(true)
+    }
+
+    fn leave_elsewhere(&self, group: &str, id: &str) -> bool {
+        let owner = {
+            let cluster = self.cluster();
+            cluster
+                .is_in_group(group, id)
+                .then(|| cluster.owner(id).map(str::to_owned))
+                .flatten()
+        };
+        let Some(node) = owner else {
+            return false;
+        };
+        let op = Op::LeaveRequest {
+            group: group.to_owned(),
+            id: id.to_owned(),
+        };
+        self.shared.enqueue(Outgoing::Request { node, op });
+        true
+    }
+
     fn client_connected(&self, client: &Client) {
-        self.enqueue(Outgoing::Change(Change::Connect {
+        self.shared.enqueue(Outgoing::Change(Change::Connect {
             id: client.id().to_string(),
         }));
     }
 
     fn client_disconnected(&self, id: &ClientId) {
-        self.enqueue(Outgoing::Change(Change::Disconnect { id: id.to_string() }));
+        self.shared
+            .enqueue(Outgoing::Change(Change::Disconnect { id: id.to_string() }));
     }
 
     fn stats(&self) -> Option<BackplaneStats> {

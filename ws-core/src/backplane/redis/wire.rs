@@ -26,6 +26,10 @@ pub(super) enum Op {
     },
     /// Deliver the body to one client (published on its node's channel).
     Direct { to: String },
+    /// Asks the node holding `id` (on its channel) to add it to a group.
+    JoinRequest { group: String, id: String },
+    /// Asks the node holding `id` (on its channel) to remove it from a group.
+    LeaveRequest { group: String, id: String },
     /// A membership change of the publishing node.
     Change(Change),
     /// The publishing node is alive; `seq` is its latest membership change.
@@ -132,6 +136,10 @@ mod tests {
                 except: Some("abc".into()),
             },
             Op::Direct { to: "abc".into() },
+            Op::JoinRequest {
+                group: "g".into(),
+                id: "abc".into(),
+            },
             Op::Change(Change::Join {
                 group: "g".into(),
                 id: "abc".into(),
