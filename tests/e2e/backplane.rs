@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ws_core::{Message, RedisBackplane, RedisConfig, Server, ServerBuilder};
 
+use crate::groups::group_server;
+
 use crate::support::redis::RedisServer;
 use crate::support::{
-    TestServer, WsClient, config, eventually, example_path, http_get, spawn, start_example,
+    TestServer, WsClient, eventually, example_path, http_get, spawn, start_example,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -23,28 +25,16 @@ fn fast(url: &str) -> RedisConfig {
         .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
 }
 
+/// The group protocol of `groups.rs`, plus `everyone` (broadcast) and `dm`, on a Redis backplane.
 fn node(redis: &RedisConfig) -> ServerBuilder {
     let redis = redis.clone();
-    Server::builder(config())
+    group_server()
         .on_connect(|c| async move {
             let _ = c.send_json("welcome", c.id().as_str());
-        })
-        .on("join", |c, m: Message| async move {
-            c.join(m.data.as_str().unwrap_or_default())
         })
         .on("everyone", |c, m: Message| async move {
             c.server()
                 .broadcast(Message::new("all", m.data).with_from(c.id().as_str()));
-        })
-        .on("to_group", |c, m: Message| async move {
-            let group = m.data["group"].as_str().unwrap_or_default().to_owned();
-            let out = Message::new("room", m.data["text"].clone()).with_from(c.id().as_str());
-            match m.data["mode"].as_str() {
-                Some("others") => c
-                    .server()
-                    .send_to_others_in_group(&group, c.id().as_str(), &out),
-                _ => c.server().broadcast_to_group(&group, &out),
-            }
         })
         .on("dm", |c, m: Message| async move {
             let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());

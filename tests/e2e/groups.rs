@@ -7,7 +7,8 @@ use ws_core::{Message, Server};
 
 use crate::support::{TestServer, WsClient, config, eventually, spawn};
 
-fn group_server() -> ws_core::ServerBuilder {
+/// `join`, `leave` and `to_group` (mode `others`, `send`, or broadcast), with untyped handlers.
+pub(crate) fn group_server() -> ws_core::ServerBuilder {
     Server::builder(config())
         .on("join", |c, m: Message| async move {
             c.join(m.data.as_str().unwrap_or_default())
