@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ws_core::{Message, RedisBackplane, RedisConfig, Server, ServerBuilder};
 
-use crate::groups::group_server;
+use crate::groups::{group_server, join};
 
 use crate::support::redis::RedisServer;
 use crate::support::{
@@ -50,16 +50,6 @@ async fn client(srv: &TestServer) -> (WsClient, String) {
     let welcome = client.recv().await;
     let id = welcome["data"].as_str().expect("welcome id").to_owned();
     (client, id)
-}
-
-async fn join(client: &mut WsClient, group: &str) {
-    client
-        .send_json(json!({"type": "join", "data": group, "id": 1}))
-        .await;
-    assert_eq!(
-        client.recv().await,
-        json!({"type": "$reply", "id": 1, "data": true})
-    );
 }
 
 /// Waits until every server is linked and sees `others` other nodes.

@@ -46,7 +46,8 @@ async fn trio() -> (TestServer, Vec<WsClient>, Vec<String>) {
     (srv, clients, ids)
 }
 
-async fn join(client: &mut WsClient, group: &str) {
+/// Joins `group` as a request and expects `true` (a new membership).
+pub(crate) async fn join(client: &mut WsClient, group: &str) {
     client
         .send_json(json!({"type": "join", "data": group, "id": 1}))
         .await;
