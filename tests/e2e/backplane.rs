@@ -21,7 +21,7 @@ fn fast(url: &str) -> RedisConfig {
     RedisConfig::new(url)
         .expect("url")
         .heartbeat_interval(Duration::from_millis(50))
-        .node_timeout(Duration::from_millis(400))
+        .node_timeout(Duration::from_secs(1))
         .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
 }
 
