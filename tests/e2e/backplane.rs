@@ -52,6 +52,19 @@ async fn client(srv: &TestServer) -> (WsClient, String) {
     (client, id)
 }
 
+/// Two nodes on `redis`, linked to each other.
+async fn pair(redis: &RedisConfig) -> (TestServer, TestServer) {
+    let a = spawn(node(redis)).await;
+    let b = spawn(node(redis)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    (a, b)
+}
+
+/// Whether `srv` sees no other node and no group.
+fn alone(srv: &TestServer) -> bool {
+    srv.server.stats().backplane.map(|s| s.nodes) == Some(0) && srv.server.groups().is_empty()
+}
+
 /// Waits until every server is linked and sees `others` other nodes.
 async fn linked(servers: &[&Server], others: u64) {
     eventually("nodes linked through redis", || async {
@@ -86,9 +99,7 @@ fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
 async fn sends_and_presence_span_nodes() {
     let redis = RedisServer::start().await;
     let cfg = fast(&redis.url());
-    let a = spawn(node(&cfg)).await;
-    let b = spawn(node(&cfg)).await;
-    linked(&[&a.server, &b.server], 1).await;
+    let (a, b) = pair(&cfg).await;
     let (mut a1, a1_id) = client(&a).await;
     let (mut b1, b1_id) = client(&b).await;
     let (mut b2, b2_id) = client(&b).await;
@@ -179,9 +190,7 @@ async fn sends_and_presence_span_nodes() {
 async fn a_stopped_node_is_forgotten_at_once() {
     let redis = RedisServer::start().await;
     let cfg = fast(&redis.url()).node_timeout(Duration::from_secs(60));
-    let a = spawn(node(&cfg)).await;
-    let b = spawn(node(&cfg)).await;
-    linked(&[&a.server, &b.server], 1).await;
+    let (a, b) = pair(&cfg).await;
     let (mut b1, b1_id) = client(&b).await;
     join(&mut b1, "room").await;
     eventually("a sees b's member", || async {
@@ -194,10 +203,7 @@ async fn a_stopped_node_is_forgotten_at_once() {
     });
     assert_eq!(b1.recv_close().await.code, 1001);
     stopping.await.expect("stop");
-    eventually("a forgets b", || async {
-        a.server.stats().backplane.map(|s| s.nodes) == Some(0) && a.server.groups().is_empty()
-    })
-    .await;
+    eventually("a forgets b", || async { alone(&a) }).await;
 }
 
 /// A node that dies without a word (its runtime is torn down) is forgotten once it has been silent for the
@@ -227,10 +233,7 @@ async fn a_crashed_node_is_forgotten_after_the_node_timeout() {
     })
     .await;
     runtime.shutdown_background();
-    eventually("a forgets the crashed node", || async {
-        a.server.stats().backplane.map(|s| s.nodes) == Some(0) && a.server.groups().is_empty()
-    })
-    .await;
+    eventually("a forgets the crashed node", || async { alone(&a) }).await;
 }
 
 /// Redis goes away: each node goes on serving its own clients (a broadcast still reaches the local ones) and
@@ -241,9 +244,7 @@ async fn a_crashed_node_is_forgotten_after_the_node_timeout() {
 async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
     let mut redis = RedisServer::start().await;
     let cfg = fast(&redis.url());
-    let a = spawn(node(&cfg)).await;
-    let b = spawn(node(&cfg)).await;
-    linked(&[&a.server, &b.server], 1).await;
+    let (a, b) = pair(&cfg).await;
     let (mut a1, a1_id) = client(&a).await;
     let (mut a2, _) = client(&a).await;
     let (mut b1, _) = client(&b).await;
