@@ -94,7 +94,7 @@ async fn rate_limit_zero_is_unlimited() {
 async fn slow_consumer_is_dropped() {
     let srv = spawn(
         echo(Config {
-            send_queue_capacity: 16,
+            send_queue_max_bytes: 16 * 1024,
             ..config()
         })
         .on("flood", |client, msg: Message| async move {
@@ -193,8 +193,8 @@ async fn blocked_write_closes_connection() {
     let srv = spawn(
         echo(Config {
             write_timeout: Duration::from_millis(300),
-            send_queue_capacity: 100_000,
             send_queue_max_bytes: 1 << 30,
+            send_queue_max_lag: Duration::from_secs(3600),
             ..config()
         })
         .on("flood", |client, msg: Message| async move {

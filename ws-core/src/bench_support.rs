@@ -32,7 +32,7 @@ pub fn detached_client(server: &Server) -> Client {
 pub fn drain(client: &Client) -> usize {
     let mut n = 0;
     while let Some(frame) = client.queue().try_recv() {
-        client.queue().release(frame.len());
+        client.queue().release(crate::send_queue::cost(&frame));
         n += 1;
     }
     n
@@ -49,7 +49,7 @@ pub async fn dispatch(client: &Client, frame: &Bytes) {
     let server = client.server_inner();
     if let Some(call) = route(server, client, incoming) {
         let id = call.id;
-        let result = call.run().await;
+        let result = call.start().await;
         answer_call(server, client, id, result);
     }
 }

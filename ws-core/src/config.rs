@@ -5,7 +5,9 @@
 //! | `max_connections` | 10 000 (0 = unlimited) | HTTP 503 before the upgrade |
 //! | `max_message_size` | 512 KiB | close 1009 |
 //! | `message_rate_limit` / `message_burst_size` | 100/s, burst 200 (rate 0 = off) | close 1008 "rate limit exceeded" |
-//! | `send_queue_capacity` / `send_queue_max_bytes` | 256 frames / 4 MiB | the slow client is dropped (close 1008, best effort) |
+//! | `send_queue_max_bytes` / `send_queue_max_lag` | 1 MiB / 5 s | the client is dropped as a slow consumer (close 1008, best effort) |
+//! | `send_queue_volatile_bytes` | 64 KiB | volatile messages to that client are skipped while its queue holds more |
+//! | `inbound_queue_capacity` / `inbound_queue_max_bytes` | 256 frames / 256 KiB waiting for their handler | the frame is refused: a request gets `$error` `overloaded`, another frame an `$error` `overloaded` without `id` (raw mode: close 1008) |
 //! | `ping_interval` / `pong_timeout` | 30 s / 60 s | connection closed, `on_disconnect` runs |
 //! | `write_timeout` | 10 s | connection closed |
 //! | `handshake_timeout` | 10 s | the HTTP connection is dropped (slow request headers, or an upgrade never completed) |
@@ -13,6 +15,26 @@
 //! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
 //! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
 //! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
+//!
+//! # Memory a client can hold
+//!
+//! Outbound, a client's send queue holds at most `send_queue_max_bytes`, counting each frame's length
+//! plus 64 bytes for its slot (or one frame larger than that, alone); with the defaults, 1 MiB ×
+//! `max_connections` (10 000) = 10 GiB in the worst case, where every client is behind by the whole bound
+//! with frames of its own. Broadcast frames are shared between the queues that hold them, so a fan-out
+//! backlog costs the slots, not a copy of each frame per client. Inbound, frames waiting for their handler
+//! hold at most `inbound_queue_max_bytes` plus the frame being handled (`max_message_size`): 768 KiB per
+//! client with the defaults. An idle client holds neither: both queues allocate on first use and give
+//! their buffers back once drained.
+//!
+//! # A burst, and a client that stopped reading
+//!
+//! A client that falls behind during a burst and catches up is never dropped while its oldest queued
+//! frame has waited less than `send_queue_max_lag` and its queue holds less than `send_queue_max_bytes`.
+//! A client that stops reading is dropped at the first of: its queue passing `send_queue_max_bytes`; a
+//! frame queued for it once its oldest queued frame has waited `send_queue_max_lag` (frames first fill
+//! the kernel's socket buffers, then wait in the queue); a write blocked for `write_timeout`; or
+//! `ping_interval` + `pong_timeout` without a pong.
 //!
 //! [`Config::validate`] rejects combinations that cannot work; [`ServerBuilder::build`](crate::ServerBuilder::build)
 //! calls it, so a bad config fails at start-up, never under load.
@@ -67,10 +89,18 @@ pub struct Config {
     pub message_rate_limit: u32,
     /// Messages a client may send at once above the rate. Default 200.
     pub message_burst_size: u32,
-    /// Frames waiting to be written to one client. Default 256.
-    pub send_queue_capacity: usize,
-    /// Bytes waiting to be written to one client. Default 4 MiB.
+    /// Bytes waiting to be written to one client, each frame counting its length plus 64 bytes; past it
+    /// the client is dropped as a slow consumer. Default 1 MiB.
     pub send_queue_max_bytes: usize,
+    /// How long the oldest frame waiting for one client may wait; a frame sent to a client that is
+    /// behind by more drops it as a slow consumer. Default 5 s.
+    pub send_queue_max_lag: Duration,
+    /// Bytes waiting for one client past which `volatile` messages to it are skipped. Default 64 KiB.
+    pub send_queue_volatile_bytes: usize,
+    /// Frames of one client waiting for their handler while an earlier one runs. Default 256.
+    pub inbound_queue_capacity: usize,
+    /// Bytes of one client's frames waiting for their handler. Default 256 KiB.
+    pub inbound_queue_max_bytes: usize,
     /// Time allowed for the HTTP request head and the upgrade. Default 10 s.
     pub handshake_timeout: Duration,
     /// Time the server waits for the peer's close frame after sending its own. Default 5 s.
@@ -100,8 +130,11 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             message_rate_limit: 100,
             message_burst_size: 200,
-            send_queue_capacity: 256,
-            send_queue_max_bytes: 4 * 1024 * 1024,
+            send_queue_max_bytes: 1024 * 1024,
+            send_queue_max_lag: Duration::from_secs(5),
+            send_queue_volatile_bytes: 64 * 1024,
+            inbound_queue_capacity: 256,
+            inbound_queue_max_bytes: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
@@ -147,15 +180,16 @@ impl Config {
     /// let config = Config { message_burst_size: 0, ..Config::default() };
     /// assert_eq!(config.validate(), Err(ConfigError::BurstTooSmall));
     ///
-    /// let config = Config { send_queue_capacity: 0, ..Config::default() };
-    /// assert_eq!(config.validate(), Err(ConfigError::Zero("send_queue_capacity")));
+    /// let config = Config { send_queue_max_bytes: 0, ..Config::default() };
+    /// assert_eq!(config.validate(), Err(ConfigError::Zero("send_queue_max_bytes")));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let sizes = [
             ("read_buffer_size", self.read_buffer_size),
             ("max_message_size", self.max_message_size),
-            ("send_queue_capacity", self.send_queue_capacity),
             ("send_queue_max_bytes", self.send_queue_max_bytes),
+            ("inbound_queue_capacity", self.inbound_queue_capacity),
+            ("inbound_queue_max_bytes", self.inbound_queue_max_bytes),
             ("max_groups_per_client", self.max_groups_per_client),
             ("max_pending_requests", self.max_pending_requests),
         ];
@@ -166,6 +200,7 @@ impl Config {
             ("ping_interval", self.ping_interval),
             ("pong_timeout", self.pong_timeout),
             ("write_timeout", self.write_timeout),
+            ("send_queue_max_lag", self.send_queue_max_lag),
             ("handshake_timeout", self.handshake_timeout),
             ("close_timeout", self.close_timeout),
         ];

@@ -16,6 +16,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
+use crate::delivery::Delivery;
 use crate::error::Error;
 
 /// The `type` of a reply to a request.
@@ -100,9 +101,12 @@ impl Message {
 /// One serialized frame, ready for any number of clients.
 ///
 /// Cloning is a reference-count increment: a broadcast serializes its message once and every recipient's
-/// queue holds the same bytes.
+/// queue holds the same bytes. A frame carries its [`Delivery`] policy, which each recipient's queue applies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Frame(pub(crate) tungstenite::Message);
+pub struct Frame {
+    pub(crate) message: tungstenite::Message,
+    pub(crate) delivery: Delivery,
+}
 
 impl Frame {
     /// Serializes a message once.
@@ -119,7 +123,26 @@ impl Frame {
 
     /// A text frame as it is.
     pub fn text(text: impl Into<String>) -> Self {
-        Self(tungstenite::Message::Text(Utf8Bytes::from(text.into())))
+        Self::reliable(tungstenite::Message::Text(Utf8Bytes::from(text.into())))
+    }
+
+    fn reliable(message: tungstenite::Message) -> Self {
+        Self {
+            message,
+            delivery: Delivery::Reliable,
+        }
+    }
+
+    /// The same frame with another delivery policy (see [`delivery`](crate::delivery)).
+    #[must_use]
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// The frame's delivery policy.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     /// A text frame from bytes that must be UTF-8.
@@ -127,27 +150,27 @@ impl Frame {
     pub(crate) fn text_from_bytes(bytes: Bytes) -> Option<Self> {
         Utf8Bytes::try_from(bytes)
             .ok()
-            .map(|t| Self(tungstenite::Message::Text(t)))
+            .map(|t| Self::reliable(tungstenite::Message::Text(t)))
     }
 
     /// A binary frame (raw mode only: the envelope protocol is text).
     pub fn binary(data: impl Into<Bytes>) -> Self {
-        Self(tungstenite::Message::Binary(data.into()))
+        Self::reliable(tungstenite::Message::Binary(data.into()))
     }
 
     /// Payload length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.message.len()
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.message.is_empty()
     }
 
     /// The text of a text frame.
     pub fn as_text(&self) -> Option<&str> {
-        match &self.0 {
+        match &self.message {
             tungstenite::Message::Text(t) => Some(t.as_str()),
             _ => None,
         }

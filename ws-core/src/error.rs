@@ -34,6 +34,9 @@ pub enum ErrorCode {
     Internal,
     /// A request got no answer in time.
     Timeout,
+    /// Too many of the client's frames were waiting for their handler: this one was refused, and the
+    /// connection stays.
+    Overloaded,
     /// An application-defined code.
     Custom(Cow<'static, str>),
 }
@@ -50,6 +53,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::Timeout => "timeout",
+            Self::Overloaded => "overloaded",
             Self::Custom(code) => code,
         }
     }
@@ -67,6 +71,7 @@ impl ErrorCode {
             Self::RateLimited,
             Self::Internal,
             Self::Timeout,
+            Self::Overloaded,
         ];
         known
             .into_iter()

@@ -115,6 +115,7 @@ mod client;
 pub mod close;
 pub mod config;
 mod connection;
+pub mod delivery;
 mod envelope;
 mod error;
 mod group;
@@ -142,6 +143,7 @@ pub use crate::backplane::{Backplane, BackplaneStats, MemoryBackplane};
 pub use crate::backplane::{RedisBackplane, RedisConfig};
 pub use crate::client::{Client, ClientId};
 pub use crate::config::{Config, ConfigError};
+pub use crate::delivery::{Delivery, DeliveryPolicy, LatestKey};
 pub use crate::envelope::{
     ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, PING_TYPE, PONG_TYPE, REPLY_TYPE,
 };

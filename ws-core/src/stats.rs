@@ -29,6 +29,9 @@ pub(crate) struct Stats {
     pub(crate) handler_panics: AtomicU64,
     pub(crate) pong_timeouts: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
+    pub(crate) dropped_volatile: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) overloaded: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -56,8 +59,14 @@ pub struct StatsSnapshot {
     pub bytes_received: u64,
     /// Bytes written to client sockets after the handshake.
     pub bytes_sent: u64,
-    /// Clients dropped because their send queue was full.
+    /// Clients dropped as slow consumers: their send queue stayed behind past its bounds (bytes or lag).
     pub slow_consumer_drops: u64,
+    /// Volatile messages skipped, one per recipient that was behind.
+    pub dropped_volatile: u64,
+    /// Latest-value messages that replaced a waiting one, one per recipient.
+    pub coalesced: u64,
+    /// Frames refused because too many of their client's frames were waiting for a handler.
+    pub overloaded: u64,
     /// Clients closed with 1008 for exceeding the rate limit.
     pub rate_limit_closes: u64,
     /// Frames whose `type` had no handler.
@@ -88,6 +97,9 @@ impl Stats {
             bytes_received: self.bytes_received.load(Relaxed),
             bytes_sent: self.bytes_sent.load(Relaxed),
             slow_consumer_drops: self.slow_consumer_drops.load(Relaxed),
+            dropped_volatile: self.dropped_volatile.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            overloaded: self.overloaded.load(Relaxed),
             rate_limit_closes: self.rate_limit_closes.load(Relaxed),
             unknown_types: self.unknown_types.load(Relaxed),
             invalid_frames: self.invalid_frames.load(Relaxed),
@@ -110,7 +122,7 @@ impl StatsSnapshot {
     /// assert!(text.contains("# TYPE ws_messages_sent_total counter\n"));
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let rows: [(&str, &str, &str, u64); 15] = [
+        let rows: [(&str, &str, &str, u64); 18] = [
             (
                 "connected_clients",
                 "gauge",
@@ -156,8 +168,26 @@ impl StatsSnapshot {
             (
                 "slow_consumer_drops_total",
                 "counter",
-                "Clients dropped for a full send queue.",
+                "Clients dropped as slow consumers (send queue past its bytes or lag bound).",
                 self.slow_consumer_drops,
+            ),
+            (
+                "dropped_volatile_total",
+                "counter",
+                "Volatile messages skipped for a recipient that was behind.",
+                self.dropped_volatile,
+            ),
+            (
+                "coalesced_total",
+                "counter",
+                "Latest-value messages that replaced a waiting one.",
+                self.coalesced,
+            ),
+            (
+                "overloaded_total",
+                "counter",
+                "Frames refused: too many of the client's frames were waiting for a handler.",
+                self.overloaded,
             ),
             (
                 "rate_limit_closes_total",

@@ -1,11 +1,14 @@
-//! Attribute parsing: `#[ws_messages(outbound, rename_all = "...")]` and `#[ws(rename = "...", reply = T)]`.
+//! Attribute parsing: `#[ws_messages(outbound, rename_all = "...")]` and
+//! `#[ws(rename = "...", reply = T, volatile, latest = "field")]`.
 
 use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, LitStr, Type};
 
 use crate::ctxt::Ctxt;
-use crate::symbol::{INBOUND, OUTBOUND, RENAME, RENAME_ALL, REPLY, WS};
+use proc_macro2::Span;
+
+use crate::symbol::{INBOUND, LATEST, OUTBOUND, RENAME, RENAME_ALL, REPLY, VOLATILE, WS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -123,10 +126,20 @@ pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
     }
 }
 
+/// A delivery policy other than the default (reliable), as written on a variant.
+#[derive(Clone)]
+pub(crate) enum Delivery {
+    Volatile,
+    /// `latest`, or `latest = "field"`.
+    Latest(Option<LitStr>),
+}
+
 #[derive(Default)]
 pub(crate) struct VariantArgs {
     pub(crate) rename: Option<LitStr>,
     pub(crate) reply: Option<Type>,
+    /// The policy and where it is written.
+    pub(crate) delivery: Option<(Delivery, Span)>,
 }
 
 /// Parses every `#[ws(...)]` on a variant.
@@ -148,9 +161,26 @@ pub(crate) fn variant_args(attrs: &[Attribute], cx: &mut Ctxt) -> VariantArgs {
                 }
                 args.reply = Some(ty);
                 Ok(())
+            } else if meta.path.is_ident(VOLATILE) || meta.path.is_ident(LATEST) {
+                let span = meta.path.require_ident()?.span();
+                if args.delivery.is_some() {
+                    return Err(meta.error(
+                        "a variant has one delivery policy: `volatile` or `latest`, not both",
+                    ));
+                }
+                let delivery = if meta.path.is_ident(VOLATILE) {
+                    Delivery::Volatile
+                } else if meta.input.peek(syn::Token![=]) {
+                    Delivery::Latest(Some(meta.value()?.parse()?))
+                } else {
+                    Delivery::Latest(None)
+                };
+                args.delivery = Some((delivery, span));
+                Ok(())
             } else {
-                Err(meta
-                    .error("unknown `ws` attribute; expected `rename = \"...\"` or `reply = Type`"))
+                Err(meta.error(
+                    "unknown `ws` attribute; expected `rename = \"...\"`, `reply = Type`, `volatile`, `latest` or `latest = \"field\"`",
+                ))
             }
         });
         if let Err(err) = parsed {

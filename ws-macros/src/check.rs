@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use syn::{GenericParam, ItemEnum, ItemFn};
 
+use crate::attr::{Delivery, Direction};
 use crate::ctxt::Ctxt;
-use crate::model::MessageSet;
+use crate::model::{MessageSet, Shape};
 
 /// Rule: a message set is a plain enum with at least one variant: no generics (a wire name must map to one
 /// concrete type) and no explicit discriminants.
@@ -79,6 +80,59 @@ pub(crate) fn unique_names(set: &MessageSet, cx: &mut Ctxt) {
                     variant.wire_name
                 ),
             ));
+        }
+    }
+}
+
+/// Rule: delivery policies are for outbound messages that are not requests, and `latest = "field"` names
+/// a field of the variant.
+pub(crate) fn delivery_policies(set: &MessageSet, cx: &mut Ctxt) {
+    for variant in &set.variants {
+        let Some((delivery, span)) = &variant.delivery else {
+            continue;
+        };
+        let name = match delivery {
+            Delivery::Volatile => "volatile",
+            Delivery::Latest(_) => "latest",
+        };
+        if set.direction == Direction::Inbound {
+            cx.push(syn::Error::new(
+                *span,
+                format!("`{name}` is a delivery policy for server → client messages: declare it in a `#[ws_messages(outbound)]` enum"),
+            ));
+            continue;
+        }
+        if variant.reply.is_some() {
+            cx.push(syn::Error::new(
+                *span,
+                format!("`{name}` cannot be combined with `reply`: a request is always delivered, and answered once"),
+            ));
+        }
+        if let Delivery::Latest(Some(key)) = delivery {
+            let fields: Vec<String> = match &variant.shape {
+                Shape::Struct(fields) => fields
+                    .named
+                    .iter()
+                    .filter_map(|f| f.ident.as_ref().map(|i| i.to_string()))
+                    .collect(),
+                Shape::Unit | Shape::Newtype(_) => Vec::new(),
+            };
+            if !fields.contains(&key.value()) {
+                let expected = if fields.is_empty() {
+                    "this variant has no named fields; use `latest` to key on the type alone"
+                        .to_owned()
+                } else {
+                    format!("expected one of: {}", fields.join(", "))
+                };
+                cx.push(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "`{}` is not a field of `{}`: {expected}",
+                        key.value(),
+                        variant.ident
+                    ),
+                ));
+            }
         }
     }
 }

@@ -184,6 +184,7 @@ pub(crate) fn messages(
     let set = model::message_set(parsed_args, item, &mut cx);
     check::reserved_names(&set, &mut cx);
     check::unique_names(&set, &mut cx);
+    check::delivery_policies(&set, &mut cx);
     cx.check()?;
     Ok(expand::message_set(&set))
 }

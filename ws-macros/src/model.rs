@@ -20,6 +20,8 @@ pub(crate) struct MessageVariant {
     pub(crate) wire_span: Span,
     pub(crate) shape: Shape,
     pub(crate) reply: Option<Type>,
+    /// `#[ws(volatile)]` or `#[ws(latest)]`, where it is written; `None` is reliable.
+    pub(crate) delivery: Option<(attr::Delivery, Span)>,
     /// The variant's attributes without `#[ws]` (docs and the like).
     pub(crate) attrs: Vec<Attribute>,
 }
@@ -78,6 +80,7 @@ pub(crate) fn message_set(args: MessagesArgs, item: ItemEnum, cx: &mut Ctxt) -> 
                 wire_span,
                 shape,
                 reply: parsed.reply,
+                delivery: parsed.delivery,
                 attrs: variant.attrs.iter().filter(|a| !a.path().is_ident(WS)).cloned().collect(),
             })
         })

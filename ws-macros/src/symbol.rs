@@ -6,3 +6,5 @@ pub(crate) const REPLY: &str = "reply";
 pub(crate) const RENAME_ALL: &str = "rename_all";
 pub(crate) const INBOUND: &str = "inbound";
 pub(crate) const OUTBOUND: &str = "outbound";
+pub(crate) const VOLATILE: &str = "volatile";
+pub(crate) const LATEST: &str = "latest";

@@ -16,7 +16,6 @@ async fn main() -> std::io::Result<()> {
         port,
         message_rate_limit: 0,
         max_connections: 0,
-        send_queue_capacity: 4096,
         ..Config::default()
     };
     let redis = match std::env::args().nth(2) {

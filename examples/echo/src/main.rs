@@ -14,7 +14,6 @@ async fn main() {
         path: "/".to_owned(),
         message_rate_limit: 0,
         max_message_size: 64 << 20,
-        send_queue_capacity: 4096,
         send_queue_max_bytes: 256 << 20,
         write_timeout: Duration::from_secs(30),
         ..Config::default()

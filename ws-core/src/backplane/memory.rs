@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::Backplane;
 use crate::client::{Client, ClientId};
@@ -43,21 +44,23 @@ impl MemoryBackplane {
     }
 }
 
-fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>) {
+fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Instant) {
     if except != Some(client.id()) {
         // A failed push has already dropped that client as a slow consumer; the others go on.
-        let _ = client.send_frame(frame.clone());
+        let _ = client.deliver(frame.clone(), now);
     }
 }
 
 impl Backplane for MemoryBackplane {
     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
-        self.clients.for_each(|c| deliver(c, frame, except));
+        let now = Instant::now();
+        self.clients.for_each(|c| deliver(c, frame, except, now));
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+        let now = Instant::now();
         self.groups
-            .for_each_member(group, |c| deliver(c, frame, except));
+            .for_each_member(group, |c| deliver(c, frame, except, now));
     }
 
     fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {

@@ -25,7 +25,7 @@ use crate::close::CloseCode;
 use crate::envelope::{self, Frame, Message};
 use crate::error::{Error, ErrorCode};
 use crate::message::{IntoFrame, OutboundMessages, Variant};
-use crate::send_queue::{PushError, SendQueue};
+use crate::send_queue::{Bounds, PushError, Pushed, SendQueue};
 use crate::server::{Inner as ServerInner, Server};
 use crate::stats::bump;
 use crate::sync::lock;
@@ -79,7 +79,11 @@ impl fmt::Debug for Client {
 impl Client {
     pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> Self {
         let config = &server.config;
-        let queue = SendQueue::new(config.send_queue_capacity, config.send_queue_max_bytes);
+        let queue = SendQueue::new(Bounds {
+            max_bytes: config.send_queue_max_bytes,
+            max_lag: config.send_queue_max_lag,
+            volatile_bytes: config.send_queue_volatile_bytes,
+        });
         Self {
             inner: Arc::new(ClientInner {
                 id,
@@ -176,15 +180,29 @@ impl Client {
     ///
     /// As [`Client::send_json`].
     pub fn send_frame(&self, frame: Frame) -> Result<(), Error> {
+        self.deliver(frame, Instant::now())
+    }
+
+    /// Queues a frame as of `now`; a fan-out reads the clock once for all its recipients.
+    pub(crate) fn deliver(&self, frame: Frame, now: Instant) -> Result<(), Error> {
         if !self.is_connected() {
             return Err(Error::not_found("client disconnected"));
         }
-        match self.inner.queue.push(frame) {
-            Ok(()) => Ok(()),
+        let stats = &self.inner.server.stats;
+        match self.inner.queue.push(frame, now) {
+            Ok(Pushed::Queued) => Ok(()),
+            Ok(Pushed::Skipped) => {
+                bump(&stats.dropped_volatile);
+                Ok(())
+            }
+            Ok(Pushed::Coalesced) => {
+                bump(&stats.coalesced);
+                Ok(())
+            }
             Err(PushError::Closed) => Err(Error::not_found("client disconnected")),
             Err(PushError::Full) => {
                 if self.abort(Abort::SlowConsumer) {
-                    bump(&self.inner.server.stats.slow_consumer_drops);
+                    bump(&stats.slow_consumer_drops);
                 }
                 Err(Error::new(
                     ErrorCode::LimitExceeded,

@@ -1,10 +1,14 @@
 //! One connection's life: register → on_connect → read and write until the end → on_disconnect → leave all
 //! groups → unregister.
 //!
-//! Two tasks serve a connection. The read task decodes, rate-limits and dispatches frames, handling one
-//! client's frames in order. The write task drains the client's send queue, writing every queued frame and
-//! then flushing once, and sends pings. Neither holds a lock shared with other clients while it touches the
-//! socket.
+//! Two tasks serve a connection. The read task decodes and rate-limits frames, answers at once what needs
+//! no handler, and runs the client's handlers one at a time, in arrival order, while it goes on reading
+//! (the [pipeline]); the `on_connect` hooks run there first. The write task drains the client's send queue,
+//! writing every queued frame and then flushing once, and sends pings. Neither holds a lock shared with
+//! other clients while it touches the socket. The `on_disconnect` hooks run once both tasks are done.
+//!
+//! When the client closes, handlers of the frames it sent before its close still run, in order, for at
+//! most `close_timeout`; frames that arrive after either side started closing are discarded.
 //!
 //! Closing is a handshake: after a close frame is sent, input is still read (and discarded) until the
 //! peer's close frame or the end of the stream, within `close_timeout`. Closing a socket with unread input
@@ -12,6 +16,7 @@
 //! stream cannot be parsed any more (a protocol error, an oversized frame), the remaining bytes are read
 //! raw until the peer goes quiet.
 
+mod pipeline;
 mod reader;
 mod writer;
 
@@ -78,9 +83,6 @@ async fn serve(
     writer: JoinHandle<SplitSink<Ws, WsMessage>>,
     slot: Slot,
 ) {
-    for hook in &server.hooks.on_connect {
-        guarded(&server, &client, hook(client.clone())).await;
-    }
     let end = reader::run(&mut stream, &client).await;
     if end == reader::ReadEnd::Closed {
         client.abort(Abort::Finished);

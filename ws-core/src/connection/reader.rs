@@ -1,21 +1,20 @@
 //! The read task: size limit (enforced by the protocol layer), frame kind, envelope decoding, rate limit,
-//! and in-order dispatch with panic isolation.
+//! routing, and the [pipeline](super::pipeline) of handlers, polled together with the socket.
 
-use std::panic::AssertUnwindSafe;
-
+use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
-use futures_util::{FutureExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
+use super::pipeline::{Finished, Job, Pipeline};
 use super::{Ws, handler_panicked};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::envelope::{self, Incoming};
 use crate::error::{Error, ErrorCode};
-use crate::handler::{Next, Reply, Request};
+use crate::handler::{BoxFuture, Next, Reply, Request};
 use crate::rate_limit::RateLimiter;
 use crate::raw::RawMessage;
 use crate::server::Inner;
@@ -79,22 +78,45 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
         ),
         closing: None,
     };
+    let mut pipeline = Pipeline::new(&server, client);
     let mut peer_closed = false;
+    // How reading ended, once it has: the jobs accepted before still run, within `close_timeout`.
+    let mut input: Option<ReadEnd> = None;
 
     loop {
+        pipeline.start_next();
+        if let Some(end) = input {
+            if pipeline.is_idle() {
+                return end;
+            }
+            reader
+                .closing
+                .get_or_insert_with(|| Instant::now() + config.close_timeout);
+        }
         let deadline = reader.closing;
+        let running = pipeline.is_running();
         let next = tokio::select! {
             biased;
             () = client.aborted(), if !peer_closed => return ReadEnd::Aborted,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                return ReadEnd::Failed;
+                return input.unwrap_or(ReadEnd::Failed);
             }
-            next = stream.next() => next,
+            finished = pipeline.finished(), if running => {
+                reader.finish(finished);
+                continue;
+            }
+            next = stream.next(), if input.is_none() => next,
         };
         let msg = match next {
-            None => return ReadEnd::Closed,
+            None => {
+                input = Some(ReadEnd::Closed);
+                continue;
+            }
             Some(Ok(msg)) => msg,
-            Some(Err(err)) => return read_failed(&mut reader, peer_closed, &err),
+            Some(Err(err)) => {
+                input = Some(read_failed(&mut reader, peer_closed, &err));
+                continue;
+            }
         };
         match msg {
             WsMessage::Close(_) => {
@@ -127,15 +149,13 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                     reader.rate_limited();
                     continue;
                 }
-                if let Some(raw) = &server.raw {
-                    let call = raw(client.clone(), RawMessage::Text(text.as_str().to_owned()));
-                    if let Some(end) = run_raw(&mut reader, call).await {
-                        return end;
+                match &server.raw {
+                    Some(raw) => {
+                        let len = text.len();
+                        let job = Job::Raw(raw.clone(), RawMessage::Text(text.as_str().to_owned()));
+                        reader.accept_raw(&mut pipeline, job, len);
                     }
-                    continue;
-                }
-                if let Some(end) = dispatch(&mut reader, text).await {
-                    return end;
+                    None => reader.accept(&mut pipeline, text),
                 }
             }
             WsMessage::Binary(data) => {
@@ -149,15 +169,69 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                 }
                 match &server.raw {
                     Some(raw) => {
-                        let call = raw(client.clone(), RawMessage::Binary(data));
-                        if let Some(end) = run_raw(&mut reader, call).await {
-                            return end;
-                        }
+                        let len = data.len();
+                        reader.accept_raw(
+                            &mut pipeline,
+                            Job::Raw(raw.clone(), RawMessage::Binary(data)),
+                            len,
+                        );
                     }
                     None => {
                         reader.reject(close::UNSUPPORTED_DATA, "binary frames are not supported")
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// Decodes an envelope, answers what needs no handler at once, and hands the rest to the pipeline.
+    fn accept(&mut self, pipeline: &mut Pipeline<'_>, text: Utf8Bytes) {
+        let (server, client) = (self.server, self.client);
+        let len = text.len();
+        let Some(incoming) = Incoming::parse(text) else {
+            self.reject(close::INVALID_PAYLOAD, "invalid envelope");
+            return;
+        };
+        let Some(call) = route(server, client, incoming) else {
+            return;
+        };
+        let id = call.id;
+        if pipeline.push(Job::Call(call), len).is_err() {
+            bump(&server.stats.overloaded);
+            let err = Error::new(
+                ErrorCode::Overloaded,
+                "too many messages waiting for their handler; this one was dropped",
+            );
+            let _ = client.send_frame(envelope::error_frame(id, &err));
+        }
+    }
+
+    /// Raw mode has no envelope to answer with: a frame past the pipeline's bound closes the connection.
+    fn accept_raw(&mut self, pipeline: &mut Pipeline<'_>, job: Job, len: usize) {
+        if pipeline.push(job, len).is_err() {
+            bump(&self.server.stats.overloaded);
+            self.start_close(close::POLICY_VIOLATION, "too many messages waiting");
+        }
+    }
+
+    /// Answers a finished handler call; a panic closes the client with 1011.
+    fn finish(&mut self, finished: Finished) {
+        let (server, client) = (self.server, self.client);
+        match finished {
+            Finished::Call(id, Ok(result)) => answer_call(server, client, id, result),
+            Finished::Call(id, Err(panic)) => {
+                let err = handler_panicked(server, client, &*panic);
+                if id.is_some() {
+                    let _ = client.send_frame(envelope::error_frame(id, &err));
+                }
+                self.start_close(close::INTERNAL_ERROR, "internal error");
+            }
+            Finished::Unit(Ok(())) => {}
+            Finished::Unit(Err(panic)) => {
+                handler_panicked(server, client, &*panic);
+                self.start_close(close::INTERNAL_ERROR, "internal error");
             }
         }
     }
@@ -180,19 +254,6 @@ fn read_failed(reader: &mut Reader<'_>, peer_closed: bool, err: &WsError) -> Rea
     ReadEnd::Failed
 }
 
-async fn run_raw(reader: &mut Reader<'_>, call: crate::handler::BoxFuture<()>) -> Option<ReadEnd> {
-    let outcome = tokio::select! {
-        biased;
-        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
-        outcome = AssertUnwindSafe(call).catch_unwind() => outcome,
-    };
-    if let Err(panic) = outcome {
-        handler_panicked(reader.server, reader.client, &*panic);
-        reader.start_close(close::INTERNAL_ERROR, "internal error");
-    }
-    None
-}
-
 /// The client's answer to a server request, from its `$reply` or `$error` frame.
 fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
     #[derive(serde::Deserialize)]
@@ -210,34 +271,6 @@ fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
     }
 }
 
-async fn dispatch(reader: &mut Reader<'_>, text: Utf8Bytes) -> Option<ReadEnd> {
-    let (server, client) = (reader.server, reader.client);
-    let Some(incoming) = Incoming::parse(text) else {
-        reader.reject(close::INVALID_PAYLOAD, "invalid envelope");
-        return None;
-    };
-    let call = route(server, client, incoming)?;
-    let id = call.id;
-    // `run` starts the middleware and the handler on first poll, so even a synchronous panic in user code
-    // happens under `catch_unwind`.
-    let outcome = tokio::select! {
-        biased;
-        () = reader.client.aborted() => return Some(ReadEnd::Aborted),
-        outcome = AssertUnwindSafe(call.run()).catch_unwind() => outcome,
-    };
-    match outcome {
-        Ok(result) => answer_call(server, client, id, result),
-        Err(panic) => {
-            let err = handler_panicked(server, client, &*panic);
-            if id.is_some() {
-                let _ = client.send_frame(envelope::error_frame(id, &err));
-            }
-            reader.start_close(close::INTERNAL_ERROR, "internal error");
-        }
-    }
-    None
-}
-
 /// A frame routed to its handler, not started yet.
 pub(crate) struct Call {
     pub(crate) id: Option<u64>,
@@ -246,9 +279,9 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// Runs the middleware chain and the handler.
-    pub(crate) async fn run(self) -> Result<Reply, Error> {
-        self.next.run(self.request).await
+    /// Starts the middleware chain, which ends in the handler: user code runs in this call already.
+    pub(crate) fn start(self) -> BoxFuture<Result<Reply, Error>> {
+        self.next.run(self.request)
     }
 }
 

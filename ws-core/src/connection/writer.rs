@@ -14,6 +14,7 @@ use super::Ws;
 use crate::client::{Abort, Client};
 use crate::close::{self, CloseCode};
 use crate::envelope::Frame;
+use crate::send_queue;
 use crate::stats::bump;
 
 type Sink = SplitSink<Ws, WsMessage>;
@@ -67,11 +68,11 @@ pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
                 // broadcaster cannot keep the close waiting.
-                let mut budget = config.send_queue_capacity;
+                let mut budget = config.send_queue_max_bytes;
                 while budget > 0 {
                     let Some(frame) = frames.try_recv() else { break };
+                    budget = budget.saturating_sub(send_queue::cost(&frame));
                     batch.push(frame);
-                    budget -= 1;
                     if batch.len() == BATCH && write_batch(&mut sink, &mut batch, &client).await.is_err() {
                         return sink;
                     }
@@ -128,10 +129,10 @@ async fn write_batch(
 ) -> Result<(), WriteError> {
     let server = client.server_inner();
     let count = batch.len() as u64;
-    let bytes: usize = batch.iter().map(Frame::len).sum();
+    let bytes: usize = batch.iter().map(send_queue::cost).sum();
     let written = tokio::time::timeout(server.config.write_timeout, async {
         for frame in batch.drain(..) {
-            sink.feed(frame.0).await?;
+            sink.feed(frame.message).await?;
         }
         sink.flush().await
     })

@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::attr::Direction;
+use crate::attr::{Delivery, Direction};
 use proc_macro2::Ident;
 use syn::Visibility;
 
@@ -233,9 +233,12 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
         }
         Direction::Outbound => {
             let vis = set.vis();
+            let delivery = delivery_fn(set);
             quote! {
                 #[automatically_derived]
-                impl ::ws_core::OutboundMessages for #ident {}
+                impl ::ws_core::OutboundMessages for #ident {
+                    #delivery
+                }
 
                 impl #ident {
                     /// This message relayed for a client: the frame carries `"from": id`.
@@ -274,6 +277,56 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
     }
 }
 
+/// `OutboundMessages::delivery`, when a variant declares a policy (the trait's default is reliable).
+fn delivery_fn(set: &MessageSet) -> TokenStream {
+    if set.variants.iter().all(|v| v.delivery.is_none()) {
+        return quote!();
+    }
+    let arms = set.variants.iter().filter_map(|v| {
+        let (variant, wire) = (&v.ident, &v.wire_name);
+        let (delivery, _) = v.delivery.as_ref()?;
+        Some(match delivery {
+            Delivery::Volatile => quote! {
+                Self::#variant { .. } => ::ws_core::Delivery::Volatile
+            },
+            Delivery::Latest(None) => quote! {
+                Self::#variant { .. } => ::ws_core::Delivery::latest(#wire)
+            },
+            Delivery::Latest(Some(key)) => {
+                let field = format_ident!("{}", key.value(), span = key.span());
+                quote! {
+                    Self::#variant { #field: __ws_key, .. } => ::ws_core::Delivery::latest_by(#wire, __ws_key)
+                }
+            }
+        })
+    });
+    quote! {
+        fn delivery(&self) -> ::ws_core::Delivery {
+            #[allow(unreachable_patterns)]
+            match self {
+                #(#arms,)*
+                _ => ::ws_core::Delivery::Reliable,
+            }
+        }
+    }
+}
+
+/// The variant's `DeliveryPolicy`, as `Variant::DELIVERY`.
+fn delivery_policy(v: &MessageVariant) -> TokenStream {
+    match &v.delivery {
+        None => quote!(::ws_core::DeliveryPolicy::Reliable),
+        Some((Delivery::Volatile, _)) => quote!(::ws_core::DeliveryPolicy::Volatile),
+        Some((Delivery::Latest(None), _)) => {
+            quote!(::ws_core::DeliveryPolicy::Latest {
+                key: ::std::option::Option::None
+            })
+        }
+        Some((Delivery::Latest(Some(key)), _)) => {
+            quote!(::ws_core::DeliveryPolicy::Latest { key: ::std::option::Option::Some(#key) })
+        }
+    }
+}
+
 fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
     let (ident, module, variant, wire) = (set.ident(), &set.module, &v.ident, &v.wire_name);
     let reply = match &v.reply {
@@ -281,6 +334,7 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         None => quote!(()),
     };
     let has_reply = v.reply.is_some();
+    let delivery = delivery_policy(v);
     let payload = format_ident!("__ws_payload");
     let (into_enum, from_enum) = match &v.shape {
         Shape::Unit => (
@@ -310,6 +364,7 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
             type Reply = #reply;
             const HAS_REPLY: bool = #has_reply;
             const NAME: &'static str = #wire;
+            const DELIVERY: ::ws_core::DeliveryPolicy = #delivery;
         }
 
         #[automatically_derived]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::delivery::{Delivery, LatestKey};
 use crate::envelope::Frame;
 
 /// One operation, as published.
@@ -56,6 +57,12 @@ struct Header<'a> {
     /// The body is a binary frame (raw mode) rather than text.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     binary: bool,
+    /// The body is a volatile frame.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    volatile: bool,
+    /// The body is a latest-value frame with this key.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    latest: Option<Cow<'a, str>>,
     #[serde(flatten)]
     op: Op,
 }
@@ -67,31 +74,39 @@ pub(super) struct Packet {
     pub(super) seq: u64,
     pub(super) op: Op,
     binary: bool,
+    delivery: Delivery,
     body: Bytes,
 }
 
 impl Packet {
     /// The frame a delivery carries; `None` for a text body that is not UTF-8.
     pub(super) fn frame(&self) -> Option<Frame> {
-        if self.binary {
+        let frame = if self.binary {
             Some(Frame::binary(self.body.clone()))
         } else {
             Frame::text_from_bytes(self.body.clone())
-        }
+        };
+        frame.map(|f| f.with_delivery(self.delivery.clone()))
     }
 }
 
 /// Header line, newline, the frame's payload (none for operations that deliver nothing).
 pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec<u8> {
-    let (body, binary) = match frame.map(|f| &f.0) {
+    let (body, binary) = match frame.map(|f| &f.message) {
         Some(Message::Text(text)) => (text.as_bytes(), false),
         Some(Message::Binary(data)) => (&data[..], true),
         _ => (&[][..], false),
     };
+    let delivery = frame.map(Frame::delivery);
     let header = Header {
         node: Cow::Borrowed(node),
         seq,
         binary,
+        volatile: delivery == Some(&Delivery::Volatile),
+        latest: match delivery {
+            Some(Delivery::Latest(key)) => Some(Cow::Borrowed(key.text())),
+            _ => None,
+        },
         op,
     };
     // A struct of strings and integers always serializes.
@@ -111,6 +126,11 @@ pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
         seq: header.seq,
         op: header.op,
         binary: header.binary,
+        delivery: match (header.volatile, header.latest) {
+            (_, Some(key)) => Delivery::Latest(LatestKey::from_text(&key)),
+            (true, None) => Delivery::Volatile,
+            (false, None) => Delivery::Reliable,
+        },
         body: Bytes::copy_from_slice(&payload[split + 1..]),
     })
 }
@@ -148,6 +168,18 @@ mod tests {
             Op::Bye,
         ];
         let text = Frame::text(r#"{"type":"chat","data":{"text":"a\nb \"q\""}}"#);
+        let cursor = Frame::text(r#"{"type":"cursor","data":{"user":"ann"}}"#)
+            .with_delivery(Delivery::latest_by("cursor", "ann"));
+        let typing = Frame::text(r#"{"type":"typing"}"#).with_delivery(Delivery::Volatile);
+        for frame in [&cursor, &typing] {
+            let packet =
+                decode(&encode("n", 1, Op::Broadcast { except: None }, Some(frame))).unwrap();
+            assert_eq!(
+                packet.frame().as_ref(),
+                Some(frame),
+                "the delivery policy crosses nodes"
+            );
+        }
         for op in ops {
             let bytes = encode("node1", 7, op.clone(), Some(&text));
             let packet = decode(&bytes).unwrap();

@@ -1,0 +1,185 @@
+//! The handler pipeline of one connection: frames accepted by the read task wait here for their handler,
+//! and run one at a time, in arrival order, while the read task goes on reading.
+//!
+//! The read task polls the running job and the socket together, so nothing that needs no handler waits
+//! for one: `$ping`, answers to the server's own requests (`$reply`/`$error`), WebSocket control frames,
+//! size checks and rate limiting are handled as the frames arrive. A handler can therefore await
+//! [`Client::request`](crate::Client::request) to its own client, or run longer than `pong_timeout`,
+//! without its connection starving.
+//!
+//! Waiting jobs are bounded by `inbound_queue_capacity` frames and `inbound_queue_max_bytes` (one frame
+//! larger than the byte bound still fits an empty queue); the caller refuses a frame past either bound.
+//! The `on_connect` hooks are the first jobs, so a client's first handler sees what they did.
+//!
+//! Starting a job calls user code (middleware, the handler's synchronous part), so it happens under
+//! `catch_unwind` like polling: a panic anywhere in a job is a handler panic.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
+
+use super::reader::Call;
+use crate::client::Client;
+use crate::error::Error;
+use crate::handler::{BoxFuture, Reply};
+use crate::raw::{RawHandler, RawMessage};
+use crate::server::Inner;
+
+/// Work for the pipeline: a hook or a frame's handler.
+pub(super) enum Job {
+    /// The `on_connect` hook with this index.
+    Connect(usize),
+    Call(Call),
+    Raw(RawHandler, RawMessage),
+}
+
+/// How a job ended.
+pub(super) enum Finished {
+    /// A handler call for the request `id` (if any); `Err` is a panic.
+    Call(Option<u64>, std::thread::Result<Result<Reply, Error>>),
+    /// A hook or a raw handler; `Err` is a panic.
+    Unit(std::thread::Result<()>),
+}
+
+type Guarded<T> = CatchUnwind<AssertUnwindSafe<BoxFuture<T>>>;
+
+enum Running {
+    Call(Option<u64>, Guarded<Result<Reply, Error>>),
+    Unit(Guarded<()>),
+    /// The job panicked while it was being started.
+    Panicked(Option<Finished>),
+}
+
+/// Why a frame was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Overloaded;
+
+pub(super) struct Pipeline<'a> {
+    server: &'a Inner,
+    client: &'a Client,
+    running: Option<Running>,
+    waiting: VecDeque<(Job, usize)>,
+    /// Frames among the waiting jobs (hooks do not count against the bounds).
+    waiting_frames: usize,
+    waiting_bytes: usize,
+    capacity: usize,
+    max_bytes: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    pub(super) fn new(server: &'a Inner, client: &'a Client) -> Self {
+        let waiting = (0..server.hooks.on_connect.len()).map(|i| (Job::Connect(i), 0));
+        Self {
+            server,
+            client,
+            running: None,
+            waiting: waiting.collect(),
+            waiting_frames: 0,
+            waiting_bytes: 0,
+            capacity: server.config.inbound_queue_capacity,
+            max_bytes: server.config.inbound_queue_max_bytes,
+        }
+    }
+
+    /// Starts a frame's job of `len` bytes, or queues it behind the others.
+    pub(super) fn push(&mut self, job: Job, len: usize) -> Result<(), Overloaded> {
+        if self.is_idle() {
+            // The common case, a client that waits for its answers: no queue is ever allocated.
+            self.running = Some(start(job, self.server, self.client));
+            return Ok(());
+        }
+        if self.waiting_frames >= self.capacity
+            || (self.waiting_bytes > 0 && self.waiting_bytes + len > self.max_bytes)
+        {
+            return Err(Overloaded);
+        }
+        self.waiting.push_back((job, len));
+        self.waiting_frames += 1;
+        self.waiting_bytes += len;
+        Ok(())
+    }
+
+    /// Whether no job runs or waits.
+    pub(super) fn is_idle(&self) -> bool {
+        self.running.is_none() && self.waiting.is_empty()
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Starts the next waiting job if none runs.
+    pub(super) fn start_next(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some((job, len)) = self.waiting.pop_front() else {
+            return;
+        };
+        if !matches!(job, Job::Connect(_)) {
+            self.waiting_frames -= 1;
+        }
+        self.waiting_bytes -= len;
+        if self.waiting.is_empty() {
+            // A drained burst gives its buffer back: an idle connection holds none.
+            self.waiting = VecDeque::new();
+        }
+        self.running = Some(start(job, self.server, self.client));
+    }
+
+    /// Waits for the running job to end; pending forever when none runs (guard the call with
+    /// [`is_running`](Self::is_running)).
+    pub(super) async fn finished(&mut self) -> Finished {
+        std::future::poll_fn(|cx| self.poll_finished(cx)).await
+    }
+
+    fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<Finished> {
+        let Some(running) = &mut self.running else {
+            return Poll::Pending;
+        };
+        let finished = match running {
+            Running::Call(id, fut) => match Pin::new(fut).poll(cx) {
+                Poll::Ready(result) => Finished::Call(*id, result),
+                Poll::Pending => return Poll::Pending,
+            },
+            Running::Unit(fut) => match Pin::new(fut).poll(cx) {
+                Poll::Ready(result) => Finished::Unit(result),
+                Poll::Pending => return Poll::Pending,
+            },
+            Running::Panicked(finished) => match finished.take() {
+                Some(finished) => finished,
+                None => return Poll::Pending,
+            },
+        };
+        self.running = None;
+        Poll::Ready(finished)
+    }
+}
+
+fn start(job: Job, server: &Inner, client: &Client) -> Running {
+    match job {
+        Job::Connect(index) => {
+            let hook = &server.hooks.on_connect[index];
+            unit(catch_unwind(AssertUnwindSafe(|| hook(client.clone()))))
+        }
+        Job::Raw(raw, msg) => unit(catch_unwind(AssertUnwindSafe(|| raw(client.clone(), msg)))),
+        Job::Call(call) => {
+            let id = call.id;
+            match catch_unwind(AssertUnwindSafe(|| call.start())) {
+                Ok(fut) => Running::Call(id, AssertUnwindSafe(fut).catch_unwind()),
+                Err(panic) => Running::Panicked(Some(Finished::Call(id, Err(panic)))),
+            }
+        }
+    }
+}
+
+fn unit(started: std::thread::Result<BoxFuture<()>>) -> Running {
+    match started {
+        Ok(fut) => Running::Unit(AssertUnwindSafe(fut).catch_unwind()),
+        Err(panic) => Running::Panicked(Some(Finished::Unit(Err(panic)))),
+    }
+}
