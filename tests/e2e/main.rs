@@ -3,12 +3,14 @@
 
 mod backplane;
 mod chat;
+mod delivery;
 mod echo;
 mod frames;
 mod groups;
 mod handlers;
 mod handshake;
 mod limits;
+mod pipeline;
 mod requests;
 mod server_api;
 mod shutdown;

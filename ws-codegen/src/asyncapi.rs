@@ -27,10 +27,12 @@ fn add_direction(
     };
     for message in &def.messages {
         let key = message_key(side, message.name);
-        components.insert(
-            key.clone(),
-            json!({"name": message.name, "payload": json_schema::frame(message, side)}),
-        );
+        let mut component =
+            json!({"name": message.name, "payload": json_schema::frame(message, side)});
+        if side == Side::Server {
+            component["x-delivery"] = message.delivery_json();
+        }
+        components.insert(key.clone(), component);
         channel_messages.insert(
             key.clone(),
             json!({"$ref": format!("#/components/messages/{key}")}),

@@ -7,7 +7,7 @@ use serde_json::Value;
 use ws_core::schemars::generate::SchemaSettings;
 use ws_core::schemars::{JsonSchema, SchemaGenerator};
 use ws_core::ts_rs::{self, TS, TypeVisitor};
-use ws_core::{Direction, Variant, VariantVisitor, WsMessages};
+use ws_core::{DeliveryPolicy, Direction, Variant, VariantVisitor, WsMessages};
 
 /// One message type.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct MessageDef {
     pub data_schema: Value,
     /// JSON Schema of the reply's `data`, when the message is a request.
     pub reply_schema: Option<Value>,
+    /// How the server delivers it to a client that is behind (server → client messages).
+    pub delivery: DeliveryPolicy,
 }
 
 /// The messages of one direction and the definitions their schemas refer to.
@@ -124,7 +126,36 @@ impl VariantVisitor for Collector<'_> {
             unit,
             data_schema,
             reply_schema,
+            delivery: P::DELIVERY,
         });
+    }
+}
+
+impl MessageDef {
+    /// A sentence on the delivery policy for generated docs; `None` for reliable messages.
+    pub fn delivery_doc(&self) -> Option<String> {
+        match self.delivery {
+            DeliveryPolicy::Reliable => None,
+            DeliveryPolicy::Volatile => Some(
+                "Volatile: the server skips it for a client that is behind, instead of queueing it.".to_owned(),
+            ),
+            DeliveryPolicy::Latest { key: None } => Some(
+                "Latest value wins: a newer one replaces one still waiting to be sent to a client that is behind.".to_owned(),
+            ),
+            DeliveryPolicy::Latest { key: Some(key) } => Some(format!(
+                "Latest value wins per `{key}`: a newer one with the same `{key}` replaces one still waiting to be sent to a client that is behind."
+            )),
+        }
+    }
+
+    /// The `x-delivery` extension of the AsyncAPI document: `{"policy", "key"?}`.
+    pub fn delivery_json(&self) -> Value {
+        match self.delivery {
+            DeliveryPolicy::Latest { key: Some(key) } => {
+                serde_json::json!({"policy": "latest", "key": key})
+            }
+            policy => serde_json::json!({"policy": policy.as_str()}),
+        }
     }
 }
 

@@ -11,6 +11,9 @@ fn message_map(out: &mut String, name: &str, doc: &str, direction: &DirectionDef
     let _ = writeln!(out, "export interface {name} {{");
     for m in &direction.messages {
         let reply = m.reply_ts.as_deref().unwrap_or("never");
+        if let Some(doc) = m.delivery_doc() {
+            let _ = writeln!(out, "  /** {doc} */");
+        }
         let _ = writeln!(
             out,
             "  {:?}: {{ data: {}; reply: {reply} }};",

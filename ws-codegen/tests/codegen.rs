@@ -270,3 +270,73 @@ fn asyncapi_document_lists_every_operation() {
         assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
     }
 }
+
+mod policies {
+    use serde_json::Value;
+    use ws_codegen::Codegen;
+    use ws_core::ws_messages;
+
+    #[ws_messages(outbound)]
+    pub enum Board {
+        Stroke {
+            points: Vec<u32>,
+        },
+        #[ws(volatile)]
+        Typing {
+            user: String,
+        },
+        #[ws(latest = "user")]
+        Cursor {
+            user: String,
+            x: u32,
+        },
+        #[ws(latest)]
+        Progress(u32),
+    }
+
+    fn file(path: &str) -> String {
+        Codegen::new("board")
+            .messages::<Board>()
+            .generate()
+            .into_iter()
+            .find(|f| f.path == path)
+            .expect("generated")
+            .contents
+    }
+
+    /// Delivery policies are documented on the protocol map's entries, where editors show them.
+    #[test]
+    fn protocol_ts_documents_each_policy() {
+        let ts = file("protocol.ts");
+        let map = &ts[ts.find("export interface ServerMessages").unwrap()..];
+        let map = &map[..map.find("}\n\n").unwrap()];
+        assert_eq!(
+            map.lines().skip(1).collect::<Vec<_>>(),
+            [
+                r#"  "stroke": { data: BoardStroke; reply: never };"#,
+                "  /** Volatile: the server skips it for a client that is behind, instead of queueing it. */",
+                r#"  "typing": { data: BoardTyping; reply: never };"#,
+                "  /** Latest value wins per `user`: a newer one with the same `user` replaces one still waiting to be sent to a client that is behind. */",
+                r#"  "cursor": { data: BoardCursor; reply: never };"#,
+                "  /** Latest value wins: a newer one replaces one still waiting to be sent to a client that is behind. */",
+                r#"  "progress": { data: BoardProgress; reply: never };"#,
+            ]
+        );
+    }
+
+    /// The AsyncAPI document carries each server message's policy as `x-delivery`.
+    #[test]
+    fn asyncapi_has_x_delivery() {
+        let doc: Value = serde_json::from_str(&file("asyncapi.json")).unwrap();
+        let policy = |name: &str| {
+            doc["components"]["messages"][format!("server.{name}")]["x-delivery"].clone()
+        };
+        assert_eq!(policy("stroke"), serde_json::json!({"policy": "reliable"}));
+        assert_eq!(policy("typing"), serde_json::json!({"policy": "volatile"}));
+        assert_eq!(
+            policy("cursor"),
+            serde_json::json!({"policy": "latest", "key": "user"})
+        );
+        assert_eq!(policy("progress"), serde_json::json!({"policy": "latest"}));
+    }
+}

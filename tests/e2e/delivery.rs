@@ -1,0 +1,239 @@
+//! Delivery to clients that are behind (README "Slow clients and delivery policies"): the send queue's
+//! bounds in bytes and lag, and the `volatile` and `latest` policies of outbound variants.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ws_core::{Config, Delivery, Error, Frame, Message, Request, Server, ws_messages};
+
+use crate::support::{WsClient, config, spawn};
+
+#[ws_messages(outbound)]
+pub enum Outbound {
+    Chat {
+        text: String,
+    },
+    #[ws(volatile)]
+    Typing {
+        user: String,
+    },
+    #[ws(latest = "user")]
+    Cursor {
+        user: String,
+        x: u32,
+    },
+    #[ws(latest)]
+    Progress(u32),
+}
+
+/// Reads `n` frames as JSON.
+async fn recv_n(client: &mut WsClient, n: usize) -> Vec<Value> {
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        frames.push(client.recv().await);
+    }
+    frames
+}
+
+/// Sends every message of `script` to the requesting client in one go: the handler does not yield, so the
+/// client's write task has taken none of them yet and each push sees the ones before it still waiting.
+fn scripted(config: Config, script: fn() -> Vec<Outbound>) -> ws_core::ServerBuilder {
+    Server::builder(config).on_request("go", move |req: Request| async move {
+        for msg in script() {
+            req.client().send(msg)?;
+        }
+        Ok::<_, Error>(())
+    })
+}
+
+/// `latest = "user"`: a newer cursor of the same user replaces the waiting one in place, other users'
+/// cursors and other messages keep their order; `latest` without a key coalesces per type.
+#[tokio::test]
+async fn latest_replaces_the_waiting_frame_with_the_same_key() {
+    let srv = spawn(scripted(config(), || {
+        let cursor = |user: &str, x| Outbound::Cursor {
+            user: user.into(),
+            x,
+        };
+        let mut script = vec![
+            cursor("ann", 0),
+            Outbound::Chat { text: "hi".into() },
+            cursor("bob", 0),
+        ];
+        for x in 1..=50 {
+            script.push(cursor("ann", x));
+            script.push(cursor("bob", 100 + x));
+            script.push(Outbound::Progress(x));
+        }
+        script
+    }))
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "go", "id": 1})).await;
+    assert_eq!(
+        recv_n(&mut client, 5).await,
+        [
+            json!({"type": "cursor", "data": {"user": "ann", "x": 50}}),
+            json!({"type": "chat", "data": {"text": "hi"}}),
+            json!({"type": "cursor", "data": {"user": "bob", "x": 150}}),
+            json!({"type": "progress", "data": 50}),
+            json!({"type": "$reply", "id": 1, "data": null}),
+        ]
+    );
+    client.expect_silence(Duration::from_millis(100)).await;
+    assert_eq!(srv.server.stats().coalesced, 50 + 50 + 49);
+}
+
+/// `volatile`: skipped for a client whose queue holds more than `send_queue_volatile_bytes`, delivered to
+/// one that is not behind; reliable messages are never skipped.
+#[tokio::test]
+async fn volatile_is_skipped_for_a_client_that_is_behind() {
+    let srv = spawn(scripted(
+        Config {
+            send_queue_volatile_bytes: 0,
+            ..config()
+        },
+        || {
+            vec![
+                Outbound::Typing { user: "ann".into() },
+                Outbound::Typing { user: "bob".into() },
+                Outbound::Chat { text: "a".into() },
+                Outbound::Typing { user: "cy".into() },
+                Outbound::Chat { text: "b".into() },
+            ]
+        },
+    ))
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "go", "id": 1})).await;
+    assert_eq!(
+        recv_n(&mut client, 4).await,
+        [
+            json!({"type": "typing", "data": {"user": "ann"}}),
+            json!({"type": "chat", "data": {"text": "a"}}),
+            json!({"type": "chat", "data": {"text": "b"}}),
+            json!({"type": "$reply", "id": 1, "data": null}),
+        ],
+        "the first volatile found an empty queue; the others did not"
+    );
+    assert_eq!(srv.server.stats().dropped_volatile, 2);
+}
+
+/// Untyped frames take a policy with `Frame::with_delivery`, and a broadcast applies it per recipient.
+#[tokio::test]
+async fn untyped_frames_carry_a_policy_through_a_broadcast() {
+    let srv = spawn(
+        Server::builder(config()).on_request("go", |req: Request| async move {
+            for x in 0..10 {
+                let msg = Message::new("pos", json!({"x": x}));
+                let frame = Frame::from_message(&msg).with_delivery(Delivery::latest("pos"));
+                req.server().broadcast(frame);
+            }
+            Ok::<_, Error>(())
+        }),
+    )
+    .await;
+    let mut a = srv.connect().await;
+    let mut b = srv.connect().await;
+    a.send_json(json!({"type": "go", "id": 1})).await;
+    assert_eq!(
+        recv_n(&mut a, 2).await,
+        [
+            json!({"type": "pos", "data": {"x": 9}}),
+            json!({"type": "$reply", "id": 1, "data": null})
+        ]
+    );
+    assert_eq!(b.recv().await, json!({"type": "pos", "data": {"x": 9}}));
+    assert_eq!(srv.server.stats().coalesced, 18);
+}
+
+/// A client that stops reading is dropped once its oldest queued frame has waited `send_queue_max_lag`,
+/// while a client that pauses for less than that and catches up is kept and misses nothing.
+#[tokio::test]
+async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
+    const FRAME: usize = 256 * 1024;
+    let srv = spawn(Server::builder(Config {
+        send_queue_max_bytes: 1 << 30,
+        send_queue_max_lag: Duration::from_millis(1500),
+        write_timeout: Duration::from_secs(60),
+        ..config()
+    }))
+    .await;
+    let stalled = srv.connect().await;
+    let stalled_id = srv.server.clients()[0].id().clone();
+    let mut lagging = srv.connect().await;
+    let server = srv.server.clone();
+    // About 25 MB/s to each client: the kernel's socket buffers fill within a fraction of a second, then
+    // frames wait in the queue. Bounded: 1 200 frames, or until the stalled client is gone for a while.
+    let publisher = tokio::spawn(async move {
+        let payload = "z".repeat(FRAME);
+        let mut after_drop = 0;
+        for n in 0..1200u32 {
+            server.broadcast(Message::new("bulk", json!([n, payload])));
+            if server.get_client(stalled_id.as_str()).is_none() {
+                after_drop += 1;
+                if after_drop == 50 {
+                    return n + 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        1200
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut expected = 0u32;
+    let sent = loop {
+        let frame = lagging.recv().await;
+        assert_eq!(frame["data"][0], expected, "in order, none missing");
+        expected += 1;
+        if publisher.is_finished() {
+            let sent = publisher.await.unwrap();
+            for n in expected..sent {
+                assert_eq!(lagging.recv().await["data"][0], n);
+            }
+            break sent;
+        }
+    };
+    assert!(
+        sent < 1200,
+        "the stalled client was dropped before the publisher ran out"
+    );
+    assert_eq!(srv.server.stats().slow_consumer_drops, 1);
+    assert_eq!(
+        srv.server.stats().connected_clients,
+        1,
+        "the lagging client stayed"
+    );
+    drop(stalled);
+}
+
+/// The stats, and their Prometheus text, count what the policies did per reason.
+#[tokio::test]
+async fn drops_are_counted_per_reason_in_metrics() {
+    let srv = spawn(scripted(
+        Config {
+            send_queue_volatile_bytes: 0,
+            ..config()
+        },
+        || {
+            vec![
+                Outbound::Chat { text: "x".into() },
+                Outbound::Typing { user: "a".into() },
+                Outbound::Progress(1),
+                Outbound::Progress(2),
+            ]
+        },
+    ))
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "go", "id": 1})).await;
+    recv_n(&mut client, 3).await;
+    let text = srv.server.stats().to_prometheus();
+    for line in [
+        "ws_dropped_volatile_total 1\n",
+        "ws_coalesced_total 1\n",
+        "ws_slow_consumer_drops_total 0\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+}
