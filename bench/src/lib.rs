@@ -5,7 +5,9 @@
 //! - `{"type": "join", "data": "<group>"}`: join a group (no answer);
 //! - `{"type": "publish", "data": {...}}`: broadcast the frame's `data` to the group `bench` as
 //!   `{"type": "publish", "data": {...}}` (the sender included when it is a member);
-//! - `{"type": "echo", "data": ..., "id": N}`: answer `{"type": "$reply", "id": N, "data": ...}`.
+//! - `{"type": "echo", "data": ..., "id": N}`: answer `{"type": "$reply", "id": N, "data": ...}`;
+//! - `{"type": "cursor" | "cursor_plain", "data": {...}}`: relayed to the group like `publish`, keeping its
+//!   type (servers with delivery policies relay `cursor` as latest-value-wins per sender).
 //!
 //! Each server prints `listening on http://HOST:PORT` as its first line.
 

@@ -55,9 +55,9 @@ async fn connection(socket: WebSocket, room: Arc<Room>) {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(id, tx.clone());
             }
-            Some("publish") => {
+            Some(kind @ ("publish" | "cursor" | "cursor_plain")) => {
                 let out =
-                    Utf8Bytes::from(format!(r#"{{"type":"publish","data":{}}}"#, frame["data"]));
+                    Utf8Bytes::from(format!(r#"{{"type":"{kind}","data":{}}}"#, frame["data"]));
                 let members = room.members.lock().unwrap_or_else(|e| e.into_inner());
                 for member in members.values() {
                     let _ = member.try_send(out.clone());

@@ -2,7 +2,8 @@
 //! every loop bounded in count and time. Prints one JSON object per run.
 //!
 //! ```text
-//! loadgen fanout  URL[,URL...] SUBSCRIBERS RATE SECONDS    # RATE 0: as fast as the publisher can send
+//! loadgen fanout  URL[,URL...] SUBSCRIBERS RATE SECONDS [STALLED]   # RATE 0: as fast as the publisher can send
+//! loadgen cursors URL CLIENTS RATE SECONDS TYPE               # TYPE: cursor (latest) or cursor_plain
 //! loadgen reqrep  URL CLIENTS SECONDS
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
@@ -12,6 +13,16 @@
 //! on the first. A URL whose path starts with `/socket.io/` is spoken to in Socket.IO v5 over Engine.IO v4
 //! (`40` to open the default namespace, events as `42["name",data]`, acknowledgements as `43<id>[data]`),
 //! the protocol of socket.io and socketioxide; any other in the JSON envelope.
+//!
+//! Fan-out counts the subscribers the server closed (by close code) or cut off. With `STALLED` = 1, one
+//! more subscriber joins and never reads: the result says when (seconds after publishing started) the
+//! server dropped it, from the socket's readiness (the peer's FIN or a reset), since a client that does
+//! not read cannot see a close frame.
+//!
+//! The cursor storm: every client joins the group and sends RATE positions per second as `TYPE`, which the
+//! server relays to the group; one more client reads at a tenth of the rate the others receive. It reports
+//! how old positions are when they are read (per sender, the newest known), for the fast clients and for
+//! the slow one, and who was closed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
@@ -137,7 +149,14 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// not delivered, so a server with an unbounded backlog cannot stretch the run.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serde_json::Value {
+async fn fanout(
+    urls: &str,
+    subscribers: usize,
+    rate: u64,
+    seconds: u64,
+    stalled: bool,
+) -> serde_json::Value {
+    let stalled_flag = stalled;
     let urls: Vec<&str> = urls.split(',').collect();
     let url = urls[0];
     let proto = Proto::of(url);
@@ -147,17 +166,19 @@ async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serd
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     // Microseconds since `start` at which subscribers stop reading; 0 while publishing.
     let stop_us = Arc::new(AtomicU64::new(0));
+    let closes = Arc::new(Closes::default());
     let mut readers = Vec::new();
     let mut joined = 0;
     for i in 0..subscribers {
         let mut ws = connect(urls[i % urls.len()]).await;
         ws.send(Message::text(proto.join())).await.expect("join");
         joined += 1;
-        let (delivered, latencies, last, stop_us) = (
+        let (delivered, latencies, last, stop_us, closes) = (
             delivered.clone(),
             latencies.clone(),
             last_delivery_us.clone(),
             stop_us.clone(),
+            closes.clone(),
         );
         readers.push(tokio::spawn(async move {
             let mut local = Vec::new();
@@ -170,10 +191,17 @@ async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serd
                 };
                 let msg = match tokio::time::timeout_at(limit.into(), ws.next()).await {
                     Ok(Some(Ok(msg))) => msg,
-                    Ok(_) => break,
+                    Ok(_) => {
+                        closes.cut.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                     Err(_) if stop != 0 => break,
                     Err(_) => continue,
                 };
+                if let Message::Close(frame) = &msg {
+                    closes.record(frame.as_ref().map(|f| u16::from(f.code)));
+                    break;
+                }
                 // {"type":"publish","data":{"t":<micros since start>,...}}
                 let sent = match &msg {
                     Message::Text(text) => text
@@ -194,9 +222,23 @@ async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serd
             latencies.lock().await.extend(local);
         }));
     }
+    let stalled = if stalled {
+        let mut ws = connect(url).await;
+        ws.send(Message::text(proto.join())).await.expect("join");
+        Some(ws)
+    } else {
+        None
+    };
     // Let every join land before publishing.
     tokio::time::sleep(Duration::from_millis(500 + subscribers as u64 / 10)).await;
     let mut publisher = connect(url).await;
+    let watch = stalled.map(|ws| {
+        tokio::spawn(async move {
+            let dropped = dropped_within(&ws, Duration::from_secs(seconds) + DRAIN_GRACE).await;
+            drop(ws);
+            dropped
+        })
+    });
     let pad = "x".repeat(PAD);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut sent: u64 = 0;
@@ -238,6 +280,10 @@ async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serd
     for reader in readers {
         let _ = reader.await;
     }
+    let stalled_dropped_after_s = match watch {
+        Some(watch) => watch.await.ok().flatten(),
+        None => None,
+    };
     drop(publisher);
     let mut lat = std::mem::take(&mut *latencies.lock().await);
     lat.sort_unstable();
@@ -253,6 +299,181 @@ async fn fanout(urls: &str, subscribers: usize, rate: u64, seconds: u64) -> serd
         "delivered_pct": if expected > 0 { 100.0 * got as f64 / expected as f64 } else { 0.0 },
         "deliveries_per_sec": if span > 0.0 { got as f64 / span } else { 0.0 },
         "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99), "p999_ms": percentile(&lat, 0.999),
+        "closed_1008": closes.policy.load(Ordering::Relaxed), "closed_other": closes.other.load(Ordering::Relaxed),
+        "cut_off": closes.cut.load(Ordering::Relaxed),
+        "stalled": stalled_flag, "stalled_dropped_after_s": stalled_dropped_after_s,
+    })
+}
+
+/// Subscribers the server closed, by close code, or cut off without a close frame.
+#[derive(Default)]
+struct Closes {
+    policy: AtomicU64,
+    other: AtomicU64,
+    cut: AtomicU64,
+}
+
+impl Closes {
+    fn record(&self, code: Option<u16>) {
+        let counter = if code == Some(1008) {
+            &self.policy
+        } else {
+            &self.other
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves when the kernel reports the peer's FIN or a reset on the connection, without reading from it
+/// (readiness `read_closed`, epoll's RDHUP/HUP); `None` after `limit`.
+async fn dropped_within(ws: &Ws, limit: Duration) -> Option<f64> {
+    let MaybeTlsStream::Plain(tcp) = ws.get_ref() else {
+        return None;
+    };
+    let from = Instant::now();
+    while from.elapsed() < limit {
+        if let Ok(Ok(ready)) =
+            tokio::time::timeout(Duration::from_millis(50), tcp.ready(Interest::READABLE)).await
+            && ready.is_read_closed()
+        {
+            return Some(from.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The cursor storm (see the module docs).
+async fn cursors(
+    url: &str,
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    kind: &str,
+) -> serde_json::Value {
+    let start = Instant::now();
+    let deadline =
+        start + Duration::from_millis(500 + clients as u64 * 2) + Duration::from_secs(seconds);
+    let join = json!({"type": "join", "data": bench::GROUP}).to_string();
+    let closes = Arc::new(Closes::default());
+    // Received-position ages in microseconds: fast clients, and the slow one.
+    let fast_ages = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    // The slow reader takes at most a tenth of what each fast client is sent: (clients × rate) / 10 per s.
+    let slow_per_tick = ((clients as u64 * rate) / 100).max(1);
+    for i in 0..=clients {
+        let slow = i == clients;
+        let mut ws = connect(url).await;
+        ws.send(Message::text(join.clone())).await.expect("join");
+        let (closes, fast_ages, received) = (closes.clone(), fast_ages.clone(), received.clone());
+        let kind = kind.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            let sender = (!slow).then(|| {
+                tokio::spawn(async move {
+                    // Senders start together once everyone has joined; each sends `rate` positions per second.
+                    tokio::time::sleep_until(
+                        (start + Duration::from_millis(500 + clients as u64 * 2)).into(),
+                    )
+                    .await;
+                    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+                    let mut next = Instant::now();
+                    let mut seq = 0u64;
+                    while Instant::now() < deadline {
+                        seq += 1;
+                        let t = start.elapsed().as_micros() as u64;
+                        let frame = format!(
+                            r#"{{"type":"{kind}","data":{{"user":{i},"seq":{seq},"t":{t}}}}}"#
+                        );
+                        let sent = tokio::time::timeout_at(
+                            deadline.into(),
+                            sink.send(Message::text(frame)),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            break;
+                        }
+                        next += period;
+                        tokio::time::sleep_until(next.into()).await;
+                    }
+                    sink
+                })
+            });
+            let mut ages = Vec::new();
+            let mut next_tick = Instant::now();
+            let mut budget = slow_per_tick;
+            let mut connected = true;
+            loop {
+                let limit = deadline + DRAIN_GRACE;
+                let msg = match tokio::time::timeout_at(limit.into(), stream.next()).await {
+                    Ok(Some(Ok(msg))) => msg,
+                    Ok(_) => {
+                        closes.cut.fetch_add(1, Ordering::Relaxed);
+                        connected = false;
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                if let Message::Close(frame) = &msg {
+                    closes.record(frame.as_ref().map(|f| u16::from(f.code)));
+                    connected = false;
+                    break;
+                }
+                let Message::Text(text) = &msg else { continue };
+                let t = text
+                    .as_str()
+                    .split("\"t\":")
+                    .nth(1)
+                    .and_then(|r| r.split([',', '}']).next())
+                    .and_then(|t| t.trim().parse::<u64>().ok());
+                if let Some(t) = t {
+                    let now = start.elapsed().as_micros() as u64;
+                    ages.push(now.saturating_sub(t));
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                if slow {
+                    budget -= 1;
+                    if budget == 0 {
+                        next_tick += Duration::from_millis(10);
+                        tokio::time::sleep_until(next_tick.into()).await;
+                        budget = slow_per_tick;
+                    }
+                }
+                if Instant::now() > deadline + DRAIN_GRACE {
+                    break;
+                }
+            }
+            if let Some(sender) = sender {
+                let _ = sender.await;
+            }
+            if !slow {
+                fast_ages.lock().await.extend(ages);
+                return None;
+            }
+            Some((ages, connected))
+        }));
+    }
+    let mut slow = (Vec::new(), false);
+    for task in tasks {
+        if let Ok(Some(result)) = task.await {
+            slow = result;
+        }
+    }
+    let mut fast = std::mem::take(&mut *fast_ages.lock().await);
+    fast.sort_unstable();
+    let (mut slow_ages, slow_connected) = slow;
+    let slow_received = slow_ages.len();
+    slow_ages.sort_unstable();
+    json!({
+        "scenario": "cursors", "clients": clients, "rate": rate, "seconds": seconds, "type": kind,
+        "received": received.load(Ordering::Relaxed),
+        "receipts_per_sec": received.load(Ordering::Relaxed) as f64 / (seconds as f64),
+        "fast_age_p50_ms": percentile(&fast, 0.50), "fast_age_p99_ms": percentile(&fast, 0.99),
+        "slow_connected": slow_connected, "slow_received": slow_received,
+        "slow_age_p50_ms": percentile(&slow_ages, 0.50), "slow_age_p99_ms": percentile(&slow_ages, 0.99),
+        "closed_1008": closes.policy.load(Ordering::Relaxed), "closed_other": closes.other.load(Ordering::Relaxed),
+        "cut_off": closes.cut.load(Ordering::Relaxed),
     })
 }
 
@@ -348,7 +569,14 @@ async fn main() {
         _ => usage(),
     };
     let result = match mode {
-        "fanout" => fanout(url, num(2) as usize, num(3), num(4)).await,
+        "fanout" => {
+            let stalled = args.get(5).is_some_and(|s| s == "1");
+            fanout(url, num(2) as usize, num(3), num(4), stalled).await
+        }
+        "cursors" => {
+            let kind = args.get(5).map_or("cursor", String::as_str);
+            cursors(url, num(2) as usize, num(3), num(4), kind).await
+        }
         "reqrep" => reqrep(url, num(2) as usize, num(3)).await,
         "idle" => idle(url, num(2) as usize, num(3)).await,
         "storm" => storm(url, num(2) as usize).await,
@@ -358,6 +586,6 @@ async fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen fanout|reqrep|idle|storm URL ... (see the module docs)");
+    eprintln!("usage: loadgen fanout|cursors|reqrep|idle|storm URL ... (see the module docs)");
     std::process::exit(2)
 }

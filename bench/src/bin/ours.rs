@@ -1,10 +1,13 @@
 //! The benchmark protocol on ws-core: `cargo run --release -p bench --bin ours -- [PORT [REDIS_URL]]`.
 //!
-//! `data` is relayed as the raw JSON text it arrived as (`Request::data_json`), serialized into one frame
-//! that every recipient's queue shares. With a Redis URL the node joins a cluster through the Redis
-//! backplane.
+//! The configuration is `Config::default()` with two changes the load needs: no rate limit (the publisher
+//! sends thousands of messages per second) and no connection limit (10 000 subscribers and a publisher
+//! are one more than the default 10 000). `data` is relayed as the raw JSON text it arrived as
+//! (`Request::data_json`), serialized into one frame that every recipient's queue shares. `cursor` frames
+//! are relayed as latest-value frames keyed by their sender, `cursor_plain` as reliable ones. With a Redis
+//! URL the node joins a cluster through the Redis backplane.
 
-use ws_core::{Config, Error, Frame, RedisBackplane, RedisConfig, Request, Server};
+use ws_core::{Config, Delivery, Error, Frame, RedisBackplane, RedisConfig, Request, Server};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -34,6 +37,18 @@ async fn main() -> std::io::Result<()> {
             ));
             req.server().broadcast_to_group(bench::GROUP, frame);
         })
+        .on_request("cursor", |req: Request| async move {
+            let frame = Frame::text(format!(r#"{{"type":"cursor","data":{}}}"#, req.data_json()))
+                .with_delivery(Delivery::latest_by("cursor", req.client().id().as_str()));
+            req.server().broadcast_to_group(bench::GROUP, frame);
+        })
+        .on_request("cursor_plain", |req: Request| async move {
+            let frame = Frame::text(format!(
+                r#"{{"type":"cursor_plain","data":{}}}"#,
+                req.data_json()
+            ));
+            req.server().broadcast_to_group(bench::GROUP, frame);
+        })
         .on_request("echo", |req: Request| async move {
             let data: Box<serde_json::value::RawValue> = req.decode()?;
             Ok::<_, Error>(data)
@@ -44,5 +59,10 @@ async fn main() -> std::io::Result<()> {
     let server = builder.build().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    server.serve_app(listener, server.router()).await
+    let stats = server.clone();
+    let app = server.router().route(
+        "/stats",
+        axum::routing::get(move || async move { axum::Json(stats.stats()) }),
+    );
+    server.serve_app(listener, app).await
 }

@@ -7,6 +7,10 @@
 //! writing every queued frame and then flushing once, and sends pings. Neither holds a lock shared with
 //! other clients while it touches the socket. The `on_disconnect` hooks run once both tasks are done.
 //!
+//! A connection given up on (a slow consumer that cannot take its 1008 close frame, a write blocked past
+//! `write_timeout`, a missing pong, the shutdown deadline) is reset rather than closed: a FIN would wait
+//! behind megabytes of unsent data in the kernel for a peer that does not read, holding them.
+//!
 //! When the client closes, handlers of the frames it sent before its close still run, in order, for at
 //! most `close_timeout`; frames that arrive after either side started closing are discarded.
 //!
@@ -80,20 +84,24 @@ async fn serve(
     server: Arc<Inner>,
     client: Client,
     mut stream: SplitStream<Ws>,
-    writer: JoinHandle<SplitSink<Ws, WsMessage>>,
+    writer: JoinHandle<writer::Ended>,
     slot: Slot,
 ) {
     let end = reader::run(&mut stream, &client).await;
     if end == reader::ReadEnd::Closed {
         client.abort(Abort::Finished);
     }
-    let sink = writer.await;
+    let ended = writer.await;
     client.queue().close();
-    if end == reader::ReadEnd::Failed
-        && let Ok(sink) = sink
-    {
-        // Boxed: rare, and its state (the reunited socket) would otherwise enlarge every connection's task.
-        Box::pin(drain_raw(stream, sink, server.config.close_timeout)).await;
+    if let Ok(ended) = ended {
+        if ended.reset {
+            if let Ok(ws) = stream.reunite(ended.sink) {
+                ws.get_ref().reset_on_close();
+            }
+        } else if end == reader::ReadEnd::Failed {
+            // Boxed: rare, and its state (the reunited socket) would otherwise enlarge every connection's task.
+            Box::pin(drain_raw(stream, ended.sink, server.config.close_timeout)).await;
+        }
     }
 
     client.mark_gone();

@@ -1,6 +1,7 @@
 //! The write task: drains the send queue in batches (feed every queued frame, flush once), pings, and
 //! watches the pong deadline.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -27,6 +28,8 @@ const SLOW_CLOSE_GRACE: Duration = Duration::from_millis(100);
 enum WriteError {
     Timeout,
     Io,
+    /// The client was dropped while a write was blocked.
+    Aborted,
 }
 
 pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
@@ -36,7 +39,25 @@ pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
     }))
 }
 
-pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
+/// How the write task ended: the sink, and whether the socket should be reset rather than closed.
+pub(super) struct Ended {
+    pub(super) sink: Sink,
+    /// The connection was given up on (dropped, timed out) and its peer could not take a close frame.
+    pub(super) reset: bool,
+}
+
+pub(super) async fn run(sink: Sink, client: Client) -> Ended {
+    let mut close_sent = false;
+    let sink = write_until_end(sink, &client, &mut close_sent).await;
+    let reset = match client.abort_reason() {
+        None | Some(Abort::Finished) => false,
+        Some(Abort::SlowConsumer) => !close_sent,
+        Some(Abort::PongTimeout | Abort::WriteTimeout | Abort::ShutdownDeadline) => true,
+    };
+    Ended { sink, reset }
+}
+
+async fn write_until_end(mut sink: Sink, client: &Client, close_sent: &mut bool) -> Sink {
     let server = client.server_inner().clone();
     let frames = client.queue();
     let config = &server.config;
@@ -57,13 +78,7 @@ pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
     loop {
         let outcome = tokio::select! {
             biased;
-            () = &mut aborted => {
-                if client.abort_reason() == Some(Abort::SlowConsumer) {
-                    let close = close_message(close::POLICY_VIOLATION, "send queue full");
-                    let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
-                }
-                return sink;
-            }
+            () = &mut aborted => return aborted_close(sink, client, close_sent).await,
             () = &mut close_requested => {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
@@ -73,11 +88,11 @@ pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
                     let Some(frame) = frames.try_recv() else { break };
                     budget = budget.saturating_sub(send_queue::cost(&frame));
                     batch.push(frame);
-                    if batch.len() == BATCH && write_batch(&mut sink, &mut batch, &client).await.is_err() {
+                    if batch.len() == BATCH && write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await.is_err() {
                         return sink;
                     }
                 }
-                if !batch.is_empty() && write_batch(&mut sink, &mut batch, &client).await.is_err() {
+                if !batch.is_empty() && write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await.is_err() {
                     return sink;
                 }
                 let _ = tokio::time::timeout(config.write_timeout, sink.send(close_message(code, &reason))).await;
@@ -87,7 +102,7 @@ pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
                 if received == 0 {
                     return sink;
                 }
-                write_batch(&mut sink, &mut batch, &client).await
+                write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(config.write_timeout, sink.send(WsMessage::Ping(Default::default()))).await {
@@ -118,27 +133,51 @@ pub(super) async fn run(mut sink: Sink, client: Client) -> Sink {
                 client.abort(Abort::Finished);
                 return sink;
             }
+            Err(WriteError::Aborted) => return aborted_close(sink, client, close_sent).await,
         }
     }
 }
 
+/// Ends the write task of an aborted client: a slow consumer is told why (1008), if its socket takes the
+/// close frame within a short grace; if not, the connection is reset.
+async fn aborted_close(mut sink: Sink, client: &Client, close_sent: &mut bool) -> Sink {
+    if client.abort_reason() == Some(Abort::SlowConsumer) {
+        let close = close_message(close::POLICY_VIOLATION, "send queue full");
+        *close_sent = matches!(
+            tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await,
+            Ok(Ok(()))
+        );
+    }
+    sink
+}
+
+/// Writes and flushes `batch`. A client dropped meanwhile (a slow consumer whose socket is full) stops the
+/// write at once rather than after `write_timeout`, so its connection and buffers go without delay.
 async fn write_batch(
     sink: &mut Sink,
     batch: &mut Vec<Frame>,
     client: &Client,
+    aborted: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), WriteError> {
     let server = client.server_inner();
     let count = batch.len() as u64;
     let bytes: usize = batch.iter().map(send_queue::cost).sum();
-    let written = tokio::time::timeout(server.config.write_timeout, async {
+    let write = tokio::time::timeout(server.config.write_timeout, async {
         for frame in batch.drain(..) {
             sink.feed(frame.message).await?;
         }
         sink.flush().await
-    })
-    .await;
+    });
+    let written = tokio::select! {
+        biased;
+        written = write => Some(written),
+        () = aborted => None,
+    };
     batch.clear();
     client.queue().release(bytes);
+    let Some(written) = written else {
+        return Err(WriteError::Aborted);
+    };
     match written {
         Ok(Ok(())) => {
             server

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -167,10 +167,7 @@ impl Server {
             let Ok(Ok(upgraded)) = upgraded else {
                 return;
             };
-            let io = CountingIo {
-                io: TokioIo::new(upgraded),
-                server: server.clone(),
-            };
+            let io = CountingIo::new(upgraded, server.clone());
             let ws =
                 WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
             connection::run(server, ws, data, slot).await;
@@ -265,9 +262,39 @@ async fn wait_for_state(
 }
 
 /// The upgraded socket, counting the bytes that really cross it.
+///
+/// Behind [`Server::serve_app`] the socket is the accepted `TcpStream` itself, taken back from hyper, so
+/// an abandoned connection can be reset (see [`CountingIo::reset_on_close`]); behind another HTTP server it
+/// is hyper's `Upgraded`, whatever that wraps.
 pub(crate) struct CountingIo {
-    io: TokioIo<hyper::upgrade::Upgraded>,
+    io: UpgradedIo,
     server: Arc<Inner>,
+}
+
+enum UpgradedIo {
+    /// The TCP socket, and what hyper had read past the HTTP request (the first frames, if the client sent
+    /// them at once), to be read first.
+    Tcp(TcpStream, bytes::Bytes),
+    Other(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl CountingIo {
+    fn new(upgraded: hyper::upgrade::Upgraded, server: Arc<Inner>) -> Self {
+        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
+            Err(upgraded) => UpgradedIo::Other(TokioIo::new(upgraded)),
+        };
+        Self { io, server }
+    }
+
+    /// Makes closing the socket send a reset instead of a FIN behind unsent data: for a connection given
+    /// up on, whose peer does not read, the kernel would otherwise keep its whole send buffer (up to
+    /// megabytes) until the FIN gets through.
+    pub(crate) fn reset_on_close(&self) {
+        if let UpgradedIo::Tcp(tcp, _) = &self.io {
+            let _ = tcp.set_zero_linger();
+        }
+    }
 }
 
 impl AsyncRead for CountingIo {
@@ -277,7 +304,15 @@ impl AsyncRead for CountingIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let polled = match &mut self.io {
+            UpgradedIo::Tcp(_, pending) if !pending.is_empty() => {
+                let n = pending.len().min(buf.remaining());
+                buf.put_slice(&pending.split_to(n));
+                Poll::Ready(Ok(()))
+            }
+            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
+            UpgradedIo::Other(io) => Pin::new(io).poll_read(cx, buf),
+        };
         let read = buf.filled().len() - before;
         if read > 0 {
             self.server
@@ -295,7 +330,10 @@ impl AsyncWrite for CountingIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        let polled = match &mut self.io {
+            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
+            UpgradedIo::Other(io) => Pin::new(io).poll_write(cx, buf),
+        };
         if let Poll::Ready(Ok(n)) = polled {
             self.server
                 .stats
@@ -306,10 +344,16 @@ impl AsyncWrite for CountingIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        match &mut self.io {
+            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_flush(cx),
+            UpgradedIo::Other(io) => Pin::new(io).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        match &mut self.io {
+            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_shutdown(cx),
+            UpgradedIo::Other(io) => Pin::new(io).poll_shutdown(cx),
+        }
     }
 }
