@@ -31,8 +31,8 @@ pub fn detached_client(server: &Server) -> Client {
 /// Empties a detached client's send queue; returns how many frames it held.
 pub fn drain(client: &Client) -> usize {
     let mut n = 0;
-    while let Some(frame) = client.queue().try_recv() {
-        client.queue().release(crate::send_queue::cost(&frame));
+    while let Some(message) = client.queue().try_recv() {
+        client.queue().release(crate::send_queue::cost(&message));
         n += 1;
     }
     n

@@ -26,11 +26,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::delivery::Delivery;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::delivery::{Delivery, LatestKey};
 use crate::envelope::Frame;
 use crate::sync::lock;
 
@@ -41,8 +43,26 @@ const KEEP_CAPACITY: usize = 64;
 pub(crate) const ENTRY_COST: usize = 64;
 
 /// The bytes a frame counts for in the queue.
-pub(crate) fn cost(frame: &Frame) -> usize {
-    frame.len() + ENTRY_COST
+pub(crate) fn cost(message: &Message) -> usize {
+    message.len() + ENTRY_COST
+}
+
+/// When a frame was queued: milliseconds since the process's first stamp, in 4 bytes rather than an
+/// `Instant`'s 16, since every queued frame carries one. Differences wrap correctly for 24 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp(u32);
+
+impl Stamp {
+    pub(crate) fn now() -> Self {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        // Truncation is the point: stamps are compared by wrapping difference.
+        Self(epoch.elapsed().as_millis() as u32)
+    }
+
+    fn millis_since(self, earlier: Self) -> u32 {
+        self.0.wrapping_sub(earlier.0)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -73,13 +93,17 @@ pub(crate) struct Bounds {
 #[derive(Debug)]
 pub(crate) struct SendQueue {
     state: Mutex<State>,
-    bounds: Bounds,
+    max_bytes: usize,
+    max_lag_ms: u32,
+    volatile_bytes: usize,
 }
 
+/// One waiting frame. Kept to one cache line: a fan-out writes one of these per recipient, and a backlog
+/// holds one per recipient and frame. Latest-value keys live in the index instead.
 #[derive(Debug)]
 struct Entry {
-    frame: Frame,
-    queued: Instant,
+    message: Message,
+    queued: Stamp,
 }
 
 /// Keys are hashes computed once per message: used as they are.
@@ -102,13 +126,23 @@ impl Hasher for KeyHasher {
     }
 }
 
+type Map<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// Where the waiting latest-value frames are; exists only while the queue is not empty.
+#[derive(Debug, Default)]
+struct LatestIndex {
+    /// Sequence number of `entries[0]`, counted from the index's creation.
+    head: u64,
+    /// Key hash → the sequence number and key of the waiting frame with that key.
+    slots: Map<(u64, LatestKey)>,
+    /// Sequence number → key hash, for the frames in `slots`.
+    by_seq: Map<u64>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     entries: VecDeque<Entry>,
-    /// Sequence number of `entries[0]`: positions stay valid while the front is taken.
-    head: u64,
-    /// Latest-value key hash → sequence number of the waiting frame with that key.
-    latest: HashMap<u64, u64, BuildHasherDefault<KeyHasher>>,
+    latest: Option<Box<LatestIndex>>,
     /// Bytes queued or taken but not yet written (see [`SendQueue::release`]).
     bytes: usize,
     closed: bool,
@@ -116,47 +150,53 @@ struct State {
 }
 
 impl State {
-    /// Replaces the waiting frame with the same key, if there is one.
-    fn coalesce(&mut self, frame: Frame) -> Result<(), Frame> {
-        let Delivery::Latest(key) = &frame.delivery else {
-            return Err(frame);
+    /// Replaces the waiting frame with the same key, if there is one; gives `message` back otherwise.
+    fn coalesce(&mut self, key: &LatestKey, message: Message) -> Result<(), Message> {
+        let Some(index) = &self.latest else {
+            return Err(message);
         };
-        let Some(&seq) = self.latest.get(&key.hash()) else {
-            return Err(frame);
+        let Some((seq, _)) = index.slots.get(&key.hash()).filter(|(_, k)| k == key) else {
+            // No waiting frame with this key (or another key with the same hash, left as it is).
+            return Err(message);
         };
-        let Some(entry) = seq
-            .checked_sub(self.head)
+        let entry = seq
+            .checked_sub(index.head)
             .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| self.entries.get_mut(i))
-        else {
-            return Err(frame);
+            .and_then(|i| self.entries.get_mut(i));
+        let Some(entry) = entry else {
+            return Err(message);
         };
-        if entry.frame.delivery != frame.delivery {
-            // Two keys with one hash: the newer frame is queued without an index entry.
-            return Err(frame);
-        }
-        self.bytes = self.bytes - cost(&entry.frame) + cost(&frame);
-        entry.frame = frame;
+        self.bytes = self.bytes - cost(&entry.message) + cost(&message);
+        entry.message = message;
         Ok(())
     }
 
+    /// Records the frame about to be queued as the waiting one for `key`.
+    fn index(&mut self, key: LatestKey) {
+        let (len, hash) = (self.entries.len() as u64, key.hash());
+        let index = self.latest.get_or_insert_with(Box::default);
+        let seq = index.head + len;
+        if let std::collections::hash_map::Entry::Vacant(slot) = index.slots.entry(hash) {
+            slot.insert((seq, key));
+            index.by_seq.insert(seq, hash);
+        }
+    }
+
     /// Takes up to `n` frames from the front.
-    fn take(&mut self, n: usize, out: &mut Vec<Frame>) {
-        for entry in self.entries.drain(..n) {
-            if let Delivery::Latest(key) = &entry.frame.delivery
-                && self.latest.get(&key.hash()) == Some(&self.head)
-            {
-                self.latest.remove(&key.hash());
+    fn take(&mut self, n: usize, out: &mut Vec<Message>) {
+        out.extend(self.entries.drain(..n).map(|e| e.message));
+        if let Some(index) = &mut self.latest {
+            for seq in index.head..index.head + n as u64 {
+                if let Some(hash) = index.by_seq.remove(&seq) {
+                    index.slots.remove(&hash);
+                }
             }
-            self.head += 1;
-            out.push(entry.frame);
+            index.head += n as u64;
         }
         if self.entries.is_empty() {
+            self.latest = None;
             if self.entries.capacity() > KEEP_CAPACITY {
                 self.entries = VecDeque::new();
-            }
-            if self.latest.capacity() > KEEP_CAPACITY {
-                self.latest = HashMap::default();
             }
         }
     }
@@ -166,38 +206,52 @@ impl SendQueue {
     pub(crate) fn new(bounds: Bounds) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            bounds,
+            max_bytes: bounds.max_bytes,
+            max_lag_ms: u32::try_from(bounds.max_lag.as_millis())
+                .unwrap_or(u32::MAX)
+                .min(u32::MAX / 2),
+            volatile_bytes: bounds.volatile_bytes,
         }
     }
 
-    /// Queues `frame` as of `now` (a fan-out reads the clock once for all its recipients).
-    pub(crate) fn push(&self, frame: Frame, now: Instant) -> Result<Pushed, PushError> {
+    /// Queues `frame` as of `now` (a fan-out reads the clock once for all its recipients, and hands every
+    /// queue the same frame: what is queued is a clone of its bytes' handle).
+    pub(crate) fn push(&self, frame: &Frame, now: Stamp) -> Result<Pushed, PushError> {
         let mut state = lock(&self.state);
         if state.closed {
             return Err(PushError::Closed);
         }
         // A client whose oldest frame waits too long is stuck, whatever the new frame's policy.
-        if state.entries.front().is_some_and(|oldest| {
-            now.saturating_duration_since(oldest.queued) > self.bounds.max_lag
-        }) {
+        if state
+            .entries
+            .front()
+            .is_some_and(|oldest| now.millis_since(oldest.queued) > self.max_lag_ms)
+        {
             return Err(PushError::Full);
         }
-        if frame.delivery == Delivery::Volatile && state.bytes > self.bounds.volatile_bytes {
-            return Ok(Pushed::Skipped);
-        }
-        let frame = match state.coalesce(frame) {
-            Ok(()) => return Ok(Pushed::Coalesced),
-            Err(frame) => frame,
+        let message = frame.message.clone();
+        let (message, latest) = match &frame.delivery {
+            Delivery::Reliable => (message, None),
+            Delivery::Volatile if state.bytes > self.volatile_bytes => {
+                return Ok(Pushed::Skipped);
+            }
+            Delivery::Volatile => (message, None),
+            Delivery::Latest(key) => match state.coalesce(key, message) {
+                Ok(()) => return Ok(Pushed::Coalesced),
+                Err(message) => (message, Some(key.clone())),
+            },
         };
-        let len = cost(&frame);
-        if state.bytes > 0 && state.bytes + len > self.bounds.max_bytes {
+        let len = cost(&message);
+        if state.bytes > 0 && state.bytes + len > self.max_bytes {
             return Err(PushError::Full);
         }
-        if let Delivery::Latest(key) = &frame.delivery {
-            let seq = state.head + state.entries.len() as u64;
-            state.latest.entry(key.hash()).or_insert(seq);
+        if let Some(key) = latest {
+            state.index(key);
         }
-        state.entries.push_back(Entry { frame, queued: now });
+        state.entries.push_back(Entry {
+            message,
+            queued: now,
+        });
         state.bytes += len;
         let writer = state.writer.take();
         drop(state);
@@ -208,7 +262,7 @@ impl SendQueue {
     }
 
     /// Waits for frames and moves up to `max` of them into `batch`; 0 once the queue is closed and empty.
-    pub(crate) async fn recv_many(&self, batch: &mut Vec<Frame>, max: usize) -> usize {
+    pub(crate) async fn recv_many(&self, batch: &mut Vec<Message>, max: usize) -> usize {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
             if state.entries.is_empty() {
@@ -229,12 +283,13 @@ impl SendQueue {
     }
 
     /// Takes one queued frame without waiting.
-    pub(crate) fn try_recv(&self) -> Option<Frame> {
+    pub(crate) fn try_recv(&self) -> Option<Message> {
         let mut state = lock(&self.state);
-        let mut one = Vec::with_capacity(1);
-        if !state.entries.is_empty() {
-            state.take(1, &mut one);
+        if state.entries.is_empty() {
+            return None;
         }
+        let mut one = Vec::with_capacity(1);
+        state.take(1, &mut one);
         one.pop()
     }
 
@@ -250,7 +305,7 @@ impl SendQueue {
         let mut state = lock(&self.state);
         state.closed = true;
         state.entries = VecDeque::new();
-        state.latest = HashMap::default();
+        state.latest = None;
         state.bytes = 0;
         state.writer = None;
     }
@@ -275,48 +330,48 @@ mod tests {
 
     fn texts(q: &SendQueue) -> Vec<String> {
         std::iter::from_fn(|| q.try_recv())
-            .map(|f| f.as_text().unwrap().to_owned())
+            .map(|m| m.to_text().unwrap().to_owned())
             .collect()
     }
 
     #[test]
     fn bounded_in_bytes_but_one_big_frame_fits_an_empty_queue() {
-        let now = Instant::now();
+        let now = Stamp::now();
         let q = queue(2 * ENTRY_COST + 10);
         assert_eq!(
-            q.push(Frame::text("x".repeat(500)), now),
+            q.push(&Frame::text("x".repeat(500)), now),
             Ok(Pushed::Queued)
         );
-        assert_eq!(q.push(Frame::text("y"), now), Err(PushError::Full));
+        assert_eq!(q.push(&Frame::text("y"), now), Err(PushError::Full));
         let f = q.try_recv().unwrap();
         assert_eq!(
-            q.push(Frame::text("y"), now),
+            q.push(&Frame::text("y"), now),
             Err(PushError::Full),
             "taken, not yet written"
         );
         q.release(cost(&f));
-        assert_eq!(q.push(Frame::text("12345"), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(Frame::text("123456"), now), Err(PushError::Full));
-        assert_eq!(q.push(Frame::text("12345"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&Frame::text("12345"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&Frame::text("123456"), now), Err(PushError::Full));
+        assert_eq!(q.push(&Frame::text("12345"), now), Ok(Pushed::Queued));
         assert_eq!(q.queued_bytes(), 2 * ENTRY_COST + 10);
     }
 
     #[test]
     fn bounded_in_lag_of_the_oldest_frame() {
-        let t0 = Instant::now();
+        let t0 = Stamp::now();
         let q = queue(1 << 20);
-        assert_eq!(q.push(Frame::text("a"), t0), Ok(Pushed::Queued));
-        let t1 = t0 + Duration::from_millis(900);
+        assert_eq!(q.push(&Frame::text("a"), t0), Ok(Pushed::Queued));
+        let t1 = Stamp(t0.0 + 900);
         assert_eq!(
-            q.push(Frame::text("b"), t1),
+            q.push(&Frame::text("b"), t1),
             Ok(Pushed::Queued),
             "a burst within the lag"
         );
-        let late = t0 + Duration::from_millis(1001);
-        assert_eq!(q.push(Frame::text("c"), late), Err(PushError::Full));
+        let late = Stamp(t0.0 + 1001);
+        assert_eq!(q.push(&Frame::text("c"), late), Err(PushError::Full));
         assert_eq!(texts(&q), ["a", "b"]);
         assert_eq!(
-            q.push(Frame::text("c"), late),
+            q.push(&Frame::text("c"), late),
             Ok(Pushed::Queued),
             "caught up"
         );
@@ -324,18 +379,18 @@ mod tests {
 
     #[test]
     fn volatile_frames_are_skipped_past_the_soft_mark() {
-        let now = Instant::now();
+        let now = Stamp::now();
         let q = queue(4 * ENTRY_COST);
         let volatile = || Frame::text("v").with_delivery(Delivery::Volatile);
-        assert_eq!(q.push(volatile(), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(Frame::text("r"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&volatile(), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&Frame::text("r"), now), Ok(Pushed::Queued));
         assert_eq!(
-            q.push(volatile(), now),
+            q.push(&volatile(), now),
             Ok(Pushed::Skipped),
             "past half the bound"
         );
         assert_eq!(
-            q.push(Frame::text("r"), now),
+            q.push(&Frame::text("r"), now),
             Ok(Pushed::Queued),
             "reliable frames still queue"
         );
@@ -344,36 +399,36 @@ mod tests {
 
     #[test]
     fn latest_frames_replace_the_waiting_one_in_place() {
-        let now = Instant::now();
+        let now = Stamp::now();
         let q = queue(1 << 20);
         let cursor = |user: &str, x: u32| {
             Frame::text(format!("{user}{x}")).with_delivery(Delivery::latest_by("cursor", user))
         };
-        assert_eq!(q.push(cursor("ann", 1), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(Frame::text("chat"), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(cursor("bob", 1), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(cursor("ann", 2), now), Ok(Pushed::Coalesced));
-        assert_eq!(q.push(cursor("ann", 300), now), Ok(Pushed::Coalesced));
+        assert_eq!(q.push(&cursor("ann", 1), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&Frame::text("chat"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&cursor("bob", 1), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&cursor("ann", 2), now), Ok(Pushed::Coalesced));
+        assert_eq!(q.push(&cursor("ann", 300), now), Ok(Pushed::Coalesced));
         assert_eq!(q.queued_bytes(), 3 * ENTRY_COST + "ann300chatbob1".len());
         assert_eq!(texts(&q), ["ann300", "chat", "bob1"]);
         q.release(q.queued_bytes());
         // Taken frames are no longer waiting: a new value queues behind them.
-        assert_eq!(q.push(cursor("ann", 4), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&cursor("ann", 4), now), Ok(Pushed::Queued));
         let mut batch = Vec::new();
         assert_eq!(lock(&q.state).entries.len(), 1);
         lock(&q.state).take(1, &mut batch);
-        assert_eq!(q.push(cursor("ann", 5), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(cursor("ann", 6), now), Ok(Pushed::Coalesced));
+        assert_eq!(q.push(&cursor("ann", 5), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&cursor("ann", 6), now), Ok(Pushed::Coalesced));
         assert_eq!(texts(&q), ["ann6"]);
     }
 
     #[test]
     fn closed_queue_refuses_and_frees() {
-        let now = Instant::now();
+        let now = Stamp::now();
         let q = queue(1000);
-        assert_eq!(q.push(Frame::text("a"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push(&Frame::text("a"), now), Ok(Pushed::Queued));
         q.close();
-        assert_eq!(q.push(Frame::text("b"), now), Err(PushError::Closed));
+        assert_eq!(q.push(&Frame::text("b"), now), Err(PushError::Closed));
         assert_eq!(q.queued_bytes(), 0);
         assert!(q.try_recv().is_none());
     }
@@ -390,11 +445,11 @@ mod tests {
             }
         });
         tokio::task::yield_now().await;
-        q.push(Frame::text("hello"), Instant::now()).unwrap();
+        q.push(&Frame::text("hello"), Stamp::now()).unwrap();
         let (n, batch) = waiting.await.unwrap();
-        assert_eq!((n, batch), (1, vec![Frame::text("hello")]));
+        assert_eq!((n, batch), (1, vec![Message::text("hello")]));
         for _ in 0..500 {
-            q.push(Frame::text("x"), Instant::now()).unwrap();
+            q.push(&Frame::text("x"), Stamp::now()).unwrap();
         }
         let mut batch = Vec::new();
         while q.recv_many(&mut batch, 64).await == 64 {}

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::Backplane;
 use crate::client::{Client, ClientId};
@@ -7,6 +6,7 @@ use crate::envelope::Frame;
 use crate::error::Error;
 use crate::group::GroupRegistry;
 use crate::registry::ClientRegistry;
+use crate::send_queue::Stamp;
 
 /// The in-process backplane: this node's clients and groups, delivered from memory.
 ///
@@ -44,21 +44,21 @@ impl MemoryBackplane {
     }
 }
 
-fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Instant) {
+fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp) {
     if except != Some(client.id()) {
         // A failed push has already dropped that client as a slow consumer; the others go on.
-        let _ = client.deliver(frame.clone(), now);
+        let _ = client.deliver(frame, now);
     }
 }
 
 impl Backplane for MemoryBackplane {
     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
-        let now = Instant::now();
+        let now = Stamp::now();
         self.clients.for_each(|c| deliver(c, frame, except, now));
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
-        let now = Instant::now();
+        let now = Stamp::now();
         self.groups
             .for_each_member(group, |c| deliver(c, frame, except, now));
     }

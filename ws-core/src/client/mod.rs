@@ -25,7 +25,7 @@ use crate::close::CloseCode;
 use crate::envelope::{self, Frame, Message};
 use crate::error::{Error, ErrorCode};
 use crate::message::{IntoFrame, OutboundMessages, Variant};
-use crate::send_queue::{Bounds, PushError, Pushed, SendQueue};
+use crate::send_queue::{Bounds, PushError, Pushed, SendQueue, Stamp};
 use crate::server::{Inner as ServerInner, Server};
 use crate::stats::bump;
 use crate::sync::lock;
@@ -180,11 +180,11 @@ impl Client {
     ///
     /// As [`Client::send_json`].
     pub fn send_frame(&self, frame: Frame) -> Result<(), Error> {
-        self.deliver(frame, Instant::now())
+        self.deliver(&frame, Stamp::now())
     }
 
     /// Queues a frame as of `now`; a fan-out reads the clock once for all its recipients.
-    pub(crate) fn deliver(&self, frame: Frame, now: Instant) -> Result<(), Error> {
+    pub(crate) fn deliver(&self, frame: &Frame, now: Stamp) -> Result<(), Error> {
         if !self.is_connected() {
             return Err(Error::not_found("client disconnected"));
         }

@@ -14,7 +14,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use super::Ws;
 use crate::client::{Abort, Client};
 use crate::close::{self, CloseCode};
-use crate::envelope::Frame;
 use crate::send_queue;
 use crate::stats::bump;
 
@@ -155,7 +154,7 @@ async fn aborted_close(mut sink: Sink, client: &Client, close_sent: &mut bool) -
 /// write at once rather than after `write_timeout`, so its connection and buffers go without delay.
 async fn write_batch(
     sink: &mut Sink,
-    batch: &mut Vec<Frame>,
+    batch: &mut Vec<WsMessage>,
     client: &Client,
     aborted: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), WriteError> {
@@ -164,7 +163,7 @@ async fn write_batch(
     let bytes: usize = batch.iter().map(send_queue::cost).sum();
     let write = tokio::time::timeout(server.config.write_timeout, async {
         for frame in batch.drain(..) {
-            sink.feed(frame.message).await?;
+            sink.feed(frame).await?;
         }
         sink.flush().await
     });
