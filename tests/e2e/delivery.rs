@@ -255,3 +255,31 @@ async fn drops_are_counted_per_reason_in_metrics() {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
 }
+
+/// With `socket_unsent_bytes`, the kernel holds little for a client that does not read, so the send
+/// queue's byte bound sees the backlog: 2 MiB sent to a stalled client with a 256 KiB bound drop it.
+#[tokio::test]
+async fn socket_unsent_bytes_keeps_the_backlog_in_the_send_queue() {
+    let srv = spawn(Server::builder(Config {
+        socket_unsent_bytes: 16 * 1024,
+        send_queue_max_bytes: 256 * 1024,
+        ..config()
+    }))
+    .await;
+    let stalled = srv.connect().await;
+    let id = srv.server.clients()[0].id().clone();
+    let payload = "s".repeat(64 * 1024);
+    for n in 0..32 {
+        if srv
+            .server
+            .send_to_client(id.as_str(), Message::new("bulk", json!([n, payload])))
+            .is_err()
+        {
+            break;
+        }
+        // Lets the write task hand what the kernel takes to the socket.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(srv.server.stats().slow_consumer_drops, 1);
+    drop(stalled);
+}

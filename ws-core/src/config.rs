@@ -77,6 +77,15 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// Bytes buffered before a write reaches the socket, within one batch. Default 16 KiB.
     pub write_buffer_size: usize,
+    /// Unsent bytes the kernel may hold for one client's socket (`TCP_NOTSENT_LOWAT`, on Linux, for
+    /// sockets accepted by [`Server::serve`](crate::Server::serve) and
+    /// [`Server::serve_app`](crate::Server::serve_app)). Past it, frames wait in the client's send queue,
+    /// where the delivery policies and the lag bound apply to them, instead of in the kernel, where
+    /// nothing can skip or replace them and a client that stopped reading hides megabytes. The price: a
+    /// client that cannot keep up reaches the send queue's bounds sooner, instead of after the kernel's
+    /// send buffer (up to 4 MiB on Linux) has filled. 16 KiB is a common choice. Default 0: the kernel's
+    /// own limit.
+    pub socket_unsent_bytes: usize,
     /// Largest message accepted from a client, in bytes. Default 512 KiB.
     pub max_message_size: usize,
     /// How often the server pings each client. Default 30 s.
@@ -124,6 +133,7 @@ impl Default for Config {
             max_connections: 10_000,
             read_buffer_size: 1024,
             write_buffer_size: 16 * 1024,
+            socket_unsent_bytes: 0,
             max_message_size: 512 * 1024,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),

@@ -21,8 +21,8 @@
 //!
 //! The cursor storm: every client joins the group and sends RATE positions per second as `TYPE`, which the
 //! server relays to the group; one more client reads at a tenth of the rate the others receive. It reports
-//! how old positions are when they are read (per sender, the newest known), for the fast clients and for
-//! the slow one, and who was closed.
+//! how old positions are when they are read, for the fast clients and for the slow one (whose socket
+//! receive buffer is fixed at 64 KiB, see `connect_small_window`), and who was closed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,6 +135,26 @@ async fn connect_ws(url: &str) -> Ws {
         }
     }
     unreachable!("the loop returns or panics")
+}
+
+/// A plain WebSocket connection whose socket receive buffer is fixed at 64 KiB: a client on a slow link
+/// holds little in flight, while on loopback the kernel would grow the buffer to tens of megabytes for a
+/// client that reads slowly, a backlog that no server can skip or replace.
+async fn connect_small_window(url: &str) -> Ws {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("url with a host");
+    let addr: std::net::SocketAddr = host.parse().expect("the load generator takes IP:PORT URLs");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let _ = tcp.set_nodelay(true);
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("handshake");
+    ws
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -360,11 +380,16 @@ async fn cursors(
     let fast_ages = Arc::new(Mutex::new(Vec::<u64>::new()));
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    // The slow reader takes at most a tenth of what each fast client is sent: (clients × rate) / 10 per s.
-    let slow_per_tick = ((clients as u64 * rate) / 100).max(1);
+    // The slow reader takes at most a tenth of what each fast client is sent: (clients × rate) / 10 per
+    // second, in 10 ms ticks.
+    let slow_per_tick = ((clients as u64 * rate) / 1000).max(1);
     for i in 0..=clients {
         let slow = i == clients;
-        let mut ws = connect(url).await;
+        let mut ws = if slow {
+            connect_small_window(url).await
+        } else {
+            connect(url).await
+        };
         ws.send(Message::text(join.clone())).await.expect("join");
         let (closes, fast_ages, received) = (closes.clone(), fast_ages.clone(), received.clone());
         let kind = kind.to_owned();

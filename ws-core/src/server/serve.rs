@@ -234,6 +234,7 @@ impl Server {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            limit_unsent(&tcp, inner.config.socket_unsent_bytes);
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
             let http = http.clone();
             let mut stop = inner.state.subscribe();
@@ -252,6 +253,17 @@ impl Server {
             });
         }
     }
+}
+
+/// Sets `TCP_NOTSENT_LOWAT` (see [`Config::socket_unsent_bytes`](crate::Config::socket_unsent_bytes)).
+fn limit_unsent(tcp: &TcpStream, bytes: usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if bytes > 0 {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let _ = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(bytes);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (tcp, bytes);
 }
 
 async fn wait_for_state(
