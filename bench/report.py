@@ -8,7 +8,18 @@ json.dump(rows, open(sys.argv[2], "w"), indent=2)
 # (metric, label, higher is better)
 METRICS = {
     "fanout": [("deliveries_per_sec", "deliveries/s", True), ("delivered_pct", "delivered %", True),
-               ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("p999_ms", "p99.9 ms", False)],
+               ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("p999_ms", "p99.9 ms", False),
+               ("closed_1008", "closed 1008", False)],
+    "stall": [("p99_ms", "others' p99 ms", False), ("delivered_pct", "others delivered %", True),
+              ("p50_ms", "others' p50 ms", False), ("stalled_dropped_after_s", "stalled client dropped after s", False),
+              ("closed_1008", "others closed 1008", False)],
+    "ask": [("own_p50_ms", "to its own client: p50 ms", False), ("other_p50_ms", "to another client: p50 ms", False),
+            ("own_p99_ms", "own: p99 ms", False), ("other_p99_ms", "other: p99 ms", False),
+            ("own_asks", "own: requests", True), ("other_asks", "other: requests", True)],
+    "cursors": [("fast_age_p50_ms", "age p50 ms", False), ("fast_age_p99_ms", "age p99 ms", False),
+                ("slow_connected", "slow client connected", True), ("slow_age_p50_ms", "slow: age p50 ms", False),
+                ("slow_age_p99_ms", "slow: age p99 ms", False), ("receipts_per_sec", "frames read/s", True),
+                ("closed_1008", "closed 1008", False)],
     "reqrep": [("replies_per_sec", "replies/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False)],
     "storm": [("handshakes_per_sec", "handshakes/s", True)],
     "idle": [("kb_per_connection", "KiB per connection", False)],
@@ -20,16 +31,29 @@ TITLES = {
     "storm": "Connect storm: {0} connections, 64 at a time",
     "idle": "Idle memory: {0} connections (server RSS growth)",
     "cross": "Cross-node fan-out: {0} subscribers spread over 2 nodes linked by Redis, publisher on node 1 at {1} msg/s (0: as fast as it can), {2} s",
+    "ask": "A handler's request to a client (Client::request), closed loop for {0} s each: to the client whose message it handles, and to another client",
+    "stall": "A stalled subscriber: {0} subscribers at {1} msg/s for {2} s, without (0) and with (1) one more subscriber that never reads",
+    "cursors": "Cursor storm: {0} clients in one room each sending {1} positions/s, relayed to the room, {2} s; one more client reads a tenth of what each is sent (64 KiB socket receive buffer). Age: how old a position is when read",
 }
 
 out = []
+# Variants of one scenario (stall 0/1, cursor kinds) share a table: group by the scenario's own arguments.
+def base(args):
+    kind, *params = args.split()
+    count = {"stall": 3, "cursors": 3}.get(kind)
+    return " ".join([kind] + (params[:count] if count else params))
+
+def label(row):
+    extra = row["args"].split()[len(base(row["args"]).split()):]
+    return row["server"] + (f" ({' '.join(extra)})" if extra else "")
+
 scenarios = []
 for row in rows:
-    if row["args"] not in scenarios:
-        scenarios.append(row["args"])
+    if base(row["args"]) not in scenarios:
+        scenarios.append(base(row["args"]))
 for args in scenarios:
     kind, *params = args.split()
-    group = [r for r in rows if r["args"] == args]
+    group = [r for r in rows if base(r["args"]) == args]
     ours = next((r for r in group if r["server"] == "ours"), None)
     metrics = METRICS[kind]
     out.append(f"### {TITLES[kind].format(*params)}\n")
@@ -38,16 +62,22 @@ for args in scenarios:
     out.append("|" + "---|" * (len(metrics) + 2))
     for r in group:
         if "error" in r:
-            out.append(f"| {r['server']} | " + " | ".join("failed" for _ in metrics) + " | |")
+            out.append(f"| {label(r)} | " + " | ".join("failed" for _ in metrics) + " | |")
             continue
         cells = []
         for key, _, _ in metrics:
             value = r.get(key, 0)
-            cells.append(f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+            if value is None:
+                cells.append("not dropped")
+            elif isinstance(value, bool):
+                cells.append("yes" if value else "no")
+            else:
+                digits = 3 if isinstance(value, float) and abs(value) < 1 else 1
+                cells.append(f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}")
         first, _, higher = metrics[0]
         ratio = ""
-        if ours and "error" not in ours and ours.get(first) and r.get(first):
+        if ours and "error" not in ours and ours.get(first) and r.get(first) and not isinstance(r.get(first), bool):
             ratio = f"{r[first] / ours[first]:.2f}×"
-        out.append(f"| {r['server']} | " + " | ".join(cells) + f" | {ratio} |")
+        out.append(f"| {label(r)} | " + " | ".join(cells) + f" | {ratio} |")
     out.append("")
 open(sys.argv[3], "w").write("\n".join(out) + "\n")

@@ -85,7 +85,8 @@
 //! | binary frame | close 1003 |
 //! | text that is not a JSON object with a string `type` (or with a bad `id`) | close 1007 |
 //! | over the rate limit | close 1008 "rate limit exceeded" |
-//! | send queue full | client dropped (close 1008, best effort) |
+//! | send queue behind past `send_queue_max_lag` or `send_queue_max_bytes` | client dropped (close 1008, or a reset if its socket cannot take it) |
+//! | too many frames waiting for the client's handler | `$error` `overloaded`, the connection stays |
 //! | no pong within `pong_timeout` / a write blocked past `write_timeout` | connection closed |
 //! | unknown `type` | dropped and counted; a request gets `$error` `unknown_type` |
 //! | `data` not what the handler expects | `$error` `invalid_data` |
@@ -94,6 +95,14 @@
 //! | [`Server::stop`] | close 1001 to every client after its queue drains |
 //!
 //! See [`config`] for every limit and its default, and [`close`] for the close codes.
+//!
+//! # Handlers, the socket, and slow clients
+//!
+//! A connection is read while its handlers run: `$ping`, the client's answers to the server's requests,
+//! control frames and the limits never wait for a handler, while one client's handlers run one at a time
+//! in arrival order. What is sent to a client waits in its send queue, bounded by lag and bytes, so a burst
+//! a client catches up with never drops it; outbound variants may be `#[ws(volatile)]` or `#[ws(latest)]`
+//! for what is worthless late (see [`delivery`]).
 //!
 //! # More than one node
 //!

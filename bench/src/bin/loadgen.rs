@@ -4,6 +4,7 @@
 //! ```text
 //! loadgen fanout  URL[,URL...] SUBSCRIBERS RATE SECONDS [STALLED]   # RATE 0: as fast as the publisher can send
 //! loadgen cursors URL CLIENTS RATE SECONDS TYPE               # TYPE: cursor (latest) or cursor_plain
+//! loadgen ask     URL SECONDS                                # ours only: server → client requests
 //! loadgen reqrep  URL CLIENTS SECONDS
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
@@ -23,6 +24,9 @@
 //! server relays to the group; one more client reads at a tenth of the rate the others receive. It reports
 //! how old positions are when they are read, for the fast clients and for the slow one (whose socket
 //! receive buffer is fixed at 64 KiB, see `connect_small_window`), and who was closed.
+//!
+//! `ask` measures a handler's request to a client: client A asks the server, in a closed loop, to ask
+//! a question to client B, then to A itself; the handler waits for the answer and replies with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -502,6 +506,77 @@ async fn cursors(
     })
 }
 
+/// One closed loop of `ask` for `seconds`: to B when `to` is set, else to the asker; latencies in µs.
+async fn ask_loop(a: &mut Ws, to: Option<&str>, seconds: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut lat = Vec::new();
+    let mut id = 0u64;
+    while Instant::now() < deadline {
+        id += 1;
+        let sent = Instant::now();
+        let frame = json!({"type": "ask", "data": to, "id": id}).to_string();
+        if a.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+        loop {
+            let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(10), a.next()).await
+            else {
+                return lat;
+            };
+            let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+            if frame["type"] == "question" {
+                let answer = json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
+                let _ = a.send(Message::text(answer)).await;
+            } else if frame["type"] == "$reply" && frame["id"] == id {
+                lat.push(sent.elapsed().as_micros() as u64);
+                break;
+            }
+        }
+    }
+    lat
+}
+
+async fn ask(url: &str, seconds: u64) -> serde_json::Value {
+    let mut a = connect(url).await;
+    let mut b = connect(url).await;
+    b.send(Message::text(r#"{"type":"whoami","id":1}"#)).await.expect("whoami");
+    let b_id = loop {
+        match tokio::time::timeout(Duration::from_secs(10), b.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+                if frame["type"] == "$reply" {
+                    break frame["data"].as_str().unwrap_or_default().to_owned();
+                }
+            }
+            other => panic!("whoami: {other:?}"),
+        }
+    };
+    // B answers every question it is asked.
+    let answering = tokio::spawn(async move {
+        while let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_secs(seconds * 2 + 10), b.next()).await
+        {
+            let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+            if frame["type"] == "question" {
+                let answer = json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
+                if b.send(Message::text(answer)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut other = ask_loop(&mut a, Some(&b_id), seconds).await;
+    let mut own = ask_loop(&mut a, None, seconds).await;
+    answering.abort();
+    other.sort_unstable();
+    own.sort_unstable();
+    json!({
+        "scenario": "ask", "seconds": seconds,
+        "other_asks": other.len(), "other_p50_ms": percentile(&other, 0.50), "other_p99_ms": percentile(&other, 0.99),
+        "own_asks": own.len(), "own_p50_ms": percentile(&own, 0.50), "own_p99_ms": percentile(&own, 0.99),
+    })
+}
+
 async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
     let proto = Proto::of(url);
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -603,6 +678,7 @@ async fn main() {
             cursors(url, num(2) as usize, num(3), num(4), kind).await
         }
         "reqrep" => reqrep(url, num(2) as usize, num(3)).await,
+        "ask" => ask(url, num(2)).await,
         "idle" => idle(url, num(2) as usize, num(3)).await,
         "storm" => storm(url, num(2) as usize).await,
         _ => usage(),
@@ -611,6 +687,6 @@ async fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen fanout|cursors|reqrep|idle|storm URL ... (see the module docs)");
+    eprintln!("usage: loadgen fanout|cursors|ask|reqrep|idle|storm URL ... (see the module docs)");
     std::process::exit(2)
 }

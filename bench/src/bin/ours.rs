@@ -4,8 +4,12 @@
 //! sends thousands of messages per second) and no connection limit (10 000 subscribers and a publisher
 //! are one more than the default 10 000). `data` is relayed as the raw JSON text it arrived as
 //! (`Request::data_json`), serialized into one frame that every recipient's queue shares. `cursor` frames
-//! are relayed as latest-value frames keyed by their sender, `cursor_plain` as reliable ones. With a Redis
+//! are relayed as latest-value frames keyed by their sender, `cursor_plain` as reliable ones. `ask` makes the
+//! handler send a request (`question`) to the client named in `data`, or to the asker, and answers with the
+//! answer. With a Redis
 //! URL the node joins a cluster through the Redis backplane.
+
+use std::time::Duration;
 
 use ws_core::{Config, Delivery, Error, Frame, RedisBackplane, RedisConfig, Request, Server};
 
@@ -48,6 +52,23 @@ async fn main() -> std::io::Result<()> {
                 req.data_json()
             ));
             req.server().broadcast_to_group(bench::GROUP, frame);
+        })
+        .on_request("whoami", |req: Request| async move {
+            Ok::<_, Error>(req.client().id().to_string())
+        })
+        .on_request("ask", |req: Request| async move {
+            // Asks the client named in `data` (or the asker itself) a question, and answers with its answer.
+            let to: Option<String> = req.decode()?;
+            let target = match to {
+                Some(id) => req
+                    .server()
+                    .get_client(&id)
+                    .ok_or_else(|| Error::not_found(id))?,
+                None => req.client().clone(),
+            };
+            target
+                .request_json("question", &req.data_json(), Duration::from_secs(5))
+                .await
         })
         .on_request("echo", |req: Request| async move {
             let data: Box<serde_json::value::RawValue> = req.decode()?;

@@ -293,6 +293,10 @@ enum UpgradedIo {
 impl CountingIo {
     fn new(upgraded: hyper::upgrade::Upgraded, server: Arc<Inner>) -> Self {
         let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // An empty slice of hyper's read buffer would still keep the whole buffer alive.
+            Ok(parts) if parts.read_buf.is_empty() => {
+                UpgradedIo::Tcp(parts.io.into_inner(), bytes::Bytes::new())
+            }
             Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
             Err(upgraded) => UpgradedIo::Other(TokioIo::new(upgraded)),
         };
@@ -320,6 +324,9 @@ impl AsyncRead for CountingIo {
             UpgradedIo::Tcp(_, pending) if !pending.is_empty() => {
                 let n = pending.len().min(buf.remaining());
                 buf.put_slice(&pending.split_to(n));
+                if pending.is_empty() {
+                    *pending = bytes::Bytes::new();
+                }
                 Poll::Ready(Ok(()))
             }
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
