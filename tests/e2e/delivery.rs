@@ -49,6 +49,14 @@ fn scripted(config: Config, script: fn() -> Vec<Outbound>) -> ws_core::ServerBui
     })
 }
 
+/// A config under which every volatile message finds its client behind, once anything is queued for it.
+fn volatile_skipped_when_anything_waits() -> Config {
+    Config {
+        send_queue_volatile_bytes: 0,
+        ..config()
+    }
+}
+
 /// `latest = "user"`: a newer cursor of the same user replaces the waiting one in place, other users'
 /// cursors and other messages keep their order; `latest` without a key coalesces per type.
 #[tokio::test]
@@ -91,21 +99,15 @@ async fn latest_replaces_the_waiting_frame_with_the_same_key() {
 /// one that is not behind; reliable messages are never skipped.
 #[tokio::test]
 async fn volatile_is_skipped_for_a_client_that_is_behind() {
-    let srv = spawn(scripted(
-        Config {
-            send_queue_volatile_bytes: 0,
-            ..config()
-        },
-        || {
-            vec![
-                Outbound::Typing { user: "ann".into() },
-                Outbound::Typing { user: "bob".into() },
-                Outbound::Chat { text: "a".into() },
-                Outbound::Typing { user: "cy".into() },
-                Outbound::Chat { text: "b".into() },
-            ]
-        },
-    ))
+    let srv = spawn(scripted(volatile_skipped_when_anything_waits(), || {
+        vec![
+            Outbound::Typing { user: "ann".into() },
+            Outbound::Typing { user: "bob".into() },
+            Outbound::Chat { text: "a".into() },
+            Outbound::Typing { user: "cy".into() },
+            Outbound::Chat { text: "b".into() },
+        ]
+    }))
     .await;
     let mut client = srv.connect().await;
     client.send_json(json!({"type": "go", "id": 1})).await;
@@ -228,20 +230,14 @@ async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
 /// The stats, and their Prometheus text, count what the policies did per reason.
 #[tokio::test]
 async fn drops_are_counted_per_reason_in_metrics() {
-    let srv = spawn(scripted(
-        Config {
-            send_queue_volatile_bytes: 0,
-            ..config()
-        },
-        || {
-            vec![
-                Outbound::Chat { text: "x".into() },
-                Outbound::Typing { user: "a".into() },
-                Outbound::Progress(1),
-                Outbound::Progress(2),
-            ]
-        },
-    ))
+    let srv = spawn(scripted(volatile_skipped_when_anything_waits(), || {
+        vec![
+            Outbound::Chat { text: "x".into() },
+            Outbound::Typing { user: "a".into() },
+            Outbound::Progress(1),
+            Outbound::Progress(2),
+        ]
+    }))
     .await;
     let mut client = srv.connect().await;
     client.send_json(json!({"type": "go", "id": 1})).await;

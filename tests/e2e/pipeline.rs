@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use ws_core::{Config, Error, Message, Request, Server, ServerBuilder};
 
-use crate::support::{WAIT, config, spawn, start_example};
+use crate::support::{TestServer, WAIT, WsClient, config, spawn, start_example};
 
 /// A server whose `hold` handler waits until the test adds a permit to `gate`, and whose `echo` handler
 /// answers with its data; `order` records the data of every handled frame.
@@ -41,6 +41,17 @@ fn gated(config: Config) -> (ServerBuilder, Arc<Semaphore>, Arc<Mutex<Vec<Value>
             }
         });
     (builder, gate, order)
+}
+
+/// A `gated` server with `config`, and a client whose `hold` request (data 0, id 1) is running.
+async fn holding(config: Config) -> (TestServer, WsClient, Arc<Semaphore>, Arc<Mutex<Vec<Value>>>) {
+    let (builder, gate, order) = gated(config);
+    let srv = spawn(builder).await;
+    let mut client = srv.connect().await;
+    client
+        .send_json(json!({"type": "hold", "data": 0, "id": 1}))
+        .await;
+    (srv, client, gate, order)
 }
 
 /// A handler's request to its own client is answered: the client's `$reply` is read while the handler
@@ -154,15 +165,11 @@ async fn pipelined_requests_are_answered_in_order() {
 /// request's `id`, or none), the connection stays, and the frames accepted before are all handled in order.
 #[tokio::test]
 async fn frames_past_the_waiting_bound_are_refused_with_overloaded() {
-    let (builder, gate, order) = gated(Config {
+    let (srv, mut client, gate, order) = holding(Config {
         inbound_queue_capacity: 3,
         ..config()
-    });
-    let srv = spawn(builder).await;
-    let mut client = srv.connect().await;
-    client
-        .send_json(json!({"type": "hold", "data": 0, "id": 1}))
-        .await;
+    })
+    .await;
     for n in 1..=3 {
         client
             .send_json(json!({"type": "echo", "data": n, "id": n + 1}))
@@ -200,15 +207,11 @@ async fn frames_past_the_waiting_bound_are_refused_with_overloaded() {
 /// bound still fits when nothing else waits.
 #[tokio::test]
 async fn the_waiting_bound_counts_bytes() {
-    let (builder, gate, _) = gated(Config {
+    let (_srv, mut client, gate, _) = holding(Config {
         inbound_queue_max_bytes: 1024,
         ..config()
-    });
-    let srv = spawn(builder).await;
-    let mut client = srv.connect().await;
-    client
-        .send_json(json!({"type": "hold", "data": 0, "id": 1}))
-        .await;
+    })
+    .await;
     let big = "x".repeat(2000);
     client
         .send_json(json!({"type": "echo", "data": big, "id": 2}))

@@ -519,13 +519,15 @@ async fn ask_loop(a: &mut Ws, to: Option<&str>, seconds: u64) -> Vec<u64> {
             break;
         }
         loop {
-            let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(10), a.next()).await
+            let Ok(Some(Ok(Message::Text(text)))) =
+                tokio::time::timeout(Duration::from_secs(10), a.next()).await
             else {
                 return lat;
             };
             let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
             if frame["type"] == "question" {
-                let answer = json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
+                let answer =
+                    json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
                 let _ = a.send(Message::text(answer)).await;
             } else if frame["type"] == "$reply" && frame["id"] == id {
                 lat.push(sent.elapsed().as_micros() as u64);
@@ -539,11 +541,14 @@ async fn ask_loop(a: &mut Ws, to: Option<&str>, seconds: u64) -> Vec<u64> {
 async fn ask(url: &str, seconds: u64) -> serde_json::Value {
     let mut a = connect(url).await;
     let mut b = connect(url).await;
-    b.send(Message::text(r#"{"type":"whoami","id":1}"#)).await.expect("whoami");
+    b.send(Message::text(r#"{"type":"whoami","id":1}"#))
+        .await
+        .expect("whoami");
     let b_id = loop {
         match tokio::time::timeout(Duration::from_secs(10), b.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => {
-                let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+                let frame: serde_json::Value =
+                    serde_json::from_str(text.as_str()).unwrap_or_default();
                 if frame["type"] == "$reply" {
                     break frame["data"].as_str().unwrap_or_default().to_owned();
                 }
@@ -558,7 +563,8 @@ async fn ask(url: &str, seconds: u64) -> serde_json::Value {
         {
             let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
             if frame["type"] == "question" {
-                let answer = json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
+                let answer =
+                    json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
                 if b.send(Message::text(answer)).await.is_err() {
                     break;
                 }

@@ -35,23 +35,17 @@ async fn main() -> std::io::Result<()> {
             req.client().join(&group).map(drop)
         })
         .on_request("publish", |req: Request| async move {
-            let frame = Frame::text(format!(
-                r#"{{"type":"publish","data":{}}}"#,
-                req.data_json()
-            ));
-            req.server().broadcast_to_group(bench::GROUP, frame);
+            req.server()
+                .broadcast_to_group(bench::GROUP, relayed("publish", &req));
         })
         .on_request("cursor", |req: Request| async move {
-            let frame = Frame::text(format!(r#"{{"type":"cursor","data":{}}}"#, req.data_json()))
-                .with_delivery(Delivery::latest_by("cursor", req.client().id().as_str()));
+            let sender = Delivery::latest_by("cursor", req.client().id().as_str());
+            let frame = relayed("cursor", &req).with_delivery(sender);
             req.server().broadcast_to_group(bench::GROUP, frame);
         })
         .on_request("cursor_plain", |req: Request| async move {
-            let frame = Frame::text(format!(
-                r#"{{"type":"cursor_plain","data":{}}}"#,
-                req.data_json()
-            ));
-            req.server().broadcast_to_group(bench::GROUP, frame);
+            req.server()
+                .broadcast_to_group(bench::GROUP, relayed("cursor_plain", &req));
         })
         .on_request("whoami", |req: Request| async move {
             Ok::<_, Error>(req.client().id().to_string())
@@ -86,4 +80,9 @@ async fn main() -> std::io::Result<()> {
         axum::routing::get(move || async move { axum::Json(stats.stats()) }),
     );
     server.serve_app(listener, app).await
+}
+
+/// `{"type": kind, "data": <the request's data as it arrived>}`.
+fn relayed(kind: &str, req: &Request) -> Frame {
+    Frame::text(format!(r#"{{"type":"{kind}","data":{}}}"#, req.data_json()))
 }
