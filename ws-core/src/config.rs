@@ -24,8 +24,8 @@
 //! with frames of its own. Broadcast frames are shared between the queues that hold them, so a fan-out
 //! backlog costs the slots, not a copy of each frame per client. Inbound, frames waiting for their handler
 //! hold at most `inbound_queue_max_bytes` plus the frame being handled (`max_message_size`): 768 KiB per
-//! client with the defaults. An idle client holds neither: both queues allocate on first use and give
-//! their buffers back once drained.
+//! client with the defaults, 7.5 GiB for `max_connections` clients. An idle client holds neither: both
+//! queues allocate on first use and give their buffers back once drained.
 //!
 //! # A burst, and a client that stopped reading
 //!
