@@ -1,5 +1,6 @@
 // The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core): two pages chat
-// through the generated client, a room isolates a third, and a screenshot is kept as an artifact.
+// through the generated client, see each other typing, a room isolates a third, and a screenshot is kept as
+// an artifact.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -60,6 +61,11 @@ test("two pages chat, and a room keeps its messages to its members", async () =>
   await joinRoom(ann, "rust");
   await joinRoom(bob, "rust");
   await joinRoom(cid, "go");
+
+  // Typing in the room shows on the other member's page (a volatile message), not on one's own.
+  await ann.fill("#text", "hel");
+  await bob.waitForSelector("text=ann in #rust is typing…");
+  assert.equal(await ann.textContent("#typing"), "");
 
   await say(ann, "hello rust room");
   await bob.waitForSelector("text=hello rust room");

@@ -87,6 +87,36 @@ async fn rooms_isolate() {
 }
 
 /// `dm` reaches its target with `from`; an unknown target is `$error` `not_found` for the sender.
+/// `typing`: relayed to the others in the room, or to everyone else, never back to the sender.
+#[tokio::test]
+async fn typing_reaches_the_others() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    let (mut bob, _) = chat.join("bob").await;
+    let (mut cid, _) = chat.join("cid").await;
+    for client in [&mut ann, &mut bob] {
+        client
+            .send_json(json!({"type": "join", "data": {"room": "rust"}, "id": 1}))
+            .await;
+        assert_eq!(client.recv().await["type"], "$reply");
+    }
+    ann.send_json(json!({"type": "typing", "data": {"room": "rust"}}))
+        .await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "typing", "data": {"user": "ann", "room": "rust"}, "from": ann_id})
+    );
+    ann.send_json(json!({"type": "typing", "data": {}})).await;
+    let everyone = json!({"type": "typing", "data": {"user": "ann"}, "from": ann_id});
+    assert_eq!(bob.recv().await, everyone);
+    assert_eq!(
+        cid.recv().await,
+        everyone,
+        "cid is not in the room: only this one"
+    );
+    ann.expect_silence(QUIET).await;
+}
+
 #[tokio::test]
 async fn direct_messages() {
     let chat = start_example("chat", &["--port", "0"]).await;

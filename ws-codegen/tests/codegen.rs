@@ -59,6 +59,10 @@ fn serde_output_of_every_message_validates() {
             to: "c".into(),
             text: "t".into(),
         },
+        Inbound::Typing { room: None },
+        Inbound::Typing {
+            room: Some("r".into()),
+        },
         Inbound::Whoami,
         Inbound::AdminPurge,
     ];
@@ -96,6 +100,11 @@ fn serde_output_of_every_message_validates() {
         serde_json::to_value(Outbound::Dm {
             text: "t".into(),
             user: "u".into(),
+        })
+        .unwrap(),
+        serde_json::to_value(Outbound::Typing {
+            user: "u".into(),
+            room: Some("r".into()),
         })
         .unwrap(),
         json!({"type": "$reply", "id": 1, "data": RoomJoined { room: "r".into(), joined: true }}),
@@ -224,7 +233,10 @@ fn typescript_protocol_map_matches_the_enums() {
     assert!(ts.contains(r#""chat": { data: InboundChat; reply: never };"#));
     assert!(ts.contains("export type InboundWhoami = null;"));
     assert!(ts.contains("room?: string | null"));
-    assert!(ts.contains(r#"export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "ask", "whoami", "admin:purge"] as const;"#));
+    assert!(ts.contains(r#"export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "ask", "typing", "whoami", "admin:purge"] as const;"#));
+    assert!(ts.contains(
+        "  /** Volatile: the server skips it for a client that is behind, instead of queueing it. */\n  \"typing\": { data: OutboundTyping; reply: never };"
+    ));
 }
 
 #[test]

@@ -50,6 +50,12 @@ export type InboundLeave = {
  */
 room: string, };
 
+export type InboundTyping = { 
+/**
+ * The room; everyone-chat when absent.
+ */
+room?: string | null, };
+
 export type InboundWhoami = null;
 
 export type OutboundAsk = { 
@@ -85,6 +91,16 @@ text: string,
  * The sender's user name.
  */
 user: string, };
+
+export type OutboundTyping = { 
+/**
+ * Who is typing.
+ */
+user: string, 
+/**
+ * The room; absent for everyone-chat.
+ */
+room?: string | null, };
 
 export type OutboundWelcome = { 
 /**
@@ -143,6 +159,7 @@ export interface ClientMessages {
   "leave": { data: InboundLeave; reply: RoomLeft };
   "dm": { data: InboundDm; reply: never };
   "ask": { data: InboundAsk; reply: Answer };
+  "typing": { data: InboundTyping; reply: never };
   "whoami": { data: InboundWhoami; reply: WhoAmI };
   "admin:purge": { data: InboundAdminPurge; reply: Purged };
 }
@@ -152,6 +169,8 @@ export interface ServerMessages {
   "welcome": { data: OutboundWelcome; reply: never };
   "chat": { data: OutboundChat; reply: never };
   "dm": { data: OutboundDm; reply: never };
+  /** Volatile: the server skips it for a client that is behind, instead of queueing it. */
+  "typing": { data: OutboundTyping; reply: never };
   "ask": { data: OutboundAsk; reply: Answer };
 }
 
@@ -161,5 +180,5 @@ export interface Protocol {
   server: ServerMessages;
 }
 
-export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "ask", "whoami", "admin:purge"] as const;
-export const SERVER_MESSAGE_TYPES = ["welcome", "chat", "dm", "ask"] as const;
+export const CLIENT_MESSAGE_TYPES = ["chat", "join", "leave", "dm", "ask", "typing", "whoami", "admin:purge"] as const;
+export const SERVER_MESSAGE_TYPES = ["welcome", "chat", "dm", "typing", "ask"] as const;

@@ -44,6 +44,19 @@ async fn chat(client: Client, server: Server, msg: inbound::Chat) {
     }
 }
 
+#[on(Inbound::Typing)]
+async fn typing(client: Client, server: Server, msg: inbound::Typing) {
+    let out = Outbound::Typing {
+        user: user(&client),
+        room: msg.room.clone(),
+    }
+    .sent_by(client.id());
+    match msg.room {
+        Some(room) => server.send_to_others_in_group(&room, client.id().as_str(), out),
+        None => server.broadcast_except(client.id(), out),
+    }
+}
+
 #[on(Inbound::Join)]
 async fn join(client: Client, msg: inbound::Join) -> Result<RoomJoined, Error> {
     let joined = client.join(&msg.room)?;
@@ -123,6 +136,7 @@ pub fn builder(config: Config) -> ServerBuilder {
             });
         })
         .handle(chat)
+        .handle(typing)
         .handle(join)
         .handle(leave)
         .handle(dm)

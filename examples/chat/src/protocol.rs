@@ -41,6 +41,11 @@ pub enum Inbound {
         /// The question.
         question: String,
     },
+    /// The sender is typing, in one room or in everyone-chat.
+    Typing {
+        /// The room; everyone-chat when absent.
+        room: Option<String>,
+    },
     /// Who am I? (a request)
     #[ws(reply = WhoAmI)]
     Whoami,
@@ -76,6 +81,15 @@ pub enum Outbound {
         text: String,
         /// The sender's user name.
         user: String,
+    },
+    /// Someone else is typing. Volatile: worthless late, so a client that is behind does not get it.
+    #[ws(volatile)]
+    Typing {
+        /// Who is typing.
+        user: String,
+        /// The room; absent for everyone-chat.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// A question from another client: a request the client answers with an [`Answer`].
     #[ws(reply = Answer)]

@@ -320,6 +320,14 @@ var $ = (id) => document.getElementById(id);
 var esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 var joined = /* @__PURE__ */ new Set();
 var client;
+var typists = /* @__PURE__ */ new Map();
+var lastTyping = 0;
+function renderTyping() {
+  const now = Date.now();
+  for (const [who, until] of typists) if (until <= now) typists.delete(who);
+  const names = [...typists.keys()];
+  $("typing").textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing\u2026`;
+}
 function log(html, cls) {
   const li = document.createElement("li");
   if (cls) li.className = cls;
@@ -354,6 +362,12 @@ function connect(name) {
     const room = data.room ? `<span class="room">#${esc(data.room)}</span>` : "";
     log(`<span class="who">${esc(data.user)}</span>${room}: ${esc(data.text)}`);
   });
+  next.on("typing", (data) => {
+    const key = data.room ? `${data.user} in #${data.room}` : data.user;
+    typists.set(key, Date.now() + 3e3);
+    renderTyping();
+    setTimeout(renderTyping, 3100);
+  });
   next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
   next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
   next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
@@ -385,10 +399,17 @@ $("leave").addEventListener("click", async () => {
   renderRooms();
   log(`left #${esc(room)}`, "system");
 });
+$("text").addEventListener("input", () => {
+  if (Date.now() - lastTyping < 2e3) return;
+  lastTyping = Date.now();
+  const room = $("target").value;
+  client?.send("typing", room ? { room } : {});
+});
 $("send").addEventListener("submit", (e) => {
   e.preventDefault();
   const room = $("target").value;
   const text = $("text").value;
   client?.send("chat", room ? { text, room } : { text });
   $("text").value = "";
+  lastTyping = 0;
 });

@@ -7,6 +7,17 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const joined = new Set<string>();
 let client: WsClient<Protocol> | undefined;
+// Who is typing, and when that line goes away; `typing` frames are volatile, so this is best effort.
+const typists = new Map<string, number>();
+let lastTyping = 0;
+
+function renderTyping(): void {
+  const now = Date.now();
+  for (const [who, until] of typists) if (until <= now) typists.delete(who);
+  const names = [...typists.keys()];
+  $("typing").textContent =
+    names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+}
 
 function log(html: string, cls?: string): void {
   const li = document.createElement("li");
@@ -45,6 +56,12 @@ function connect(name: string): WsClient<Protocol> {
     const room = data.room ? `<span class="room">#${esc(data.room)}</span>` : "";
     log(`<span class="who">${esc(data.user)}</span>${room}: ${esc(data.text)}`);
   });
+  next.on("typing", (data) => {
+    const key = data.room ? `${data.user} in #${data.room}` : data.user;
+    typists.set(key, Date.now() + 3000);
+    renderTyping();
+    setTimeout(renderTyping, 3100);
+  });
   next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
   next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
   next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
@@ -80,10 +97,19 @@ $("leave").addEventListener("click", async () => {
   log(`left #${esc(room)}`, "system");
 });
 
+$("text").addEventListener("input", () => {
+  // At most one `typing` every 2 s while the user types.
+  if (Date.now() - lastTyping < 2000) return;
+  lastTyping = Date.now();
+  const room = $<HTMLSelectElement>("target").value;
+  client?.send("typing", room ? { room } : {});
+});
+
 $("send").addEventListener("submit", (e) => {
   e.preventDefault();
   const room = $<HTMLSelectElement>("target").value;
   const text = $<HTMLInputElement>("text").value;
   client?.send("chat", room ? { text, room } : { text });
   $<HTMLInputElement>("text").value = "";
+  lastTyping = 0;
 });
