@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{WsClient, http_get, refused_status, start_example};
+use crate::support::{WAIT, WsClient, example_path, http_get, refused_status, start_example};
 
 const QUIET: Duration = Duration::from_millis(200);
 
@@ -194,6 +194,24 @@ async fn http_routes() {
     assert_eq!(status, 200);
     assert!(metrics.contains("ws_connected_clients 1\n"), "{metrics}");
     assert_eq!(http_get(chat.addr, "/health").await, (200, "ok".to_owned()));
+}
+
+/// A flag out of its type's range is refused at start-up instead of wrapping (4 294 967 296 as a `u32`
+/// would be 0: no rate limit).
+#[tokio::test]
+async fn out_of_range_flags_are_refused() {
+    for flag in ["--rate-limit", "--burst"] {
+        let out = tokio::process::Command::new(example_path("chat"))
+            .args(["--port", "0", flag, "4294967296"])
+            .output();
+        let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+        assert!(!out.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("4294967296 is above 4294967295"),
+            "{stderr}"
+        );
+    }
 }
 
 /// The limit flags reach the server: rate limit, burst, connections, message size, origins.

@@ -48,7 +48,22 @@ async fn bad_version_gets_426_and_bad_key_gets_400() {
         426
     );
     assert_eq!(http(srv.addr, &head("13", "short")).await.0, 400);
-    assert_eq!(srv.server.stats().connected_clients, 0);
+    // 24 characters are not enough: the key must be 16 bytes in base64.
+    for bad in [
+        "************************",
+        "dGhlIHNhbXBsZSBub25jZQ=x",
+        "dGhlIHNhbXBsZSBub25jZR==",
+        "dGhlIHNhbXBsZSBub25j====",
+    ] {
+        assert_eq!(http(srv.addr, &head("13", bad)).await.0, 400, "{bad}");
+    }
+    assert_eq!(
+        http(srv.addr, &head("13", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .await
+            .0,
+        101
+    );
+    assert_eq!(srv.server.stats().rejected_connections, 6);
 }
 
 fn with_origin(

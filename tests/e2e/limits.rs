@@ -54,6 +54,27 @@ async fn rate_limit_closes_1008() {
     assert_eq!(srv.server.stats().rate_limit_closes, 1);
 }
 
+/// Unsolicited WebSocket pongs take tokens like any frame: a flood of them closes with 1008.
+#[tokio::test]
+async fn unsolicited_pongs_count_against_the_rate_limit() {
+    use futures_util::SinkExt;
+    let srv = spawn(echo(rate_limited(10, 5))).await;
+    let mut client = srv.connect().await;
+    for _ in 0..20 {
+        let pong = tokio_tungstenite::tungstenite::Message::Pong(Default::default());
+        client.ws.feed(pong).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    assert_eq!(
+        client.recv_close().await,
+        Closed {
+            code: 1008,
+            reason: "rate limit exceeded".to_owned()
+        }
+    );
+    assert_eq!(srv.server.stats().rate_limit_closes, 1);
+}
+
 /// Under the rate, nothing is refused: the bucket refills between bursts.
 #[tokio::test]
 async fn rate_limit_refills() {
@@ -264,4 +285,29 @@ async fn groups_per_client_limit() {
     assert_eq!(err["data"]["code"], ErrorCode::LimitExceeded.as_str());
     assert_eq!(srv.server.groups(), vec!["a", "b", "c"]);
     client.close().await;
+}
+
+/// A group name longer than `max_group_name_bytes` is refused with `limit_exceeded`; the chat example's
+/// defaults refuse a 100 KB room name.
+#[tokio::test]
+async fn group_name_length_limit() {
+    let chat = crate::support::start_example("chat", &["--port", "0"]).await;
+    let (mut ann, _) = chat.join("ann").await;
+    let longest = "r".repeat(256);
+    ann.send_json(json!({"type": "join", "data": {"room": longest}, "id": 1}))
+        .await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "$reply", "id": 1, "data": {"room": longest, "joined": true}})
+    );
+    for (id, len) in [(2, 257), (3, 100_000)] {
+        ann.send_json(json!({"type": "join", "data": {"room": "r".repeat(len)}, "id": id}))
+            .await;
+        assert_eq!(
+            ann.recv().await,
+            json!({"type": "$error", "id": id, "data": {"code": "limit_exceeded", "message": "group name longer than 256 bytes"}})
+        );
+    }
+    ann.send_json(json!({"type": "whoami", "id": 4})).await;
+    assert_eq!(ann.recv().await["data"]["groups"], json!([longest]));
 }

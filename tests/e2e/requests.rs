@@ -115,13 +115,16 @@ async fn server_requests_time_out_are_bounded_and_end_with_the_client() {
     assert!(codes.contains(&"not_found".to_owned()), "{codes:?}");
 }
 
-/// `$ping` is answered with `$pong` at once, without a handler.
+/// `$ping` is answered with `$pong` at once, without a handler (with the ping's `id`, if any).
 #[tokio::test]
 async fn ping_gets_pong() {
     let srv = spawn(Server::builder(config())).await;
     let mut client = srv.connect().await;
     client.send_json(json!({"type": "$ping"})).await;
     assert_eq!(client.recv().await, json!({"type": "$pong"}));
+    // A ping with an `id` is answered with that `id`, so a client can match its pongs.
+    client.send_json(json!({"type": "$ping", "id": 5})).await;
+    assert_eq!(client.recv().await, json!({"type": "$pong", "id": 5}));
     assert_eq!(srv.server.stats().unknown_types, 0);
     client.close().await;
 }

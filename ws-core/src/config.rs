@@ -14,6 +14,7 @@
 //! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close |
 //! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
 //! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
+//! | `max_group_name_bytes` | 256 | `join_group` fails with `limit_exceeded` (so one client's group names hold 64 KiB at most) |
 //! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
 //!
 //! # Memory a client can hold
@@ -118,6 +119,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Groups one client may belong to at once. Default 256.
     pub max_groups_per_client: usize,
+    /// Longest group name [`Client::join`](crate::Client::join) accepts, in bytes. Default 256: with
+    /// `max_groups_per_client`, one client's group names hold 64 KiB at most.
+    pub max_group_name_bytes: usize,
     /// Requests the server may have waiting for one client's answer ([`Client::request`](crate::Client::request)).
     /// Default 64.
     pub max_pending_requests: usize,
@@ -149,6 +153,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_groups_per_client: 256,
+            max_group_name_bytes: 256,
             max_pending_requests: 64,
         }
     }
@@ -201,6 +206,7 @@ impl Config {
             ("inbound_queue_capacity", self.inbound_queue_capacity),
             ("inbound_queue_max_bytes", self.inbound_queue_max_bytes),
             ("max_groups_per_client", self.max_groups_per_client),
+            ("max_group_name_bytes", self.max_group_name_bytes),
             ("max_pending_requests", self.max_pending_requests),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {

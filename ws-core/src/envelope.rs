@@ -222,8 +222,12 @@ pub(crate) fn reply_frame(id: u64, data: &RawValue) -> Frame {
     })
 }
 
-pub(crate) fn pong_frame() -> Frame {
-    Frame::text(format!(r#"{{"type":"{PONG_TYPE}"}}"#))
+/// The answer to `$ping`, with the ping's `id` when it had one.
+pub(crate) fn pong_frame(id: Option<u64>) -> Frame {
+    match id {
+        Some(id) => Frame::text(format!(r#"{{"type":"{PONG_TYPE}","id":{id}}}"#)),
+        None => Frame::text(format!(r#"{{"type":"{PONG_TYPE}"}}"#)),
+    }
 }
 
 /// A request from the server to the client: `{"type", "data", "id"}`.

@@ -37,18 +37,26 @@ fn remove_member(
 pub(crate) struct GroupRegistry {
     index: RwLock<Index>,
     max_per_client: usize,
+    max_name_len: usize,
 }
 
 impl GroupRegistry {
-    pub(crate) fn new(max_per_client: usize) -> Self {
+    pub(crate) fn new(max_per_client: usize, max_name_len: usize) -> Self {
         Self {
             index: RwLock::new(Index::default()),
             max_per_client,
+            max_name_len,
         }
     }
 
     /// Adds `client` to `group`; `Ok(false)` if it already was a member.
     pub(crate) fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+        if group.len() > self.max_name_len {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("group name longer than {} bytes", self.max_name_len),
+            ));
+        }
         let mut index = write(&self.index);
         if !client.is_connected() {
             return Err(Error::not_found("client disconnected"));

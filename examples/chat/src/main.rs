@@ -102,6 +102,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// A count or size flag, which must fit this machine's `usize`.
+fn size(flag: &str, n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| format!("{flag}: {n} is too large"))
+}
+
 fn parse_args(
     mut args: impl Iterator<Item = String>,
 ) -> Result<(Config, Option<RedisConfig>), String> {
@@ -116,6 +121,9 @@ fn parse_args(
             v.parse::<u64>()
                 .map_err(|_| format!("{flag}: {v:?} is not a number"))
         };
+        let rate = |v: &str| {
+            u32::try_from(number(v)?).map_err(|_| format!("{flag}: {v} is above {}", u32::MAX))
+        };
         match flag.as_str() {
             "--host" => config.host = value,
             "--port" => {
@@ -123,10 +131,10 @@ fn parse_args(
                     .parse()
                     .map_err(|_| format!("{flag}: bad port {value:?}"))?
             }
-            "--rate-limit" => config.message_rate_limit = number(&value)? as u32,
-            "--burst" => config.message_burst_size = number(&value)? as u32,
-            "--max-connections" => config.max_connections = number(&value)? as usize,
-            "--max-message-size" => config.max_message_size = number(&value)? as usize,
+            "--rate-limit" => config.message_rate_limit = rate(&value)?,
+            "--burst" => config.message_burst_size = rate(&value)?,
+            "--max-connections" => config.max_connections = size(&flag, number(&value)?)?,
+            "--max-message-size" => config.max_message_size = size(&flag, number(&value)?)?,
             "--allowed-origin" => config.allowed_origins.push(value),
             "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
             _ => return Err(format!("unknown flag {flag:?}")),

@@ -126,7 +126,13 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                     .closing
                     .get_or_insert_with(|| Instant::now() + config.close_timeout);
             }
-            WsMessage::Pong(_) => client.record_pong(),
+            WsMessage::Pong(_) => {
+                client.record_pong();
+                // Unsolicited pongs are frames like any other: they take a token.
+                if reader.closing.is_none() && !reader.admit() {
+                    reader.rate_limited();
+                }
+            }
             WsMessage::Ping(_) => {
                 if reader.closing.is_none() && !reader.admit() {
                     reader.rate_limited();
@@ -291,7 +297,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Incoming) -> Opti
     let id = incoming.id;
     match incoming.kind.as_str() {
         envelope::PING_TYPE => {
-            let _ = client.send_frame(envelope::pong_frame());
+            let _ = client.send_frame(envelope::pong_frame(id));
             return None;
         }
         envelope::REPLY_TYPE | envelope::ERROR_TYPE => {

@@ -270,7 +270,10 @@ impl ServerBuilder {
     pub fn build(self) -> Result<Server, ConfigError> {
         self.config.validate()?;
         let clients = Arc::new(ClientRegistry::default());
-        let groups = Arc::new(GroupRegistry::new(self.config.max_groups_per_client));
+        let groups = Arc::new(GroupRegistry::new(
+            self.config.max_groups_per_client,
+            self.config.max_group_name_bytes,
+        ));
         let local = MemoryBackplane::new(clients.clone(), groups);
         let backplane = match self.backplane {
             Some(factory) => factory(local),

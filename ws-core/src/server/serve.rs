@@ -6,7 +6,7 @@
 //! | situation | status |
 //! |---|---|
 //! | no `Upgrade: websocket` / `Connection: upgrade`, or a WebSocket version other than 13 | 426 |
-//! | missing or malformed `Sec-WebSocket-Key` | 400 |
+//! | missing or malformed `Sec-WebSocket-Key` (not 16 bytes in base64) | 400 |
 //! | `Origin` not allowed | 403 |
 //! | authenticator returned an error | 401 |
 //! | `max_connections` reached, or the server is stopping | 503 |
@@ -125,7 +125,7 @@ impl Server {
             return resp;
         }
         let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
-            Some(key) if key.len() == 24 => derive_accept_key(key.as_bytes()),
+            Some(key) if is_websocket_key(key.as_bytes()) => derive_accept_key(key.as_bytes()),
             _ => {
                 return refuse(
                     inner,
@@ -253,6 +253,16 @@ impl Server {
             });
         }
     }
+}
+
+/// Whether `key` is what RFC 6455 requires of `Sec-WebSocket-Key`: 16 bytes in base64, 24 characters.
+fn is_websocket_key(key: &[u8]) -> bool {
+    let base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    // 16 bytes fill 21 characters and 2 bits of the 22nd, whose other 4 bits are zero: A, Q, g or w.
+    key.len() == 24
+        && key[..21].iter().all(base64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
 }
 
 /// Sets `TCP_NOTSENT_LOWAT` (see [`Config::socket_unsent_bytes`](crate::Config::socket_unsent_bytes)).
