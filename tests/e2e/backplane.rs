@@ -1,4 +1,4 @@
-//! The Redis backplane (DESIGN §6): nodes sharing one Redis serve one set of clients and groups; a node that
+//! The Redis backplane (README "More than one node: the Redis backplane"): nodes sharing one Redis serve one set of clients and groups; a node that
 //! loses Redis keeps serving its own clients and links up again; stopped and crashed nodes are forgotten;
 //! the outgoing queue is bounded.
 

@@ -1,4 +1,4 @@
-//! The chat example's contract (README "Chat protocol"), against the real binary.
+//! The chat example's contract (README "The chat demo"), against the real binary.
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ async fn assert_other_client_unaffected(srv: &TestServer) {
     other.close().await;
 }
 
-/// §3 "frame larger than max_message_size": close 1009.
+/// README "Answers to bad input", "frame larger than `max_message_size`": close 1009.
 #[tokio::test]
 async fn oversized_frame_closes_1009() {
     let srv = spawn(echo_server().on("x", |_, _: Message| async {})).await;
@@ -41,7 +41,7 @@ async fn oversized_frame_closes_1009() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// §3 "binary frame where JSON text is expected": close 1003.
+/// README "Answers to bad input", "binary frame": close 1003.
 #[tokio::test]
 async fn binary_frame_closes_1003() {
     let srv = spawn(echo_server()).await;
@@ -55,7 +55,7 @@ async fn binary_frame_closes_1003() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// §3 "text that is not a JSON object with a string type": close 1007, for every shape of it.
+/// README "Answers to bad input", "not a JSON object with a string `type`": close 1007, for every shape of it.
 #[tokio::test]
 async fn invalid_envelope_closes_1007() {
     let srv = spawn(echo_server()).await;
@@ -100,7 +100,7 @@ async fn protocol_violation_closes_1002() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// §2 unknown `type` without `id`: dropped, counted, reported to the hook; the connection stays.
+/// README "Wire format": unknown `type` without `id`: dropped, counted, reported to the hook; the connection stays.
 #[tokio::test]
 async fn unknown_type_is_dropped_counted_and_reported() {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -126,7 +126,7 @@ fn client_id(srv: &TestServer) -> String {
     srv.server.clients()[0].id().to_string()
 }
 
-/// §2 unknown `type` with `id`: `$error` code `unknown_type` with that id.
+/// README "Wire format": unknown `type` with `id`: `$error` code `unknown_type` with that id.
 #[tokio::test]
 async fn unknown_type_request_gets_error_reply() {
     let srv = spawn(echo_server()).await;
@@ -139,7 +139,7 @@ async fn unknown_type_request_gets_error_reply() {
     client.close().await;
 }
 
-/// §2 known type with `data` that does not fit: `$error` `invalid_data`, with the id for a request, without
+/// README "Wire format": known type with `data` that does not fit: `$error` `invalid_data`, with the id for a request, without
 /// one otherwise; the connection stays.
 #[tokio::test]
 async fn invalid_data_gets_error_frame_and_connection_stays() {
@@ -181,7 +181,7 @@ async fn invalid_data_gets_error_frame_and_connection_stays() {
     );
 }
 
-/// §2 a `from` sent by a client is ignored: handlers and relays see the server-written sender id.
+/// README "Wire format": a `from` sent by a client is ignored: handlers and relays see the server-written sender id.
 #[tokio::test]
 async fn client_supplied_from_is_ignored() {
     let srv = spawn(
@@ -200,7 +200,7 @@ async fn client_supplied_from_is_ignored() {
     client.close().await;
 }
 
-/// §2 a request type sent without `id` runs its handler and the return value is dropped.
+/// README "Wire format": a request type sent without `id` runs its handler and the return value is dropped.
 #[tokio::test]
 async fn request_without_id_runs_and_reply_is_dropped() {
     let srv = spawn(

@@ -9,7 +9,7 @@ use ws_core::{Error, Message, Next, Request, Server};
 
 use crate::support::{config, eventually, spawn};
 
-/// §2 request/reply: every request gets exactly one answer with its id.
+/// README "Wire format": request/reply: every request gets exactly one answer with its id.
 #[tokio::test]
 async fn requests_get_exactly_one_reply() {
     let srv = spawn(
@@ -43,7 +43,7 @@ async fn requests_get_exactly_one_reply() {
     client.expect_silence(Duration::from_millis(200)).await;
 }
 
-/// §3 "handler returns an error": `on_error` runs, a request gets `$error`, a plain frame gets nothing,
+/// README "Answers to bad input", "handler returns an error": `on_error` runs, a request gets `$error`, a plain frame gets nothing,
 /// and the connection stays.
 #[tokio::test]
 async fn handler_error_reaches_on_error_and_request() {
@@ -88,7 +88,7 @@ async fn handler_error_reaches_on_error_and_request() {
     assert_eq!(srv.server.stats().handler_errors, 3);
 }
 
-/// §3 "handler panics": that client gets `$error` for its request and close 1011, `on_error` runs, and the
+/// README "Answers to bad input", "handler panics": that client gets `$error` for its request and close 1011, `on_error` runs, and the
 /// server and the other clients go on.
 #[tokio::test]
 async fn handler_panic_closes_1011_and_others_go_on() {

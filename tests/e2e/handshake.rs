@@ -5,7 +5,7 @@ use ws_core::{ClientData, Error, Server};
 
 use crate::support::{WsClient, config, http, refused_status, spawn};
 
-/// §3 "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
+/// README "Answers to bad input", "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
 #[tokio::test]
 async fn plain_http_request_gets_426_and_uses_no_slot() {
     let srv = spawn(Server::builder(ws_core::Config {
@@ -30,7 +30,7 @@ async fn plain_http_request_gets_426_and_uses_no_slot() {
     client.close().await;
 }
 
-/// §3 "not a WebSocket upgrade": a wrong version is 426, a malformed key is 400.
+/// README "Answers to bad input", "not a WebSocket upgrade": a wrong version is 426, a malformed key is 400.
 #[tokio::test]
 async fn bad_version_gets_426_and_bad_key_gets_400() {
     let srv = spawn(Server::builder(config())).await;
@@ -75,7 +75,7 @@ fn with_origin(
     req
 }
 
-/// §3 "Origin not allowed": 403 by default for a foreign origin; same origin and no origin pass.
+/// README "Answers to bad input", "`Origin` not allowed": 403 by default for a foreign origin; same origin and no origin pass.
 #[tokio::test]
 async fn foreign_origin_gets_403_by_default() {
     let srv = spawn(Server::builder(config())).await;
@@ -94,7 +94,7 @@ async fn foreign_origin_gets_403_by_default() {
     assert_eq!(srv.server.stats().rejected_connections, 1);
 }
 
-/// §3 "Origin not allowed": an allow-list admits only its entries; `*` admits any origin.
+/// README "Answers to bad input", "`Origin` not allowed": an allow-list admits only its entries; `*` admits any origin.
 #[tokio::test]
 async fn origin_allow_list_and_wildcard() {
     let listed = spawn(Server::builder(ws_core::Config {
@@ -125,7 +125,7 @@ async fn origin_allow_list_and_wildcard() {
         .await;
 }
 
-/// §3 "auth hook returns an error": 401 with the error's message, no slot used; success attaches data.
+/// README "Answers to bad input", "auth hook returns an error": 401 with the error's message, no slot used; success attaches data.
 #[tokio::test]
 async fn auth_error_gets_401_and_success_attaches_data() {
     let srv = spawn(
@@ -167,7 +167,7 @@ async fn auth_error_gets_401_and_success_attaches_data() {
     client.close().await;
 }
 
-/// §3 "max_connections reached": 503 before the upgrade; the slot frees when a client leaves.
+/// README "Answers to bad input", "`max_connections` reached": 503 before the upgrade; the slot frees when a client leaves.
 #[tokio::test]
 async fn max_connections_gets_503() {
     let srv = spawn(Server::builder(ws_core::Config {

@@ -22,7 +22,7 @@ fn rate_limited(rate: u32, burst: u32) -> Config {
     }
 }
 
-/// §3 "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
+/// README "Answers to bad input", "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
 /// after the admitted frames were handled; a request over the limit gets `$error` `rate_limited` first.
 #[tokio::test]
 async fn rate_limit_closes_1008() {
@@ -109,7 +109,7 @@ async fn rate_limit_zero_is_unlimited() {
     client.close().await;
 }
 
-/// §3 "send queue full": the slow consumer is dropped and leaves `connected_clients` at once; the sender
+/// README "Answers to bad input", "a client's send queue past its bounds": the slow consumer is dropped and leaves `connected_clients` at once; the sender
 /// and other clients go on.
 #[tokio::test]
 async fn slow_consumer_is_dropped() {
@@ -169,7 +169,7 @@ async fn slow_consumer_is_dropped() {
     assert!(ended.is_ok(), "the dropped client's connection did not end");
 }
 
-/// §3 "no pong within pong_timeout": the connection is closed and `on_disconnect` runs; a client that
+/// README "Answers to bad input", "no pong within `pong_timeout`": the connection is closed and `on_disconnect` runs; a client that
 /// answers pings stays.
 #[tokio::test]
 async fn missing_pong_closes_connection() {
@@ -208,7 +208,7 @@ async fn missing_pong_closes_connection() {
     drop(silent);
 }
 
-/// §3 "a write blocked longer than write_timeout": the connection is closed.
+/// README "Answers to bad input", "a write blocked longer than `write_timeout`": the connection is closed.
 #[tokio::test]
 async fn blocked_write_closes_connection() {
     let srv = spawn(

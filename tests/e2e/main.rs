@@ -1,5 +1,5 @@
 //! Black-box tests over real sockets on 127.0.0.1: a tungstenite client against ws-core servers and the
-//! example binaries. One module per area; DESIGN §3 rows are named in each test's doc comment.
+//! example binaries. One module per area; each test's doc comment names the README section (and table row) it checks.
 
 mod backplane;
 mod chat;

@@ -5,7 +5,7 @@ use ws_core::{Message, Server};
 
 use crate::support::{config, refused_status, spawn};
 
-/// §3 "Server::stop": every client gets close 1001 after the frames already queued for it; new upgrades
+/// README "Answers to bad input", "`Server::stop`, SIGTERM, Ctrl-C": every client gets close 1001 after the frames already queued for it; new upgrades
 /// get 503 while stopping; afterwards the listener is closed.
 #[tokio::test]
 async fn stop_closes_every_client_with_1001() {
