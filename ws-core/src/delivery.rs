@@ -119,28 +119,23 @@ struct KeyInner {
 
 impl LatestKey {
     fn new(kind: &str, value: Option<&str>) -> Self {
-        Self::from_text_inner(&format!("{}:{kind}{}", kind.len(), value.unwrap_or("")))
+        Self::from_text(format!("{}:{kind}{}", kind.len(), value.unwrap_or("")))
     }
 
-    /// A key from its [`text`](Self::text), as another node sent it.
-    #[cfg(feature = "redis")]
-    pub(crate) fn from_text(text: &str) -> Self {
-        Self::from_text_inner(text)
-    }
-
-    #[cfg(feature = "redis")]
-    pub(crate) fn text(&self) -> &str {
-        &self.0.text
-    }
-
-    fn from_text_inner(text: &str) -> Self {
-        let text: Box<str> = text.into();
+    /// A key from its [`text`](Self::text), as built here or as another node sent it.
+    pub(crate) fn from_text(text: String) -> Self {
+        let text = text.into_boxed_str();
         let mut hasher = DefaultHasher::new();
         text.hash(&mut hasher);
         Self(Arc::new(KeyInner {
             hash: hasher.finish(),
             text,
         }))
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn text(&self) -> &str {
+        &self.0.text
     }
 
     pub(crate) fn hash(&self) -> u64 {

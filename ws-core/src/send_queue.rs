@@ -229,14 +229,12 @@ impl SendQueue {
         {
             return Err(PushError::Full);
         }
-        let message = frame.message.clone();
         let (message, latest) = match &frame.delivery {
-            Delivery::Reliable => (message, None),
             Delivery::Volatile if state.bytes > self.volatile_bytes => {
                 return Ok(Pushed::Skipped);
             }
-            Delivery::Volatile => (message, None),
-            Delivery::Latest(key) => match state.coalesce(key, message) {
+            Delivery::Reliable | Delivery::Volatile => (frame.message.clone(), None),
+            Delivery::Latest(key) => match state.coalesce(key, frame.message.clone()) {
                 Ok(()) => return Ok(Pushed::Coalesced),
                 Err(message) => (message, Some(key.clone())),
             },

@@ -66,8 +66,6 @@ pub(super) struct Pipeline<'a> {
     /// Frames among the waiting jobs (hooks do not count against the bounds).
     waiting_frames: usize,
     waiting_bytes: usize,
-    capacity: usize,
-    max_bytes: usize,
 }
 
 impl<'a> Pipeline<'a> {
@@ -80,8 +78,6 @@ impl<'a> Pipeline<'a> {
             waiting: waiting.collect(),
             waiting_frames: 0,
             waiting_bytes: 0,
-            capacity: server.config.inbound_queue_capacity,
-            max_bytes: server.config.inbound_queue_max_bytes,
         }
     }
 
@@ -92,8 +88,9 @@ impl<'a> Pipeline<'a> {
             self.running = Some(start(job, self.server, self.client));
             return Ok(());
         }
-        if self.waiting_frames >= self.capacity
-            || (self.waiting_bytes > 0 && self.waiting_bytes + len > self.max_bytes)
+        let config = &self.server.config;
+        if self.waiting_frames >= config.inbound_queue_capacity
+            || (self.waiting_bytes > 0 && self.waiting_bytes + len > config.inbound_queue_max_bytes)
         {
             return Err(Overloaded);
         }

@@ -46,17 +46,21 @@ pub(super) struct Ended {
 }
 
 pub(super) async fn run(sink: Sink, client: Client) -> Ended {
-    let mut close_sent = false;
-    let sink = write_until_end(sink, &client, &mut close_sent).await;
+    let mut sink = write_until_end(sink, &client).await;
     let reset = match client.abort_reason() {
         None | Some(Abort::Finished) => false,
-        Some(Abort::SlowConsumer) => !close_sent,
+        // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
+        Some(Abort::SlowConsumer) => {
+            let close = close_message(close::POLICY_VIOLATION, "send queue full");
+            let sent = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
+            !matches!(sent, Ok(Ok(())))
+        }
         Some(Abort::PongTimeout | Abort::WriteTimeout | Abort::ShutdownDeadline) => true,
     };
     Ended { sink, reset }
 }
 
-async fn write_until_end(mut sink: Sink, client: &Client, close_sent: &mut bool) -> Sink {
+async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     let server = client.server_inner().clone();
     let frames = client.queue();
     let config = &server.config;
@@ -77,7 +81,7 @@ async fn write_until_end(mut sink: Sink, client: &Client, close_sent: &mut bool)
     loop {
         let outcome = tokio::select! {
             biased;
-            () = &mut aborted => return aborted_close(sink, client, close_sent).await,
+            () = &mut aborted => return sink,
             () = &mut close_requested => {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
@@ -132,22 +136,9 @@ async fn write_until_end(mut sink: Sink, client: &Client, close_sent: &mut bool)
                 client.abort(Abort::Finished);
                 return sink;
             }
-            Err(WriteError::Aborted) => return aborted_close(sink, client, close_sent).await,
+            Err(WriteError::Aborted) => return sink,
         }
     }
-}
-
-/// Ends the write task of an aborted client: a slow consumer is told why (1008), if its socket takes the
-/// close frame within a short grace; if not, the connection is reset.
-async fn aborted_close(mut sink: Sink, client: &Client, close_sent: &mut bool) -> Sink {
-    if client.abort_reason() == Some(Abort::SlowConsumer) {
-        let close = close_message(close::POLICY_VIOLATION, "send queue full");
-        *close_sent = matches!(
-            tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await,
-            Ok(Ok(()))
-        );
-    }
-    sink
 }
 
 /// Writes and flushes `batch`. A client dropped meanwhile (a slow consumer whose socket is full) stops the

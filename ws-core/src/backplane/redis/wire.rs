@@ -127,7 +127,7 @@ pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
         op: header.op,
         binary: header.binary,
         delivery: match (header.volatile, header.latest) {
-            (_, Some(key)) => Delivery::Latest(LatestKey::from_text(&key)),
+            (_, Some(key)) => Delivery::Latest(LatestKey::from_text(key.into_owned())),
             (true, None) => Delivery::Volatile,
             (false, None) => Delivery::Reliable,
         },
