@@ -161,6 +161,14 @@ async fn connect_small_window(url: &str) -> Ws {
     ws
 }
 
+/// The `t` (microseconds since the run's start) a published frame carries in its data.
+fn sent_at(text: &str) -> Option<u64> {
+    text.split("\"t\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|t| t.trim().parse().ok())
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -228,12 +236,7 @@ async fn fanout(
                 }
                 // {"type":"publish","data":{"t":<micros since start>,...}}
                 let sent = match &msg {
-                    Message::Text(text) => text
-                        .as_str()
-                        .split("\"t\":")
-                        .nth(1)
-                        .and_then(|r| r.split([',', '}']).next())
-                        .and_then(|t| t.trim().parse::<u64>().ok()),
+                    Message::Text(text) => sent_at(text.as_str()),
                     _ => None,
                 };
                 if let Some(sent) = sent {
@@ -450,13 +453,7 @@ async fn cursors(
                     break;
                 }
                 let Message::Text(text) = &msg else { continue };
-                let t = text
-                    .as_str()
-                    .split("\"t\":")
-                    .nth(1)
-                    .and_then(|r| r.split([',', '}']).next())
-                    .and_then(|t| t.trim().parse::<u64>().ok());
-                if let Some(t) = t {
+                if let Some(t) = sent_at(text.as_str()) {
                     let now = start.elapsed().as_micros() as u64;
                     ages.push(now.saturating_sub(t));
                     received.fetch_add(1, Ordering::Relaxed);
@@ -525,10 +522,8 @@ async fn ask_loop(a: &mut Ws, to: Option<&str>, seconds: u64) -> Vec<u64> {
                 return lat;
             };
             let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-            if frame["type"] == "question" {
-                let answer =
-                    json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
-                let _ = a.send(Message::text(answer)).await;
+            if let Some(answer) = answer_question(&frame) {
+                let _ = a.send(answer).await;
             } else if frame["type"] == "$reply" && frame["id"] == id {
                 lat.push(sent.elapsed().as_micros() as u64);
                 break;
@@ -536,6 +531,13 @@ async fn ask_loop(a: &mut Ws, to: Option<&str>, seconds: u64) -> Vec<u64> {
         }
     }
     lat
+}
+
+/// The `$reply` to the server's `question` request, if `frame` is one.
+fn answer_question(frame: &serde_json::Value) -> Option<Message> {
+    (frame["type"] == "question").then(|| {
+        Message::text(json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string())
+    })
 }
 
 async fn ask(url: &str, seconds: u64) -> serde_json::Value {
@@ -562,12 +564,10 @@ async fn ask(url: &str, seconds: u64) -> serde_json::Value {
             tokio::time::timeout(Duration::from_secs(seconds * 2 + 10), b.next()).await
         {
             let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-            if frame["type"] == "question" {
-                let answer =
-                    json!({"type": "$reply", "id": frame["id"], "data": "yes"}).to_string();
-                if b.send(Message::text(answer)).await.is_err() {
-                    break;
-                }
+            if let Some(answer) = answer_question(&frame)
+                && b.send(answer).await.is_err()
+            {
+                break;
             }
         }
     });
