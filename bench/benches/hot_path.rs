@@ -13,7 +13,9 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use ws_core::bench_support::{detached_client, dispatch, drain, parse_envelope};
-use ws_core::{Client, Config, IntoFrame, Message, Server, on, ws_messages};
+use ws_core::message::IntoFrame;
+use ws_core::protocol::Message;
+use ws_core::{Client, Config, Server, on, ws_messages};
 
 /// What the benchmarked clients send.
 #[ws_messages]
@@ -62,10 +64,7 @@ const CHAT: &str = r#"{"type":"chat","data":{"text":"hello everyone, how are you
 const RECIPIENTS: usize = 10_000;
 
 fn config() -> Config {
-    Config {
-        max_connections: 0,
-        ..Config::default()
-    }
+    Config::default().max_connections(0)
 }
 
 fn envelope(c: &mut Criterion) {
@@ -150,10 +149,10 @@ fn fanout(c: &mut Criterion) {
     }
     .into_frame();
     fan_out(c, "fanout/broadcast_10000", &server, &clients, || {
-        server.broadcast(frame.clone());
+        server.all().send(frame.clone());
     });
     fan_out(c, "fanout/group_10000", &server, &clients, || {
-        server.broadcast_to_group("room", frame.clone());
+        server.to("room").send(frame.clone());
     });
 }
 

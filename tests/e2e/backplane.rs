@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ws_core::{Message, RedisBackplane, RedisConfig, Server, ServerBuilder};
+use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
+use ws_core::{Server, ServerBuilder};
 
 use crate::groups::{group_server, join};
 
@@ -30,11 +33,12 @@ fn node(redis: &RedisConfig) -> ServerBuilder {
     let redis = redis.clone();
     group_server()
         .on_connect(|c| async move {
-            let _ = c.send_json("welcome", c.id().as_str());
+            let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
         })
         .on("everyone", |c, m: Message| async move {
             c.server()
-                .broadcast(Message::new("all", m.data).with_from(c.id().as_str()));
+                .all()
+                .send(Message::new("all", m.data).with_from(c.id().as_str()));
         })
         .on("dm", |c, m: Message| async move {
             let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());
@@ -85,7 +89,7 @@ fn ids(list: &[&str]) -> Vec<String> {
 
 fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
     srv.server
-        .group_member_ids(group)
+        .group_members(group)
         .iter()
         .map(ToString::to_string)
         .collect()
@@ -113,7 +117,7 @@ async fn sends_and_presence_span_nodes() {
     assert_eq!(a.server.groups(), ["room"]);
     assert_eq!(a.server.group_count(), 1);
     assert_eq!(
-        a.server.group_members("room").len(),
+        a.server.local_group_members("room").len(),
         1,
         "handles: local only"
     );
@@ -162,8 +166,7 @@ async fn sends_and_presence_span_nodes() {
     })
     .await;
     assert_eq!(a.server.join_group(&b2_id, "vip").ok(), Some(false));
-    a.server
-        .send_to_group("vip", Message::new("vip", "only you"));
+    a.server.to("vip").send(Message::new("vip", "only you"));
     assert_eq!(b2.recv().await, json!({"type": "vip", "data": "only you"}));
     assert!(a.server.leave_group(&b2_id, "vip"));
     eventually("b2 left vip on both nodes", || async {
@@ -172,7 +175,7 @@ async fn sends_and_presence_span_nodes() {
     .await;
     assert!(!a.server.leave_group(&b2_id, "vip"));
     let unknown = a.server.join_group("nobody", "vip").unwrap_err();
-    assert_eq!(unknown.code(), &ws_core::ErrorCode::NotFound);
+    assert_eq!(unknown.code(), &ws_core::error::ErrorCode::NotFound);
     b1.expect_silence(QUIET).await;
 
     b1.close().await;

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ws_core::{Config, Delivery, Error, Frame, Message, Request, Server, ws_messages};
+use ws_core::delivery::Delivery;
+use ws_core::handler::Request;
+use ws_core::protocol::{Frame, Message};
+use ws_core::{Config, Error, Server, ws_messages};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -51,10 +54,7 @@ fn scripted(config: Config, script: fn() -> Vec<Outbound>) -> ws_core::ServerBui
 
 /// A config under which every volatile message finds its client behind, once anything is queued for it.
 fn volatile_skipped_when_anything_waits() -> Config {
-    Config {
-        send_queue_volatile_bytes: 0,
-        ..config()
-    }
+    config().send_queue_volatile_bytes(0)
 }
 
 /// `latest = "user"`: a newer cursor of the same user replaces the waiting one in place, other users'
@@ -132,7 +132,7 @@ async fn untyped_frames_carry_a_policy_through_a_broadcast() {
             for x in 0..10 {
                 let msg = Message::new("pos", json!({"x": x}));
                 let frame = Frame::from_message(&msg).with_delivery(Delivery::latest("pos"));
-                req.server().broadcast(frame);
+                req.server().all().send(frame);
             }
             Ok::<_, Error>(())
         }),
@@ -157,15 +157,15 @@ async fn untyped_frames_carry_a_policy_through_a_broadcast() {
 #[tokio::test]
 async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
     const FRAME: usize = 256 * 1024;
-    let srv = spawn(Server::builder(Config {
-        send_queue_max_bytes: 1 << 30,
-        send_queue_max_lag: Duration::from_millis(1500),
-        write_timeout: Duration::from_secs(60),
-        ..config()
-    }))
+    let srv = spawn(Server::builder(
+        config()
+            .send_queue_max_bytes(1 << 30)
+            .send_queue_max_lag(Duration::from_millis(1500))
+            .write_timeout(Duration::from_secs(60)),
+    ))
     .await;
     let stalled = srv.connect().await;
-    let stalled_id = srv.server.clients()[0].id().clone();
+    let stalled_id = srv.server.local_clients()[0].id().clone();
     let mut lagging = srv.connect().await;
     let server = srv.server.clone();
     // About 25 MB/s to each client: the kernel's socket buffers fill within a fraction of a second, then
@@ -174,8 +174,8 @@ async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
         let payload = "z".repeat(FRAME);
         let mut after_drop = 0;
         for n in 0..1200u32 {
-            server.broadcast(Message::new("bulk", json!([n, payload])));
-            if server.get_client(stalled_id.as_str()).is_none() {
+            server.all().send(Message::new("bulk", json!([n, payload])));
+            if server.local_client(stalled_id.as_str()).is_none() {
                 after_drop += 1;
                 if after_drop == 50 {
                     return n + 1;
@@ -256,14 +256,14 @@ async fn drops_are_counted_per_reason_in_metrics() {
 /// queue's byte bound sees the backlog: 2 MiB sent to a stalled client with a 256 KiB bound drop it.
 #[tokio::test]
 async fn socket_unsent_bytes_keeps_the_backlog_in_the_send_queue() {
-    let srv = spawn(Server::builder(Config {
-        socket_unsent_bytes: 16 * 1024,
-        send_queue_max_bytes: 256 * 1024,
-        ..config()
-    }))
+    let srv = spawn(Server::builder(
+        config()
+            .socket_unsent_bytes(16 * 1024)
+            .send_queue_max_bytes(256 * 1024),
+    ))
     .await;
     let stalled = srv.connect().await;
-    let id = srv.server.clients()[0].id().clone();
+    let id = srv.server.local_clients()[0].id().clone();
     let payload = "s".repeat(64 * 1024);
     for n in 0..32 {
         if srv

@@ -2,7 +2,10 @@
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use ws_core::{ClientData, Config, Error, RawMessage, Server};
+use ws_core::auth::ClientData;
+use ws_core::protocol::Frame;
+use ws_core::raw::RawMessage;
+use ws_core::{Error, Server};
 
 use crate::support::{WsClient, config, refused_status, spawn, start_example};
 
@@ -35,21 +38,17 @@ async fn echo_example_echoes_text_and_binary() {
 #[tokio::test]
 async fn raw_mode_is_behind_the_same_gates() {
     let srv = spawn(
-        Server::builder(Config {
-            max_connections: 1,
-            max_message_size: 1024,
-            ..config()
-        })
-        .auth(|req| async move {
-            req.query("token")
-                .map(|_| ClientData::new())
-                .ok_or_else(|| Error::forbidden("token"))
-        })
-        .raw(|client, msg| async move {
-            if let RawMessage::Text(t) = msg {
-                let _ = client.send_text(t.to_uppercase());
-            }
-        }),
+        Server::builder(config().max_connections(1).max_message_size(1024))
+            .auth(|req| async move {
+                req.query("token")
+                    .map(|_| ClientData::new())
+                    .ok_or_else(|| Error::unauthorized("token"))
+            })
+            .raw(|client, msg| async move {
+                if let RawMessage::Text(t) = msg {
+                    let _ = client.send(Frame::text(t.to_uppercase()));
+                }
+            }),
     )
     .await;
     assert_eq!(refused_status(srv.url("/ws")).await, 401);

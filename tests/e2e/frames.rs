@@ -6,13 +6,15 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use ws_core::{Message, Server, ServerBuilder};
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
+use ws_core::{Server, ServerBuilder};
 
 use crate::support::{Closed, TestServer, config, spawn};
 
 fn echo_server() -> ServerBuilder {
     Server::builder(config()).on("echo", |client, msg: Message| async move {
-        let _ = client.send_message(&msg);
+        let _ = client.send(&msg);
     })
 }
 
@@ -123,7 +125,7 @@ async fn unknown_type_is_dropped_counted_and_reported() {
 }
 
 fn client_id(srv: &TestServer) -> String {
-    srv.server.clients()[0].id().to_string()
+    srv.server.local_clients()[0].id().to_string()
 }
 
 /// README "Wire format": unknown `type` with `id`: `$error` code `unknown_type` with that id.
@@ -186,7 +188,7 @@ async fn invalid_data_gets_error_frame_and_connection_stays() {
 async fn client_supplied_from_is_ignored() {
     let srv = spawn(
         Server::builder(config()).on("say", |client, msg: Message| async move {
-            client.server().broadcast(&msg);
+            client.server().all().send(&msg);
         }),
     )
     .await;
@@ -205,7 +207,7 @@ async fn client_supplied_from_is_ignored() {
 async fn request_without_id_runs_and_reply_is_dropped() {
     let srv = spawn(
         Server::builder(config()).on("ping", |client, _: Message| async move {
-            let _ = client.send_json("side-effect", &true);
+            let _ = client.send(Frame::envelope("side-effect", &true));
             Ok::<_, ws_core::Error>("pong")
         }),
     )

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ws_core::{Message, Server};
+use ws_core::Server;
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
 
 use crate::support::{TestServer, WsClient, config, eventually, spawn};
 
@@ -20,11 +22,9 @@ pub(crate) fn group_server() -> ws_core::ServerBuilder {
             let group = m.data["group"].as_str().unwrap_or_default().to_owned();
             let out = Message::new("room", m.data["text"].clone()).with_from(c.id().as_str());
             match m.data["mode"].as_str() {
-                Some("others") => c
-                    .server()
-                    .send_to_others_in_group(&group, c.id().as_str(), &out),
-                Some("send") => c.server().send_to_group(&group, &out),
-                _ => c.server().broadcast_to_group(&group, &out),
+                Some("others") => c.to(&group).send(&out),
+                Some("send") => c.server().to(&group).send(&out),
+                _ => c.server().to(&group).send(&out),
             }
         })
 }
@@ -32,7 +32,7 @@ pub(crate) fn group_server() -> ws_core::ServerBuilder {
 /// Three clients that know their ids (sent by `on_connect`).
 async fn trio() -> (TestServer, Vec<WsClient>, Vec<String>) {
     let srv = spawn(group_server().on_connect(|c| async move {
-        let _ = c.send_json("welcome", c.id().as_str());
+        let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
     }))
     .await;
     let mut clients = Vec::new();
@@ -75,7 +75,7 @@ async fn join_group_and_leave_group() {
             .as_str(),
         "not_found"
     );
-    assert_eq!(server.group_member_ids("g").len(), 1);
+    assert_eq!(server.group_members("g").len(), 1);
     assert!(server.leave_group(&ids[0], "g"));
     assert!(
         !server.leave_group(&ids[0], "g"),
@@ -94,9 +94,10 @@ async fn leave_all_groups_and_on_disconnect() {
         join(&mut clients[0], g).await;
     }
     join(&mut clients[1], "a").await;
-    assert_eq!(server.leave_all_groups(&ids[0]), ["a", "b", "c"]);
+    let first = server.local_client(&ids[0]).unwrap();
+    assert_eq!(first.leave_all(), ["a", "b", "c"]);
     assert_eq!(server.groups(), ["a"]);
-    assert!(server.leave_all_groups(&ids[0]).is_empty());
+    assert!(first.leave_all().is_empty());
     let b = clients.remove(1);
     b.close().await;
     eventually("b's groups left on disconnect", || async {
@@ -160,20 +161,20 @@ async fn group_members_and_member_ids() {
     expected.sort();
     let got: Vec<String> = srv
         .server
-        .group_member_ids("g")
+        .group_members("g")
         .iter()
-        .map(|i| i.to_string())
+        .map(ToString::to_string)
         .collect();
     assert_eq!(got, expected);
     let mut members: Vec<String> = srv
         .server
-        .group_members("g")
+        .local_group_members("g")
         .iter()
         .map(|m| m.id().to_string())
         .collect();
     members.sort();
     assert_eq!(members, expected);
-    assert!(srv.server.group_members("none").is_empty());
+    assert!(srv.server.local_group_members("none").is_empty());
 }
 
 /// groups lists names with members, sorted; group_count counts them; emptied groups disappear.
@@ -208,7 +209,7 @@ async fn client_is_in_group() {
     let (srv, mut c, ids) = trio().await;
     join(&mut c[0], "b").await;
     join(&mut c[0], "a").await;
-    let client = srv.server.get_client(&ids[0]).unwrap();
+    let client = srv.server.local_client(&ids[0]).unwrap();
     assert!(client.is_in_group("a") && client.is_in_group("b") && !client.is_in_group("c"));
     assert_eq!(client.groups(), ["a", "b"]);
     c[0].send_json(json!({"type": "leave", "data": "a", "id": 2}))
@@ -230,7 +231,7 @@ async fn join_leave_disconnect_race_leaves_no_ghosts() {
         let server = server.clone();
         tokio::spawn(async move {
             for round in 0..400 {
-                for client in server.clients() {
+                for client in server.local_clients() {
                     let _ =
                         server.join_group(client.id().as_str(), &format!("outside-{}", round % 7));
                 }
@@ -275,6 +276,6 @@ async fn join_leave_disconnect_race_leaves_no_ghosts() {
     .await;
     eventually("every group empty", || async { server.group_count() == 0 }).await;
     assert!(server.groups().is_empty());
-    assert!(server.clients().is_empty());
+    assert!(server.local_clients().is_empty());
     assert_eq!(server.stats().total_connections, CLIENTS as u64);
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{Barrier, mpsc};
-use ws_core::{Error, Message, Next, Request, Server};
+use ws_core::handler::{Next, Request};
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
+use ws_core::{Error, Server};
 
 use crate::support::{config, eventually, spawn};
 
@@ -56,7 +59,7 @@ async fn handler_error_reaches_on_error_and_request() {
             })
             .on("io", |_, _: Message| async {
                 let parsed: u32 = "x".parse()?;
-                Ok::<_, Error>(parsed)
+                Ok::<_, ws_core::error::BoxError>(parsed)
             })
             .on("ok", |_, _: Message| async { Ok::<_, Error>("fine") })
             .on_error(move |client, err| {
@@ -102,7 +105,7 @@ async fn handler_panic_closes_1011_and_others_go_on() {
                 }
             })
             .on("echo", |client, msg: Message| async move {
-                let _ = client.send_message(&msg);
+                let _ = client.send(&msg);
             })
             .on_error(move |_, err| {
                 seen.lock()
@@ -188,7 +191,7 @@ async fn lifecycle_hooks() {
     let srv = spawn(
         Server::builder(config())
             .on_connect(|c| async move {
-                let _ = c.send_json("welcome", c.id().as_str());
+                let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
             })
             .on("join", |c, m: Message| async move {
                 c.join(m.data.as_str().unwrap_or_default())
@@ -229,7 +232,7 @@ async fn per_client_frames_are_handled_in_order() {
         Server::builder(config()).on("step", |c, m: Message| async move {
             let n = m.data.as_u64().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis((n * 7) % 5)).await;
-            let _ = c.send_json("done", &n);
+            let _ = c.send(Frame::envelope("done", &n));
         }),
     )
     .await;
@@ -250,7 +253,7 @@ async fn handlers_of_different_clients_run_concurrently() {
         let barrier = barrier.clone();
         async move {
             barrier.wait().await;
-            let _ = c.send_json("met", &true);
+            let _ = c.send(Frame::envelope("met", &true));
         }
     }))
     .await;

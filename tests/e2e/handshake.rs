@@ -1,18 +1,18 @@
 //! Refusals before the upgrade: each is an HTTP status, and none takes a client slot.
 
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use ws_core::{ClientData, Error, Server};
+use ws_core::auth::ClientData;
+use ws_core::protocol::Frame;
+use ws_core::{Error, Server};
 
 use crate::support::{WsClient, config, http, refused_status, spawn};
 
 /// README "Answers to bad input", "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
 #[tokio::test]
 async fn plain_http_request_gets_426_and_uses_no_slot() {
-    let srv = spawn(Server::builder(ws_core::Config {
-        max_connections: 1,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(Server::builder(config().max_connections(1))).await;
     let (status, body) = http(
         srv.addr,
         &format!(
@@ -97,10 +97,9 @@ async fn foreign_origin_gets_403_by_default() {
 /// README "Answers to bad input", "`Origin` not allowed": an allow-list admits only its entries; `*` admits any origin.
 #[tokio::test]
 async fn origin_allow_list_and_wildcard() {
-    let listed = spawn(Server::builder(ws_core::Config {
-        allowed_origins: vec!["https://app.test".into()],
-        ..config()
-    }))
+    let listed = spawn(Server::builder(
+        config().allowed_origins(["https://app.test"]),
+    ))
     .await;
     let url = listed.url("/ws");
     assert_eq!(
@@ -113,11 +112,7 @@ async fn origin_allow_list_and_wildcard() {
         .close()
         .await;
 
-    let any = spawn(Server::builder(ws_core::Config {
-        allowed_origins: vec!["*".into()],
-        ..config()
-    }))
-    .await;
+    let any = spawn(Server::builder(config().allowed_origins(["*"]))).await;
     WsClient::try_connect_request(with_origin(&any.url("/ws"), "https://whatever.test"))
         .await
         .expect("wildcard")
@@ -125,24 +120,27 @@ async fn origin_allow_list_and_wildcard() {
         .await;
 }
 
-/// README "Answers to bad input", "auth hook returns an error": 401 with the error's message, no slot used; success attaches data.
+/// README "Answers to bad input", "authenticator error": the status the error chooses (401 for
+/// `unauthorized`, 403 for `forbidden`, any `IntoResponse` as it is), with its message; no slot used;
+/// success attaches data.
 #[tokio::test]
-async fn auth_error_gets_401_and_success_attaches_data() {
+async fn auth_error_chooses_its_status_and_success_attaches_data() {
     let srv = spawn(
-        Server::builder(ws_core::Config {
-            max_connections: 1,
-            ..config()
-        })
-        .auth(|req| async move {
-            match req.query("token").as_deref() {
-                Some("good") => Ok(ClientData::new().metadata("user", "ann")),
-                _ => Err(Error::forbidden("bad token")),
-            }
-        })
-        .on_connect(|c| async move {
-            let user = c.get_metadata("user").unwrap();
-            let _ = c.send_json("hello", &user);
-        }),
+        Server::builder(config().max_connections(1))
+            .auth(|req| async move {
+                match req.query("token").as_deref() {
+                    Some("good") => Ok(ClientData::new().metadata("user", "ann")),
+                    Some("banned") => Err(Error::forbidden("banned").into_response()),
+                    Some("busy") => {
+                        Err((StatusCode::TOO_MANY_REQUESTS, "slow down").into_response())
+                    }
+                    _ => Err(Error::unauthorized("bad token").into_response()),
+                }
+            })
+            .on_connect(|c| async move {
+                let user = c.get_metadata("user").unwrap();
+                let _ = c.send(Frame::envelope("hello", &user));
+            }),
     )
     .await;
     for _ in 0..3 {
@@ -158,23 +156,21 @@ async fn auth_error_gets_401_and_success_attaches_data() {
     )
     .await;
     assert_eq!((status, body.as_str()), (401, "bad token"));
+    assert_eq!(refused_status(srv.url("/ws?token=banned")).await, 403);
+    assert_eq!(refused_status(srv.url("/ws?token=busy")).await, 429);
     let mut client = WsClient::connect(&srv.url("/ws?token=good")).await;
     assert_eq!(
         client.recv().await,
         serde_json::json!({"type": "hello", "data": "ann"})
     );
-    assert_eq!(srv.server.stats().rejected_connections, 4);
+    assert_eq!(srv.server.stats().rejected_connections, 6);
     client.close().await;
 }
 
 /// README "Answers to bad input", "`max_connections` reached": 503 before the upgrade; the slot frees when a client leaves.
 #[tokio::test]
 async fn max_connections_gets_503() {
-    let srv = spawn(Server::builder(ws_core::Config {
-        max_connections: 2,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(Server::builder(config().max_connections(2))).await;
     let a = srv.connect().await;
     let b = srv.connect().await;
     assert_eq!(refused_status(srv.url("/ws")).await, 503);
@@ -225,13 +221,9 @@ async fn serve_binds_configured_address() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let server = Server::builder(ws_core::Config {
-        port,
-        path: "/live".into(),
-        ..config()
-    })
-    .build()
-    .unwrap();
+    let server = Server::builder(config().port(port).path("/live"))
+        .build()
+        .unwrap();
     let serving = server.clone();
     let task = tokio::spawn(async move { serving.serve().await });
     let url = format!("ws://127.0.0.1:{port}/live");

@@ -4,22 +4,20 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
-use ws_core::{Config, Error, ErrorCode, Message, Server};
+use ws_core::error::ErrorCode;
+use ws_core::protocol::Message;
+use ws_core::{Config, Error, Server};
 
 use crate::support::{Closed, config, eventually, spawn};
 
 fn echo(config: Config) -> ws_core::ServerBuilder {
     Server::builder(config).on("echo", |client, msg: Message| async move {
-        let _ = client.send_message(&msg);
+        let _ = client.send(&msg);
     })
 }
 
 fn rate_limited(rate: u32, burst: u32) -> Config {
-    Config {
-        message_rate_limit: rate,
-        message_burst_size: burst,
-        ..config()
-    }
+    config().message_rate_limit(rate).message_burst_size(burst)
 }
 
 /// README "Answers to bad input", "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
@@ -114,10 +112,7 @@ async fn rate_limit_zero_is_unlimited() {
 #[tokio::test]
 async fn slow_consumer_is_dropped() {
     let srv = spawn(
-        echo(Config {
-            send_queue_max_bytes: 16 * 1024,
-            ..config()
-        })
+        echo(config().send_queue_max_bytes(16 * 1024))
         .on("flood", |client, msg: Message| async move {
             let target = msg.data.as_str().unwrap_or_default().to_owned();
             let server = client.server();
@@ -128,7 +123,7 @@ async fn slow_consumer_is_dropped() {
                     Ok(()) => {}
                     Err(err) => {
                         let after = server.stats().connected_clients;
-                        return Ok(json!({"sent": sent, "code": err.code().as_str(), "before": before, "after": after}));
+                        return Ok(json!({"sent": sent, "code": ws_core::Error::from(err).code().as_str(), "before": before, "after": after}));
                     }
                 }
                 if sent % 32 == 0 {
@@ -140,7 +135,7 @@ async fn slow_consumer_is_dropped() {
     )
     .await;
     let mut slow = srv.connect().await;
-    let slow_id = srv.server.clients()[0].id().to_string();
+    let slow_id = srv.server.local_clients()[0].id().to_string();
     let mut fast = srv.connect().await;
     fast.send_json(json!({"type": "flood", "data": slow_id, "id": 1}))
         .await;
@@ -155,7 +150,7 @@ async fn slow_consumer_is_dropped() {
         (Some(2), Some(1))
     );
     assert_eq!(srv.server.stats().slow_consumer_drops, 1);
-    assert!(srv.server.get_client(&slow_id).is_none());
+    assert!(srv.server.local_client(&slow_id).is_none());
     // The others go on.
     fast.send_json(json!({"type": "echo", "data": "still here"}))
         .await;
@@ -175,11 +170,11 @@ async fn slow_consumer_is_dropped() {
 async fn missing_pong_closes_connection() {
     let (tx, mut disconnected) = mpsc::unbounded_channel();
     let srv = spawn(
-        echo(Config {
-            ping_interval: Duration::from_millis(100),
-            pong_timeout: Duration::from_millis(400),
-            ..config()
-        })
+        echo(
+            config()
+                .ping_interval(Duration::from_millis(100))
+                .pong_timeout(Duration::from_millis(400)),
+        )
         .on_disconnect(move |c| {
             let tx = tx.clone();
             async move {
@@ -190,7 +185,7 @@ async fn missing_pong_closes_connection() {
     .await;
     // `silent` never reads, so its WebSocket layer never answers pings.
     let silent = srv.connect().await;
-    let silent_id = srv.server.clients()[0].id().to_string();
+    let silent_id = srv.server.local_clients()[0].id().to_string();
     let mut lively = srv.connect().await;
     // Reading is what makes the WebSocket layer answer pings, so `lively` reads while we wait.
     let (gone, ()) = tokio::join!(
@@ -212,12 +207,12 @@ async fn missing_pong_closes_connection() {
 #[tokio::test]
 async fn blocked_write_closes_connection() {
     let srv = spawn(
-        echo(Config {
-            write_timeout: Duration::from_millis(300),
-            send_queue_max_bytes: 1 << 30,
-            send_queue_max_lag: Duration::from_secs(3600),
-            ..config()
-        })
+        echo(
+            config()
+                .write_timeout(Duration::from_millis(300))
+                .send_queue_max_bytes(1 << 30)
+                .send_queue_max_lag(Duration::from_secs(3600)),
+        )
         .on("flood", |client, msg: Message| async move {
             let target = msg.data.as_str().unwrap_or_default().to_owned();
             let server = client.server();
@@ -238,7 +233,7 @@ async fn blocked_write_closes_connection() {
     )
     .await;
     let blocked = srv.connect().await;
-    let blocked_id = srv.server.clients()[0].id().to_string();
+    let blocked_id = srv.server.local_clients()[0].id().to_string();
     let mut driver = srv.connect().await;
     driver
         .send_json(json!({"type": "flood", "data": blocked_id, "id": 1}))
@@ -248,7 +243,7 @@ async fn blocked_write_closes_connection() {
     assert_eq!(srv.server.stats().write_timeouts, 1);
     assert_eq!(srv.server.stats().slow_consumer_drops, 0);
     eventually("blocked client removed", || async {
-        srv.server.get_client(&blocked_id).is_none()
+        srv.server.local_client(&blocked_id).is_none()
     })
     .await;
     drop(blocked);
@@ -257,16 +252,13 @@ async fn blocked_write_closes_connection() {
 /// `max_groups_per_client` bounds the groups one client can make the server track.
 #[tokio::test]
 async fn groups_per_client_limit() {
-    let srv = spawn(
-        Server::builder(Config {
-            max_groups_per_client: 3,
-            ..config()
-        })
-        .on("join", |client, msg: Message| async move {
+    let srv = spawn(Server::builder(config().max_groups_per_client(3)).on(
+        "join",
+        |client, msg: Message| async move {
             let room = msg.data.as_str().unwrap_or_default().to_owned();
             client.join(&room)
-        }),
-    )
+        },
+    ))
     .await;
     let mut client = srv.connect().await;
     for (i, room) in ["a", "b", "c", "d"].iter().enumerate() {

@@ -9,7 +9,9 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use ws_core::{Config, Error, Message, Request, Server, ServerBuilder};
+use ws_core::handler::Request;
+use ws_core::protocol::Message;
+use ws_core::{Config, Error, Server, ServerBuilder};
 
 use crate::support::{TestServer, WAIT, WsClient, config, spawn, start_example};
 
@@ -97,11 +99,11 @@ async fn ping_is_answered_while_a_handler_runs() {
 #[tokio::test]
 async fn a_handler_longer_than_pong_timeout_keeps_its_connection() {
     let srv = spawn(
-        Server::builder(Config {
-            ping_interval: Duration::from_millis(50),
-            pong_timeout: Duration::from_millis(200),
-            ..config()
-        })
+        Server::builder(
+            config()
+                .ping_interval(Duration::from_millis(50))
+                .pong_timeout(Duration::from_millis(200)),
+        )
         .on_request("slow", |_req: Request| async move {
             tokio::time::sleep(Duration::from_millis(800)).await;
             Ok::<_, Error>("done")
@@ -165,11 +167,7 @@ async fn pipelined_requests_are_answered_in_order() {
 /// request's `id`, or none), the connection stays, and the frames accepted before are all handled in order.
 #[tokio::test]
 async fn frames_past_the_waiting_bound_are_refused_with_overloaded() {
-    let (srv, mut client, gate, order) = holding(Config {
-        inbound_queue_capacity: 3,
-        ..config()
-    })
-    .await;
+    let (srv, mut client, gate, order) = holding(config().inbound_queue_capacity(3)).await;
     for n in 1..=3 {
         client
             .send_json(json!({"type": "echo", "data": n, "id": n + 1}))
@@ -207,11 +205,7 @@ async fn frames_past_the_waiting_bound_are_refused_with_overloaded() {
 /// bound still fits when nothing else waits.
 #[tokio::test]
 async fn the_waiting_bound_counts_bytes() {
-    let (_srv, mut client, gate, _) = holding(Config {
-        inbound_queue_max_bytes: 1024,
-        ..config()
-    })
-    .await;
+    let (_srv, mut client, gate, _) = holding(config().inbound_queue_max_bytes(1024)).await;
     let big = "x".repeat(2000);
     client
         .send_json(json!({"type": "echo", "data": big, "id": 2}))
@@ -233,19 +227,13 @@ async fn the_waiting_bound_counts_bytes() {
 #[tokio::test]
 async fn raw_mode_past_the_waiting_bound_closes_1008() {
     let gate = Arc::new(Semaphore::new(0));
-    let srv = spawn(
-        Server::builder(Config {
-            inbound_queue_capacity: 1,
-            ..config()
-        })
-        .raw({
+    let srv = spawn(Server::builder(config().inbound_queue_capacity(1)).raw({
+        let gate = gate.clone();
+        move |_client, _msg| {
             let gate = gate.clone();
-            move |_client, _msg| {
-                let gate = gate.clone();
-                async move { gate.acquire().await.expect("gate open").forget() }
-            }
-        }),
-    )
+            async move { gate.acquire().await.expect("gate open").forget() }
+        }
+    }))
     .await;
     let mut client = srv.connect().await;
     for text in ["running", "waiting", "refused"] {

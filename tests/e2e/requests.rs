@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ws_core::{Config, Error, Server};
+use ws_core::{Error, Server};
 
 use crate::support::{config, spawn, start_example};
 
@@ -54,14 +54,13 @@ async fn chat_ask_relays_a_request_to_another_client() {
 /// A request times out, respects `max_pending_requests`, and fails when the client leaves.
 #[tokio::test]
 async fn server_requests_time_out_are_bounded_and_end_with_the_client() {
-    let srv = spawn(Server::builder(Config {
-        max_pending_requests: 2,
-        ..config()
-    }))
-    .await;
+    let srv = spawn(Server::builder(config().max_pending_requests(2))).await;
     let mut client = srv.connect().await;
-    crate::support::eventually("registered", || async { srv.server.clients().len() == 1 }).await;
-    let target = srv.server.clients()[0].clone();
+    crate::support::eventually("registered", || async {
+        srv.server.local_clients().len() == 1
+    })
+    .await;
+    let target = srv.server.local_clients()[0].clone();
 
     let err = target
         .request_json("question", &1, Duration::from_millis(100))

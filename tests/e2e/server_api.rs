@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ws_core::{Message, Server};
+use ws_core::Server;
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
 
 use crate::support::{config, eventually, http_get, spawn};
 
@@ -14,9 +16,9 @@ async fn broadcast_reaches_every_client() {
         Server::builder(config()).on("shout", |c, m: Message| async move {
             let out = Message::new("shout", m.data).with_from(c.id().as_str());
             if out.data == "quiet" {
-                c.server().broadcast_except(c.id(), &out);
+                c.server().all().except(c.id()).send(&out);
             } else {
-                c.server().broadcast(&out);
+                c.server().all().send(&out);
             }
         }),
     )
@@ -41,7 +43,9 @@ async fn broadcast_reaches_every_client() {
             assert_eq!(client.recv().await["data"], "quiet");
         }
     }
-    srv.server.broadcast_json("notice", &json!({"n": 1}));
+    srv.server
+        .all()
+        .send(Frame::envelope("notice", &json!({"n": 1})));
     for client in &mut clients {
         assert_eq!(
             client.recv().await,
@@ -57,10 +61,10 @@ async fn send_to_client_get_client_and_clients() {
     let srv = spawn(Server::builder(config())).await;
     let server = &srv.server;
     let mut a = srv.connect().await;
-    let a_id = server.clients()[0].id().to_string();
+    let a_id = server.local_clients()[0].id().to_string();
     let mut b = srv.connect().await;
     let mut ids: Vec<String> = server
-        .clients()
+        .local_clients()
         .iter()
         .map(|c| c.id().to_string())
         .collect();
@@ -80,13 +84,16 @@ async fn send_to_client_get_client_and_clients() {
     let err = server
         .send_to_client("nobody", Message::new("direct", 1))
         .unwrap_err();
-    assert_eq!(err.code().as_str(), "not_found");
+    assert_eq!(err, ws_core::SendError::Disconnected);
 
-    assert_eq!(server.get_client(&a_id).unwrap().id().as_str(), a_id);
-    assert!(server.get_client("nobody").is_none());
+    assert_eq!(server.local_client(&a_id).unwrap().id().as_str(), a_id);
+    assert!(server.local_client("nobody").is_none());
     a.close().await;
-    eventually("a is gone", || async { server.get_client(&a_id).is_none() }).await;
-    assert_eq!(server.clients().len(), 1);
+    eventually("a is gone", || async {
+        server.local_client(&a_id).is_none()
+    })
+    .await;
+    assert_eq!(server.local_clients().len(), 1);
     b.close().await;
 }
 
@@ -104,7 +111,7 @@ async fn client_sends_metadata_and_extensions() {
             })
             .on("inspect", |c, _: Message| async move {
                 let removed = c.remove_metadata("score");
-                c.send_json(
+                c.send(Frame::envelope(
                     "meta",
                     &json!({
                         "user": c.get_metadata("user"),
@@ -113,8 +120,8 @@ async fn client_sends_metadata_and_extensions() {
                         "plan": c.extension::<Plan>().map(|p| p.0),
                         "missing": c.extension::<String>(),
                     }),
-                )?;
-                c.send_message(&Message::new("whole", json!([1, 2])).with_target("t"))?;
+                ))?;
+                c.send(Message::new("whole", json!([1, 2])).with_target("t"))?;
                 Ok::<_, ws_core::Error>(())
             }),
     )
@@ -137,7 +144,7 @@ async fn client_sends_metadata_and_extensions() {
 async fn stats_are_true() {
     let srv = spawn(
         Server::builder(config()).on("echo", |c, m: Message| async move {
-            let _ = c.send_message(&Message::new("echo", m.data));
+            let _ = c.send(Message::new("echo", m.data));
         }),
     )
     .await;

@@ -1,7 +1,9 @@
 //! Graceful stop: close 1001 to every client after its queue drains, then the listener closes.
 
 use serde_json::json;
-use ws_core::{Message, Server};
+use ws_core::Server;
+use ws_core::protocol::Frame;
+use ws_core::protocol::Message;
 
 use crate::support::{config, refused_status, spawn};
 
@@ -12,7 +14,7 @@ async fn stop_closes_every_client_with_1001() {
     let srv = spawn(
         Server::builder(config()).on("queue", |c, _: Message| async move {
             for i in 0..100 {
-                let _ = c.send_json("queued", &i);
+                let _ = c.send(Frame::envelope("queued", &i));
             }
             let server = c.server();
             tokio::spawn(async move { server.stop().await });

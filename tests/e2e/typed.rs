@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use ws_core::{
-    Client, ClientData, ClientId, Error, Extension, InboundMessages, OutboundMessages, RequestId,
-    Server, State, Variant, WsMessages, on, payload, ws_messages,
-};
+use ws_core::auth::ClientData;
+use ws_core::extract::{Extension, RequestId, State};
+use ws_core::message::{InboundMessages, OutboundMessages, Variant, WsMessages};
+use ws_core::{Client, ClientId, Error, Server, on, payload, ws_messages};
 
 use crate::support::{config, spawn};
 
@@ -93,12 +93,13 @@ pub(crate) struct User(String);
 async fn probe(client: Client, _msg: inbound::Probe) -> Result<(), Error> {
     client.send(Outbound::ProbeSeen {
         borrowed: BORROWED.load(Ordering::SeqCst),
-    })
+    })?;
+    Ok(())
 }
 
-// Arguments in any order, state from the builder.
+// Extractors first, the payload last; state from the builder.
 #[on(Inbound::Add)]
-async fn add(msg: inbound::Add, State(Multiplier(m)): State<Multiplier>, _client: Client) -> i64 {
+async fn add(State(Multiplier(m)): State<Multiplier>, _client: Client, msg: inbound::Add) -> i64 {
     (msg.a + msg.b) * m
 }
 
@@ -108,7 +109,9 @@ async fn move_point(server: Server, id: ClientId, msg: inbound::Move) -> Result<
         x: msg.0.x + 1,
         y: msg.0.y + 1,
     };
-    server.broadcast(Outbound::Moved(moved.clone()).sent_by(&id));
+    server
+        .all()
+        .send(Outbound::Moved(moved.clone()).sent_by(&id));
     Ok(moved)
 }
 
@@ -124,7 +127,7 @@ async fn admin_stats(State(missing): State<std::time::Duration>) -> u64 {
 
 #[on(Inbound::Shout)]
 async fn shout(client: Client, msg: inbound::Shout) {
-    client.server().broadcast(Outbound::Shouted {
+    client.server().all().send(Outbound::Shouted {
         text: msg.text.to_uppercase(),
     });
 }
@@ -132,7 +135,7 @@ async fn shout(client: Client, msg: inbound::Shout) {
 async fn typed_server() -> crate::support::TestServer {
     spawn(
         Server::builder(config())
-            .auth(|_| async { Ok(ClientData::new().extension(User("ann".into()))) })
+            .auth(|_| async { Ok::<_, Error>(ClientData::new().extension(User("ann".into()))) })
             .with_state(Multiplier(10))
             .handle(probe)
             .handle(add)
@@ -307,5 +310,5 @@ fn generated_message_set() {
 fn typed_and_untyped_handler_for_one_type_panics() {
     let _ = Server::builder(config())
         .handle(shout)
-        .on("shout", |_, _: ws_core::Message| async {});
+        .on("shout", |_, _: ws_core::protocol::Message| async {});
 }

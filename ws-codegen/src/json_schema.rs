@@ -4,7 +4,7 @@
 //! `id` an integer below 2^53; keys the server ignores (`from` sent by a client, unknown keys) are allowed.
 
 use serde_json::{Map, Value, json};
-use ws_core::MAX_REQUEST_ID;
+use ws_core::protocol::MAX_REQUEST_ID;
 
 use crate::protocol::{DirectionDef, MessageDef};
 

@@ -39,7 +39,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use ws_core::WsMessages;
+use ws_core::message::WsMessages;
 
 pub use crate::protocol::{DirectionDef, MessageDef, Protocol};
 

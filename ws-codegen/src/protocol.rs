@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use ws_core::delivery::DeliveryPolicy;
+use ws_core::message::{Direction, Variant, VariantVisitor, WsMessages};
 use ws_core::schemars::generate::SchemaSettings;
 use ws_core::schemars::{JsonSchema, SchemaGenerator};
 use ws_core::ts_rs::{self, TS, TypeVisitor};
-use ws_core::{DeliveryPolicy, Direction, Variant, VariantVisitor, WsMessages};
 
 /// One message type.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@
 use chat::protocol::{Inbound, Outbound, Purged, RoomJoined, WhoAmI};
 use serde_json::{Value, json};
 use ws_codegen::Codegen;
-use ws_core::{InboundMessages, MAX_REQUEST_ID, Message};
+use ws_core::message::InboundMessages;
+use ws_core::protocol::{MAX_REQUEST_ID, Message};
 
 fn codegen() -> Codegen {
     Codegen::new("ws-core chat")
@@ -80,7 +81,7 @@ fn serde_output_of_every_message_validates() {
             message: "connected".into(),
         })
         .unwrap(),
-        ws_core::IntoFrame::into_frame(
+        ws_core::message::IntoFrame::into_frame(
             Outbound::Chat {
                 text: "t".into(),
                 user: "u".into(),

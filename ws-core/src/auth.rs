@@ -63,7 +63,7 @@ impl AuthRequest {
 ///
 /// ```
 /// # #[derive(Clone)] struct User { name: String }
-/// let data = ws_core::ClientData::new()
+/// let data = ws_core::auth::ClientData::new()
 ///     .metadata("user", "ann")
 ///     .extension(User { name: "ann".into() });
 /// ```

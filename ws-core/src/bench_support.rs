@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::client::Client;
 use crate::connection::{answer_call, route};
-use crate::envelope::Incoming;
+use crate::protocol::Incoming;
 use crate::server::Server;
 
 /// Parses a text frame as the read task does; `false` for anything that is not an envelope.

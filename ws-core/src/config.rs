@@ -42,22 +42,24 @@
 
 use std::time::Duration;
 
-/// Settings of a [`Server`](crate::Server). Build one with `Config::default()` and struct update syntax.
+/// Settings of a [`Server`](crate::Server). Start from `Config::default()` and chain a setter per
+/// field (each named after its field); the fields stay readable, and writable through a `mut` binding.
+/// New settings arrive as new fields with defaults, so the struct is `#[non_exhaustive]`.
 ///
 /// ```
 /// use std::time::Duration;
 /// use ws_core::Config;
 ///
-/// let config = Config {
-///     port: 0,
-///     message_rate_limit: 50,
-///     message_burst_size: 100,
-///     ping_interval: Duration::from_secs(15),
-///     ..Config::default()
-/// };
+/// let config = Config::default()
+///     .port(0)
+///     .message_rate_limit(50)
+///     .message_burst_size(100)
+///     .ping_interval(Duration::from_secs(15));
 /// assert!(config.validate().is_ok());
+/// assert_eq!(config.message_rate_limit, 50);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Address [`Server::serve`](crate::Server::serve) binds. Default `127.0.0.1`.
     pub host: String,
@@ -159,6 +161,78 @@ impl Default for Config {
     }
 }
 
+/// One chainable setter per field, named after it, documented by the field.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $(
+                #[doc = concat!("Sets [`", stringify!($field), "`](Config::", stringify!($field), ").")]
+                #[must_use]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    port: u16,
+    max_connections: usize,
+    read_buffer_size: usize,
+    write_buffer_size: usize,
+    socket_unsent_bytes: usize,
+    max_message_size: usize,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    write_timeout: Duration,
+    message_rate_limit: u32,
+    message_burst_size: u32,
+    send_queue_max_bytes: usize,
+    send_queue_max_lag: Duration,
+    send_queue_volatile_bytes: usize,
+    inbound_queue_capacity: usize,
+    inbound_queue_max_bytes: usize,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    shutdown_timeout: Duration,
+    max_groups_per_client: usize,
+    max_group_name_bytes: usize,
+    max_pending_requests: usize,
+}
+
+impl Config {
+    /// Sets [`host`](Config::host).
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Sets [`path`](Config::path).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sets [`allowed_origins`](Config::allowed_origins).
+    ///
+    /// ```
+    /// let config = ws_core::Config::default().allowed_origins(["https://example.com"]);
+    /// assert_eq!(config.allowed_origins, ["https://example.com"]);
+    /// ```
+    #[must_use]
+    pub fn allowed_origins<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
 /// Why a [`Config`] was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -190,12 +264,13 @@ impl Config {
     /// [`ConfigError`] naming the first field that is wrong.
     ///
     /// ```
-    /// use ws_core::{Config, ConfigError};
+    /// use ws_core::Config;
+    /// use ws_core::config::ConfigError;
     ///
-    /// let config = Config { message_burst_size: 0, ..Config::default() };
+    /// let config = Config::default().message_burst_size(0);
     /// assert_eq!(config.validate(), Err(ConfigError::BurstTooSmall));
     ///
-    /// let config = Config { send_queue_max_bytes: 0, ..Config::default() };
+    /// let config = Config::default().send_queue_max_bytes(0);
     /// assert_eq!(config.validate(), Err(ConfigError::Zero("send_queue_max_bytes")));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -14,16 +14,18 @@
 //! order around it. Volatile frames are for what is worthless late (typing indicators, "someone is here"
 //! pings); latest-value frames for state that only matters as of now (cursors, progress, prices).
 //!
-//! The policy travels with the [`Frame`](crate::Frame): a broadcast serializes the message and its key once,
+//! The policy travels with the [`Frame`](crate::protocol::Frame): a broadcast serializes the message and its key once,
 //! and every recipient's queue applies the policy to its own backlog, without an allocation per recipient.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-/// A variant's declared delivery policy, as `#[ws_messages(outbound)]` records it on [`Variant`](crate::Variant).
+/// A variant's declared delivery policy, as `#[ws_messages(outbound)]` records it on [`Variant`](crate::message::Variant).
 ///
 /// ```
-/// use ws_core::{DeliveryPolicy, Variant, ws_messages};
+/// use ws_core::delivery::DeliveryPolicy;
+/// use ws_core::message::Variant;
+/// use ws_core::ws_messages;
 ///
 /// #[ws_messages(outbound)]
 /// pub enum Outbound {
@@ -65,13 +67,14 @@ impl DeliveryPolicy {
     }
 }
 
-/// The policy of one serialized [`Frame`](crate::Frame), with the key of a latest-value frame.
+/// The policy of one serialized [`Frame`](crate::protocol::Frame), with the key of a latest-value frame.
 ///
 /// Typed messages get theirs from the variant's attribute; untyped frames from
-/// [`Frame::with_delivery`](crate::Frame::with_delivery).
+/// [`Frame::with_delivery`](crate::protocol::Frame::with_delivery).
 ///
 /// ```
-/// use ws_core::{Delivery, Frame, Message};
+/// use ws_core::delivery::Delivery;
+/// use ws_core::protocol::{Frame, Message};
 ///
 /// let user = "ann";
 /// let cursor = Message::new("cursor", serde_json::json!({"user": user, "x": 1}));

@@ -4,12 +4,20 @@
 //! `id`). Errors marked [`Error::reported`] are sent even for frames without `id`; `invalid_data` errors
 //! always are, because the sender needs to learn that its frame was not understood. Every handler error also reaches the `on_error`
 //! hook with its full detail; the wire only carries the code and the public message.
+//!
+//! [`Error`] is a `std::error::Error`, so it travels through `?` into `Box<dyn Error>`, anyhow or eyre.
+//! A handler may return any error type that converts into [`BoxError`] (anyhow's, `std::io::Error`, a
+//! string): an `Error` inside keeps its code, anything else becomes `internal`. Sending to a client fails
+//! with a [`SendError`], which says why.
 
 use std::borrow::Cow;
 use std::fmt;
 
 /// A result whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error, boxed: what a handler's error converts through.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The `code` of an `$error` frame.
 ///
@@ -22,6 +30,8 @@ pub enum ErrorCode {
     UnknownType,
     /// The frame's `data` does not match what the handler expects.
     InvalidData,
+    /// The client has not proven who it is (an authenticator's answer: HTTP 401).
+    Unauthorized,
     /// The client may not do this.
     Forbidden,
     /// The thing named does not exist (a client, a group).
@@ -47,6 +57,7 @@ impl ErrorCode {
         match self {
             Self::UnknownType => "unknown_type",
             Self::InvalidData => "invalid_data",
+            Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::LimitExceeded => "limit_exceeded",
@@ -65,6 +76,7 @@ impl ErrorCode {
         let known = [
             Self::UnknownType,
             Self::InvalidData,
+            Self::Unauthorized,
             Self::Forbidden,
             Self::NotFound,
             Self::LimitExceeded,
@@ -88,21 +100,28 @@ impl fmt::Display for ErrorCode {
 
 /// An error with a wire [`ErrorCode`] and a message meant for the client.
 ///
-/// Any `std::error::Error` converts into it with `?`; such errors get the code `internal` and the public
-/// message `internal error`, so implementation details never leak to clients, while `on_error` still sees
-/// the original text through [`Error::detail`].
+/// Other errors become one with [`Error::internal`] (or, from a handler, by returning them: see the
+/// [module docs](self)); they get the code `internal` and the public message `internal error`, so
+/// implementation details never leak to clients, while `on_error` still sees the original text through
+/// [`Error::detail`].
 ///
 /// ```
-/// use ws_core::{Error, ErrorCode};
+/// use ws_core::Error;
+/// use ws_core::error::ErrorCode;
 ///
 /// let err = Error::forbidden("admins only");
 /// assert_eq!(err.code(), &ErrorCode::Forbidden);
 /// assert_eq!(err.message(), "admins only");
 ///
-/// let parse: Result<u32, _> = "x".parse::<u32>();
-/// let err: Error = parse.unwrap_err().into();
+/// let err = Error::internal("x".parse::<u32>().unwrap_err());
 /// assert_eq!(err.code().as_str(), "internal");
 /// assert_eq!(err.message(), "internal error");
+///
+/// // It is a std error, so `?` carries it into `Box<dyn Error>`:
+/// fn check() -> Result<(), Box<dyn std::error::Error>> {
+///     Err(Error::forbidden("no"))?
+/// }
+/// assert_eq!(check().unwrap_err().to_string(), "forbidden: no");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Error {
@@ -131,7 +150,12 @@ impl Error {
         Self::new(ErrorCode::Custom(code.into()), message)
     }
 
-    /// `forbidden`: the client may not do this.
+    /// `unauthorized`: the client has not proven who it is. From an authenticator: HTTP 401.
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// `forbidden`: the client may not do this. From an authenticator: HTTP 403.
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
     }
@@ -200,11 +224,85 @@ impl fmt::Display for Error {
     }
 }
 
-impl<E> From<E> for Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    fn from(err: E) -> Self {
+impl std::error::Error for Error {}
+
+impl From<BoxError> for Error {
+    /// Keeps the code of an [`Error`] or [`SendError`] inside; anything else is `internal`.
+    fn from(err: BoxError) -> Self {
+        match err.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(err) => match err.downcast::<SendError>() {
+                Ok(err) => (*err).into(),
+                Err(err) => Self::internal(err),
+            },
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    /// A value that cannot be encoded or decoded: `internal`.
+    fn from(err: serde_json::Error) -> Self {
         Self::internal(err)
+    }
+}
+
+impl axum::response::IntoResponse for Error {
+    /// The HTTP answer when an authenticator refuses an upgrade with this error: 401 for `unauthorized`,
+    /// 403 for `forbidden`, 429 for `rate_limited` and `limit_exceeded`, 404 for `not_found`, 400 for
+    /// `invalid_data`, 500 for `internal`, 503 for `overloaded`, 401 for every other code. The body is
+    /// the error's message.
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::StatusCode;
+        let status = match self.code {
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::InvalidData => StatusCode::BAD_REQUEST,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        (status, self.message.into_owned()).into_response()
+    }
+}
+
+/// Why a frame could not be queued for a client.
+///
+/// Converts into an [`Error`] (`not_found` or `limit_exceeded`) when a handler passes it on with `?`.
+///
+/// ```
+/// use ws_core::SendError;
+///
+/// let err = ws_core::Error::from(SendError::Disconnected);
+/// assert_eq!(err.code().as_str(), "not_found");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The client is not connected (it left, or no client has this id).
+    Disconnected,
+    /// The client's send queue passed its bounds: it is being dropped as a slow consumer, and this frame
+    /// was not queued.
+    SlowConsumer,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Disconnected => "client disconnected",
+            Self::SlowConsumer => "send queue full; client dropped",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl From<SendError> for Error {
+    fn from(err: SendError) -> Self {
+        let code = match err {
+            SendError::Disconnected => ErrorCode::NotFound,
+            SendError::SlowConsumer => ErrorCode::LimitExceeded,
+        };
+        Self::new(code, err.to_string())
     }
 }

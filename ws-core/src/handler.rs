@@ -19,9 +19,10 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::client::Client;
-use crate::envelope::{Incoming, Message};
-use crate::error::Error;
+use crate::error::{BoxError, Error};
+use crate::protocol::{Incoming, Message};
 use crate::server::Server;
+pub use crate::typed::{Handled, IntoHandlerReply, TypedHandler};
 
 /// A boxed, sendable future, as handlers and hooks are stored.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -132,10 +133,10 @@ impl Reply {
 }
 
 /// What a handler may return: `()`, a [`Reply`], or `Result<T, E>` with `T: Serialize` (the reply data) and
-/// `E: Into<Error>`.
+/// `E: Into<BoxError>` (an [`Error`] keeps its code; any other error is `internal`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler's return value",
-    note = "return `()`, `ws_core::Reply`, or `Result<T, E>` where `T: serde::Serialize` and `E: Into<ws_core::Error>`"
+    note = "return `()`, `ws_core::handler::Reply`, or `Result<T, E>` where `T: serde::Serialize` and `E` is an error type"
 )]
 pub trait IntoReply {
     /// Turns the value into the answer for the request.
@@ -158,9 +159,10 @@ impl IntoReply for Reply {
     }
 }
 
-impl<T: Serialize, E: Into<Error>> IntoReply for Result<T, E> {
+impl<T: Serialize, E: Into<BoxError>> IntoReply for Result<T, E> {
     fn into_reply(self) -> Result<Reply, Error> {
-        self.map_err(Into::into).and_then(|v| Reply::json(&v))
+        self.map_err(|e| Error::from(e.into()))
+            .and_then(|v| Reply::json(&v))
     }
 }
 

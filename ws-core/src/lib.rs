@@ -7,7 +7,8 @@
 //! them, serve:
 //!
 //! ```no_run
-//! use ws_core::{Client, ClientData, Config, Error, Server, on, ws_messages};
+//! use ws_core::auth::ClientData;
+//! use ws_core::{Client, Config, Error, Server, on, ws_messages};
 //!
 //! #[ws_messages] // client → server
 //! pub enum Inbound {
@@ -31,9 +32,8 @@
 //! #[on(Inbound::Chat)]
 //! async fn chat(client: Client, msg: inbound::Chat) {
 //!     let user = client.get_metadata("user").and_then(|u| u.as_str().map(String::from));
-//!     let user = user.unwrap_or_default();
-//!     let out = Outbound::Chat { text: msg.text, user }.sent_by(client.id());
-//!     client.server().broadcast_to_group(&msg.room, out);
+//!     let out = Outbound::Chat { text: msg.text, user: user.unwrap_or_default() };
+//!     client.server().to(&msg.room).send(out.sent_by(client.id()));
 //! }
 //!
 //! #[on(Inbound::Rooms)]
@@ -43,11 +43,11 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let server = Server::builder(Config { port: 6001, ..Config::default() })
+//!     let server = Server::builder(Config::default().port(6001))
 //!         .auth(|req| async move {
 //!             let user = req.query("token").filter(|t| !t.is_empty());
-//!             let user = user.ok_or_else(|| Error::forbidden("missing token"))?;
-//!             Ok(ClientData::new().metadata("user", user))
+//!             let user = user.ok_or_else(|| Error::unauthorized("missing token"))?;
+//!             Ok::<_, Error>(ClientData::new().metadata("user", user))
 //!         })
 //!         .handle(join)
 //!         .handle(chat)
@@ -58,20 +58,41 @@
 //! }
 //! ```
 //!
-//! A handler receives its message already decoded into the variant's payload type (`inbound::Join`), plus
-//! any of the extractors listed in [`FromMessage`]; what it returns answers requests with the variant's
-//! reply type. A payload of the wrong type, an unknown variant, a second handler for one variant, or
-//! sending a client → server message are compile errors (see [`ws_messages`] and [`on`]).
+//! A handler receives its message already decoded into the variant's payload type (`inbound::Join`),
+//! after any of the extractors listed in [`extract`]; what it returns answers requests with the
+//! variant's reply type. The function stays a function: `rooms(client).await` calls it as written. A
+//! payload of the wrong type, an unknown variant, a payload taken twice, a second handler for one
+//! variant, or sending a client → server message are compile errors (see [`ws_messages`] and [`on`]).
 //!
 //! Underneath, untyped handlers work on the raw envelope:
 //! `Server::builder(config).on("chat", |client, msg: Message| async move { ... })`.
+//!
+//! # Where things are
+//!
+//! The root holds what every application uses: [`Server`], [`Client`], [`ClientId`], [`Config`],
+//! [`Error`], [`SendError`] and the macros. The rest is in modules:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`recipients`] | picking who gets a message: `server.to("room").except(id).send(msg)` |
+//! | [`extract`] | handler arguments: `State`, `Extension`, `RequestId`, your own extractors |
+//! | [`handler`] | untyped handlers, replies, middleware |
+//! | [`message`] | the traits `#[ws_messages]` implements |
+//! | [`protocol`] | the envelope, [`Frame`](protocol::Frame), [`Message`](protocol::Message), system frame names |
+//! | [`delivery`] | volatile and latest delivery |
+//! | [`auth`] | the authenticator's request and what it attaches to a client |
+//! | [`config`], [`close`], [`error`] | limits and their defaults, close codes, error codes |
+//! | [`backplane`] | one node or many: the `Backplane` trait, memory and Redis |
+//! | [`stats`] | live counters |
+//! | [`raw`] | raw mode, without the envelope |
 //!
 //! # Wire format
 //!
 //! One text frame is one JSON object: `{"type": "chat", "data": {...}, "target"?: "...", "from"?: "...",
 //! "id"?: 7}`. `type` routes the frame to its handler. `from` is only ever written by the server. A frame with
 //! an `id` (an integer below 2^53) is a request and gets exactly one answer: `{"type": "$reply", "id": 7,
-//! "data": ...}` or `{"type": "$error", "id": 7, "data": {"code": "...", "message": "..."}}`.
+//! "data": ...}` or `{"type": "$error", "id": 7, "data": {"code": "...", "message": "..."}}`. The whole
+//! contract, with every answer to bad input, is in the repository's `docs/protocol.md`.
 //!
 //! # Answers to bad input
 //!
@@ -79,7 +100,7 @@
 //! |---|---|
 //! | not a WebSocket upgrade | HTTP 426 (400 for a malformed key) |
 //! | `Origin` not allowed | HTTP 403 |
-//! | authenticator error | HTTP 401 |
+//! | authenticator error | the error's HTTP answer: 401 for [`Error::unauthorized`], 403 for [`Error::forbidden`], … |
 //! | `max_connections` reached, or stopping | HTTP 503 |
 //! | frame larger than `max_message_size` | close 1009 |
 //! | binary frame | close 1003 |
@@ -106,17 +127,19 @@
 //!
 //! # More than one node
 //!
-//! Broadcasts, group sends, direct sends and membership go through a [`Backplane`]. The default,
-//! [`MemoryBackplane`], serves one process. With the `redis` feature, `RedisBackplane` links every node
-//! that uses the same Redis (and prefix) into one set of clients and groups: install it with
+//! Broadcasts, group sends, direct sends and membership go through a
+//! [`Backplane`](backplane::Backplane). The default, [`MemoryBackplane`](backplane::MemoryBackplane),
+//! serves one process. With the `redis` feature, `RedisBackplane` links every node that uses the same
+//! Redis (and prefix) into one set of clients and groups: install it with
 //! `Server::builder(config).backplane(|local| RedisBackplane::start(local, RedisConfig::new(url)?))`.
-//! Handlers do not change. A node that loses Redis keeps serving its own clients and reconnects by itself;
-//! `Server::stats().backplane` says whether it is linked and how many other nodes it sees.
+//! Handlers do not change; methods named `local_*` see this node only. A node that loses Redis keeps
+//! serving its own clients and reconnects by itself; `Server::stats().backplane` says whether it is
+//! linked and how many other nodes it sees.
 
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
-mod auth;
-mod backplane;
+pub mod auth;
+pub mod backplane;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_support;
@@ -125,18 +148,20 @@ pub mod close;
 pub mod config;
 mod connection;
 pub mod delivery;
-mod envelope;
-mod error;
+pub mod error;
+pub mod extract;
 mod group;
-mod handler;
+pub mod handler;
 mod hooks;
-mod message;
+pub mod message;
+pub mod protocol;
 mod rate_limit;
-mod raw;
+pub mod raw;
+pub mod recipients;
 mod registry;
 mod send_queue;
 mod server;
-mod stats;
+pub mod stats;
 mod sync;
 mod typed;
 
@@ -146,34 +171,17 @@ pub use schemars;
 pub use ts_rs;
 pub use ws_macros::{on, payload, ws_messages};
 
-pub use crate::auth::{AuthRequest, ClientData};
-pub use crate::backplane::{Backplane, BackplaneStats, MemoryBackplane};
-#[cfg(feature = "redis")]
-pub use crate::backplane::{RedisBackplane, RedisConfig};
 pub use crate::client::{Client, ClientId};
-pub use crate::config::{Config, ConfigError};
-pub use crate::delivery::{Delivery, DeliveryPolicy, LatestKey};
-pub use crate::envelope::{
-    ERROR_TYPE, Frame, MAX_REQUEST_ID, Message, PING_TYPE, PONG_TYPE, REPLY_TYPE,
-};
-pub use crate::error::{Error, ErrorCode, Result};
-pub use crate::handler::{BoxFuture, IntoReply, Next, Reply, Request};
-pub use crate::message::{
-    Direction, InboundMessages, IntoFrame, OutboundMessages, Relayed, Variant, VariantVisitor,
-    WsMessages,
-};
-pub use crate::raw::RawMessage;
+pub use crate::config::Config;
+pub use crate::error::{Error, Result, SendError};
 pub use crate::server::serve::handle_connection;
 pub use crate::server::{Server, ServerBuilder};
-pub use crate::stats::StatsSnapshot;
-pub use crate::typed::{
-    Extension, FromMessage, HandlerContext, IntoHandlerReply, RequestId, State, TypedHandler,
-};
 
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
-    pub use crate::message::{assert_inbound_variant, decode_payload, unknown_type};
+    pub use crate::message::{VariantNamed, decode_payload, unknown_type, variant_hash};
+    pub use crate::typed::{assert_argument, assert_inbound, assert_last_argument, assert_reply};
     pub use schemars;
     pub use serde;
     pub use ts_rs;

@@ -15,8 +15,8 @@ use ts_rs::TS;
 
 use crate::client::ClientId;
 use crate::delivery::{Delivery, DeliveryPolicy};
-use crate::envelope::{Frame, Message};
 use crate::error::Error;
+use crate::protocol::{Frame, Message};
 
 /// Who sends the messages of a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,7 +118,7 @@ impl<M: OutboundMessages> Relayed<M> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent to clients",
     label = "not an outbound message",
-    note = "send a value of an enum declared with `#[ws_messages(outbound)]`, a `ws_core::Message` or a `ws_core::Frame`"
+    note = "send a value of an enum declared with `#[ws_messages(outbound)]`, a `ws_core::protocol::Message` or a `ws_core::protocol::Frame`"
 )]
 pub trait IntoFrame {
     /// Serializes the message once.
@@ -151,7 +151,7 @@ impl IntoFrame for &Message {
 
 impl<M: OutboundMessages> IntoFrame for M {
     fn into_frame(self) -> Frame {
-        Frame::json(&self).with_delivery(self.delivery())
+        Frame::serialized(&self).with_delivery(self.delivery())
     }
 }
 
@@ -163,7 +163,7 @@ impl<M: OutboundMessages> IntoFrame for Relayed<M> {
             message: &'a M,
             from: &'a str,
         }
-        Frame::json(&WithFrom {
+        Frame::serialized(&WithFrom {
             message: &self.message,
             from: self.from.as_str(),
         })
@@ -181,16 +181,35 @@ pub fn decode_payload<V: DeserializeOwned>(data: &str) -> Result<V, Error> {
 #[doc(hidden)]
 pub fn unknown_type(kind: &str) -> Error {
     Error::new(
-        crate::ErrorCode::UnknownType,
+        crate::error::ErrorCode::UnknownType,
         format!("unknown message type {kind:?}"),
     )
 }
 
-/// Compiles only when `V` is a variant of the inbound message set `E` (used by `#[on]`).
+/// The payload type of the variant of `Self` whose name hashes to `HASH` (implemented by `#[ws_messages]`
+/// for each variant, used by `#[on(Enum::Variant)]` to find the payload type through the enum's path, an
+/// import or an alias).
 #[doc(hidden)]
-pub fn assert_inbound_variant<V, E>()
-where
-    V: Variant<Set = E>,
-    E: InboundMessages,
-{
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no variant of this name",
+    label = "not a variant of `{Self}`",
+    note = "name a variant of a `#[ws_messages]` enum, or the payload type itself: `#[on(enum_module::Variant)]`"
+)]
+pub trait VariantNamed<const HASH: u64> {
+    /// The variant's payload type.
+    type Payload: Variant;
+}
+
+/// FNV-1a of a variant's name, as `#[ws_messages]` and `#[on]` both compute it.
+#[doc(hidden)]
+pub const fn variant_hash(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::delivery::{Delivery, LatestKey};
-use crate::envelope::Frame;
+use crate::protocol::Frame;
 use crate::sync::lock;
 
 /// A drained queue keeps its buffer up to this many frames; a larger one (left by a burst) is freed.

@@ -117,7 +117,7 @@ impl StatsSnapshot {
     /// `ws_`.
     ///
     /// ```
-    /// let text = ws_core::StatsSnapshot::default().to_prometheus();
+    /// let text = ws_core::stats::StatsSnapshot::default().to_prometheus();
     /// assert!(text.contains("# TYPE ws_connected_clients gauge\nws_connected_clients 0\n"));
     /// assert!(text.contains("# TYPE ws_messages_sent_total counter\n"));
     /// ```

@@ -1,188 +1,157 @@
-//! Typed handlers: what `#[on(Enum::Variant)]` turns an `async fn` into.
+//! Typed handlers: what `#[on(...)]` makes of an `async fn`, and how the builder registers one.
 //!
-//! The macro wraps the function into a [`TypedHandler`] of the same name; register it with
-//! [`ServerBuilder::handle`](crate::ServerBuilder::handle). Before the handler runs, the
-//! frame's `data` is decoded once, straight into the variant's payload type (a mismatch is answered with
-//! `$error` `invalid_data`). Each argument is then produced by [`FromMessage`], in any order:
-//!
-//! - the payload type itself (at most once);
-//! - [`Client`] and [`ClientId`]: who sent the frame;
-//! - [`Server`]: the server;
-//! - [`RequestId`]: the frame's `id`, if it is a request;
-//! - [`State<T>`]: a value given to [`ServerBuilder::with_state`](crate::ServerBuilder::with_state);
-//! - [`Extension<T>`]: a typed value stored on the client (for example by the authenticator).
-//!
-//! The return value answers requests: the variant's reply type `R` (from `#[ws(reply = R)]`, `()` without
-//! it), or `Result<R, E>` with `E: Into<Error>`.
+//! `#[on(Enum::Variant)]` keeps the function's name, arguments and body: it still is a function, callable
+//! (and unit-testable) as written. Its future comes back wrapped in a [`Handled<V, F>`], which names the
+//! variant `V` the function serves and `.await`s to what the body returns. That wrapper is how
+//! [`ServerBuilder::handle`](crate::ServerBuilder::handle) learns, from the function alone, which message
+//! type to route to it: any `Fn(T1, …, Tn) -> Handled<V, F>` whose arguments are extractors
+//! ([`FromMessageParts`]) followed by at most one payload ([`FromMessage`]) is a [`TypedHandler`].
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
-use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::client::{Client, ClientId};
-use crate::error::Error;
+use crate::error::{BoxError, Error};
+use crate::extract::{FromMessage, FromMessageParts, HandlerContext};
 use crate::handler::{BoxFuture, Endpoint, Reply, Request};
-use crate::message::{Variant, decode_payload};
-use crate::server::Server;
+use crate::message::{InboundMessages, Variant, decode_payload};
 
-/// A handler bound to one message variant `V`.
+/// The future of a handler for variant `V` (what `#[on]` makes an `async fn` return); `.await` it for the
+/// body's result.
 ///
-/// `#[on(Enum::Variant)]` turns an `async fn` into a function of a [`HandlerContext<V>`] that extracts the
-/// arguments, runs the original body and serializes the reply; every such function is a `TypedHandler`.
+/// ```
+/// use ws_core::{on, ws_messages};
+///
+/// #[ws_messages]
+/// pub enum Inbound {
+///     #[ws(reply = u32)]
+///     Add { a: u32, b: u32 },
+/// }
+///
+/// #[on(Inbound::Add)]
+/// async fn add(msg: inbound::Add) -> u32 {
+///     msg.a + msg.b
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(add(inbound::Add { a: 2, b: 3 }).await, 5);
+/// # }
+/// ```
+#[must_use = "a handler does nothing unless `.await`ed or registered"]
+pub struct Handled<V, F> {
+    future: F,
+    variant: PhantomData<fn() -> V>,
+}
+
+impl<V, F> Handled<V, F> {
+    /// Wraps the future of a handler for `V` (used by `#[on]`).
+    pub fn new(future: F) -> Self {
+        Self {
+            future,
+            variant: PhantomData,
+        }
+    }
+}
+
+impl<V, F: Future> IntoFuture for Handled<V, F> {
+    type Output = F::Output;
+    type IntoFuture = F;
+
+    fn into_future(self) -> F {
+        self.future
+    }
+}
+
+impl<V, F> std::fmt::Debug for Handled<V, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handled")
+            .field("variant", &std::any::type_name::<V>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A function registered with [`ServerBuilder::handle`](crate::ServerBuilder::handle): an `async fn`
+/// annotated with `#[on(...)]`. `Args` is inferred; it tells the arities apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a typed message handler",
-    label = "not annotated with `#[on(Enum::Variant)]`",
+    label = "not an `async fn` annotated with `#[on(...)]`, or its arguments are not extractors",
     note = "annotate the `async fn` with `#[ws_core::on(Enum::Variant)]`, or register it with `ServerBuilder::on(\"type\", ...)`"
 )]
-pub trait TypedHandler<V>: Send + Sync + 'static {
+pub trait TypedHandler<Args>: Clone + Send + Sync + Sized + 'static {
+    /// The variant served.
+    type Variant: Variant;
+
     /// Runs the handler on one decoded message.
-    fn call(&self, cx: HandlerContext<V>) -> BoxFuture<Result<Reply, Error>>;
+    fn call(&self, cx: HandlerContext<Self::Variant>) -> BoxFuture<Result<Reply, Error>>;
 }
 
-impl<F, V> TypedHandler<V> for F
+macro_rules! typed_handler {
+    ($($part:ident),*) => {
+        #[allow(non_snake_case, unused_variables, unused_mut, unused_parens)]
+        impl<Func, V, Fut, M, $($part,)* P> TypedHandler<(M, $($part,)* P)> for Func
+        where
+            Func: Fn($($part,)* P) -> Handled<V, Fut> + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: IntoHandlerReply<V::Reply>,
+            V: Variant,
+            V::Set: InboundMessages,
+            $($part: FromMessageParts<V> + Send + 'static,)*
+            P: FromMessage<V, M> + Send + 'static,
+        {
+            type Variant = V;
+
+            fn call(&self, mut cx: HandlerContext<V>) -> BoxFuture<Result<Reply, Error>> {
+                let args = (|| {
+                    $(let $part = $part::from_message_parts(&cx)?;)*
+                    let payload = P::from_message(&mut cx)?;
+                    Ok::<_, Error>(($($part,)* payload))
+                })();
+                let this = self.clone();
+                Box::pin(async move {
+                    let ($($part,)* payload) = args?;
+                    this($($part,)* payload).await.into_handler_reply()
+                })
+            }
+        }
+    };
+}
+
+/// The function of a handler without arguments.
+impl<Func, V, Fut> TypedHandler<()> for Func
 where
-    F: Fn(HandlerContext<V>) -> BoxFuture<Result<Reply, Error>> + Send + Sync + 'static,
+    Func: Fn() -> Handled<V, Fut> + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoHandlerReply<V::Reply>,
     V: Variant,
+    V::Set: InboundMessages,
 {
-    fn call(&self, cx: HandlerContext<V>) -> BoxFuture<Result<Reply, Error>> {
-        self(cx)
+    type Variant = V;
+
+    fn call(&self, _cx: HandlerContext<V>) -> BoxFuture<Result<Reply, Error>> {
+        let future = self().into_future();
+        Box::pin(async move { future.await.into_handler_reply() })
     }
 }
 
-/// The decoded message and its request, from which handler arguments are extracted.
-pub struct HandlerContext<V> {
-    request: Request,
-    payload: Option<V>,
-}
+typed_handler!();
+typed_handler!(T1);
+typed_handler!(T1, T2);
+typed_handler!(T1, T2, T3);
+typed_handler!(T1, T2, T3, T4);
+typed_handler!(T1, T2, T3, T4, T5);
+typed_handler!(T1, T2, T3, T4, T5, T6);
+typed_handler!(T1, T2, T3, T4, T5, T6, T7);
 
-impl<V> fmt::Debug for HandlerContext<V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerContext")
-            .field("request", &self.request)
-            .field("payload_taken", &self.payload.is_none())
-            .finish()
-    }
-}
-
-impl<V> HandlerContext<V> {
-    /// The request being handled.
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-
-    /// Takes the decoded payload; `None` once taken.
-    pub fn take_payload(&mut self) -> Option<V> {
-        self.payload.take()
-    }
-}
-
-pub(crate) fn endpoint<H: TypedHandler<V>, V: Variant>(handler: H) -> Endpoint {
-    let handler = Arc::new(handler);
+pub(crate) fn endpoint<H: TypedHandler<Args>, Args>(handler: H) -> Endpoint {
     Arc::new(
-        move |request: Request| match decode_payload::<V>(request.data_json()) {
-            Ok(payload) => handler.call(HandlerContext {
-                request,
-                payload: Some(payload),
-            }),
+        move |request: Request| match decode_payload::<H::Variant>(request.data_json()) {
+            Ok(payload) => handler.call(HandlerContext::new(request, payload)),
             Err(err) => Box::pin(async move { Err(err) }),
         },
     )
-}
-
-/// A handler argument, extracted from the message being handled.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be an argument of a handler for `{V}`",
-    label = "neither an extractor nor the payload type `{V}`",
-    note = "handler arguments are the payload type `{V}`, `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` or `Extension<T>`"
-)]
-pub trait FromMessage<V>: Sized {
-    /// Extracts the argument.
-    ///
-    /// # Errors
-    ///
-    /// When the value is not available (a missing state or extension, the payload taken twice); the request
-    /// then gets an `internal` error.
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error>;
-}
-
-impl<V: Variant> FromMessage<V> for V {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        cx.take_payload().ok_or_else(|| {
-            Error::internal(format!(
-                "the payload of {:?} is taken by two arguments",
-                V::NAME
-            ))
-        })
-    }
-}
-
-impl<V> FromMessage<V> for Client {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        Ok(cx.request.client().clone())
-    }
-}
-
-impl<V> FromMessage<V> for ClientId {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        Ok(cx.request.client().id().clone())
-    }
-}
-
-impl<V> FromMessage<V> for Server {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        Ok(cx.request.server())
-    }
-}
-
-/// The frame's request id: `Some` when the client expects a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(pub Option<u64>);
-
-impl<V> FromMessage<V> for RequestId {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        Ok(Self(cx.request.id()))
-    }
-}
-
-/// A copy of the value of type `T` given to [`ServerBuilder::with_state`](crate::ServerBuilder::with_state).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct State<T>(pub T);
-
-impl<V, T: Clone + Send + Sync + 'static> FromMessage<V> for State<T> {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        cx.request
-            .client()
-            .server_inner()
-            .states
-            .get::<T>()
-            .map(State)
-            .ok_or_else(|| {
-                Error::internal(format!("no state of type {}", std::any::type_name::<T>()))
-            })
-    }
-}
-
-/// A copy of the typed value of type `T` stored on the client ([`Client::insert_extension`], or
-/// [`ClientData::extension`](crate::ClientData::extension) at authentication).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Extension<T>(pub T);
-
-impl<V, T: Clone + Send + Sync + 'static> FromMessage<V> for Extension<T> {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        cx.request
-            .client()
-            .extension::<T>()
-            .map(Extension)
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "no client extension of type {}",
-                    std::any::type_name::<T>()
-                ))
-            })
-    }
 }
 
 /// What a typed handler may return for a variant whose reply type is `R`.
@@ -206,25 +175,30 @@ impl<R: Serialize> IntoHandlerReply<R> for R {
     }
 }
 
-impl<R: Serialize, E: Into<Error>> IntoHandlerReply<R> for Result<R, E> {
+impl<R: Serialize, E: Into<BoxError>> IntoHandlerReply<R> for Result<R, E> {
     fn into_handler_reply(self) -> Result<Reply, Error> {
-        self.map_err(Into::into).and_then(|v| Reply::json(&v))
+        self.map_err(|e| Error::from(e.into()))
+            .and_then(|v| Reply::json(&v))
     }
 }
 
-/// Values given to [`ServerBuilder::with_state`](crate::ServerBuilder::with_state), one per type.
-#[derive(Default)]
-pub(crate) struct States(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
-
-impl States {
-    pub(crate) fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Box::new(value));
-    }
-
-    fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.0
-            .get(&TypeId::of::<T>())
-            .and_then(|v| v.downcast_ref::<T>())
-            .cloned()
-    }
+/// Compiles only when `P` is the payload of an inbound (client → server) variant (used by `#[on]`).
+#[doc(hidden)]
+pub fn assert_inbound<P>()
+where
+    P: Variant,
+    P::Set: InboundMessages,
+{
 }
+
+/// Compiles only when `T` can be an argument before the last of a handler for `P` (used by `#[on]`).
+#[doc(hidden)]
+pub fn assert_argument<T: FromMessageParts<P>, P>() {}
+
+/// Compiles only when `T` can be the last argument of a handler for `P` (used by `#[on]`).
+#[doc(hidden)]
+pub fn assert_last_argument<T: FromMessage<P, M>, P, M>() {}
+
+/// Compiles only when `R` answers a request for `P` (used by `#[on]`).
+#[doc(hidden)]
+pub fn assert_reply<R: IntoHandlerReply<P::Reply>, P: Variant>() {}

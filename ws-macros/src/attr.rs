@@ -8,7 +8,7 @@ use syn::{Attribute, LitStr, Type};
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
 
-use crate::symbol::{INBOUND, LATEST, OUTBOUND, RENAME, RENAME_ALL, REPLY, VOLATILE, WS};
+use crate::symbol::{CRATE, INBOUND, LATEST, OUTBOUND, RENAME, RENAME_ALL, REPLY, VOLATILE, WS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -76,12 +76,28 @@ impl RenameRule {
 pub(crate) struct MessagesArgs {
     pub(crate) direction: Direction,
     pub(crate) rename_all: RenameRule,
+    pub(crate) krate: syn::Path,
+}
+
+/// `::ws_core`, the path generated code uses unless told otherwise with `crate = path`.
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::ws_core)
+}
+
+/// `crate = path`, the path to `ws_core` when it is not a direct dependency under that name.
+fn crate_path(meta: &ParseNestedMeta<'_>, krate: &mut Option<syn::Path>) -> syn::Result<()> {
+    if krate.is_some() {
+        return Err(meta.error("duplicate `crate`"));
+    }
+    *krate = Some(meta.value()?.parse()?);
+    Ok(())
 }
 
 /// Parses the arguments of `#[ws_messages(...)]`.
 pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
     let mut direction: Option<Direction> = None;
     let mut rename_all: Option<RenameRule> = None;
+    let mut krate: Option<syn::Path> = None;
     let parser = syn::meta::parser(|meta| {
         let mut set_direction = |d: Direction, meta: &ParseNestedMeta<'_>| {
             if direction.is_some() {
@@ -113,8 +129,10 @@ pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
             })?;
             rename_all = Some(rule);
             Ok(())
+        } else if meta.path.is_ident(CRATE) {
+            crate_path(&meta, &mut krate)
         } else {
-            Err(meta.error("unknown `ws_messages` argument; expected `inbound`, `outbound` or `rename_all = \"...\"`"))
+            Err(meta.error("unknown `ws_messages` argument; expected `inbound`, `outbound`, `rename_all = \"...\"` or `crate = path`"))
         }
     });
     if let Err(err) = syn::parse::Parser::parse2(parser, args) {
@@ -123,6 +141,34 @@ pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
     MessagesArgs {
         direction: direction.unwrap_or(Direction::Inbound),
         rename_all: rename_all.unwrap_or(RenameRule::Snake),
+        krate: krate.unwrap_or_else(default_crate),
+    }
+}
+
+/// `#[on(target)]` or `#[on(target, crate = path)]`.
+pub(crate) struct OnArgs {
+    pub(crate) target: syn::Path,
+    pub(crate) krate: syn::Path,
+}
+
+impl syn::parse::Parse for OnArgs {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let target: syn::Path = input.parse()?;
+        let mut krate = None;
+        if input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
+            let parser = syn::meta::parser(|meta| {
+                if meta.path.is_ident(CRATE) {
+                    crate_path(&meta, &mut krate)
+                } else {
+                    Err(meta.error("unknown `on` argument; expected `crate = path`"))
+                }
+            });
+            syn::parse::Parser::parse2(parser, input.parse::<TokenStream>()?)?;
+        }
+        Ok(Self {
+            target,
+            krate: krate.unwrap_or_else(default_crate),
+        })
     }
 }
 

@@ -155,4 +155,21 @@ pub(crate) fn handler_fn(item: &ItemFn, cx: &mut Ctxt) {
     if let Some(variadic) = &sig.variadic {
         cx.error_spanned_by(variadic, "`#[on]` handlers cannot be variadic");
     }
+    if sig.inputs.len() > MAX_HANDLER_ARGS {
+        cx.error_spanned_by(
+            &sig.inputs,
+            format!("`#[on]` handlers take at most {MAX_HANDLER_ARGS} arguments"),
+        );
+    }
+    if let syn::ReturnType::Type(_, ty) = &sig.output
+        && matches!(**ty, syn::Type::ImplTrait(_))
+    {
+        cx.error_spanned_by(
+            ty,
+            "`#[on]` handlers name their return type: `impl Trait` cannot be a reply",
+        );
+    }
 }
+
+/// The arities `ws_core::handler::TypedHandler` is implemented for.
+const MAX_HANDLER_ARGS: usize = 8;

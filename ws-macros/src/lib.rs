@@ -1,5 +1,5 @@
 //! Procedural macros of [`ws-core`](https://docs.rs/ws-core): `#[ws_messages]` declares a typed message set,
-//! `#[on(Enum::Variant)]` turns an `async fn` into a typed handler. Use them through `ws_core`
+//! `#[on(Enum::Variant)]` makes an `async fn` a typed handler. Use them through `ws_core`
 //! (`use ws_core::{ws_messages, on};`).
 //!
 //! Each macro parses its input, builds a model (`model`), checks the rules the compiler would not check
@@ -44,7 +44,7 @@ use crate::ctxt::Ctxt;
 ///     let msg: Inbound = serde_json::from_str(json).unwrap();
 ///     assert_eq!(msg, Inbound::Chat { text: "hi".into(), room: None });
 ///     // Each variant has a payload type in a module named after the enum.
-///     assert_eq!(<inbound::AdminPurge as ws_core::Variant>::NAME, "admin:purge");
+///     assert_eq!(<inbound::AdminPurge as ws_core::message::Variant>::NAME, "admin:purge");
 /// }
 /// ```
 ///
@@ -59,6 +59,8 @@ use crate::ctxt::Ctxt;
 ///   the one type in parentheses) with `From`/`TryFrom` conversions, which handlers receive;
 /// - its [`Variant`](../ws_core/trait.Variant.html) impl, with the reply type from `#[ws(reply = Type)]`
 ///   (`()` without it).
+///
+/// `#[ws_messages(crate = path)]` names `ws_core` when it is re-exported under another path.
 ///
 /// The enum implements `WsMessages`, and `InboundMessages` (decoding by wire name, in one pass) or
 /// `OutboundMessages` (which makes it sendable with `Client::send` and `Server::broadcast`).
@@ -94,10 +96,11 @@ fn without_helper_attributes(mut item: syn::ItemEnum) -> syn::ItemEnum {
     item
 }
 
-/// Turns an `async fn` into the handler of one inbound message variant.
+/// Makes an `async fn` the handler of one inbound message variant.
 ///
 /// ```
-/// use ws_core::{Client, Error, RequestId, Server, on, ws_messages};
+/// use ws_core::extract::RequestId;
+/// use ws_core::{Client, Error, Server, on, ws_messages};
 ///
 /// #[ws_messages]
 /// pub enum Inbound {
@@ -112,10 +115,10 @@ fn without_helper_attributes(mut item: syn::ItemEnum) -> syn::ItemEnum {
 ///     Ok(())
 /// }
 ///
-/// // Arguments come in any order; the return value is the variant's reply type.
+/// // Extractors first, the payload (if any) last; the return value is the variant's reply type.
 /// #[on(Inbound::Count)]
 /// async fn count(server: Server, _id: RequestId) -> usize {
-///     server.clients().len()
+///     server.local_clients().len()
 /// }
 ///
 /// fn main() {
@@ -124,14 +127,27 @@ fn without_helper_attributes(mut item: syn::ItemEnum) -> syn::ItemEnum {
 /// }
 /// ```
 ///
-/// The function keeps its name and becomes a `TypedHandler` (register it with `ServerBuilder::handle`):
-/// a function of the message's `HandlerContext` that extracts each argument with `FromMessage`, runs the
-/// original body and serializes the reply. Arguments are the variant's payload type, `Client`, `ClientId`,
-/// `Server`, `RequestId`, `State<T>` and `Extension<T>`, in any order.
+/// The message is named in any of these ways, all resolved by the compiler, so imports, aliases and
+/// enums from other crates work:
 ///
-/// Compile errors point at the offending token: a payload type of another variant, an unknown variant, a
-/// return type that is not the variant's reply, a second handler for the same variant in one module, a
-/// function that is not `async`, takes `self` or is generic:
+/// - `#[on(Inbound::Join)]`: the enum (by any path or alias: `use protocol::ToServer as Wb;
+///   #[on(Wb::Clear)]`), then the variant;
+/// - `#[on(inbound::Join)]` or `#[on(Join)]`: the payload type `#[ws_messages]` generated, by any path.
+///
+/// A path whose next-to-last segment starts with an uppercase letter names an enum; any other path
+/// names the payload type. `#[on(..., crate = path)]` names `ws_core` when it is re-exported under
+/// another path.
+///
+/// The function keeps its name, arguments and body: it can be called, and unit-tested, as written
+/// (`count(server, id).await`). Its future is wrapped in a `ws_core::handler::Handled`, which tells
+/// `ServerBuilder::handle` which message it serves. Arguments are extractors (`Client`, `ClientId`,
+/// `Server`, `RequestId`, `State<T>`, `Extension<T>`, or your own `FromMessageParts`), then, last, at
+/// most one payload.
+///
+/// Compile errors point at the offending token: a payload type of another variant, a payload taken twice
+/// or before another argument, an unknown variant, a return type that is not the variant's reply, a
+/// second handler for the same variant in one module, a function that is not `async`, takes `self` or is
+/// generic:
 ///
 /// ```compile_fail
 /// use ws_core::{on, ws_messages};
@@ -195,26 +211,19 @@ pub(crate) fn handler(
 ) -> syn::Result<proc_macro2::TokenStream> {
     let item: syn::ItemFn = syn::parse2(input)?;
     let mut cx = Ctxt::default();
-    let target = if args.is_empty() {
+    let parsed = if args.is_empty() {
         cx.error_spanned_by(
             item.sig.fn_token,
             "`#[on]` needs the message it handles: `#[on(Enum::Variant)]`",
         );
         None
     } else {
-        match syn::parse2::<syn::Path>(args) {
-            Ok(path) if path.segments.len() >= 2 => Some(path),
-            Ok(path) => {
-                cx.error_spanned_by(
-                    path.to_token_stream(),
-                    "expected `Enum::Variant`, the message this handler serves",
-                );
-                None
-            }
+        match syn::parse2::<attr::OnArgs>(args) {
+            Ok(parsed) => Some(parsed),
             Err(err) => {
                 cx.push(syn::Error::new(
                     err.span(),
-                    "expected `Enum::Variant`, the message this handler serves",
+                    format!("{err}: expected `Enum::Variant` or the payload type, the message this handler serves"),
                 ));
                 None
             }
@@ -222,23 +231,13 @@ pub(crate) fn handler(
     };
     check::handler_fn(&item, &mut cx);
     cx.check()?;
-    let mut enum_path = target.ok_or_else(|| {
+    let parsed = parsed.ok_or_else(|| {
         syn::Error::new(proc_macro2::Span::call_site(), "missing `Enum::Variant`")
     })?;
-    let variant = match enum_path.segments.pop() {
-        Some(pair) => pair.into_value().ident,
-        None => {
-            return Err(syn::Error::new_spanned(
-                &enum_path,
-                "expected `Enum::Variant`",
-            ));
-        }
-    };
-    enum_path.segments.pop_punct();
     let handler = model::Handler {
         item,
-        enum_path,
-        variant,
+        target: model::Target::new(parsed.target),
+        krate: parsed.krate,
     };
     Ok(expand::handler(&handler))
 }

@@ -32,6 +32,8 @@ pub(crate) struct MessageSet {
     /// The module holding the payload types: the enum's name in snake case.
     pub(crate) module: Ident,
     pub(crate) variants: Vec<MessageVariant>,
+    /// The path to `ws_core` in generated code: `::ws_core`, or `#[ws_messages(crate = path)]`.
+    pub(crate) krate: Path,
 }
 
 impl MessageSet {
@@ -41,6 +43,18 @@ impl MessageSet {
 
     pub(crate) fn vis(&self) -> &Visibility {
         &self.item.vis
+    }
+
+    /// The path to `ws_core`, for generated code.
+    pub(crate) fn krate(&self) -> proc_macro2::TokenStream {
+        let krate = &self.krate;
+        quote::quote!(#krate)
+    }
+
+    /// The path to a crate `ws_core` re-exports, as the string serde, ts-rs and schemars take.
+    pub(crate) fn private_crate(&self, name: &str) -> String {
+        let krate = self.krate().to_string().replace(' ', "");
+        format!("{krate}::__private::{name}")
     }
 
     /// The enum's own attributes (derives, docs), without any `#[ws]`.
@@ -86,6 +100,7 @@ pub(crate) fn message_set(args: MessagesArgs, item: ItemEnum, cx: &mut Ctxt) -> 
         })
         .collect();
     MessageSet {
+        krate: args.krate,
         module: Ident::new(&snake_case(&item.ident.to_string()), item.ident.span()),
         direction: args.direction,
         variants,
@@ -98,9 +113,41 @@ pub(crate) fn snake_case(name: &str) -> String {
     attr::RenameRule::Snake.apply(name)
 }
 
+/// How `#[on(...)]` names the message it handles.
+pub(crate) enum Target {
+    /// `Enum::Variant`, through any path, import or alias of the enum (the segment before the variant
+    /// is UpperCamelCase, as types are).
+    Variant { enum_path: Path, variant: Ident },
+    /// The payload type itself: `module::Variant`, or `Variant` imported.
+    Payload(Path),
+}
+
+impl Target {
+    pub(crate) fn new(path: Path) -> Self {
+        let n = path.segments.len();
+        let enum_like = n >= 2
+            && path.segments[n - 2]
+                .ident
+                .to_string()
+                .starts_with(|c: char| c.is_ascii_uppercase());
+        if !enum_like {
+            return Self::Payload(path);
+        }
+        let mut enum_path = path;
+        let variant = enum_path
+            .segments
+            .pop()
+            .map(syn::punctuated::Pair::into_value)
+            .map(|segment| segment.ident)
+            .expect("two segments or more");
+        enum_path.segments.pop_punct();
+        Self::Variant { enum_path, variant }
+    }
+}
+
 pub(crate) struct Handler {
     pub(crate) item: ItemFn,
-    /// `path::to::Enum`, without the variant.
-    pub(crate) enum_path: Path,
-    pub(crate) variant: Ident,
+    pub(crate) target: Target,
+    /// The path to `ws_core` in generated code.
+    pub(crate) krate: Path,
 }

@@ -8,3 +8,4 @@ pub(crate) const INBOUND: &str = "inbound";
 pub(crate) const OUTBOUND: &str = "outbound";
 pub(crate) const VOLATILE: &str = "volatile";
 pub(crate) const LATEST: &str = "latest";
+pub(crate) const CRATE: &str = "crate";

@@ -11,7 +11,11 @@
 
 use std::time::Duration;
 
-use ws_core::{Config, Delivery, Error, Frame, RedisBackplane, RedisConfig, Request, Server};
+use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::delivery::Delivery;
+use ws_core::handler::Request;
+use ws_core::protocol::Frame;
+use ws_core::{Config, Error, Server};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -19,12 +23,10 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let config = Config {
-        port,
-        message_rate_limit: 0,
-        max_connections: 0,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .port(port)
+        .message_rate_limit(0)
+        .max_connections(0);
     let redis = match std::env::args().nth(2) {
         Some(url) => Some(RedisConfig::new(&url).map_err(std::io::Error::other)?),
         None => None,
@@ -35,17 +37,17 @@ async fn main() -> std::io::Result<()> {
             req.client().join(&group).map(drop)
         })
         .on_request("publish", |req: Request| async move {
-            req.server()
-                .broadcast_to_group(bench::GROUP, relayed("publish", &req));
+            req.server().to(bench::GROUP).send(relayed("publish", &req));
         })
         .on_request("cursor", |req: Request| async move {
             let sender = Delivery::latest_by("cursor", req.client().id().as_str());
             let frame = relayed("cursor", &req).with_delivery(sender);
-            req.server().broadcast_to_group(bench::GROUP, frame);
+            req.server().to(bench::GROUP).send(frame);
         })
         .on_request("cursor_plain", |req: Request| async move {
             req.server()
-                .broadcast_to_group(bench::GROUP, relayed("cursor_plain", &req));
+                .to(bench::GROUP)
+                .send(relayed("cursor_plain", &req));
         })
         .on_request("whoami", |req: Request| async move {
             Ok::<_, Error>(req.client().id().to_string())
@@ -56,7 +58,7 @@ async fn main() -> std::io::Result<()> {
             let target = match to {
                 Some(id) => req
                     .server()
-                    .get_client(&id)
+                    .local_client(&id)
                     .ok_or_else(|| Error::not_found(id))?,
                 None => req.client().clone(),
             };

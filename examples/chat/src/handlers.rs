@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use ws_core::{
-    AuthRequest, Client, ClientData, Config, ConfigError, Error, Server, ServerBuilder, on,
-};
+use ws_core::auth::{AuthRequest, ClientData};
+use ws_core::config::ConfigError;
+use ws_core::{Client, Config, Error, Server, ServerBuilder, on};
 
 use crate::protocol::{
     Answer, Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
@@ -23,7 +23,7 @@ fn user(client: &Client) -> String {
 
 async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
     let token = req.query("token").filter(|t| !t.is_empty());
-    let token = token.ok_or_else(|| Error::forbidden("a non-empty ?token= is required"))?;
+    let token = token.ok_or_else(|| Error::unauthorized("a non-empty ?token= is required"))?;
     let plan = if token == "admin" { "admin" } else { "member" };
     Ok(ClientData::new()
         .metadata("user", token)
@@ -31,29 +31,30 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
 }
 
 #[on(Inbound::Chat)]
-async fn chat(client: Client, server: Server, msg: inbound::Chat) {
+async fn chat(client: Client, msg: inbound::Chat) {
     let out = Outbound::Chat {
         text: msg.text,
         user: user(&client),
         room: msg.room.clone(),
     }
     .sent_by(client.id());
-    match msg.room {
-        Some(room) => server.broadcast_to_group(&room, out),
-        None => server.broadcast(out),
+    let server = client.server();
+    match &msg.room {
+        Some(room) => server.to(room).send(out),
+        None => server.all().send(out),
     }
 }
 
 #[on(Inbound::Typing)]
-async fn typing(client: Client, server: Server, msg: inbound::Typing) {
+async fn typing(client: Client, msg: inbound::Typing) {
     let out = Outbound::Typing {
         user: user(&client),
         room: msg.room.clone(),
     }
     .sent_by(client.id());
-    match msg.room {
-        Some(room) => server.send_to_others_in_group(&room, client.id().as_str(), out),
-        None => server.broadcast_except(client.id(), out),
+    match &msg.room {
+        Some(room) => client.to(room).send(out),
+        None => client.broadcast().send(out),
     }
 }
 
@@ -83,13 +84,15 @@ async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Erro
     }
     .sent_by(client.id());
     // `reported`: the sender hears of an unknown target even when it did not send a request.
-    server.send_to_client(&msg.to, out).map_err(Error::reported)
+    server
+        .send_to_client(&msg.to, out)
+        .map_err(|e| Error::from(e).reported())
 }
 
 #[on(Inbound::Ask)]
 async fn ask(client: Client, server: Server, msg: inbound::Ask) -> Result<Answer, Error> {
     let target = server
-        .get_client(&msg.to)
+        .local_client(&msg.to)
         .ok_or_else(|| Error::not_found(format!("no client {:?}", msg.to)))?;
     let question = outbound::Ask {
         question: msg.question,

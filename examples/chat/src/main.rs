@@ -15,7 +15,8 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use ws_core::{Config, RedisBackplane, RedisConfig};
+use ws_core::Config;
+use ws_core::backplane::{RedisBackplane, RedisConfig};
 
 const PAGE: &str = include_str!("../static/index.html");
 /// The page's script: `web/app.ts` with the SDK and the generated protocol, bundled (see `sdk-ts`).
@@ -110,10 +111,7 @@ fn size(flag: &str, n: u64) -> Result<usize, String> {
 fn parse_args(
     mut args: impl Iterator<Item = String>,
 ) -> Result<(Config, Option<RedisConfig>), String> {
-    let mut config = Config {
-        port: 6001,
-        ..Config::default()
-    };
+    let mut config = Config::default().port(6001);
     let mut redis = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;

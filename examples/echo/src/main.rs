@@ -5,19 +5,19 @@
 
 use std::time::Duration;
 
-use ws_core::{Config, RawMessage, Server};
+use ws_core::protocol::Frame;
+use ws_core::raw::RawMessage;
+use ws_core::{Config, Server};
 
 #[tokio::main]
 async fn main() {
-    let mut config = Config {
-        port: 9001,
-        path: "/".to_owned(),
-        message_rate_limit: 0,
-        max_message_size: 64 << 20,
-        send_queue_max_bytes: 256 << 20,
-        write_timeout: Duration::from_secs(30),
-        ..Config::default()
-    };
+    let mut config = Config::default()
+        .port(9001)
+        .path("/")
+        .message_rate_limit(0)
+        .max_message_size(64 << 20)
+        .send_queue_max_bytes(256 << 20)
+        .write_timeout(Duration::from_secs(30));
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -30,8 +30,8 @@ async fn main() {
     let server = Server::builder(config.clone())
         .raw(|client, msg| async move {
             let _ = match msg {
-                RawMessage::Text(text) => client.send_text(text),
-                RawMessage::Binary(data) => client.send_binary(data),
+                RawMessage::Text(text) => client.send(Frame::text(text)),
+                RawMessage::Binary(data) => client.send(Frame::binary(data)),
             };
         })
         .build()

@@ -52,10 +52,7 @@ pub(crate) async fn spawn(builder: ServerBuilder) -> TestServer {
 }
 
 pub(crate) fn config() -> ws_core::Config {
-    ws_core::Config {
-        port: 0,
-        ..ws_core::Config::default()
-    }
+    ws_core::Config::default().port(0)
 }
 
 pub(crate) struct WsClient {

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use super::Backplane;
 use crate::client::{Client, ClientId};
-use crate::envelope::Frame;
-use crate::error::Error;
+use crate::error::{Error, SendError};
 use crate::group::GroupRegistry;
+use crate::protocol::Frame;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
 
@@ -63,10 +63,10 @@ impl Backplane for MemoryBackplane {
             .for_each_member(group, |c| deliver(c, frame, except, now));
     }
 
-    fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {
-        match self.clients.get(id) {
-            Some(client) => client.send_frame(frame.clone()),
-            None => Err(Error::not_found(format!("no client {id:?}"))),
+    fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
+        match self.clients.get(id.as_str()) {
+            Some(client) => client.send(frame),
+            None => Err(SendError::Disconnected),
         }
     }
 

@@ -22,9 +22,9 @@ pub use self::memory::MemoryBackplane;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackplane, RedisConfig};
 use crate::client::{Client, ClientId};
-use crate::envelope::Frame;
-use crate::error::Error;
+use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;
+use crate::protocol::Frame;
 
 /// Carries cross-client operations, on one node or between nodes.
 pub trait Backplane: Send + Sync + Debug + 'static {
@@ -36,8 +36,9 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     ///
     /// # Errors
     ///
-    /// `not_found` when no such client is connected.
-    fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error>;
+    /// [`SendError::Disconnected`] when no node has this client; [`SendError::SlowConsumer`] when it is
+    /// local and its queue passed its bounds.
+    fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError>;
     /// Adds a local client to a group; `Ok(false)` when it already was a member.
     ///
     /// # Errors
@@ -67,13 +68,13 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `not_found` when no node has this client. Limits are checked by the node that has it.
-    fn join_elsewhere(&self, group: &str, id: &str) -> Result<bool, Error> {
+    fn join_elsewhere(&self, group: &str, id: &ClientId) -> Result<bool, Error> {
         let _ = group;
         Err(Error::not_found(format!("no client {id:?}")))
     }
 
     /// Removes a client of another node from a group, through that node; returns whether it was a member.
-    fn leave_elsewhere(&self, group: &str, id: &str) -> bool {
+    fn leave_elsewhere(&self, group: &str, id: &ClientId) -> bool {
         let _ = (group, id);
         false
     }
@@ -100,7 +101,7 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     }
 }
 
-/// Counters of a distributed backplane, part of [`StatsSnapshot`](crate::StatsSnapshot).
+/// Counters of a distributed backplane, part of [`StatsSnapshot`](crate::stats::StatsSnapshot).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BackplaneStats {

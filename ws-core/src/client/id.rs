@@ -39,6 +39,12 @@ impl From<String> for ClientId {
     }
 }
 
+impl From<&str> for ClientId {
+    fn from(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+}
+
 impl AsRef<str> for ClientId {
     fn as_ref(&self) -> &str {
         &self.0

@@ -1,7 +1,7 @@
 //! `Client`: a handle to one connected client.
 //!
 //! A `Client` is cheap to clone and safe to keep: after the client disconnects, sends fail with
-//! `not_found` instead of panicking. Every send is non-blocking: it puts bytes on the client's bounded
+//! [`SendError::Disconnected`] instead of panicking. Every send is non-blocking: it puts bytes on the client's bounded
 //! [send queue](crate::config) and returns; a client whose queue is full is dropped as a slow consumer.
 
 mod id;
@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,9 +21,10 @@ use tokio::sync::{Notify, oneshot};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
-use crate::envelope::{self, Frame, Message};
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, ErrorCode, SendError};
 use crate::message::{IntoFrame, OutboundMessages, Variant};
+use crate::protocol::{self, Frame};
+use crate::recipients::Recipients;
 use crate::send_queue::{Bounds, PushError, Pushed, SendQueue, Stamp};
 use crate::server::{Inner as ServerInner, Server};
 use crate::stats::bump;
@@ -119,74 +119,34 @@ impl Client {
         self.inner.alive.load(Ordering::Acquire)
     }
 
-    /// Sends a message to this client: a value of an outbound message set, a [`Message`] or a [`Frame`].
+    /// Sends a message to this client: a value of an outbound message set, a [`Message`](crate::protocol::Message) or a [`Frame`]
+    /// (for example [`Frame::envelope`], [`Frame::error`], or [`Frame::text`] in raw mode).
+    ///
+    /// The frame is queued and the call returns at once.
     ///
     /// # Errors
     ///
-    /// As [`Client::send_json`].
-    pub fn send(&self, msg: impl IntoFrame) -> Result<(), Error> {
-        self.send_frame(msg.into_frame())
+    /// [`SendError::Disconnected`] when the client has disconnected; [`SendError::SlowConsumer`] when its
+    /// send queue passed its bounds, in which case the client is being dropped.
+    pub fn send(&self, msg: impl IntoFrame) -> Result<(), SendError> {
+        self.deliver(&msg.into_frame(), Stamp::now())
     }
 
-    /// Sends `{"type": kind, "data": data}` to this client.
-    ///
-    /// # Errors
-    ///
-    /// `not_found` when the client has disconnected; `limit_exceeded` when its send queue is full, in which
-    /// case the client is being dropped as a slow consumer.
-    pub fn send_json<T: Serialize + ?Sized>(&self, kind: &str, data: &T) -> Result<(), Error> {
-        self.send_frame(envelope::encode(kind, data, None))
+    /// The other members of `group`, on every node: `client.to("room").send(msg)` reaches everybody in
+    /// the room but this client. See [`recipients`](crate::recipients).
+    pub fn to<'a>(&'a self, group: &'a str) -> Recipients<'a> {
+        Recipients::group(&self.inner.server, group).except(self.id())
     }
 
-    /// Sends a whole envelope to this client.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::send_json`].
-    pub fn send_message(&self, msg: &Message) -> Result<(), Error> {
-        self.send_frame(Frame::from_message(msg))
-    }
-
-    /// Sends an `$error` frame without an `id`, for errors that answer no request.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::send_json`].
-    pub fn send_error(&self, err: &Error) -> Result<(), Error> {
-        self.send_frame(envelope::error_frame(None, err))
-    }
-
-    /// Sends a text frame as it is, without the envelope (raw mode).
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::send_json`].
-    pub fn send_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.send_frame(Frame::text(text))
-    }
-
-    /// Sends a binary frame (raw mode).
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::send_json`].
-    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), Error> {
-        self.send_frame(Frame::binary(data))
-    }
-
-    /// Queues an already serialized frame; the cheapest way to send one message to many clients.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::send_json`].
-    pub fn send_frame(&self, frame: Frame) -> Result<(), Error> {
-        self.deliver(&frame, Stamp::now())
+    /// Every other client, on every node.
+    pub fn broadcast(&self) -> Recipients<'_> {
+        Recipients::all(&self.inner.server).except(self.id())
     }
 
     /// Queues a frame as of `now`; a fan-out reads the clock once for all its recipients.
-    pub(crate) fn deliver(&self, frame: &Frame, now: Stamp) -> Result<(), Error> {
+    pub(crate) fn deliver(&self, frame: &Frame, now: Stamp) -> Result<(), SendError> {
         if !self.is_connected() {
-            return Err(Error::not_found("client disconnected"));
+            return Err(SendError::Disconnected);
         }
         let stats = &self.inner.server.stats;
         match self.inner.queue.push(frame, now) {
@@ -199,15 +159,12 @@ impl Client {
                 bump(&stats.coalesced);
                 Ok(())
             }
-            Err(PushError::Closed) => Err(Error::not_found("client disconnected")),
+            Err(PushError::Closed) => Err(SendError::Disconnected),
             Err(PushError::Full) => {
                 if self.abort(Abort::SlowConsumer) {
                     bump(&stats.slow_consumer_drops);
                 }
-                Err(Error::new(
-                    ErrorCode::LimitExceeded,
-                    "send queue full; client dropped",
-                ))
+                Err(SendError::SlowConsumer)
             }
         }
     }
@@ -273,7 +230,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Box<RawValue>, Error> {
         let id =
-            self.inner.next_request_id.fetch_add(1, Ordering::Relaxed) % envelope::MAX_REQUEST_ID;
+            self.inner.next_request_id.fetch_add(1, Ordering::Relaxed) % protocol::MAX_REQUEST_ID;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.inner.pending);
@@ -293,7 +250,7 @@ impl Client {
             }
         }
         let _pending = Pending(&self.inner, id);
-        self.send_frame(envelope::request_frame(kind, data, id))?;
+        self.send(protocol::request_frame(kind, data, id))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Error::not_found("client disconnected")),
@@ -370,11 +327,12 @@ impl Client {
         self.inner.server.backplane.client_groups(self.id())
     }
 
-    /// Adds the client to `group` (same as [`Server::join_group`]).
+    /// Adds the client to `group`; `Ok(false)` if it already was a member.
     ///
     /// # Errors
     ///
-    /// As [`Server::join_group`].
+    /// `limit_exceeded` when the client already belongs to `max_groups_per_client` groups or the name is
+    /// longer than `max_group_name_bytes`; `not_found` once the client has disconnected.
     pub fn join(&self, group: &str) -> Result<bool, Error> {
         self.inner.server.backplane.join(group, self)
     }
@@ -382,6 +340,11 @@ impl Client {
     /// Removes the client from `group`; returns whether it was a member.
     pub fn leave(&self, group: &str) -> bool {
         self.inner.server.backplane.leave(group, self.id())
+    }
+
+    /// Removes the client from all its groups and returns them, sorted. Runs by itself on disconnect.
+    pub fn leave_all(&self) -> Vec<String> {
+        self.inner.server.backplane.leave_all(self.id())
     }
 
     /// Starts a clean close: frames already queued are written, then a close frame with `code` and

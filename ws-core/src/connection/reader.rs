@@ -12,9 +12,9 @@ use super::pipeline::{Finished, Job, Pipeline};
 use super::{Ws, handler_panicked};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
-use crate::envelope::{self, Incoming};
 use crate::error::{Error, ErrorCode};
 use crate::handler::{BoxFuture, Next, Reply, Request};
+use crate::protocol::{self, Incoming};
 use crate::rate_limit::RateLimiter;
 use crate::raw::RawMessage;
 use crate::server::Inner;
@@ -150,7 +150,7 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                         && let Some(id) = Incoming::parse(text).and_then(|incoming| incoming.id)
                     {
                         let err = Error::new(ErrorCode::RateLimited, "rate limit exceeded");
-                        let _ = client.send_frame(envelope::error_frame(Some(id), &err));
+                        let _ = client.send(protocol::error_frame(Some(id), &err));
                     }
                     reader.rate_limited();
                     continue;
@@ -210,7 +210,7 @@ impl Reader<'_> {
                 ErrorCode::Overloaded,
                 "too many messages waiting for their handler; this one was dropped",
             );
-            let _ = client.send_frame(envelope::error_frame(id, &err));
+            let _ = client.send(protocol::error_frame(id, &err));
         }
     }
 
@@ -230,7 +230,7 @@ impl Reader<'_> {
             Finished::Call(id, Err(panic)) => {
                 let err = handler_panicked(server, client, &*panic);
                 if id.is_some() {
-                    let _ = client.send_frame(envelope::error_frame(id, &err));
+                    let _ = client.send(protocol::error_frame(id, &err));
                 }
                 self.start_close(close::INTERNAL_ERROR, "internal error");
             }
@@ -267,7 +267,7 @@ fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
         code: String,
         message: String,
     }
-    if incoming.kind == envelope::REPLY_TYPE {
+    if incoming.kind == protocol::REPLY_TYPE {
         return RawValue::from_string(incoming.data_json().to_owned())
             .map_err(|e| Error::invalid_data(e.to_string()));
     }
@@ -296,11 +296,11 @@ impl Call {
 pub(crate) fn route(server: &Inner, client: &Client, incoming: Incoming) -> Option<Call> {
     let id = incoming.id;
     match incoming.kind.as_str() {
-        envelope::PING_TYPE => {
-            let _ = client.send_frame(envelope::pong_frame(id));
+        protocol::PING_TYPE => {
+            let _ = client.send(protocol::pong_frame(id));
             return None;
         }
-        envelope::REPLY_TYPE | envelope::ERROR_TYPE => {
+        protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
             if let Some(id) = id {
                 let answer = answer(&incoming);
                 client.resolve(id, answer);
@@ -317,7 +317,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Incoming) -> Opti
                 ErrorCode::UnknownType,
                 format!("unknown message type {:?}", incoming.kind),
             );
-            let _ = client.send_frame(envelope::error_frame(id, &err));
+            let _ = client.send(protocol::error_frame(id, &err));
         }
         return None;
     };
@@ -338,14 +338,14 @@ pub(crate) fn answer_call(
     match result {
         Ok(reply) => {
             if let Some(id) = id {
-                let _ = client.send_frame(envelope::reply_frame(id, reply.raw()));
+                let _ = client.send(protocol::reply_frame(id, reply.raw()));
             }
         }
         Err(err) => {
             bump(&server.stats.handler_errors);
             server.hooks.error(client, &err);
             if id.is_some() || err.is_reported() {
-                let _ = client.send_frame(envelope::error_frame(id, &err));
+                let _ = client.send(protocol::error_frame(id, &err));
             }
         }
     }

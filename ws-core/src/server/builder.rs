@@ -3,6 +3,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -11,16 +12,17 @@ use crate::auth::{AuthRequest, ClientData};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::Client;
 use crate::config::{Config, ConfigError};
-use crate::envelope::Message;
 use crate::error::Error;
+use crate::extract::States;
 use crate::group::GroupRegistry;
 use crate::handler::{self, Endpoint, IntoReply, Middleware, Next, Reply, Request};
 use crate::hooks::Hooks;
-use crate::message::{InboundMessages, Variant};
+use crate::message::Variant;
+use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
 use crate::stats::Stats;
-use crate::typed::{self, States, TypedHandler};
+use crate::typed::{self, TypedHandler};
 
 type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + Send>;
 
@@ -30,7 +32,8 @@ type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + 
 /// is a programming error and panics at once:
 ///
 /// ```should_panic
-/// use ws_core::{Config, Message, Server};
+/// use ws_core::protocol::Message;
+/// use ws_core::{Config, Server};
 ///
 /// let _ = Server::builder(Config::default())
 ///     .on("chat", |_, _: Message| async {})
@@ -108,23 +111,22 @@ impl ServerBuilder {
         self.route(kind, handler::request_endpoint(handler))
     }
 
-    /// Registers a typed handler: a function annotated with `#[on(Enum::Variant)]`.
+    /// Registers a typed handler: an `async fn` annotated with `#[on(Enum::Variant)]`. The message type
+    /// it serves comes from the function itself.
     ///
     /// # Panics
     ///
     /// If the variant's type already has a handler.
     #[track_caller]
     #[must_use]
-    pub fn handle<H, V>(self, handler: H) -> Self
+    pub fn handle<H, Args>(self, handler: H) -> Self
     where
-        H: TypedHandler<V>,
-        V: Variant,
-        V::Set: InboundMessages,
+        H: TypedHandler<Args>,
     {
-        self.route(V::NAME, typed::endpoint(handler))
+        self.route(<H::Variant as Variant>::NAME, typed::endpoint(handler))
     }
 
-    /// Makes a value available to typed handlers through the [`State<T>`](crate::State) argument (one value
+    /// Makes a value available to typed handlers through the [`State<T>`](crate::extract::State) argument (one value
     /// per type; a second call for the same type replaces the first).
     #[must_use]
     pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, state: T) -> Self {
@@ -149,7 +151,8 @@ impl ServerBuilder {
     /// [`Next::run`] to go on, or returns its own answer.
     ///
     /// ```no_run
-    /// use ws_core::{Config, Error, Next, Request, Server};
+    /// use ws_core::handler::{Next, Request};
+    /// use ws_core::{Config, Error, Server};
     ///
     /// let builder = Server::builder(Config::default()).use_middleware(|req: Request, next: Next| async move {
     ///     if req.kind().starts_with("admin:") && req.client().get_metadata("plan").is_none() {
@@ -216,25 +219,44 @@ impl ServerBuilder {
         self
     }
 
-    /// Authenticates the upgrade request before the WebSocket exists. An `Err` answers HTTP 401 with the
-    /// error's message; an `Ok` attaches its [`ClientData`] to the new client.
+    /// Authenticates the upgrade request before the WebSocket exists. An `Ok` attaches its
+    /// [`ClientData`] to the new client; an `Err` is the HTTP answer, and no slot is taken.
+    ///
+    /// The error is anything axum can answer with: a [`Error`] (401, or 403 for `forbidden`, 429 for
+    /// `rate_limited`, 500 for `internal`: see its `IntoResponse`), a `StatusCode`, a
+    /// `(StatusCode, &str)`, a whole `Response`.
     ///
     /// ```no_run
-    /// use ws_core::{AuthRequest, ClientData, Config, Error, Server};
+    /// use axum::http::StatusCode;
+    /// use ws_core::auth::{AuthRequest, ClientData};
+    /// use ws_core::{Config, Error, Server};
     ///
+    /// // 403 without a token (`Error::unauthorized` would answer 401):
     /// let builder = Server::builder(Config::default()).auth(|req: AuthRequest| async move {
     ///     let token = req.query("token").filter(|t| !t.is_empty());
     ///     let token = token.ok_or_else(|| Error::forbidden("missing token"))?;
-    ///     Ok(ClientData::new().metadata("user", token))
+    ///     Ok::<_, Error>(ClientData::new().metadata("user", token))
+    /// });
+    ///
+    /// // Any status:
+    /// let builder = Server::builder(Config::default()).auth(|req: AuthRequest| async move {
+    ///     match req.header("x-api-key") {
+    ///         Some("secret") => Ok(ClientData::new()),
+    ///         _ => Err((StatusCode::TOO_MANY_REQUESTS, "try later")),
+    ///     }
     /// });
     /// ```
     #[must_use]
-    pub fn auth<F, Fut>(mut self, auth: F) -> Self
+    pub fn auth<F, Fut, E>(mut self, auth: F) -> Self
     where
         F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<ClientData, Error>> + Send + 'static,
+        Fut: Future<Output = Result<ClientData, E>> + Send + 'static,
+        E: IntoResponse + 'static,
     {
-        self.auth = Some(Arc::new(move |req| Box::pin(auth(req))));
+        self.auth = Some(Arc::new(move |req| {
+            let answer = auth(req);
+            Box::pin(async move { answer.await.map_err(IntoResponse::into_response) })
+        }));
         self
     }
 
@@ -276,8 +298,8 @@ impl ServerBuilder {
         ));
         let local = MemoryBackplane::new(clients.clone(), groups);
         let backplane = match self.backplane {
-            Some(factory) => factory(local),
-            None => Box::new(local),
+            Some(factory) => factory(local.clone()),
+            None => Box::new(local.clone()),
         };
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
@@ -296,6 +318,7 @@ impl ServerBuilder {
             states: self.states,
             clients,
             backplane,
+            local,
             stats: Stats::default(),
             connections: watch::Sender::new(0),
             state: watch::Sender::new(RunState::Running),

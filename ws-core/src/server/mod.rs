@@ -3,6 +3,9 @@
 //! A `Server` is an `Arc` inside: clone it freely. It is built once by [`ServerBuilder`] and is immutable
 //! afterwards (handlers, middleware and hooks cannot change while clients are connected). Every operation
 //! that reaches other clients goes through the [`Backplane`], so the same code serves one node or many.
+//!
+//! Names say their scope: methods named `local_*` see this node's clients only; every other method
+//! covers all the nodes the backplane links.
 
 mod builder;
 pub(crate) mod serve;
@@ -11,28 +14,28 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use self::builder::ServerBuilder;
-use crate::backplane::Backplane;
+use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::{Abort, Client, ClientId};
 use crate::close;
 use crate::config::Config;
-use crate::envelope;
-use crate::error::Error;
+use crate::error::{Error, SendError};
 use crate::handler::{Endpoint, Middleware};
 use crate::hooks::Hooks;
 use crate::message::IntoFrame;
 use crate::raw::RawHandler;
+use crate::recipients::Recipients;
 use crate::registry::ClientRegistry;
 use crate::stats::{Stats, StatsSnapshot};
 
 pub(crate) type AuthHook = Arc<
     dyn Fn(
             crate::auth::AuthRequest,
-        ) -> crate::handler::BoxFuture<Result<crate::auth::ClientData, Error>>
+        )
+            -> crate::handler::BoxFuture<Result<crate::auth::ClientData, axum::response::Response>>
         + Send
         + Sync,
 >;
@@ -52,9 +55,11 @@ pub(crate) struct Inner {
     pub(crate) hooks: Hooks,
     pub(crate) auth: Option<AuthHook>,
     pub(crate) raw: Option<RawHandler>,
-    pub(crate) states: crate::typed::States,
+    pub(crate) states: crate::extract::States,
     pub(crate) clients: Arc<ClientRegistry>,
     pub(crate) backplane: Box<dyn Backplane>,
+    /// This node's clients and groups, for sends narrowed with `.local()`.
+    pub(crate) local: MemoryBackplane,
     pub(crate) stats: Stats,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
@@ -70,13 +75,14 @@ impl Inner {
 /// The server: registry of clients and groups, and the operations on them.
 ///
 /// ```no_run
-/// use ws_core::{Config, Message, Server};
+/// use ws_core::protocol::Message;
+/// use ws_core::{Config, Server};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Server::builder(Config::default())
 ///     .on("chat", |client, msg: Message| async move {
 ///         let out = Message::new("chat", msg.data).with_from(client.id().as_str());
-///         client.server().broadcast(&out);
+///         client.server().all().send(&out);
 ///     })
 ///     .build()?;
 /// server.serve().await?;
@@ -116,34 +122,40 @@ impl Server {
         &self.inner.config
     }
 
-    /// Sends a message to every connected client (the sender included, if any): an outbound typed message,
-    /// a [`Message`](crate::Message) or a [`Frame`](crate::Frame). The message is serialized once for all recipients.
-    pub fn broadcast(&self, msg: impl IntoFrame) {
-        self.inner.backplane.broadcast(&msg.into_frame(), None);
+    /// Every client, on every node: `server.all().send(msg)`. See [`recipients`](crate::recipients).
+    pub fn all(&self) -> Recipients<'_> {
+        Recipients::all(&self.inner)
     }
 
-    /// Sends `{"type": kind, "data": data}` to every connected client.
-    pub fn broadcast_json<T: Serialize + ?Sized>(&self, kind: &str, data: &T) {
-        self.broadcast(envelope::encode(kind, data, None));
+    /// The members of `group`, on every node: `server.to("room").send(msg)`.
+    pub fn to<'a>(&'a self, group: &'a str) -> Recipients<'a> {
+        Recipients::group(&self.inner, group)
     }
 
-    /// Sends a message to every client except `except`.
-    pub fn broadcast_except(&self, except: &ClientId, msg: impl IntoFrame) {
-        self.inner
-            .backplane
-            .broadcast(&msg.into_frame(), Some(except));
-    }
-
-    /// Sends a message to one client.
+    /// Sends a message to one client, on whichever node it is connected.
     ///
     /// # Errors
     ///
-    /// `not_found` when no client with that id is connected; `limit_exceeded` when its queue is full.
-    pub fn send_to_client(&self, id: &str, msg: impl IntoFrame) -> Result<(), Error> {
-        self.inner.backplane.send_to_client(id, &msg.into_frame())
+    /// [`SendError::Disconnected`] when no node has a client with this id (with a distributed backplane,
+    /// a client of another node is only known by this node's replica of the membership);
+    /// [`SendError::SlowConsumer`] when the client is local and its queue passed its bounds.
+    pub fn send_to_client(
+        &self,
+        id: impl AsRef<str>,
+        msg: impl IntoFrame,
+    ) -> Result<(), SendError> {
+        let id = id.as_ref();
+        match self.inner.clients.get(id) {
+            Some(client) => client.send(msg),
+            None => self
+                .inner
+                .backplane
+                .send_to_client(&ClientId::from(id), &msg.into_frame()),
+        }
     }
 
-    /// Adds a client to a group; `Ok(false)` if it already was a member.
+    /// Adds a client to a group, on whichever node it is connected; `Ok(false)` if it already was a
+    /// member.
     ///
     /// With a distributed backplane, a client of another node joins through that node (asynchronously: its
     /// membership shows once that node has applied it).
@@ -151,87 +163,65 @@ impl Server {
     /// # Errors
     ///
     /// `not_found` for an unknown or disconnected client; `limit_exceeded` when a client of this node
-    /// already belongs to `max_groups_per_client` groups.
-    pub fn join_group(&self, id: &str, group: &str) -> Result<bool, Error> {
-        match self.get_client(id) {
+    /// already belongs to `max_groups_per_client` groups or the name is longer than
+    /// `max_group_name_bytes`.
+    pub fn join_group(&self, id: impl AsRef<str>, group: &str) -> Result<bool, Error> {
+        let id = id.as_ref();
+        match self.local_client(id) {
             Some(client) => self.inner.backplane.join(group, &client),
-            None => self.inner.backplane.join_elsewhere(group, id),
-        }
-    }
-
-    /// Removes a client from a group; returns whether it was a member. A client of another node leaves
-    /// through that node, as with [`Server::join_group`].
-    pub fn leave_group(&self, id: &str, group: &str) -> bool {
-        match self.get_client(id) {
-            Some(client) => self.inner.backplane.leave(group, client.id()),
-            None => self.inner.backplane.leave_elsewhere(group, id),
-        }
-    }
-
-    /// Removes a client from all its groups and returns them, sorted. Runs automatically on disconnect.
-    pub fn leave_all_groups(&self, id: &str) -> Vec<String> {
-        match self.get_client(id) {
-            Some(client) => self.inner.backplane.leave_all(client.id()),
-            None => Vec::new(),
-        }
-    }
-
-    /// Sends a message to every member of a group.
-    pub fn broadcast_to_group(&self, group: &str, msg: impl IntoFrame) {
-        self.inner
-            .backplane
-            .send_to_group(group, &msg.into_frame(), None);
-    }
-
-    /// Same as [`Server::broadcast_to_group`].
-    pub fn send_to_group(&self, group: &str, msg: impl IntoFrame) {
-        self.broadcast_to_group(group, msg);
-    }
-
-    /// Sends a message to every member of a group except `sender`.
-    pub fn send_to_others_in_group(&self, group: &str, sender: &str, msg: impl IntoFrame) {
-        let frame = msg.into_frame();
-        match self.get_client(sender) {
-            Some(sender) => self
+            None => self
                 .inner
                 .backplane
-                .send_to_group(group, &frame, Some(sender.id())),
-            None => self.inner.backplane.send_to_group(group, &frame, None),
+                .join_elsewhere(group, &ClientId::from(id)),
         }
     }
 
-    /// Handles to the group's members on this node.
-    pub fn group_members(&self, group: &str) -> Vec<Client> {
-        self.inner.backplane.group_members(group)
+    /// Removes a client from a group, on whichever node it is connected; returns whether it was a
+    /// member (for a client of another node: whether this node's replica counted it as one).
+    pub fn leave_group(&self, id: impl AsRef<str>, group: &str) -> bool {
+        let id = id.as_ref();
+        match self.local_client(id) {
+            Some(client) => self.inner.backplane.leave(group, client.id()),
+            None => self
+                .inner
+                .backplane
+                .leave_elsewhere(group, &ClientId::from(id)),
+        }
     }
 
-    /// Ids of the group's members, sorted.
-    pub fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+    /// Ids of the group's members on every node, sorted.
+    pub fn group_members(&self, group: &str) -> Vec<ClientId> {
         self.inner.backplane.group_member_ids(group)
     }
 
-    /// Names of all groups that have members, sorted.
+    /// Handles to the group's members connected to this node.
+    pub fn local_group_members(&self, group: &str) -> Vec<Client> {
+        self.inner.backplane.group_members(group)
+    }
+
+    /// Names of the groups that have members on any node, sorted.
     pub fn groups(&self) -> Vec<String> {
         self.inner.backplane.groups()
     }
 
-    /// Number of groups that have members.
+    /// Number of groups that have members on any node.
     pub fn group_count(&self) -> usize {
         self.inner.backplane.group_count()
     }
 
-    /// Whether a group has no members (an unknown group is empty).
+    /// Whether a group has no members on any node (an unknown group is empty).
     pub fn is_group_empty(&self, group: &str) -> bool {
         self.inner.backplane.group_member_ids(group).is_empty()
     }
 
-    /// A connected client by id.
-    pub fn get_client(&self, id: &str) -> Option<Client> {
-        self.inner.clients.get(id)
+    /// A client connected to this node, by id (a [`ClientId`], or the id as a string, as it arrives in
+    /// a message).
+    pub fn local_client(&self, id: impl AsRef<str>) -> Option<Client> {
+        self.inner.clients.get(id.as_ref())
     }
 
-    /// All connected clients (a copy of the live set).
-    pub fn clients(&self) -> Vec<Client> {
+    /// Every client connected to this node (a copy of the live set).
+    pub fn local_clients(&self) -> Vec<Client> {
         self.inner.clients.all()
     }
 
@@ -265,7 +255,7 @@ impl Server {
             let _ = state.wait_for(|s| *s == RunState::Stopped).await;
             return;
         }
-        for client in self.clients() {
+        for client in self.local_clients() {
             client.close(close::GOING_AWAY, "server shutting down");
         }
         let mut connections = self.inner.connections.subscribe();
@@ -278,7 +268,7 @@ impl Server {
             Ok(Ok(_))
         );
         if !drained {
-            for client in self.clients() {
+            for client in self.local_clients() {
                 client.abort(Abort::ShutdownDeadline);
             }
             let _ = tokio::time::timeout(

@@ -8,7 +8,7 @@
 //! | no `Upgrade: websocket` / `Connection: upgrade`, or a WebSocket version other than 13 | 426 |
 //! | missing or malformed `Sec-WebSocket-Key` (not 16 bytes in base64) | 400 |
 //! | `Origin` not allowed | 403 |
-//! | authenticator returned an error | 401 |
+//! | authenticator returned an error | the error's response: for an [`Error`](crate::Error), 401, or 403 for `forbidden`, 429 for `rate_limited` (see its `IntoResponse`) |
 //! | `max_connections` reached, or the server is stopping | 503 |
 
 use std::io;
@@ -140,9 +140,10 @@ impl Server {
         let data = match &inner.auth {
             Some(auth) => match auth(AuthRequest::new(req.uri().clone(), headers.clone())).await {
                 Ok(data) => data,
-                Err(err) => {
-                    let message = err.message().to_owned();
-                    return refuse(inner, StatusCode::UNAUTHORIZED, &message);
+                Err(refusal) => {
+                    bump(&inner.stats.rejected_connections);
+                    tracing::trace!(target: "ws_core::rejection", status = %refusal.status(), "upgrade refused by the authenticator");
+                    return refusal;
                 }
             },
             None => ClientData::new(),

@@ -1,100 +1,127 @@
-//! `#[on(Enum::Variant)]`: the function keeps its name and becomes a function of the variant's
-//! `HandlerContext` (a `TypedHandler`): it extracts each argument, runs the original body (kept as a nested
-//! function) and serializes the reply. It stays a function, so a local variable may share its name. Type
-//! checks are left to rustc through spanned assertions, so errors point at the user's tokens.
+//! `#[on(...)]`: the function keeps its name, arguments and body, so it stays callable and testable as
+//! written. Only its future changes type: it comes back as a `Handled<Payload, _>`, which carries the
+//! variant's payload type to `ServerBuilder::handle` and `.await`s to what the body returns. The body
+//! runs in a nested `async fn` with the user's signature, so argument patterns and `?` behave as written.
+//!
+//! Type checks are left to rustc through spanned assertions, so errors point at the user's tokens: each
+//! argument is checked as an extractor (the last one may be the payload), the return type as the reply.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, PathSegment, ReturnType};
+use syn::{FnArg, Ident, ReturnType};
 
-use crate::model::{Handler, snake_case};
+use crate::model::{Handler, Target};
 
 pub(crate) fn handler(handler: &Handler) -> TokenStream {
     let item = &handler.item;
+    let krate = &handler.krate;
     let (vis, name) = (&item.vis, &item.sig.ident);
     let doc_attrs = item.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let fn_attrs = item.attrs.iter().filter(|a| !a.path().is_ident("doc"));
     let (sig, block) = (&item.sig, &item.block);
-    let variant_ty = variant_type(handler);
+    let payload = payload_type(handler);
 
-    let args: Vec<Ident> = (0..sig.inputs.len())
+    let types: Vec<&syn::Type> = sig
+        .inputs
+        .iter()
+        .map(|input| match input {
+            FnArg::Typed(pat) => &*pat.ty,
+            FnArg::Receiver(_) => unreachable!("receivers are rejected by check::handler_fn"),
+        })
+        .collect();
+    let args: Vec<Ident> = (0..types.len())
         .map(|i| format_ident!("__ws_arg{i}"))
         .collect();
-    let extractions = sig.inputs.iter().zip(&args).map(|(input, arg)| {
-        let ty = match input {
-            FnArg::Typed(pat) => &pat.ty,
-            FnArg::Receiver(_) => unreachable!("receivers are rejected by check::handler_fn"),
-        };
-        quote_spanned! {ty.span()=>
-            let #arg = <#ty as ::ws_core::FromMessage<#variant_ty>>::from_message(&mut __ws_cx)?;
+    let last = types.len().saturating_sub(1);
+    let arg_checks = types.iter().enumerate().map(|(i, ty)| {
+        if i == last {
+            quote_spanned! {ty.span()=> #krate::__private::assert_last_argument::<#ty, #payload, _>(); }
+        } else {
+            quote_spanned! {ty.span()=> #krate::__private::assert_argument::<#ty, #payload>(); }
         }
     });
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
     let reply_span = match &sig.output {
         ReturnType::Default => name.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    let into_reply = quote_spanned! {reply_span=>
-        ::ws_core::IntoHandlerReply::<<#variant_ty as ::ws_core::Variant>::Reply>::into_handler_reply(__ws_ret)
+    let reply_check = quote_spanned! {reply_span=>
+        #krate::__private::assert_reply::<#output, #payload>();
     };
-    let boxed = quote_spanned! {name.span()=>
-        ::std::boxed::Box::pin(async move {
-            #(#extractions)*
-            let __ws_ret = #name(#(#args),*).await;
-            #into_reply
-        })
+    let target_check = quote_spanned! {target_span(handler)=>
+        #krate::__private::assert_inbound::<#payload>();
     };
-    let enum_path = &handler.enum_path;
-    let variant_check = quote_spanned! {enum_path.span()=>
-        ::ws_core::__private::assert_inbound_variant::<#variant_ty, #enum_path>();
-    };
+    let mut inner_sig = sig.clone();
+    inner_sig.ident = format_ident!("__ws_body");
+    let inner_name = &inner_sig.ident;
     let duplicate_guard = duplicate_guard(handler);
     quote! {
         #(#doc_attrs)*
-        #vis fn #name(
-            mut __ws_cx: ::ws_core::HandlerContext<#variant_ty>,
-        ) -> ::ws_core::BoxFuture<::ws_core::Result<::ws_core::Reply>> {
+        #vis fn #name(#(#args: #types),*) -> #krate::handler::Handled<
+            #payload,
+            impl ::std::future::Future<Output = #output> + ::std::marker::Send + 'static,
+        > {
             #(#fn_attrs)*
-            #sig #block
+            #inner_sig #block
 
-            #variant_check
-            #boxed
+            const _: () = {
+                #[allow(dead_code)]
+                fn __ws_checks() {
+                    #target_check
+                    #(#arg_checks)*
+                    #reply_check
+                }
+            };
+            #krate::handler::Handled::new(#inner_name(#(#args),*))
         }
 
         #duplicate_guard
     }
 }
 
-/// `path::Enum::Variant` → `path::enum_module::Variant`, the payload type `#[ws_messages]` generated. The
+/// The payload type named by the target: `<Enum as VariantNamed<hash>>::Payload` for `Enum::Variant`
+/// (resolved by rustc, so imports, aliases and other crates work), or the payload type as written. The
 /// variant keeps its span, so an unknown variant is reported on the user's token.
-fn variant_type(handler: &Handler) -> TokenStream {
-    let mut path = handler.enum_path.clone();
-    let last = path.segments.pop().map(syn::punctuated::Pair::into_value);
-    if let Some(enum_segment) = last {
-        let module = Ident::new(
-            &snake_case(&enum_segment.ident.to_string()),
-            enum_segment.ident.span(),
-        );
-        path.segments.push(PathSegment::from(module));
+fn payload_type(handler: &Handler) -> TokenStream {
+    let krate = &handler.krate;
+    match &handler.target {
+        Target::Payload(path) => quote!(#path),
+        Target::Variant { enum_path, variant } => {
+            let name = variant.to_string();
+            quote_spanned! {variant.span()=>
+                <#enum_path as #krate::__private::VariantNamed<{ #krate::__private::variant_hash(#name) }>>::Payload
+            }
+        }
     }
-    path.segments
-        .push(PathSegment::from(handler.variant.clone()));
-    quote!(#path)
 }
 
-/// A second handler for the same variant in the same module is a compile error ("defined multiple times"),
-/// reported at the second `#[on(...)]`. Handlers in different modules are caught when registered: the
-/// builder panics on a second handler for one message type.
+fn target_span(handler: &Handler) -> proc_macro2::Span {
+    match &handler.target {
+        Target::Payload(path) => path.span(),
+        Target::Variant { enum_path, .. } => enum_path.span(),
+    }
+}
+
+/// A second handler for the same target in the same module is a compile error ("defined multiple times"),
+/// reported at the second `#[on(...)]`. Handlers in different modules, or naming one variant two ways,
+/// are caught when registered: the builder panics on a second handler for one message type.
 fn duplicate_guard(handler: &Handler) -> TokenStream {
-    let enum_name = handler
-        .enum_path
-        .segments
-        .last()
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
+    let (path, span) = match &handler.target {
+        Target::Payload(path) => (path.clone(), path.span()),
+        Target::Variant { enum_path, variant } => {
+            let mut path = enum_path.clone();
+            path.segments.push(variant.clone().into());
+            (path, variant.span())
+        }
+    };
+    let joined: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let guard = Ident::new(
-        &format!("__ws_duplicate_handler_for_{enum_name}_{}", handler.variant),
-        handler.variant.span(),
+        &format!("__ws_duplicate_handler_for_{}", joined.join("_")),
+        span,
     );
     quote! {
         #[doc(hidden)]

@@ -27,6 +27,7 @@ pub(crate) fn message_set(set: &MessageSet) -> TokenStream {
 }
 
 fn enum_definition(set: &MessageSet) -> TokenStream {
+    let (krate, serde_crate) = (set.krate(), set.private_crate("serde"));
     let (ident, vis) = (set.ident(), set.vis());
     let attrs = set.attrs();
     let variants = set.variants.iter().map(|v| {
@@ -44,8 +45,8 @@ fn enum_definition(set: &MessageSet) -> TokenStream {
     });
     quote! {
         #(#attrs)*
-        #[derive(::ws_core::__private::serde::Serialize, ::ws_core::__private::serde::Deserialize)]
-        #[serde(crate = "::ws_core::__private::serde", tag = "type", content = "data")]
+        #[derive(#krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
+        #[serde(crate = #serde_crate, tag = "type", content = "data")]
         #vis enum #ident {
             #(#variants,)*
         }
@@ -144,6 +145,12 @@ fn payload_struct(
     vis: &TokenStream,
 ) -> TokenStream {
     let name = &variant.ident;
+    let krate = set.krate();
+    let (serde_crate, ts_crate, schemars_crate) = (
+        set.private_crate("serde"),
+        set.private_crate("ts_rs"),
+        set.private_crate("schemars"),
+    );
     let doc_attrs = variant.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let wire = &variant.wire_name;
     let summary = format!(" Payload of the `{wire}` message.");
@@ -155,18 +162,18 @@ fn payload_struct(
         #(#doc_attrs)*
         #(#derives)*
         #[derive(
-            ::ws_core::__private::serde::Serialize,
-            ::ws_core::__private::serde::Deserialize,
-            ::ws_core::__private::ts_rs::TS,
-            ::ws_core::__private::schemars::JsonSchema
+            #krate::__private::serde::Serialize,
+            #krate::__private::serde::Deserialize,
+            #krate::__private::ts_rs::TS,
+            #krate::__private::schemars::JsonSchema
         )]
-        #[ts(crate = "::ws_core::__private::ts_rs", rename = #exported, optional_fields = nullable)]
-        #[schemars(crate = "::ws_core::__private::schemars", rename = #exported)]
+        #[ts(crate = #ts_crate, rename = #exported, optional_fields = nullable)]
+        #[schemars(crate = #schemars_crate, rename = #exported)]
     };
     match &variant.shape {
         Shape::Unit => quote! {
             #common
-            #[serde(crate = "::ws_core::__private::serde")]
+            #[serde(crate = #serde_crate)]
             #vis struct #name;
         },
         Shape::Struct(fields) => {
@@ -181,7 +188,7 @@ fn payload_struct(
             });
             quote! {
                 #common
-                #[serde(crate = "::ws_core::__private::serde")]
+                #[serde(crate = #serde_crate)]
                 #vis struct #name {
                     #(#fields,)*
                 }
@@ -192,7 +199,7 @@ fn payload_struct(
             let ty = field_alias(set, variant, 0);
             quote! {
                 #common
-                #[serde(crate = "::ws_core::__private::serde", transparent)]
+                #[serde(crate = #serde_crate, transparent)]
                 #vis struct #name(#(#attrs)* #vis super::#ty);
             }
         }
@@ -200,6 +207,7 @@ fn payload_struct(
 }
 
 fn trait_impls(set: &MessageSet) -> TokenStream {
+    let krate = set.krate();
     let (ident, module) = (set.ident(), &set.module);
     let names: Vec<&String> = set.variants.iter().map(|v| &v.wire_name).collect();
     let name_arms = set.variants.iter().map(|v| {
@@ -216,16 +224,16 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
             let decode_arms = set.variants.iter().map(|v| {
                 let (variant, wire) = (&v.ident, &v.wire_name);
                 quote! {
-                    #wire => ::ws_core::__private::decode_payload::<#module::#variant>(data).map(::std::convert::Into::into)
+                    #wire => #krate::__private::decode_payload::<#module::#variant>(data).map(::std::convert::Into::into)
                 }
             });
             quote! {
                 #[automatically_derived]
-                impl ::ws_core::InboundMessages for #ident {
-                    fn decode(kind: &str, data: &str) -> ::ws_core::Result<Self> {
+                impl #krate::message::InboundMessages for #ident {
+                    fn decode(kind: &str, data: &str) -> #krate::Result<Self> {
                         match kind {
                             #(#decode_arms,)*
-                            _ => ::std::result::Result::Err(::ws_core::__private::unknown_type(kind)),
+                            _ => ::std::result::Result::Err(#krate::__private::unknown_type(kind)),
                         }
                     }
                 }
@@ -236,15 +244,15 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
             let delivery = delivery_fn(set);
             quote! {
                 #[automatically_derived]
-                impl ::ws_core::OutboundMessages for #ident {
+                impl #krate::message::OutboundMessages for #ident {
                     #delivery
                 }
 
                 impl #ident {
                     /// This message relayed for a client: the frame carries `"from": id`.
                     #[allow(dead_code)]
-                    #vis fn sent_by(self, id: &::ws_core::ClientId) -> ::ws_core::Relayed<Self> {
-                        ::ws_core::Relayed::new(self, id)
+                    #vis fn sent_by(self, id: &#krate::ClientId) -> #krate::message::Relayed<Self> {
+                        #krate::message::Relayed::new(self, id)
                     }
                 }
             }
@@ -253,16 +261,16 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
     let variant_impls = set.variants.iter().map(|v| variant_impls(set, v));
     let variant_idents = set.variants.iter().map(|v| &v.ident);
     let direction = match set.direction {
-        Direction::Inbound => quote!(::ws_core::Direction::ClientToServer),
-        Direction::Outbound => quote!(::ws_core::Direction::ServerToClient),
+        Direction::Inbound => quote!(#krate::message::Direction::ClientToServer),
+        Direction::Outbound => quote!(#krate::message::Direction::ServerToClient),
     };
     quote! {
         #[automatically_derived]
-        impl ::ws_core::WsMessages for #ident {
+        impl #krate::message::WsMessages for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];
-            const DIRECTION: ::ws_core::Direction = #direction;
+            const DIRECTION: #krate::message::Direction = #direction;
 
-            fn visit_variants<V: ::ws_core::VariantVisitor>(visitor: &mut V) {
+            fn visit_variants<V: #krate::message::VariantVisitor>(visitor: &mut V) {
                 #(visitor.visit::<#module::#variant_idents>();)*
             }
 
@@ -279,6 +287,7 @@ fn trait_impls(set: &MessageSet) -> TokenStream {
 
 /// `OutboundMessages::delivery`, when a variant declares a policy (the trait's default is reliable).
 fn delivery_fn(set: &MessageSet) -> TokenStream {
+    let krate = set.krate();
     if set.variants.iter().all(|v| v.delivery.is_none()) {
         return quote!();
     }
@@ -287,54 +296,57 @@ fn delivery_fn(set: &MessageSet) -> TokenStream {
         let (delivery, _) = v.delivery.as_ref()?;
         Some(match delivery {
             Delivery::Volatile => quote! {
-                Self::#variant { .. } => ::ws_core::Delivery::Volatile
+                Self::#variant { .. } => #krate::delivery::Delivery::Volatile
             },
             Delivery::Latest(None) => quote! {
-                Self::#variant { .. } => ::ws_core::Delivery::latest(#wire)
+                Self::#variant { .. } => #krate::delivery::Delivery::latest(#wire)
             },
             Delivery::Latest(Some(key)) => {
                 let field = format_ident!("{}", key.value(), span = key.span());
                 quote! {
-                    Self::#variant { #field: __ws_key, .. } => ::ws_core::Delivery::latest_by(#wire, __ws_key)
+                    Self::#variant { #field: __ws_key, .. } => #krate::delivery::Delivery::latest_by(#wire, __ws_key)
                 }
             }
         })
     });
     quote! {
-        fn delivery(&self) -> ::ws_core::Delivery {
+        fn delivery(&self) -> #krate::delivery::Delivery {
             #[allow(unreachable_patterns)]
             match self {
                 #(#arms,)*
-                _ => ::ws_core::Delivery::Reliable,
+                _ => #krate::delivery::Delivery::Reliable,
             }
         }
     }
 }
 
 /// The variant's `DeliveryPolicy`, as `Variant::DELIVERY`.
-fn delivery_policy(v: &MessageVariant) -> TokenStream {
+fn delivery_policy(set: &MessageSet, v: &MessageVariant) -> TokenStream {
+    let krate = set.krate();
     match &v.delivery {
-        None => quote!(::ws_core::DeliveryPolicy::Reliable),
-        Some((Delivery::Volatile, _)) => quote!(::ws_core::DeliveryPolicy::Volatile),
+        None => quote!(#krate::delivery::DeliveryPolicy::Reliable),
+        Some((Delivery::Volatile, _)) => quote!(#krate::delivery::DeliveryPolicy::Volatile),
         Some((Delivery::Latest(None), _)) => {
-            quote!(::ws_core::DeliveryPolicy::Latest {
+            quote!(#krate::delivery::DeliveryPolicy::Latest {
                 key: ::std::option::Option::None
             })
         }
         Some((Delivery::Latest(Some(key)), _)) => {
-            quote!(::ws_core::DeliveryPolicy::Latest { key: ::std::option::Option::Some(#key) })
+            quote!(#krate::delivery::DeliveryPolicy::Latest { key: ::std::option::Option::Some(#key) })
         }
     }
 }
 
 fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
+    let krate = set.krate();
     let (ident, module, variant, wire) = (set.ident(), &set.module, &v.ident, &v.wire_name);
+    let variant_name = v.ident.to_string();
     let reply = match &v.reply {
         Some(ty) => quote!(#ty),
         None => quote!(()),
     };
     let has_reply = v.reply.is_some();
-    let delivery = delivery_policy(v);
+    let delivery = delivery_policy(set, v);
     let payload = format_ident!("__ws_payload");
     let (into_enum, from_enum) = match &v.shape {
         Shape::Unit => (
@@ -359,12 +371,17 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
     };
     quote! {
         #[automatically_derived]
-        impl ::ws_core::Variant for #module::#variant {
+        impl #krate::__private::VariantNamed<{ #krate::__private::variant_hash(#variant_name) }> for #ident {
+            type Payload = #module::#variant;
+        }
+
+        #[automatically_derived]
+        impl #krate::message::Variant for #module::#variant {
             type Set = #ident;
             type Reply = #reply;
             const HAS_REPLY: bool = #has_reply;
             const NAME: &'static str = #wire;
-            const DELIVERY: ::ws_core::DeliveryPolicy = #delivery;
+            const DELIVERY: #krate::delivery::DeliveryPolicy = #delivery;
         }
 
         #[automatically_derived]

@@ -7,11 +7,11 @@ use crate::config::ConfigError;
 /// ```
 /// use std::time::Duration;
 ///
-/// let config = ws_core::RedisConfig::new("redis://127.0.0.1:6379/")?
+/// let config = ws_core::backplane::RedisConfig::new("redis://127.0.0.1:6379/")?
 ///     .prefix("chat")
 ///     .heartbeat_interval(Duration::from_millis(500));
 /// assert_eq!(config.node_timeout_value(), Duration::from_secs(5));
-/// # Ok::<(), ws_core::ConfigError>(())
+/// # Ok::<(), ws_core::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisConfig {

@@ -366,7 +366,7 @@ async fn apply(
         Op::Direct { ref to } => {
             if let Some(frame) = packet.frame() {
                 // The client may have left since the sender looked; a full queue has dropped it already.
-                let _ = local.send_to_client(to, &frame);
+                let _ = local.send_to_client(&ClientId::from(to.clone()), &frame);
             }
         }
         Op::JoinRequest { group, id } => {

@@ -29,9 +29,9 @@ pub use self::config::RedisConfig;
 use self::wire::{Change, Op};
 use super::{Backplane, BackplaneStats, MemoryBackplane};
 use crate::client::{Client, ClientId};
-use crate::envelope::Frame;
-use crate::error::Error;
+use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;
+use crate::protocol::Frame;
 use crate::sync::lock;
 
 /// A [`Backplane`] that shares broadcasts, group sends, direct sends and membership between nodes through
@@ -41,7 +41,8 @@ use crate::sync::lock;
 /// (it starts its tasks there):
 ///
 /// ```no_run
-/// use ws_core::{Config, RedisBackplane, RedisConfig, Server};
+/// use ws_core::backplane::{RedisBackplane, RedisConfig};
+/// use ws_core::{Config, Server};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = RedisConfig::new("redis://127.0.0.1:6379/")?;
@@ -53,7 +54,7 @@ use crate::sync::lock;
 /// # }
 /// ```
 ///
-/// Membership queries ([`Server::group_member_ids`](crate::Server::group_member_ids),
+/// Membership queries ([`Server::group_members`](crate::Server::group_members),
 /// [`Server::groups`](crate::Server::groups), [`Client::groups`](crate::Client::groups) of a remote id,
 /// [`Server::send_to_client`](crate::Server::send_to_client) to a remote id) answer from this node's
 /// replica of the others, which is at most one heartbeat behind. [`Server::group_members`](crate::Server::group_members)
@@ -208,10 +209,11 @@ impl Backplane for RedisBackplane {
         self.deliver_elsewhere(None, op, frame);
     }
 
-    fn send_to_client(&self, id: &str, frame: &Frame) -> Result<(), Error> {
-        if self.local.has_client(id) {
+    fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
+        if self.local.has_client(id.as_str()) {
             return self.local.send_to_client(id, frame);
         }
+        let id = id.as_str();
         let owner = self.cluster().owner(id).map(str::to_owned);
         match owner {
             Some(node) => {
@@ -219,7 +221,7 @@ impl Backplane for RedisBackplane {
                 self.deliver_elsewhere(Some(node), op, frame);
                 Ok(())
             }
-            None => Err(Error::not_found(format!("no client {id:?}"))),
+            None => Err(SendError::Disconnected),
         }
     }
 
@@ -294,7 +296,8 @@ impl Backplane for RedisBackplane {
         self.groups().len()
     }
 
-    fn join_elsewhere(&self, group: &str, id: &str) -> Result<bool, Error> {
+    fn join_elsewhere(&self, group: &str, id: &ClientId) -> Result<bool, Error> {
+        let id = id.as_str();
         let (owner, member) = {
             let cluster = self.cluster();
             (
@@ -316,7 +319,8 @@ impl Backplane for RedisBackplane {
         Ok(true)
     }
 
-    fn leave_elsewhere(&self, group: &str, id: &str) -> bool {
+    fn leave_elsewhere(&self, group: &str, id: &ClientId) -> bool {
+        let id = id.as_str();
         let owner = {
             let cluster = self.cluster();
             cluster

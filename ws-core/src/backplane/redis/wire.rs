@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::delivery::{Delivery, LatestKey};
-use crate::envelope::Frame;
+use crate::protocol::Frame;
 
 /// One operation, as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,5 @@
-use ws_core::{
-    Client, ClientId, Config, Error, Extension, RequestId, Server, State, on, ws_messages,
-};
+use ws_core::extract::{Extension, RequestId, State};
+use ws_core::{Client, ClientId, Config, Error, Server, on, ws_messages};
 
 #[ws_messages]
 pub enum Inbound {
@@ -22,11 +21,11 @@ struct Db;
 #[derive(Clone)]
 struct User(String);
 
-// Any order, payload in the middle, no return value.
+// Extractors first, the payload last, no return value.
 #[on(Inbound::Chat)]
-async fn chat(client: Client, msg: inbound::Chat, server: Server) {
+async fn chat(client: Client, server: Server, msg: inbound::Chat) {
     let text = msg.text;
-    server.broadcast(Outbound::Chat { text }.sent_by(client.id()));
+    server.all().send(Outbound::Chat { text }.sent_by(client.id()));
 }
 
 // No payload argument; the reply type is returned directly.
@@ -39,7 +38,7 @@ async fn count(State(_db): State<Db>, _id: ClientId) -> u32 {
 
 // Result of the reply type; destructuring patterns; a handler with a path to the enum.
 #[on(self::Inbound::Echo)]
-async fn echo(inbound::Echo(text): inbound::Echo, Extension(User(name)): Extension<User>, id: RequestId) -> Result<String, Error> {
+async fn echo(Extension(User(name)): Extension<User>, id: RequestId, inbound::Echo(text): inbound::Echo) -> Result<String, Error> {
     Ok(format!("{name}:{text}:{:?}", id.0))
 }
 

@@ -1,4 +1,5 @@
-use ws_core::{InboundMessages, OutboundMessages, Variant, WsMessages, payload, ws_messages};
+use ws_core::message::{InboundMessages, OutboundMessages, Variant, WsMessages};
+use ws_core::{payload, ws_messages};
 
 #[payload]
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +43,7 @@ mod nested {
 
     pub(super) fn names() -> &'static [&'static str] {
         let _ = private::Hello { name: String::new() };
-        <Private as ws_core::WsMessages>::NAMES
+        <Private as ws_core::message::WsMessages>::NAMES
     }
 }
 

@@ -34,7 +34,7 @@ pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 ///
 /// ```
 /// use serde_json::json;
-/// use ws_core::Message;
+/// use ws_core::protocol::Message;
 ///
 /// let msg = Message::new("chat", json!({"text": "hi"})).with_from("c1");
 /// assert_eq!(
@@ -111,11 +111,39 @@ pub struct Frame {
 impl Frame {
     /// Serializes a message once.
     pub fn from_message(msg: &Message) -> Self {
-        Self::json(msg)
+        Self::serialized(msg)
+    }
+
+    /// Serializes `{"type": kind, "data": data}` straight from `data`, for untyped messages.
+    ///
+    /// ```
+    /// use ws_core::protocol::Frame;
+    ///
+    /// let frame = Frame::envelope("chat", &serde_json::json!({"text": "hi"}));
+    /// assert_eq!(frame.as_text(), Some(r#"{"type":"chat","data":{"text":"hi"}}"#));
+    /// ```
+    pub fn envelope<T: Serialize + ?Sized>(kind: &str, data: &T) -> Self {
+        encode(kind, data, None)
+    }
+
+    /// An `$error` frame without `id`, for an error that answers no request.
+    ///
+    /// ```
+    /// use ws_core::Error;
+    /// use ws_core::protocol::Frame;
+    ///
+    /// let frame = Frame::error(&Error::forbidden("admins only"));
+    /// assert_eq!(
+    ///     frame.as_text(),
+    ///     Some(r#"{"type":"$error","data":{"code":"forbidden","message":"admins only"}}"#)
+    /// );
+    /// ```
+    pub fn error(err: &Error) -> Self {
+        error_frame(None, err)
     }
 
     /// Serializes any value as a text frame.
-    pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+    pub(crate) fn serialized<T: Serialize + ?Sized>(value: &T) -> Self {
         // Serializing plain data into a String cannot fail: map keys are strings and there is no I/O.
         let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("null"));
         Self::text(text)
@@ -188,7 +216,7 @@ struct OutEnvelope<'a, T: Serialize + ?Sized> {
 
 /// Serializes `{"type": kind, "data": data}` without building a `Value` first.
 pub(crate) fn encode<T: Serialize + ?Sized>(kind: &str, data: &T, from: Option<&str>) -> Frame {
-    Frame::json(&OutEnvelope { kind, data, from })
+    Frame::serialized(&OutEnvelope { kind, data, from })
 }
 
 #[derive(Serialize)]
@@ -215,7 +243,7 @@ struct ErrorBody<'a> {
 }
 
 pub(crate) fn reply_frame(id: u64, data: &RawValue) -> Frame {
-    Frame::json(&ReplyEnvelope {
+    Frame::serialized(&ReplyEnvelope {
         kind: REPLY_TYPE,
         id,
         data,
@@ -239,11 +267,11 @@ pub(crate) fn request_frame<T: Serialize + ?Sized>(kind: &str, data: &T, id: u64
         data: &'a T,
         id: u64,
     }
-    Frame::json(&RequestEnvelope { kind, data, id })
+    Frame::serialized(&RequestEnvelope { kind, data, id })
 }
 
 pub(crate) fn error_frame(id: Option<u64>, err: &Error) -> Frame {
-    Frame::json(&ErrorEnvelope {
+    Frame::serialized(&ErrorEnvelope {
         kind: ERROR_TYPE,
         id,
         data: ErrorBody {
