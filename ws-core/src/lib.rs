@@ -177,6 +177,11 @@ pub use crate::error::{Error, Result, SendError};
 pub use crate::server::serve::handle_connection;
 pub use crate::server::{Server, ServerBuilder};
 
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
