@@ -22,13 +22,15 @@
 //! # } }
 //! use my_app::protocol::{Inbound, Outbound};
 //!
-//! fn main() -> std::io::Result<()> {
+//! fn main() -> std::process::ExitCode {
 //!     let check = std::env::args().any(|a| a == "--check");
-//!     ws_codegen::Codegen::new("my app").messages::<Inbound>().messages::<Outbound>().run("web/sdk", check)
+//!     let codegen = ws_codegen::Codegen::new("my app").messages::<Inbound>().messages::<Outbound>();
+//!     ws_codegen::exit_code(codegen.run("web/sdk", check))
 //! }
 //! ```
 //!
-//! `run` writes the files, or with `check` exits non-zero naming the files that are stale.
+//! `run` writes the files, or with `check` fails with [`CodegenError::Stale`] naming the files that
+//! are out of date; [`exit_code`] prints its outcome and turns it into the process's exit status.
 
 mod asyncapi;
 mod json_schema;
@@ -74,6 +76,84 @@ impl fmt::Display for Stale {
 
 impl std::error::Error for Stale {}
 
+/// Why generating, writing or checking failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CodegenError {
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Generated TypeScript did not parse for the formatter (a bug in the generator).
+    Format {
+        /// The file.
+        path: String,
+        /// The formatter's message.
+        message: String,
+    },
+    /// Files on disk differ from what would be generated.
+    Stale(Stale),
+}
+
+impl fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::Format { path, message } => write!(f, "formatting {path}: {message}"),
+            Self::Stale(stale) => stale.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CodegenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Stale(stale) => Some(stale),
+            Self::Format { .. } => None,
+        }
+    }
+}
+
+/// What [`Codegen::run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The files were written.
+    Written(Vec<PathBuf>),
+    /// The files on disk are what would be generated.
+    UpToDate(PathBuf),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Written(files) => write!(f, "wrote {} generated files", files.len()),
+            Self::UpToDate(dir) => write!(f, "generated files in {} are up to date", dir.display()),
+        }
+    }
+}
+
+/// Prints what [`Codegen::run`] did (stdout) or why it failed (stderr), and the matching exit status:
+/// the tail of a generator binary's `main`.
+pub fn exit_code(result: Result<Outcome, CodegenError>) -> std::process::ExitCode {
+    match result {
+        Ok(outcome) => {
+            println!("{outcome}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprint!("{err}");
+            if !matches!(err, CodegenError::Stale(_)) {
+                eprintln!();
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The generator: add message sets, then generate, write or check.
 #[derive(Debug, Clone)]
 pub struct Codegen {
@@ -112,12 +192,22 @@ impl Codegen {
     }
 
     /// Every file, in a stable order.
-    pub fn generate(&self) -> Vec<GeneratedFile> {
+    ///
+    /// # Errors
+    ///
+    /// [`CodegenError::Format`] if the generated TypeScript does not parse (a bug in the generator).
+    pub fn generate(&self) -> Result<Vec<GeneratedFile>, CodegenError> {
         use json_schema::Side;
         let p = &self.protocol;
+        let protocol_ts = typescript::format(typescript::render(p, HEADER)).map_err(|message| {
+            CodegenError::Format {
+                path: "protocol.ts".to_owned(),
+                message,
+            }
+        })?;
         let mut files = vec![GeneratedFile {
             path: "protocol.ts".to_owned(),
-            contents: typescript::render(p, HEADER),
+            contents: protocol_ts,
         }];
         for (dir, side, def, title) in [
             (
@@ -150,22 +240,26 @@ impl Codegen {
             "asyncapi.json".to_owned(),
             &asyncapi::render(p, &self.title, &self.path, HEADER),
         ));
-        files
+        Ok(files)
     }
 
     /// Writes every file under `dir`.
     ///
     /// # Errors
     ///
-    /// When a file cannot be written.
-    pub fn write(&self, dir: impl AsRef<Path>) -> std::io::Result<Vec<PathBuf>> {
+    /// When a file cannot be written, or [`Codegen::generate`] fails.
+    pub fn write(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, CodegenError> {
         let mut written = Vec::new();
-        for file in self.generate() {
+        for file in self.generate()? {
             let path = dir.as_ref().join(&file.path);
+            let io = |source| CodegenError::Io {
+                path: path.clone(),
+                source,
+            };
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(parent).map_err(io)?;
             }
-            std::fs::write(&path, file.contents)?;
+            std::fs::write(&path, file.contents).map_err(io)?;
             written.push(path);
         }
         Ok(written)
@@ -175,10 +269,11 @@ impl Codegen {
     ///
     /// # Errors
     ///
-    /// [`Stale`] naming each missing or different file.
-    pub fn check(&self, dir: impl AsRef<Path>) -> Result<(), Stale> {
+    /// [`CodegenError::Stale`] naming each missing or different file, or what [`Codegen::generate`]
+    /// returns.
+    pub fn check(&self, dir: impl AsRef<Path>) -> Result<(), CodegenError> {
         let stale: Vec<PathBuf> = self
-            .generate()
+            .generate()?
             .into_iter()
             .map(|file| (dir.as_ref().join(&file.path), file.contents))
             .filter(|(path, contents)| {
@@ -189,35 +284,23 @@ impl Codegen {
         if stale.is_empty() {
             Ok(())
         } else {
-            Err(Stale(stale))
+            Err(CodegenError::Stale(Stale(stale)))
         }
     }
 
-    /// Writes the files, or with `check` verifies them and exits with status 1 naming stale files: the
-    /// whole body of a generator binary.
+    /// Writes the files, or with `check` verifies them: the whole body of a generator binary (see
+    /// [`exit_code`]).
     ///
     /// # Errors
     ///
-    /// When a file cannot be written.
-    pub fn run(&self, dir: impl AsRef<Path>, check: bool) -> std::io::Result<()> {
+    /// As [`Codegen::write`] and [`Codegen::check`].
+    pub fn run(&self, dir: impl AsRef<Path>, check: bool) -> Result<Outcome, CodegenError> {
         if check {
-            if let Err(stale) = self.check(&dir) {
-                eprint!("{stale}");
-                std::process::exit(1);
-            }
-            println!(
-                "generated files in {} are up to date",
-                dir.as_ref().display()
-            );
+            self.check(&dir)?;
+            Ok(Outcome::UpToDate(dir.as_ref().to_path_buf()))
         } else {
-            let written = self.write(&dir)?;
-            println!(
-                "wrote {} files to {}",
-                written.len(),
-                dir.as_ref().display()
-            );
+            self.write(&dir).map(Outcome::Written)
         }
-        Ok(())
     }
 }
 

@@ -7,7 +7,8 @@ use serde_json::Value;
 use ws_core::delivery::DeliveryPolicy;
 use ws_core::message::{Direction, Variant, VariantVisitor, WsMessages};
 use ws_core::schemars::generate::SchemaSettings;
-use ws_core::schemars::{JsonSchema, SchemaGenerator};
+use ws_core::schemars::transform::RecursiveTransform;
+use ws_core::schemars::{JsonSchema, Schema, SchemaGenerator};
 use ws_core::ts_rs::{self, TS, TypeVisitor};
 
 /// One message type.
@@ -54,8 +55,23 @@ pub(crate) fn ts_config() -> ts_rs::Config {
     ts_rs::Config::new().with_large_int("number")
 }
 
+/// Gives every integer the bounds of its Rust type: schemars writes `format: int32` or `uint64`, which
+/// validators do not enforce, and the server answers a value out of range with `invalid_data`.
+fn integer_bounds(schema: &mut Schema) {
+    let bounds: (Value, Value) = match schema.get("format").and_then(Value::as_str) {
+        Some("int32") => (i32::MIN.into(), i32::MAX.into()),
+        Some("uint32") => (0.into(), u32::MAX.into()),
+        Some("int64" | "int") => (i64::MIN.into(), i64::MAX.into()),
+        Some("uint64" | "uint") => (0.into(), u64::MAX.into()),
+        _ => return,
+    };
+    schema.insert("minimum".into(), bounds.0);
+    schema.insert("maximum".into(), bounds.1);
+}
+
 fn schema_generator(direction: Direction) -> SchemaGenerator {
-    let settings = SchemaSettings::draft2020_12();
+    let settings =
+        SchemaSettings::draft2020_12().with_transform(RecursiveTransform(integer_bounds));
     // Client frames are described as the server reads them, server frames as the server writes them.
     let settings = match direction {
         Direction::ClientToServer => settings.for_deserialize(),

@@ -3,6 +3,12 @@
 //! hand-written runtime).
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+use dprint_plugin_typescript::configuration::{
+    ConfigurationBuilder, QuoteProps, QuoteStyle, SemiColons,
+};
+use dprint_plugin_typescript::{FormatTextOptions, format_text};
 
 use crate::protocol::{DirectionDef, Protocol};
 
@@ -21,6 +27,27 @@ fn message_map(out: &mut String, name: &str, doc: &str, direction: &DirectionDef
         );
     }
     let _ = writeln!(out, "}}\n");
+}
+
+/// Formats TypeScript as a person would write it (dprint, the formatter Deno uses): ts-rs emits each
+/// declaration on as few lines as it can, doc comments jammed between fields.
+pub(crate) fn format(text: String) -> Result<String, String> {
+    let config = ConfigurationBuilder::new()
+        .line_width(110)
+        .indent_width(2)
+        .quote_style(QuoteStyle::AlwaysDouble)
+        .semi_colons(SemiColons::Prefer)
+        .quote_props(QuoteProps::AsNeeded)
+        .build();
+    let formatted = format_text(FormatTextOptions {
+        path: Path::new("protocol.ts"),
+        extension: None,
+        text: text.clone(),
+        config: &config,
+        external_formatter: None,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(formatted.unwrap_or(text))
 }
 
 pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
@@ -47,6 +74,7 @@ pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
     out.push_str(
         "export interface Protocol {\n  client: ClientMessages;\n  server: ServerMessages;\n}\n\n",
     );
+    out.push_str("/** Wire names of every message, in declaration order. */\n");
     for (constant, direction) in [
         ("CLIENT_MESSAGE_TYPES", &protocol.client_to_server),
         ("SERVER_MESSAGE_TYPES", &protocol.server_to_client),

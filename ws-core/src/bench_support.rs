@@ -7,14 +7,14 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::client::Client;
 use crate::connection::{answer_call, route};
-use crate::protocol::Incoming;
+use crate::protocol::Envelope;
 use crate::server::Server;
 
 /// Parses a text frame as the read task does; `false` for anything that is not an envelope.
 pub fn parse_envelope(frame: &Bytes) -> bool {
     Utf8Bytes::try_from(frame.clone())
         .ok()
-        .and_then(Incoming::parse)
+        .and_then(Envelope::from_frame)
         .is_some()
 }
 
@@ -42,7 +42,7 @@ pub fn drain(client: &Client) -> usize {
 pub async fn dispatch(client: &Client, frame: &Bytes) {
     let Some(incoming) = Utf8Bytes::try_from(frame.clone())
         .ok()
-        .and_then(Incoming::parse)
+        .and_then(Envelope::from_frame)
     else {
         return;
     };

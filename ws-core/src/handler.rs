@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::client::Client;
 use crate::error::{BoxError, Error};
-use crate::protocol::{Incoming, Message};
+use crate::protocol::{Envelope, Message};
 use crate::server::Server;
 pub use crate::typed::{Handled, IntoHandlerReply, TypedHandler};
 
@@ -34,7 +34,7 @@ pub(crate) type Middleware =
 /// One incoming frame on its way to a handler.
 pub struct Request {
     client: Client,
-    incoming: Incoming,
+    incoming: Envelope,
 }
 
 impl fmt::Debug for Request {
@@ -48,7 +48,7 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    pub(crate) fn new(client: Client, incoming: Incoming) -> Self {
+    pub(crate) fn new(client: Client, incoming: Envelope) -> Self {
         Self { client, incoming }
     }
 

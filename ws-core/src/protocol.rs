@@ -293,9 +293,23 @@ struct RawEnvelope<'a> {
     id: Option<u64>,
 }
 
-/// A decoded incoming frame. `data` stays inside the frame's bytes: nothing is copied.
+/// A client frame's envelope, decoded exactly as the server decodes every incoming text frame: `type`,
+/// `id` and `target` read, `data` kept as the JSON text it was sent as (inside the frame's bytes: nothing
+/// is copied), unknown keys and a client's `from` ignored. The payload is decoded afterwards, by the
+/// handler of `type` ([`InboundMessages::decode`](crate::message::InboundMessages::decode) for a typed
+/// message set).
+///
+/// ```
+/// use ws_core::protocol::Envelope;
+///
+/// let envelope = Envelope::parse(r#"{"type":"chat","data":{"text":"hi"},"id":7}"#).unwrap();
+/// assert_eq!((envelope.kind(), envelope.id()), ("chat", Some(7)));
+/// assert_eq!(envelope.data_json(), r#"{"text":"hi"}"#);
+/// // Not an envelope: the server closes the connection with 1007.
+/// assert!(Envelope::parse(r#"{"type":"chat","id":-1}"#).is_none());
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct Incoming {
+pub struct Envelope {
     pub(crate) kind: String,
     pub(crate) id: Option<u64>,
     pub(crate) target: Option<String>,
@@ -303,10 +317,31 @@ pub(crate) struct Incoming {
     data: Option<Range<usize>>,
 }
 
-impl Incoming {
-    /// Decodes the envelope. `None` means the frame is invalid (close 1007): not a JSON object with a string
-    /// `type`, or an `id` that is not an integer in `0..2^53`.
-    pub(crate) fn parse(frame: Utf8Bytes) -> Option<Self> {
+impl Envelope {
+    /// Decodes the envelope of a text frame. `None` means the frame is invalid (close 1007): not a JSON
+    /// object with a string `type`, an `id` that is not an integer in `0..2^53`, or a `target` that is
+    /// not a string.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::from_frame(Utf8Bytes::from(text.to_owned()))
+    }
+
+    /// The frame's `type`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The request id, when the frame is a request.
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
+    /// The frame's `target`, if any.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// [`Envelope::parse`] without copying the frame.
+    pub(crate) fn from_frame(frame: Utf8Bytes) -> Option<Self> {
         let text = frame.as_str();
         let raw: RawEnvelope<'_> = serde_json::from_str(text).ok()?;
         if raw.id.is_some_and(|id| id > MAX_REQUEST_ID) {
@@ -326,7 +361,7 @@ impl Incoming {
     }
 
     /// The raw JSON text of `data` (`null` when absent).
-    pub(crate) fn data_json(&self) -> &str {
+    pub fn data_json(&self) -> &str {
         match &self.data {
             Some(range) => &self.frame.as_str()[range.clone()],
             None => "null",
@@ -338,8 +373,8 @@ impl Incoming {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Option<Incoming> {
-        Incoming::parse(Utf8Bytes::from(s.to_owned()))
+    fn parse(s: &str) -> Option<Envelope> {
+        Envelope::parse(s)
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::error::{Error, ErrorCode};
 use crate::handler::{BoxFuture, Next, Reply, Request};
-use crate::protocol::{self, Incoming};
+use crate::protocol::{self, Envelope};
 use crate::rate_limit::RateLimiter;
 use crate::raw::RawMessage;
 use crate::server::Inner;
@@ -147,7 +147,8 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                 if !reader.admit() {
                     // The request that crossed the limit still gets its answer before the close.
                     if server.raw.is_none()
-                        && let Some(id) = Incoming::parse(text).and_then(|incoming| incoming.id)
+                        && let Some(id) =
+                            Envelope::from_frame(text).and_then(|incoming| incoming.id)
                     {
                         let err = Error::new(ErrorCode::RateLimited, "rate limit exceeded");
                         let _ = client.send(protocol::error_frame(Some(id), &err));
@@ -196,7 +197,7 @@ impl Reader<'_> {
     fn accept(&mut self, pipeline: &mut Pipeline<'_>, text: Utf8Bytes) {
         let (server, client) = (self.server, self.client);
         let len = text.len();
-        let Some(incoming) = Incoming::parse(text) else {
+        let Some(incoming) = Envelope::from_frame(text) else {
             self.reject(close::INVALID_PAYLOAD, "invalid envelope");
             return;
         };
@@ -261,7 +262,7 @@ fn read_failed(reader: &mut Reader<'_>, peer_closed: bool, err: &WsError) -> Rea
 }
 
 /// The client's answer to a server request, from its `$reply` or `$error` frame.
-fn answer(incoming: &Incoming) -> Result<Box<RawValue>, Error> {
+fn answer(incoming: &Envelope) -> Result<Box<RawValue>, Error> {
     #[derive(serde::Deserialize)]
     struct Body {
         code: String,
@@ -293,7 +294,7 @@ impl Call {
 
 /// Answers what needs no handler (`$ping`, answers to server requests, unknown types); returns the
 /// handler call for everything else.
-pub(crate) fn route(server: &Inner, client: &Client, incoming: Incoming) -> Option<Call> {
+pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Option<Call> {
     let id = incoming.id;
     match incoming.kind.as_str() {
         protocol::PING_TYPE => {
