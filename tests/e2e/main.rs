@@ -3,6 +3,7 @@
 
 mod backplane;
 mod chat;
+mod custom_backplane;
 mod delivery;
 mod echo;
 mod frames;

@@ -179,12 +179,11 @@ impl GroupRegistry {
     }
 
     /// Every group with its members' ids, in one read.
-    #[cfg(feature = "redis")]
-    pub(crate) fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, Vec<ClientId>)> {
         read(&self.index)
             .groups
             .iter()
-            .map(|(g, m)| (g.to_string(), m.keys().map(|id| id.to_string()).collect()))
+            .map(|(g, m)| (g.to_string(), m.keys().cloned().collect()))
             .collect()
     }
 

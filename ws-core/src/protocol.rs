@@ -173,9 +173,9 @@ impl Frame {
         &self.delivery
     }
 
-    /// A text frame from bytes that must be UTF-8.
-    #[cfg(feature = "redis")]
-    pub(crate) fn text_from_bytes(bytes: Bytes) -> Option<Self> {
+    /// A text frame from bytes received elsewhere (another node), without copying them; `None` when
+    /// they are not UTF-8.
+    pub fn text_from_bytes(bytes: Bytes) -> Option<Self> {
         Utf8Bytes::try_from(bytes)
             .ok()
             .map(|t| Self::reliable(tungstenite::Message::Text(t)))
@@ -194,6 +194,14 @@ impl Frame {
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
         self.message.is_empty()
+    }
+
+    /// The payload of a binary frame.
+    pub fn as_binary(&self) -> Option<&[u8]> {
+        match &self.message {
+            tungstenite::Message::Binary(data) => Some(data),
+            _ => None,
+        }
     }
 
     /// The text of a text frame.

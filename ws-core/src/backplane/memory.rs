@@ -23,25 +23,37 @@ impl MemoryBackplane {
         Self { clients, groups }
     }
 
-    /// Ids of this node's clients, and every group with its members' ids.
-    #[cfg(feature = "redis")]
-    pub(crate) fn membership(&self) -> (Vec<String>, Vec<(String, Vec<String>)>) {
-        let mut ids = Vec::new();
-        self.clients.for_each(|c| ids.push(c.id().to_string()));
-        (ids, self.groups.snapshot())
+    /// This node's clients and groups, copied at once: what a distributed backplane stores for the
+    /// other nodes to rebuild their replica of this one.
+    pub fn membership(&self) -> LocalMembership {
+        let mut clients = Vec::new();
+        self.clients.for_each(|c| clients.push(c.id().clone()));
+        LocalMembership {
+            clients,
+            groups: self.groups.snapshot(),
+        }
     }
 
-    /// Whether a client with this id is connected here.
-    #[cfg(feature = "redis")]
-    pub(crate) fn has_client(&self, id: &str) -> bool {
-        self.clients.get(id).is_some()
+    /// Whether a client with this id is connected to this node.
+    pub fn has_client(&self, id: impl AsRef<str>) -> bool {
+        self.clients.get(id.as_ref()).is_some()
     }
 
-    /// A client connected here.
-    #[cfg(feature = "redis")]
-    pub(crate) fn client(&self, id: &str) -> Option<Client> {
-        self.clients.get(id)
+    /// A client connected to this node: what a distributed backplane hands the frames and requests
+    /// other nodes send for it.
+    pub fn client(&self, id: impl AsRef<str>) -> Option<Client> {
+        self.clients.get(id.as_ref())
     }
+}
+
+/// A copy of one node's membership ([`MemoryBackplane::membership`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalMembership {
+    /// The clients connected to this node.
+    pub clients: Vec<ClientId>,
+    /// Each group with members on this node, and those members.
+    pub groups: Vec<(String, Vec<ClientId>)>,
 }
 
 fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp) {

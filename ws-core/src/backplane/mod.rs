@@ -9,6 +9,83 @@
 //! hands its outgoing traffic to its own task. That is why membership queries answer from what this node
 //! knows now: a distributed backplane keeps a replica of the other nodes' clients and groups, fed by their
 //! events, rather than asking a remote store in the middle of a handler.
+//!
+//! # Writing a backplane
+//!
+//! A backplane for another transport (NATS, a message bus, a test harness) is a crate of its own that
+//! implements [`Backplane`]. The pattern `RedisBackplane` follows:
+//!
+//! - keep the [`MemoryBackplane`] the builder's factory hands you, and do every operation on it first,
+//!   so this node's clients are served from memory;
+//! - send what other nodes must do (the frame as [`Frame::as_text`]/[`Frame::as_binary`] bytes, its
+//!   [`Frame::delivery`], the operation) from a task of your own, through a bounded queue;
+//! - apply what other nodes send by calling the same trait methods on your `MemoryBackplane`
+//!   (`broadcast`, `send_to_group`, `send_to_client`, and `join`/`leave` on
+//!   [`MemoryBackplane::client`]), rebuilding frames with [`Frame::text_from_bytes`] and
+//!   [`Frame::with_delivery`];
+//! - keep a replica of the other nodes' membership for the queries, fed by
+//!   [`Backplane::client_connected`], [`Backplane::client_disconnected`] and the join/leave calls on
+//!   each node, with [`MemoryBackplane::membership`] as the snapshot a node publishes when another one
+//!   needs to catch up.
+//!
+//! ```
+//! use ws_core::backplane::{Backplane, MemoryBackplane};
+//! use ws_core::protocol::Frame;
+//! use ws_core::{Client, ClientId, Error, SendError};
+//!
+//! /// Logs every broadcast, then delivers locally.
+//! #[derive(Debug)]
+//! struct Logged(MemoryBackplane);
+//!
+//! impl Backplane for Logged {
+//!     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+//!         eprintln!("broadcast of {} bytes", frame.len());
+//!         self.0.broadcast(frame, except);
+//!     }
+//!     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+//!         self.0.send_to_group(group, frame, except)
+//!     }
+//!     fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
+//!         self.0.send_to_client(id, frame)
+//!     }
+//!     fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+//!         self.0.join(group, client)
+//!     }
+//!     fn leave(&self, group: &str, id: &ClientId) -> bool {
+//!         self.0.leave(group, id)
+//!     }
+//!     fn leave_all(&self, id: &ClientId) -> Vec<String> {
+//!         self.0.leave_all(id)
+//!     }
+//!     fn is_in_group(&self, group: &str, id: &ClientId) -> bool {
+//!         self.0.is_in_group(group, id)
+//!     }
+//!     fn client_groups(&self, id: &ClientId) -> Vec<String> {
+//!         self.0.client_groups(id)
+//!     }
+//!     fn group_members(&self, group: &str) -> Vec<Client> {
+//!         self.0.group_members(group)
+//!     }
+//!     fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+//!         self.0.group_member_ids(group)
+//!     }
+//!     fn groups(&self) -> Vec<String> {
+//!         self.0.groups()
+//!     }
+//!     fn group_count(&self) -> usize {
+//!         self.0.group_count()
+//!     }
+//! }
+//!
+//! let server = ws_core::Server::builder(ws_core::Config::default())
+//!     .backplane(Logged)
+//!     .build()
+//!     .unwrap();
+//! # let _ = server;
+//! ```
+//!
+//! The end-to-end tests link two servers in one process with such a backplane of their own
+//! (`tests/e2e/custom_backplane.rs`).
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -18,7 +95,7 @@ use std::fmt::Debug;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::memory::MemoryBackplane;
+pub use self::memory::{LocalMembership, MemoryBackplane};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackplane, RedisConfig};
 use crate::client::{Client, ClientId};

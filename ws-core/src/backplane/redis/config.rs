@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use super::wire::WIRE_VERSION;
+
 use crate::config::ConfigError;
 
 /// Settings of a [`RedisBackplane`](super::RedisBackplane).
@@ -95,14 +97,14 @@ impl RedisConfig {
     }
 
     pub(super) fn channel_all(&self) -> String {
-        format!("{}:all", self.prefix)
+        format!("{}:v{WIRE_VERSION}:all", self.prefix)
     }
 
     pub(super) fn channel_node(&self, node: &str) -> String {
-        format!("{}:node:{node}", self.prefix)
+        format!("{}:v{WIRE_VERSION}:node:{node}", self.prefix)
     }
 
     pub(super) fn membership_key(&self, node: &str) -> String {
-        format!("{}:members:{node}", self.prefix)
+        format!("{}:v{WIRE_VERSION}:members:{node}", self.prefix)
     }
 }

@@ -220,11 +220,12 @@ impl Publisher<'_> {
         let mut pipe = redis::pipe();
         let rewrite = self.written != Some(self.seq);
         if rewrite {
-            let (clients, groups) = self.local.membership();
+            let local = self.local.membership();
+            let ids = |ids: Vec<ClientId>| ids.iter().map(ToString::to_string).collect();
             let membership = Membership {
                 seq: self.seq,
-                clients,
-                groups: groups.into_iter().collect(),
+                clients: ids(local.clients),
+                groups: local.groups.into_iter().map(|(g, m)| (g, ids(m))).collect(),
             };
             let value = serde_json::to_vec(&membership).unwrap_or_default();
             pipe.pset_ex(&key, value, ttl);

@@ -13,6 +13,47 @@
 //!
 //! Guarantees are those of Redis pub/sub: at most once, in order per publishing node. A frame published while
 //! a receiving node is disconnected from Redis is lost for that node's clients.
+//!
+//! # Wire format, version 1
+//!
+//! Everything lives under the configured prefix `P` (default `ws`) and the wire version: nodes of another
+//! version on the same Redis form a separate cluster.
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `P:v1:all` | channel, every node subscribes | broadcasts, group sends, membership changes, heartbeats, goodbyes |
+//! | `P:v1:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
+//! | `P:v1:members:N` | string key, expires after `node_timeout` | node `N`'s whole membership: `{"seq", "clients": [id], "groups": {name: [id]}}` |
+//!
+//! Every message is one JSON header line, a newline, then for deliveries the frame's payload byte for
+//! byte (a header never embeds the frame, which would escape it twice). The header:
+//! `{"v": 1, "node": N, "seq": S, "op": ..., "binary"?: true, "volatile"?: true, "latest"?: key, ...}`,
+//! where `node` is the sender's random 128-bit id in hex, `seq` the number of its latest membership
+//! change, and `op` one of:
+//!
+//! | `op` | fields | sent on | effect on a receiving node |
+//! |---|---|---|---|
+//! | `broadcast` | `except` | `all` | the body to every local client but `except` |
+//! | `group` | `group`, `except` | `all` | the body to the group's local members but `except` |
+//! | `direct` | `to` | `node:N` | the body to client `to` |
+//! | `join_request` / `leave_request` | `group`, `id` | `node:N` | `N` applies it to its client (its limits apply) |
+//! | `change` | `change`: `connect`/`disconnect` `{id}`, `join`/`leave` `{group, id}` | `all` | the sender's replica is updated; a gap in `seq` makes the receiver read `members:N` |
+//! | `heartbeat` | — | `all` | the sender is alive; a `seq` ahead of the replica makes the receiver read `members:N` |
+//! | `bye` | — | `all` | the sender's clients are forgotten at once |
+//!
+//! A packet of another version, or that is not a header at all (another program on the channel), is
+//! ignored. Changes are idempotent, so applying one twice (a message and then the stored membership) is
+//! harmless.
+//!
+//! # Cost per node
+//!
+//! Each node holds one subscriber and one multiplexed connection. A broadcast or group send is one
+//! `PUBLISH` to `all`, which Redis fans out to every node, whatever the number of recipients; each node
+//! then delivers from memory. A direct send to a client elsewhere is one `PUBLISH` to that node's channel.
+//! Each membership change is one `PUBLISH` to every node; every `heartbeat_interval` (1 s) a node
+//! publishes a heartbeat and extends its key's life, rewriting the key only when its membership changed
+//! since the last write. Every node keeps a replica of every other node's clients and groups: memory
+//! grows with the cluster's total membership, not with this node's.
 
 mod cluster;
 mod config;

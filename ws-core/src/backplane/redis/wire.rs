@@ -14,6 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::delivery::{Delivery, LatestKey};
 use crate::protocol::Frame;
 
+/// The version of everything below, part of every channel and key name and of every header: nodes of
+/// different versions on one Redis do not see each other, and a packet of another version is ignored.
+pub(crate) const WIRE_VERSION: u32 = 1;
+
 /// One operation, as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -51,6 +55,7 @@ pub(super) enum Change {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header<'a> {
+    v: u32,
     #[serde(borrow)]
     node: Cow<'a, str>,
     seq: u64,
@@ -99,6 +104,7 @@ pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec
     };
     let delivery = frame.map(Frame::delivery);
     let header = Header {
+        v: WIRE_VERSION,
         node: Cow::Borrowed(node),
         seq,
         binary,
@@ -121,6 +127,9 @@ pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec
 pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
     let split = payload.iter().position(|&b| b == b'\n')?;
     let header: Header<'_> = serde_json::from_slice(&payload[..split]).ok()?;
+    if header.v != WIRE_VERSION {
+        return None;
+    }
     Some(Packet {
         node: header.node.into_owned(),
         seq: header.seq,
@@ -206,7 +215,19 @@ mod tests {
         assert_eq!(decode(b"hello"), None);
         assert_eq!(decode(b"{\"node\":1}\nbody"), None);
         assert_eq!(
-            decode(b"{\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
+            decode(b"{\"v\":1,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
+            None
+        );
+        let heartbeat = encode("n", 1, Op::Heartbeat, None);
+        assert!(heartbeat.starts_with(b"{\"v\":1,"));
+        assert!(decode(&heartbeat).is_some());
+        // Another wire version, or none: ignored.
+        assert_eq!(
+            decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
+            None
+        );
+        assert_eq!(
+            decode(b"{\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
             None
         );
     }
