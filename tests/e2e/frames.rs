@@ -25,7 +25,7 @@ async fn assert_other_client_unaffected(srv: &TestServer) {
     other.close().await;
 }
 
-/// README "Answers to bad input", "frame larger than `max_message_size`": close 1009.
+/// docs/protocol.md "Answers to bad input", "frame larger than `max_message_size`": close 1009.
 #[tokio::test]
 async fn oversized_frame_closes_1009() {
     let srv = spawn(echo_server().on("x", |_, _: Message| async {})).await;
@@ -43,7 +43,7 @@ async fn oversized_frame_closes_1009() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// README "Answers to bad input", "binary frame": close 1003.
+/// docs/protocol.md "Answers to bad input", "binary frame": close 1003.
 #[tokio::test]
 async fn binary_frame_closes_1003() {
     let srv = spawn(echo_server()).await;
@@ -57,7 +57,7 @@ async fn binary_frame_closes_1003() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// README "Answers to bad input", "not a JSON object with a string `type`": close 1007, for every shape of it.
+/// docs/protocol.md "Answers to bad input", "not a JSON object with a string `type`": close 1007, for every shape of it.
 #[tokio::test]
 async fn invalid_envelope_closes_1007() {
     let srv = spawn(echo_server()).await;
@@ -102,7 +102,7 @@ async fn protocol_violation_closes_1002() {
     assert_other_client_unaffected(&srv).await;
 }
 
-/// README "Wire format": unknown `type` without `id`: dropped, counted, reported to the hook; the connection stays.
+/// docs/protocol.md "Wire format": unknown `type` without `id`: dropped, counted, reported to the hook; the connection stays.
 #[tokio::test]
 async fn unknown_type_is_dropped_counted_and_reported() {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -128,7 +128,7 @@ fn client_id(srv: &TestServer) -> String {
     srv.server.local_clients()[0].id().to_string()
 }
 
-/// README "Wire format": unknown `type` with `id`: `$error` code `unknown_type` with that id.
+/// docs/protocol.md "Wire format": unknown `type` with `id`: `$error` code `unknown_type` with that id.
 #[tokio::test]
 async fn unknown_type_request_gets_error_reply() {
     let srv = spawn(echo_server()).await;
@@ -141,7 +141,7 @@ async fn unknown_type_request_gets_error_reply() {
     client.close().await;
 }
 
-/// README "Wire format": known type with `data` that does not fit: `$error` `invalid_data`, with the id for a request, without
+/// docs/protocol.md "Wire format": known type with `data` that does not fit: `$error` `invalid_data`, with the id for a request, without
 /// one otherwise; the connection stays.
 #[tokio::test]
 async fn invalid_data_gets_error_frame_and_connection_stays() {
@@ -183,7 +183,7 @@ async fn invalid_data_gets_error_frame_and_connection_stays() {
     );
 }
 
-/// README "Wire format": a `from` sent by a client is ignored: handlers and relays see the server-written sender id.
+/// docs/protocol.md "Wire format": a `from` sent by a client is ignored: handlers and relays see the server-written sender id.
 #[tokio::test]
 async fn client_supplied_from_is_ignored() {
     let srv = spawn(
@@ -202,7 +202,7 @@ async fn client_supplied_from_is_ignored() {
     client.close().await;
 }
 
-/// README "Wire format": a request type sent without `id` runs its handler and the return value is dropped.
+/// docs/protocol.md "Wire format": a request type sent without `id` runs its handler and the return value is dropped.
 #[tokio::test]
 async fn request_without_id_runs_and_reply_is_dropped() {
     let srv = spawn(

@@ -12,7 +12,7 @@ use ws_core::{Error, Server};
 
 use crate::support::{config, eventually, spawn};
 
-/// README "Wire format": request/reply: every request gets exactly one answer with its id.
+/// docs/protocol.md "Wire format": request/reply: every request gets exactly one answer with its id.
 #[tokio::test]
 async fn requests_get_exactly_one_reply() {
     let srv = spawn(
@@ -46,7 +46,7 @@ async fn requests_get_exactly_one_reply() {
     client.expect_silence(Duration::from_millis(200)).await;
 }
 
-/// README "Answers to bad input", "handler returns an error": `on_error` runs, a request gets `$error`, a plain frame gets nothing,
+/// docs/protocol.md "Answers to bad input", "handler returns an error": `on_error` runs, a request gets `$error`, a plain frame gets nothing,
 /// and the connection stays.
 #[tokio::test]
 async fn handler_error_reaches_on_error_and_request() {
@@ -91,7 +91,7 @@ async fn handler_error_reaches_on_error_and_request() {
     assert_eq!(srv.server.stats().handler_errors, 3);
 }
 
-/// README "Answers to bad input", "handler panics": that client gets `$error` for its request and close 1011, `on_error` runs, and the
+/// docs/protocol.md "Answers to bad input", "handler panics": that client gets `$error` for its request and close 1011, `on_error` runs, and the
 /// server and the other clients go on.
 #[tokio::test]
 async fn handler_panic_closes_1011_and_others_go_on() {

@@ -9,7 +9,7 @@ use ws_core::{Error, Server};
 
 use crate::support::{WsClient, config, http, refused_status, spawn};
 
-/// README "Answers to bad input", "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
+/// docs/protocol.md "Answers to bad input", "not a WebSocket upgrade": 426 with the upgrade headers, no client slot used.
 #[tokio::test]
 async fn plain_http_request_gets_426_and_uses_no_slot() {
     let srv = spawn(Server::builder(config().max_connections(1))).await;
@@ -30,7 +30,7 @@ async fn plain_http_request_gets_426_and_uses_no_slot() {
     client.close().await;
 }
 
-/// README "Answers to bad input", "not a WebSocket upgrade": a wrong version is 426, a malformed key is 400.
+/// docs/protocol.md "Answers to bad input", "not a WebSocket upgrade": a wrong version is 426, a malformed key is 400.
 #[tokio::test]
 async fn bad_version_gets_426_and_bad_key_gets_400() {
     let srv = spawn(Server::builder(config())).await;
@@ -75,7 +75,7 @@ fn with_origin(
     req
 }
 
-/// README "Answers to bad input", "`Origin` not allowed": 403 by default for a foreign origin; same origin and no origin pass.
+/// docs/protocol.md "Answers to bad input", "`Origin` not allowed": 403 by default for a foreign origin; same origin and no origin pass.
 #[tokio::test]
 async fn foreign_origin_gets_403_by_default() {
     let srv = spawn(Server::builder(config())).await;
@@ -94,7 +94,7 @@ async fn foreign_origin_gets_403_by_default() {
     assert_eq!(srv.server.stats().rejected_connections, 1);
 }
 
-/// README "Answers to bad input", "`Origin` not allowed": an allow-list admits only its entries; `*` admits any origin.
+/// docs/protocol.md "Answers to bad input", "`Origin` not allowed": an allow-list admits only its entries; `*` admits any origin.
 #[tokio::test]
 async fn origin_allow_list_and_wildcard() {
     let listed = spawn(Server::builder(
@@ -120,7 +120,7 @@ async fn origin_allow_list_and_wildcard() {
         .await;
 }
 
-/// README "Answers to bad input", "authenticator error": the status the error chooses (401 for
+/// docs/protocol.md "Answers to bad input", "authenticator error": the status the error chooses (401 for
 /// `unauthorized`, 403 for `forbidden`, any `IntoResponse` as it is), with its message; no slot used;
 /// success attaches data.
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn auth_error_chooses_its_status_and_success_attaches_data() {
     client.close().await;
 }
 
-/// README "Answers to bad input", "`max_connections` reached": 503 before the upgrade; the slot frees when a client leaves.
+/// docs/protocol.md "Answers to bad input", "`max_connections` reached": 503 before the upgrade; the slot frees when a client leaves.
 #[tokio::test]
 async fn max_connections_gets_503() {
     let srv = spawn(Server::builder(config().max_connections(2))).await;

@@ -20,7 +20,7 @@ fn rate_limited(rate: u32, burst: u32) -> Config {
     config().message_rate_limit(rate).message_burst_size(burst)
 }
 
-/// README "Answers to bad input", "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
+/// docs/protocol.md "Answers to bad input", "over the rate limit": a burst past `message_burst_size` closes with 1008 "rate limit exceeded"
 /// after the admitted frames were handled; a request over the limit gets `$error` `rate_limited` first.
 #[tokio::test]
 async fn rate_limit_closes_1008() {
@@ -107,7 +107,7 @@ async fn rate_limit_zero_is_unlimited() {
     client.close().await;
 }
 
-/// README "Answers to bad input", "a client's send queue past its bounds": the slow consumer is dropped and leaves `connected_clients` at once; the sender
+/// docs/protocol.md "Answers to bad input", "a client's send queue past its bounds": the slow consumer is dropped and leaves `connected_clients` at once; the sender
 /// and other clients go on.
 #[tokio::test]
 async fn slow_consumer_is_dropped() {
@@ -164,7 +164,7 @@ async fn slow_consumer_is_dropped() {
     assert!(ended.is_ok(), "the dropped client's connection did not end");
 }
 
-/// README "Answers to bad input", "no pong within `pong_timeout`": the connection is closed and `on_disconnect` runs; a client that
+/// docs/protocol.md "Answers to bad input", "no pong within `pong_timeout`": the connection is closed and `on_disconnect` runs; a client that
 /// answers pings stays.
 #[tokio::test]
 async fn missing_pong_closes_connection() {
@@ -203,7 +203,7 @@ async fn missing_pong_closes_connection() {
     drop(silent);
 }
 
-/// README "Answers to bad input", "a write blocked longer than `write_timeout`": the connection is closed.
+/// docs/protocol.md "Answers to bad input", "a write blocked longer than `write_timeout`": the connection is closed.
 #[tokio::test]
 async fn blocked_write_closes_connection() {
     let srv = spawn(

@@ -1,5 +1,6 @@
 //! Black-box tests over real sockets on 127.0.0.1: a tungstenite client against ws-core servers and the
-//! example binaries. One module per area; each test's doc comment names the README section (and table row) it checks.
+//! example binaries. One module per area; each test's doc comment names the section (and table row) of the README
+//! or docs/protocol.md it checks.
 
 mod backplane;
 mod chat;

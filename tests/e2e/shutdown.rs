@@ -7,7 +7,7 @@ use ws_core::protocol::Message;
 
 use crate::support::{config, refused_status, spawn};
 
-/// README "Answers to bad input", "`Server::stop`, SIGTERM, Ctrl-C": every client gets close 1001 after the frames already queued for it; new upgrades
+/// docs/protocol.md "Answers to bad input", "`Server::stop`, SIGTERM, Ctrl-C": every client gets close 1001 after the frames already queued for it; new upgrades
 /// get 503 while stopping; afterwards the listener is closed.
 #[tokio::test]
 async fn stop_closes_every_client_with_1001() {
