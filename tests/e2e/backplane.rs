@@ -96,7 +96,7 @@ fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
 }
 
 /// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
-/// honoured there too; presence (`group_member_ids`, `groups`) spans both nodes and forgets a client that
+/// honoured there too; presence (`group_members`, `groups`) spans both nodes and forgets a client that
 /// disconnected; a direct send to an id no node has is `not_found`; `join_group`/`leave_group` of a client
 /// of the other node go through that node.
 #[tokio::test]

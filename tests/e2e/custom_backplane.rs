@@ -79,15 +79,15 @@ impl Backplane for Linked {
         groups
     }
 
-    fn group_members(&self, group: &str) -> Vec<Client> {
-        self.local.group_members(group)
+    fn local_group_members(&self, group: &str) -> Vec<Client> {
+        self.local.local_group_members(group)
     }
 
-    fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
-        let mut ids = self.local.group_member_ids(group);
+    fn group_members(&self, group: &str) -> Vec<ClientId> {
+        let mut ids = self.local.group_members(group);
         ids.extend(
             self.peer()
-                .map(|p| p.group_member_ids(group))
+                .map(|p| p.group_members(group))
                 .unwrap_or_default(),
         );
         ids.sort();

@@ -102,11 +102,11 @@ impl Backplane for MemoryBackplane {
         self.groups.groups_of(id)
     }
 
-    fn group_members(&self, group: &str) -> Vec<Client> {
+    fn local_group_members(&self, group: &str) -> Vec<Client> {
         self.groups.members(group)
     }
 
-    fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+    fn group_members(&self, group: &str) -> Vec<ClientId> {
         self.groups.member_ids(group)
     }
 

@@ -63,11 +63,11 @@
 //!     fn client_groups(&self, id: &ClientId) -> Vec<String> {
 //!         self.0.client_groups(id)
 //!     }
-//!     fn group_members(&self, group: &str) -> Vec<Client> {
-//!         self.0.group_members(group)
+//!     fn local_group_members(&self, group: &str) -> Vec<Client> {
+//!         self.0.local_group_members(group)
 //!     }
-//!     fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
-//!         self.0.group_member_ids(group)
+//!     fn group_members(&self, group: &str) -> Vec<ClientId> {
+//!         self.0.group_members(group)
 //!     }
 //!     fn groups(&self) -> Vec<String> {
 //!         self.0.groups()
@@ -131,9 +131,9 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// The groups of a client, sorted.
     fn client_groups(&self, id: &ClientId) -> Vec<String>;
     /// Handles to this node's members of a group.
-    fn group_members(&self, group: &str) -> Vec<Client>;
+    fn local_group_members(&self, group: &str) -> Vec<Client>;
     /// Ids of all members of a group, sorted.
-    fn group_member_ids(&self, group: &str) -> Vec<ClientId>;
+    fn group_members(&self, group: &str) -> Vec<ClientId>;
     /// Names of all groups with at least one member, sorted.
     fn groups(&self) -> Vec<String>;
     /// Number of groups with at least one member.

@@ -191,12 +191,12 @@ impl Server {
 
     /// Ids of the group's members on every node, sorted.
     pub fn group_members(&self, group: &str) -> Vec<ClientId> {
-        self.inner.backplane.group_member_ids(group)
+        self.inner.backplane.group_members(group)
     }
 
     /// Handles to the group's members connected to this node.
     pub fn local_group_members(&self, group: &str) -> Vec<Client> {
-        self.inner.backplane.group_members(group)
+        self.inner.backplane.local_group_members(group)
     }
 
     /// Names of the groups that have members on any node, sorted.
@@ -211,7 +211,7 @@ impl Server {
 
     /// Whether a group has no members on any node (an unknown group is empty).
     pub fn is_group_empty(&self, group: &str) -> bool {
-        self.inner.backplane.group_member_ids(group).is_empty()
+        self.inner.backplane.group_members(group).is_empty()
     }
 
     /// A client connected to this node, by id (a [`ClientId`], or the id as a string, as it arrives in

@@ -98,8 +98,9 @@ use crate::sync::lock;
 /// Membership queries ([`Server::group_members`](crate::Server::group_members),
 /// [`Server::groups`](crate::Server::groups), [`Client::groups`](crate::Client::groups) of a remote id,
 /// [`Server::send_to_client`](crate::Server::send_to_client) to a remote id) answer from this node's
-/// replica of the others, which is at most one heartbeat behind. [`Server::group_members`](crate::Server::group_members)
-/// returns handles, so it lists this node's members only.
+/// replica of the others, which is at most one heartbeat behind.
+/// [`Server::local_group_members`](crate::Server::local_group_members) returns handles, so it lists this
+/// node's members only.
 #[derive(Debug)]
 pub struct RedisBackplane {
     local: MemoryBackplane,
@@ -311,14 +312,14 @@ impl Backplane for RedisBackplane {
         groups
     }
 
-    fn group_members(&self, group: &str) -> Vec<Client> {
-        self.local.group_members(group)
+    fn local_group_members(&self, group: &str) -> Vec<Client> {
+        self.local.local_group_members(group)
     }
 
-    fn group_member_ids(&self, group: &str) -> Vec<ClientId> {
+    fn group_members(&self, group: &str) -> Vec<ClientId> {
         let mut remote = Vec::new();
         self.cluster().member_ids(group, &mut remote);
-        let mut ids = self.local.group_member_ids(group);
+        let mut ids = self.local.group_members(group);
         ids.extend(remote.into_iter().map(ClientId::from));
         ids.sort();
         ids.dedup();
