@@ -133,6 +133,14 @@ fn linked(peer: Peer) -> (ws_core::ServerBuilder, Peer) {
                 .to(&room)
                 .send(Message::new("room", m.data["text"].clone()));
         })
+        .on("local_room", |client, m: Message| async move {
+            let room = m.data["room"].as_str().unwrap_or_default().to_owned();
+            client
+                .server()
+                .to(&room)
+                .local()
+                .send(Message::new("local", m.data["text"].clone()));
+        })
         .on("join", |client, m: Message| async move {
             let _ = client.join(m.data.as_str().unwrap_or_default());
         })
@@ -147,7 +155,8 @@ fn linked(peer: Peer) -> (ws_core::ServerBuilder, Peer) {
 }
 
 /// `ws_core::backplane`, "Writing a backplane": broadcasts, room sends (membership seen across the link)
-/// and direct sends reach the other server's clients through a backplane built on the public API only.
+/// and direct sends reach the other server's clients through a backplane built on the public API only;
+/// README "Sending": `.local()` keeps a send on this node.
 #[tokio::test]
 async fn a_backplane_from_another_crate_links_two_servers() {
     let a_slot: Peer = Arc::default();
@@ -184,5 +193,20 @@ async fn a_backplane_from_another_crate_links_two_servers() {
         json!({"type": "direct", "data": "just you"})
     );
     on_a.expect_silence(std::time::Duration::from_millis(150))
+        .await;
+
+    // `.local()` stays on the sending server: A's member gets it, B's does not.
+    on_a.send_json(json!({"type": "join", "data": "r"})).await;
+    crate::support::eventually("both clients are in r", || async {
+        a.server.group_members("r").len() == 2
+    })
+    .await;
+    on_a.send_json(json!({"type": "local_room", "data": {"room": "r", "text": "here only"}}))
+        .await;
+    assert_eq!(
+        on_a.recv().await,
+        json!({"type": "local", "data": "here only"})
+    );
+    on_b.expect_silence(std::time::Duration::from_millis(150))
         .await;
 }

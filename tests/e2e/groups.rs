@@ -1,4 +1,5 @@
-//! Groups: every operation of the original API, and consistency under join/leave/disconnect races.
+//! Groups: membership, sending to a group through `ws_core::recipients`, and consistency under
+//! join/leave/disconnect races.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use ws_core::protocol::Message;
 
 use crate::support::{TestServer, WsClient, config, eventually, spawn};
 
-/// `join`, `leave` and `to_group` (mode `others`, `send`, or broadcast), with untyped handlers.
+/// `join`, `leave` and `to_group` (mode `others`: `client.to(g)`; `except`: `server.to(g).except(id)`;
+/// otherwise `server.to(g)`), with untyped handlers.
 pub(crate) fn group_server() -> ws_core::ServerBuilder {
     Server::builder(config())
         .on("join", |c, m: Message| async move {
@@ -21,10 +23,12 @@ pub(crate) fn group_server() -> ws_core::ServerBuilder {
         .on("to_group", |c, m: Message| async move {
             let group = m.data["group"].as_str().unwrap_or_default().to_owned();
             let out = Message::new("room", m.data["text"].clone()).with_from(c.id().as_str());
+            let except = ws_core::ClientId::from(m.data["except"].as_str().unwrap_or_default());
+            let server = c.server();
             match m.data["mode"].as_str() {
                 Some("others") => c.to(&group).send(&out),
-                Some("send") => c.server().to(&group).send(&out),
-                _ => c.server().to(&group).send(&out),
+                Some("except") => server.to(&group).except(&except).send(&out),
+                _ => server.to(&group).send(&out),
             }
         })
 }
@@ -85,9 +89,9 @@ async fn join_group_and_leave_group() {
     assert!(server.groups().is_empty());
 }
 
-/// leave_all_groups removes a client from every group, returns them sorted, and runs on disconnect.
+/// `Client::leave_all` removes a client from every group, returns them sorted, and runs on disconnect.
 #[tokio::test]
-async fn leave_all_groups_and_on_disconnect() {
+async fn leave_all_and_on_disconnect() {
     let (srv, mut clients, ids) = trio().await;
     let server = &srv.server;
     for g in ["c", "a", "b"] {
@@ -106,9 +110,9 @@ async fn leave_all_groups_and_on_disconnect() {
     .await;
 }
 
-/// broadcast_to_group reaches every member, the sender included, and no outsider.
+/// `server.to(g).send` reaches every member, the sender included, and no outsider.
 #[tokio::test]
-async fn broadcast_to_group_reaches_members_only() {
+async fn to_group_reaches_members_only() {
     let (_srv, mut c, ids) = trio().await;
     join(&mut c[0], "ab").await;
     join(&mut c[1], "ab").await;
@@ -120,24 +124,23 @@ async fn broadcast_to_group_reaches_members_only() {
     c[2].expect_silence(Duration::from_millis(150)).await;
 }
 
-/// send_to_group is the same delivery as broadcast_to_group.
+/// `server.to(g).except(id)` leaves that one member out, whoever sends; a sender outside the group
+/// gets nothing.
 #[tokio::test]
-async fn send_to_group_reaches_members_only() {
-    let (_srv, mut c, _ids) = trio().await;
+async fn to_group_except_leaves_one_member_out() {
+    let (_srv, mut c, ids) = trio().await;
     join(&mut c[1], "g").await;
     join(&mut c[2], "g").await;
-    c[0].send_json(
-        json!({"type": "to_group", "data": {"group": "g", "text": "from outside", "mode": "send"}}),
-    )
-    .await;
-    assert_eq!(c[1].recv().await["data"], "from outside");
-    assert_eq!(c[2].recv().await["data"], "from outside");
-    c[0].expect_silence(Duration::from_millis(150)).await;
+    c[0].send_json(json!({"type": "to_group", "data": {"group": "g", "text": "not for 2", "mode": "except", "except": ids[2]}}))
+        .await;
+    assert_eq!(c[1].recv().await["data"], "not for 2");
+    c[2].expect_silence(Duration::from_millis(150)).await;
+    c[0].expect_silence(Duration::from_millis(50)).await;
 }
 
-/// send_to_others_in_group skips the sender.
+/// `client.to(g)` reaches the other members and skips the sender.
 #[tokio::test]
-async fn send_to_others_in_group_skips_sender() {
+async fn client_to_group_skips_the_sender() {
     let (_srv, mut c, _ids) = trio().await;
     for client in c.iter_mut() {
         join(client, "all").await;
@@ -151,9 +154,9 @@ async fn send_to_others_in_group_skips_sender() {
     c[0].expect_silence(Duration::from_millis(150)).await;
 }
 
-/// group_members gives handles and group_member_ids sorted ids.
+/// `group_members` gives sorted ids (every node), `local_group_members` handles (this node).
 #[tokio::test]
-async fn group_members_and_member_ids() {
+async fn group_members_and_local_group_members() {
     let (srv, mut c, ids) = trio().await;
     join(&mut c[2], "g").await;
     join(&mut c[0], "g").await;

@@ -9,14 +9,15 @@ use ws_core::protocol::Message;
 
 use crate::support::{config, eventually, http_get, spawn};
 
-/// broadcast reaches everyone once (the sender too); broadcast_except skips one.
+/// README "Sending": `server.all()` reaches everyone once (the sender too); `client.broadcast()` and
+/// `server.all().except(id)` skip one.
 #[tokio::test]
 async fn broadcast_reaches_every_client() {
     let srv = spawn(
         Server::builder(config()).on("shout", |c, m: Message| async move {
             let out = Message::new("shout", m.data).with_from(c.id().as_str());
             if out.data == "quiet" {
-                c.server().all().except(c.id()).send(&out);
+                c.broadcast().send(&out);
             } else {
                 c.server().all().send(&out);
             }
@@ -43,21 +44,26 @@ async fn broadcast_reaches_every_client() {
             assert_eq!(client.recv().await["data"], "quiet");
         }
     }
+    let first = srv.server.local_clients()[0].id().clone();
     srv.server
         .all()
+        .except(&first)
         .send(Frame::envelope("notice", &json!({"n": 1})));
+    let mut silent = 0;
     for client in &mut clients {
-        assert_eq!(
-            client.recv().await,
-            json!({"type": "notice", "data": {"n": 1}})
-        );
+        match tokio::time::timeout(Duration::from_millis(300), client.recv()).await {
+            Ok(frame) => assert_eq!(frame, json!({"type": "notice", "data": {"n": 1}})),
+            Err(_) => silent += 1,
+        }
     }
+    assert_eq!(silent, 1, "exactly the excepted client hears nothing");
 }
 
-/// send_to_client delivers to one client and fails with `not_found` for an unknown id; get_client and
-/// clients see the live set.
+/// README "Sending": `send_to_client` delivers to one client, by `&ClientId` or by the id as a string,
+/// and fails with `SendError::Disconnected` for an unknown id; `local_client` and `local_clients` see the
+/// live set, and a kept `Client` handle of a gone client fails its sends the same way.
 #[tokio::test]
-async fn send_to_client_get_client_and_clients() {
+async fn send_to_client_local_client_and_local_clients() {
     let srv = spawn(Server::builder(config())).await;
     let server = &srv.server;
     let mut a = srv.connect().await;
@@ -86,13 +92,22 @@ async fn send_to_client_get_client_and_clients() {
         .unwrap_err();
     assert_eq!(err, ws_core::SendError::Disconnected);
 
-    assert_eq!(server.local_client(&a_id).unwrap().id().as_str(), a_id);
+    let a_client = server.local_client(&a_id).unwrap();
+    assert_eq!(a_client.id().as_str(), a_id);
+    server
+        .send_to_client(a_client.id(), Message::new("direct", "for a"))
+        .unwrap();
+    assert_eq!(a.recv().await, json!({"type": "direct", "data": "for a"}));
     assert!(server.local_client("nobody").is_none());
     a.close().await;
     eventually("a is gone", || async {
         server.local_client(&a_id).is_none()
     })
     .await;
+    assert_eq!(
+        a_client.send(Message::new("late", 1)),
+        Err(ws_core::SendError::Disconnected)
+    );
     assert_eq!(server.local_clients().len(), 1);
     b.close().await;
 }
