@@ -235,3 +235,149 @@ async fn serve_binds_configured_address() {
     server.stop().await;
     task.await.unwrap().unwrap();
 }
+
+/// The head of a browser's WebSocket request from a page on `host` to `host`.
+fn ws_request(host: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Origin: http://{host}\r\n\r\n"
+    )
+}
+
+/// docs/protocol.md "Answers to bad input", "`Host` not allowed": with `allowed_hosts` set, a page on
+/// another name that resolves to the server (DNS rebinding) is same-origin but gets 403; a listed name
+/// with any port passes.
+#[tokio::test]
+async fn host_outside_allowed_hosts_gets_403() {
+    let srv = spawn(Server::builder(
+        config().allowed_hosts(["127.0.0.1", "localhost"]),
+    ))
+    .await;
+    let port = srv.addr.port();
+    let (status, body) = http(srv.addr, &ws_request(&format!("rebind.test:{port}"))).await;
+    assert_eq!((status, body.as_str()), (403, "host not allowed"));
+    let (status, _) = http(srv.addr, &ws_request(&format!("localhost:{port}"))).await;
+    assert_eq!(status, 101);
+    let (status, _) = http(srv.addr, &ws_request(&srv.addr.to_string())).await;
+    assert_eq!(status, 101);
+
+    // Without the list, the same-origin default lets the rebinding page in.
+    let open = spawn(Server::builder(config())).await;
+    let (status, _) = http(open.addr, &ws_request("rebind.test:80")).await;
+    assert_eq!(status, 101);
+}
+
+/// docs/protocol.md "Answers to bad input", "`max_connections_per_ip` reached": 429 for that address
+/// only while it holds its connections; the slot frees when one leaves.
+#[tokio::test]
+async fn connections_per_ip_gets_429() {
+    let srv = spawn(
+        Server::builder(config().max_connections_per_ip(2)).auth(|req| async move {
+            // The authenticator sees the peer address too.
+            let ip = req.peer_addr().expect("peer address behind serve_app").ip();
+            Ok::<_, Error>(ClientData::new().metadata("ip", ip.to_string()))
+        }),
+    )
+    .await;
+    let a = srv.connect().await;
+    let b = srv.connect().await;
+    assert_eq!(refused_status(srv.url("/ws")).await, 429);
+    assert_eq!(
+        srv.server.local_clients()[0].get_metadata("ip"),
+        Some(serde_json::json!("127.0.0.1"))
+    );
+    a.close().await;
+    crate::support::eventually("a new client from the address fits", || async {
+        match WsClient::try_connect(&srv.url("/ws")).await {
+            Ok(c) => {
+                c.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    b.close().await;
+}
+
+/// docs/protocol.md "Answers to bad input", "`max_handshakes` reached": connections that never finish
+/// their request hold at most `max_handshakes`; the next one is answered 503 before its request is read,
+/// and a slot frees as soon as one of them goes away.
+#[tokio::test]
+async fn idle_http_connections_past_max_handshakes_get_503() {
+    use tokio::io::AsyncReadExt;
+    let srv = spawn(Server::builder(config().max_handshakes(3))).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(srv.addr).await.unwrap());
+    }
+    crate::support::eventually("three handshakes in progress", || async {
+        let mut probe = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        let mut answer = String::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            probe.read_to_string(&mut answer),
+        )
+        .await;
+        read.is_ok() && answer.starts_with("HTTP/1.1 503")
+    })
+    .await;
+    assert!(srv.server.stats().rejected_connections >= 1);
+    drop(idle.pop());
+    crate::support::eventually("a WebSocket client fits again", || async {
+        match WsClient::try_connect(&srv.url("/ws")).await {
+            Ok(c) => {
+                c.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+/// docs/protocol.md "Answers to bad input", "authenticator too slow": an authenticator still running
+/// after `handshake_timeout` gets the request answered 503, and the server serves others meanwhile.
+#[tokio::test]
+async fn authenticator_past_handshake_timeout_gets_503() {
+    let srv = spawn(
+        Server::builder(config().handshake_timeout(std::time::Duration::from_millis(300))).auth(
+            |req| async move {
+                if req.query("token").as_deref() == Some("hang") {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Error>(ClientData::new())
+            },
+        ),
+    )
+    .await;
+    let hanging = tokio::spawn({
+        let url = srv.url("/ws?token=hang");
+        async move { refused_status(url).await }
+    });
+    let ok = WsClient::connect(&srv.url("/ws?token=ok")).await;
+    assert_eq!(hanging.await.unwrap(), 503);
+    ok.close().await;
+}
+
+/// docs/protocol.md "Answers to bad input", "metadata past `max_metadata_bytes`": an authenticator whose
+/// metadata exceeds the bound gets the request answered 500 (the server's own mistake, not the
+/// client's), and no slot is used.
+#[tokio::test]
+async fn authenticator_metadata_past_its_bound_gets_500() {
+    let srv = spawn(
+        Server::builder(config().max_metadata_bytes(100)).auth(|req| async move {
+            let user = req.query("token").unwrap_or_default();
+            Ok::<_, Error>(ClientData::new().metadata("user", user))
+        }),
+    )
+    .await;
+    assert_eq!(
+        refused_status(srv.url(&format!("/ws?token={}", "u".repeat(200)))).await,
+        500
+    );
+    let ok = WsClient::connect(&srv.url("/ws?token=ann")).await;
+    assert_eq!(srv.server.stats().connected_clients, 1);
+    ok.close().await;
+}

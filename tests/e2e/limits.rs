@@ -303,3 +303,162 @@ async fn group_name_length_limit() {
     ann.send_json(json!({"type": "whoami", "id": 4})).await;
     assert_eq!(ann.recv().await["data"]["groups"], json!([longest]));
 }
+
+/// A masked client frame (mask key 0, so the payload goes as it is), written under the WebSocket layer.
+async fn write_raw_frame(
+    client: &mut crate::support::WsClient,
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+) {
+    use tokio::io::AsyncWriteExt;
+    assert!(payload.len() < 126, "short frames only");
+    let mut frame = vec![
+        (u8::from(fin) << 7) | opcode,
+        0x80 | payload.len() as u8,
+        0,
+        0,
+        0,
+        0,
+    ];
+    frame.extend_from_slice(payload);
+    match client.ws.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&frame).await.unwrap(),
+        _ => unreachable!("plain TCP in tests"),
+    }
+}
+
+/// docs/protocol.md "Answers to bad input", "a message not complete within `message_timeout`": the first
+/// fragment of a message whose last never comes, kept alive with pings, is closed with 1008 once the
+/// deadline passes; whole messages sent slowly, one by one, are not.
+#[tokio::test]
+async fn a_message_never_completed_closes_1008() {
+    let timeout = Duration::from_millis(400);
+    let srv = spawn(echo(config().message_timeout(timeout))).await;
+    let mut patient = srv.connect().await;
+    let mut stuck = srv.connect().await;
+    write_raw_frame(&mut stuck, false, 0x1, br#"{"type":"echo","#).await;
+    for _ in 0..3 {
+        write_raw_frame(&mut stuck, true, 0x9, b"alive").await;
+        // Whole messages, slower than the deadline altogether, each on time.
+        patient.send_json(json!({"type": "echo", "data": 1})).await;
+        assert_eq!(patient.recv().await["data"], 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        stuck.recv_close().await,
+        Closed {
+            code: 1008,
+            reason: "message not completed in time".into()
+        }
+    );
+    patient.send_json(json!({"type": "echo", "data": 2})).await;
+    assert_eq!(patient.recv().await["data"], 2);
+}
+
+/// A frame header trickled byte by byte, slower than `message_timeout`, closes with 1008 too.
+#[tokio::test]
+async fn a_trickled_frame_closes_1008() {
+    let srv = spawn(echo(config().message_timeout(Duration::from_millis(300)))).await;
+    let mut client = srv.connect().await;
+    for byte in [0x81u8, 0xfe] {
+        use tokio::io::AsyncWriteExt;
+        match client.ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&[byte]).await.unwrap(),
+            _ => unreachable!("plain TCP in tests"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(client.recv_close().await.code, 1008);
+}
+
+/// docs/protocol.md "Answers to bad input", "over the rate limit": a message sent in many continuation
+/// frames takes a token per frame, so 20 fragments against a burst of 5 close with 1008; the same
+/// message in one frame passes.
+#[tokio::test]
+async fn continuation_frames_count_against_the_rate_limit() {
+    let srv = spawn(echo(rate_limited(10, 5))).await;
+    let mut whole = srv.connect().await;
+    whole
+        .send_json(json!({"type": "echo", "data": "x".repeat(19)}))
+        .await;
+    assert_eq!(whole.recv().await["data"], "x".repeat(19));
+
+    let mut fragmented = srv.connect().await;
+    let text = json!({"type": "echo", "data": "x".repeat(19)}).to_string();
+    let parts: Vec<&[u8]> = text.as_bytes().chunks(text.len().div_ceil(20)).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let opcode = if i == 0 { 0x1 } else { 0x0 };
+        write_raw_frame(&mut fragmented, i == parts.len() - 1, opcode, part).await;
+    }
+    assert_eq!(
+        fragmented.recv_close().await,
+        Closed {
+            code: 1008,
+            reason: "rate limit exceeded".into()
+        }
+    );
+}
+
+/// docs/protocol.md "Answers to bad input", "metadata past `max_metadata_bytes`": `set_metadata` fails
+/// with `limit_exceeded` and stores nothing; replacing a value counts the new one only.
+#[tokio::test]
+async fn metadata_past_its_bound_is_refused() {
+    let srv = spawn(Server::builder(config().max_metadata_bytes(64)).on(
+        "set",
+        |client, msg: Message| async move {
+            let key = msg.data["key"].as_str().unwrap_or_default().to_owned();
+            client.set_metadata(key, msg.data["value"].clone())
+        },
+    ))
+    .await;
+    let mut client = srv.connect().await;
+    let set = |id: u64, key: &str, len: usize| json!({"type": "set", "id": id, "data": {"key": key, "value": "v".repeat(len)}});
+    // "name" (4) + 40 characters in quotes (42) = 46 bytes.
+    client.send_json(set(1, "name", 40)).await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 1, "data": null})
+    );
+    client.send_json(set(2, "more", 20)).await;
+    let err = client.recv().await;
+    assert_eq!(
+        (err["id"].clone(), err["data"]["code"].clone()),
+        (json!(2), json!("limit_exceeded"))
+    );
+    client.send_json(set(3, "name", 55)).await;
+    assert_eq!(client.recv().await["type"], "$reply");
+    let stored = srv.server.local_clients()[0].get_metadata("name");
+    assert_eq!(stored, Some(json!("v".repeat(55))));
+    assert_eq!(srv.server.local_clients()[0].get_metadata("more"), None);
+    client.close().await;
+}
+
+/// docs/protocol.md "Answers to bad input", "a hook still running after `hook_timeout`": a hung
+/// `on_disconnect` is dropped and reported to `on_error`, and the client's slot and groups are freed.
+#[tokio::test]
+async fn a_hung_on_disconnect_hook_is_dropped() {
+    let (errors, mut errors_rx) = mpsc::unbounded_channel();
+    let srv = spawn(
+        Server::builder(config().hook_timeout(Duration::from_millis(200)))
+            .on("join", |client, _: Message| async move { client.join("g") })
+            .on_disconnect(|_| std::future::pending())
+            .on_error(move |_, err| {
+                let _ = errors.send(err.detail().unwrap_or_default().to_owned());
+            }),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "join", "id": 1})).await;
+    assert_eq!(client.recv().await["type"], "$reply");
+    client.close().await;
+    let err = tokio::time::timeout(Duration::from_secs(5), errors_rx.recv())
+        .await
+        .expect("on_error within the wait")
+        .unwrap();
+    assert!(err.starts_with("hook still running after"), "{err}");
+    eventually("slot and group freed", || async {
+        srv.server.stats().connected_clients == 0 && srv.server.groups().is_empty()
+    })
+    .await;
+}

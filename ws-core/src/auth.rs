@@ -4,6 +4,7 @@
 //! slot: 403 for a disallowed `Origin`, 401 when the authenticator returns an error.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use axum::http::{HeaderMap, Uri, header};
 use serde::Serialize;
@@ -16,11 +17,19 @@ use crate::client::Client;
 pub struct AuthRequest {
     uri: Uri,
     headers: HeaderMap,
+    peer: Option<SocketAddr>,
 }
 
 impl AuthRequest {
-    pub(crate) fn new(uri: Uri, headers: HeaderMap) -> Self {
-        Self { uri, headers }
+    pub(crate) fn new(uri: Uri, headers: HeaderMap, peer: Option<SocketAddr>) -> Self {
+        Self { uri, headers, peer }
+    }
+
+    /// The address the request came from: known behind [`Server::serve`](crate::Server::serve) and
+    /// [`Server::serve_app`](crate::Server::serve_app), or an app served with axum's `ConnectInfo`. Behind a
+    /// reverse proxy it is the proxy's; read its forwarding header instead.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// The request URI (path and query).
@@ -108,9 +117,17 @@ impl ClientData {
         self
     }
 
+    /// What the metadata counts against `max_metadata_bytes`.
+    pub(crate) fn metadata_bytes(&self) -> usize {
+        self.metadata
+            .iter()
+            .map(|(key, value)| crate::client::metadata_bytes(key, value))
+            .sum()
+    }
+
     pub(crate) fn apply(self, client: &Client) {
         for (key, value) in self.metadata {
-            // A `Value` always serializes.
+            // Checked against the bound before the upgrade, and a `Value` always serializes.
             let _ = client.set_metadata(key, value);
         }
         for insert in self.extensions {
@@ -120,6 +137,32 @@ impl ClientData {
 }
 
 /// Whether the request's `Origin` may connect (see [`Config::allowed_origins`](crate::Config::allowed_origins)).
+/// Whether the request's `Host` (port ignored) is one of `allowed`; an empty list allows every host.
+pub(crate) fn host_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(host, |(addr, _)| addr),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    allowed.iter().any(|a| {
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        match a.strip_prefix('.') {
+            Some(domain) => {
+                name.eq_ignore_ascii_case(domain)
+                    || name.len() > a.len()
+                        && name.is_char_boundary(name.len() - a.len())
+                        && name[name.len() - a.len()..].eq_ignore_ascii_case(a)
+            }
+            None => name.eq_ignore_ascii_case(a),
+        }
+    })
+}
+
 pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
@@ -171,6 +214,24 @@ mod tests {
     }
 
     #[test]
+    fn hosts_match_by_name_without_port() {
+        let allowed = |list: &[&str], host: &str| {
+            let list: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+            host_allowed(&list, &headers(None, host))
+        };
+        assert!(allowed(&[], "anything.test:1"));
+        assert!(allowed(&["localhost"], "localhost:6001"));
+        assert!(allowed(&["LOCALHOST"], "localhost"));
+        assert!(!allowed(&["localhost"], "rebind.test:6001"));
+        assert!(allowed(&["::1"], "[::1]:6001"));
+        assert!(allowed(&["[::1]"], "[::1]"));
+        assert!(allowed(&[".app.test"], "a.app.test:443"));
+        assert!(allowed(&[".app.test"], "app.test"));
+        assert!(!allowed(&[".app.test"], "evilapp.test"));
+        assert!(!allowed(&["127.0.0.1"], "127.0.0.1.rebind.test"));
+    }
+
+    #[test]
     fn list_and_wildcard() {
         let list = vec!["https://app.test".to_owned()];
         assert!(origin_allowed(
@@ -194,7 +255,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; session=\"xyz\""),
         );
-        let req = AuthRequest::new("/ws?token=a%20b&x=1".parse().unwrap(), h);
+        let req = AuthRequest::new("/ws?token=a%20b&x=1".parse().unwrap(), h, None);
         assert_eq!(req.query("token").as_deref(), Some("a b"));
         assert_eq!(req.query("nope"), None);
         assert_eq!(req.cookie("session").as_deref(), Some("xyz"));

@@ -3,6 +3,9 @@
 //! | field | default | at the limit |
 //! |---|---|---|
 //! | `max_connections` | 10 000 (0 = unlimited) | HTTP 503 before the upgrade |
+//! | `max_connections_per_ip` | 0 (no limit) | HTTP 429 before the upgrade |
+//! | `max_handshakes` | 1 024 (0 = unlimited) | a new TCP connection is answered 503 and closed at once |
+//! | `allowed_hosts` | empty (any `Host`) | HTTP 403 before the upgrade |
 //! | `max_message_size` | 512 KiB | close 1009 |
 //! | `message_rate_limit` / `message_burst_size` | 100/s, burst 200 (rate 0 = off) | close 1008 "rate limit exceeded" |
 //! | `send_queue_max_bytes` / `send_queue_max_lag` | 1 MiB / 5 s | the client is dropped as a slow consumer (close 1008, best effort) |
@@ -10,12 +13,15 @@
 //! | `inbound_queue_capacity` / `inbound_queue_max_bytes` | 256 frames / 256 KiB waiting for their handler | the frame is refused: a request gets `$error` `overloaded`, another frame an `$error` `overloaded` without `id` (raw mode: close 1008) |
 //! | `ping_interval` / `pong_timeout` | 30 s / 60 s | connection closed, `on_disconnect` runs |
 //! | `write_timeout` | 10 s | connection closed |
-//! | `handshake_timeout` | 10 s | the HTTP connection is dropped (slow request headers, or an upgrade never completed) |
+//! | `handshake_timeout` | 10 s | the HTTP connection is dropped (slow request headers, or an upgrade never completed); an authenticator still running gets the request answered 503 |
+//! | `message_timeout` | 30 s | a message not complete this long after its first byte (a trickled frame, a fragmented message without its last fragment): close 1008 |
+//! | `hook_timeout` | 10 s | an `on_connect` or `on_disconnect` hook still running is dropped and reported to `on_error` |
 //! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close |
 //! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
 //! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
 //! | `max_group_name_bytes` | 256 | `join_group` fails with `limit_exceeded` (so one client's group names hold 64 KiB at most) |
 //! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
+//! | `max_metadata_bytes` | 64 KiB | `Client::set_metadata` fails with `limit_exceeded`; metadata from the authenticator past it: HTTP 500 |
 //!
 //! # Memory a client can hold
 //!
@@ -71,8 +77,24 @@ pub struct Config {
     /// clients) are allowed. `"*"` allows every origin. Entries are compared with the `Origin` header
     /// case-insensitively, e.g. `https://example.com`.
     pub allowed_origins: Vec<String>,
+    /// Host names a request may address (its `Host` header, port ignored). Empty, the default: any. A
+    /// server reachable on loopback or a private network should list its names: with the same-origin
+    /// default, a page on an attacker's domain that resolves to the server's address (DNS rebinding) is
+    /// "same origin", and only the host check refuses it (403). `".example.com"` allows every subdomain.
+    pub allowed_hosts: Vec<String>,
     /// Most clients at once, counting upgrades in progress; 0 means no limit. Default 10 000.
     pub max_connections: usize,
+    /// Most clients at once from one IP address, counting upgrades in progress; past it the upgrade is
+    /// answered 429. 0, the default, means no limit: behind a reverse proxy every client has the proxy's
+    /// address. Applies where the peer address is known: behind [`Server::serve`](crate::Server::serve) and
+    /// [`Server::serve_app`](crate::Server::serve_app), or an app served with axum's `ConnectInfo`.
+    pub max_connections_per_ip: usize,
+    /// Most TCP connections accepted by [`Server::serve`](crate::Server::serve) and
+    /// [`Server::serve_app`](crate::Server::serve_app) that are not (yet) WebSocket clients: reading their
+    /// request head, in the authenticator, or plain HTTP requests of the app. Past it, a new connection is
+    /// answered 503 and closed at once, so slow or idle HTTP connections cannot use up the process's file
+    /// descriptors. 0 means no limit. Default 1 024.
+    pub max_handshakes: usize,
     /// Read buffer per connection in bytes. Default 1 KiB, as in the original Go package: it is allocated
     /// for every connection, idle or not (tungstenite's own default, 128 KiB, would cost that much per idle
     /// socket). A frame larger than the buffer is still read whole, in several reads; raise it for clients
@@ -113,8 +135,16 @@ pub struct Config {
     pub inbound_queue_capacity: usize,
     /// Bytes of one client's frames waiting for their handler. Default 256 KiB.
     pub inbound_queue_max_bytes: usize,
-    /// Time allowed for the HTTP request head and the upgrade. Default 10 s.
+    /// Time allowed for the HTTP request head, for the authenticator (past it: 503), and for the
+    /// upgrade. Default 10 s.
     pub handshake_timeout: Duration,
+    /// Time allowed for one message, from its first byte to its last, however many frames it is sent in;
+    /// past it the connection is closed with 1008. Without it a client could hold an incomplete message
+    /// of up to `max_message_size` for ever. Default 30 s.
+    pub message_timeout: Duration,
+    /// Time one `on_connect` or `on_disconnect` hook may run; past it the hook is dropped and
+    /// `on_error` is told, so a hung hook cannot keep a client's slot and groups. Default 10 s.
+    pub hook_timeout: Duration,
     /// Time the server waits for the peer's close frame after sending its own. Default 5 s.
     pub close_timeout: Duration,
     /// Time [`Server::stop`](crate::Server::stop) lets clients drain and close. Default 10 s.
@@ -127,6 +157,9 @@ pub struct Config {
     /// Requests the server may have waiting for one client's answer ([`Client::request`](crate::Client::request)).
     /// Default 64.
     pub max_pending_requests: usize,
+    /// Bytes one client's metadata may hold: each key's length plus its value's JSON length. Default
+    /// 64 KiB.
+    pub max_metadata_bytes: usize,
 }
 
 impl Default for Config {
@@ -136,7 +169,10 @@ impl Default for Config {
             port: 6001,
             path: "/ws".to_owned(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
+            max_handshakes: 1024,
             read_buffer_size: 1024,
             write_buffer_size: 16 * 1024,
             socket_unsent_bytes: 0,
@@ -152,11 +188,14 @@ impl Default for Config {
             inbound_queue_capacity: 256,
             inbound_queue_max_bytes: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(30),
+            hook_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_groups_per_client: 256,
             max_group_name_bytes: 256,
             max_pending_requests: 64,
+            max_metadata_bytes: 64 * 1024,
         }
     }
 }
@@ -180,6 +219,8 @@ macro_rules! setters {
 setters! {
     port: u16,
     max_connections: usize,
+    max_connections_per_ip: usize,
+    max_handshakes: usize,
     read_buffer_size: usize,
     write_buffer_size: usize,
     socket_unsent_bytes: usize,
@@ -195,11 +236,14 @@ setters! {
     inbound_queue_capacity: usize,
     inbound_queue_max_bytes: usize,
     handshake_timeout: Duration,
+    message_timeout: Duration,
+    hook_timeout: Duration,
     close_timeout: Duration,
     shutdown_timeout: Duration,
     max_groups_per_client: usize,
     max_group_name_bytes: usize,
     max_pending_requests: usize,
+    max_metadata_bytes: usize,
 }
 
 impl Config {
@@ -229,6 +273,18 @@ impl Config {
         origins: impl IntoIterator<Item = S>,
     ) -> Self {
         self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`allowed_hosts`](Config::allowed_hosts).
+    ///
+    /// ```
+    /// let config = ws_core::Config::default().allowed_hosts(["localhost", "127.0.0.1"]);
+    /// assert_eq!(config.allowed_hosts, ["localhost", "127.0.0.1"]);
+    /// ```
+    #[must_use]
+    pub fn allowed_hosts<S: Into<String>>(mut self, hosts: impl IntoIterator<Item = S>) -> Self {
+        self.allowed_hosts = hosts.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -283,6 +339,7 @@ impl Config {
             ("max_groups_per_client", self.max_groups_per_client),
             ("max_group_name_bytes", self.max_group_name_bytes),
             ("max_pending_requests", self.max_pending_requests),
+            ("max_metadata_bytes", self.max_metadata_bytes),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
@@ -293,6 +350,8 @@ impl Config {
             ("write_timeout", self.write_timeout),
             ("send_queue_max_lag", self.send_queue_max_lag),
             ("handshake_timeout", self.handshake_timeout),
+            ("message_timeout", self.message_timeout),
+            ("hook_timeout", self.hook_timeout),
             ("close_timeout", self.close_timeout),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, v)| v.is_zero()) {

@@ -59,7 +59,8 @@ pub(crate) struct ClientInner {
     abort_notify: Notify,
     close_request: Mutex<Option<(CloseCode, String)>>,
     close_notify: Notify,
-    metadata: Mutex<HashMap<String, Value>>,
+    /// Each value with its size as counted against `max_metadata_bytes`.
+    metadata: Mutex<HashMap<String, (Value, usize)>>,
     extensions: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
     started: Instant,
     last_pong_ms: AtomicU64,
@@ -278,21 +279,42 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// `internal` if the value cannot be represented as JSON.
+    /// `internal` if the value cannot be represented as JSON; `limit_exceeded` if the client's metadata
+    /// would hold more than `max_metadata_bytes` (each key's length plus its value's JSON length), in which
+    /// case nothing is stored.
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), Error> {
+        let key = key.into();
         let value = serde_json::to_value(value)?;
-        lock(&self.inner.metadata).insert(key.into(), value);
+        let size = metadata_bytes(&key, &value);
+        let max = self.inner.server.config.max_metadata_bytes;
+        let mut metadata = lock(&self.inner.metadata);
+        let others: usize = metadata
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(_, (_, size))| size)
+            .sum();
+        if others + size > max {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("client metadata would exceed {max} bytes"),
+            ));
+        }
+        metadata.insert(key, (value, size));
         Ok(())
     }
 
     /// A metadata value.
     pub fn get_metadata(&self, key: &str) -> Option<Value> {
-        lock(&self.inner.metadata).get(key).cloned()
+        lock(&self.inner.metadata)
+            .get(key)
+            .map(|(value, _)| value.clone())
     }
 
     /// Removes a metadata value and returns it.
     pub fn remove_metadata(&self, key: &str) -> Option<Value> {
-        lock(&self.inner.metadata).remove(key)
+        lock(&self.inner.metadata)
+            .remove(key)
+            .map(|(value, _)| value)
     }
 
     /// Stores a typed value on the client, one per type (like `http::Extensions`).
@@ -432,4 +454,22 @@ impl Client {
         self.inner.started
             + std::time::Duration::from_millis(self.inner.last_pong_ms.load(Ordering::Acquire))
     }
+}
+
+/// What one metadata entry counts against `max_metadata_bytes`: the key's length and the value's JSON length.
+pub(crate) fn metadata_bytes(key: &str, value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(key.len());
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

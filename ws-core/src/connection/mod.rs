@@ -20,6 +20,7 @@
 //! stream cannot be parsed any more (a protocol error, an oversized frame), the remaining bytes are read
 //! raw until the peer goes quiet.
 
+mod io;
 mod pipeline;
 mod reader;
 mod writer;
@@ -39,12 +40,13 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub(crate) use self::io::CountingIo;
 use crate::auth::ClientData;
 use crate::client::{Abort, Client};
 use crate::close;
 use crate::error::Error;
 use crate::server::Inner;
-use crate::server::serve::{CountingIo, Slot};
+use crate::server::serve::Slot;
 use crate::stats::bump;
 
 pub(crate) type Ws = WebSocketStream<CountingIo>;
@@ -75,19 +77,21 @@ pub(crate) fn run(
     if !server.is_running() {
         client.close(close::GOING_AWAY, "server shutting down");
     }
+    let continuations = ws.get_ref().continuations();
     let (sink, stream) = ws.split();
     let writer = tokio::spawn(writer::run(sink, client.clone()));
-    serve(server, client, stream, writer, slot)
+    serve(server, client, stream, continuations, writer, slot)
 }
 
 async fn serve(
     server: Arc<Inner>,
     client: Client,
     mut stream: SplitStream<Ws>,
+    continuations: io::FrameCounter,
     writer: JoinHandle<writer::Ended>,
     slot: Slot,
 ) {
-    let end = reader::run(&mut stream, &client).await;
+    let end = reader::run(&mut stream, &client, &continuations).await;
     if end == reader::ReadEnd::Closed {
         client.abort(Abort::Finished);
     }
@@ -107,13 +111,34 @@ async fn serve(
     client.mark_gone();
     client.drop_pending();
     for hook in &server.hooks.on_disconnect {
-        guarded(&server, &client, hook(client.clone())).await;
+        guarded(
+            &server,
+            &client,
+            bounded_hook(&client, hook(client.clone())),
+        )
+        .await;
     }
     server.backplane.leave_all(client.id());
     server.clients.remove(client.id());
     server.backplane.client_disconnected(client.id());
     tracing::debug!(target: "ws_core::connection", client_id = %client.id(), ?end, "disconnected");
     drop(slot);
+}
+
+/// Bounds a hook by `hook_timeout`: one still running then is dropped and reported to `on_error`, so a
+/// hung hook cannot keep its client's slot, registry entry and groups.
+pub(crate) fn bounded_hook(
+    client: &Client,
+    hook: crate::handler::BoxFuture<()>,
+) -> crate::handler::BoxFuture<()> {
+    let client = client.clone();
+    Box::pin(async move {
+        let limit = client.server_inner().config.hook_timeout;
+        if tokio::time::timeout(limit, hook).await.is_err() {
+            let err = Error::internal(format!("hook still running after {limit:?}: dropped"));
+            client.server_inner().hooks.error(&client, &err);
+        }
+    })
 }
 
 /// Runs a hook; a panic closes the client with 1011 and reaches `on_error`, like a handler panic.

@@ -161,7 +161,9 @@ fn start(job: Job, server: &Inner, client: &Client) -> Running {
     match job {
         Job::Connect(index) => {
             let hook = &server.hooks.on_connect[index];
-            unit(catch_unwind(AssertUnwindSafe(|| hook(client.clone()))))
+            unit(catch_unwind(AssertUnwindSafe(|| {
+                super::bounded_hook(client, hook(client.clone()))
+            })))
         }
         Job::Raw(raw, msg) => unit(catch_unwind(AssertUnwindSafe(|| raw(client.clone(), msg)))),
         Job::Call(call) => {

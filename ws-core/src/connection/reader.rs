@@ -1,6 +1,8 @@
 //! The read task: size limit (enforced by the protocol layer), frame kind, envelope decoding, rate limit,
 //! routing, and the [pipeline](super::pipeline) of handlers, polled together with the socket.
 
+use std::sync::atomic::Ordering;
+
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use serde_json::value::RawValue;
@@ -8,6 +10,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
+use super::io::{FrameCounter, MessageTimeout};
 use super::pipeline::{Finished, Job, Pipeline};
 use super::{Ws, handler_panicked};
 use crate::client::Client;
@@ -34,6 +37,8 @@ struct Reader<'a> {
     server: &'a Inner,
     client: &'a Client,
     limiter: Option<RateLimiter>,
+    /// Continuation frames counted under the protocol layer, charged with the message they belong to.
+    continuations: &'a FrameCounter,
     /// Set once a close was sent or received: later data frames are discarded, until this deadline.
     closing: Option<Instant>,
 }
@@ -58,6 +63,12 @@ impl Reader<'_> {
             .is_none_or(|limiter| limiter.try_acquire(std::time::Instant::now()))
     }
 
+    /// Takes a token for a data message and one for each continuation frame it was sent in.
+    fn admit_message(&mut self) -> bool {
+        let continuations = self.continuations.swap(0, Ordering::Relaxed);
+        (0..=continuations).all(|_| self.admit())
+    }
+
     /// Closes the client with 1008 for exceeding its rate limit.
     fn rate_limited(&mut self) {
         bump(&self.server.stats.rate_limit_closes);
@@ -65,7 +76,11 @@ impl Reader<'_> {
     }
 }
 
-pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEnd {
+pub(super) async fn run(
+    stream: &mut SplitStream<Ws>,
+    client: &Client,
+    continuations: &FrameCounter,
+) -> ReadEnd {
     let server = client.server_inner().clone();
     let config = &server.config;
     let mut reader = Reader {
@@ -76,6 +91,7 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
             config.message_burst_size,
             std::time::Instant::now(),
         ),
+        continuations,
         closing: None,
     };
     let mut pipeline = Pipeline::new(&server, client);
@@ -144,7 +160,7 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                 if reader.closing.is_some() {
                     continue;
                 }
-                if !reader.admit() {
+                if !reader.admit_message() {
                     // The request that crossed the limit still gets its answer before the close.
                     if server.raw.is_none()
                         && let Some(id) =
@@ -170,7 +186,7 @@ pub(super) async fn run(stream: &mut SplitStream<Ws>, client: &Client) -> ReadEn
                 if reader.closing.is_some() {
                     continue;
                 }
-                if !reader.admit() {
+                if !reader.admit_message() {
                     reader.rate_limited();
                     continue;
                 }
@@ -249,6 +265,9 @@ fn read_failed(reader: &mut Reader<'_>, peer_closed: bool, err: &WsError) -> Rea
         return ReadEnd::Failed;
     }
     let (code, reason) = match err {
+        WsError::Io(err) if MessageTimeout::is(err) => {
+            (close::POLICY_VIOLATION, "message not completed in time")
+        }
         WsError::ConnectionClosed
         | WsError::AlreadyClosed
         | WsError::Io(_)

@@ -321,6 +321,8 @@ impl ServerBuilder {
             local,
             stats: Stats::default(),
             connections: watch::Sender::new(0),
+            connections_per_ip: std::sync::Mutex::default(),
+            handshakes: std::sync::atomic::AtomicUsize::new(0),
             state: watch::Sender::new(RunState::Running),
         };
         Ok(Server::from_inner(Arc::new(inner)))

@@ -63,6 +63,11 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
+    /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
+    /// with its last connection.
+    pub(crate) connections_per_ip: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// TCP connections accepted by `serve_app` that are not WebSocket clients (yet).
+    pub(crate) handshakes: std::sync::atomic::AtomicUsize,
     pub(crate) state: watch::Sender<RunState>,
 }
 

@@ -7,30 +7,38 @@
 //! |---|---|
 //! | no `Upgrade: websocket` / `Connection: upgrade`, or a WebSocket version other than 13 | 426 |
 //! | missing or malformed `Sec-WebSocket-Key` (not 16 bytes in base64) | 400 |
+//! | `Host` not in `allowed_hosts` (when set) | 403 |
 //! | `Origin` not allowed | 403 |
 //! | authenticator returned an error | the error's response: for an [`Error`](crate::Error), 401, or 403 for `forbidden`, 429 for `rate_limited` (see its `IntoResponse`) |
+//! | authenticator still running after `handshake_timeout` | 503 |
+//! | authenticator's metadata larger than `max_metadata_bytes` | 500 |
+//! | `max_connections_per_ip` reached for the peer's address | 429 |
 //! | `max_connections` reached, or the server is stopping | 503 |
+//!
+//! In front of those, [`Server::serve_app`] bounds the TCP connections that are not WebSocket clients
+//! (`max_handshakes`): past it a new connection is answered 503 and closed before its request is read.
 
 use std::io;
-use std::pin::Pin;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::{Inner, RunState, Server};
-use crate::auth::{AuthRequest, ClientData, origin_allowed};
-use crate::connection;
+use crate::auth::{AuthRequest, ClientData, host_allowed, origin_allowed};
+use crate::connection::{self, CountingIo};
 use crate::stats::bump;
 
 /// The axum handler that upgrades a request to a WebSocket client of the [`Server`] in the router's state.
@@ -67,11 +75,20 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// A slot in `max_connections`, released when dropped.
-pub(crate) struct Slot(Arc<Inner>);
+/// A slot in `max_connections` (and in `max_connections_per_ip` for its address), released when dropped.
+pub(crate) struct Slot {
+    inner: Arc<Inner>,
+    ip: Option<IpAddr>,
+}
+
+/// Why no [`Slot`] was given.
+enum NoSlot {
+    Full,
+    PerIp,
+}
 
 impl Slot {
-    fn reserve(inner: &Arc<Inner>) -> Option<Self> {
+    fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
         let max = inner.config.max_connections;
         let reserved = inner.connections.send_if_modified(|n| {
             let free = max == 0 || *n < max;
@@ -80,14 +97,74 @@ impl Slot {
             }
             free
         });
-        reserved.then(|| Self(inner.clone()))
+        if !reserved {
+            return Err(NoSlot::Full);
+        }
+        // Built before the per-address check, so a refusal there gives the global slot back on drop.
+        let mut slot = Self {
+            inner: inner.clone(),
+            ip: None,
+        };
+        let per_ip = inner.config.max_connections_per_ip;
+        if let Some(ip) = peer.filter(|_| per_ip > 0) {
+            let mut counts = crate::sync::lock(&inner.connections_per_ip);
+            let count = counts.entry(ip).or_insert(0);
+            if *count >= per_ip {
+                return Err(NoSlot::PerIp);
+            }
+            *count += 1;
+            slot.ip = Some(ip);
+        }
+        Ok(slot)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.connections.send_modify(|n| *n -= 1);
+        if let Some(ip) = self.ip {
+            let mut counts = crate::sync::lock(&self.inner.connections_per_ip);
+            if let Some(count) = counts.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+        self.inner.connections.send_modify(|n| *n -= 1);
     }
+}
+
+/// One accepted TCP connection that is not a WebSocket client (yet), counted in `max_handshakes`.
+struct Handshake(Arc<Inner>);
+
+impl Handshake {
+    fn begin(inner: &Arc<Inner>) -> Option<Self> {
+        let max = inner.config.max_handshakes;
+        let admitted = inner
+            .handshakes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Self(inner.clone()))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection past `max_handshakes` without reading its request, and closes it.
+async fn refuse_handshake(mut tcp: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+        Content-Length: 21\r\nConnection: close\r\n\r\ntoo many handshakes\r\n";
+    let write = async {
+        tcp.write_all(BUSY).await?;
+        tcp.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
 }
 
 impl Server {
@@ -134,26 +211,61 @@ impl Server {
                 );
             }
         };
+        if !host_allowed(&inner.config.allowed_hosts, headers) {
+            return refuse(inner, StatusCode::FORBIDDEN, "host not allowed");
+        }
         if !origin_allowed(&inner.config.allowed_origins, headers) {
             return refuse(inner, StatusCode::FORBIDDEN, "origin not allowed");
         }
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
         let data = match &inner.auth {
-            Some(auth) => match auth(AuthRequest::new(req.uri().clone(), headers.clone())).await {
-                Ok(data) => data,
-                Err(refusal) => {
-                    bump(&inner.stats.rejected_connections);
-                    tracing::trace!(target: "ws_core::rejection", status = %refusal.status(), "upgrade refused by the authenticator");
-                    return refusal;
+            Some(auth) => {
+                let request = AuthRequest::new(req.uri().clone(), headers.clone(), peer);
+                match tokio::time::timeout(inner.config.handshake_timeout, auth(request)).await {
+                    Ok(Ok(data)) => data,
+                    Ok(Err(refusal)) => {
+                        bump(&inner.stats.rejected_connections);
+                        tracing::trace!(target: "ws_core::rejection", status = %refusal.status(), "upgrade refused by the authenticator");
+                        return refusal;
+                    }
+                    Err(_) => {
+                        return refuse(
+                            inner,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "authentication timed out",
+                        );
+                    }
                 }
-            },
+            }
             None => ClientData::new(),
         };
-        let Some(slot) = Slot::reserve(inner) else {
+        if data.metadata_bytes() > inner.config.max_metadata_bytes {
+            tracing::warn!(target: "ws_core::serve", "the authenticator's metadata exceeds max_metadata_bytes");
             return refuse(
                 inner,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many connections",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "client metadata too large",
             );
+        }
+        let slot = match Slot::reserve(inner, peer.map(|p| p.ip())) {
+            Ok(slot) => slot,
+            Err(NoSlot::Full) => {
+                return refuse(
+                    inner,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections",
+                );
+            }
+            Err(NoSlot::PerIp) => {
+                return refuse(
+                    inner,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                );
+            }
         };
         let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
             return refuse(
@@ -226,8 +338,8 @@ impl Server {
                 () = wait_for_state(&mut state, |s| s == RunState::Stopped) => return Ok(()),
                 accepted = listener.accept() => accepted,
             };
-            let tcp = match accepted {
-                Ok((tcp, _)) => tcp,
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!(target: "ws_core::serve", error = %err, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -235,11 +347,23 @@ impl Server {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            let Some(handshake) = Handshake::begin(&inner) else {
+                bump(&inner.stats.rejected_connections);
+                tokio::spawn(refuse_handshake(tcp));
+                continue;
+            };
             limit_unsent(&tcp, inner.config.socket_unsent_bytes);
-            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let app = app.clone();
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                });
             let http = http.clone();
             let mut stop = inner.state.subscribe();
             tokio::spawn(async move {
+                // Held until hyper lets go of the connection: closed, or handed over as a WebSocket.
+                let _handshake = handshake;
                 let conn = http
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades();
@@ -282,108 +406,4 @@ async fn wait_for_state(
     until: impl Fn(RunState) -> bool,
 ) {
     let _ = state.wait_for(|s| until(*s)).await;
-}
-
-/// The upgraded socket, counting the bytes that really cross it.
-///
-/// Behind [`Server::serve_app`] the socket is the accepted `TcpStream` itself, taken back from hyper, so
-/// an abandoned connection can be reset (see [`CountingIo::reset_on_close`]); behind another HTTP server it
-/// is hyper's `Upgraded`, whatever that wraps.
-pub(crate) struct CountingIo {
-    io: UpgradedIo,
-    server: Arc<Inner>,
-}
-
-enum UpgradedIo {
-    /// The TCP socket, and what hyper had read past the HTTP request (the first frames, if the client sent
-    /// them at once), to be read first.
-    Tcp(TcpStream, bytes::Bytes),
-    Other(TokioIo<hyper::upgrade::Upgraded>),
-}
-
-impl CountingIo {
-    fn new(upgraded: hyper::upgrade::Upgraded, server: Arc<Inner>) -> Self {
-        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // An empty slice of hyper's read buffer would still keep the whole buffer alive.
-            Ok(parts) if parts.read_buf.is_empty() => {
-                UpgradedIo::Tcp(parts.io.into_inner(), bytes::Bytes::new())
-            }
-            Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
-            Err(upgraded) => UpgradedIo::Other(TokioIo::new(upgraded)),
-        };
-        Self { io, server }
-    }
-
-    /// Makes closing the socket send a reset instead of a FIN behind unsent data: for a connection given
-    /// up on, whose peer does not read, the kernel would otherwise keep its whole send buffer (up to
-    /// megabytes) until the FIN gets through.
-    pub(crate) fn reset_on_close(&self) {
-        if let UpgradedIo::Tcp(tcp, _) = &self.io {
-            let _ = tcp.set_zero_linger();
-        }
-    }
-}
-
-impl AsyncRead for CountingIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = match &mut self.io {
-            UpgradedIo::Tcp(_, pending) if !pending.is_empty() => {
-                let n = pending.len().min(buf.remaining());
-                buf.put_slice(&pending.split_to(n));
-                if pending.is_empty() {
-                    *pending = bytes::Bytes::new();
-                }
-                Poll::Ready(Ok(()))
-            }
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
-            UpgradedIo::Other(io) => Pin::new(io).poll_read(cx, buf),
-        };
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            self.server
-                .stats
-                .bytes_received
-                .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for CountingIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
-            UpgradedIo::Other(io) => Pin::new(io).poll_write(cx, buf),
-        };
-        if let Poll::Ready(Ok(n)) = polled {
-            self.server
-                .stats
-                .bytes_sent
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_flush(cx),
-            UpgradedIo::Other(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_shutdown(cx),
-            UpgradedIo::Other(io) => Pin::new(io).poll_shutdown(cx),
-        }
-    }
 }
