@@ -27,7 +27,8 @@ async fn welcome_then_silence() {
     ann.expect_silence(QUIET).await;
 }
 
-/// The token is required (any non-empty value): 401 without it.
+/// README "The chat demo": the token is required (any non-empty value, at most 32 characters): 401
+/// without it, 400 when longer.
 #[tokio::test]
 async fn token_required() {
     let chat = start_example("chat", &["--port", "0"]).await;
@@ -35,6 +36,66 @@ async fn token_required() {
     assert_eq!(
         refused_status(format!("ws://{}/ws?token=", chat.addr)).await,
         401
+    );
+    let long = "u".repeat(33);
+    assert_eq!(
+        refused_status(format!("ws://{}/ws?token={long}", chat.addr)).await,
+        400
+    );
+    chat.join(&"u".repeat(32)).await;
+}
+
+/// README "The chat demo": texts and questions longer than 2 000 characters get `$error` `invalid_data`
+/// and reach nobody; the connection stays.
+#[tokio::test]
+async fn long_texts_are_refused() {
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (mut ann, ann_id) = chat.join("ann").await;
+    let (mut bob, bob_id) = chat.join("bob").await;
+    let long = "x".repeat(2001);
+    let refused = |what: &str| json!({"type": "$error", "data": {"code": "invalid_data", "message": format!("{what} longer than 2000 characters")}});
+    ann.send_json(json!({"type": "chat", "data": {"text": long}}))
+        .await;
+    assert_eq!(ann.recv().await, refused("text"));
+    ann.send_json(json!({"type": "dm", "data": {"to": bob_id, "text": long}}))
+        .await;
+    assert_eq!(ann.recv().await, refused("text"));
+    ann.send_json(json!({"type": "ask", "id": 1, "data": {"to": bob_id, "question": long}}))
+        .await;
+    let mut answer = refused("the question");
+    answer["id"] = json!(1);
+    assert_eq!(ann.recv().await, answer);
+    bob.expect_silence(QUIET).await;
+    let longest = "x".repeat(2000);
+    ann.send_json(json!({"type": "chat", "data": {"text": longest}}))
+        .await;
+    assert_eq!(bob.recv().await["from"], ann_id.as_str());
+}
+
+/// README "The chat demo": a request addressed to a name other than this machine's (a page on a name
+/// that resolves here: DNS rebinding) gets 403, even from a page on that same name; `--allowed-host`
+/// replaces the list.
+#[tokio::test]
+async fn other_host_names_get_403() {
+    let rebinding = |addr: std::net::SocketAddr| {
+        let port = addr.port();
+        format!(
+            "GET /ws?token=ann HTTP/1.1\r\nHost: rebind.test:{port}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://rebind.test:{port}\r\n\r\n"
+        )
+    };
+    let chat = start_example("chat", &["--port", "0"]).await;
+    let (status, body) = crate::support::http(chat.addr, &rebinding(chat.addr)).await;
+    assert_eq!((status, body.as_str()), (403, "host not allowed"));
+    chat.join("ann").await;
+
+    let named = start_example("chat", &["--port", "0", "--allowed-host", "rebind.test"]).await;
+    let (status, _) = crate::support::http(named.addr, &rebinding(named.addr)).await;
+    assert_eq!(status, 101);
+    assert_eq!(
+        refused_status(format!("ws://{}/ws?token=ann", named.addr)).await,
+        403
     );
 }
 
@@ -214,7 +275,7 @@ async fn out_of_range_flags_are_refused() {
     }
 }
 
-/// The limit flags reach the server: rate limit, burst, connections, message size, origins.
+/// The limit flags reach the server: rate limit, burst, connections per address, message size, origins.
 #[tokio::test]
 async fn limit_flags() {
     let chat = start_example(
@@ -232,6 +293,8 @@ async fn limit_flags() {
             "200",
             "--allowed-origin",
             "https://chat.test",
+            "--max-connections-per-ip",
+            "1",
         ],
     )
     .await;
@@ -241,11 +304,23 @@ async fn limit_flags() {
             .await;
     }
     assert_eq!(ann.recv_close().await.code, 1008);
+    // ann's 1008 frees her slot once the server has let go of her connection.
+    crate::support::eventually("ann's slot is free", || async {
+        match crate::support::WsClient::try_connect(&format!("ws://{}/ws?token=bob", chat.addr))
+            .await
+        {
+            Ok(bob) => {
+                bob.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
     let (mut bob, _) = chat.join("bob").await;
-    let (_cid, _) = chat.join("cid").await;
     assert_eq!(
         refused_status(format!("ws://{}/ws?token=dan", chat.addr)).await,
-        503
+        429
     );
     bob.send_json(json!({"type": "chat", "data": {"text": "x".repeat(300)}}))
         .await;

@@ -13,6 +13,21 @@ use crate::protocol::{
 /// How long a client has to answer another client's question.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest user name (the token), in characters.
+const MAX_USER_CHARS: usize = 32;
+
+/// Longest text of a chat message, direct message or question, in characters: one sender's message is
+/// copied into every recipient's queue, so its size is bounded well below `max_message_size`.
+const MAX_TEXT_CHARS: usize = 2000;
+
+/// `invalid_data`, reported even without a request, when `text` is longer than `max` characters.
+fn bounded(what: &str, text: &str, max: usize) -> Result<(), Error> {
+    if text.chars().count() > max {
+        return Err(Error::invalid_data(format!("{what} longer than {max} characters")).reported());
+    }
+    Ok(())
+}
+
 /// The user name the token stands for.
 fn user(client: &Client) -> String {
     client
@@ -24,6 +39,7 @@ fn user(client: &Client) -> String {
 async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
     let token = req.query("token").filter(|t| !t.is_empty());
     let token = token.ok_or_else(|| Error::unauthorized("a non-empty ?token= is required"))?;
+    bounded("the user name", &token, MAX_USER_CHARS)?;
     let plan = if token == "admin" { "admin" } else { "member" };
     Ok(ClientData::new()
         .metadata("user", token)
@@ -31,7 +47,8 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
 }
 
 #[on(Inbound::Chat)]
-async fn chat(client: Client, msg: inbound::Chat) {
+async fn chat(client: Client, msg: inbound::Chat) -> Result<(), Error> {
+    bounded("text", &msg.text, MAX_TEXT_CHARS)?;
     let out = Outbound::Chat {
         text: msg.text,
         user: user(&client),
@@ -43,6 +60,7 @@ async fn chat(client: Client, msg: inbound::Chat) {
         Some(room) => server.to(room).send(out),
         None => server.all().send(out),
     }
+    Ok(())
 }
 
 #[on(Inbound::Typing)]
@@ -78,6 +96,7 @@ async fn leave(client: Client, msg: inbound::Leave) -> RoomLeft {
 
 #[on(Inbound::Dm)]
 async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Error> {
+    bounded("text", &msg.text, MAX_TEXT_CHARS)?;
     let out = Outbound::Dm {
         text: msg.text,
         user: user(&client),
@@ -91,6 +110,7 @@ async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Erro
 
 #[on(Inbound::Ask)]
 async fn ask(client: Client, server: Server, msg: inbound::Ask) -> Result<Answer, Error> {
+    bounded("the question", &msg.question, MAX_TEXT_CHARS)?;
     let target = server
         .local_client(&msg.to)
         .ok_or_else(|| Error::not_found(format!("no client {:?}", msg.to)))?;

@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL] [--rate-limit N] [--burst N]
-//!                      [--max-connections N] [--max-message-size BYTES] [--allowed-origin O]...
+//!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
+//!                      [--allowed-origin O]... [--allowed-host NAME]...
 //! ```
+//!
+//! The socket accepts requests addressed to `localhost`, `127.0.0.1`, `::1` and the `--host` address;
+//! `--allowed-host` replaces that list (serving on `0.0.0.0`, name the addresses clients use).
 //!
 //! With `--redis redis://HOST:PORT/`, every chat process using that Redis serves one chat: rooms,
 //! everyone-chat and direct messages reach clients on all of them.
@@ -113,6 +117,7 @@ fn parse_args(
 ) -> Result<(Config, Option<RedisConfig>), String> {
     let mut config = Config::default().port(6001);
     let mut redis = None;
+    let mut allowed_hosts = Vec::new();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| {
@@ -133,11 +138,32 @@ fn parse_args(
             "--burst" => config.message_burst_size = rate(&value)?,
             "--max-connections" => config.max_connections = size(&flag, number(&value)?)?,
             "--max-message-size" => config.max_message_size = size(&flag, number(&value)?)?,
+            "--max-connections-per-ip" => {
+                config.max_connections_per_ip = size(&flag, number(&value)?)?
+            }
             "--allowed-origin" => config.allowed_origins.push(value),
+            "--allowed-host" => allowed_hosts.push(value),
             "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }
+    if allowed_hosts.is_empty() {
+        // The names of this machine, so a page on another name that resolves here (DNS rebinding) is
+        // refused, and the address it serves on when that is a specific one.
+        allowed_hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let bound_to_all = config
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if !bound_to_all {
+            allowed_hosts.push(config.host.clone());
+        }
+    }
+    config.allowed_hosts = allowed_hosts;
     config.validate().map_err(|e| e.to_string())?;
     Ok((config, redis))
 }
