@@ -316,8 +316,9 @@ async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
         (16, 0, false)
     );
 
-    // 1000 bytes: the connect event counts 64, each 366-byte frame fits twice, 8 of 10 are dropped.
-    let by_bytes = spawn(node(&unreachable.queue_limits(1000, 1000))).await;
+    // 1300 bytes: the connect event's packet counts about 190, each 366-byte frame's 512 (with its
+    // header): two fit, 8 of 10 are dropped.
+    let by_bytes = spawn(node(&unreachable.queue_limits(1000, 1300))).await;
     let (mut c, _) = client(&by_bytes).await;
     let text = "x".repeat(300);
     for _ in 0..10 {
@@ -327,6 +328,53 @@ async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
     }
     let stats = by_bytes.server.stats().backplane.expect("backplane stats");
     assert_eq!(stats.dropped, 8);
+}
+
+/// README "More than one node": membership changes count their encoded length against the outgoing
+/// queue's byte bound, so joins with long group names cannot grow it past the bound while Redis is away.
+#[tokio::test]
+async fn membership_changes_count_their_length_in_the_queue_bound() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let unreachable = fast(&format!("redis://127.0.0.1:{closed_port}/")).queue_limits(1000, 4000);
+    let srv = spawn(node(&unreachable)).await;
+    let (mut c, _) = client(&srv).await;
+    for i in 0..20 {
+        join(&mut c, &format!("{i:0>250}")).await;
+    }
+    let stats = srv.server.stats().backplane.expect("backplane stats");
+    // The connect event and 8 joins of about 440 bytes each fit in 4 000 bytes; 64 bytes a change would
+    // have let all 21 in.
+    assert_eq!(stats.dropped, 12);
+    assert_eq!(srv.server.groups().len(), 20, "local joins all happen");
+}
+
+/// A packet with a change number of u64::MAX, published by whoever reaches Redis, is taken like any
+/// other gap (the node's membership is read again): the receiving task neither panics nor stops, and
+/// sends still cross the nodes.
+#[tokio::test]
+async fn a_peer_change_number_at_its_maximum_is_harmless() {
+    let redis = RedisServer::start().await;
+    let (a, b) = pair(&fast(&redis.url())).await;
+    let packet =
+        br#"{"v":1,"node":"x","seq":18446744073709551615,"op":"change","change":"connect","id":"c"}"#;
+    for _ in 0..2 {
+        let mut payload = packet.to_vec();
+        payload.push(b'\n');
+        redis.publish("ws:v1:all", &payload).await;
+    }
+    let (mut on_a, _) = client(&a).await;
+    let (mut on_b, _) = client(&b).await;
+    on_a.send_json(json!({"type": "everyone", "data": "still linked"}))
+        .await;
+    assert_eq!(on_a.recv().await["data"], "still linked");
+    assert_eq!(on_b.recv().await["data"], "still linked");
+    for srv in [&a, &b] {
+        let stats = srv.server.stats().backplane.expect("backplane stats");
+        assert_eq!((stats.connected, stats.task_restarts), (true, 0));
+    }
 }
 
 /// Two chat processes with `--redis` serve one chat: everyone-chat and direct messages cross processes, and

@@ -223,6 +223,24 @@ struct OutEnvelope<'a, T: Serialize + ?Sized> {
 }
 
 /// Serializes `{"type": kind, "data": data}` without building a `Value` first.
+/// The length of `value`'s JSON text, counted without building it.
+pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Only a failing `Serialize` impl can fail here; it then counts what it wrote before failing.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 pub(crate) fn encode<T: Serialize + ?Sized>(kind: &str, data: &T, from: Option<&str>) -> Frame {
     Frame::serialized(&OutEnvelope { kind, data, from })
 }

@@ -237,7 +237,7 @@ impl StatsSnapshot {
             write_metric(&mut out, name, kind, help, value);
         }
         if let Some(b) = self.backplane {
-            let rows: [(&str, &str, &str, u64); 6] = [
+            let rows: [(&str, &str, &str, u64); 7] = [
                 (
                     "backplane_connected",
                     "gauge",
@@ -268,6 +268,12 @@ impl StatsSnapshot {
                     "counter",
                     "Times the link to the other nodes was set up again.",
                     b.reconnects,
+                ),
+                (
+                    "backplane_task_restarts_total",
+                    "counter",
+                    "Times a backplane task panicked and was started again.",
+                    b.task_restarts,
                 ),
             ];
             for (name, kind, help, value) in rows {

@@ -57,3 +57,32 @@ impl RedisServer {
         }
     }
 }
+
+impl RedisServer {
+    /// Publishes `payload` on `channel` as any Redis client could (a peer, or whoever reaches Redis).
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut command = Vec::new();
+        for arg in [b"PUBLISH".as_slice(), channel.as_bytes(), payload] {
+            command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            command.extend_from_slice(arg);
+            command.extend_from_slice(b"\r\n");
+        }
+        let mut tcp = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis-server");
+        tcp.write_all(b"*3\r\n").await.expect("write");
+        tcp.write_all(&command).await.expect("write");
+        let mut answer = [0u8; 64];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+            .await
+            .expect("redis answers")
+            .expect("read");
+        assert_eq!(
+            answer.first(),
+            Some(&b':'),
+            "PUBLISH answered {:?}",
+            &answer[..n]
+        );
+    }
+}

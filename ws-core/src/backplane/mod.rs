@@ -194,4 +194,8 @@ pub struct BackplaneStats {
     pub dropped: u64,
     /// Times the link to the other nodes was lost and set up again.
     pub reconnects: u64,
+    /// Times one of the backplane's own tasks failed (a panic) and was started again; while it is down,
+    /// `connected` is false.
+    #[serde(default)]
+    pub task_restarts: u64,
 }

@@ -458,18 +458,5 @@ impl Client {
 
 /// What one metadata entry counts against `max_metadata_bytes`: the key's length and the value's JSON length.
 pub(crate) fn metadata_bytes(key: &str, value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(key.len());
-    // Writing a `Value` into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
+    key.len() + crate::protocol::json_len(value)
 }

@@ -82,7 +82,8 @@ impl ClusterView {
             .nodes
             .entry(node.to_owned())
             .or_insert_with(|| RemoteNode::new(now));
-        if seq != remote.seq + 1 {
+        // A peer's number is not trusted to leave room for one more.
+        if remote.seq.checked_add(1) != Some(seq) {
             remote.synced = false;
         }
         remote.seq = seq;

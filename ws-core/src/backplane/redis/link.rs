@@ -87,10 +87,10 @@ fn millis(d: Duration) -> u64 {
 pub(super) async fn publish(
     shared: Arc<Shared>,
     local: MemoryBackplane,
-    mut queue: mpsc::Receiver<Outgoing>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
     mut stop: watch::Receiver<bool>,
-    done: watch::Sender<bool>,
 ) {
+    let mut queue = queue.lock_owned().await;
     let config = &shared.config;
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
     let mut publisher = Publisher {
@@ -152,7 +152,6 @@ pub(super) async fn publish(
             }
         }
     }
-    done.send_replace(true);
 }
 
 struct Publisher<'a> {

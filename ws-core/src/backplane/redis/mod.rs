@@ -60,8 +60,11 @@ mod config;
 mod link;
 mod wire;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
 
 use tokio::sync::{mpsc, watch};
 
@@ -125,6 +128,7 @@ struct Shared {
     received: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
+    task_restarts: AtomicU64,
 }
 
 /// One message waiting for the publisher.
@@ -143,10 +147,13 @@ enum Outgoing {
 }
 
 impl Outgoing {
+    /// What the message counts against `queue_bytes`: the length of its packet on the wire (an upper
+    /// bound: the header's number and flags at their longest).
     fn size(&self) -> usize {
         match self {
-            Self::Deliver { frame, .. } => frame.len(),
-            Self::Request { .. } | Self::Change(_) => 64,
+            Self::Deliver { op, frame, .. } => wire::packet_len(op, Some(frame)),
+            Self::Request { op, .. } => wire::packet_len(op, None),
+            Self::Change(change) => wire::change_len(change),
         }
     }
 }
@@ -176,15 +183,29 @@ impl RedisBackplane {
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            task_restarts: AtomicU64::new(0),
         });
-        tokio::spawn(link::publish(
-            shared.clone(),
-            local.clone(),
-            queue,
-            stop.clone(),
-            done,
-        ));
-        tokio::spawn(link::subscribe(shared.clone(), local.clone(), stop));
+        tokio::spawn({
+            let (shared, local, stop) = (shared.clone(), local.clone(), stop.clone());
+            // Shared with each run of the publisher, so a run that panicked leaves it to the next one.
+            let queue = Arc::new(tokio::sync::Mutex::new(queue));
+            async move {
+                supervise(&shared, "publisher", || {
+                    link::publish(shared.clone(), local.clone(), queue.clone(), stop.clone())
+                })
+                .await;
+                done.send_replace(true);
+            }
+        });
+        tokio::spawn({
+            let (shared, local) = (shared.clone(), local.clone());
+            async move {
+                supervise(&shared, "subscriber", || {
+                    link::subscribe(shared.clone(), local.clone(), stop.clone())
+                })
+                .await;
+            }
+        });
         Self {
             local,
             shared,
@@ -208,6 +229,30 @@ impl RedisBackplane {
 
     fn cluster(&self) -> std::sync::MutexGuard<'_, ClusterView> {
         lock(&self.shared.cluster)
+    }
+}
+
+/// Runs a task of the link again whenever it panics (a bug, or a packet no check anticipated), so the
+/// link cannot die silently while `/stats` still says `connected`; returns once the task ends normally.
+async fn supervise<'a, F, Fut>(shared: &Shared, name: &str, mut task: F)
+where
+    F: FnMut() -> Fut + 'a,
+    Fut: Future<Output = ()> + 'a,
+{
+    loop {
+        let Err(panic) = AssertUnwindSafe(task()).catch_unwind().await else {
+            return;
+        };
+        shared.publisher_up.store(false, Relaxed);
+        shared.subscriber_up.store(false, Relaxed);
+        shared.task_restarts.fetch_add(1, Relaxed);
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(target: "ws_core::backplane", task = name, panic = %text, "redis: task panicked; restarting it");
+        tokio::time::sleep(shared.config.reconnect_min).await;
     }
 }
 
@@ -401,6 +446,7 @@ impl Backplane for RedisBackplane {
             received: s.received.load(Relaxed),
             dropped: s.dropped.load(Relaxed),
             reconnects: s.reconnects.load(Relaxed),
+            task_restarts: s.task_restarts.load(Relaxed),
         })
     }
 
@@ -415,5 +461,39 @@ impl Backplane for RedisBackplane {
         Box::pin(async move {
             let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_restarted_counted_and_reported_down() {
+        let server = crate::Server::builder(crate::Config::default())
+            .build()
+            .unwrap();
+        let unreachable = RedisConfig::new("redis://127.0.0.1:1/")
+            .unwrap()
+            .reconnect_delay(Duration::from_millis(1), Duration::from_millis(2));
+        let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
+        backplane.shared.publisher_up.store(true, Relaxed);
+        backplane.shared.subscriber_up.store(true, Relaxed);
+        let runs = std::cell::Cell::new(0);
+        supervise(&backplane.shared, "test", || {
+            runs.set(runs.get() + 1);
+            let run = runs.get();
+            async move {
+                assert!(run >= 3, "run {run} fails");
+            }
+        })
+        .await;
+        let stats = backplane.stats().unwrap();
+        assert_eq!(
+            (runs.get(), stats.task_restarts, stats.connected),
+            (3, 2, false)
+        );
     }
 }

@@ -96,6 +96,30 @@ impl Packet {
 }
 
 /// Header line, newline, the frame's payload (none for operations that deliver nothing).
+/// The header's fields other than `op`'s and `latest`'s value, at their longest, with the newline:
+/// `{"v":4294967295,"node":"<32 hex>","seq":18446744073709551615,"binary":true,"volatile":true,"latest":,}`.
+const HEADER_MAX: usize = 128;
+
+/// The longest a packet of `op` carrying `frame` can be, as [`encode`] writes it.
+pub(super) fn packet_len(op: &Op, frame: Option<&Frame>) -> usize {
+    let body = frame.map_or(0, |f| match &f.message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        _ => 0,
+    });
+    let latest = match frame.map(Frame::delivery) {
+        Some(Delivery::Latest(key)) => crate::protocol::json_len(key.text()),
+        _ => 0,
+    };
+    HEADER_MAX + crate::protocol::json_len(op) + latest + body
+}
+
+/// The longest a packet of a membership change can be.
+pub(super) fn change_len(change: &Change) -> usize {
+    // `Op::Change` writes the change's fields after `"op":"change"`.
+    HEADER_MAX + r#"{"op":"change"}"#.len() + crate::protocol::json_len(change)
+}
+
 pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec<u8> {
     let (body, binary) = match frame.map(|f| &f.message) {
         Some(Message::Text(text)) => (text.as_bytes(), false),
@@ -155,6 +179,27 @@ pub(super) struct Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_sizes_bound_the_encoded_packets() {
+        let node = "f".repeat(32);
+        let long = "g\n\"".repeat(500);
+        let frame = Frame::envelope("t", &"x".repeat(300)).with_delivery(Delivery::latest(&long));
+        let op = Op::Group {
+            group: long.clone(),
+            except: Some(long.clone()),
+        };
+        let encoded = encode(&node, u64::MAX, op.clone(), Some(&frame)).len();
+        assert!(packet_len(&op, Some(&frame)) >= encoded);
+        assert!(packet_len(&op, Some(&frame)) < encoded + 64);
+        let change = Change::Join {
+            group: long.clone(),
+            id: long,
+        };
+        let encoded = encode(&node, u64::MAX, Op::Change(change.clone()), None).len();
+        assert!(change_len(&change) >= encoded);
+        assert!(change_len(&change) < encoded + 128);
+    }
 
     #[test]
     fn packets_round_trip_with_the_body_untouched() {
