@@ -1,4 +1,4 @@
-import { backoffDelay, type ReconnectOptions } from "./backoff.js";
+import { backoffDelay, closeCodePolicy, type ReconnectOptions } from "./backoff.js";
 import { ERROR, MAX_REQUEST_ID, PING, PONG, REPLY, parseEnvelope, type Envelope } from "./envelope.js";
 import { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 import type {
@@ -67,7 +67,9 @@ export interface WsClient<P extends ProtocolShape> {
     type: K,
     listener: (data: DataOf<P["server"], K>, meta: MessageMeta) => void,
   ): () => void;
-  /** Answers the server's requests of one type; a thrown error becomes `$error` (code from `error.code`, else `internal`). */
+  /** Answers the server's requests of one type; a thrown error becomes `$error` (code from `error.code`, else
+   * `internal`). A server request of a type with no handler is answered at once with `$error` `unknown_type`.
+   * An answer that is ready only after its connection was lost is dropped: it would reach another connection. */
   handle<K extends RequestTypeOf<P["server"]>>(
     type: K,
     handler: (data: DataOf<P["server"], K>, meta: MessageMeta) => ReplyOf<P["server"], K> | Promise<ReplyOf<P["server"], K>>,
@@ -98,7 +100,8 @@ export function createClient<P extends ProtocolShape>(url: string | (() => strin
 class Client<P extends ProtocolShape> implements WsClient<P> {
   state: ConnectionState = "connecting";
   private socket: WebSocketLike | undefined;
-  private readonly queue: string[] = [];
+  /** Frames waiting for a connection; a request's frame carries its id, so it leaves with the request. */
+  private readonly queue: { text: string; id?: number }[] = [];
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Map<string, Set<(data: unknown, meta: MessageMeta) => void>>();
   private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
@@ -106,6 +109,9 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly errorListeners = new Set<(error: WsRequestError) => void>();
   private nextId = 1;
   private attempt = 0;
+  /** Counts connections, so an answer computed on one is not sent on the next. */
+  private generation = 0;
+  private stableTimer: ReturnType<typeof setTimeout> | undefined;
   private closedByUser = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
@@ -135,6 +141,8 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
             baseDelayMs: 250,
             maxDelayMs: 10_000,
             maxAttempts: Number.POSITIVE_INFINITY,
+            stableAfterMs: 5_000,
+            onClose: closeCodePolicy,
             ...(reconnect === true ? {} : reconnect),
           };
     this.maxQueue = options.maxQueue ?? 100;
@@ -164,16 +172,13 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     const timeoutMs = options?.timeoutMs ?? this.requestTimeoutMs;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`));
+        this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
       }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       try {
-        this.write({ ...frame(type, data), id });
+        this.write({ ...frame(type, data), id }, id);
       } catch (error) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(error as Error);
+        this.settle(id, (p) => p.reject(error as Error));
       }
     });
   }
@@ -226,6 +231,7 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   close(code = 1000, reason = ""): void {
     this.closedByUser = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
     this.queue.length = 0;
     const socket = this.socket;
     this.dropSocket();
@@ -238,12 +244,14 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     const socket = new this.WebSocketImpl(typeof this.url === "function" ? this.url() : this.url);
     this.socket = socket;
     socket.onopen = () => {
-      this.attempt = 0;
+      this.generation += 1;
+      const stableAfter = this.reconnect?.stableAfterMs ?? 0;
+      this.stableTimer = setTimeout(() => (this.attempt = 0), stableAfter);
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
       this.setState("open");
       this.startHeartbeat();
-      for (const text of this.queue.splice(0)) socket.send(text);
+      for (const { text } of this.queue.splice(0)) socket.send(text);
     };
     socket.onmessage = (event) => {
       this.lastSeen = Date.now();
@@ -273,15 +281,20 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     }
     if (msg.type === PONG) return;
     const meta: MessageMeta = msg.from === undefined ? {} : { from: msg.from };
-    const handler = msg.id === undefined ? undefined : this.handlers.get(msg.type);
-    if (handler && msg.id !== undefined) {
-      void this.answer(msg.id, () => handler(msg.data ?? null, meta));
-      return;
+    const handler = this.handlers.get(msg.type);
+    if (msg.id !== undefined) {
+      const type = msg.type;
+      void this.answer(msg.id, () => {
+        if (!handler) throw Object.assign(new Error(`no handler for "${type}"`), { code: "unknown_type" });
+        return handler(msg.data ?? null, meta);
+      });
+      if (handler) return;
     }
     for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
   }
 
   private async answer(id: number, run: () => unknown): Promise<void> {
+    const generation = this.generation;
     let reply: Envelope;
     try {
       reply = { type: REPLY, id, data: (await run()) ?? null };
@@ -290,10 +303,12 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       const message = error instanceof Error ? error.message : String(error);
       reply = { type: ERROR, id, data: { code, message } };
     }
+    // The request came on a connection that is gone: its id means nothing on another one.
+    if (generation !== this.generation || this.state !== "open") return;
     try {
       this.write(reply);
     } catch {
-      // The queue is full while disconnected: the server's request times out on its side.
+      // The client was closed meanwhile.
     }
   }
 
@@ -302,10 +317,17 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     if (!pending) return;
     clearTimeout(pending.timer);
     this.pending.delete(id);
+    this.unqueue(id);
     action(pending);
   }
 
-  private write(envelope: Envelope): void {
+  /** Takes a settled request's frame out of the queue, so it is not sent after its caller gave up. */
+  private unqueue(id: number): void {
+    const at = this.queue.findIndex((entry) => entry.id === id);
+    if (at >= 0) this.queue.splice(at, 1);
+  }
+
+  private write(envelope: Envelope, requestId?: number): void {
     if (this.closedByUser) throw new WsClosedError("the client is closed");
     const text = JSON.stringify(envelope);
     if (this.state === "open" && this.socket?.readyState === OPEN) {
@@ -315,20 +337,23 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     if (this.queue.length >= this.maxQueue) {
       throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
     }
-    this.queue.push(text);
+    this.queue.push(requestId === undefined ? { text } : { text, id: requestId });
   }
 
   private lost(code: number, reason: string): void {
     this.dropSocket();
+    clearTimeout(this.stableTimer);
     // The server discards what arrives after it starts closing, so in-flight requests cannot be trusted.
     this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closedByUser) return;
     const policy = this.reconnect;
-    if (!policy || this.attempt >= policy.maxAttempts) {
+    const decision = policy?.onClose(code) ?? "stop";
+    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      this.queue.length = 0;
       this.setState("closed", { code, reason });
       return;
     }
-    const delay = backoffDelay(this.attempt, policy, this.random);
+    const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
     this.attempt += 1;
     this.setState("reconnecting", { code, reason });
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
@@ -362,11 +387,7 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   }
 
   private failPending(error: Error): void {
-    for (const [id, pending] of this.pending) {
-      clearTimeout(pending.timer);
-      this.pending.delete(id);
-      pending.reject(error);
-    }
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(error));
   }
 
   private setState(state: ConnectionState, close?: { code: number; reason: string }): void {

@@ -1,7 +1,7 @@
 export { createClient } from "./client.js";
 export type { ClientOptions, ConnectionState, WebSocketConstructor, WebSocketLike, WsClient } from "./client.js";
-export type { ReconnectOptions } from "./backoff.js";
-export { backoffDelay } from "./backoff.js";
+export type { CloseDecision, ReconnectOptions } from "./backoff.js";
+export { backoffDelay, closeCodePolicy } from "./backoff.js";
 export { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 export type { Envelope } from "./envelope.js";
 export { ERROR, PING, PONG, REPLY } from "./envelope.js";

@@ -1,12 +1,13 @@
 // The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core): two pages chat
-// through the generated client, see each other typing, a room isolates a third, and a screenshot is kept as
-// an artifact.
+// through the generated client, see each other typing, a room isolates a third, another user's question
+// is answered in the page, and screenshots are kept as artifacts.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { root, startChat, type Chat } from "./support.js";
+import { WsRequestError } from "../src/index.js";
+import { chatClient, root, startChat, type Chat } from "./support.js";
 
 const executablePath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 let chat: Chat;
@@ -86,4 +87,36 @@ test("two pages chat, and a room keeps its messages to its members", async () =>
   mkdirSync(dir, { recursive: true });
   await ann.screenshot({ path: join(dir, "chat-ann.png") });
   await cid.screenshot({ path: join(dir, "chat-cid.png") });
+});
+
+test("another user's question shows in the page, attributed, and the typed answer goes back", async () => {
+  const bob = await open("bob");
+  const status = (await bob.textContent("#status")) ?? "";
+  const bobId = /\(([^)]+)\)/.exec(status)?.[1];
+  assert.ok(bobId, status);
+  const ann = chatClient(chat.url("ann"));
+  try {
+    await ann.ready();
+    const answered = ann.request("ask", { to: bobId, question: "tea or coffee?" });
+    await bob.waitForSelector("text=ann asks you: tea or coffee?");
+    const dir = join(root, "target", "browser");
+    mkdirSync(dir, { recursive: true });
+    await bob.screenshot({ path: join(dir, "chat-question.png") });
+    await bob.fill("form.question input", "tea");
+    await bob.click("form.question button:not(.secondary)");
+    assert.deepEqual(await answered, { answer: "tea" });
+    assert.equal(await bob.locator("form.question").count(), 0);
+
+    // Declining answers with an error the asker sees.
+    const declined = assert.rejects(
+      ann.request("ask", { to: bobId, question: "pie?" }),
+      (e: unknown) => e instanceof WsRequestError && e.code === "declined",
+    );
+    await bob.waitForSelector("text=ann asks you: pie?");
+    await bob.click("form.question button.secondary");
+    await declined;
+  } finally {
+    ann.close();
+    await bob.close();
+  }
 });

@@ -4,6 +4,12 @@ var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { en
 var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
 
 // sdk-ts/src/backoff.ts
+function closeCodePolicy(code) {
+  if (code === 1002 || code === 1003 || code === 1007 || code === 1009) return "stop";
+  if (code >= 4e3 && code <= 4999) return "stop";
+  if (code === 1008) return "slow";
+  return "retry";
+}
 function backoffDelay(attempt, options, random) {
   const bound = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * bound);
@@ -71,6 +77,7 @@ var Client = class {
     __publicField(this, "url", url);
     __publicField(this, "state", "connecting");
     __publicField(this, "socket");
+    /** Frames waiting for a connection; a request's frame carries its id, so it leaves with the request. */
     __publicField(this, "queue", []);
     __publicField(this, "pending", /* @__PURE__ */ new Map());
     __publicField(this, "listeners", /* @__PURE__ */ new Map());
@@ -79,6 +86,9 @@ var Client = class {
     __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
     __publicField(this, "nextId", 1);
     __publicField(this, "attempt", 0);
+    /** Counts connections, so an answer computed on one is not sent on the next. */
+    __publicField(this, "generation", 0);
+    __publicField(this, "stableTimer");
     __publicField(this, "closedByUser", false);
     __publicField(this, "reconnectTimer");
     __publicField(this, "heartbeatTimer");
@@ -100,6 +110,8 @@ var Client = class {
       baseDelayMs: 250,
       maxDelayMs: 1e4,
       maxAttempts: Number.POSITIVE_INFINITY,
+      stableAfterMs: 5e3,
+      onClose: closeCodePolicy,
       ...reconnect === true ? {} : reconnect
     };
     this.maxQueue = options.maxQueue ?? 100;
@@ -124,16 +136,13 @@ var Client = class {
     const timeoutMs = options?.timeoutMs ?? this.requestTimeoutMs;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`));
+        this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       try {
-        this.write({ ...frame(type, data), id });
+        this.write({ ...frame(type, data), id }, id);
       } catch (error) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(error);
+        this.settle(id, (p) => p.reject(error));
       }
     });
   }
@@ -177,6 +186,7 @@ var Client = class {
   close(code = 1e3, reason = "") {
     this.closedByUser = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
     this.queue.length = 0;
     const socket = this.socket;
     this.dropSocket();
@@ -188,12 +198,14 @@ var Client = class {
     const socket = new this.WebSocketImpl(typeof this.url === "function" ? this.url() : this.url);
     this.socket = socket;
     socket.onopen = () => {
-      this.attempt = 0;
+      this.generation += 1;
+      const stableAfter = this.reconnect?.stableAfterMs ?? 0;
+      this.stableTimer = setTimeout(() => this.attempt = 0, stableAfter);
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
       this.setState("open");
       this.startHeartbeat();
-      for (const text of this.queue.splice(0)) socket.send(text);
+      for (const { text } of this.queue.splice(0)) socket.send(text);
     };
     socket.onmessage = (event) => {
       this.lastSeen = Date.now();
@@ -221,14 +233,19 @@ var Client = class {
     }
     if (msg.type === PONG) return;
     const meta = msg.from === void 0 ? {} : { from: msg.from };
-    const handler = msg.id === void 0 ? void 0 : this.handlers.get(msg.type);
-    if (handler && msg.id !== void 0) {
-      void this.answer(msg.id, () => handler(msg.data ?? null, meta));
-      return;
+    const handler = this.handlers.get(msg.type);
+    if (msg.id !== void 0) {
+      const type = msg.type;
+      void this.answer(msg.id, () => {
+        if (!handler) throw Object.assign(new Error(`no handler for "${type}"`), { code: "unknown_type" });
+        return handler(msg.data ?? null, meta);
+      });
+      if (handler) return;
     }
     for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
   }
   async answer(id, run) {
+    const generation = this.generation;
     let reply;
     try {
       reply = { type: REPLY, id, data: await run() ?? null };
@@ -237,6 +254,7 @@ var Client = class {
       const message = error instanceof Error ? error.message : String(error);
       reply = { type: ERROR, id, data: { code, message } };
     }
+    if (generation !== this.generation || this.state !== "open") return;
     try {
       this.write(reply);
     } catch {
@@ -247,9 +265,15 @@ var Client = class {
     if (!pending) return;
     clearTimeout(pending.timer);
     this.pending.delete(id);
+    this.unqueue(id);
     action(pending);
   }
-  write(envelope) {
+  /** Takes a settled request's frame out of the queue, so it is not sent after its caller gave up. */
+  unqueue(id) {
+    const at = this.queue.findIndex((entry) => entry.id === id);
+    if (at >= 0) this.queue.splice(at, 1);
+  }
+  write(envelope, requestId) {
     if (this.closedByUser) throw new WsClosedError("the client is closed");
     const text = JSON.stringify(envelope);
     if (this.state === "open" && this.socket?.readyState === OPEN) {
@@ -259,18 +283,21 @@ var Client = class {
     if (this.queue.length >= this.maxQueue) {
       throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
     }
-    this.queue.push(text);
+    this.queue.push(requestId === void 0 ? { text } : { text, id: requestId });
   }
   lost(code, reason) {
     this.dropSocket();
+    clearTimeout(this.stableTimer);
     this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closedByUser) return;
     const policy = this.reconnect;
-    if (!policy || this.attempt >= policy.maxAttempts) {
+    const decision = policy?.onClose(code) ?? "stop";
+    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      this.queue.length = 0;
       this.setState("closed", { code, reason });
       return;
     }
-    const delay = backoffDelay(this.attempt, policy, this.random);
+    const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
     this.attempt += 1;
     this.setState("reconnecting", { code, reason });
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
@@ -300,11 +327,7 @@ var Client = class {
     }, tick);
   }
   failPending(error) {
-    for (const [id, pending] of this.pending) {
-      clearTimeout(pending.timer);
-      this.pending.delete(id);
-      pending.reject(error);
-    }
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(error));
   }
   setState(state, close) {
     this.state = state;
@@ -342,6 +365,39 @@ function renderRooms() {
   target.innerHTML = `<option value="">everyone</option>` + [...joined].map((r) => `<option value="${esc(r)}">#${esc(r)}</option>`).join("");
   target.value = joined.has(current) ? current : "";
 }
+var MAX_OPEN_QUESTIONS = 3;
+var QUESTION_SHOWN_MS = 1e4;
+var openQuestions = 0;
+function askInPage(user, question) {
+  if (openQuestions >= MAX_OPEN_QUESTIONS) {
+    return Promise.reject(Object.assign(new Error("too many open questions"), { code: "busy" }));
+  }
+  openQuestions += 1;
+  const item = document.createElement("form");
+  item.className = "question";
+  item.innerHTML = `<span><span class="who">${esc(user)}</span> asks you: ${esc(question)}</span><input name="answer" autocomplete="off" maxlength="2000" placeholder="your answer"><button>Answer</button><button type="button" class="secondary">Decline</button>`;
+  $("questions").append(item);
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(expiry);
+      item.remove();
+      openQuestions -= 1;
+    };
+    const expiry = setTimeout(() => {
+      done();
+      reject(new Error("not answered in time"));
+    }, QUESTION_SHOWN_MS);
+    item.addEventListener("submit", (e) => {
+      e.preventDefault();
+      done();
+      resolve({ answer: item.elements.namedItem("answer").value });
+    });
+    item.querySelector("button.secondary").addEventListener("click", () => {
+      done();
+      reject(Object.assign(new Error(`${user}'s question was declined`), { code: "declined" }));
+    });
+  });
+}
 function connect(name) {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
@@ -369,7 +425,7 @@ function connect(name) {
     setTimeout(renderTyping, 3100);
   });
   next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
-  next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
+  next.handle("ask", (data) => askInPage(data.user, data.question));
   next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
   return next;
 }

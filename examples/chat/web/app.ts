@@ -36,6 +36,48 @@ function renderRooms(): void {
   target.value = joined.has(current) ? current : "";
 }
 
+/** Questions shown at once; more are refused with `busy` until one is answered. */
+const MAX_OPEN_QUESTIONS = 3;
+/** The server gives up on an answer after 10 s; the question leaves the page then. */
+const QUESTION_SHOWN_MS = 10_000;
+let openQuestions = 0;
+
+/** Shows another user's question in the page (never a modal dialog), attributed to its sender, and
+ * resolves with what this user types, or fails if they decline. */
+function askInPage(user: string, question: string): Promise<{ answer: string }> {
+  if (openQuestions >= MAX_OPEN_QUESTIONS) {
+    return Promise.reject(Object.assign(new Error("too many open questions"), { code: "busy" }));
+  }
+  openQuestions += 1;
+  const item = document.createElement("form");
+  item.className = "question";
+  item.innerHTML =
+    `<span><span class="who">${esc(user)}</span> asks you: ${esc(question)}</span>` +
+    `<input name="answer" autocomplete="off" maxlength="2000" placeholder="your answer">` +
+    `<button>Answer</button><button type="button" class="secondary">Decline</button>`;
+  $("questions").append(item);
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(expiry);
+      item.remove();
+      openQuestions -= 1;
+    };
+    const expiry = setTimeout(() => {
+      done();
+      reject(new Error("not answered in time"));
+    }, QUESTION_SHOWN_MS);
+    item.addEventListener("submit", (e) => {
+      e.preventDefault();
+      done();
+      resolve({ answer: (item.elements.namedItem("answer") as HTMLInputElement).value });
+    });
+    item.querySelector("button.secondary")!.addEventListener("click", () => {
+      done();
+      reject(Object.assign(new Error(`${user}'s question was declined`), { code: "declined" }));
+    });
+  });
+}
+
 function connect(name: string): WsClient<Protocol> {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
@@ -63,7 +105,7 @@ function connect(name: string): WsClient<Protocol> {
     setTimeout(renderTyping, 3100);
   });
   next.on("dm", (data) => log(`<span class="who">${esc(data.user)}</span> (direct): ${esc(data.text)}`));
-  next.handle("ask", (data) => ({ answer: window.prompt(`${data.user} asks: ${data.question}`) ?? "" }));
+  next.handle("ask", (data) => askInPage(data.user, data.question));
   next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
   return next;
 }

@@ -1,0 +1,147 @@
+// What the client does when connections fail, over real sockets: a request rejected while disconnected
+// is never sent later, an answer computed for a lost connection is not sent on the next one, the backoff
+// grows against a server that keeps closing, close codes that mean "do not retry" stop reconnection,
+// and a server request nobody handles is refused at once.
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { test } from "node:test";
+import { WebSocketServer, type WebSocket as ServerSocket } from "ws";
+import { WsClosedError } from "../src/index.js";
+import { chatClient, startChat, type Chat } from "./support.js";
+
+/** A bare WebSocket server on a free loopback port; `received` holds every frame it got, parsed. */
+async function bareServer(onConnection: (socket: ServerSocket, index: number) => void = () => {}) {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await once(server, "listening");
+  const received: { type: string; id?: number; data?: unknown }[] = [];
+  let connections = 0;
+  server.on("connection", (socket) => {
+    socket.on("message", (data) => received.push(JSON.parse(String(data))));
+    onConnection(socket, connections++);
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/ws`,
+    received,
+    connections: () => connections,
+    sockets: () => [...server.clients],
+    async close() {
+      for (const client of server.clients) client.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("a request rejected while disconnected is not sent once the connection is back", async () => {
+  const server = await startChat();
+  let restarted: Chat | undefined;
+  const client = chatClient(server.url("tom"), { reconnect: { baseDelayMs: 20, maxDelayMs: 50 } });
+  try {
+    await client.ready();
+    await server.kill();
+    // Made while disconnected: queued, then rejected when a reconnection attempt fails.
+    await assert.rejects(client.request("join", { room: "r" }, { timeoutMs: 60_000 }), WsClosedError);
+    restarted = await startChat(server.port);
+    await client.ready();
+    assert.deepEqual((await client.request("whoami")).groups, []);
+  } finally {
+    client.close();
+    await restarted?.stop();
+  }
+});
+
+test("an answer to a request of a lost connection is not sent on the next one", async () => {
+  const server = await bareServer((socket, index) => {
+    if (index === 0) {
+      socket.send(JSON.stringify({ type: "ask", id: 1, data: { question: "q", user: "u" } }));
+    }
+  });
+  const client = chatClient(server.url, { reconnect: { baseDelayMs: 10, maxDelayMs: 20 } });
+  let answer: (value: { answer: string }) => void = () => {};
+  let asked: () => void = () => {};
+  const askedOnce = new Promise<void>((resolve) => (asked = resolve));
+  client.handle("ask", () => {
+    asked();
+    return new Promise((resolve) => (answer = resolve));
+  });
+  try {
+    await askedOnce;
+    // The first connection drops while the answer is being worked out.
+    const back = new Promise<void>((resolve) => client.onState((s) => s === "open" && resolve()));
+    for (const socket of server.sockets()) socket.terminate();
+    await back;
+    answer({ answer: "late" });
+    await sleep(200);
+    assert.equal(server.connections(), 2);
+    assert.deepEqual(
+      server.received.filter((f) => f.type === "$reply" || f.type === "$error"),
+      [],
+    );
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test("the backoff grows against a server that closes every connection at once", async () => {
+  const server = await bareServer((socket) => socket.close(1001, "restarting"));
+  // The jitter at its top: each delay is the bound itself, 20, 40, 80, 160, 320, 640 ms...
+  const client = chatClient(server.url, {
+    reconnect: { baseDelayMs: 20, maxDelayMs: 5_000, stableAfterMs: 1_000 },
+    random: () => 0.999,
+  });
+  try {
+    await sleep(1_000);
+    // Starting over from 20 ms after each open would have made about 50 connections.
+    const made = server.connections();
+    assert.ok(made >= 4 && made <= 7, `${made} connections in 1 s`);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test("close codes that mean the client is at fault stop reconnection; 1008 slows it", async () => {
+  for (const code of [1003, 1007, 1009, 4001]) {
+    const server = await bareServer((socket) => socket.close(code, "no"));
+    const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 10 } });
+    const closed = new Promise<number | undefined>((resolve) =>
+      client.onState((state, close) => state === "closed" && resolve(close?.code)),
+    );
+    assert.equal(await closed, code);
+    await sleep(100);
+    assert.equal(server.connections(), 1, `close ${code}`);
+    client.close();
+    await server.close();
+  }
+  const server = await bareServer((socket) => socket.close(1008, "rate limit exceeded"));
+  const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 300 } });
+  try {
+    await sleep(700);
+    // Every retry waits the longest delay: 1 + 700 / 300 connections, not hundreds.
+    assert.ok(server.connections() <= 3, `${server.connections()} connections in 700 ms`);
+    assert.equal(client.state, "reconnecting");
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test("a server request with no handler is answered at once with unknown_type", async () => {
+  const server = await bareServer((socket) => socket.send(JSON.stringify({ type: "ask", id: 7, data: {} })));
+  const client = chatClient(server.url);
+  try {
+    const start = Date.now();
+    while (server.received.length === 0 && Date.now() - start < 2_000) await sleep(10);
+    assert.deepEqual(server.received[0], {
+      type: "$error",
+      id: 7,
+      data: { code: "unknown_type", message: 'no handler for "ask"' },
+    });
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
