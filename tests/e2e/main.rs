@@ -8,6 +8,7 @@ mod custom_backplane;
 mod delivery;
 mod echo;
 mod frames;
+mod fuzz_corpus;
 mod groups;
 mod handlers;
 mod handshake;

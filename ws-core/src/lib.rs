@@ -143,6 +143,9 @@ pub mod backplane;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_support;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_support;
 mod client;
 pub mod close;
 pub mod config;

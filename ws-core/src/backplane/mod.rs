@@ -98,6 +98,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::{LocalMembership, MemoryBackplane};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackplane, RedisConfig};
+#[cfg(all(feature = "redis", feature = "fuzzing"))]
+pub(crate) use self::redis::fuzz_peer_input;
 use crate::client::{Client, ClientId};
 use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;

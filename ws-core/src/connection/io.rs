@@ -199,8 +199,13 @@ enum UpgradedIo {
     /// The TCP socket, and what hyper had read past the HTTP request (the first frames, if the client sent
     /// them at once), to be read first.
     Tcp(TcpStream, bytes::Bytes),
-    Other(TokioIo<hyper::upgrade::Upgraded>),
+    Other(Pin<Box<dyn Stream>>),
 }
+
+/// Any other byte stream: hyper's `Upgraded` behind a foreign HTTP server, or an in-memory pipe.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
 
 impl CountingIo {
     pub(crate) fn new(upgraded: hyper::upgrade::Upgraded, server: Arc<Inner>) -> Self {
@@ -210,8 +215,18 @@ impl CountingIo {
                 UpgradedIo::Tcp(parts.io.into_inner(), bytes::Bytes::new())
             }
             Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
-            Err(upgraded) => UpgradedIo::Other(TokioIo::new(upgraded)),
+            Err(upgraded) => UpgradedIo::Other(Box::pin(TokioIo::new(upgraded))),
         };
+        Self::with(io, server)
+    }
+
+    /// Any byte stream, such as an in-memory pipe.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn other(io: impl Stream + 'static, server: Arc<Inner>) -> Self {
+        Self::with(UpgradedIo::Other(Box::pin(io)), server)
+    }
+
+    fn with(io: UpgradedIo, server: Arc<Inner>) -> Self {
         let frames = FrameTracker::new(server.config.message_timeout);
         Self { io, server, frames }
     }
@@ -249,7 +264,7 @@ impl AsyncRead for CountingIo {
                 Poll::Ready(Ok(()))
             }
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
-            UpgradedIo::Other(io) => Pin::new(io).poll_read(cx, buf),
+            UpgradedIo::Other(io) => io.as_mut().poll_read(cx, buf),
         };
         let read = &buf.filled()[before..];
         let eof = read.is_empty();
@@ -283,7 +298,7 @@ impl AsyncWrite for CountingIo {
     ) -> Poll<io::Result<usize>> {
         let polled = match &mut self.io {
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
-            UpgradedIo::Other(io) => Pin::new(io).poll_write(cx, buf),
+            UpgradedIo::Other(io) => io.as_mut().poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = polled {
             self.server
@@ -297,14 +312,14 @@ impl AsyncWrite for CountingIo {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.io {
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_flush(cx),
-            UpgradedIo::Other(io) => Pin::new(io).poll_flush(cx),
+            UpgradedIo::Other(io) => io.as_mut().poll_flush(cx),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.io {
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_shutdown(cx),
-            UpgradedIo::Other(io) => Pin::new(io).poll_shutdown(cx),
+            UpgradedIo::Other(io) => io.as_mut().poll_shutdown(cx),
         }
     }
 }

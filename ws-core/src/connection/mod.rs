@@ -25,7 +25,7 @@ mod pipeline;
 mod reader;
 mod writer;
 
-#[cfg(feature = "bench-internals")]
+#[cfg(any(feature = "bench-internals", feature = "fuzzing"))]
 pub(crate) use self::reader::{answer_call, route};
 
 use std::panic::AssertUnwindSafe;

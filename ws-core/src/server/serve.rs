@@ -82,13 +82,13 @@ pub(crate) struct Slot {
 }
 
 /// Why no [`Slot`] was given.
-enum NoSlot {
+pub(crate) enum NoSlot {
     Full,
     PerIp,
 }
 
 impl Slot {
-    fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
+    pub(crate) fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
         let max = inner.config.max_connections;
         let reserved = inner.connections.send_if_modified(|n| {
             let free = max == 0 || *n < max;

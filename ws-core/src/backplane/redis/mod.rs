@@ -232,6 +232,32 @@ impl RedisBackplane {
     }
 }
 
+/// Decodes `data` as a packet from another node and applies what it says to a replica of the cluster,
+/// and decodes it as a stored membership too: everything a peer (or whoever reaches Redis) controls.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_peer_input(data: &[u8]) {
+    let now = std::time::Instant::now();
+    let mut view = ClusterView::default();
+    if let Some(packet) = wire::decode(data) {
+        let _ = packet.frame();
+        match packet.op {
+            Op::Change(change) => view.apply(&packet.node, packet.seq, change, now),
+            Op::Heartbeat => {
+                view.heartbeat(&packet.node, packet.seq, now);
+            }
+            Op::Bye => view.remove(&packet.node),
+            _ => {}
+        }
+        for id in ["a", "b"] {
+            let _ = view.groups_of(id);
+        }
+    }
+    if let Ok(membership) = serde_json::from_slice::<wire::Membership>(data) {
+        view.replace("n", membership, now);
+        view.expire(now);
+    }
+}
+
 /// Runs a task of the link again whenever it panics (a bug, or a packet no check anticipated), so the
 /// link cannot die silently while `/stats` still says `connected`; returns once the task ends normally.
 async fn supervise<'a, F, Fut>(shared: &Shared, name: &str, mut task: F)

@@ -1,0 +1,6 @@
+//! See `ws_core::fuzz_support::connection`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ws_core::fuzz_support::connection(data);
+});
