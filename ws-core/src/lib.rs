@@ -143,9 +143,6 @@ pub mod backplane;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_support;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzz_support;
 mod client;
 pub mod close;
 pub mod config;
@@ -153,6 +150,9 @@ mod connection;
 pub mod delivery;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_support;
 mod group;
 pub mod handler;
 mod hooks;

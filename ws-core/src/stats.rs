@@ -237,7 +237,7 @@ impl StatsSnapshot {
             write_metric(&mut out, name, kind, help, value);
         }
         if let Some(b) = self.backplane {
-            let rows: [(&str, &str, &str, u64); 7] = [
+            let rows: [(&str, &str, &str, u64); 8] = [
                 (
                     "backplane_connected",
                     "gauge",
@@ -274,6 +274,12 @@ impl StatsSnapshot {
                     "counter",
                     "Times a backplane task panicked and was started again.",
                     b.task_restarts,
+                ),
+                (
+                    "backplane_received_dropped_total",
+                    "counter",
+                    "Messages from other nodes dropped because they arrived faster than they were applied.",
+                    b.received_dropped,
                 ),
             ];
             for (name, kind, help, value) in rows {

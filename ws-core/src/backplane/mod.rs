@@ -96,10 +96,10 @@ use std::fmt::Debug;
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::{LocalMembership, MemoryBackplane};
-#[cfg(feature = "redis")]
-pub use self::redis::{RedisBackplane, RedisConfig};
 #[cfg(all(feature = "redis", feature = "fuzzing"))]
 pub(crate) use self::redis::fuzz_peer_input;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackplane, RedisConfig};
 use crate::client::{Client, ClientId};
 use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;
@@ -200,4 +200,8 @@ pub struct BackplaneStats {
     /// `connected` is false.
     #[serde(default)]
     pub task_restarts: u64,
+    /// Messages from other nodes dropped on arrival because this node could not apply them as fast as
+    /// they came (the incoming buffer's bounds are the outgoing queue's).
+    #[serde(default)]
+    pub received_dropped: u64,
 }

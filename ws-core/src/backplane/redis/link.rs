@@ -6,10 +6,12 @@
 //! the link is broken somewhere even if no socket reported an error, and it reconnects.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::{mpsc, watch};
@@ -280,7 +282,11 @@ pub(super) async fn subscribe(
     lock(&shared.cluster).clear();
 }
 
-async fn listen(shared: &Shared, local: &MemoryBackplane, backoff: &mut Backoff) -> RedisError {
+async fn listen(
+    shared: &Arc<Shared>,
+    local: &MemoryBackplane,
+    backoff: &mut Backoff,
+) -> RedisError {
     let config = &shared.config;
     let timeout = config.node_timeout_value();
     let opened = tokio::time::timeout(timeout, config.client.get_async_pubsub()).await;
@@ -299,18 +305,31 @@ async fn listen(shared: &Shared, local: &MemoryBackplane, backoff: &mut Backoff)
     };
     shared.subscriber_up.store(true, Relaxed);
     backoff.reset();
-    let mut messages = pubsub.into_on_message();
+    // Redis pushes as fast as others publish, into a buffer of the client's that has no bound; a task that
+    // only moves payloads keeps that buffer empty, and the bounded channel behind it drops what this node
+    // cannot apply in time, counted.
+    let (arrived, mut incoming) = mpsc::channel(config.queue_capacity);
+    let forwarder = tokio::spawn(forward(
+        pubsub
+            .into_on_message()
+            .map(|m| Bytes::copy_from_slice(m.get_payload_bytes())),
+        arrived,
+        Arc::new(Buffered::new(config.queue_bytes)),
+        shared.clone(),
+    ));
+    let _stop_forwarding = AbortOnDrop(forwarder);
     let mut ticker = tokio::time::interval(config.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut own_heartbeat = Instant::now();
     loop {
         tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else {
+            message = incoming.recv() => {
+                let Some((payload, buffered)) = message else {
                     return RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
                 };
-                shared.received.fetch_add(1, Relaxed);
-                let Some(packet) = wire::decode(message.get_payload_bytes()) else {
+                let packet = wire::decode(&payload);
+                buffered.release(payload.len());
+                let Some(packet) = packet else {
                     continue;
                 };
                 if packet.node == shared.node {
@@ -333,6 +352,67 @@ async fn listen(shared: &Shared, local: &MemoryBackplane, backoff: &mut Backoff)
                 }
             }
         }
+    }
+}
+
+/// Bytes of received payloads waiting to be applied, against their bound.
+#[derive(Debug)]
+pub(super) struct Buffered {
+    bytes: AtomicUsize,
+    limit: usize,
+}
+
+impl Buffered {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn reserve(&self, n: usize) -> bool {
+        self.bytes
+            .fetch_update(Relaxed, Relaxed, |b| (b + n <= self.limit).then_some(b + n))
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.bytes.fetch_sub(n, Relaxed);
+    }
+}
+
+/// Moves what Redis delivers into the bounded channel, as fast as it arrives; past either bound (messages
+/// or bytes) a payload is dropped and counted in `received_dropped`.
+pub(super) async fn forward(
+    mut messages: impl Stream<Item = Bytes> + Unpin,
+    arrived: mpsc::Sender<(Bytes, Arc<Buffered>)>,
+    buffered: Arc<Buffered>,
+    shared: Arc<Shared>,
+) {
+    while let Some(payload) = messages.next().await {
+        shared.received.fetch_add(1, Relaxed);
+        let n = payload.len();
+        if !buffered.reserve(n) {
+            shared.received_dropped.fetch_add(1, Relaxed);
+            continue;
+        }
+        match arrived.try_send((payload, buffered.clone())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                buffered.release(n);
+                shared.received_dropped.fetch_add(1, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Aborts the task when dropped: the forwarder lives exactly as long as the subscription it serves.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

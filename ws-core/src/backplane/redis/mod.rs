@@ -129,6 +129,7 @@ struct Shared {
     dropped: AtomicU64,
     reconnects: AtomicU64,
     task_restarts: AtomicU64,
+    received_dropped: AtomicU64,
 }
 
 /// One message waiting for the publisher.
@@ -184,6 +185,7 @@ impl RedisBackplane {
             dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             task_restarts: AtomicU64::new(0),
+            received_dropped: AtomicU64::new(0),
         });
         tokio::spawn({
             let (shared, local, stop) = (shared.clone(), local.clone(), stop.clone());
@@ -473,6 +475,7 @@ impl Backplane for RedisBackplane {
             dropped: s.dropped.load(Relaxed),
             reconnects: s.reconnects.load(Relaxed),
             task_restarts: s.task_restarts.load(Relaxed),
+            received_dropped: s.received_dropped.load(Relaxed),
         })
     }
 
@@ -521,5 +524,29 @@ mod tests {
             (runs.get(), stats.task_restarts, stats.connected),
             (3, 2, false)
         );
+    }
+
+    #[tokio::test]
+    async fn what_arrives_faster_than_it_is_applied_is_dropped_and_counted() {
+        let server = crate::Server::builder(crate::Config::default())
+            .build()
+            .unwrap();
+        let unreachable = RedisConfig::new("redis://127.0.0.1:1/").unwrap();
+        let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
+        let payloads =
+            || futures_util::stream::iter((0..50).map(|_| bytes::Bytes::from(vec![b'x'; 100])));
+
+        // 10 messages fit; nobody applies them.
+        let (arrived, _waiting) = mpsc::channel(10);
+        let budget = Arc::new(link::Buffered::new(1 << 20));
+        link::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        assert_eq!(backplane.stats().unwrap().received_dropped, 40);
+
+        // 500 bytes fit: five payloads of 100.
+        let (arrived, _waiting) = mpsc::channel(1000);
+        let budget = Arc::new(link::Buffered::new(500));
+        link::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        let stats = backplane.stats().unwrap();
+        assert_eq!((stats.received_dropped, stats.received), (40 + 45, 100));
     }
 }
