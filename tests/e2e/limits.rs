@@ -462,3 +462,85 @@ async fn a_hung_on_disconnect_hook_is_dropped() {
     })
     .await;
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A masked client frame of any length (mask key 0), as raw bytes.
+fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// SECURITY.md "Memory one connection can hold": ten connections to the chat example each try to make the
+/// server hold more than the defaults allow — 256 joins with 10 KB room names, then 256 rooms of 256-byte
+/// names, the longest user name, a 500 KB message whose last fragment never comes — and the server's
+/// resident memory grows by less than the documented worst case of one connection (2.4 MiB) each.
+#[tokio::test]
+async fn one_connection_holds_less_than_the_documented_worst_case() {
+    use tokio::io::AsyncWriteExt;
+    const CONNECTIONS: u64 = 10;
+    const WORST_CASE_KIB: u64 = 2400;
+    let chat = crate::support::start_example("chat", &["--port", "0", "--rate-limit", "0"]).await;
+    let pid = chat.child.id().expect("chat's pid");
+    let (warm, _) = chat.join("warm").await;
+    let before = rss_kib(pid);
+    let mut held = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (mut client, _) = chat.join(&format!("{c:x>32}")).await;
+        for i in 0..256 {
+            let room = format!("{c}-{i:x>10000}");
+            client
+                .send_json(json!({"type": "join", "data": {"room": room}, "id": i}))
+                .await;
+            assert_eq!(client.recv().await["data"]["code"], "limit_exceeded");
+        }
+        for i in 0..256 {
+            let room = format!("{c}-{i:x>252}");
+            client
+                .send_json(json!({"type": "join", "data": {"room": room}, "id": i}))
+                .await;
+            assert_eq!(client.recv().await["data"]["joined"], true);
+        }
+        let part = vec![b'x'; 62_500];
+        let tcp = match client.ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => unreachable!("plain TCP in tests"),
+        };
+        tcp.write_all(&raw_frame(false, 0x1, &part)).await.unwrap();
+        for _ in 0..7 {
+            tcp.write_all(&raw_frame(false, 0x0, &part)).await.unwrap();
+        }
+        held.push(client);
+    }
+    // Let the server read what the sockets hold.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = rss_kib(pid).saturating_sub(before);
+    let per_connection = grown / CONNECTIONS;
+    eprintln!("chat grew by {grown} KiB for {CONNECTIONS} connections: {per_connection} KiB each");
+    assert!(
+        per_connection < WORST_CASE_KIB,
+        "{per_connection} KiB per connection"
+    );
+    drop((held, warm));
+}
