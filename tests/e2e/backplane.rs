@@ -351,6 +351,39 @@ async fn membership_changes_count_their_length_in_the_queue_bound() {
     assert_eq!(srv.server.groups().len(), 20, "local joins all happen");
 }
 
+/// `ws_core::backplane` Redis module docs, "Wire format": a node keeps its membership in a hash with one
+/// entry per client (its groups as a JSON array) and `$seq`, updated with each change.
+#[tokio::test]
+async fn membership_is_stored_as_one_hash_entry_per_client() {
+    let redis = RedisServer::start().await;
+    let (a, b) = pair(&fast(&redis.url())).await;
+    let (mut on_a, a_id) = client(&a).await;
+    join(&mut on_a, "room").await;
+    let (_on_b, b_id) = client(&b).await;
+    let entries = || async {
+        let keys = redis.command(&[b"KEYS", b"ws:v2:members:*"]).await;
+        let keys = String::from_utf8_lossy(&keys).into_owned();
+        let mut all = String::new();
+        for key in keys.lines().filter(|l| l.starts_with("ws:")) {
+            let fields = redis.command(&[b"HGETALL", key.as_bytes()]).await;
+            all.push_str(&String::from_utf8_lossy(&fields));
+        }
+        all
+    };
+    eventually("both clients are stored, with their groups", || async {
+        let all = entries().await;
+        all.contains(&format!("{a_id}\r\n$8\r\n[\"room\"]"))
+            && all.contains(&format!("{b_id}\r\n$2\r\n[]"))
+            && all.matches("$seq").count() == 2
+    })
+    .await;
+    on_a.close().await;
+    eventually("a client gone leaves the hash", || async {
+        !entries().await.contains(&a_id)
+    })
+    .await;
+}
+
 /// A packet with a change number of u64::MAX, published by whoever reaches Redis, is taken like any
 /// other gap (the node's membership is read again): the receiving task neither panics nor stops, and
 /// sends still cross the nodes.
@@ -359,11 +392,11 @@ async fn a_peer_change_number_at_its_maximum_is_harmless() {
     let redis = RedisServer::start().await;
     let (a, b) = pair(&fast(&redis.url())).await;
     let packet =
-        br#"{"v":1,"node":"x","seq":18446744073709551615,"op":"change","change":"connect","id":"c"}"#;
+        br#"{"v":2,"node":"x","seq":18446744073709551615,"op":"change","change":"connect","id":"c"}"#;
     for _ in 0..2 {
         let mut payload = packet.to_vec();
         payload.push(b'\n');
-        redis.publish("ws:v1:all", &payload).await;
+        redis.publish("ws:v2:all", &payload).await;
     }
     let (mut on_a, _) = client(&a).await;
     let (mut on_b, _) = client(&b).await;

@@ -59,11 +59,12 @@ impl RedisServer {
 }
 
 impl RedisServer {
-    /// Publishes `payload` on `channel` as any Redis client could (a peer, or whoever reaches Redis).
-    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) {
+    /// Sends one command as any Redis client could (a peer, or whoever reaches Redis) and returns the raw
+    /// reply (RESP), read until it stops coming.
+    pub(crate) async fn command(&self, args: &[&[u8]]) -> Vec<u8> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut command = Vec::new();
-        for arg in [b"PUBLISH".as_slice(), channel.as_bytes(), payload] {
+        let mut command = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
             command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
             command.extend_from_slice(arg);
             command.extend_from_slice(b"\r\n");
@@ -71,18 +72,30 @@ impl RedisServer {
         let mut tcp = TcpStream::connect(("127.0.0.1", self.port))
             .await
             .expect("connect to redis-server");
-        tcp.write_all(b"*3\r\n").await.expect("write");
         tcp.write_all(&command).await.expect("write");
-        let mut answer = [0u8; 64];
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+        let mut reply = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut reply))
             .await
             .expect("redis answers")
             .expect("read");
-        assert_eq!(
-            answer.first(),
-            Some(&b':'),
-            "PUBLISH answered {:?}",
-            &answer[..n]
-        );
+        let mut reply = reply[..n].to_vec();
+        let mut more = [0u8; 64 * 1024];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut more)).await
+        {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&more[..n]);
+        }
+        reply
+    }
+
+    /// Publishes `payload` on `channel`.
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) {
+        let reply = self
+            .command(&[b"PUBLISH", channel.as_bytes(), payload])
+            .await;
+        assert_eq!(reply.first(), Some(&b':'), "PUBLISH answered {reply:?}");
     }
 }

@@ -26,12 +26,18 @@ impl MemoryBackplane {
     /// This node's clients and groups, copied at once: what a distributed backplane stores for the
     /// other nodes to rebuild their replica of this one.
     pub fn membership(&self) -> LocalMembership {
-        let mut clients = Vec::new();
-        self.clients.for_each(|c| clients.push(c.id().clone()));
         LocalMembership {
-            clients,
+            clients: self.client_ids(),
             groups: self.groups.snapshot(),
         }
+    }
+
+    /// The ids of the clients connected to this node, without their groups (which
+    /// [`Client::groups`](crate::Client::groups) gives one client at a time).
+    pub fn client_ids(&self) -> Vec<ClientId> {
+        let mut clients = Vec::new();
+        self.clients.for_each(|c| clients.push(c.id().clone()));
+        clients
     }
 
     /// Whether a client with this id is connected to this node.

@@ -5,6 +5,7 @@
 //! exponential backoff. The receiver also listens for this node's own heartbeats: when they stop arriving,
 //! the link is broken somewhere even if no socket reported an error, and it reconnects.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +18,7 @@ use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::wire::{self, Change, Membership, Op};
+use super::wire::{self, Change, Op};
 use super::{Outgoing, Shared};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::ClientId;
@@ -99,7 +100,7 @@ pub(super) async fn publish(
         shared: &shared,
         local: &local,
         seq: 0,
-        written: None,
+        stored: false,
         batch: Vec::with_capacity(BATCH),
     };
     loop {
@@ -119,7 +120,7 @@ pub(super) async fn publish(
         };
         backoff.reset();
         shared.publisher_up.store(true, Relaxed);
-        publisher.written = None;
+        publisher.stored = false;
         let mut ticker = tokio::time::interval(config.heartbeat_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let failure = loop {
@@ -161,8 +162,9 @@ struct Publisher<'a> {
     local: &'a MemoryBackplane,
     /// Number of this node's latest membership change.
     seq: u64,
-    /// The change number of the membership last stored under this node's key on this connection.
-    written: Option<u64>,
+    /// Whether this node's key holds its whole membership, on this connection; cleared when a change may
+    /// have missed it.
+    stored: bool,
     batch: Vec<Outgoing>,
 }
 
@@ -171,7 +173,8 @@ impl Publisher<'_> {
         let shared = self.shared;
         let all = shared.config.channel_all();
         let mut pipe = redis::pipe();
-        let mut changes = false;
+        // Clients whose entry in this node's key changed in this batch.
+        let mut touched = BTreeSet::new();
         let count = self.batch.len() as u64;
         for message in self.batch.drain(..) {
             shared.queued_bytes.fetch_sub(message.size(), Relaxed);
@@ -188,8 +191,8 @@ impl Publisher<'_> {
                     pipe.publish(shared.config.channel_node(&node), payload);
                 }
                 Outgoing::Change(change) => {
-                    changes = true;
                     self.seq += 1;
+                    touched.insert(change.id().to_owned());
                     pipe.publish(
                         &all,
                         wire::encode(&shared.node, self.seq, Op::Change(change), None),
@@ -197,6 +200,10 @@ impl Publisher<'_> {
                 }
             }
             pipe.ignore();
+        }
+        let changes = !touched.is_empty();
+        if changes {
+            self.store_clients(&mut pipe, touched);
         }
         if let Err(e) = pipe.query_async::<()>(conn).await {
             if changes {
@@ -208,37 +215,52 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    /// Stores the membership under this node's key if it changed (else extends the key's life), then
-    /// announces the latest change number.
+    /// Adds to `pipe` the entries of `ids` in this node's key, as they are now (a client gone since is
+    /// removed), and the latest change number.
+    fn store_clients(&self, pipe: &mut redis::Pipeline, ids: impl IntoIterator<Item = String>) {
+        let key = self.shared.config.membership_key(&self.shared.node);
+        for id in ids {
+            match self.local.client(&id) {
+                Some(client) => pipe.hset(&key, id, wire::client_field(&client.groups())),
+                None => pipe.hdel(&key, id),
+            };
+            pipe.ignore();
+        }
+        pipe.hset(&key, wire::SEQ_FIELD, self.seq).ignore();
+    }
+
+    /// Writes this node's key from scratch (after a change was lost, on a new connection, or when the key
+    /// vanished), then extends its life and announces the latest change number. Otherwise the key is
+    /// already up to date, change by change, and only its life is extended.
     async fn heartbeat(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
         let shared = self.shared;
         if shared.changes_lost.swap(false, Relaxed) {
             // The others cannot have seen this number: they will read the whole membership.
             self.seq += 1;
+            self.stored = false;
         }
         let key = shared.config.membership_key(&shared.node);
-        let ttl = millis(shared.config.node_timeout_value());
+        let ttl = i64::try_from(millis(shared.config.node_timeout_value())).unwrap_or(i64::MAX);
+        let rewrite = !self.stored;
         let mut pipe = redis::pipe();
-        let rewrite = self.written != Some(self.seq);
         if rewrite {
-            let local = self.local.membership();
-            let ids = |ids: Vec<ClientId>| ids.iter().map(ToString::to_string).collect();
-            let membership = Membership {
-                seq: self.seq,
-                clients: ids(local.clients),
-                groups: local.groups.into_iter().map(|(g, m)| (g, ids(m))).collect(),
-            };
-            let value = serde_json::to_vec(&membership).unwrap_or_default();
-            pipe.pset_ex(&key, value, ttl);
-        } else {
-            pipe.pexpire(&key, i64::try_from(ttl).unwrap_or(i64::MAX));
+            // Once per connection or loss: the only time the whole membership is copied.
+            pipe.atomic().del(&key).ignore();
+            let ids = self
+                .local
+                .client_ids()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>();
+            self.store_clients(&mut pipe, ids);
         }
+        pipe.pexpire(&key, ttl);
         let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None);
         pipe.publish(shared.config.channel_all(), beat).ignore();
-        let (stored,): (redis::Value,) = pipe.query_async(conn).await?;
+        let (kept,): (redis::Value,) = pipe.query_async(conn).await?;
         // A key that vanished (Redis restarted without persistence, or evicted it) is written again.
-        let kept = rewrite || matches!(stored, redis::Value::Int(1) | redis::Value::Boolean(true));
-        self.written = kept.then_some(self.seq);
+        let kept = matches!(kept, redis::Value::Int(1) | redis::Value::Boolean(true));
+        self.stored = kept;
         shared.published.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -471,9 +493,9 @@ async fn apply(
             let stale = lock(&shared.cluster).heartbeat(&packet.node, packet.seq, now);
             if stale {
                 let key = shared.config.membership_key(&packet.node);
-                let stored: Option<Vec<u8>> =
-                    redis::cmd("GET").arg(key).query_async(reader).await?;
-                let membership = stored.and_then(|v| serde_json::from_slice::<Membership>(&v).ok());
+                let fields: Vec<(String, Vec<u8>)> =
+                    redis::cmd("HGETALL").arg(key).query_async(reader).await?;
+                let membership = wire::membership_from_fields(fields);
                 let mut cluster = lock(&shared.cluster);
                 match membership {
                     Some(m) => cluster.replace(&packet.node, m, now),

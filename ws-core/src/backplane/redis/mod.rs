@@ -7,27 +7,34 @@
 //!
 //! Deliveries (broadcast, group send) go to one channel every node subscribes to; a direct send goes to the
 //! channel of the node holding the client. Membership (which clients each node has, and their groups) is
-//! replicated: each node publishes its changes, numbered, and keeps its whole membership under a key that
-//! expires unless the node refreshes it, so a crashed node disappears by itself (see
+//! replicated: each node publishes its changes, numbered, and keeps its membership under a key that it
+//! updates with each change and that expires unless the node refreshes it, so a crashed node disappears
+//! by itself (see
 //! [`ClusterView`](cluster::ClusterView) for how a replica catches up after a lost message).
 //!
 //! Guarantees are those of Redis pub/sub: at most once, in order per publishing node. A frame published while
 //! a receiving node is disconnected from Redis is lost for that node's clients.
 //!
-//! # Wire format, version 1
+//! # Wire format, version 2
 //!
 //! Everything lives under the configured prefix `P` (default `ws`) and the wire version: nodes of another
 //! version on the same Redis form a separate cluster.
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `P:v1:all` | channel, every node subscribes | broadcasts, group sends, membership changes, heartbeats, goodbyes |
-//! | `P:v1:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
-//! | `P:v1:members:N` | string key, expires after `node_timeout` | node `N`'s whole membership: `{"seq", "clients": [id], "groups": {name: [id]}}` |
+//! | `P:v2:all` | channel, every node subscribes | broadcasts, group sends, membership changes, heartbeats, goodbyes |
+//! | `P:v2:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
+//! | `P:v2:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
+//!
+//! A node updates its hash in the same pipeline as it publishes its changes: one `HSET` (or `HDEL`, for a
+//! client gone) per client whose groups changed, and `$seq`. It writes the whole hash (`DEL`, then an
+//! `HSET` per client, in one transaction) only when it has to: on each new connection to Redis, after a
+//! change could not be published, or when its key vanished (Redis restarted empty); each heartbeat
+//! extends the key's life with `PEXPIRE`. A node that must catch up reads the hash with `HGETALL`.
 //!
 //! Every message is one JSON header line, a newline, then for deliveries the frame's payload byte for
 //! byte (a header never embeds the frame, which would escape it twice). The header:
-//! `{"v": 1, "node": N, "seq": S, "op": ..., "binary"?: true, "volatile"?: true, "latest"?: key, ...}`,
+//! `{"v": 2, "node": N, "seq": S, "op": ..., "binary"?: true, "volatile"?: true, "latest"?: key, ...}`,
 //! where `node` is the sender's random 128-bit id in hex, `seq` the number of its latest membership
 //! change, and `op` one of:
 //!
@@ -50,10 +57,10 @@
 //! Each node holds one subscriber and one multiplexed connection. A broadcast or group send is one
 //! `PUBLISH` to `all`, which Redis fans out to every node, whatever the number of recipients; each node
 //! then delivers from memory. A direct send to a client elsewhere is one `PUBLISH` to that node's channel.
-//! Each membership change is one `PUBLISH` to every node; every `heartbeat_interval` (1 s) a node
-//! publishes a heartbeat and extends its key's life, rewriting the key only when its membership changed
-//! since the last write. Every node keeps a replica of every other node's clients and groups: memory
-//! grows with the cluster's total membership, not with this node's.
+//! Each membership change is one `PUBLISH` to every node and one `HSET` of the client's entry (at most
+//! `max_groups_per_client` × `max_group_name_bytes`, 64 KiB with the defaults); every `heartbeat_interval`
+//! (1 s) a node publishes a heartbeat and extends its key's life. Every node keeps a replica of every other
+//! node's clients and groups: memory grows with the cluster's total membership, not with this node's.
 
 mod cluster;
 mod config;
@@ -254,7 +261,16 @@ pub(crate) fn fuzz_peer_input(data: &[u8]) {
             let _ = view.groups_of(id);
         }
     }
-    if let Ok(membership) = serde_json::from_slice::<wire::Membership>(data) {
+    // As the fields of a stored membership: lines, alternately a field and its value.
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let fields = lines
+        .chunks(2)
+        .map(|pair| {
+            let field = String::from_utf8_lossy(pair[0]).into_owned();
+            (field, pair.get(1).map_or_else(Vec::new, |v| v.to_vec()))
+        })
+        .collect();
+    if let Some(membership) = wire::membership_from_fields(fields) {
         view.replace("n", membership, now);
         view.expire(now);
     }

@@ -16,7 +16,7 @@ use crate::protocol::Frame;
 
 /// The version of everything below, part of every channel and key name and of every header: nodes of
 /// different versions on one Redis do not see each other, and a packet of another version is ignored.
-pub(crate) const WIRE_VERSION: u32 = 1;
+pub(crate) const WIRE_VERSION: u32 = 2;
 
 /// One operation, as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,18 @@ pub(super) enum Change {
     Disconnect { id: String },
     Join { group: String, id: String },
     Leave { group: String, id: String },
+}
+
+impl Change {
+    /// The client the change is about.
+    pub(super) fn id(&self) -> &str {
+        match self {
+            Self::Connect { id }
+            | Self::Disconnect { id }
+            | Self::Join { id, .. }
+            | Self::Leave { id, .. } => id,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,17 +180,72 @@ pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
     })
 }
 
-/// A node's membership as stored under its key: enough for another node to rebuild its replica.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A node's membership, as read from its key: enough for another node to rebuild its replica.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Membership {
     pub(super) seq: u64,
     pub(super) clients: Vec<String>,
     pub(super) groups: BTreeMap<String, Vec<String>>,
 }
 
+/// The hash field holding the number of the latest change the key reflects.
+pub(super) const SEQ_FIELD: &str = "$seq";
+
+/// The value stored for one client: its groups, as a JSON array.
+pub(super) fn client_field(groups: &[String]) -> Vec<u8> {
+    // A list of strings always serializes.
+    serde_json::to_vec(groups).unwrap_or_default()
+}
+
+/// A membership from the fields of a node's key (`HGETALL`); `None` for a key that does not exist (no
+/// fields) or has no number. Fields that do not parse are skipped.
+pub(super) fn membership_from_fields(fields: Vec<(String, Vec<u8>)>) -> Option<Membership> {
+    let mut membership = Membership::default();
+    let mut seq = None;
+    for (field, value) in fields {
+        if field == SEQ_FIELD {
+            seq = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            continue;
+        }
+        let Ok(groups) = serde_json::from_slice::<Vec<String>>(&value) else {
+            continue;
+        };
+        for group in groups {
+            membership
+                .groups
+                .entry(group)
+                .or_default()
+                .push(field.clone());
+        }
+        membership.clients.push(field);
+    }
+    membership.seq = seq?;
+    Some(membership)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_membership_is_read_back_from_its_fields() {
+        let field = |k: &str, v: &[u8]| (k.to_owned(), v.to_vec());
+        let fields = vec![
+            field("c1", &client_field(&["g".into(), "h".into()])),
+            field(SEQ_FIELD, b"7"),
+            field("c2", b"[]"),
+            field("c3", b"not json"),
+        ];
+        let membership = membership_from_fields(fields).unwrap();
+        assert_eq!(membership.seq, 7);
+        assert_eq!(membership.clients, ["c1", "c2"]);
+        assert_eq!(membership.groups["g"], ["c1"]);
+        assert_eq!(membership.groups["h"], ["c1"]);
+        assert_eq!(membership_from_fields(Vec::new()), None);
+        assert_eq!(membership_from_fields(vec![field("c1", b"[]")]), None);
+    }
 
     #[test]
     fn queued_sizes_bound_the_encoded_packets() {
@@ -260,15 +327,15 @@ mod tests {
         assert_eq!(decode(b"hello"), None);
         assert_eq!(decode(b"{\"node\":1}\nbody"), None);
         assert_eq!(
-            decode(b"{\"v\":1,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
+            decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
             None
         );
         let heartbeat = encode("n", 1, Op::Heartbeat, None);
-        assert!(heartbeat.starts_with(b"{\"v\":1,"));
+        assert!(heartbeat.starts_with(b"{\"v\":2,"));
         assert!(decode(&heartbeat).is_some());
         // Another wire version, or none: ignored.
         assert_eq!(
-            decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
+            decode(b"{\"v\":1,\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
             None
         );
         assert_eq!(
