@@ -9,10 +9,12 @@
 //!
 //! A warm-up of a fifth of the run (at most 60 s) ends with every client gone; each node's RSS and task
 //! count then are the baseline. After the run, when every client is gone again, the check is: RSS within
-//! 10 % of the baseline, the same number of tasks, no group and no client left on any node, and the frames
-//! the nodes wrote equal the frames the clients read (plus counted drops). Before it disconnects, a client
-//! leaves its rooms and waits for the answers to all its requests, so no frame is in flight to a socket
-//! that goes away: the count must match exactly. Exits 1 if a check fails.
+//! 10 % of the baseline, the same number of tasks, no group and no client left on any node, the frames the
+//! nodes wrote equal to the frames the clients read, and the frames the clients sent equal to the frames
+//! the nodes read (unless clients were dropped as slow consumers, which the nodes stop reading; such drops
+//! are counted and printed). Before it disconnects, a client leaves its rooms and waits for the answers to
+//! all its requests, so no frame is in flight to a socket that goes away: the counts must match exactly.
+//! Exits 1 if a check fails.
 //!
 //! The nodes are this binary in `--serve` mode: ws-core with `Config::default()` except pings every 2 s and
 //! a 4 s pong timeout (so half-open clients leave within the run), and a `/soak` route with its RSS, tasks,
@@ -494,7 +496,10 @@ async fn run(plan: Plan) -> bool {
         );
         ok &= rss_ok && tasks_ok && empty;
     }
-    let accounted = written == read + drops && sent == server_read;
+    // Every frame a node wrote was read. A client dropped as a slow consumer (on a loaded machine) loses
+    // what was still queued for it, which was never written, and the node stops reading it, so what it
+    // sent after that is not read: inbound is exact only without drops.
+    let accounted = written == read && (sent == server_read || drops > 0 && sent > server_read);
     println!(
         "sessions {}: clean {}, reset {}, half-open {}; failed connects {}",
         counts.sessions.load(Relaxed),
@@ -504,7 +509,7 @@ async fn run(plan: Plan) -> bool {
         counts.failed_connects.load(Relaxed),
     );
     println!(
-        "frames: nodes wrote {written}, clients read {read}, slow-consumer drops {drops}; clients sent {sent}, nodes read {server_read} {}",
+        "frames: nodes wrote {written}, clients read {read}; clients sent {sent}, nodes read {server_read}; clients dropped as slow consumers {drops} {}",
         if accounted { "ok" } else { "FAILED" }
     );
     if let Some(b) = stats.iter().filter_map(|s| s.get("backplane")).next() {
