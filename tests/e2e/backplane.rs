@@ -28,6 +28,15 @@ fn fast(url: &str) -> RedisConfig {
         .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
 }
 
+/// `fast`, on a port where no Redis listens.
+fn unreachable() -> RedisConfig {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    fast(&format!("redis://127.0.0.1:{closed_port}/"))
+}
+
 /// The group protocol of `groups.rs`, plus `everyone` (broadcast) and `dm`, on a Redis backplane.
 fn node(redis: &RedisConfig) -> ServerBuilder {
     let redis = redis.clone();
@@ -297,11 +306,7 @@ async fn a_node_that_loses_redis_keeps_serving_and_reconnects() {
 /// rest is dropped and counted, and local clients get every message.
 #[tokio::test]
 async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let unreachable = fast(&format!("redis://127.0.0.1:{closed_port}/"));
+    let unreachable = unreachable();
 
     // 5 messages: the client's connect event takes one, 4 of 20 broadcasts fit.
     let by_count = spawn(node(&unreachable.clone().queue_limits(5, 1 << 20))).await;
@@ -334,11 +339,7 @@ async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
 /// queue's byte bound, so joins with long group names cannot grow it past the bound while Redis is away.
 #[tokio::test]
 async fn membership_changes_count_their_length_in_the_queue_bound() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let unreachable = fast(&format!("redis://127.0.0.1:{closed_port}/")).queue_limits(1000, 4000);
+    let unreachable = unreachable().queue_limits(1000, 4000);
     let srv = spawn(node(&unreachable)).await;
     let (mut c, _) = client(&srv).await;
     for i in 0..20 {

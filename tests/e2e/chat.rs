@@ -305,17 +305,10 @@ async fn limit_flags() {
     }
     assert_eq!(ann.recv_close().await.code, 1008);
     // ann's 1008 frees her slot once the server has let go of her connection.
-    crate::support::eventually("ann's slot is free", || async {
-        match crate::support::WsClient::try_connect(&format!("ws://{}/ws?token=bob", chat.addr))
-            .await
-        {
-            Ok(bob) => {
-                bob.close().await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
+    crate::support::eventually_connects(
+        "ann's slot is free",
+        &format!("ws://{}/ws?token=bob", chat.addr),
+    )
     .await;
     let (mut bob, _) = chat.join("bob").await;
     assert_eq!(

@@ -179,16 +179,7 @@ async fn max_connections_gets_503() {
         srv.server.stats().connected_clients == 1
     })
     .await;
-    crate::support::eventually("a new client fits", || async {
-        match WsClient::try_connect(&srv.url("/ws")).await {
-            Ok(c) => {
-                c.close().await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    crate::support::eventually_connects("a new client fits", &srv.url("/ws")).await;
     b.close().await;
 }
 
@@ -288,16 +279,8 @@ async fn connections_per_ip_gets_429() {
         Some(serde_json::json!("127.0.0.1"))
     );
     a.close().await;
-    crate::support::eventually("a new client from the address fits", || async {
-        match WsClient::try_connect(&srv.url("/ws")).await {
-            Ok(c) => {
-                c.close().await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    crate::support::eventually_connects("a new client from the address fits", &srv.url("/ws"))
+        .await;
     b.close().await;
 }
 
@@ -325,16 +308,7 @@ async fn idle_http_connections_past_max_handshakes_get_503() {
     .await;
     assert!(srv.server.stats().rejected_connections >= 1);
     drop(idle.pop());
-    crate::support::eventually("a WebSocket client fits again", || async {
-        match WsClient::try_connect(&srv.url("/ws")).await {
-            Ok(c) => {
-                c.close().await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    crate::support::eventually_connects("a WebSocket client fits again", &srv.url("/ws")).await;
 }
 
 /// docs/protocol.md "Answers to bad input", "authenticator too slow": an authenticator still running

@@ -312,18 +312,11 @@ async fn write_raw_frame(
     payload: &[u8],
 ) {
     use tokio::io::AsyncWriteExt;
-    assert!(payload.len() < 126, "short frames only");
-    let mut frame = vec![
-        (u8::from(fin) << 7) | opcode,
-        0x80 | payload.len() as u8,
-        0,
-        0,
-        0,
-        0,
-    ];
-    frame.extend_from_slice(payload);
     match client.ws.get_mut() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&frame).await.unwrap(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp
+            .write_all(&raw_frame(fin, opcode, payload))
+            .await
+            .unwrap(),
         _ => unreachable!("plain TCP in tests"),
     }
 }
@@ -473,7 +466,7 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// A masked client frame of any length (mask key 0), as raw bytes.
+/// A masked client frame of any length (mask key 0), as bytes.
 fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![(u8::from(fin) << 7) | opcode];
     match payload.len() {
@@ -498,7 +491,6 @@ fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// resident memory grows by less than the documented worst case of one connection (2.4 MiB) each.
 #[tokio::test]
 async fn one_connection_holds_less_than_the_documented_worst_case() {
-    use tokio::io::AsyncWriteExt;
     const CONNECTIONS: u64 = 10;
     const WORST_CASE_KIB: u64 = 2400;
     let chat = crate::support::start_example("chat", &["--port", "0", "--rate-limit", "0"]).await;
@@ -523,13 +515,9 @@ async fn one_connection_holds_less_than_the_documented_worst_case() {
             assert_eq!(client.recv().await["data"]["joined"], true);
         }
         let part = vec![b'x'; 62_500];
-        let tcp = match client.ws.get_mut() {
-            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
-            _ => unreachable!("plain TCP in tests"),
-        };
-        tcp.write_all(&raw_frame(false, 0x1, &part)).await.unwrap();
+        write_raw_frame(&mut client, false, 0x1, &part).await;
         for _ in 0..7 {
-            tcp.write_all(&raw_frame(false, 0x0, &part)).await.unwrap();
+            write_raw_frame(&mut client, false, 0x0, &part).await;
         }
         held.push(client);
     }

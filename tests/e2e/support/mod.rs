@@ -183,6 +183,20 @@ where
     }
 }
 
+/// Waits until a client can connect to `url` again (a slot was freed), then closes it.
+pub(crate) async fn eventually_connects(what: &str, url: &str) {
+    eventually(what, || async {
+        match WsClient::try_connect(url).await {
+            Ok(client) => {
+                client.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
 /// The HTTP status of a connection attempt that was refused before the upgrade.
 pub(crate) async fn refused_status(req: impl IntoClientRequest) -> u16 {
     match WsClient::try_connect_request(req.into_client_request().expect("request")).await {
