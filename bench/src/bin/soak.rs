@@ -7,8 +7,8 @@
 //! cargo run --release -p bench --bin soak -- [--seconds 300] [--nodes 1|2] [--clients 200]
 //! ```
 //!
-//! A warm-up of a fifth of the run (at most 60 s) ends with every client gone; each node's RSS and task
-//! count then are the baseline. After the run, when every client is gone again, the check is: RSS within
+//! A warm-up of a fifth of the run (at most 60 s; with Redis, restarted once) ends with every client gone;
+//! each node's RSS and task count then are the baseline. After the run, when every client is gone again, the check is: RSS within
 //! 10 % of the baseline, the same number of tasks, no group and no client left on any node, the frames the
 //! nodes wrote equal to the frames the clients read, and the frames the clients sent equal to the frames
 //! the nodes read (unless clients were dropped as slow consumers, which the nodes stop reading; such drops
@@ -203,6 +203,18 @@ async fn start_redis(port: u16) -> Child {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child
+}
+
+/// After `after`, kills Redis (when there is one) and starts it again, empty, on the same port.
+async fn restart_redis(redis: Option<&mut Child>, port: u16, after: Duration) {
+    let Some(child) = redis else {
+        return;
+    };
+    tokio::time::sleep(after).await;
+    let _ = child.kill().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    *child = start_redis(port).await;
+    println!("soak: redis restarted");
 }
 
 async fn get_json(addr: &str, path: &str) -> Value {
@@ -438,20 +450,24 @@ async fn run(plan: Plan) -> bool {
         warm_up.as_secs(),
         plan.seconds
     );
-    churn(&nodes, plan.clients, Instant::now() + warm_up, &counts).await;
+    // The warm-up goes through everything the run does, a Redis restart included: the buffers that fill
+    // while Redis is away stay with the allocator afterwards, and belong in the baseline.
+    let warm_up_until = Instant::now() + warm_up;
+    tokio::join!(
+        churn(&nodes, plan.clients, warm_up_until, &counts),
+        restart_redis(redis.as_mut(), redis_port, warm_up / 2)
+    );
     let baseline = settled(&nodes).await;
 
     let run_until = Instant::now() + Duration::from_secs(plan.seconds);
-    let restart = async {
-        if let Some(child) = redis.as_mut() {
-            tokio::time::sleep(Duration::from_secs(plan.seconds / 2)).await;
-            let _ = child.kill().await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            *child = start_redis(redis_port).await;
-            println!("soak: redis restarted");
-        }
-    };
-    tokio::join!(churn(&nodes, plan.clients, run_until, &counts), restart);
+    tokio::join!(
+        churn(&nodes, plan.clients, run_until, &counts),
+        restart_redis(
+            redis.as_mut(),
+            redis_port,
+            Duration::from_secs(plan.seconds / 2)
+        )
+    );
     let end = settled(&nodes).await;
 
     let mut stats = Vec::new();
