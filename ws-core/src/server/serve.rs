@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -156,15 +156,20 @@ impl Drop for Handshake {
     }
 }
 
-/// Answers a connection past `max_handshakes` without reading its request, and closes it.
+/// Answers a connection past `max_handshakes` without parsing its request, and closes it. What the client
+/// sent is read and discarded until it closes too (for at most a second): closing with unread input
+/// would reset the connection, and the client could lose the answer.
 async fn refuse_handshake(mut tcp: TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
         Content-Length: 21\r\nConnection: close\r\n\r\ntoo many handshakes\r\n";
-    let write = async {
+    let answer = async {
         tcp.write_all(BUSY).await?;
-        tcp.shutdown().await
+        tcp.shutdown().await?;
+        let mut discard = [0u8; 1024];
+        while tcp.read(&mut discard).await? > 0 {}
+        io::Result::Ok(())
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await;
 }
 
 impl Server {
