@@ -63,7 +63,6 @@ struct FrameTracker {
     fragmented: bool,
     /// When the first byte of the incomplete frame or message arrived; `None` at a message boundary.
     started: Option<Instant>,
-    timeout: Duration,
     /// Armed only while the socket has nothing more to read and a message is incomplete.
     deadline: Option<Pin<Box<Sleep>>>,
     /// Set once the timeout fired: the rest of the stream is drained without a deadline.
@@ -72,7 +71,7 @@ struct FrameTracker {
 }
 
 impl FrameTracker {
-    fn new(timeout: Duration) -> Self {
+    fn new() -> Self {
         Self {
             header: [0; 14],
             header_len: 0,
@@ -81,7 +80,6 @@ impl FrameTracker {
             fin: false,
             fragmented: false,
             started: None,
-            timeout,
             deadline: None,
             expired: false,
             continuations: FrameCounter::default(),
@@ -163,10 +161,15 @@ impl FrameTracker {
         }
     }
 
-    /// The timeout, if the incomplete message has outlived it (checked after each read).
-    fn check(&mut self, cx: &mut Context<'_>, read_pending: bool) -> Option<io::Error> {
+    /// The timeout, if the incomplete message has outlived `timeout` (checked after each read).
+    fn check(
+        &mut self,
+        cx: &mut Context<'_>,
+        timeout: Duration,
+        read_pending: bool,
+    ) -> Option<io::Error> {
         let started = self.started.filter(|_| !self.expired)?;
-        let deadline = started + self.timeout;
+        let deadline = started + timeout;
         let passed = if read_pending {
             let sleep = self
                 .deadline
@@ -227,8 +230,11 @@ impl CountingIo {
     }
 
     fn with(io: UpgradedIo, server: Arc<Inner>) -> Self {
-        let frames = FrameTracker::new(server.config.message_timeout);
-        Self { io, server, frames }
+        Self {
+            io,
+            server,
+            frames: FrameTracker::new(),
+        }
     }
 
     /// The client's continuation frames not yet charged to its rate limit.
@@ -275,13 +281,14 @@ impl AsyncRead for CountingIo {
                 .fetch_add(read.len() as u64, Ordering::Relaxed);
             this.frames.feed(read);
         }
+        let timeout = this.server.config.message_timeout;
         match polled {
             Poll::Ready(Ok(())) if eof => Poll::Ready(Ok(())),
-            Poll::Ready(Ok(())) => match this.frames.check(cx, false) {
+            Poll::Ready(Ok(())) => match this.frames.check(cx, timeout, false) {
                 Some(err) => Poll::Ready(Err(err)),
                 None => Poll::Ready(Ok(())),
             },
-            Poll::Pending => match this.frames.check(cx, true) {
+            Poll::Pending => match this.frames.check(cx, timeout, true) {
                 Some(err) => Poll::Ready(Err(err)),
                 None => Poll::Pending,
             },
@@ -354,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn whole_messages_leave_nothing_started() {
-        let mut t = FrameTracker::new(Duration::from_secs(1));
+        let mut t = FrameTracker::new();
         for len in [0, 5, 125, 126, 70_000] {
             t.feed(&frame(true, 1, len));
             assert!(t.started.is_none(), "{len}");
@@ -368,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_incomplete_frame_or_message_is_started_until_its_end() {
-        let mut t = FrameTracker::new(Duration::from_secs(1));
+        let mut t = FrameTracker::new();
         let f = frame(true, 1, 200);
         t.feed(&f[..1]);
         assert!(t.started.is_some(), "one header byte");

@@ -90,7 +90,7 @@ fn millis(d: Duration) -> u64 {
 pub(super) async fn publish(
     shared: Arc<Shared>,
     local: MemoryBackplane,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<(Outgoing, usize)>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut queue = queue.lock_owned().await;
@@ -165,7 +165,7 @@ struct Publisher<'a> {
     /// Whether this node's key holds its whole membership, on this connection; cleared when a change may
     /// have missed it.
     stored: bool,
-    batch: Vec<Outgoing>,
+    batch: Vec<(Outgoing, usize)>,
 }
 
 impl Publisher<'_> {
@@ -176,8 +176,8 @@ impl Publisher<'_> {
         // Clients whose entry in this node's key changed in this batch.
         let mut touched = BTreeSet::new();
         let count = self.batch.len() as u64;
-        for message in self.batch.drain(..) {
-            shared.queued_bytes.fetch_sub(message.size(), Relaxed);
+        for (message, size) in self.batch.drain(..) {
+            shared.queued_bytes.fetch_sub(size, Relaxed);
             match message {
                 Outgoing::Deliver { node, op, frame } => {
                     let payload = wire::encode(&shared.node, self.seq, op, Some(&frame));
@@ -331,12 +331,13 @@ async fn listen(
     // only moves payloads keeps that buffer empty, and the bounded channel behind it drops what this node
     // cannot apply in time, counted.
     let (arrived, mut incoming) = mpsc::channel(config.queue_capacity);
+    let buffered = Arc::new(Buffered::new(config.queue_bytes));
     let forwarder = tokio::spawn(forward(
         pubsub
             .into_on_message()
             .map(|m| Bytes::copy_from_slice(m.get_payload_bytes())),
         arrived,
-        Arc::new(Buffered::new(config.queue_bytes)),
+        buffered.clone(),
         shared.clone(),
     ));
     let _stop_forwarding = AbortOnDrop(forwarder);
@@ -346,7 +347,7 @@ async fn listen(
     loop {
         tokio::select! {
             message = incoming.recv() => {
-                let Some((payload, buffered)) = message else {
+                let Some(payload) = message else {
                     return RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
                 };
                 let packet = wire::decode(&payload);
@@ -407,7 +408,7 @@ impl Buffered {
 /// or bytes) a payload is dropped and counted in `received_dropped`.
 pub(super) async fn forward(
     mut messages: impl Stream<Item = Bytes> + Unpin,
-    arrived: mpsc::Sender<(Bytes, Arc<Buffered>)>,
+    arrived: mpsc::Sender<Bytes>,
     buffered: Arc<Buffered>,
     shared: Arc<Shared>,
 ) {
@@ -418,7 +419,7 @@ pub(super) async fn forward(
             shared.received_dropped.fetch_add(1, Relaxed);
             continue;
         }
-        match arrived.try_send((payload, buffered.clone())) {
+        match arrived.try_send(payload) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 buffered.release(n);

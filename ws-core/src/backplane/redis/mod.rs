@@ -124,7 +124,8 @@ pub struct RedisBackplane {
 struct Shared {
     node: String,
     config: RedisConfig,
-    outgoing: mpsc::Sender<Outgoing>,
+    /// Messages for the publisher, each with its size as counted in `queued_bytes`.
+    outgoing: mpsc::Sender<(Outgoing, usize)>,
     cluster: Mutex<ClusterView>,
     queued_bytes: AtomicUsize,
     /// A membership change could not be queued: the next heartbeat must make the others read it all.
@@ -307,7 +308,7 @@ impl Shared {
         let limit = self.config.queue_bytes;
         let before = self.queued_bytes.fetch_add(size, Relaxed);
         let is_change = matches!(message, Outgoing::Change(_));
-        let refused = before + size > limit || self.outgoing.try_send(message).is_err();
+        let refused = before + size > limit || self.outgoing.try_send((message, size)).is_err();
         if refused {
             self.queued_bytes.fetch_sub(size, Relaxed);
             self.dropped.fetch_add(1, Relaxed);
