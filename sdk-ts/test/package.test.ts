@@ -1,0 +1,65 @@
+// The npm package as a user gets it: `npm pack`, installed into a fresh project, imported by name, its
+// types resolved by `tsc` (a misuse of the client is a type error there too), and loaded by Node.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { root } from "./support.js";
+
+const sdk = join(root, "sdk-ts");
+const tsc = join(sdk, "node_modules", "typescript", "bin", "tsc");
+
+test("the packed package installs into a fresh project, its types resolve and it loads", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ws-core-client-"));
+  try {
+    execFileSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: sdk, stdio: "pipe" });
+    const tarball = readdirSync(dir).find((f) => f.endsWith(".tgz"));
+    assert.ok(tarball, "npm pack wrote a tarball");
+    const project = join(dir, "app");
+    mkdirSync(project);
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--silent", join(dir, tarball)], {
+      cwd: project,
+      stdio: "pipe",
+    });
+    writeFileSync(
+      join(project, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, lib: ["ES2022", "DOM"] },
+        include: ["main.ts"],
+      }),
+    );
+    writeFileSync(
+      join(project, "main.ts"),
+      `import { createClient, closeCodePolicy, WsRequestError, type WsClient } from "ws-core-client";
+interface Protocol {
+  client: { chat: { data: { text: string }; reply: never }; whoami: { data: null; reply: { user: string } } };
+  server: { chat: { data: { text: string; user: string }; reply: never } };
+}
+export function start(url: string): WsClient<Protocol> {
+  const client = createClient<Protocol>(url, { reconnect: { onClose: closeCodePolicy } });
+  client.send("chat", { text: "hi" });
+  // @ts-expect-error: not a message type of the protocol
+  client.send("nope", {});
+  // @ts-expect-error: wrong payload
+  client.send("chat", { text: 1 });
+  client.on("chat", (data) => data.user.toUpperCase());
+  void client.request("whoami").then((me) => me.user.length);
+  return client;
+}
+export const isRequestError = (e: unknown): boolean => e instanceof WsRequestError;
+`,
+    );
+    execFileSync(process.execPath, [tsc, "-p", project], { cwd: project, stdio: "pipe" });
+    const loaded = execFileSync(
+      process.execPath,
+      ["--input-type=module", "-e", 'const m = await import("ws-core-client"); console.log(typeof m.createClient, typeof m.closeCodePolicy);'],
+      { cwd: project, encoding: "utf8" },
+    );
+    assert.equal(loaded.trim(), "function function");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
