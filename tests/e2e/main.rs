@@ -17,5 +17,6 @@ mod pipeline;
 mod requests;
 mod server_api;
 mod shutdown;
+mod spans;
 mod support;
 mod typed;

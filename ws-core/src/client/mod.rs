@@ -377,7 +377,9 @@ impl Client {
             if request.is_some() {
                 return;
             }
-            *request = Some((code, reason.into()));
+            let reason = reason.into();
+            tracing::debug!(target: "ws_core::connection", client_id = %self.id(), code, %reason, "closing");
+            *request = Some((code, reason));
             self.inner.close_notify.notify_one();
         }
         // Input is discarded from now on, so no answer to a pending request can arrive.

@@ -19,6 +19,10 @@
 //! makes the kernel answer with a reset, and the peer would lose the close frame and its code. When the
 //! stream cannot be parsed any more (a protocol error, an oversized frame), the remaining bytes are read
 //! raw until the peer goes quiet.
+//!
+//! Each connection's tasks run in a `ws.connection` span (`client_id`, `remote` when the peer address is
+//! known, `user` when the client's metadata has a string `user`), and each handled message in a
+//! `ws.message` span (`type`, `id`) inside it; closes are events with their `code`.
 
 mod io;
 mod pipeline;
@@ -39,6 +43,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tracing::Instrument;
 
 pub(crate) use self::io::CountingIo;
 use crate::auth::ClientData;
@@ -64,14 +69,31 @@ pub(crate) fn run(
     ws: Ws,
     data: ClientData,
     slot: Slot,
+    peer: Option<std::net::SocketAddr>,
 ) -> impl Future<Output = ()> + Send {
     let client = server
         .clients
         .insert_new(|id| Client::new(id, server.clone()));
     bump(&server.stats.connected_clients);
     bump(&server.stats.total_connections);
-    tracing::debug!(target: "ws_core::connection", client_id = %client.id(), "connected");
     data.apply(&client);
+    let span = tracing::info_span!(
+        target: "ws_core::connection",
+        "ws.connection",
+        client_id = %client.id(),
+        remote = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
+    if let Some(peer) = peer {
+        span.record("remote", tracing::field::display(peer));
+    }
+    if let Some(user) = client
+        .get_metadata("user")
+        .and_then(|u| u.as_str().map(str::to_owned))
+    {
+        span.record("user", user);
+    }
+    span.in_scope(|| tracing::debug!(target: "ws_core::connection", "connected"));
     server.backplane.client_connected(&client);
     // `stop` closes the clients it finds; one registered after that finds the flag instead.
     if !server.is_running() {
@@ -79,8 +101,8 @@ pub(crate) fn run(
     }
     let continuations = ws.get_ref().continuations();
     let (sink, stream) = ws.split();
-    let writer = tokio::spawn(writer::run(sink, client.clone()));
-    serve(server, client, stream, continuations, writer, slot)
+    let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
+    serve(server, client, stream, continuations, writer, slot).instrument(span)
 }
 
 async fn serve(
@@ -121,7 +143,7 @@ async fn serve(
     server.backplane.leave_all(client.id());
     server.clients.remove(client.id());
     server.backplane.client_disconnected(client.id());
-    tracing::debug!(target: "ws_core::connection", client_id = %client.id(), ?end, "disconnected");
+    tracing::debug!(target: "ws_core::connection", ?end, "disconnected");
     drop(slot);
 }
 

@@ -48,7 +48,8 @@ pub(super) enum Finished {
 type Guarded<T> = CatchUnwind<AssertUnwindSafe<BoxFuture<T>>>;
 
 enum Running {
-    Call(Option<u64>, Guarded<Result<Reply, Error>>),
+    /// A handler call, polled inside its `ws.message` span.
+    Call(Option<u64>, Guarded<Result<Reply, Error>>, tracing::Span),
     Unit(Guarded<()>),
     /// The job panicked while it was being started.
     Panicked(Option<Finished>),
@@ -139,7 +140,7 @@ impl<'a> Pipeline<'a> {
             return Poll::Pending;
         };
         let finished = match running {
-            Running::Call(id, fut) => match Pin::new(fut).poll(cx) {
+            Running::Call(id, fut, span) => match span.in_scope(|| Pin::new(fut).poll(cx)) {
                 Poll::Ready(result) => Finished::Call(*id, result),
                 Poll::Pending => return Poll::Pending,
             },
@@ -168,8 +169,9 @@ fn start(job: Job, server: &Inner, client: &Client) -> Running {
         Job::Raw(raw, msg) => unit(catch_unwind(AssertUnwindSafe(|| raw(client.clone(), msg)))),
         Job::Call(call) => {
             let id = call.id;
-            match catch_unwind(AssertUnwindSafe(|| call.start())) {
-                Ok(fut) => Running::Call(id, AssertUnwindSafe(fut).catch_unwind()),
+            let span = tracing::debug_span!(target: "ws_core::handler", "ws.message", r#type = call.kind(), id);
+            match span.in_scope(|| catch_unwind(AssertUnwindSafe(|| call.start()))) {
+                Ok(fut) => Running::Call(id, AssertUnwindSafe(fut).catch_unwind(), span),
                 Err(panic) => Running::Panicked(Some(Finished::Call(id, Err(panic)))),
             }
         }

@@ -305,6 +305,11 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The message's type.
+    pub(crate) fn kind(&self) -> &str {
+        self.request.kind()
+    }
+
     /// Starts the middleware chain, which ends in the handler: user code runs in this call already.
     pub(crate) fn start(self) -> BoxFuture<Result<Reply, Error>> {
         self.next.run(self.request)

@@ -288,7 +288,7 @@ impl Server {
             let io = CountingIo::new(upgraded, server.clone());
             let ws =
                 WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
-            connection::run(server, ws, data, slot).await;
+            connection::run(server, ws, data, slot, peer).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
