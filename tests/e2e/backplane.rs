@@ -321,9 +321,9 @@ async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
         (16, 0, false)
     );
 
-    // 1300 bytes: the connect event's packet counts about 190, each 366-byte frame's 512 (with its
-    // header): two fit, 8 of 10 are dropped.
-    let by_bytes = spawn(node(&unreachable.queue_limits(1000, 1300))).await;
+    // 1400 bytes: the connect event's packet counts about 220, each 366-byte frame's 544 (with its
+    // header at its longest): two fit, 8 of 10 are dropped.
+    let by_bytes = spawn(node(&unreachable.queue_limits(1000, 1400))).await;
     let (mut c, _) = client(&by_bytes).await;
     let text = "x".repeat(300);
     for _ in 0..10 {
@@ -339,14 +339,14 @@ async fn the_outgoing_queue_is_bounded_in_messages_and_bytes() {
 /// queue's byte bound, so joins with long group names cannot grow it past the bound while Redis is away.
 #[tokio::test]
 async fn membership_changes_count_their_length_in_the_queue_bound() {
-    let unreachable = unreachable().queue_limits(1000, 4000);
+    let unreachable = unreachable().queue_limits(1000, 4300);
     let srv = spawn(node(&unreachable)).await;
     let (mut c, _) = client(&srv).await;
     for i in 0..20 {
         join(&mut c, &format!("{i:0>250}")).await;
     }
     let stats = srv.server.stats().backplane.expect("backplane stats");
-    // The connect event and 8 joins of about 440 bytes each fit in 4 000 bytes; 64 bytes a change would
+    // The connect event and 8 joins of about 470 bytes each fit in 4 300 bytes; 64 bytes a change would
     // have let all 21 in.
     assert_eq!(stats.dropped, 12);
     assert_eq!(srv.server.groups().len(), 20, "local joins all happen");
@@ -445,6 +445,11 @@ async fn chat_processes_sharing_redis_serve_one_chat() {
     );
     let (_, metrics) = http_get(two.addr, "/metrics").await;
     assert!(metrics.contains("ws_backplane_connected 1\n"), "{metrics}");
+    // Alice's chat crossed to node two: its lag was measured there.
+    assert!(
+        metrics.contains("ws_backplane_lag_seconds_count 1\n"),
+        "{metrics}"
+    );
 
     let bad = tokio::process::Command::new(example_path("chat"))
         .args(["--port", "0", "--redis", "not a url"])

@@ -227,7 +227,7 @@ async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
     assert!(end.contains("Connection reset by peer"), "{end}");
 }
 
-/// The stats, and their Prometheus text, count what the policies did per reason.
+/// The stats, and their metrics page, count what the policies did per reason.
 #[tokio::test]
 async fn drops_are_counted_per_reason_in_metrics() {
     let srv = spawn(scripted(volatile_skipped_when_anything_waits(), || {
@@ -242,7 +242,7 @@ async fn drops_are_counted_per_reason_in_metrics() {
     let mut client = srv.connect().await;
     client.send_json(json!({"type": "go", "id": 1})).await;
     recv_n(&mut client, 3).await;
-    let text = srv.server.stats().to_prometheus();
+    let text = srv.server.metrics_text();
     for line in [
         "ws_dropped_volatile_total 1\n",
         "ws_coalesced_total 1\n",

@@ -13,6 +13,7 @@ mod groups;
 mod handlers;
 mod handshake;
 mod limits;
+mod metrics;
 mod pipeline;
 mod requests;
 mod server_api;

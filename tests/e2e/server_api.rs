@@ -178,7 +178,7 @@ async fn stats_are_true() {
     assert_eq!(s.bytes_received, 10 * (6 + frame.len() as u64));
     // Server frames: 2 header bytes + payload; the reply is the same envelope.
     assert_eq!(s.bytes_sent, 10 * (2 + frame.len() as u64));
-    let text = s.to_prometheus();
+    let text = srv.server.metrics_text();
     assert!(text.contains("ws_messages_received_total 10\n"), "{text}");
     assert!(text.contains("ws_connected_clients 1\n"));
     client.close().await;

@@ -17,6 +17,10 @@ pub const PROTOCOL_ERROR: CloseCode = 1002;
 pub const UNSUPPORTED_DATA: CloseCode = 1003;
 /// 1007: the text is not valid UTF-8, or not a JSON object with a string `type` (and a valid `id`).
 pub const INVALID_PAYLOAD: CloseCode = 1007;
+/// 1006: never sent in a close frame (RFC 6455 §7.4.1): what a peer sees when the connection ends without
+/// one. The server's metrics count with it the connections it reset (a missing pong, a blocked write, the
+/// shutdown deadline).
+pub const ABNORMAL: CloseCode = 1006;
 /// 1008: policy violation: over the rate limit, or too slow to read what the server sends.
 pub const POLICY_VIOLATION: CloseCode = 1008;
 /// 1009: a message larger than `max_message_size`.

@@ -84,6 +84,7 @@
 //! | [`config`], [`close`], [`error`] | limits and their defaults, close codes, error codes |
 //! | [`backplane`] | one node or many: the `Backplane` trait, memory and Redis |
 //! | [`stats`] | live counters |
+//! | [`metrics`] | the counters, gauges and histograms for Prometheus |
 //! | [`raw`] | raw mode, without the envelope |
 //!
 //! # Wire format
@@ -157,6 +158,7 @@ mod group;
 pub mod handler;
 mod hooks;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 mod rate_limit;
 pub mod raw;

@@ -60,7 +60,7 @@ impl Stamp {
         Self(epoch.elapsed().as_millis() as u32)
     }
 
-    fn millis_since(self, earlier: Self) -> u32 {
+    pub(crate) fn millis_since(self, earlier: Self) -> u32 {
         self.0.wrapping_sub(earlier.0)
     }
 }
@@ -259,13 +259,18 @@ impl SendQueue {
         Ok(Pushed::Queued)
     }
 
-    /// Waits for frames and moves up to `max` of them into `batch`; 0 once the queue is closed and empty.
-    pub(crate) async fn recv_many(&self, batch: &mut Vec<Message>, max: usize) -> usize {
+    /// Waits for frames and moves up to `max` of them into `batch`; returns how many, and when the first of
+    /// them was queued. `None` once the queue is closed and empty.
+    pub(crate) async fn recv_many(
+        &self,
+        batch: &mut Vec<Message>,
+        max: usize,
+    ) -> Option<(usize, Stamp)> {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
             if state.entries.is_empty() {
                 if state.closed {
-                    return Poll::Ready(0);
+                    return Poll::Ready(None);
                 }
                 match &state.writer {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -274,8 +279,9 @@ impl SendQueue {
                 return Poll::Pending;
             }
             let n = state.entries.len().min(max);
+            let oldest = state.entries[0].queued;
             state.take(n, batch);
-            Poll::Ready(n)
+            Poll::Ready(Some((n, oldest)))
         })
         .await
     }
@@ -438,19 +444,23 @@ mod tests {
             let q = q.clone();
             async move {
                 let mut batch = Vec::new();
-                let n = q.recv_many(&mut batch, 10).await;
-                (n, batch)
+                let received = q.recv_many(&mut batch, 10).await;
+                (received.map(|(n, _)| n), batch)
             }
         });
         tokio::task::yield_now().await;
         q.push(&Frame::text("hello"), Stamp::now()).unwrap();
         let (n, batch) = waiting.await.unwrap();
-        assert_eq!((n, batch), (1, vec![Message::text("hello")]));
+        assert_eq!((n, batch), (Some(1), vec![Message::text("hello")]));
         for _ in 0..500 {
             q.push(&Frame::text("x"), Stamp::now()).unwrap();
         }
         let mut batch = Vec::new();
-        while q.recv_many(&mut batch, 64).await == 64 {}
+        while q
+            .recv_many(&mut batch, 64)
+            .await
+            .is_some_and(|(n, _)| n == 64)
+        {}
         assert_eq!(batch.len(), 500);
         assert_eq!(lock(&q.state).entries.capacity(), 0, "burst buffer freed");
     }

@@ -5,7 +5,6 @@
 //! excluded). Messages are counted per frame and per recipient: a broadcast to 100 clients is 100 messages
 //! sent.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -40,8 +39,8 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 /// A point-in-time copy of the server's counters.
 ///
-/// Serializes to JSON with these field names; [`StatsSnapshot::to_prometheus`] renders the Prometheus text
-/// format.
+/// Serializes to JSON with these field names; the same counters are in the Prometheus metrics
+/// ([`metrics`](crate::metrics)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
@@ -110,189 +109,4 @@ impl Stats {
             backplane: None,
         }
     }
-}
-
-impl StatsSnapshot {
-    /// Renders the counters in the Prometheus text exposition format (version 0.0.4), names prefixed
-    /// `ws_`.
-    ///
-    /// ```
-    /// let text = ws_core::stats::StatsSnapshot::default().to_prometheus();
-    /// assert!(text.contains("# TYPE ws_connected_clients gauge\nws_connected_clients 0\n"));
-    /// assert!(text.contains("# TYPE ws_messages_sent_total counter\n"));
-    /// ```
-    pub fn to_prometheus(&self) -> String {
-        let rows: [(&str, &str, &str, u64); 18] = [
-            (
-                "connected_clients",
-                "gauge",
-                "Clients connected now.",
-                self.connected_clients,
-            ),
-            (
-                "connections_total",
-                "counter",
-                "Connections accepted.",
-                self.total_connections,
-            ),
-            (
-                "rejected_connections_total",
-                "counter",
-                "Upgrades refused with an HTTP status.",
-                self.rejected_connections,
-            ),
-            (
-                "messages_received_total",
-                "counter",
-                "Data frames received.",
-                self.messages_received,
-            ),
-            (
-                "messages_sent_total",
-                "counter",
-                "Data frames written.",
-                self.messages_sent,
-            ),
-            (
-                "bytes_received_total",
-                "counter",
-                "Bytes read from client sockets.",
-                self.bytes_received,
-            ),
-            (
-                "bytes_sent_total",
-                "counter",
-                "Bytes written to client sockets.",
-                self.bytes_sent,
-            ),
-            (
-                "slow_consumer_drops_total",
-                "counter",
-                "Clients dropped as slow consumers (send queue past its bytes or lag bound).",
-                self.slow_consumer_drops,
-            ),
-            (
-                "dropped_volatile_total",
-                "counter",
-                "Volatile messages skipped for a recipient that was behind.",
-                self.dropped_volatile,
-            ),
-            (
-                "coalesced_total",
-                "counter",
-                "Latest-value messages that replaced a waiting one.",
-                self.coalesced,
-            ),
-            (
-                "overloaded_total",
-                "counter",
-                "Frames refused: too many of the client's frames were waiting for a handler.",
-                self.overloaded,
-            ),
-            (
-                "rate_limit_closes_total",
-                "counter",
-                "Clients closed for exceeding the rate limit.",
-                self.rate_limit_closes,
-            ),
-            (
-                "unknown_types_total",
-                "counter",
-                "Frames with no handler for their type.",
-                self.unknown_types,
-            ),
-            (
-                "invalid_frames_total",
-                "counter",
-                "Connections closed for an invalid frame.",
-                self.invalid_frames,
-            ),
-            (
-                "handler_errors_total",
-                "counter",
-                "Handler errors.",
-                self.handler_errors,
-            ),
-            (
-                "handler_panics_total",
-                "counter",
-                "Handler panics.",
-                self.handler_panics,
-            ),
-            (
-                "pong_timeouts_total",
-                "counter",
-                "Connections closed for missing pongs.",
-                self.pong_timeouts,
-            ),
-            (
-                "write_timeouts_total",
-                "counter",
-                "Connections closed for a blocked write.",
-                self.write_timeouts,
-            ),
-        ];
-        let mut out = String::with_capacity(2048);
-        for (name, kind, help, value) in rows {
-            write_metric(&mut out, name, kind, help, value);
-        }
-        if let Some(b) = self.backplane {
-            let rows: [(&str, &str, &str, u64); 8] = [
-                (
-                    "backplane_connected",
-                    "gauge",
-                    "1 while linked to the other nodes.",
-                    u64::from(b.connected),
-                ),
-                ("backplane_nodes", "gauge", "Other nodes seen.", b.nodes),
-                (
-                    "backplane_published_total",
-                    "counter",
-                    "Messages sent to the other nodes.",
-                    b.published,
-                ),
-                (
-                    "backplane_received_total",
-                    "counter",
-                    "Messages received from the other nodes.",
-                    b.received,
-                ),
-                (
-                    "backplane_dropped_total",
-                    "counter",
-                    "Outgoing messages dropped on a full queue.",
-                    b.dropped,
-                ),
-                (
-                    "backplane_reconnects_total",
-                    "counter",
-                    "Times the link to the other nodes was set up again.",
-                    b.reconnects,
-                ),
-                (
-                    "backplane_task_restarts_total",
-                    "counter",
-                    "Times a backplane task panicked and was started again.",
-                    b.task_restarts,
-                ),
-                (
-                    "backplane_received_dropped_total",
-                    "counter",
-                    "Messages from other nodes dropped because they arrived faster than they were applied.",
-                    b.received_dropped,
-                ),
-            ];
-            for (name, kind, help, value) in rows {
-                write_metric(&mut out, name, kind, help, value);
-            }
-        }
-        out
-    }
-}
-
-fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP ws_{name} {help}\n# TYPE ws_{name} {kind}\nws_{name} {value}\n"
-    );
 }

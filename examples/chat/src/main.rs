@@ -12,7 +12,7 @@
 //! With `--redis redis://HOST:PORT/`, every chat process using that Redis serves one chat: rooms,
 //! everyone-chat and direct messages reach clients on all of them.
 //!
-//! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` Prometheus text,
+//! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text),
 //! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
 
 use axum::Router;
@@ -78,8 +78,8 @@ async fn main() {
                 let server = server.clone();
                 move || async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        server.stats().to_prometheus(),
+                        [(header::CONTENT_TYPE, ws_core::metrics::CONTENT_TYPE)],
+                        server.metrics_text(),
                     )
                         .into_response()
                 }

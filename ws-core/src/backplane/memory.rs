@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::Backplane;
 use crate::client::{Client, ClientId};
 use crate::error::{Error, SendError};
@@ -16,11 +18,20 @@ use crate::send_queue::Stamp;
 pub struct MemoryBackplane {
     clients: Arc<ClientRegistry>,
     groups: Arc<GroupRegistry>,
+    fanout: Histogram,
 }
 
 impl MemoryBackplane {
-    pub(crate) fn new(clients: Arc<ClientRegistry>, groups: Arc<GroupRegistry>) -> Self {
-        Self { clients, groups }
+    pub(crate) fn new(
+        clients: Arc<ClientRegistry>,
+        groups: Arc<GroupRegistry>,
+        fanout: Histogram,
+    ) -> Self {
+        Self {
+            clients,
+            groups,
+            fanout,
+        }
     }
 
     /// This node's clients and groups, copied at once: what a distributed backplane stores for the
@@ -62,23 +73,32 @@ pub struct LocalMembership {
     pub groups: Vec<(String, Vec<ClientId>)>,
 }
 
-fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp) {
-    if except != Some(client.id()) {
-        // A failed push has already dropped that client as a slow consumer; the others go on.
-        let _ = client.deliver(frame, now);
+/// Hands `frame` to `client` unless it is the one left out; returns whether it was handed.
+fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp) -> bool {
+    if except == Some(client.id()) {
+        return false;
     }
+    // A failed push has already dropped that client as a slow consumer; the others go on.
+    let _ = client.deliver(frame, now);
+    true
 }
 
 impl Backplane for MemoryBackplane {
     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
         let now = Stamp::now();
-        self.clients.for_each(|c| deliver(c, frame, except, now));
+        let mut reached = 0u32;
+        self.clients
+            .for_each(|c| reached += u32::from(deliver(c, frame, except, now)));
+        self.fanout.observe(f64::from(reached));
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
         let now = Stamp::now();
-        self.groups
-            .for_each_member(group, |c| deliver(c, frame, except, now));
+        let mut reached = 0u32;
+        self.groups.for_each_member(group, |c| {
+            reached += u32::from(deliver(c, frame, except, now));
+        });
+        self.fanout.observe(f64::from(reached));
     }
 
     fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {

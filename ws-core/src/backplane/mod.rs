@@ -173,6 +173,13 @@ pub trait Backplane: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Registers the backplane's own metrics (lag, queue depths) beside the server's; `registry` is
+    /// already under the `ws_` prefix, so a name such as `backplane_lag_seconds` is scraped as `ws_backplane_lag_seconds`.
+    /// Its counters in [`stats`](Self::stats) are exported by the server and need no registering.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
+
     /// Called once by [`Server::stop`](crate::Server::stop) after the clients are gone, so a distributed
     /// backplane can tell the other nodes this one is leaving.
     fn close(&self) -> BoxFuture<()> {

@@ -18,9 +18,11 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::reader::Call;
 use crate::client::Client;
@@ -49,10 +51,20 @@ type Guarded<T> = CatchUnwind<AssertUnwindSafe<BoxFuture<T>>>;
 
 enum Running {
     /// A handler call, polled inside its `ws.message` span.
-    Call(Option<u64>, Guarded<Result<Reply, Error>>, tracing::Span),
+    Call(RunningCall),
     Unit(Guarded<()>),
     /// The job panicked while it was being started.
     Panicked(Option<Finished>),
+}
+
+/// A running handler call.
+struct RunningCall {
+    /// The request id, if the frame was a request.
+    id: Option<u64>,
+    fut: Guarded<Result<Reply, Error>>,
+    span: tracing::Span,
+    started: Instant,
+    duration: Histogram,
 }
 
 /// Why a frame was refused.
@@ -140,8 +152,11 @@ impl<'a> Pipeline<'a> {
             return Poll::Pending;
         };
         let finished = match running {
-            Running::Call(id, fut, span) => match span.in_scope(|| Pin::new(fut).poll(cx)) {
-                Poll::Ready(result) => Finished::Call(*id, result),
+            Running::Call(call) => match call.span.in_scope(|| Pin::new(&mut call.fut).poll(cx)) {
+                Poll::Ready(result) => {
+                    call.duration.observe(call.started.elapsed().as_secs_f64());
+                    Finished::Call(call.id, result)
+                }
                 Poll::Pending => return Poll::Pending,
             },
             Running::Unit(fut) => match Pin::new(fut).poll(cx) {
@@ -170,8 +185,16 @@ fn start(job: Job, server: &Inner, client: &Client) -> Running {
         Job::Call(call) => {
             let id = call.id;
             let span = tracing::debug_span!(target: "ws_core::handler", "ws.message", r#type = call.kind(), id);
+            let duration = call.duration.clone();
+            let started = Instant::now();
             match span.in_scope(|| catch_unwind(AssertUnwindSafe(|| call.start()))) {
-                Ok(fut) => Running::Call(id, AssertUnwindSafe(fut).catch_unwind(), span),
+                Ok(fut) => Running::Call(RunningCall {
+                    id,
+                    fut: AssertUnwindSafe(fut).catch_unwind(),
+                    span,
+                    started,
+                    duration,
+                }),
                 Err(panic) => Running::Panicked(Some(Finished::Call(id, Err(panic)))),
             }
         }

@@ -1,6 +1,7 @@
 //! The read task: size limit (enforced by the protocol layer), frame kind, envelope decoding, rate limit,
 //! routing, and the [pipeline](super::pipeline) of handlers, polled together with the socket.
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
@@ -302,6 +303,8 @@ pub(crate) struct Call {
     pub(crate) id: Option<u64>,
     next: Next,
     request: Request,
+    /// Where the handler's duration is recorded.
+    pub(crate) duration: Histogram,
 }
 
 impl Call {
@@ -334,7 +337,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
         }
         _ => {}
     }
-    let Some(endpoint) = server.routes.get(&incoming.kind) else {
+    let Some(route) = server.routes.get(&incoming.kind) else {
         bump(&server.stats.unknown_types);
         server.hooks.unknown_type(client, &incoming.kind);
         if id.is_some() {
@@ -348,8 +351,9 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
     };
     Some(Call {
         id,
-        next: Next::new(server.middleware.clone(), endpoint.clone()),
+        next: Next::new(server.middleware.clone(), route.endpoint.clone()),
         request: Request::new(client.clone(), incoming),
+        duration: route.duration.clone(),
     })
 }
 

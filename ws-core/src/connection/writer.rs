@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use super::Ws;
 use crate::client::{Abort, Client};
 use crate::close::{self, CloseCode};
-use crate::send_queue;
+use crate::send_queue::{self, Stamp};
 use crate::stats::bump;
 
 type Sink = SplitSink<Ws, WsMessage>;
@@ -47,15 +47,20 @@ pub(super) struct Ended {
 
 pub(super) async fn run(sink: Sink, client: Client) -> Ended {
     let mut sink = write_until_end(sink, &client).await;
+    let metrics = &client.server_inner().metrics;
     let reset = match client.abort_reason() {
         None | Some(Abort::Finished) => false,
         // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
         Some(Abort::SlowConsumer) => {
+            metrics.server_disconnect(close::POLICY_VIOLATION);
             let close = close_message(close::POLICY_VIOLATION, "send queue full");
             let sent = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
             !matches!(sent, Ok(Ok(())))
         }
-        Some(Abort::PongTimeout | Abort::WriteTimeout | Abort::ShutdownDeadline) => true,
+        Some(Abort::PongTimeout | Abort::WriteTimeout | Abort::ShutdownDeadline) => {
+            metrics.server_disconnect(close::ABNORMAL);
+            true
+        }
     };
     Ended { sink, reset }
 }
@@ -84,6 +89,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
             () = &mut aborted => return sink,
             () = &mut close_requested => {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
+                server.metrics.server_disconnect(code);
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
                 // broadcaster cannot keep the close waiting.
                 let mut budget = config.send_queue_max_bytes;
@@ -102,9 +108,11 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 return sink;
             }
             received = frames.recv_many(&mut batch, BATCH) => {
-                if received == 0 {
+                let Some((_, oldest)) = received else {
                     return sink;
-                }
+                };
+                let lag = Stamp::now().millis_since(oldest);
+                server.metrics.send_queue_lag.observe(f64::from(lag) / 1000.0);
                 write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
             _ = ping.tick() => {

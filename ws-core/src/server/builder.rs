@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{AuthHook, Inner, RunState, Server};
+use super::{AuthHook, Inner, Route, RunState, Server};
 use crate::auth::{AuthRequest, ClientData};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::Client;
@@ -18,6 +18,7 @@ use crate::group::GroupRegistry;
 use crate::handler::{self, Endpoint, IntoReply, Middleware, Next, Reply, Request};
 use crate::hooks::Hooks;
 use crate::message::Variant;
+use crate::metrics::Metrics;
 use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
@@ -296,7 +297,8 @@ impl ServerBuilder {
             self.config.max_groups_per_client,
             self.config.max_group_name_bytes,
         ));
-        let local = MemoryBackplane::new(clients.clone(), groups);
+        let metrics = Metrics::default();
+        let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone());
         let backplane = match self.backplane {
             Some(factory) => factory(local.clone()),
             None => Box::new(local.clone()),
@@ -310,7 +312,14 @@ impl ServerBuilder {
         let inner = Inner {
             config: self.config,
             ws_config,
-            routes: self.routes,
+            routes: self
+                .routes
+                .into_iter()
+                .map(|(kind, endpoint)| {
+                    let duration = metrics.handler_duration(&kind);
+                    (kind, Route { endpoint, duration })
+                })
+                .collect(),
             middleware: self.middleware.into(),
             hooks: self.hooks,
             auth: self.auth,
@@ -320,6 +329,7 @@ impl ServerBuilder {
             backplane,
             local,
             stats: Stats::default(),
+            metrics,
             connections: watch::Sender::new(0),
             connections_per_ip: std::sync::Mutex::default(),
             handshakes: std::sync::atomic::AtomicUsize::new(0),

@@ -26,6 +26,7 @@ use crate::error::{Error, SendError};
 use crate::handler::{Endpoint, Middleware};
 use crate::hooks::Hooks;
 use crate::message::IntoFrame;
+use crate::metrics::Metrics;
 use crate::raw::RawHandler;
 use crate::recipients::Recipients;
 use crate::registry::ClientRegistry;
@@ -47,10 +48,16 @@ pub(crate) enum RunState {
     Stopped,
 }
 
+/// A message type's handler and the histogram of its durations.
+pub(crate) struct Route {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) duration: prometheus_client::metrics::histogram::Histogram,
+}
+
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) ws_config: WebSocketConfig,
-    pub(crate) routes: HashMap<String, Endpoint>,
+    pub(crate) routes: HashMap<String, Route>,
     pub(crate) middleware: Arc<[Middleware]>,
     pub(crate) hooks: Hooks,
     pub(crate) auth: Option<AuthHook>,
@@ -61,6 +68,7 @@ pub(crate) struct Inner {
     /// This node's clients and groups, for sends narrowed with `.local()`.
     pub(crate) local: MemoryBackplane,
     pub(crate) stats: Stats,
+    pub(crate) metrics: Metrics,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
     /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
@@ -235,6 +243,31 @@ impl Server {
         let mut stats = self.inner.stats.snapshot();
         stats.backplane = self.inner.backplane.stats();
         stats
+    }
+
+    /// Registers this server's metrics in `registry`, under names that start with `ws_` (the table in
+    /// [`metrics`](crate::metrics)), beside the application's own.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        crate::metrics::register(&self.inner, registry);
+    }
+
+    /// This server's metrics alone, as an OpenMetrics text page (serve it with
+    /// [`metrics::CONTENT_TYPE`](crate::metrics::CONTENT_TYPE)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ws_core::config::ConfigError> {
+    /// let server = ws_core::Server::builder(ws_core::Config::default()).build()?;
+    /// let page = server.metrics_text();
+    /// assert!(page.contains("# TYPE ws_messages_sent counter\nws_messages_sent_total 0\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.register_metrics(&mut registry);
+        let mut page = String::with_capacity(8 * 1024);
+        // Writing to a `String` cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut page, &registry);
+        page
     }
 
     /// Whether [`Server::stop`] has been called.

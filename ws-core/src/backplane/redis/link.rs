@@ -179,15 +179,21 @@ impl Publisher<'_> {
         for (message, size) in self.batch.drain(..) {
             shared.queued_bytes.fetch_sub(size, Relaxed);
             match message {
-                Outgoing::Deliver { node, op, frame } => {
-                    let payload = wire::encode(&shared.node, self.seq, op, Some(&frame));
+                Outgoing::Deliver {
+                    node,
+                    op,
+                    frame,
+                    queued_ms,
+                } => {
+                    let payload =
+                        wire::encode(&shared.node, self.seq, op, Some(&frame), Some(queued_ms));
                     match node {
                         Some(node) => pipe.publish(shared.config.channel_node(&node), payload),
                         None => pipe.publish(&all, payload),
                     };
                 }
                 Outgoing::Request { node, op } => {
-                    let payload = wire::encode(&shared.node, self.seq, op, None);
+                    let payload = wire::encode(&shared.node, self.seq, op, None, None);
                     pipe.publish(shared.config.channel_node(&node), payload);
                 }
                 Outgoing::Change(change) => {
@@ -195,7 +201,7 @@ impl Publisher<'_> {
                     touched.insert(change.id().to_owned());
                     pipe.publish(
                         &all,
-                        wire::encode(&shared.node, self.seq, Op::Change(change), None),
+                        wire::encode(&shared.node, self.seq, Op::Change(change), None, None),
                     );
                 }
             }
@@ -255,7 +261,7 @@ impl Publisher<'_> {
             self.store_clients(&mut pipe, ids);
         }
         pipe.pexpire(&key, ttl);
-        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None);
+        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None, None);
         pipe.publish(shared.config.channel_all(), beat).ignore();
         let (kept,): (redis::Value,) = pipe.query_async(conn).await?;
         // A key that vanished (Redis restarted without persistence, or evicted it) is written again.
@@ -271,7 +277,7 @@ impl Publisher<'_> {
         let mut pipe = redis::pipe();
         pipe.del(shared.config.membership_key(&shared.node))
             .ignore();
-        let bye = wire::encode(&shared.node, self.seq, Op::Bye, None);
+        let bye = wire::encode(&shared.node, self.seq, Op::Bye, None, None);
         pipe.publish(shared.config.channel_all(), bye).ignore();
         let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipe.query_async::<()>(conn)).await;
     }
@@ -450,6 +456,10 @@ async fn apply(
     packet: wire::Packet,
 ) -> Result<(), RedisError> {
     let now = std::time::Instant::now();
+    if let Some(sent) = packet.sent_ms {
+        let lag_ms = super::unix_millis().saturating_sub(sent);
+        shared.lag.observe(lag_ms as f64 / 1000.0);
+    }
     match packet.op {
         Op::Broadcast { ref except } => {
             if let Some(frame) = packet.frame() {

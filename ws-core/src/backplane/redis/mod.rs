@@ -34,9 +34,10 @@
 //!
 //! Every message is one JSON header line, a newline, then for deliveries the frame's payload byte for
 //! byte (a header never embeds the frame, which would escape it twice). The header:
-//! `{"v": 2, "node": N, "seq": S, "op": ..., "binary"?: true, "volatile"?: true, "latest"?: key, ...}`,
+//! `{"v": 2, "node": N, "seq": S, "op": ..., "binary"?: true, "volatile"?: true, "latest"?: key, "ts"?: T, ...}`,
 //! where `node` is the sender's random 128-bit id in hex, `seq` the number of its latest membership
-//! change, and `op` one of:
+//! change, `ts` (deliveries) when the sender queued it in Unix milliseconds (receivers ignore a field they
+//! do not know, and measure `ws_backplane_lag_seconds` from this one), and `op` one of:
 //!
 //! | `op` | fields | sent on | effect on a receiving node |
 //! |---|---|---|---|
@@ -67,6 +68,8 @@ mod config;
 mod link;
 mod wire;
 
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -119,6 +122,13 @@ pub struct RedisBackplane {
     publisher_done: watch::Receiver<bool>,
 }
 
+/// Now, in milliseconds since the Unix epoch (0 on a clock set before it).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What the tasks and the backplane share.
 #[derive(Debug)]
 struct Shared {
@@ -138,6 +148,8 @@ struct Shared {
     reconnects: AtomicU64,
     task_restarts: AtomicU64,
     received_dropped: AtomicU64,
+    /// From a peer's queueing of a delivery to its application here, by the two nodes' clocks.
+    lag: Histogram,
 }
 
 /// One message waiting for the publisher.
@@ -148,6 +160,8 @@ enum Outgoing {
         node: Option<String>,
         op: Op,
         frame: Frame,
+        /// When it was queued, in Unix milliseconds: the other nodes measure their lag from it.
+        queued_ms: u64,
     },
     /// A request for one node (a join or leave of one of its clients).
     Request { node: String, op: Op },
@@ -194,6 +208,7 @@ impl RedisBackplane {
             reconnects: AtomicU64::new(0),
             task_restarts: AtomicU64::new(0),
             received_dropped: AtomicU64::new(0),
+            lag: crate::metrics::latency_histogram(),
         });
         tokio::spawn({
             let (shared, local, stop) = (shared.clone(), local.clone(), stop.clone());
@@ -234,6 +249,7 @@ impl RedisBackplane {
             node,
             op,
             frame: frame.clone(),
+            queued_ms: unix_millis(),
         });
     }
 
@@ -480,6 +496,15 @@ impl Backplane for RedisBackplane {
     fn client_disconnected(&self, id: &ClientId) {
         self.shared
             .enqueue(Outgoing::Change(Change::Disconnect { id: id.to_string() }));
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "backplane_lag_seconds",
+            "Time from another node queueing a delivery to this node handing it to its clients, by the two \
+             nodes' clocks (keep them synchronized)",
+            self.shared.lag.clone(),
+        );
     }
 
     fn stats(&self) -> Option<BackplaneStats> {

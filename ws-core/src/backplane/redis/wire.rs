@@ -80,6 +80,9 @@ struct Header<'a> {
     /// The body is a latest-value frame with this key.
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     latest: Option<Cow<'a, str>>,
+    /// When the publishing node queued the delivery, in milliseconds since the Unix epoch by its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ts: Option<u64>,
     #[serde(flatten)]
     op: Op,
 }
@@ -90,6 +93,8 @@ pub(super) struct Packet {
     pub(super) node: String,
     pub(super) seq: u64,
     pub(super) op: Op,
+    /// When the publishing node queued a delivery (Unix milliseconds, its clock).
+    pub(super) sent_ms: Option<u64>,
     binary: bool,
     delivery: Delivery,
     body: Bytes,
@@ -109,8 +114,9 @@ impl Packet {
 
 /// Header line, newline, the frame's payload (none for operations that deliver nothing).
 /// The header's fields other than `op`'s and `latest`'s value, at their longest, with the newline:
-/// `{"v":4294967295,"node":"<32 hex>","seq":18446744073709551615,"binary":true,"volatile":true,"latest":,}`.
-const HEADER_MAX: usize = 128;
+/// `{"v":4294967295,"node":"<32 hex>","seq":18446744073709551615,"binary":true,"volatile":true,"latest":,`
+/// `"ts":18446744073709551615,}`.
+const HEADER_MAX: usize = 160;
 
 /// The longest a packet of `op` carrying `frame` can be, as [`encode`] writes it.
 pub(super) fn packet_len(op: &Op, frame: Option<&Frame>) -> usize {
@@ -132,7 +138,14 @@ pub(super) fn change_len(change: &Change) -> usize {
     HEADER_MAX + r#"{"op":"change"}"#.len() + crate::protocol::json_len(change)
 }
 
-pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec<u8> {
+/// `sent_ms` is when a delivery was queued (Unix milliseconds), for the receiving node's lag histogram.
+pub(super) fn encode(
+    node: &str,
+    seq: u64,
+    op: Op,
+    frame: Option<&Frame>,
+    sent_ms: Option<u64>,
+) -> Vec<u8> {
     let (body, binary) = match frame.map(|f| &f.message) {
         Some(Message::Text(text)) => (text.as_bytes(), false),
         Some(Message::Binary(data)) => (&data[..], true),
@@ -149,6 +162,7 @@ pub(super) fn encode(node: &str, seq: u64, op: Op, frame: Option<&Frame>) -> Vec
             Some(Delivery::Latest(key)) => Some(Cow::Borrowed(key.text())),
             _ => None,
         },
+        ts: sent_ms,
         op,
     };
     // A struct of strings and integers always serializes.
@@ -170,6 +184,7 @@ pub(super) fn decode(payload: &[u8]) -> Option<Packet> {
         node: header.node.into_owned(),
         seq: header.seq,
         op: header.op,
+        sent_ms: header.ts,
         binary: header.binary,
         delivery: match (header.volatile, header.latest) {
             (_, Some(key)) => Delivery::Latest(LatestKey::from_text(key.into_owned())),
@@ -256,14 +271,14 @@ mod tests {
             group: long.clone(),
             except: Some(long.clone()),
         };
-        let encoded = encode(&node, u64::MAX, op.clone(), Some(&frame)).len();
+        let encoded = encode(&node, u64::MAX, op.clone(), Some(&frame), Some(u64::MAX)).len();
         assert!(packet_len(&op, Some(&frame)) >= encoded);
         assert!(packet_len(&op, Some(&frame)) < encoded + 64);
         let change = Change::Join {
             group: long.clone(),
             id: long,
         };
-        let encoded = encode(&node, u64::MAX, Op::Change(change.clone()), None).len();
+        let encoded = encode(&node, u64::MAX, Op::Change(change.clone()), None, None).len();
         assert!(change_len(&change) >= encoded);
         assert!(change_len(&change) < encoded + 128);
     }
@@ -293,8 +308,14 @@ mod tests {
             .with_delivery(Delivery::latest_by("cursor", "ann"));
         let typing = Frame::text(r#"{"type":"typing"}"#).with_delivery(Delivery::Volatile);
         for frame in [&cursor, &typing] {
-            let packet =
-                decode(&encode("n", 1, Op::Broadcast { except: None }, Some(frame))).unwrap();
+            let packet = decode(&encode(
+                "n",
+                1,
+                Op::Broadcast { except: None },
+                Some(frame),
+                None,
+            ))
+            .unwrap();
             assert_eq!(
                 packet.frame().as_ref(),
                 Some(frame),
@@ -302,10 +323,11 @@ mod tests {
             );
         }
         for op in ops {
-            let bytes = encode("node1", 7, op.clone(), Some(&text));
+            let bytes = encode("node1", 7, op.clone(), Some(&text), Some(1_700_000_000_123));
             let packet = decode(&bytes).unwrap();
             assert_eq!(packet.node, "node1");
             assert_eq!(packet.seq, 7);
+            assert_eq!(packet.sent_ms, Some(1_700_000_000_123));
             assert_eq!(packet.op, op);
             assert_eq!(packet.frame(), Some(text.clone()));
         }
@@ -315,10 +337,11 @@ mod tests {
             0,
             Op::Broadcast { except: None },
             Some(&binary),
+            None,
         ))
         .unwrap();
         assert_eq!(packet.frame(), Some(binary));
-        let packet = decode(&encode("n", 3, Op::Heartbeat, None)).unwrap();
+        let packet = decode(&encode("n", 3, Op::Heartbeat, None, None)).unwrap();
         assert_eq!((packet.seq, packet.op), (3, Op::Heartbeat));
     }
 
@@ -330,7 +353,7 @@ mod tests {
             decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
             None
         );
-        let heartbeat = encode("n", 1, Op::Heartbeat, None);
+        let heartbeat = encode("n", 1, Op::Heartbeat, None, None);
         assert!(heartbeat.starts_with(b"{\"v\":2,"));
         assert!(decode(&heartbeat).is_some());
         // Another wire version, or none: ignored.
