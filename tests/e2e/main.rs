@@ -2,6 +2,7 @@
 //! example binaries. One module per area; each test's doc comment names the section (and table row) of the README
 //! or docs/protocol.md it checks.
 
+mod axum_app;
 mod backplane;
 mod chat;
 mod custom_backplane;
