@@ -26,7 +26,6 @@ export const root = (() => {
   }
   return dir;
 })();
-const chatBinary = join(root, "target", "debug", "chat");
 
 export interface Chat {
   process: ChildProcess;
@@ -41,13 +40,19 @@ export interface Chat {
 
 /** Starts `target/debug/chat` (built by scripts/test) on `port` (0: a free one). */
 export async function startChat(port = 0): Promise<Chat> {
-  if (!existsSync(chatBinary)) throw new Error(`${chatBinary} is missing: run \`cargo build -p chat\` first`);
-  const child = spawn(chatBinary, ["--port", String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  return startExample("chat", port);
+}
+
+/** Starts the example binary `target/debug/NAME` (built by scripts/test) on `port` (0: a free one). */
+export async function startExample(name: string, port = 0): Promise<Chat> {
+  const binary = join(root, "target", "debug", name);
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p ${name}\` first`);
+  const child = spawn(binary, ["--port", String(port)], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const [first] = (await Promise.race([
     once(lines, "line"),
-    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("chat did not start")), 10_000))),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${name} did not start`)), 10_000))),
   ]).finally(() => clearTimeout(timer))) as [string];
   const match = /^listening on http:\/\/([\d.]+):(\d+)$/.exec(first);
   if (!match) throw new Error(`unexpected first line: ${first}`);

@@ -22,3 +22,4 @@ mod shutdown;
 mod spans;
 mod support;
 mod typed;
+mod whiteboard;
