@@ -187,6 +187,26 @@ pub use crate::server::{Server, ServerBuilder};
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The guide's Rust examples (`docs/guide`), compiled and run as doctests.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../../docs/guide/concepts.md")]
+    pub struct Concepts;
+    #[doc = include_str!("../../docs/guide/limits.md")]
+    pub struct Limits;
+    #[doc = include_str!("../../docs/guide/delivery.md")]
+    pub struct Delivery;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../../docs/guide/scaling.md")]
+    pub struct Scaling;
+    #[doc = include_str!("../../docs/guide/sdk.md")]
+    pub struct Sdk;
+    #[doc = include_str!("../../docs/guide/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../../docs/guide/observability.md")]
+    pub struct Observability;
+}
+
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
