@@ -16,6 +16,7 @@ mod handshake;
 mod limits;
 mod metrics;
 mod pipeline;
+mod presence;
 mod requests;
 mod server_api;
 mod shutdown;

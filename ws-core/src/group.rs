@@ -7,6 +7,7 @@
 //! that have members.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::client::{Client, ClientId};
@@ -38,6 +39,8 @@ pub(crate) struct GroupRegistry {
     index: RwLock<Index>,
     max_per_client: usize,
     max_name_len: usize,
+    /// Counts changes, so presence can tell cheaply that nothing changed since it last looked.
+    version: AtomicU64,
 }
 
 impl GroupRegistry {
@@ -46,6 +49,7 @@ impl GroupRegistry {
             index: RwLock::new(Index::default()),
             max_per_client,
             max_name_len,
+            version: AtomicU64::new(0),
         }
     }
 
@@ -87,6 +91,7 @@ impl GroupRegistry {
             .entry(name)
             .or_default()
             .insert(client.id().clone(), client.clone());
+        self.version.fetch_add(1, Ordering::Release);
         Ok(true)
     }
 
@@ -107,6 +112,7 @@ impl GroupRegistry {
             memberships.remove(id);
         }
         remove_member(groups, group, id);
+        self.version.fetch_add(1, Ordering::Release);
         true
     }
 
@@ -126,7 +132,13 @@ impl GroupRegistry {
             left.push(group.to_string());
         }
         left.sort();
+        self.version.fetch_add(1, Ordering::Release);
         left
+    }
+
+    /// A number that changes with every join and leave.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub(crate) fn contains(&self, group: &str, id: &ClientId) -> bool {

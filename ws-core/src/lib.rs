@@ -80,6 +80,7 @@
 //! | [`message`] | the traits `#[ws_messages]` implements |
 //! | [`protocol`] | the envelope, [`Frame`](protocol::Frame), [`Message`](protocol::Message), system frame names |
 //! | [`delivery`] | volatile and latest delivery |
+//! | [`presence`] | who is in a group, as a state on join and batched diffs |
 //! | [`auth`] | the authenticator's request and what it attaches to a client |
 //! | [`config`], [`close`], [`error`] | limits and their defaults, close codes, error codes |
 //! | [`backplane`] | one node or many: the `Backplane` trait, memory and Redis |
@@ -159,6 +160,7 @@ pub mod handler;
 mod hooks;
 pub mod message;
 pub mod metrics;
+pub mod presence;
 pub mod protocol;
 mod rate_limit;
 pub mod raw;

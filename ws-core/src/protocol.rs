@@ -27,6 +27,11 @@ pub const ERROR_TYPE: &str = "$error";
 pub const PING_TYPE: &str = "$ping";
 /// The `type` of the server's answer to [`PING_TYPE`].
 pub const PONG_TYPE: &str = "$pong";
+/// The `type` of the member list of a group with presence, sent to a client when it joins
+/// ([`presence`](crate::presence)).
+pub const PRESENCE_STATE_TYPE: &str = "$presence_state";
+/// The `type` of the joins and leaves of a group with presence since the last tick.
+pub const PRESENCE_DIFF_TYPE: &str = "$presence_diff";
 /// The largest request `id`: ids are integers below 2^53 so that JavaScript numbers hold them exactly.
 pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 

@@ -143,4 +143,8 @@ impl Backplane for MemoryBackplane {
     fn group_count(&self) -> usize {
         self.groups.count()
     }
+
+    fn membership_version(&self) -> Option<u64> {
+        Some(self.groups.version())
+    }
 }

@@ -168,6 +168,20 @@ pub trait Backplane: Send + Sync + Debug + 'static {
         let _ = id;
     }
 
+    /// The presence meta (JSON text) of a client of another node, for presence lists; `None` when unknown
+    /// (it is then listed as `null`). This node's clients' meta is known without asking.
+    fn presence_meta(&self, id: &ClientId) -> Option<std::sync::Arc<str>> {
+        let _ = id;
+        None
+    }
+
+    /// A number that changes whenever a membership this backplane knows of changes (a join or leave on
+    /// any node, a node gone or read again). Presence skips a tick in which it did not change; `None`
+    /// (the default) means it cannot tell, and presence compares every tick.
+    fn membership_version(&self) -> Option<u64> {
+        None
+    }
+
     /// Counters of a distributed backplane; `None` for one that serves a single node.
     fn stats(&self) -> Option<BackplaneStats> {
         None

@@ -32,6 +32,13 @@ impl fmt::Debug for ClientId {
     }
 }
 
+/// Serializes as the id's string.
+impl serde::Serialize for ClientId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 /// An id that was created elsewhere (another node, storage, a test).
 impl From<String> for ClientId {
     fn from(id: String) -> Self {

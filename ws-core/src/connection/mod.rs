@@ -77,6 +77,10 @@ pub(crate) fn run(
     bump(&server.stats.connected_clients);
     bump(&server.stats.total_connections);
     data.apply(&client);
+    if let Some(presence) = &server.presence {
+        presence.attach_meta(&client);
+        crate::presence::start(&server);
+    }
     let span = tracing::info_span!(
         target: "ws_core::connection",
         "ws.connection",

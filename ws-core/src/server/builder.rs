@@ -43,6 +43,7 @@ type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + 
 pub struct ServerBuilder {
     config: Config,
     routes: HashMap<String, Endpoint>,
+    presence: Option<crate::presence::Presence>,
     middleware: Vec<Middleware>,
     hooks: Hooks,
     auth: Option<AuthHook>,
@@ -68,6 +69,7 @@ impl ServerBuilder {
         Self {
             config,
             routes: HashMap::new(),
+            presence: None,
             middleware: Vec::new(),
             hooks: Hooks::default(),
             auth: None,
@@ -285,6 +287,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Turns on presence for the groups `presence` selects: their members get `$presence_state` when they
+    /// join and `$presence_diff` as others come and go (see [`presence`](crate::presence)).
+    #[must_use]
+    pub fn presence(mut self, presence: crate::presence::Presence) -> Self {
+        self.presence = Some(presence);
+        self
+    }
+
     /// Builds the server.
     ///
     /// # Errors
@@ -330,6 +340,7 @@ impl ServerBuilder {
             local,
             stats: Stats::default(),
             metrics,
+            presence: self.presence.map(crate::presence::PresenceHub::new),
             connections: watch::Sender::new(0),
             connections_per_ip: std::sync::Mutex::default(),
             handshakes: std::sync::atomic::AtomicUsize::new(0),

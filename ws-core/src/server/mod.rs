@@ -69,6 +69,7 @@ pub(crate) struct Inner {
     pub(crate) local: MemoryBackplane,
     pub(crate) stats: Stats,
     pub(crate) metrics: Metrics,
+    pub(crate) presence: Option<crate::presence::PresenceHub>,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
     /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map

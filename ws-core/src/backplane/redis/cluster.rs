@@ -8,6 +8,7 @@
 //! case costs one small message per change and no reads.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::wire::{Change, Membership};
@@ -19,6 +20,8 @@ struct RemoteNode {
     last_seen: Instant,
     clients: HashMap<String, BTreeSet<String>>,
     groups: HashMap<String, BTreeSet<String>>,
+    /// Presence meta (JSON text) of the clients that have one.
+    meta: HashMap<String, Arc<str>>,
 }
 
 impl RemoteNode {
@@ -29,15 +32,20 @@ impl RemoteNode {
             last_seen: now,
             clients: HashMap::new(),
             groups: HashMap::new(),
+            meta: HashMap::new(),
         }
     }
 
     fn apply(&mut self, change: Change) {
         match change {
-            Change::Connect { id } => {
+            Change::Connect { id, meta } => {
+                if let Some(meta) = meta {
+                    self.meta.insert(id.clone(), Arc::from(meta.to_string()));
+                }
                 self.clients.entry(id).or_default();
             }
             Change::Disconnect { id } => {
+                self.meta.remove(&id);
                 for group in self.clients.remove(&id).unwrap_or_default() {
                     self.remove_member(&group, &id);
                 }
@@ -73,6 +81,8 @@ impl RemoteNode {
 pub(super) struct ClusterView {
     nodes: HashMap<String, RemoteNode>,
     owners: HashMap<String, String>,
+    /// Counts changes to the replica, for presence.
+    version: u64,
 }
 
 impl ClusterView {
@@ -88,8 +98,9 @@ impl ClusterView {
         }
         remote.seq = seq;
         remote.last_seen = now;
+        self.version = self.version.wrapping_add(1);
         match &change {
-            Change::Connect { id } | Change::Join { id, .. } => {
+            Change::Connect { id, .. } | Change::Join { id, .. } => {
                 self.owners.insert(id.clone(), node.to_owned());
             }
             Change::Disconnect { id } => {
@@ -113,9 +124,15 @@ impl ClusterView {
     /// Replaces a node's replica with the membership read from its key.
     pub(super) fn replace(&mut self, node: &str, membership: Membership, now: Instant) {
         self.remove(node);
+        self.version = self.version.wrapping_add(1);
         let mut remote = RemoteNode::new(now);
         remote.seq = membership.seq;
         remote.synced = true;
+        remote.meta = membership
+            .meta
+            .into_iter()
+            .map(|(id, meta)| (id, Arc::from(meta)))
+            .collect();
         for id in membership.clients {
             self.owners.insert(id.clone(), node.to_owned());
             remote.clients.entry(id).or_default();
@@ -135,6 +152,7 @@ impl ClusterView {
     /// Forgets a node and its clients.
     pub(super) fn remove(&mut self, node: &str) {
         if let Some(remote) = self.nodes.remove(node) {
+            self.version = self.version.wrapping_add(1);
             for id in remote.clients.keys() {
                 if self.owners.get(id).is_some_and(|owner| owner == node) {
                     self.owners.remove(id);
@@ -161,6 +179,19 @@ impl ClusterView {
     pub(super) fn clear(&mut self) {
         self.nodes.clear();
         self.owners.clear();
+        self.version = self.version.wrapping_add(1);
+    }
+
+    /// A number that changes with every change to the replica.
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The presence meta of a remote client, if it has one.
+    pub(super) fn meta(&self, id: &str) -> Option<Arc<str>> {
+        self.owner(id)
+            .and_then(|node| self.nodes.get(node))
+            .and_then(|n| n.meta.get(id).cloned())
     }
 
     pub(super) fn node_count(&self) -> usize {
@@ -225,7 +256,16 @@ mod tests {
         let now = Instant::now();
         let mut view = ClusterView::default();
         view.replace("n", Membership::default(), now);
-        view.apply("n", 1, Change::Connect { id: "a".into() }, now);
+        view.apply(
+            "n",
+            1,
+            Change::Connect {
+                id: "a".into(),
+                meta: Some(serde_json::json!({"name": "ann"})),
+            },
+            now,
+        );
+        assert_eq!(view.meta("a").as_deref(), Some(r#"{"name":"ann"}"#));
         view.apply("n", 2, join("g", "a"), now);
         view.apply("n", 3, join("h", "a"), now);
         assert!(!view.heartbeat("n", 3, now));
@@ -259,8 +299,16 @@ mod tests {
             seq: 6,
             clients: vec!["a".into(), "b".into()],
             groups: [("g".to_owned(), vec!["b".to_owned()])].into(),
+            meta: [("b".to_owned(), r#"{"name":"bob"}"#.to_owned())].into(),
         };
+        let before = view.version();
         view.replace("n", membership, now);
+        assert_ne!(
+            view.version(),
+            before,
+            "a read changes the replica's version"
+        );
+        assert_eq!(view.meta("b").as_deref(), Some(r#"{"name":"bob"}"#));
         assert!(!view.heartbeat("n", 6, now));
         assert_eq!(members(&view, "g"), ["b"]);
         view.apply("n", 8, join("g", "a"), now);

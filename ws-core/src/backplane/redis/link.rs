@@ -22,6 +22,7 @@ use super::wire::{self, Change, Op};
 use super::{Outgoing, Shared};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::ClientId;
+use crate::presence::PresenceMeta;
 use crate::sync::lock;
 
 /// How long a leaving node waits for Redis to take its goodbye.
@@ -227,7 +228,11 @@ impl Publisher<'_> {
         let key = self.shared.config.membership_key(&self.shared.node);
         for id in ids {
             match self.local.client(&id) {
-                Some(client) => pipe.hset(&key, id, wire::client_field(&client.groups())),
+                Some(client) => {
+                    let meta = client.extension::<PresenceMeta>();
+                    let field = wire::client_field(&client.groups(), meta.as_ref().map(|m| &*m.0));
+                    pipe.hset(&key, id, field)
+                }
                 None => pipe.hdel(&key, id),
             };
             pipe.ignore();

@@ -488,14 +488,27 @@ impl Backplane for RedisBackplane {
     }
 
     fn client_connected(&self, client: &Client) {
+        let meta = client
+            .extension::<crate::presence::PresenceMeta>()
+            .and_then(|m| serde_json::from_str(&m.0).ok());
         self.shared.enqueue(Outgoing::Change(Change::Connect {
             id: client.id().to_string(),
+            meta,
         }));
     }
 
     fn client_disconnected(&self, id: &ClientId) {
         self.shared
             .enqueue(Outgoing::Change(Change::Disconnect { id: id.to_string() }));
+    }
+
+    fn presence_meta(&self, id: &ClientId) -> Option<Arc<str>> {
+        self.cluster().meta(id.as_str())
+    }
+
+    fn membership_version(&self) -> Option<u64> {
+        let local = self.local.membership_version().unwrap_or(0);
+        Some(local.wrapping_add(self.cluster().version()))
     }
 
     fn register_metrics(&self, registry: &mut Registry) {

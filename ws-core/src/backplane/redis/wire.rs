@@ -47,17 +47,30 @@ pub(super) enum Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub(super) enum Change {
-    Connect { id: String },
-    Disconnect { id: String },
-    Join { group: String, id: String },
-    Leave { group: String, id: String },
+    Connect {
+        id: String,
+        /// The client's presence meta, when the server has presence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<serde_json::Value>,
+    },
+    Disconnect {
+        id: String,
+    },
+    Join {
+        group: String,
+        id: String,
+    },
+    Leave {
+        group: String,
+        id: String,
+    },
 }
 
 impl Change {
     /// The client the change is about.
     pub(super) fn id(&self) -> &str {
         match self {
-            Self::Connect { id }
+            Self::Connect { id, .. }
             | Self::Disconnect { id }
             | Self::Join { id, .. }
             | Self::Leave { id, .. } => id,
@@ -201,15 +214,34 @@ pub(super) struct Membership {
     pub(super) seq: u64,
     pub(super) clients: Vec<String>,
     pub(super) groups: BTreeMap<String, Vec<String>>,
+    /// Presence meta (JSON text) of the clients that have one.
+    pub(super) meta: BTreeMap<String, String>,
 }
 
 /// The hash field holding the number of the latest change the key reflects.
 pub(super) const SEQ_FIELD: &str = "$seq";
 
-/// The value stored for one client: its groups, as a JSON array.
-pub(super) fn client_field(groups: &[String]) -> Vec<u8> {
+/// The value stored for one client: its groups as a JSON array, or `{"groups": [...], "meta": ...}` for a
+/// client with presence meta (JSON text).
+pub(super) fn client_field(groups: &[String], meta: Option<&str>) -> Vec<u8> {
     // A list of strings always serializes.
-    serde_json::to_vec(groups).unwrap_or_default()
+    let groups = serde_json::to_vec(groups).unwrap_or_default();
+    let Some(meta) = meta else {
+        return groups;
+    };
+    let mut field = Vec::with_capacity(groups.len() + meta.len() + 20);
+    field.extend_from_slice(b"{\"groups\":");
+    field.extend_from_slice(&groups);
+    field.extend_from_slice(b",\"meta\":");
+    field.extend_from_slice(meta.as_bytes());
+    field.push(b'}');
+    field
+}
+
+#[derive(Deserialize)]
+struct ClientEntry {
+    groups: Vec<String>,
+    meta: Box<serde_json::value::RawValue>,
 }
 
 /// A membership from the fields of a node's key (`HGETALL`); `None` for a key that does not exist (no
@@ -224,8 +256,17 @@ pub(super) fn membership_from_fields(fields: Vec<(String, Vec<u8>)>) -> Option<M
                 .and_then(|v| v.parse().ok());
             continue;
         }
-        let Ok(groups) = serde_json::from_slice::<Vec<String>>(&value) else {
-            continue;
+        let groups = match serde_json::from_slice::<Vec<String>>(&value) {
+            Ok(groups) => groups,
+            Err(_) => match serde_json::from_slice::<ClientEntry>(&value) {
+                Ok(entry) => {
+                    membership
+                        .meta
+                        .insert(field.clone(), entry.meta.get().to_owned());
+                    entry.groups
+                }
+                Err(_) => continue,
+            },
         };
         for group in groups {
             membership
@@ -248,15 +289,21 @@ mod tests {
     fn a_membership_is_read_back_from_its_fields() {
         let field = |k: &str, v: &[u8]| (k.to_owned(), v.to_vec());
         let fields = vec![
-            field("c1", &client_field(&["g".into(), "h".into()])),
+            field("c1", &client_field(&["g".into(), "h".into()], None)),
             field(SEQ_FIELD, b"7"),
             field("c2", b"[]"),
             field("c3", b"not json"),
+            field(
+                "c4",
+                &client_field(&["g".into()], Some(r#"{"name":"a\"b"}"#)),
+            ),
         ];
         let membership = membership_from_fields(fields).unwrap();
         assert_eq!(membership.seq, 7);
-        assert_eq!(membership.clients, ["c1", "c2"]);
-        assert_eq!(membership.groups["g"], ["c1"]);
+        assert_eq!(membership.clients, ["c1", "c2", "c4"]);
+        assert_eq!(membership.groups["g"], ["c1", "c4"]);
+        assert_eq!(membership.meta["c4"], r#"{"name":"a\"b"}"#);
+        assert_eq!(membership.meta.len(), 1);
         assert_eq!(membership.groups["h"], ["c1"]);
         assert_eq!(membership_from_fields(Vec::new()), None);
         assert_eq!(membership_from_fields(vec![field("c1", b"[]")]), None);
