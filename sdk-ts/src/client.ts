@@ -1,6 +1,7 @@
 import { backoffDelay, closeCodePolicy, type ReconnectOptions } from "./backoff.js";
 import { ERROR, MAX_REQUEST_ID, PING, PONG, REPLY, parseEnvelope, type Envelope } from "./envelope.js";
 import { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
+import { PRESENCE_DIFF, PRESENCE_STATE, Presence, type MetaOf, type PresenceView } from "./presence.js";
 import type {
   DataArgs,
   DataOf,
@@ -74,6 +75,10 @@ export interface WsClient<P extends ProtocolShape> {
     type: K,
     handler: (data: DataOf<P["server"], K>, meta: MessageMeta) => ReplyOf<P["server"], K> | Promise<ReplyOf<P["server"], K>>,
   ): () => void;
+  /** The live member list of a group with presence (empty until this client joins it and the server's
+   * `$presence_state` arrives); emptied when the connection is lost, filled again when the group is joined
+   * again. */
+  presence(group: string): PresenceView<MetaOf<P>>;
   /** Listens to state changes (`open`, `reconnecting`, ...); returns a function that stops listening. */
   onState(listener: (state: ConnectionState, close?: { code: number; reason: string }) => void): () => void;
   /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
@@ -107,6 +112,8 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
   private readonly stateListeners = new Set<(state: ConnectionState, close?: { code: number; reason: string }) => void>();
   private readonly errorListeners = new Set<(error: WsRequestError) => void>();
+  /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
+  private readonly presences = new Map<string, Presence<MetaOf<P>>>();
   private nextId = 1;
   private attempt = 0;
   /** Counts connections, so an answer computed on one is not sent on the next. */
@@ -237,6 +244,7 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     this.dropSocket();
     socket?.close(code, reason);
     this.failPending(new WsClosedError("the client is closed"));
+    for (const view of this.presences.values()) view.reset();
     this.setState("closed", { code, reason });
   }
 
@@ -280,6 +288,11 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
+      const data = (msg.data ?? {}) as { group?: unknown };
+      if (typeof data.group === "string") this.presenceOf(data.group).apply(msg.type, data);
+      return;
+    }
     const meta: MessageMeta = msg.from === undefined ? {} : { from: msg.from };
     const handler = this.handlers.get(msg.type);
     if (msg.id !== undefined) {
@@ -340,8 +353,22 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     this.queue.push(requestId === undefined ? { text } : { text, id: requestId });
   }
 
+  private presenceOf(group: string): Presence<MetaOf<P>> {
+    let view = this.presences.get(group);
+    if (!view) {
+      view = new Presence<MetaOf<P>>(group);
+      this.presences.set(group, view);
+    }
+    return view;
+  }
+
+  presence(group: string): PresenceView<MetaOf<P>> {
+    return this.presenceOf(group);
+  }
+
   private lost(code: number, reason: string): void {
     this.dropSocket();
+    for (const view of this.presences.values()) view.reset();
     clearTimeout(this.stableTimer);
     // The server discards what arrives after it starts closing, so in-flight requests cannot be trusted.
     this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));

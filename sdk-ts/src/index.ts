@@ -4,6 +4,8 @@ export type { CloseDecision, ReconnectOptions } from "./backoff.js";
 export { backoffDelay, closeCodePolicy } from "./backoff.js";
 export { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 export type { Envelope } from "./envelope.js";
+export type { MetaOf, PresenceChange, PresenceView } from "./presence.js";
+export { PRESENCE_DIFF, PRESENCE_STATE } from "./presence.js";
 export { ERROR, PING, PONG, REPLY } from "./envelope.js";
 export type {
   DataArgs,

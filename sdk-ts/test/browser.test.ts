@@ -1,5 +1,5 @@
 // The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core): two pages chat
-// through the generated client, see each other typing, a room isolates a third, another user's question
+// through the generated client, list who is in their rooms, see each other typing, a room isolates a third, another user's question
 // is answered in the page, and screenshots are kept as artifacts.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -62,6 +62,11 @@ test("two pages chat, and a room keeps its messages to its members", async () =>
   await joinRoom(ann, "rust");
   await joinRoom(bob, "rust");
   await joinRoom(cid, "go");
+
+  // Each page lists who is in its rooms, from the server's presence frames.
+  await ann.waitForSelector('#rooms span[data-room="rust"]:text-is("#rust: ann, bob")');
+  await bob.waitForSelector('#rooms span[data-room="rust"]:text-is("#rust: ann, bob")');
+  await cid.waitForSelector('#rooms span[data-room="go"]:text-is("#go: cid")');
 
   // Typing in the room shows on the other member's page (a volatile message), not on one's own.
   await ann.fill("#text", "hel");

@@ -33,6 +33,42 @@ describe("ws-core-client against examples/chat", () => {
     bob.close();
   });
 
+  test("presence: each member's list of a room follows joins and leaves, typed by the protocol", async () => {
+    const ann = chatClient(chat.url("ann"));
+    const bob = chatClient(chat.url("bob"));
+    const annId = (await nextMessage(ann, "welcome")).client_id;
+    const view = ann.presence("presence-room");
+    /** Resolves once a list is `want` (names) and the server's count agrees. */
+    const listIs = (list: typeof view, want: string[]) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          const names = [...list.members.values()].map((m) => m.user).sort();
+          if (list.count === want.length && JSON.stringify(names) === JSON.stringify(want)) {
+            stop();
+            resolve();
+          }
+        };
+        const stop = list.onChange(check);
+        check();
+      });
+    const until = (want: string[]) => listIs(view, want);
+    await ann.request("join", { room: "presence-room" });
+    await until(["ann"]);
+    assert.equal(view.members.get(annId)?.user, "ann");
+    const joined = next<{ joins: string[] }>((l) => view.onChange((c) => l({ joins: [...c.joins.values()].map((m) => m.user) })));
+    await bob.request("join", { room: "presence-room" });
+    assert.deepEqual((await joined).joins, ["bob"]);
+    await until(["ann", "bob"]);
+    await listIs(bob.presence("presence-room"), ["ann", "bob"]);
+    await bob.request("leave", { room: "presence-room" });
+    await until(["ann"]);
+    // A lost connection empties the list; joining again fills it.
+    bob.close();
+    ann.close();
+    assert.equal(view.count, 0);
+    assert.equal(view.members.size, 0);
+  });
+
   test("error replies reject with the server's code", async () => {
     const eve = chatClient(chat.url("eve"));
     await assert.rejects(eve.request("admin:purge"), (error: unknown) => {

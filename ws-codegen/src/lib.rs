@@ -186,6 +186,14 @@ impl Codegen {
         self
     }
 
+    /// Declares the presence meta type: what the server's `Presence::meta` function returns for each member
+    /// (the `presence` field of the generated `Protocol`, which types `client.presence(group)` in the SDK).
+    #[must_use]
+    pub fn presence<M: ws_core::ts_rs::TS + 'static>(mut self) -> Self {
+        self.protocol.set_presence_meta::<M>();
+        self
+    }
+
     /// The collected protocol.
     pub fn protocol(&self) -> &Protocol {
         &self.protocol

@@ -48,6 +48,8 @@ pub struct Protocol {
     pub server_to_client: DirectionDef,
     /// TypeScript declarations by type name.
     pub ts_declarations: BTreeMap<String, String>,
+    /// The TypeScript name of the presence meta type, when the server has presence.
+    pub presence_meta: Option<String>,
 }
 
 pub(crate) fn ts_config() -> ts_rs::Config {
@@ -177,6 +179,17 @@ impl MessageDef {
 }
 
 impl Protocol {
+    /// Declares `M` as what each member of a group with presence shows the others.
+    pub fn set_presence_meta<M: TS + 'static>(&mut self) {
+        let cfg = ts_config();
+        Declarations {
+            cfg: &cfg,
+            out: &mut self.ts_declarations,
+        }
+        .add::<M>();
+        self.presence_meta = Some(M::name(&cfg));
+    }
+
     /// Adds a message set to the direction it declares.
     pub fn add<M: WsMessages>(&mut self) {
         let mut collector = Collector {

@@ -72,8 +72,15 @@ pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
         "/** The whole protocol: the type parameter of `createClient` in `ws-core-client`. */\n",
     );
     out.push_str(
-        "export interface Protocol {\n  client: ClientMessages;\n  server: ServerMessages;\n}\n\n",
+        "export interface Protocol {\n  client: ClientMessages;\n  server: ServerMessages;\n",
     );
+    if let Some(meta) = &protocol.presence_meta {
+        let _ = writeln!(
+            out,
+            "  /** What each member of a group with presence shows the others (`client.presence(group)`). */\n  presence: {meta};"
+        );
+    }
+    out.push_str("}\n\n");
     out.push_str("/** Wire names of every message, in declaration order. */\n");
     for (constant, direction) in [
         ("CLIENT_MESSAGE_TYPES", &protocol.client_to_server),

@@ -65,6 +65,13 @@ export type InboundTyping = {
 
 export type InboundWhoami = null;
 
+export type Member = {
+  /**
+   * The member's user name.
+   */
+  user: string;
+};
+
 export type OutboundAsk = {
   /**
    * The question.
@@ -194,6 +201,8 @@ export interface ServerMessages {
 export interface Protocol {
   client: ClientMessages;
   server: ServerMessages;
+  /** What each member of a group with presence shows the others (`client.presence(group)`). */
+  presence: Member;
 }
 
 /** Wire names of every message, in declaration order. */

@@ -7,7 +7,7 @@ use ws_core::config::ConfigError;
 use ws_core::{Client, Config, Error, Server, ServerBuilder, on};
 
 use crate::protocol::{
-    Answer, Inbound, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
+    Answer, Inbound, Member, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
 };
 
 /// How long a client has to answer another client's question.
@@ -152,6 +152,8 @@ pub fn build(config: Config) -> Result<Server, ConfigError> {
 pub fn builder(config: Config) -> ServerBuilder {
     Server::builder(config)
         .auth(authenticate)
+        // Every room has a member list; each member shows its user name.
+        .presence(ws_core::presence::Presence::new().meta(|client| Member { user: user(client) }))
         .on_connect(|client| async move {
             let _ = client.send(Outbound::Welcome {
                 client_id: client.id().to_string(),

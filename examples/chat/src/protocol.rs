@@ -148,3 +148,11 @@ pub struct Purged {
     /// Always true.
     pub purged: bool,
 }
+
+/// What each member of a room shows the others in the room's presence list.
+#[payload]
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The member's user name.
+    pub user: String,
+}

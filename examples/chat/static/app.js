@@ -67,6 +67,63 @@ var WsQueueFullError = class extends WsError {
   }
 };
 
+// sdk-ts/src/presence.ts
+var PRESENCE_STATE = "$presence_state";
+var PRESENCE_DIFF = "$presence_diff";
+function entries(value) {
+  const map = /* @__PURE__ */ new Map();
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    for (const [id, meta] of Object.entries(value)) map.set(id, meta);
+  }
+  return map;
+}
+var Presence = class {
+  constructor(group) {
+    __publicField(this, "group", group);
+    __publicField(this, "members", /* @__PURE__ */ new Map());
+    __publicField(this, "count", 0);
+    __publicField(this, "countsOnly", false);
+    __publicField(this, "listeners", /* @__PURE__ */ new Set());
+  }
+  onChange(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  /** Applies a state (the whole list) or a diff (joins and leaves, applied as set operations). */
+  apply(type, data) {
+    const count = typeof data.count === "number" ? data.count : this.count;
+    const joins = /* @__PURE__ */ new Map();
+    const leaves = /* @__PURE__ */ new Map();
+    if (type === PRESENCE_STATE) {
+      const members = entries(data.members);
+      this.countsOnly = data.members === void 0;
+      for (const [id, meta] of this.members) if (!members.has(id)) leaves.set(id, meta);
+      for (const [id, meta] of members) if (!this.members.has(id)) joins.set(id, meta);
+      this.members = members;
+    } else {
+      this.countsOnly = data.joins === void 0 && data.leaves === void 0;
+      for (const [id, meta] of entries(data.leaves)) {
+        if (this.members.delete(id)) leaves.set(id, meta);
+      }
+      for (const [id, meta] of entries(data.joins)) {
+        if (!this.members.has(id)) joins.set(id, meta);
+        this.members.set(id, meta);
+      }
+    }
+    this.count = count;
+    for (const listener of this.listeners) listener({ joins, leaves, count });
+  }
+  /** The connection is gone: the server forgot this client's groups, so the list is empty until a new
+   * join brings a new state. */
+  reset() {
+    if (this.members.size === 0 && this.count === 0) return;
+    const leaves = this.members;
+    this.members = /* @__PURE__ */ new Map();
+    this.count = 0;
+    for (const listener of this.listeners) listener({ joins: /* @__PURE__ */ new Map(), leaves, count: 0 });
+  }
+};
+
 // sdk-ts/src/client.ts
 var OPEN = 1;
 function createClient(url, options = {}) {
@@ -84,6 +141,8 @@ var Client = class {
     __publicField(this, "handlers", /* @__PURE__ */ new Map());
     __publicField(this, "stateListeners", /* @__PURE__ */ new Set());
     __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
+    /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
+    __publicField(this, "presences", /* @__PURE__ */ new Map());
     __publicField(this, "nextId", 1);
     __publicField(this, "attempt", 0);
     /** Counts connections, so an answer computed on one is not sent on the next. */
@@ -192,6 +251,7 @@ var Client = class {
     this.dropSocket();
     socket?.close(code, reason);
     this.failPending(new WsClosedError("the client is closed"));
+    for (const view of this.presences.values()) view.reset();
     this.setState("closed", { code, reason });
   }
   connect() {
@@ -232,6 +292,11 @@ var Client = class {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
+      const data = msg.data ?? {};
+      if (typeof data.group === "string") this.presenceOf(data.group).apply(msg.type, data);
+      return;
+    }
     const meta = msg.from === void 0 ? {} : { from: msg.from };
     const handler = this.handlers.get(msg.type);
     if (msg.id !== void 0) {
@@ -285,8 +350,20 @@ var Client = class {
     }
     this.queue.push(requestId === void 0 ? { text } : { text, id: requestId });
   }
+  presenceOf(group) {
+    let view = this.presences.get(group);
+    if (!view) {
+      view = new Presence(group);
+      this.presences.set(group, view);
+    }
+    return view;
+  }
+  presence(group) {
+    return this.presenceOf(group);
+  }
   lost(code, reason) {
     this.dropSocket();
+    for (const view of this.presences.values()) view.reset();
     clearTimeout(this.stableTimer);
     this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closedByUser) return;
@@ -359,7 +436,11 @@ function log(html, cls) {
   $("log").scrollTop = $("log").scrollHeight;
 }
 function renderRooms() {
-  $("rooms").innerHTML = [...joined].map((r) => `<span>${esc(r)}</span>`).join("");
+  $("rooms").innerHTML = [...joined].map((r) => {
+    const view = client?.presence(r);
+    const names = view ? [...view.members.values()].map((m) => m.user).sort() : [];
+    return `<span data-room="${esc(r)}">#${esc(r)}: ${esc(names.join(", "))}</span>`;
+  }).join("");
   const target = $("target");
   const current = target.value;
   target.innerHTML = `<option value="">everyone</option>` + [...joined].map((r) => `<option value="${esc(r)}">#${esc(r)}</option>`).join("");
@@ -438,7 +519,9 @@ $("join").addEventListener("submit", async (e) => {
   e.preventDefault();
   const room = $("room").value.trim();
   try {
-    await client?.request("join", { room });
+    if (!client) return;
+    await client.request("join", { room });
+    if (!joined.has(room)) client.presence(room).onChange(renderRooms);
     joined.add(room);
     renderRooms();
     $("target").value = room;

@@ -27,8 +27,15 @@ function log(html: string, cls?: string): void {
   $("log").scrollTop = $("log").scrollHeight;
 }
 
+/** Each joined room with who is in it, from the server's presence frames. */
 function renderRooms(): void {
-  $("rooms").innerHTML = [...joined].map((r) => `<span>${esc(r)}</span>`).join("");
+  $("rooms").innerHTML = [...joined]
+    .map((r) => {
+      const view = client?.presence(r);
+      const names = view ? [...view.members.values()].map((m) => m.user).sort() : [];
+      return `<span data-room="${esc(r)}">#${esc(r)}: ${esc(names.join(", "))}</span>`;
+    })
+    .join("");
   const target = $<HTMLSelectElement>("target");
   const current = target.value;
   target.innerHTML =
@@ -120,7 +127,9 @@ $("join").addEventListener("submit", async (e) => {
   e.preventDefault();
   const room = $<HTMLInputElement>("room").value.trim();
   try {
-    await client?.request("join", { room });
+    if (!client) return;
+    await client.request("join", { room });
+    if (!joined.has(room)) client.presence(room).onChange(renderRooms);
     joined.add(room);
     renderRooms();
     $<HTMLSelectElement>("target").value = room;

@@ -57,6 +57,13 @@ pub(crate) fn config() -> ws_core::Config {
 
 pub(crate) struct WsClient {
     pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Skip `$presence_state` and `$presence_diff` frames (a client of an example with presence, in a test
+    /// about something else).
+    pub(crate) skip_presence: bool,
+}
+
+fn is_presence(msg: &WsMessage) -> bool {
+    matches!(msg, WsMessage::Text(t) if t.as_str().starts_with(r#"{"type":"$presence_"#))
 }
 
 /// What the client saw when the connection ended.
@@ -83,7 +90,10 @@ impl WsClient {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
             .await
             .expect("handshake timed out")?;
-        Ok(Self { ws })
+        Ok(Self {
+            ws,
+            skip_presence: false,
+        })
     }
 
     pub(crate) async fn send_json(&mut self, value: Value) {
@@ -104,6 +114,7 @@ impl WsClient {
                 .expect("read error");
             match msg {
                 WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                other if self.skip_presence && is_presence(&other) => continue,
                 other => return other,
             }
         }
@@ -155,6 +166,7 @@ impl WsClient {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(msg))) if self.skip_presence && is_presence(&msg) => continue,
                 Ok(other) => panic!("expected silence, got {other:?}"),
             }
         }
@@ -296,8 +308,12 @@ pub(crate) async fn start_example(name: &str, args: &[&str]) -> Example {
 }
 
 impl Example {
+    /// A client that skips presence frames (the chat has presence on every room; `chat.rs` tests it on
+    /// its own).
     pub(crate) async fn connect(&self, token: &str) -> WsClient {
-        WsClient::connect(&format!("ws://{}/ws?token={token}", self.addr)).await
+        let mut client = WsClient::connect(&format!("ws://{}/ws?token={token}", self.addr)).await;
+        client.skip_presence = true;
+        client
     }
 
     /// Connects and consumes the welcome frame; returns the client and its id.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chat::protocol::{Inbound, Outbound};
+use chat::protocol::{Inbound, Member, Outbound};
 use ws_codegen::Codegen;
 
 fn main() -> ExitCode {
@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk");
     let codegen = Codegen::new("ws-core chat")
         .messages::<Inbound>()
-        .messages::<Outbound>();
+        .messages::<Outbound>()
+        .presence::<Member>();
     ws_codegen::exit_code(codegen.run(dir, check))
 }
