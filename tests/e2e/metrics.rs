@@ -165,8 +165,8 @@ async fn the_metrics_page_parses_and_counts_what_happened() {
 
     let lag = family(&page, "ws_send_queue_lag_seconds");
     assert_eq!(lag.family_type, OpenMetricsType::Histogram);
-    // Every reply, the broadcasts and the close went out in write batches.
-    assert!(histogram(sample(lag, &[])).0 >= 5);
+    // Sampled: the first write batch of each of the three connections at least.
+    assert!(histogram(sample(lag, &[])).0 >= 3);
 
     let disconnects = family(&page, "ws_server_disconnects");
     assert_eq!(disconnects.family_type, OpenMetricsType::Counter);

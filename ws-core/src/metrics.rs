@@ -51,7 +51,7 @@
 //! | `ws_pong_timeouts_total`, `ws_write_timeouts_total` | counter | | dead or stuck peers |
 //! | `ws_handler_duration_seconds` | histogram | `type` | time from a handler's start to its end |
 //! | `ws_fanout_recipients` | histogram | | clients of this node reached by one broadcast or group send |
-//! | `ws_send_queue_lag_seconds` | histogram | | how long a write batch's oldest frame waited in its send queue |
+//! | `ws_send_queue_lag_seconds` | histogram | | how long a write batch's oldest frame waited in its send queue (sampled: each connection's first batch and every 16th) |
 //! | `ws_backplane_*` | | | the backplane's own (see [`Backplane::register_metrics`](crate::backplane::Backplane::register_metrics)) |
 //!
 //! [`Server::stats`]: crate::Server::stats
@@ -181,7 +181,7 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &mut Registry) {
     );
     ws.register(
         "send_queue_lag_seconds",
-        "How long the oldest frame of a write batch waited in its client's send queue",
+        "How long the oldest frame of a write batch waited in its client's send queue (each connection's first batch and every 16th)",
         metrics.send_queue_lag.clone(),
     );
     ws.register(
