@@ -116,7 +116,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 let Some((_, oldest)) = received else {
                     return sink;
                 };
-                if batches % LAG_SAMPLE == 0 {
+                if batches.is_multiple_of(LAG_SAMPLE) {
                     let lag = Stamp::now().millis_since(oldest);
                     server.metrics.send_queue_lag.observe(f64::from(lag) / 1000.0);
                 }
