@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod groups;
 mod handlers;
 mod handshake;
+mod history;
 mod limits;
 mod metrics;
 mod pipeline;

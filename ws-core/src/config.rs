@@ -302,6 +302,9 @@ pub enum ConfigError {
     /// `path` does not start with `/`.
     #[error("`path` must start with '/', got {0:?}")]
     Path(String),
+    /// History is kept in one node's memory: it cannot be combined with a backplane yet.
+    #[error("history keeps one node's frames: it cannot be used with a backplane")]
+    HistoryNeedsOneNode,
     /// A backplane's address cannot be parsed.
     #[error("backplane url {url:?}: {reason}")]
     BackplaneUrl {

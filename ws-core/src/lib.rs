@@ -81,6 +81,7 @@
 //! | [`protocol`] | the envelope, [`Frame`](protocol::Frame), [`Message`](protocol::Message), system frame names |
 //! | [`delivery`] | volatile and latest delivery |
 //! | [`presence`] | who is in a group, as a state on join and batched diffs |
+//! | [`history`] | a group's recent frames, numbered, replayed to a client that comes back |
 //! | [`auth`] | the authenticator's request and what it attaches to a client |
 //! | [`config`], [`close`], [`error`] | limits and their defaults, close codes, error codes |
 //! | [`backplane`] | one node or many: the `Backplane` trait, memory and Redis |
@@ -157,6 +158,7 @@ pub mod extract;
 pub mod fuzz_support;
 mod group;
 pub mod handler;
+pub mod history;
 mod hooks;
 pub mod message;
 pub mod metrics;

@@ -32,6 +32,12 @@ pub const PONG_TYPE: &str = "$pong";
 pub const PRESENCE_STATE_TYPE: &str = "$presence_state";
 /// The `type` of the joins and leaves of a group with presence since the last tick.
 pub const PRESENCE_DIFF_TYPE: &str = "$presence_diff";
+/// The `type` of where a client stands in a group's history, sent when it joins a group with history
+/// ([`history`](crate::history)).
+pub const POSITION_TYPE: &str = "$position";
+/// The `type` of a client's last positions in groups' histories, `{"<group>": {"epoch", "offset"}}`, sent
+/// before it joins them again so that it gets what it missed.
+pub const POSITIONS_TYPE: &str = "$positions";
 /// The largest request `id`: ids are integers below 2^53 so that JavaScript numbers hold them exactly.
 pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 

@@ -98,9 +98,14 @@ impl<'a> Recipients<'a> {
         } else {
             &*self.server.backplane
         };
-        match self.group {
-            Some(group) => backplane.send_to_group(group, &frame, self.except),
-            None => backplane.broadcast(&frame, self.except),
+        match (self.group, &self.server.history) {
+            (Some(group), Some(history)) if history.applies_to(group) => {
+                history.publish(group, frame, |frame| {
+                    backplane.send_to_group(group, frame, self.except);
+                });
+            }
+            (Some(group), _) => backplane.send_to_group(group, &frame, self.except),
+            (None, _) => backplane.broadcast(&frame, self.except),
         }
     }
 }

@@ -356,7 +356,13 @@ impl Client {
     /// `limit_exceeded` when the client already belongs to `max_groups_per_client` groups or the name is
     /// longer than `max_group_name_bytes`; `not_found` once the client has disconnected.
     pub fn join(&self, group: &str) -> Result<bool, Error> {
-        self.inner.server.backplane.join(group, self)
+        let server = &self.inner.server;
+        match &server.history {
+            Some(history) if history.applies_to(group) => {
+                history.join(group, self, || server.backplane.join(group, self))
+            }
+            _ => server.backplane.join(group, self),
+        }
     }
 
     /// Removes the client from `group`; returns whether it was a member.

@@ -328,6 +328,21 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
             let _ = client.send(protocol::pong_frame(id));
             return None;
         }
+        protocol::POSITIONS_TYPE => {
+            if server.history.is_some() {
+                let config = &server.config;
+                crate::history::set_positions(
+                    client,
+                    incoming.data_json(),
+                    config.max_groups_per_client,
+                    config.max_group_name_bytes,
+                );
+            }
+            if let Some(id) = id {
+                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
+            }
+            return None;
+        }
         protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
             if let Some(id) = id {
                 let answer = answer(&incoming);

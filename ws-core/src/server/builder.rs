@@ -44,6 +44,7 @@ pub struct ServerBuilder {
     config: Config,
     routes: HashMap<String, Endpoint>,
     presence: Option<crate::presence::Presence>,
+    history: Option<crate::history::History>,
     middleware: Vec<Middleware>,
     hooks: Hooks,
     auth: Option<AuthHook>,
@@ -70,6 +71,7 @@ impl ServerBuilder {
             config,
             routes: HashMap::new(),
             presence: None,
+            history: None,
             middleware: Vec::new(),
             hooks: Hooks::default(),
             auth: None,
@@ -295,6 +297,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Keeps the recent frames of the groups `history` selects, numbered, and replays what a client missed
+    /// when it joins again (see [`history`](crate::history)). One node only: building with a backplane
+    /// too fails with [`ConfigError::HistoryNeedsOneNode`].
+    #[must_use]
+    pub fn history(mut self, history: crate::history::History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
     /// Builds the server.
     ///
     /// # Errors
@@ -302,6 +313,9 @@ impl ServerBuilder {
     /// [`ConfigError`] when the configuration cannot work (see [`Config::validate`]).
     pub fn build(self) -> Result<Server, ConfigError> {
         self.config.validate()?;
+        if self.history.is_some() && self.backplane.is_some() {
+            return Err(ConfigError::HistoryNeedsOneNode);
+        }
         let clients = Arc::new(ClientRegistry::default());
         let groups = Arc::new(GroupRegistry::new(
             self.config.max_groups_per_client,
@@ -341,6 +355,7 @@ impl ServerBuilder {
             stats: Stats::default(),
             metrics,
             presence: self.presence.map(crate::presence::PresenceHub::new),
+            history: self.history.map(crate::history::HistoryStore::new),
             connections: watch::Sender::new(0),
             connections_per_ip: std::sync::Mutex::default(),
             handshakes: std::sync::atomic::AtomicUsize::new(0),

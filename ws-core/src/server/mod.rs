@@ -70,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     pub(crate) metrics: Metrics,
     pub(crate) presence: Option<crate::presence::PresenceHub>,
+    pub(crate) history: Option<crate::history::HistoryStore>,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
     /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
@@ -182,7 +183,7 @@ impl Server {
     pub fn join_group(&self, id: impl AsRef<str>, group: &str) -> Result<bool, Error> {
         let id = id.as_ref();
         match self.local_client(id) {
-            Some(client) => self.inner.backplane.join(group, &client),
+            Some(client) => client.join(group),
             None => self
                 .inner
                 .backplane

@@ -1,0 +1,220 @@
+//! History and recovery (README "History and recovery"; `ws_core::history` module docs): positions in the
+//! envelope, recovery on a new connection in order and without duplicates, the gap answers, the bounds.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::config::ConfigError;
+use ws_core::history::History;
+use ws_core::protocol::Message;
+use ws_core::{Client, Config, Server, ServerBuilder};
+
+use crate::support::{TestServer, WsClient, spawn};
+
+/// `join {group}` (a request) and `say {group, n}`, relayed to the group but the sender.
+fn history_server(history: History) -> ServerBuilder {
+    Server::builder(Config::default().port(0).message_rate_limit(0))
+        .history(history)
+        .on("join", |client: Client, msg: Message| async move {
+            let group = msg.data["group"].as_str().unwrap_or_default().to_owned();
+            client.join(&group).map(|_| ())
+        })
+        .on("say", |client: Client, msg: Message| async move {
+            let group = msg.data["group"].as_str().unwrap_or_default().to_owned();
+            client
+                .to(&group)
+                .send(Message::new("said", msg.data["n"].clone()));
+        })
+}
+
+/// Joins `group` (a request) and returns the `$position` frame that came before the reply (`null` for
+/// a group without history).
+async fn join(client: &mut WsClient, group: &str) -> Value {
+    join_replayed(client, group).await.0
+}
+
+/// [`join`], with the `data` of the `said` frames replayed before the reply.
+async fn join_replayed(client: &mut WsClient, group: &str) -> (Value, Vec<u64>) {
+    client
+        .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
+        .await;
+    let mut position = Value::Null;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("$position") => position = frame,
+            Some("said") => replayed.push(frame["data"].as_u64().unwrap()),
+            Some("$reply") if frame["id"] == 1 => return (position, replayed),
+            _ => {}
+        }
+    }
+}
+
+async fn say(client: &mut WsClient, group: &str, n: u64) {
+    client
+        .send_json(json!({"type": "say", "data": {"group": group, "n": n}}))
+        .await;
+}
+
+/// The `data` of the next `count` frames of type `said`, and the position of the last.
+async fn said(client: &mut WsClient, count: usize) -> (Vec<u64>, Value) {
+    let mut values = Vec::new();
+    let mut last = Value::Null;
+    while values.len() < count {
+        let frame = client.recv().await;
+        if frame["type"] == "said" {
+            values.push(frame["data"].as_u64().unwrap());
+            last = frame["pos"].clone();
+        }
+    }
+    (values, last)
+}
+
+async fn connect(srv: &TestServer) -> WsClient {
+    srv.connect().await
+}
+
+/// A frame to a group with history carries its position; a client whose connection was cut while 1 000
+/// frames were sent comes back with its position, joins, and gets `recovered: true` and every frame, in
+/// order, once — then live frames after them.
+#[tokio::test]
+async fn a_client_that_comes_back_gets_what_it_missed_in_order() {
+    let srv = spawn(history_server(
+        History::new().groups(|g| g.starts_with("room")),
+    ))
+    .await;
+    let mut sender = connect(&srv).await;
+    join(&mut sender, "room").await;
+    let mut reader = connect(&srv).await;
+    let first = join(&mut reader, "room").await;
+    assert_eq!(first["data"]["offset"], 0);
+    assert!(first["data"].get("recovered").is_none(), "{first}");
+
+    say(&mut sender, "room", 1).await;
+    let (values, pos) = said(&mut reader, 1).await;
+    assert_eq!(values, [1]);
+    assert_eq!((&pos["group"], &pos["offset"]), (&json!("room"), &json!(1)));
+    let epoch = pos["epoch"].clone();
+
+    reader.close().await;
+    for n in 2..=1001 {
+        say(&mut sender, "room", n).await;
+    }
+    // Wait until the server has handled them: a request after them is answered after them.
+    join(&mut sender, "room-sync").await;
+
+    let mut back = connect(&srv).await;
+    back.send_json(json!({"type": "$positions", "data": {"room": {"epoch": epoch, "offset": 1}}}))
+        .await;
+    let (position, mut values) = join_replayed(&mut back, "room").await;
+    assert_eq!(
+        position["data"],
+        json!({"group": "room", "epoch": epoch, "offset": 1001, "recovered": true})
+    );
+    say(&mut sender, "room", 1002).await;
+    let (live, last) = said(&mut back, 1).await;
+    values.extend(live);
+    assert_eq!(
+        values,
+        (2..=1002).collect::<Vec<u64>>(),
+        "missed frames, then the live one"
+    );
+    assert_eq!(last["offset"], 1002);
+}
+
+/// Recovery is refused with a reason when it cannot be complete: frames pushed out by `max_messages`
+/// ("expired"), or an epoch the group's history does not have ("epoch"). Nothing is replayed then.
+#[tokio::test]
+async fn an_incomplete_recovery_says_why_and_replays_nothing() {
+    let srv = spawn(history_server(History::new().max_messages(3))).await;
+    let mut sender = connect(&srv).await;
+    let start = join(&mut sender, "g").await;
+    let epoch = start["data"]["epoch"].clone();
+    for n in 1..=5 {
+        say(&mut sender, "g", n).await;
+    }
+    join(&mut sender, "sync").await;
+
+    let mut late = connect(&srv).await;
+    late.send_json(json!({"type": "$positions", "data": {"g": {"epoch": epoch, "offset": 1}}}))
+        .await;
+    let (position, replayed) = join_replayed(&mut late, "g").await;
+    assert_eq!(
+        position["data"],
+        json!({"group": "g", "epoch": epoch, "offset": 5, "recovered": false, "reason": "expired"})
+    );
+    assert!(replayed.is_empty());
+    // Within the kept frames (3, 4, 5), recovery works.
+    let mut close = connect(&srv).await;
+    close
+        .send_json(json!({"type": "$positions", "data": {"g": {"epoch": epoch, "offset": 2}, "other": {"epoch": "x", "offset": 1}}}))
+        .await;
+    let (position, replayed) = join_replayed(&mut close, "g").await;
+    assert_eq!(position["data"]["recovered"], true);
+    assert_eq!(replayed, [3, 4, 5]);
+
+    let mut stranger = connect(&srv).await;
+    stranger
+        .send_json(
+            json!({"type": "$positions", "data": {"g": {"epoch": "0000", "offset": 4}}, "id": 9}),
+        )
+        .await;
+    assert_eq!(
+        stranger.recv().await,
+        json!({"type": "$reply", "id": 9, "data": null})
+    );
+    let position = join(&mut stranger, "g").await;
+    assert_eq!(
+        (&position["data"]["recovered"], &position["data"]["reason"]),
+        (&json!(false), &json!("epoch"))
+    );
+    say(&mut sender, "g", 6).await;
+    let next = stranger.recv().await;
+    assert_eq!(
+        (&next["type"], &next["data"]),
+        (&json!("said"), &json!(6)),
+        "nothing replayed before the live frame"
+    );
+}
+
+/// Past `max_groups`, a new group gets no history while the others have frames: its frames carry no
+/// position and a join is told `unavailable`. Groups without history are untouched. History and a
+/// backplane cannot be combined.
+#[tokio::test]
+async fn history_is_bounded_in_groups_and_needs_one_node() {
+    let srv = spawn(history_server(
+        History::new().max_groups(1).groups(|g| g != "plain"),
+    ))
+    .await;
+    let mut a = connect(&srv).await;
+    join(&mut a, "first").await;
+    say(&mut a, "first", 1).await;
+    let mut b = connect(&srv).await;
+    b.send_json(json!({"type": "$positions", "data": {"second": {"epoch": "e", "offset": 1}}}))
+        .await;
+    let position = join(&mut b, "second").await;
+    assert_eq!(
+        position["data"],
+        json!({"group": "second", "recovered": false, "reason": "unavailable"})
+    );
+    join(&mut a, "second").await;
+    say(&mut b, "second", 2).await;
+    let frame = a.recv().await;
+    assert_eq!(frame["data"], 2);
+    assert!(frame.get("pos").is_none(), "{frame}");
+
+    assert_eq!(
+        join(&mut a, "plain").await,
+        Value::Null,
+        "no $position for a group without history"
+    );
+
+    let redis = RedisConfig::new("redis://127.0.0.1:1/").unwrap();
+    let both = history_server(History::new())
+        .backplane(move |local| RedisBackplane::start(local, redis))
+        .build();
+    assert_eq!(both.err(), Some(ConfigError::HistoryNeedsOneNode));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
