@@ -1,5 +1,16 @@
 import { backoffDelay, closeCodePolicy, type ReconnectOptions } from "./backoff.js";
-import { ERROR, MAX_REQUEST_ID, PING, PONG, REPLY, parseEnvelope, type Envelope } from "./envelope.js";
+import {
+  ERROR,
+  MAX_REQUEST_ID,
+  PING,
+  PONG,
+  POSITION,
+  POSITIONS,
+  REPLY,
+  parseEnvelope,
+  type Envelope,
+  type StreamPosition,
+} from "./envelope.js";
 import { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 import { PRESENCE_DIFF, PRESENCE_STATE, Presence, type MetaOf, type PresenceView } from "./presence.js";
 import type {
@@ -27,6 +38,18 @@ export interface WebSocketLike {
 
 /** A `WebSocket` constructor: the global one in browsers, `ws`'s `WebSocket` in Node 20. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** What joining a group with history gave: `recovered` is `true` when every frame missed while away
+ * follows (in order, none twice), `false` when some are gone (`reason`: `expired`, `epoch` or
+ * `unavailable`: fetch the state another way), and absent on a first join. */
+export interface Recovery {
+  group: string;
+  recovered?: boolean;
+  reason?: string;
+}
+
+/** Positions kept, one per group (the oldest goes first past it). */
+const MAX_POSITIONS = 256;
 
 /** Where the connection is. */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
@@ -79,6 +102,11 @@ export interface WsClient<P extends ProtocolShape> {
    * `$presence_state` arrives); emptied when the connection is lost, filled again when the group is joined
    * again. */
   presence(group: string): PresenceView<MetaOf<P>>;
+  /** Listens to the outcome of each join of a group with history: after a lost connection, the SDK sends
+   * its last positions first, and joining such a group again replays what was missed. */
+  onRecovery(listener: (recovery: Recovery) => void): () => void;
+  /** The last position seen in a group's history. */
+  position(group: string): StreamPosition | undefined;
   /** Listens to state changes (`open`, `reconnecting`, ...); returns a function that stops listening. */
   onState(listener: (state: ConnectionState, close?: { code: number; reason: string }) => void): () => void;
   /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
@@ -114,6 +142,9 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly errorListeners = new Set<(error: WsRequestError) => void>();
   /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
   private readonly presences = new Map<string, Presence<MetaOf<P>>>();
+  /** The last position seen per group with history; frames at or before it are duplicates. */
+  private readonly positions = new Map<string, StreamPosition>();
+  private readonly recoveryListeners = new Set<(recovery: Recovery) => void>();
   private nextId = 1;
   private attempt = 0;
   /** Counts connections, so an answer computed on one is not sent on the next. */
@@ -257,6 +288,10 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       this.stableTimer = setTimeout(() => (this.attempt = 0), stableAfter);
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
+      // Before anything the application sends on open (its joins), so that joining again recovers.
+      if (this.positions.size > 0) {
+        socket.send(JSON.stringify({ type: POSITIONS, data: Object.fromEntries(this.positions) }));
+      }
       this.setState("open");
       this.startHeartbeat();
       for (const { text } of this.queue.splice(0)) socket.send(text);
@@ -288,6 +323,11 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === POSITION) {
+      this.positioned(msg.data as Recovery & Partial<StreamPosition>);
+      return;
+    }
+    if (msg.pos && !this.advance(msg.pos)) return;
     if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
       const data = (msg.data ?? {}) as { group?: unknown };
       if (typeof data.group === "string") this.presenceOf(data.group).apply(msg.type, data);
@@ -351,6 +391,48 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
     }
     this.queue.push(requestId === undefined ? { text } : { text, id: requestId });
+  }
+
+  /** Records a frame's position; `false` for a frame already seen (replayed and also delivered live). */
+  private advance(pos: StreamPosition & { group: string }): boolean {
+    const known = this.positions.get(pos.group);
+    if (known && known.epoch === pos.epoch && pos.offset <= known.offset) return false;
+    this.remember(pos.group, { epoch: pos.epoch, offset: pos.offset });
+    return true;
+  }
+
+  private remember(group: string, position: StreamPosition): void {
+    this.positions.delete(group);
+    this.positions.set(group, position);
+    if (this.positions.size > MAX_POSITIONS) {
+      const oldest = this.positions.keys().next().value;
+      if (oldest !== undefined) this.positions.delete(oldest);
+    }
+  }
+
+  /** A `$position`: after a complete recovery the replayed frames follow and move the position; otherwise
+   * the client starts from the history's current end. */
+  private positioned(data: Recovery & Partial<StreamPosition>): void {
+    if (typeof data.group !== "string") return;
+    if (data.recovered !== true && typeof data.epoch === "string" && typeof data.offset === "number") {
+      this.remember(data.group, { epoch: data.epoch, offset: data.offset });
+    } else if (data.recovered !== true) {
+      this.positions.delete(data.group);
+    }
+    const recovery: Recovery = { group: data.group };
+    if (data.recovered !== undefined) recovery.recovered = data.recovered;
+    if (data.reason !== undefined) recovery.reason = data.reason;
+    for (const listener of this.recoveryListeners) listener(recovery);
+  }
+
+  onRecovery(listener: (recovery: Recovery) => void): () => void {
+    this.recoveryListeners.add(listener);
+    return () => this.recoveryListeners.delete(listener);
+  }
+
+  position(group: string): StreamPosition | undefined {
+    const known = this.positions.get(group);
+    return known && { ...known };
   }
 
   private presenceOf(group: string): Presence<MetaOf<P>> {

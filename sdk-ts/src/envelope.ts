@@ -5,7 +5,20 @@ export interface Envelope {
   id?: number;
   from?: string;
   target?: string;
+  /** Where a frame to a group with history is in that group's history (set by the server). */
+  pos?: StreamPosition & { group: string };
 }
+
+/** A position in a group's history: `offset` counts the group's frames within `epoch`. */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** The client's last positions, sent first on every connection. */
+export const POSITIONS = "$positions";
+/** Where this client stands in a group's history, sent when it joins a group with history. */
+export const POSITION = "$position";
 
 /** Answer to a request. */
 export const REPLY = "$reply";

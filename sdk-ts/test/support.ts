@@ -43,11 +43,12 @@ export async function startChat(port = 0): Promise<Chat> {
   return startExample("chat", port);
 }
 
-/** Starts the example binary `target/debug/NAME` (built by scripts/test) on `port` (0: a free one). */
-export async function startExample(name: string, port = 0): Promise<Chat> {
+/** Starts the example binary `target/debug/NAME` (built by scripts/test) on `port` (0: a free one), with
+ * more flags if given. */
+export async function startExample(name: string, port = 0, flags: string[] = []): Promise<Chat> {
   const binary = join(root, "target", "debug", name);
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p ${name}\` first`);
-  const child = spawn(binary, ["--port", String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(binary, ["--port", String(port), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const [first] = (await Promise.race([

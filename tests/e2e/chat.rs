@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{WAIT, WsClient, example_path, http_get, refused_status, start_example};
+use crate::support::{
+    WAIT, WsClient, eventually, example_path, http_get, refused_status, start_example,
+};
 
 const QUIET: Duration = Duration::from_millis(200);
 
@@ -246,11 +248,13 @@ async fn http_routes() {
     let (status, page) = http_get(chat.addr, "/").await;
     assert_eq!(status, 200);
     assert!(page.contains("<title>ws-core chat</title>"));
-    let (status, stats) = http_get(chat.addr, "/stats").await;
-    assert_eq!(status, 200);
-    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
-    assert_eq!(stats["connected_clients"], 1);
-    assert_eq!(stats["messages_sent"], 1);
+    // The welcome is counted once its write has completed, which the client can see a moment before.
+    eventually("the welcome is counted", || async {
+        let (status, stats) = http_get(chat.addr, "/stats").await;
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        status == 200 && stats["connected_clients"] == 1 && stats["messages_sent"] == 1
+    })
+    .await;
     let (status, metrics) = http_get(chat.addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("ws_connected_clients 1\n"), "{metrics}");

@@ -3,8 +3,11 @@
 //! ```text
 //! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL] [--rate-limit N] [--burst N]
 //!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
-//!                      [--allowed-origin O]... [--allowed-host NAME]...
+//!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
 //! ```
+//!
+//! `--history FRAMES` keeps each room's last FRAMES messages (one process only, not with `--redis`): a
+//! client that comes back after a lost connection and joins the room again gets what it missed.
 //!
 //! The socket accepts requests addressed to `localhost`, `127.0.0.1`, `::1` and the `--host` address;
 //! `--allowed-host` replaces that list (serving on `0.0.0.0`, name the addresses clients use).
@@ -32,7 +35,7 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let (config, redis) = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+    let (config, redis, history) = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
         eprintln!("chat: {message}");
         eprintln!(
             "usage: chat [--host HOST] [--port PORT] [--redis URL] [--rate-limit N] [--burst N] \
@@ -41,6 +44,9 @@ async fn main() {
         std::process::exit(2)
     });
     let mut builder = chat::builder(config.clone());
+    if let Some(frames) = history {
+        builder = builder.history(ws_core::history::History::new().max_messages(frames));
+    }
     if let Some(redis) = redis {
         builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
     }
@@ -114,9 +120,10 @@ fn size(flag: &str, n: u64) -> Result<usize, String> {
 
 fn parse_args(
     mut args: impl Iterator<Item = String>,
-) -> Result<(Config, Option<RedisConfig>), String> {
+) -> Result<(Config, Option<RedisConfig>, Option<usize>), String> {
     let mut config = Config::default().port(6001);
     let mut redis = None;
+    let mut history = None;
     let mut allowed_hosts = Vec::new();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -144,6 +151,7 @@ fn parse_args(
             "--allowed-origin" => config.allowed_origins.push(value),
             "--allowed-host" => allowed_hosts.push(value),
             "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
+            "--history" => history = Some(size(&flag, number(&value)?)?).filter(|&n| n > 0),
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }
@@ -165,7 +173,12 @@ fn parse_args(
     }
     config.allowed_hosts = allowed_hosts;
     config.validate().map_err(|e| e.to_string())?;
-    Ok((config, redis))
+    if history.is_some() && redis.is_some() {
+        return Err(
+            "--history keeps one process's messages: it cannot be used with --redis".to_owned(),
+        );
+    }
+    Ok((config, redis, history))
 }
 
 fn fail(message: &str) -> ! {

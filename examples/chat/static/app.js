@@ -16,6 +16,8 @@ function backoffDelay(attempt, options, random) {
 }
 
 // sdk-ts/src/envelope.ts
+var POSITIONS = "$positions";
+var POSITION = "$position";
 var REPLY = "$reply";
 var ERROR = "$error";
 var PING = "$ping";
@@ -125,6 +127,7 @@ var Presence = class {
 };
 
 // sdk-ts/src/client.ts
+var MAX_POSITIONS = 256;
 var OPEN = 1;
 function createClient(url, options = {}) {
   return new Client(url, options);
@@ -143,6 +146,9 @@ var Client = class {
     __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
     /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
     __publicField(this, "presences", /* @__PURE__ */ new Map());
+    /** The last position seen per group with history; frames at or before it are duplicates. */
+    __publicField(this, "positions", /* @__PURE__ */ new Map());
+    __publicField(this, "recoveryListeners", /* @__PURE__ */ new Set());
     __publicField(this, "nextId", 1);
     __publicField(this, "attempt", 0);
     /** Counts connections, so an answer computed on one is not sent on the next. */
@@ -263,6 +269,9 @@ var Client = class {
       this.stableTimer = setTimeout(() => this.attempt = 0, stableAfter);
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
+      if (this.positions.size > 0) {
+        socket.send(JSON.stringify({ type: POSITIONS, data: Object.fromEntries(this.positions) }));
+      }
       this.setState("open");
       this.startHeartbeat();
       for (const { text } of this.queue.splice(0)) socket.send(text);
@@ -292,6 +301,11 @@ var Client = class {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === POSITION) {
+      this.positioned(msg.data);
+      return;
+    }
+    if (msg.pos && !this.advance(msg.pos)) return;
     if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
       const data = msg.data ?? {};
       if (typeof data.group === "string") this.presenceOf(data.group).apply(msg.type, data);
@@ -349,6 +363,43 @@ var Client = class {
       throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
     }
     this.queue.push(requestId === void 0 ? { text } : { text, id: requestId });
+  }
+  /** Records a frame's position; `false` for a frame already seen (replayed and also delivered live). */
+  advance(pos) {
+    const known = this.positions.get(pos.group);
+    if (known && known.epoch === pos.epoch && pos.offset <= known.offset) return false;
+    this.remember(pos.group, { epoch: pos.epoch, offset: pos.offset });
+    return true;
+  }
+  remember(group, position) {
+    this.positions.delete(group);
+    this.positions.set(group, position);
+    if (this.positions.size > MAX_POSITIONS) {
+      const oldest = this.positions.keys().next().value;
+      if (oldest !== void 0) this.positions.delete(oldest);
+    }
+  }
+  /** A `$position`: after a complete recovery the replayed frames follow and move the position; otherwise
+   * the client starts from the history's current end. */
+  positioned(data) {
+    if (typeof data.group !== "string") return;
+    if (data.recovered !== true && typeof data.epoch === "string" && typeof data.offset === "number") {
+      this.remember(data.group, { epoch: data.epoch, offset: data.offset });
+    } else if (data.recovered !== true) {
+      this.positions.delete(data.group);
+    }
+    const recovery = { group: data.group };
+    if (data.recovered !== void 0) recovery.recovered = data.recovered;
+    if (data.reason !== void 0) recovery.reason = data.reason;
+    for (const listener of this.recoveryListeners) listener(recovery);
+  }
+  onRecovery(listener) {
+    this.recoveryListeners.add(listener);
+    return () => this.recoveryListeners.delete(listener);
+  }
+  position(group) {
+    const known = this.positions.get(group);
+    return known && { ...known };
   }
   presenceOf(group) {
     let view = this.presences.get(group);

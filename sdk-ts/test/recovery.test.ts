@@ -1,0 +1,102 @@
+// Recovery over a real cut: a client's connection goes through a TCP proxy that is cut and refuses
+// connections for a while; messages sent to its room meanwhile arrive once it is back and has joined
+// again, in order and each once, and the SDK reports `recovered: true`. Against the chat with `--history`.
+import assert from "node:assert/strict";
+import { createServer, Socket, type Server } from "node:net";
+import { after, before, test } from "node:test";
+import type { Recovery } from "../src/index.js";
+import { chatClient, next, startExample, type Chat } from "./support.js";
+
+let chat: Chat;
+before(async () => {
+  chat = await startExample("chat", 0, ["--history", "1000"]);
+});
+after(async () => {
+  await chat?.stop();
+});
+
+/** A TCP proxy to the chat that can be cut: `cut()` drops its connections and refuses new ones until
+ * `restore()`. */
+async function proxy(): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+  let down = false;
+  const open = new Set<Socket>();
+  const server: Server = createServer((inbound) => {
+    if (down) return inbound.destroy();
+    const outbound = new Socket();
+    outbound.connect(chat.port, chat.host);
+    inbound.pipe(outbound).pipe(inbound);
+    const drop = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on("error", drop).on("close", drop);
+    outbound.on("error", drop).on("close", drop);
+    open.add(inbound);
+    inbound.on("close", () => open.delete(inbound));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (typeof address !== "object" || !address) throw new Error("no address");
+  return {
+    port: address.port,
+    cut() {
+      down = true;
+      for (const socket of open) socket.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+test("a client cut off while its room gets 150 messages ends with all of them, in order, once", async () => {
+  const link = await proxy();
+  const ann = chatClient(chat.url("ann"));
+  const bob = chatClient(`ws://127.0.0.1:${link.port}/ws?token=bob`, {
+    reconnect: { baseDelayMs: 100, maxDelayMs: 300 },
+  });
+  const heard: string[] = [];
+  bob.on("chat", (data) => heard.push(data.text));
+  const recoveries: Recovery[] = [];
+  bob.onRecovery((r) => recoveries.push(r));
+  // Joined on every (re)connection, as a page would.
+  bob.onState((state) => {
+    if (state === "open") void bob.request("join", { room: "history" });
+  });
+  await ann.ready();
+  await ann.request("join", { room: "history" });
+  await next<Recovery>((l) => bob.onRecovery(l));
+
+  ann.send("chat", { text: "m0", room: "history" });
+  while (heard.length < 1) await new Promise((r) => setTimeout(r, 10));
+
+  link.cut();
+  await next<string>((l) => bob.onState((s) => s === "reconnecting" && l(s)));
+  for (let i = 1; i <= 150; i++) ann.send("chat", { text: `m${i}`, room: "history" });
+  // ann hears her own messages: all were handled before bob comes back.
+  let own = 0;
+  await new Promise<void>((resolve) => {
+    const stop = ann.on("chat", (data) => {
+      if (data.text === "m150") {
+        stop();
+        resolve();
+      }
+      own += 1;
+    });
+  });
+  assert.ok(own >= 1);
+  const recovered = next<Recovery>((l) => bob.onRecovery(l), 10_000);
+  link.restore();
+  assert.deepEqual(await recovered, { group: "history", recovered: true });
+  while (heard.length < 151) await new Promise((r) => setTimeout(r, 10));
+  // Live again after the replay.
+  ann.send("chat", { text: "m151", room: "history" });
+  while (heard.length < 152) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(heard, Array.from({ length: 152 }, (_, i) => `m${i}`));
+  assert.equal(bob.position("history")?.offset, 152);
+  assert.equal(recoveries.length, 2);
+  ann.close();
+  bob.close();
+  await link.close();
+});
