@@ -7,7 +7,8 @@
 //! are relayed as latest-value frames keyed by their sender, `cursor_plain` as reliable ones. `ask` makes the
 //! handler send a request (`question`) to the client named in `data`, or to the asker, and answers with the
 //! answer. With a Redis
-//! URL the node joins a cluster through the Redis backplane.
+//! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
+//! the group keeps a history of its last FRAMES frames.
 
 use std::time::Duration;
 
@@ -72,6 +73,13 @@ async fn main() -> std::io::Result<()> {
         });
     if let Some(redis) = redis {
         builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
+    }
+    // BENCH_HISTORY=FRAMES: the group keeps its last FRAMES frames (history on, one node).
+    if let Some(frames) = std::env::var("BENCH_HISTORY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        builder = builder.history(ws_core::history::History::new().max_messages(frames));
     }
     let server = builder.build().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), port)).await?;
