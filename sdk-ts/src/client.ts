@@ -4,6 +4,7 @@ import {
   MAX_REQUEST_ID,
   PING,
   PONG,
+  HISTORY,
   POSITION,
   POSITIONS,
   REPLY,
@@ -46,6 +47,18 @@ export interface Recovery {
   group: string;
   recovered?: boolean;
   reason?: string;
+}
+
+/** A group's kept frames, as `history` returns them. */
+export interface HistoryPage {
+  group: string;
+  epoch: string;
+  /** The offset of the group's last frame. */
+  offset: number;
+  /** Whether every frame after the requested offset is in `frames` (none was pushed out). */
+  complete: boolean;
+  /** The frames, oldest first, each with its `pos`. */
+  frames: Envelope[];
 }
 
 /** Positions kept, one per group (the oldest goes first past it). */
@@ -107,6 +120,9 @@ export interface WsClient<P extends ProtocolShape> {
   onRecovery(listener: (recovery: Recovery) => void): () => void;
   /** The last position seen in a group's history. */
   position(group: string): StreamPosition | undefined;
+  /** Reads a group's kept frames after offset `since` (default: every kept frame); members only
+   * (`forbidden` otherwise, `not_found` for a group without history). */
+  history(group: string, since?: number): Promise<HistoryPage>;
   /** Listens to state changes (`open`, `reconnecting`, ...); returns a function that stops listening. */
   onState(listener: (state: ConnectionState, close?: { code: number; reason: string }) => void): () => void;
   /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
@@ -428,6 +444,11 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   onRecovery(listener: (recovery: Recovery) => void): () => void {
     this.recoveryListeners.add(listener);
     return () => this.recoveryListeners.delete(listener);
+  }
+
+  history(group: string, since = 0): Promise<HistoryPage> {
+    const call = this.request as unknown as (type: string, data: unknown) => Promise<HistoryPage>;
+    return call.call(this, HISTORY, { group, since });
   }
 
   position(group: string): StreamPosition | undefined {

@@ -15,6 +15,8 @@ export interface StreamPosition {
   offset: number;
 }
 
+/** A request for a group's kept frames. */
+export const HISTORY = "$history";
 /** The client's last positions, sent first on every connection. */
 export const POSITIONS = "$positions";
 /** Where this client stands in a group's history, sent when it joins a group with history. */

@@ -96,6 +96,14 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
   assert.deepEqual(heard, Array.from({ length: 152 }, (_, i) => `m${i}`));
   assert.equal(bob.position("history")?.offset, 152);
   assert.equal(recoveries.length, 2);
+  // The same frames, on demand: offsets 141 to 152 hold m140 to m151 (m0 was offset 1).
+  const page = await bob.history("history", 140);
+  assert.equal(page.complete, true);
+  assert.deepEqual(
+    page.frames.map((f) => (f.data as { text: string }).text),
+    Array.from({ length: 12 }, (_, i) => `m${140 + i}`),
+  );
+  await assert.rejects(ann.history("not-joined"), (e: unknown) => e instanceof Error && "code" in e);
   ann.close();
   bob.close();
   await link.close();

@@ -218,3 +218,63 @@ async fn history_is_bounded_in_groups_and_needs_one_node() {
     assert_eq!(both.err(), Some(ConfigError::HistoryNeedsOneNode));
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// A member reads a group's kept frames on demand with `$history` (all of them, or after an offset);
+/// `complete` says whether some were pushed out. A non-member is refused, a group without history is
+/// `not_found`, and a request without `id` gets nothing.
+#[tokio::test]
+async fn members_fetch_history_on_demand() {
+    let srv = spawn(history_server(
+        History::new().max_messages(4).groups(|g| g != "plain"),
+    ))
+    .await;
+    let mut member = connect(&srv).await;
+    join(&mut member, "g").await;
+    let mut sender = connect(&srv).await;
+    join(&mut sender, "g").await;
+    for n in 1..=6 {
+        say(&mut sender, "g", n).await;
+    }
+    said(&mut member, 6).await;
+
+    let ask = |data: Value, id: u64| json!({"type": "$history", "id": id, "data": data});
+    member.send_json(ask(json!({"group": "g"}), 5)).await;
+    let all = member.recv().await;
+    assert_eq!(
+        (&all["type"], &all["id"]),
+        (&json!("$reply"), &json!(5)),
+        "{all}"
+    );
+    let data = &all["data"];
+    assert_eq!(
+        (&data["offset"], &data["complete"]),
+        (&json!(6), &json!(false))
+    );
+    let kept: Vec<Value> = data["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["data"].clone())
+        .collect();
+    assert_eq!(kept, [json!(3), json!(4), json!(5), json!(6)]);
+    assert_eq!(data["frames"][0]["pos"]["offset"], 3);
+
+    member
+        .send_json(ask(json!({"group": "g", "since": 4}), 6))
+        .await;
+    let after = member.recv().await;
+    assert_eq!(after["data"]["complete"], true);
+    assert_eq!(after["data"]["frames"].as_array().unwrap().len(), 2);
+
+    let mut outsider = connect(&srv).await;
+    outsider.send_json(ask(json!({"group": "g"}), 7)).await;
+    assert_eq!(outsider.recv().await["data"]["code"], "forbidden");
+    outsider.send_json(ask(json!({"group": "plain"}), 8)).await;
+    assert_eq!(outsider.recv().await["data"]["code"], "not_found");
+    outsider.send_json(ask(json!({"nope": 1}), 9)).await;
+    assert_eq!(outsider.recv().await["data"]["code"], "invalid_data");
+    outsider
+        .send_json(json!({"type": "$history", "data": {"group": "g"}}))
+        .await;
+    outsider.expect_silence(Duration::from_millis(200)).await;
+}

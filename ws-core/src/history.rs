@@ -16,6 +16,9 @@
 //!   restarted, or the history expired while idle) or `"expired"` (frames it missed are gone: older than
 //!   `max_age`, or pushed out by `max_messages` or `max_bytes`), and nothing is replayed. A join without a
 //!   position gets `$position` too (no `recovered`), so the client knows where it starts.
+//! - **On demand.** A member asks for the kept frames after an offset with `$history {group, since?}`,
+//!   answered `{group, epoch, offset, complete, frames}` (`forbidden` for a non-member, `not_found` for a
+//!   group without history).
 //! - **Bounded.** Per group: `max_messages` (1 000), `max_bytes` (256 KiB) and `max_age` (5 minutes); at
 //!   most `max_groups` (1 000) groups keep history, and past that a group whose history is empty is
 //!   forgotten to make room (its epoch ends), or else the new group gets none (its frames carry no
@@ -348,6 +351,63 @@ impl HistoryStore {
             }
         }
         Ok(true)
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryRequest {
+    group: String,
+    #[serde(default)]
+    since: u64,
+}
+
+#[derive(Serialize)]
+struct HistoryReply<'a> {
+    group: &'a str,
+    epoch: &'a str,
+    offset: u64,
+    /// Whether every frame after `since` is in `frames` (none was pushed out).
+    complete: bool,
+    frames: Vec<&'a serde_json::value::RawValue>,
+}
+
+impl HistoryStore {
+    /// Answers `$history`: the kept frames of a group after `since`, for a member of the group.
+    pub(crate) fn fetch(
+        &self,
+        client: &Client,
+        data: &str,
+    ) -> Result<Box<serde_json::value::RawValue>, Error> {
+        let request: HistoryRequest = serde_json::from_str(data)
+            .map_err(|e| Error::invalid_data(format!("$history wants {{group, since?}}: {e}")))?;
+        let group = request.group.as_str();
+        if !self.applies_to(group) || !lock(&self.groups).contains_key(group) {
+            return Err(Error::not_found(format!("no history for {group:?}")));
+        }
+        if !client.is_in_group(group) {
+            return Err(Error::forbidden("only members read a group's history"));
+        }
+        let Some(history) = self.history(group) else {
+            return Err(Error::not_found(format!("no history for {group:?}")));
+        };
+        let mut h = lock(&history);
+        h.expire(&self.config, Instant::now());
+        let first_kept = h.frames.front().map_or(h.offset + 1, |(o, _, _)| *o);
+        let frames = h
+            .frames
+            .iter()
+            .filter(|(o, _, _)| *o > request.since)
+            .filter_map(|(_, _, f)| f.as_text())
+            .filter_map(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok())
+            .collect();
+        let reply = HistoryReply {
+            group,
+            epoch: &h.epoch,
+            offset: h.offset,
+            complete: request.since + 1 >= first_kept,
+            frames,
+        };
+        serde_json::value::to_raw_value(&reply).map_err(|e| Error::internal(e.to_string()))
     }
 }
 

@@ -38,6 +38,9 @@ pub const POSITION_TYPE: &str = "$position";
 /// The `type` of a client's last positions in groups' histories, `{"<group>": {"epoch", "offset"}}`, sent
 /// before it joins them again so that it gets what it missed.
 pub const POSITIONS_TYPE: &str = "$positions";
+/// The `type` of a request for a group's kept frames, `{"group", "since"?}`, answered with
+/// `{"group", "epoch", "offset", "complete", "frames": [...]}` (members only).
+pub const HISTORY_TYPE: &str = "$history";
 /// The largest request `id`: ids are integers below 2^53 so that JavaScript numbers hold them exactly.
 pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 

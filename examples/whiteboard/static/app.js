@@ -16,6 +16,7 @@ function backoffDelay(attempt, options, random) {
 }
 
 // sdk-ts/src/envelope.ts
+var HISTORY = "$history";
 var POSITIONS = "$positions";
 var POSITION = "$position";
 var REPLY = "$reply";
@@ -396,6 +397,10 @@ var Client = class {
   onRecovery(listener) {
     this.recoveryListeners.add(listener);
     return () => this.recoveryListeners.delete(listener);
+  }
+  history(group, since = 0) {
+    const call = this.request;
+    return call.call(this, HISTORY, { group, since });
   }
   position(group) {
     const known = this.positions.get(group);

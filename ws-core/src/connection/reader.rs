@@ -343,6 +343,20 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
             }
             return None;
         }
+        protocol::HISTORY_TYPE => {
+            if let Some(id) = id {
+                let answer = match &server.history {
+                    Some(history) => history.fetch(client, incoming.data_json()),
+                    None => Err(Error::not_found("this server keeps no history")),
+                };
+                let frame = match answer {
+                    Ok(data) => protocol::reply_frame(id, &data),
+                    Err(err) => protocol::error_frame(Some(id), &err),
+                };
+                let _ = client.send(frame);
+            }
+            return None;
+        }
         protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
             if let Some(id) = id {
                 let answer = answer(&incoming);
