@@ -23,6 +23,9 @@ METRICS = {
     "reqrep": [("replies_per_sec", "replies/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False)],
     "storm": [("handshakes_per_sec", "handshakes/s", True)],
     "idle": [("kb_per_connection", "KiB per connection", False)],
+    "presence": [("frames_per_member_per_sec", "presence frames per member/s", False),
+                 ("bytes_per_member_per_sec", "bytes per member/s", False),
+                 ("changes_per_sec", "joins + leaves/s", True)],
 }
 METRICS["cross"] = METRICS["fanout"]
 TITLES = {
@@ -30,6 +33,7 @@ TITLES = {
     "reqrep": "Request/reply: {0} clients in a closed loop, {1} s",
     "storm": "Connect storm: {0} connections, 64 at a time",
     "idle": "Idle memory: {0} connections (server RSS growth)",
+    "presence": "Presence: {0} members in one group with presence (100 ms tick), {1} newcomers/s joining and leaving a second later, {2} s",
     "cross": "Cross-node fan-out: {0} subscribers spread over 2 nodes linked by Redis, publisher on node 1 at {1} msg/s (0: as fast as it can), {2} s",
     "ask": "A handler's request to a client (Client::request), closed loop for {0} s each: to the client whose message it handles, and to another client",
     "stall": "A stalled subscriber: {0} subscribers at {1} msg/s for {2} s, without (0) and with (1) one more subscriber that never reads",

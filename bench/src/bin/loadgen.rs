@@ -8,7 +8,12 @@
 //! loadgen reqrep  URL CLIENTS SECONDS
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
+//! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
 //! ```
+//!
+//! Presence: MEMBERS clients join the group; then, for SECONDS, JOINS_PER_SEC newcomers a second join it
+//! and leave (close) a second later. It reports the presence frames and bytes each member receives per
+//! second during the churn, against the joins and leaves per second that caused them.
 //!
 //! Fan-out with several URLs spreads the subscribers over them in turn (nodes of one cluster) and publishes
 //! on the first. A URL whose path starts with `/socket.io/` is spoken to in Socket.IO v5 over Engine.IO v4
@@ -629,6 +634,81 @@ async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
     })
 }
 
+async fn presence(url: &str, members: usize, rate: u64, seconds: u64) -> serde_json::Value {
+    let frames = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut readers = Vec::with_capacity(members);
+    for _ in 0..members {
+        let mut ws = connect(url).await;
+        ws.send(Message::text(Proto::Envelope.join()))
+            .await
+            .expect("join");
+        let (frames, bytes, stop) = (frames.clone(), bytes.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let stopped = stop.notified();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    () = &mut stopped => return,
+                    msg = ws.next() => match msg {
+                        Some(Ok(Message::Text(text))) if text.as_str().starts_with(r#"{"type":"$presence_"#) => {
+                            frames.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+        }));
+    }
+    // The members' own states and the diffs of their arrival are not the churn's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    frames.store(0, Ordering::Relaxed);
+    bytes.store(0, Ordering::Relaxed);
+    let start = Instant::now();
+    let total = rate * seconds;
+    let mut churn = Vec::new();
+    for i in 0..total {
+        tokio::time::sleep_until(
+            (start + Duration::from_micros(i * 1_000_000 / rate.max(1))).into(),
+        )
+        .await;
+        let url = url.to_owned();
+        churn.push(tokio::spawn(async move {
+            let mut ws = connect(&url).await;
+            ws.send(Message::text(Proto::Envelope.join()))
+                .await
+                .expect("join");
+            let stay = async { while let Some(Ok(_)) = ws.next().await {} };
+            let _ = tokio::time::timeout(Duration::from_secs(1), stay).await;
+            let _ = ws.close(None).await;
+        }));
+    }
+    for task in churn {
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (frames, bytes) = (
+        frames.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    );
+    stop.notify_waiters();
+    for reader in readers {
+        reader.abort();
+    }
+    let per_member = |n: u64| n as f64 / members as f64 / elapsed;
+    json!({
+        "scenario": "presence",
+        "members": members,
+        "changes_per_sec": 2.0 * total as f64 / elapsed,
+        "frames_per_member_per_sec": per_member(frames),
+        "bytes_per_member_per_sec": per_member(bytes),
+        "seconds": elapsed,
+    })
+}
+
 async fn idle(url: &str, connections: usize, hold: u64) -> serde_json::Value {
     let mut open = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -687,6 +767,7 @@ async fn main() {
         "ask" => ask(url, num(2)).await,
         "idle" => idle(url, num(2) as usize, num(3)).await,
         "storm" => storm(url, num(2) as usize).await,
+        "presence" => presence(url, num(2) as usize, num(3), num(4)).await,
         _ => usage(),
     };
     println!("{result}");

@@ -8,7 +8,7 @@
 //! handler send a request (`question`) to the client named in `data`, or to the asker, and answers with the
 //! answer. With a Redis
 //! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
-//! the group keeps a history of its last FRAMES frames.
+//! the group keeps a history of its last FRAMES frames; with `BENCH_PRESENCE=1` it has presence.
 
 use std::time::Duration;
 
@@ -73,6 +73,13 @@ async fn main() -> std::io::Result<()> {
         });
     if let Some(redis) = redis {
         builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
+    }
+    // BENCH_PRESENCE=1: the group has presence, each member showing its id's first 8 characters.
+    if std::env::var("BENCH_PRESENCE").is_ok_and(|v| v == "1") {
+        builder = builder.presence(
+            ws_core::presence::Presence::new()
+                .meta(|client| serde_json::json!({"id": &client.id().as_str()[..8]})),
+        );
     }
     // BENCH_HISTORY=FRAMES: the group keeps its last FRAMES frames (history on, one node).
     if let Some(frames) = std::env::var("BENCH_HISTORY")
