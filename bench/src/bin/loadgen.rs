@@ -9,7 +9,12 @@
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
 //! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
+//! loadgen recover URL CLIENTS MISSED                            # ours with history on
 //! ```
+//!
+//! Recover: MISSED frames are published to the group while nobody is in it; then CLIENTS connect at once,
+//! each sends the position it had before them (`$positions`) and joins. It reports the time until every
+//! client has its MISSED frames, and how many were told `recovered: true`.
 //!
 //! Presence: MEMBERS clients join the group; then, for SECONDS, JOINS_PER_SEC newcomers a second join it
 //! and leave (close) a second later. It reports the presence frames and bytes each member receives per
@@ -709,6 +714,93 @@ async fn presence(url: &str, members: usize, rate: u64, seconds: u64) -> serde_j
     })
 }
 
+/// Reads frames until one of type `kind`; `None` when the connection ends or 60 s pass.
+async fn next_of(ws: &mut Ws, kind: &str) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let msg = tokio::time::timeout_at(deadline.into(), ws.next())
+            .await
+            .ok()??;
+        if let Ok(Message::Text(text)) = msg {
+            let value: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
+            if value["type"] == kind {
+                return Some(value);
+            }
+        }
+    }
+}
+
+async fn recover(url: &str, clients: usize, missed: u64) -> serde_json::Value {
+    let join = json!({"type": "join", "data": bench::GROUP, "id": 1}).to_string();
+    let mut probe = connect(url).await;
+    probe.send(Message::text(join.clone())).await.expect("join");
+    let start_pos = next_of(&mut probe, "$position")
+        .await
+        .expect("history on the group");
+    let epoch = start_pos["data"]["epoch"].clone();
+    let offset = start_pos["data"]["offset"].clone();
+    drop(probe);
+    let mut publisher = connect(url).await;
+    let pad = "x".repeat(PAD);
+    for t in 0..missed {
+        publisher
+            .feed(Message::text(Proto::Envelope.publish(t, &pad)))
+            .await
+            .expect("publish");
+    }
+    // Answered after every publish before it was handled.
+    publisher
+        .send(Message::text(
+            json!({"type": "whoami", "id": 2}).to_string(),
+        ))
+        .await
+        .expect("whoami");
+    next_of(&mut publisher, "$reply")
+        .await
+        .expect("whoami reply");
+    let positions =
+        json!({"type": "$positions", "data": {bench::GROUP: {"epoch": epoch, "offset": offset}}})
+            .to_string();
+    let start = Instant::now();
+    let recovered = Arc::new(AtomicU64::new(0));
+    let complete = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (url, join, positions) = (url.to_owned(), join.clone(), positions.clone());
+        let (recovered, complete) = (recovered.clone(), complete.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ws = connect(&url).await;
+            ws.feed(Message::text(positions)).await.expect("positions");
+            ws.send(Message::text(join)).await.expect("join");
+            let Some(position) = next_of(&mut ws, "$position").await else {
+                return;
+            };
+            if position["data"]["recovered"] == true {
+                recovered.fetch_add(1, Ordering::Relaxed);
+            }
+            for _ in 0..missed {
+                if next_of(&mut ws, "publish").await.is_none() {
+                    return;
+                }
+            }
+            complete.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    json!({
+        "scenario": "recover",
+        "clients": clients,
+        "missed": missed,
+        "recovered": recovered.load(Ordering::Relaxed),
+        "complete": complete.load(Ordering::Relaxed),
+        "seconds_to_all": secs,
+        "replayed_frames_per_sec": (clients as u64 * missed) as f64 / secs,
+    })
+}
+
 async fn idle(url: &str, connections: usize, hold: u64) -> serde_json::Value {
     let mut open = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -768,6 +860,7 @@ async fn main() {
         "idle" => idle(url, num(2) as usize, num(3)).await,
         "storm" => storm(url, num(2) as usize).await,
         "presence" => presence(url, num(2) as usize, num(3), num(4)).await,
+        "recover" => recover(url, num(2) as usize, num(3)).await,
         _ => usage(),
     };
     println!("{result}");
