@@ -14,6 +14,14 @@ use crate::client::{Client, ClientId};
 use crate::error::{Error, ErrorCode};
 use crate::sync::{read, write};
 
+/// Which groups a feature (presence, history) applies to; `None` means every group.
+pub(crate) type GroupFilter = Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>;
+
+/// Whether `filter` selects `group`.
+pub(crate) fn selects(filter: &GroupFilter, group: &str) -> bool {
+    filter.as_ref().is_none_or(|f| f(group))
+}
+
 #[derive(Debug, Default)]
 struct Index {
     groups: HashMap<Arc<str>, HashMap<ClientId, Client>>,

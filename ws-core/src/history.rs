@@ -53,15 +53,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::Error;
+use crate::group::{GroupFilter, selects};
 use crate::protocol::{Frame, POSITION_TYPE};
 use crate::sync::lock;
-
-type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// History settings: which groups, and how much each keeps.
 #[derive(Clone)]
 pub struct History {
-    groups: Option<GroupFilter>,
+    groups: GroupFilter,
     max_messages: usize,
     max_bytes: usize,
     max_age: Duration,
@@ -134,7 +133,7 @@ impl History {
     }
 
     fn applies_to(&self, group: &str) -> bool {
-        self.groups.as_ref().is_none_or(|filter| filter(group))
+        selects(&self.groups, group)
     }
 }
 

@@ -192,6 +192,25 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &mut Registry) {
     inner.backplane.register_metrics(ws);
 }
 
+/// A metric read at scrape time: name (without the `ws_` prefix), help, value.
+type Reading = (&'static str, &'static str, u64);
+
+fn encode_gauges(encoder: &mut DescriptorEncoder, gauges: &[Reading]) -> std::fmt::Result {
+    for &(name, help, value) in gauges {
+        let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    Ok(())
+}
+
+fn encode_counters(encoder: &mut DescriptorEncoder, counters: &[Reading]) -> std::fmt::Result {
+    for &(name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// Reads the server's counters at scrape time. Holds the server weakly: a registry that outlives the
 /// server reports nothing for it rather than keeping it alive.
 #[derive(Debug)]
@@ -216,10 +235,7 @@ impl Collector for Counters {
                 groups,
             ),
         ];
-        for (name, help, value) in gauges {
-            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
+        encode_gauges(&mut encoder, &gauges)?;
         let counters = [
             ("connections", "Connections accepted", s.total_connections),
             (
@@ -295,15 +311,7 @@ impl Collector for Counters {
                 s.write_timeouts,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
+        encode_counters(&mut encoder, &counters)?;
         if let Some(b) = inner.backplane.stats() {
             let gauges = [
                 (
@@ -313,15 +321,7 @@ impl Collector for Counters {
                 ),
                 ("backplane_nodes", "Other nodes seen", b.nodes),
             ];
-            for (name, help, value) in gauges {
-                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
-            }
+            encode_gauges(&mut encoder, &gauges)?;
             let counters = [
                 (
                     "backplane_published",
@@ -354,15 +354,7 @@ impl Collector for Counters {
                     b.received_dropped,
                 ),
             ];
-            for (name, help, value) in counters {
-                let counter = ConstCounter::new(value);
-                counter.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    counter.metric_type(),
-                )?)?;
-            }
+            encode_counters(&mut encoder, &counters)?;
         }
         Ok(())
     }

@@ -74,11 +74,11 @@ use serde_json::value::RawValue;
 
 use crate::backplane::Backplane;
 use crate::client::{Client, ClientId};
+use crate::group::{GroupFilter, selects};
 use crate::protocol::{Frame, PRESENCE_DIFF_TYPE, PRESENCE_STATE_TYPE};
 use crate::server::Inner;
 use crate::sync::lock;
 
-type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 type MetaFn = Arc<dyn Fn(&Client) -> serde_json::Result<String> + Send + Sync>;
 
 /// Presence settings: which groups, what each member shows, how often, from what size counts only.
@@ -87,7 +87,7 @@ pub struct Presence {
     tick: Duration,
     counts_only_above: usize,
     max_meta_bytes: usize,
-    groups: Option<GroupFilter>,
+    groups: GroupFilter,
     meta: Option<MetaFn>,
 }
 
@@ -161,7 +161,7 @@ impl Presence {
     }
 
     fn applies_to(&self, group: &str) -> bool {
-        self.groups.as_ref().is_none_or(|filter| filter(group))
+        selects(&self.groups, group)
     }
 }
 
