@@ -93,6 +93,15 @@ async fn rest_and_websocket_share_the_login_and_the_state() {
     );
     let mut by_cookie = WsClient::try_connect_request(by_cookie).await.unwrap();
 
+    // The 101 is sent before the server has registered the socket; an answered request shows it has.
+    for (id, client) in [&mut by_query, &mut by_header, &mut by_cookie]
+        .into_iter()
+        .enumerate()
+    {
+        let listed = ask(client, "list_notes", Value::Null, 100 + id as u64).await;
+        assert_eq!(listed["data"], json!([]));
+    }
+
     // A note added over REST reaches every socket.
     let body = json!({"text": "from REST"}).to_string();
     let (status, note) = send(addr, "POST", "/api/notes", Some(&ann), &body).await;

@@ -16,12 +16,20 @@ use crate::support::{config, spawn};
 type Peer = Arc<OnceLock<MemoryBackplane>>;
 
 #[derive(Debug)]
-struct Linked {
+pub(crate) struct Linked {
     local: MemoryBackplane,
     peer: Peer,
 }
 
 impl Linked {
+    /// A backplane linked to no other server yet.
+    pub(crate) fn solo(local: MemoryBackplane) -> Self {
+        Self {
+            local,
+            peer: Peer::default(),
+        }
+    }
+
     fn peer(&self) -> Option<&MemoryBackplane> {
         self.peer.get()
     }

@@ -302,9 +302,10 @@ pub enum ConfigError {
     /// `path` does not start with `/`.
     #[error("`path` must start with '/', got {0:?}")]
     Path(String),
-    /// History is kept in one node's memory: it cannot be combined with a backplane yet.
-    #[error("history keeps one node's frames: it cannot be used with a backplane")]
-    HistoryNeedsOneNode,
+    /// History with a backplane that cannot keep it for every node
+    /// ([`Backplane::keep_history`](crate::backplane::Backplane::keep_history)).
+    #[error("this backplane cannot keep history for every node (the Redis backplane can)")]
+    HistoryUnsupported,
     /// A backplane's address cannot be parsed.
     #[error("backplane url {url:?}: {reason}")]
     BackplaneUrl {

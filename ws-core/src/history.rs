@@ -132,16 +132,24 @@ impl History {
         self
     }
 
-    fn applies_to(&self, group: &str) -> bool {
+    pub(crate) fn applies_to(&self, group: &str) -> bool {
         selects(&self.groups, group)
+    }
+
+    pub(crate) fn frames_per_group(&self) -> usize {
+        self.max_messages
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.max_age
     }
 }
 
 /// Where a client was in a group's history, as it sends it in `$positions`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct Position {
-    epoch: String,
-    offset: u64,
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
 }
 
 /// The positions a client sent, kept until it joins those groups.
@@ -194,10 +202,10 @@ impl fmt::Debug for HistoryStore {
 }
 
 #[derive(Serialize)]
-struct Pos<'a> {
-    group: &'a str,
-    epoch: &'a str,
-    offset: u64,
+pub(crate) struct Pos<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) epoch: &'a str,
+    pub(crate) offset: u64,
 }
 
 #[derive(Serialize)]
@@ -214,7 +222,7 @@ struct PositionData<'a> {
 }
 
 /// `frame` with `"pos"` added to its envelope; `None` for a frame that is not a JSON object's text.
-fn positioned(frame: &Frame, pos: &Pos<'_>) -> Option<Frame> {
+pub(crate) fn positioned(frame: &Frame, pos: &Pos<'_>) -> Option<Frame> {
     let text = frame.as_text()?.trim_end();
     let body = text.strip_suffix('}')?;
     let pos = serde_json::to_string(pos).ok()?;
@@ -225,6 +233,47 @@ fn positioned(frame: &Frame, pos: &Pos<'_>) -> Option<Frame> {
     };
     let spliced = format!("{body}{separator}\"pos\":{pos}}}");
     Some(Frame::text(spliced).with_delivery(frame.delivery().clone()))
+}
+
+/// The `$position` frame telling a client where it stands in a group's history.
+pub(crate) fn position_frame(
+    group: &str,
+    at: Option<(&str, u64)>,
+    recovered: Option<bool>,
+    reason: Option<&'static str>,
+) -> Frame {
+    let data = PositionData {
+        group,
+        epoch: at.map(|(epoch, _)| epoch),
+        offset: at.map(|(_, offset)| offset),
+        recovered,
+        reason,
+    };
+    Frame::envelope(POSITION_TYPE, &data)
+}
+
+/// Whether a client that was at `wanted` gets what it missed from a history now at `epoch`/`offset`
+/// whose oldest kept frame is `first_kept`: `(recovered, reason)` as `$position` says it.
+pub(crate) fn outcome(
+    wanted: Option<&Position>,
+    epoch: &str,
+    offset: u64,
+    first_kept: u64,
+) -> (Option<bool>, Option<&'static str>) {
+    match wanted {
+        None => (None, None),
+        Some(p) if p.epoch != epoch || p.offset > offset => (Some(false), Some("epoch")),
+        // Complete when the frame after the client's last one is still kept (or none was sent since).
+        Some(p) if p.offset + 1 >= first_kept => (Some(true), None),
+        Some(_) => (Some(false), Some("expired")),
+    }
+}
+
+/// The position a client sent for `group`, taken: it is used by one join.
+pub(crate) fn take_position(client: &Client, group: &str) -> Option<Position> {
+    client
+        .extension::<Positions>()
+        .and_then(|p| lock(&p.0).remove(group))
 }
 
 impl HistoryStore {
@@ -297,20 +346,12 @@ impl HistoryStore {
         client: &Client,
         join: impl FnOnce() -> Result<bool, Error>,
     ) -> Result<bool, Error> {
-        let wanted = client
-            .extension::<Positions>()
-            .and_then(|p| lock(&p.0).remove(group));
+        let wanted = take_position(client, group);
         let Some(history) = self.history(group) else {
             let joined = join()?;
             if joined {
-                let data = PositionData {
-                    group,
-                    epoch: None,
-                    offset: None,
-                    recovered: wanted.map(|_| false),
-                    reason: Some("unavailable"),
-                };
-                let _ = client.send(Frame::envelope(POSITION_TYPE, &data));
+                let recovered = wanted.map(|_| false);
+                let _ = client.send(position_frame(group, None, recovered, Some("unavailable")));
             }
             return Ok(joined);
         };
@@ -320,28 +361,10 @@ impl HistoryStore {
             return Ok(false);
         }
         h.expire(&self.config, Instant::now());
-        let (recovered, reason) = match &wanted {
-            None => (None, None),
-            Some(p) if p.epoch != h.epoch => (Some(false), Some("epoch")),
-            Some(p) if p.offset > h.offset => (Some(false), Some("epoch")),
-            // Complete when the frame after the client's last one is still kept (or none was sent since).
-            Some(p) => {
-                let first_kept = h.frames.front().map_or(h.offset + 1, |(o, _, _)| *o);
-                if p.offset + 1 >= first_kept {
-                    (Some(true), None)
-                } else {
-                    (Some(false), Some("expired"))
-                }
-            }
-        };
-        let data = PositionData {
-            group,
-            epoch: Some(&h.epoch),
-            offset: Some(h.offset),
-            recovered,
-            reason,
-        };
-        let _ = client.send(Frame::envelope(POSITION_TYPE, &data));
+        let first_kept = h.frames.front().map_or(h.offset + 1, |(o, _, _)| *o);
+        let (recovered, reason) = outcome(wanted.as_ref(), &h.epoch, h.offset, first_kept);
+        let at = Some((h.epoch.as_str(), h.offset));
+        let _ = client.send(position_frame(group, at, recovered, reason));
         if let (Some(true), Some(p)) = (recovered, &wanted) {
             for (_, _, frame) in h.frames.iter().filter(|(o, _, _)| *o > p.offset) {
                 if client.send(frame.clone()).is_err() {
@@ -353,21 +376,43 @@ impl HistoryStore {
     }
 }
 
+/// A `$history` request: a group, and the offset after which the client wants its frames.
 #[derive(Deserialize)]
-struct HistoryRequest {
-    group: String,
+pub(crate) struct HistoryRequest {
+    pub(crate) group: String,
     #[serde(default)]
-    since: u64,
+    pub(crate) since: u64,
 }
 
+impl HistoryRequest {
+    pub(crate) fn parse(data: &str) -> Result<Self, Error> {
+        serde_json::from_str(data)
+            .map_err(|e| Error::invalid_data(format!("$history wants {{group, since?}}: {e}")))
+    }
+}
+
+/// The answer to a `$history` request.
 #[derive(Serialize)]
-struct HistoryReply<'a> {
-    group: &'a str,
-    epoch: &'a str,
-    offset: u64,
+pub(crate) struct HistoryReply<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) epoch: &'a str,
+    pub(crate) offset: u64,
     /// Whether every frame after `since` is in `frames` (none was pushed out).
-    complete: bool,
-    frames: Vec<&'a serde_json::value::RawValue>,
+    pub(crate) complete: bool,
+    pub(crate) frames: Vec<&'a serde_json::value::RawValue>,
+}
+
+impl HistoryReply<'_> {
+    pub(crate) fn to_raw(&self) -> Result<Box<serde_json::value::RawValue>, Error> {
+        serde_json::value::to_raw_value(self).map_err(|e| Error::internal(e.to_string()))
+    }
+}
+
+/// A frame's text as the JSON value it is, for a [`HistoryReply`].
+pub(crate) fn raw_frame(frame: &Frame) -> Option<&serde_json::value::RawValue> {
+    frame
+        .as_text()
+        .and_then(|text| serde_json::from_str(text).ok())
 }
 
 impl HistoryStore {
@@ -377,8 +422,7 @@ impl HistoryStore {
         client: &Client,
         data: &str,
     ) -> Result<Box<serde_json::value::RawValue>, Error> {
-        let request: HistoryRequest = serde_json::from_str(data)
-            .map_err(|e| Error::invalid_data(format!("$history wants {{group, since?}}: {e}")))?;
+        let request = HistoryRequest::parse(data)?;
         let group = request.group.as_str();
         if !self.applies_to(group) || !lock(&self.groups).contains_key(group) {
             return Err(Error::not_found(format!("no history for {group:?}")));
@@ -396,8 +440,7 @@ impl HistoryStore {
             .frames
             .iter()
             .filter(|(o, _, _)| *o > request.since)
-            .filter_map(|(_, _, f)| f.as_text())
-            .filter_map(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok())
+            .filter_map(|(_, _, f)| raw_frame(f))
             .collect();
         let reply = HistoryReply {
             group,
@@ -406,7 +449,7 @@ impl HistoryStore {
             complete: request.since + 1 >= first_kept,
             frames,
         };
-        serde_json::value::to_raw_value(&reply).map_err(|e| Error::internal(e.to_string()))
+        reply.to_raw()
     }
 }
 

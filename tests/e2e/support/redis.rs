@@ -1,5 +1,6 @@
-//! A private `redis-server` on 127.0.0.1 for one test: no persistence, killed when dropped, restartable on
-//! the same port to test what nodes do when Redis goes away and comes back.
+//! A private `redis-server` on 127.0.0.1 for one test: no persistence (or an append-only file written on
+//! every command, in a directory of its own), killed when dropped, restartable on the same port to test
+//! what nodes do when Redis goes away and comes back.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,15 +13,36 @@ use super::WAIT;
 pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Where the append-only file is kept, for a durable server.
+    durable: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     pub(crate) async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A server that writes every command to its append-only file before answering
+    /// (`appendfsync always`): killed and restarted, it has everything it acknowledged.
+    pub(crate) async fn start_durable() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = Self { port, child: None };
+        let durable = durable.then(|| {
+            let dir = std::env::temp_dir().join(format!("ws-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
+            dir
+        });
+        let mut server = Self {
+            port,
+            child: None,
+            durable,
+        };
         server.restart().await;
         server
     }
@@ -31,9 +53,23 @@ impl RedisServer {
 
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub(crate) async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()]);
+        match &self.durable {
+            Some(dir) => command
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .arg("--dir")
+                .arg(dir),
+            None => command.args(["--save", "", "--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -50,7 +86,7 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server (SIGKILL: connected nodes see their sockets reset, nothing is flushed).
+    /// Kills the server (SIGKILL: connected nodes see their sockets reset, nothing more is written).
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill redis-server");
@@ -97,5 +133,13 @@ impl RedisServer {
             .command(&[b"PUBLISH", channel.as_bytes(), payload])
             .await;
         assert_eq!(reply.first(), Some(&b':'), "PUBLISH answered {reply:?}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.durable {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -83,6 +83,26 @@ fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp
     true
 }
 
+impl MemoryBackplane {
+    /// Delivers `frame` to the members of `group` for which `to` is true.
+    #[cfg(feature = "redis")]
+    pub(crate) fn send_to_group_where(
+        &self,
+        group: &str,
+        frame: &Frame,
+        to: impl Fn(&str) -> bool,
+    ) {
+        let now = Stamp::now();
+        let mut reached = 0u32;
+        self.groups.for_each_member(group, |c| {
+            if to(c.id().as_str()) {
+                reached += u32::from(deliver(c, frame, None, now));
+            }
+        });
+        self.fanout.observe(f64::from(reached));
+    }
+}
+
 impl Backplane for MemoryBackplane {
     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
         let now = Stamp::now();

@@ -182,6 +182,25 @@ pub trait Backplane: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Takes over the history of the groups `history` selects (see [`history`](crate::history)), for every
+    /// node: this backplane numbers their frames once for the whole cluster, keeps them where every node can
+    /// read them, adds their position to the frames it delivers, answers the `$position` of a client that
+    /// joins one, and [`fetch_history`](Self::fetch_history). Returns whether it does; the default, `false`,
+    /// makes [`ServerBuilder::build`](crate::ServerBuilder::build) fail with
+    /// [`ConfigError::HistoryUnsupported`](crate::config::ConfigError::HistoryUnsupported).
+    fn keep_history(&self, history: &crate::history::History) -> bool {
+        let _ = history;
+        false
+    }
+
+    /// Answers a client's `$history` request `id` (the frames of `group` after offset `since`) with a
+    /// `$reply` or an `$error`, now or later; called only on a backplane that keeps history.
+    fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
+        let _ = (group, since);
+        let err = Error::not_found("this server keeps no history");
+        let _ = client.send(crate::protocol::error_frame(Some(id), &err));
+    }
+
     /// Counters of a distributed backplane; `None` for one that serves a single node.
     fn stats(&self) -> Option<BackplaneStats> {
         None

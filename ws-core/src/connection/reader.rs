@@ -329,7 +329,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
             return None;
         }
         protocol::POSITIONS_TYPE => {
-            if server.history.is_some() {
+            if server.history.is_some() || server.cluster_history {
                 let config = &server.config;
                 crate::history::set_positions(
                     client,
@@ -347,6 +347,16 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
             if let Some(id) = id {
                 let answer = match &server.history {
                     Some(history) => history.fetch(client, incoming.data_json()),
+                    None if server.cluster_history => {
+                        match crate::history::HistoryRequest::parse(incoming.data_json()) {
+                            Ok(request) => {
+                                let (group, since) = (&request.group, request.since);
+                                server.backplane.fetch_history(client, id, group, since);
+                                return None;
+                            }
+                            Err(err) => Err(err),
+                        }
+                    }
                     None => Err(Error::not_found("this server keeps no history")),
                 };
                 let frame = match answer {

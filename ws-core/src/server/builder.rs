@@ -298,8 +298,8 @@ impl ServerBuilder {
     }
 
     /// Keeps the recent frames of the groups `history` selects, numbered, and replays what a client missed
-    /// when it joins again (see [`history`](crate::history)). One node only: building with a backplane
-    /// too fails with [`ConfigError::HistoryNeedsOneNode`].
+    /// when it joins again (see [`history`](crate::history)). With a backplane, the backplane keeps it for
+    /// every node; building with one that cannot fails with [`ConfigError::HistoryUnsupported`].
     #[must_use]
     pub fn history(mut self, history: crate::history::History) -> Self {
         self.history = Some(history);
@@ -313,9 +313,6 @@ impl ServerBuilder {
     /// [`ConfigError`] when the configuration cannot work (see [`Config::validate`]).
     pub fn build(self) -> Result<Server, ConfigError> {
         self.config.validate()?;
-        if self.history.is_some() && self.backplane.is_some() {
-            return Err(ConfigError::HistoryNeedsOneNode);
-        }
         let clients = Arc::new(ClientRegistry::default());
         let groups = Arc::new(GroupRegistry::new(
             self.config.max_groups_per_client,
@@ -323,9 +320,19 @@ impl ServerBuilder {
         ));
         let metrics = Metrics::default();
         let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone());
+        let distributed = self.backplane.is_some();
         let backplane = match self.backplane {
             Some(factory) => factory(local.clone()),
             None => Box::new(local.clone()),
+        };
+        let (history, cluster_history) = match self.history {
+            Some(history) if distributed => {
+                if !backplane.keep_history(&history) {
+                    return Err(ConfigError::HistoryUnsupported);
+                }
+                (None, true)
+            }
+            history => (history.map(crate::history::HistoryStore::new), false),
         };
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
@@ -355,7 +362,8 @@ impl ServerBuilder {
             stats: Stats::default(),
             metrics,
             presence: self.presence.map(crate::presence::PresenceHub::new),
-            history: self.history.map(crate::history::HistoryStore::new),
+            history,
+            cluster_history,
             connections: watch::Sender::new(0),
             connections_per_ip: std::sync::Mutex::default(),
             handshakes: std::sync::atomic::AtomicUsize::new(0),

@@ -70,7 +70,10 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     pub(crate) metrics: Metrics,
     pub(crate) presence: Option<crate::presence::PresenceHub>,
+    /// One node's history; `None` when there is none or the backplane keeps it.
     pub(crate) history: Option<crate::history::HistoryStore>,
+    /// The backplane keeps history for every node.
+    pub(crate) cluster_history: bool,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
     /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map

@@ -107,4 +107,19 @@ impl RedisConfig {
     pub(super) fn membership_key(&self, node: &str) -> String {
         format!("{}:v{WIRE_VERSION}:members:{node}", self.prefix)
     }
+
+    /// The hash holding a group's history `epoch` and the `offset` of its latest frame.
+    pub(super) fn history_key(&self, group: &str) -> String {
+        format!("{}:v{WIRE_VERSION}:history:{group}", self.prefix)
+    }
+
+    /// The number of the last frame of `group` that `node` had kept in its history.
+    pub(super) fn sent_key(&self, node: &str, group: &str) -> String {
+        format!("{}:v{WIRE_VERSION}:sent:{node}:{group}", self.prefix)
+    }
+
+    /// The stream of a group's kept frames, one entry per frame with the id `<offset>-0`.
+    pub(super) fn stream_key(&self, group: &str) -> String {
+        format!("{}:v{WIRE_VERSION}:stream:{group}", self.prefix)
+    }
 }

@@ -18,8 +18,9 @@ use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::history::{self, Command};
 use super::wire::{self, Change, Op};
-use super::{Outgoing, Shared};
+use super::{Outgoing, Shared, millis};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::ClientId;
 use crate::presence::PresenceMeta;
@@ -83,10 +84,6 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, RedisError> {
         .await
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// The publisher: drains the outgoing queue into pipelines and sends heartbeats.
 pub(super) async fn publish(
     shared: Arc<Shared>,
@@ -103,11 +100,32 @@ pub(super) async fn publish(
         seq: 0,
         stored: false,
         batch: Vec::with_capacity(BATCH),
+        script: String::new(),
+        numbered: 0,
+        unsent: Vec::new(),
     };
     loop {
         let connected = tokio::select! {
             c = connect(&shared) => c,
             () = stopped(&mut stop) => break,
+        };
+        let connected = match connected {
+            Ok(mut conn) if shared.history.get().is_some() => {
+                // Loaded on every connection: a Redis that restarted has forgotten it.
+                let loaded = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(history::SCRIPT)
+                    .query_async::<String>(&mut conn)
+                    .await;
+                match loaded {
+                    Ok(sha) => {
+                        publisher.script = sha;
+                        publisher.resend(&mut conn).await.map(|()| conn)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
         };
         let mut conn = match connected {
             Ok(conn) => conn,
@@ -167,6 +185,12 @@ struct Publisher<'a> {
     /// have missed it.
     stored: bool,
     batch: Vec<(Outgoing, usize)>,
+    /// The history script's SHA-1, as loaded on this connection.
+    script: String,
+    /// The number of this node's latest frame for a group with history.
+    numbered: u64,
+    /// History frames of a pipeline that failed (at most one batch): sent first on the next connection.
+    unsent: Vec<history::Unsent>,
 }
 
 impl Publisher<'_> {
@@ -193,6 +217,24 @@ impl Publisher<'_> {
                         None => pipe.publish(&all, payload),
                     };
                 }
+                Outgoing::History {
+                    group,
+                    except,
+                    frame,
+                    queued_ms,
+                } => {
+                    self.numbered += 1;
+                    let unsent = history::Unsent {
+                        number: self.numbered,
+                        group,
+                        except,
+                        frame,
+                        queued_ms,
+                    };
+                    history::invoke(shared, &mut pipe, &self.script, self.seq, &unsent);
+                    self.unsent.push(unsent);
+                    continue;
+                }
                 Outgoing::Request { node, op } => {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
                     pipe.publish(shared.config.channel_node(&node), payload);
@@ -218,7 +260,25 @@ impl Publisher<'_> {
             }
             return Err(e);
         }
+        self.unsent.clear();
         shared.published.fetch_add(count, Relaxed);
+        Ok(())
+    }
+
+    /// Publishes again the history frames of a pipeline that failed; Redis skips those it had taken.
+    async fn resend(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for unsent in &self.unsent {
+            history::invoke(self.shared, &mut pipe, &self.script, self.seq, unsent);
+        }
+        pipe.query_async::<()>(conn).await?;
+        self.shared
+            .published
+            .fetch_add(self.unsent.len() as u64, Relaxed);
+        self.unsent.clear();
         Ok(())
     }
 
@@ -292,13 +352,15 @@ impl Publisher<'_> {
 pub(super) async fn subscribe(
     shared: Arc<Shared>,
     local: MemoryBackplane,
+    commands: Arc<tokio::sync::Mutex<mpsc::Receiver<Command>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let config = &shared.config;
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    let mut commands = commands.lock_owned().await;
     loop {
         let ended = tokio::select! {
-            e = listen(&shared, &local, &mut backoff) => e,
+            e = listen(&shared, &local, &mut commands, &mut backoff) => e,
             () = stopped(&mut stop) => break,
         };
         let was_up = shared.subscriber_up.swap(false, Relaxed);
@@ -318,6 +380,7 @@ pub(super) async fn subscribe(
 async fn listen(
     shared: &Arc<Shared>,
     local: &MemoryBackplane,
+    commands: &mut mpsc::Receiver<Command>,
     backoff: &mut Backoff,
 ) -> RedisError {
     let config = &shared.config;
@@ -336,6 +399,11 @@ async fn listen(
         Ok(conn) => conn,
         Err(e) => return e,
     };
+    // Subscribed first, then caught up: a frame published in between is both read and received, and
+    // delivered once.
+    if let Err(e) = history::catch_up(shared, local, &mut reader).await {
+        return e;
+    }
     shared.subscriber_up.store(true, Relaxed);
     backoff.reset();
     // Redis pushes as fast as others publish, into a buffer of the client's that has no bound; a task that
@@ -366,7 +434,8 @@ async fn listen(
                 let Some(packet) = packet else {
                     continue;
                 };
-                if packet.node == shared.node {
+                // This node's own frames of groups with history come back numbered: they are delivered now.
+                if packet.node == shared.node && !matches!(packet.op, Op::History { .. }) {
                     if packet.op == Op::Heartbeat {
                         own_heartbeat = Instant::now();
                     }
@@ -376,7 +445,13 @@ async fn listen(
                     return e;
                 }
             }
+            Some(command) = commands.recv() => {
+                if let Err(e) = history::run(shared, local, &mut reader, command).await {
+                    return e;
+                }
+            }
             _ = ticker.tick() => {
+                history::forget_empty(shared, local);
                 let now = Instant::now();
                 if let Some(deadline) = now.checked_sub(timeout) {
                     lock(&shared.cluster).expire(deadline.into_std());
@@ -481,6 +556,9 @@ async fn apply(
                 local.send_to_group(group, &frame, except.as_ref());
             }
         }
+        Op::History { ref group, .. } => {
+            history::apply(shared, local, reader, group, &packet).await?
+        }
         Op::Direct { ref to } => {
             if let Some(frame) = packet.frame() {
                 // The client may have left since the sender looked; a full queue has dropped it already.
@@ -491,7 +569,7 @@ async fn apply(
             let Some(client) = local.client(&id) else {
                 return Ok(());
             };
-            match local.join(&group, &client) {
+            match history::join(shared, local, &group, &client) {
                 Ok(true) => shared.enqueue(Outgoing::Change(Change::Join { group, id })),
                 Ok(false) => {}
                 Err(e) => {

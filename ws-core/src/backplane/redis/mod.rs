@@ -65,14 +65,16 @@
 
 mod cluster;
 mod config;
+mod history;
 mod link;
 mod wire;
 
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::FutureExt;
 
@@ -122,6 +124,10 @@ pub struct RedisBackplane {
     publisher_done: watch::Receiver<bool>,
 }
 
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Now, in milliseconds since the Unix epoch (0 on a clock set before it).
 fn unix_millis() -> u64 {
     std::time::SystemTime::now()
@@ -150,6 +156,14 @@ struct Shared {
     received_dropped: AtomicU64,
     /// From a peer's queueing of a delivery to its application here, by the two nodes' clocks.
     lag: Histogram,
+    /// The groups whose history this backplane keeps, once the server asked it to.
+    history: OnceLock<crate::history::History>,
+    /// Clients held back from a group's live frames until the subscriber has replayed what they missed.
+    pending: Mutex<history::Pending>,
+    /// Per group with members here: the position of the last frame they were given.
+    tracked: Mutex<HashMap<String, history::Tracked>>,
+    /// Recoveries and history requests for the subscriber.
+    commands: mpsc::Sender<history::Command>,
 }
 
 /// One message waiting for the publisher.
@@ -161,6 +175,13 @@ enum Outgoing {
         op: Op,
         frame: Frame,
         /// When it was queued, in Unix milliseconds: the other nodes measure their lag from it.
+        queued_ms: u64,
+    },
+    /// A frame for a group with history: numbered, kept and published by the history script.
+    History {
+        group: String,
+        except: Option<String>,
+        frame: Frame,
         queued_ms: u64,
     },
     /// A request for one node (a join or leave of one of its clients).
@@ -175,6 +196,21 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Self::Deliver { op, frame, .. } => wire::packet_len(op, Some(frame)),
+            Self::History {
+                group,
+                except,
+                frame,
+                ..
+            } => {
+                let op = Op::History {
+                    group: group.clone(),
+                    except: except.clone(),
+                    epoch: String::new(),
+                    offset: u64::MAX,
+                };
+                // The epoch the script adds: 16 hex digits and its quotes.
+                wire::packet_len(&op, Some(frame)) + 32
+            }
             Self::Request { op, .. } => wire::packet_len(op, None),
             Self::Change(change) => wire::change_len(change),
         }
@@ -191,6 +227,7 @@ impl RedisBackplane {
     pub fn start(local: MemoryBackplane, config: RedisConfig) -> Self {
         let node = format!("{:032x}", rand::random::<u128>());
         let (outgoing, queue) = mpsc::channel(config.queue_capacity);
+        let (commands, commands_queue) = mpsc::channel(config.queue_capacity);
         let (shutdown, stop) = watch::channel(false);
         let (done, publisher_done) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -209,6 +246,10 @@ impl RedisBackplane {
             task_restarts: AtomicU64::new(0),
             received_dropped: AtomicU64::new(0),
             lag: crate::metrics::latency_histogram(),
+            history: OnceLock::new(),
+            pending: Mutex::default(),
+            tracked: Mutex::default(),
+            commands,
         });
         tokio::spawn({
             let (shared, local, stop) = (shared.clone(), local.clone(), stop.clone());
@@ -224,9 +265,15 @@ impl RedisBackplane {
         });
         tokio::spawn({
             let (shared, local) = (shared.clone(), local.clone());
+            let commands = Arc::new(tokio::sync::Mutex::new(commands_queue));
             async move {
                 supervise(&shared, "subscriber", || {
-                    link::subscribe(shared.clone(), local.clone(), stop.clone())
+                    link::subscribe(
+                        shared.clone(),
+                        local.clone(),
+                        commands.clone(),
+                        stop.clone(),
+                    )
                 })
                 .await;
             }
@@ -349,6 +396,21 @@ impl Backplane for RedisBackplane {
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+        if self
+            .shared
+            .history
+            .get()
+            .is_some_and(|h| h.applies_to(group))
+        {
+            // Delivered here too when it comes back numbered, in the order every node sees.
+            self.shared.enqueue(Outgoing::History {
+                group: group.to_owned(),
+                except: except.map(ToString::to_string),
+                frame: frame.clone(),
+                queued_ms: unix_millis(),
+            });
+            return;
+        }
         self.local.send_to_group(group, frame, except);
         let op = Op::Group {
             group: group.to_owned(),
@@ -374,7 +436,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
-        let joined = self.local.join(group, client)?;
+        let joined = history::join(&self.shared, &self.local, group, client)?;
         if joined {
             self.shared.enqueue(Outgoing::Change(Change::Join {
                 group: group.to_owned(),
@@ -509,6 +571,14 @@ impl Backplane for RedisBackplane {
     fn membership_version(&self) -> Option<u64> {
         let local = self.local.membership_version().unwrap_or(0);
         Some(local.wrapping_add(self.cluster().version()))
+    }
+
+    fn keep_history(&self, history: &crate::history::History) -> bool {
+        self.shared.history.set(history.clone()).is_ok()
+    }
+
+    fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
+        history::fetch(&self.shared, &self.local, client, id, group, since);
     }
 
     fn register_metrics(&self, registry: &mut Registry) {

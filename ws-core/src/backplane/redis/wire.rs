@@ -29,6 +29,17 @@ pub(super) enum Op {
         group: String,
         except: Option<String>,
     },
+    /// Deliver the body to the members of a group with history, except one. The history script adds
+    /// `epoch` and `offset`, the frame's position, to the header the node wrote, keeps the packet in the
+    /// group's stream and publishes it.
+    History {
+        group: String,
+        except: Option<String>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        epoch: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: u64,
+    },
     /// Deliver the body to one client (published on its node's channel).
     Direct { to: String },
     /// Asks the node holding `id` (on its channel) to add it to a group.
@@ -41,6 +52,10 @@ pub(super) enum Op {
     Heartbeat,
     /// The publishing node is leaving.
     Bye,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A membership change; applying one twice has the effect of applying it once.
@@ -184,6 +199,29 @@ pub(super) fn encode(
     out.push(b'\n');
     out.extend_from_slice(body);
     out
+}
+
+/// The packet of a frame for a group with history, split where the history script inserts the position:
+/// the header without its closing brace, and the rest (`}`, the newline, the frame's payload).
+pub(super) fn encode_history(
+    node: &str,
+    seq: u64,
+    group: &str,
+    except: Option<String>,
+    frame: &Frame,
+    sent_ms: u64,
+) -> (Vec<u8>, Vec<u8>) {
+    let op = Op::History {
+        group: group.to_owned(),
+        except,
+        epoch: String::new(),
+        offset: 0,
+    };
+    let mut head = encode(node, seq, op, Some(frame), Some(sent_ms));
+    // The header is a JSON object on the first line: its last byte before the newline is its brace.
+    let split = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let tail = head.split_off(split.saturating_sub(1));
+    (head, tail)
 }
 
 /// `None` for anything that is not a packet (another program publishing on the channel).
@@ -347,6 +385,12 @@ mod tests {
                 group: "g".into(),
                 id: "abc".into(),
             }),
+            Op::History {
+                group: "g".into(),
+                except: None,
+                epoch: "e1".into(),
+                offset: 9,
+            },
             Op::Heartbeat,
             Op::Bye,
         ];
@@ -390,6 +434,27 @@ mod tests {
         assert_eq!(packet.frame(), Some(binary));
         let packet = decode(&encode("n", 3, Op::Heartbeat, None, None)).unwrap();
         assert_eq!((packet.seq, packet.op), (3, Op::Heartbeat));
+    }
+
+    #[test]
+    fn the_history_script_completes_the_header_with_the_position() {
+        let frame = Frame::text(r#"{"type":"chat","data":"}\n"}"#);
+        let (head, tail) = encode_history("n", 4, "room", Some("c".into()), &frame, 1);
+        // What the script does, with the epoch and offset it assigns.
+        let mut packet = head;
+        packet.extend_from_slice(br#","epoch":"e7","offset":12"#);
+        packet.extend_from_slice(&tail);
+        let packet = decode(&packet).unwrap();
+        assert_eq!(
+            packet.op,
+            Op::History {
+                group: "room".into(),
+                except: Some("c".into()),
+                epoch: "e7".into(),
+                offset: 12
+            }
+        );
+        assert_eq!(packet.frame(), Some(frame));
     }
 
     #[test]

@@ -1,0 +1,512 @@
+//! History on Redis: one numbering of a group's frames for every node, kept where any node can read it.
+//!
+//! A frame for a group with history is not delivered by the node that sends it. The node's publisher runs
+//! [`SCRIPT`] in Redis, which numbers the frame (`offset`, within the history's `epoch`), appends it to the
+//! group's stream and publishes it, in one atomic step: every node, the sender too, receives the group's
+//! frames in offset order and delivers them to its members with their position. A node remembers the
+//! position of the last frame it delivered for each group with local members; a frame further on means
+//! some were not received (a message dropped, a lost subscription), and the node reads them from the stream
+//! before going on, so between nodes delivery is at least once and each frame reaches a client once.
+//!
+//! A client joining a group with history is held back from live frames of that group until the subscriber
+//! has replayed, from the stream, what it missed up to the last frame this node delivered: the replay and the
+//! live frames neither overlap nor leave a gap.
+
+use std::collections::{HashMap, HashSet};
+
+use redis::RedisError;
+use redis::aio::MultiplexedConnection;
+
+use super::Shared;
+use super::wire::{self, Op};
+use crate::backplane::{Backplane, MemoryBackplane};
+use crate::client::Client;
+use crate::error::Error;
+use crate::history::{
+    HistoryReply, Pos, Position, outcome, position_frame, positioned, raw_frame, take_position,
+};
+use crate::protocol::{self, Frame};
+use crate::sync::lock;
+
+/// Numbers a frame, keeps it and publishes it. Redis runs a script alone, so the offsets are given in the
+/// order the frames are published, which is the order every subscriber receives them in.
+///
+/// A frame whose publication was cut by a lost connection is published again on the next one; the sending
+/// node numbers its history frames, and the script takes each number once (the last one is kept for the
+/// history's life), so a frame Redis took before the connection broke is not kept twice.
+///
+/// `KEYS`: the history hash, the stream, the sending node's last number for the group. `ARGV`: an epoch for
+/// a history that does not exist yet, the packet's header up to where the position goes, the rest of the
+/// packet, the frames kept, the keys' life in milliseconds, the channel, the frame's number.
+pub(super) const SCRIPT: &str = r#"
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[7]) <= last then
+  return 0
+end
+redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[5])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local packet = ARGV[2] .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'p', packet)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], packet)
+return offset
+"#;
+
+/// Where this node's members of a group stand: the position of the last frame delivered to them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Tracked {
+    epoch: String,
+    offset: u64,
+}
+
+/// Work for the subscriber, which alone delivers history frames and so can put a replay between them.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Tell a client that joined where it stands and replay what it missed.
+    Recover {
+        client: Client,
+        group: String,
+        wanted: Option<Position>,
+    },
+    /// Answer a `$history` request.
+    Fetch {
+        client: Client,
+        id: u64,
+        group: String,
+        since: u64,
+    },
+}
+
+/// A frame of a group's history.
+struct Entry {
+    epoch: String,
+    offset: u64,
+    except: Option<String>,
+    sent_ms: Option<u64>,
+    frame: Frame,
+}
+
+impl Entry {
+    fn from_packet(packet: &wire::Packet) -> Option<Self> {
+        let Op::History {
+            epoch,
+            offset,
+            except,
+            ..
+        } = &packet.op
+        else {
+            return None;
+        };
+        Some(Self {
+            epoch: epoch.clone(),
+            offset: *offset,
+            except: except.clone(),
+            sent_ms: packet.sent_ms,
+            frame: packet.frame()?,
+        })
+    }
+
+    fn positioned(&self, group: &str) -> Frame {
+        let pos = Pos {
+            group,
+            epoch: &self.epoch,
+            offset: self.offset,
+        };
+        positioned(&self.frame, &pos).unwrap_or_else(|| self.frame.clone())
+    }
+
+    /// Older than the history's age: gone, as on one node, even if the stream still has it.
+    fn expired(&self, shared: &Shared, now_ms: u64) -> bool {
+        let age = shared
+            .history
+            .get()
+            .map_or(u64::MAX, |h| super::millis(h.age()));
+        self.sent_ms
+            .is_some_and(|sent| now_ms.saturating_sub(sent) > age)
+    }
+}
+
+/// Joins `client` to a group through `local`; for a group with history, holds it back from live frames
+/// and asks the subscriber to tell it where it stands.
+pub(super) fn join(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    group: &str,
+    client: &Client,
+) -> Result<bool, Error> {
+    if !shared.history.get().is_some_and(|h| h.applies_to(group)) {
+        return local.join(group, client);
+    }
+    let id = client.id().to_string();
+    lock(&shared.pending)
+        .entry(group.to_owned())
+        .or_default()
+        .insert(id.clone());
+    let joined = local.join(group, client);
+    if !matches!(joined, Ok(true)) {
+        release(shared, group, &id);
+        return joined;
+    }
+    let wanted = take_position(client, group);
+    let failed = wanted.as_ref().map(|_| false);
+    let command = Command::Recover {
+        client: client.clone(),
+        group: group.to_owned(),
+        wanted,
+    };
+    if shared.commands.try_send(command).is_err() {
+        release(shared, group, &id);
+        let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
+    }
+    joined
+}
+
+/// Lets live frames of `group` reach the client again.
+fn release(shared: &Shared, group: &str, id: &str) {
+    let mut pending = lock(&shared.pending);
+    if let Some(ids) = pending.get_mut(group) {
+        ids.remove(id);
+        if ids.is_empty() {
+            pending.remove(group);
+        }
+    }
+}
+
+/// Queues a `$history` request for the subscriber, or answers it at once when it cannot be.
+pub(super) fn fetch(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    client: &Client,
+    id: u64,
+    group: &str,
+    since: u64,
+) {
+    let refusal = if !shared.history.get().is_some_and(|h| h.applies_to(group)) {
+        Some(Error::not_found(format!("no history for {group:?}")))
+    } else if !local.is_in_group(group, client.id()) {
+        Some(Error::forbidden("only members read a group's history"))
+    } else {
+        let command = Command::Fetch {
+            client: client.clone(),
+            id,
+            group: group.to_owned(),
+            since,
+        };
+        shared
+            .commands
+            .try_send(command)
+            .err()
+            .map(|_| Error::internal("history unavailable"))
+    };
+    if let Some(err) = refusal {
+        let _ = client.send(protocol::error_frame(Some(id), &err));
+    }
+}
+
+/// A frame for a group with history, numbered by its node, until Redis has taken it.
+#[derive(Debug)]
+pub(super) struct Unsent {
+    pub(super) number: u64,
+    pub(super) group: String,
+    pub(super) except: Option<String>,
+    pub(super) frame: Frame,
+    pub(super) queued_ms: u64,
+}
+
+/// Adds [`SCRIPT`] for `unsent`, with its keys and arguments, to the publisher's pipeline.
+pub(super) fn invoke(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    script: &str,
+    seq: u64,
+    unsent: &Unsent,
+) {
+    let config = &shared.config;
+    let group = &unsent.group;
+    let kept = shared.history.get().map_or(1, |h| h.frames_per_group());
+    let life = shared
+        .history
+        .get()
+        .map_or(1, |h| super::millis(h.age()).max(1));
+    let (head, tail) = wire::encode_history(
+        &shared.node,
+        seq,
+        group,
+        unsent.except.clone(),
+        &unsent.frame,
+        unsent.queued_ms,
+    );
+    pipe.cmd("EVALSHA")
+        .arg(script)
+        .arg(3)
+        .arg(config.history_key(group))
+        .arg(config.stream_key(group))
+        .arg(config.sent_key(&shared.node, group))
+        .arg(format!("{:016x}", rand::random::<u64>()))
+        .arg(head)
+        .arg(tail)
+        .arg(kept)
+        .arg(life)
+        .arg(config.channel_all())
+        .arg(unsent.number)
+        .ignore();
+}
+
+/// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
+async fn head(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+) -> Result<Option<(String, u64)>, RedisError> {
+    let (epoch, offset): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+        .arg(shared.config.history_key(group))
+        .arg("epoch")
+        .arg("offset")
+        .query_async(reader)
+        .await?;
+    Ok(epoch.map(|e| (e, offset.unwrap_or(0))))
+}
+
+/// A stream entry as `XRANGE` returns it: its id and its fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// The kept frames with offsets from `from` to `to` (the latest when `None`).
+async fn read(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<Entry>, RedisError> {
+    let count = shared.history.get().map_or(1, |h| h.frames_per_group());
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        .arg(shared.config.stream_key(group))
+        .arg(format!("{from}-0"))
+        .arg(to.map_or_else(|| "+".to_owned(), |to| format!("{to}-0")))
+        .arg("COUNT")
+        .arg(count)
+        .query_async(reader)
+        .await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "p"))
+        .filter_map(|(_, packet)| wire::decode(&packet))
+        .filter_map(|packet| Entry::from_packet(&packet))
+        .collect())
+}
+
+/// Hands `entry` to the group's members here, but for the one it leaves out and those held back.
+fn deliver(shared: &Shared, local: &MemoryBackplane, group: &str, entry: &Entry) {
+    let frame = entry.positioned(group);
+    let pending = lock(&shared.pending);
+    let held = pending.get(group);
+    local.send_to_group_where(group, &frame, |id| {
+        entry.except.as_deref() != Some(id) && !held.is_some_and(|h| h.contains(id))
+    });
+}
+
+/// Applies a frame received from the channel or read back: delivered once, in order, after any frames
+/// before it that this node did not receive (read from the stream).
+pub(super) async fn apply(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+    packet: &wire::Packet,
+) -> Result<(), RedisError> {
+    let Some(entry) = Entry::from_packet(packet) else {
+        return Ok(());
+    };
+    let Some(tracked) = lock(&shared.tracked).get(group).cloned() else {
+        // No member here has joined it: nothing to deliver and nothing to remember.
+        return Ok(());
+    };
+    let from = if tracked.epoch == entry.epoch {
+        if entry.offset <= tracked.offset {
+            return Ok(());
+        }
+        tracked.offset + 1
+    } else {
+        // A new history (it expired, or Redis lost it): its frames start at 1.
+        1
+    };
+    if entry.offset > from {
+        let missed = read(shared, reader, group, from, Some(entry.offset - 1)).await?;
+        for m in missed.iter().filter(|m| m.epoch == entry.epoch) {
+            deliver(shared, local, group, m);
+        }
+    }
+    deliver(shared, local, group, &entry);
+    if let Some(t) = lock(&shared.tracked).get_mut(group) {
+        t.epoch = entry.epoch;
+        t.offset = entry.offset;
+    }
+    Ok(())
+}
+
+/// After the subscription was (re)made: each group with members here gets, from the stream, what was
+/// published while this node was not listening.
+pub(super) async fn catch_up(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    reader: &mut MultiplexedConnection,
+) -> Result<(), RedisError> {
+    let groups: Vec<(String, Tracked)> = lock(&shared.tracked)
+        .iter()
+        .map(|(g, t)| (g.clone(), t.clone()))
+        .collect();
+    for (group, tracked) in groups {
+        let Some((epoch, offset)) = head(shared, reader, &group).await? else {
+            continue;
+        };
+        let from = if epoch == tracked.epoch {
+            if offset <= tracked.offset {
+                continue;
+            }
+            tracked.offset + 1
+        } else {
+            1
+        };
+        for entry in read(shared, reader, &group, from, Some(offset)).await? {
+            deliver(shared, local, &group, &entry);
+            if let Some(t) = lock(&shared.tracked).get_mut(&group) {
+                t.epoch.clone_from(&entry.epoch);
+                t.offset = entry.offset;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forgets the position of groups without members here (they are read from Redis again on a join).
+pub(super) fn forget_empty(shared: &Shared, local: &MemoryBackplane) {
+    let pending = lock(&shared.pending);
+    lock(&shared.tracked).retain(|group, _| {
+        pending.contains_key(group) || !local.local_group_members(group).is_empty()
+    });
+}
+
+/// Runs a command; a Redis error is returned (the subscriber reconnects) after the client was answered.
+pub(super) async fn run(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    reader: &mut MultiplexedConnection,
+    command: Command,
+) -> Result<(), RedisError> {
+    match command {
+        Command::Recover {
+            client,
+            group,
+            wanted,
+        } => {
+            let failed = wanted.as_ref().map(|_| false);
+            let done = recover(shared, local, reader, &client, &group, wanted).await;
+            release(shared, &group, client.id().as_str());
+            if done.is_err() {
+                let _ = client.send(position_frame(&group, None, failed, Some("unavailable")));
+            }
+            done
+        }
+        Command::Fetch {
+            client,
+            id,
+            group,
+            since,
+        } => {
+            let answer = match fetch_from(shared, reader, &group, since).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    let err = Error::internal("history unavailable");
+                    let _ = client.send(protocol::error_frame(Some(id), &err));
+                    return Err(e);
+                }
+            };
+            let frame = match answer {
+                Ok(data) => protocol::reply_frame(id, &data),
+                Err(err) => protocol::error_frame(Some(id), &err),
+            };
+            let _ = client.send(frame);
+            Ok(())
+        }
+    }
+}
+
+async fn recover(
+    shared: &Shared,
+    local: &MemoryBackplane,
+    reader: &mut MultiplexedConnection,
+    client: &Client,
+    group: &str,
+    wanted: Option<Position>,
+) -> Result<(), RedisError> {
+    if !local.is_in_group(group, client.id()) {
+        return Ok(());
+    }
+    let known = lock(&shared.tracked).get(group).cloned();
+    let tracked = match known {
+        Some(t) => t,
+        None => {
+            let (epoch, offset) = head(shared, reader, group).await?.unwrap_or_default();
+            let t = Tracked { epoch, offset };
+            lock(&shared.tracked).insert(group.to_owned(), t.clone());
+            t
+        }
+    };
+    let mut missed = Vec::new();
+    let mut first_kept = tracked.offset + 1;
+    if let Some(p) = wanted
+        .as_ref()
+        .filter(|p| p.epoch == tracked.epoch && p.offset < tracked.offset)
+    {
+        let now = super::unix_millis();
+        missed = read(shared, reader, group, p.offset + 1, Some(tracked.offset)).await?;
+        missed.retain(|e| e.epoch == tracked.epoch && !e.expired(shared, now));
+        first_kept = missed.first().map_or(tracked.offset + 1, |e| e.offset);
+    }
+    let (recovered, reason) = outcome(wanted.as_ref(), &tracked.epoch, tracked.offset, first_kept);
+    let at = (!tracked.epoch.is_empty()).then_some((tracked.epoch.as_str(), tracked.offset));
+    let _ = client.send(position_frame(group, at, recovered, reason));
+    if recovered == Some(true) {
+        for entry in &missed {
+            if client.send(entry.positioned(group)).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `$history` answer, or the error for the client; `Err` for a Redis failure.
+async fn fetch_from(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+    since: u64,
+) -> Result<Result<Box<serde_json::value::RawValue>, Error>, RedisError> {
+    let Some((epoch, offset)) = head(shared, reader, group).await? else {
+        return Ok(Err(Error::not_found(format!("no history for {group:?}"))));
+    };
+    let now = super::unix_millis();
+    let mut entries = read(shared, reader, group, since + 1, None).await?;
+    entries.retain(|e| e.epoch == epoch && !e.expired(shared, now));
+    let first_kept = entries.first().map_or(offset + 1, |e| e.offset);
+    let frames: Vec<Frame> = entries.iter().map(|e| e.positioned(group)).collect();
+    let reply = HistoryReply {
+        group,
+        epoch: &epoch,
+        offset,
+        complete: since + 1 >= first_kept,
+        frames: frames.iter().filter_map(raw_frame).collect(),
+    };
+    Ok(reply.to_raw())
+}
+
+/// Groups held back for a client, per group: a client waits in one until its recovery ran.
+pub(super) type Pending = HashMap<String, HashSet<String>>;
