@@ -460,3 +460,97 @@ async fn chat_processes_sharing_redis_serve_one_chat() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("backplane url"), "{stderr}");
 }
+
+/// Joins the chat room `room` (request `id`) and returns the `$position` that the join brings.
+async fn join_room_with_history(client: &mut WsClient, room: &str, id: u64) -> Value {
+    client
+        .send_json(json!({"type": "join", "data": {"room": room}, "id": id}))
+        .await;
+    let (mut position, mut replied) = (Value::Null, false);
+    while position.is_null() || !replied {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("$position") => position = frame,
+            Some("$reply") if frame["id"] == id => replied = true,
+            _ => {}
+        }
+    }
+    position
+}
+
+/// The texts of the next `count` chat frames, and the position of the last.
+async fn chat_texts(client: &mut WsClient, count: usize) -> (Vec<String>, Value) {
+    let (mut texts, mut last) = (Vec::new(), Value::Null);
+    while texts.len() < count {
+        let frame = client.recv().await;
+        if frame["type"] == "chat" {
+            texts.push(
+                frame["data"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            last = frame["pos"].clone();
+        }
+    }
+    (texts, last)
+}
+
+/// Two chat processes with `--history` on one Redis. Ann is on the first, which is killed with SIGKILL
+/// while Bob, on the second, sends 300 messages to their room; Ann comes back on the second with her
+/// position and gets all of them, in order, once, with `recovered: true`.
+#[tokio::test]
+async fn a_killed_chat_node_loses_no_message() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let args = [
+        "--port",
+        "0",
+        "--redis",
+        &url,
+        "--history",
+        "1000",
+        "--rate-limit",
+        "0",
+    ];
+    let mut one = start_example("chat", &args).await;
+    let two = start_example("chat", &args).await;
+    let (mut ann, _) = one.join("ann").await;
+    let (mut bob, _) = two.join("bob").await;
+    join_room_with_history(&mut ann, "rust", 1).await;
+    join_room_with_history(&mut bob, "rust", 1).await;
+    let say = |text: String| json!({"type": "chat", "data": {"text": text, "room": "rust"}});
+    bob.send_json(say("m0".to_owned())).await;
+    let (_, pos) = chat_texts(&mut ann, 1).await;
+    assert_eq!(
+        chat_texts(&mut bob, 1).await,
+        (vec!["m0".to_owned()], pos.clone())
+    );
+    let (epoch, offset) = (pos["epoch"].clone(), pos["offset"].clone());
+    assert!(offset.is_u64(), "{pos}");
+
+    one.child
+        .kill()
+        .await
+        .expect("SIGKILL the first chat process");
+    let expected: Vec<String> = (1..=300).map(|n| format!("m{n}")).collect();
+    for text in &expected {
+        bob.send_json(say(text.clone())).await;
+    }
+    assert_eq!(chat_texts(&mut bob, 300).await.0, expected);
+
+    let (mut back, _) = two.join("ann").await;
+    back.send_json(
+        json!({"type": "$positions", "data": {"rust": {"epoch": epoch, "offset": offset}}}),
+    )
+    .await;
+    let position = join_room_with_history(&mut back, "rust", 2).await;
+    assert_eq!(
+        (&position["data"]["recovered"], &position["data"]["epoch"]),
+        (&json!(true), &epoch),
+        "{position}"
+    );
+    let (texts, _) = chat_texts(&mut back, 300).await;
+    assert_eq!(texts, expected);
+    back.expect_silence(QUIET).await;
+}

@@ -24,8 +24,25 @@
 //!   forgotten to make room (its epoch ends), or else the new group gets none (its frames carry no
 //!   position and its joins get `recovered: false`, `reason: "unavailable"`). `$positions` is read for at
 //!   most `max_groups_per_client` groups.
-//! - **One node.** History lives in the node's memory; the server refuses to build with both history and
-//!   a backplane ([`ConfigError::HistoryNeedsOneNode`](crate::config::ConfigError::HistoryNeedsOneNode)).
+//! - **One node or many.** Without a backplane, history lives in the node's memory, and a restart starts
+//!   new epochs. With [`RedisBackplane`](crate::backplane::RedisBackplane), Redis keeps it: a script
+//!   numbers each frame of a group with history, appends it to the group's stream (`max_messages` entries,
+//!   the keys expiring `max_age` after the last frame) and publishes it, in one step, so every node
+//!   delivers it with the same position, and a client recovers on any node, after the node it was on
+//!   died too. The frames of such a group go through Redis before reaching any client, the sender's
+//!   node's too: while Redis is unreachable they wait in the node's outgoing queue (its bounds apply), and
+//!   a frame whose publication was cut by a lost connection is published again (Redis takes it once). A
+//!   node that missed frames (a lost subscription, a dropped message) reads them from the stream before
+//!   delivering the next one: between nodes, at least once, and each frame reaches a client once. Recovery
+//!   across a Redis restart needs Redis to keep what it acknowledged (`appendonly yes`, and
+//!   `appendfsync always` to lose nothing); a Redis that restarts empty starts new epochs. On Redis,
+//!   `max_bytes` and `max_groups` do not apply: Redis's own `maxmemory` bounds the total, and a join's
+//!   `$position` may come after the join's reply. A backplane of another kind must keep history itself
+//!   ([`Backplane::keep_history`](crate::backplane::Backplane::keep_history)); the server refuses to build
+//!   with one that does not ([`ConfigError::HistoryUnsupported`](crate::config::ConfigError::HistoryUnsupported)).
+//! - **A group without frames yet** has no epoch: a join gets `$position` `{group}` (plus `recovered:
+//!   false`, `reason: "epoch"` for a client that sent a position) on a cluster, where the history is made by
+//!   the first frame; on one node the join makes it.
 //!
 //! ```
 //! use std::time::Duration;

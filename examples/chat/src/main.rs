@@ -6,8 +6,9 @@
 //!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
 //! ```
 //!
-//! `--history FRAMES` keeps each room's last FRAMES messages (one process only, not with `--redis`): a
-//! client that comes back after a lost connection and joins the room again gets what it missed.
+//! `--history FRAMES` keeps each room's last FRAMES messages: a client that comes back after a lost
+//! connection and joins the room again gets what it missed. In memory on one process; with `--redis`, in
+//! Redis, where a client recovers on any chat process, also after the one it was on died.
 //!
 //! The socket accepts requests addressed to `localhost`, `127.0.0.1`, `::1` and the `--host` address;
 //! `--allowed-host` replaces that list (serving on `0.0.0.0`, name the addresses clients use).
@@ -173,11 +174,6 @@ fn parse_args(
     }
     config.allowed_hosts = allowed_hosts;
     config.validate().map_err(|e| e.to_string())?;
-    if history.is_some() && redis.is_some() {
-        return Err(
-            "--history keeps one process's messages: it cannot be used with --redis".to_owned(),
-        );
-    }
     Ok((config, redis, history))
 }
 

@@ -13,7 +13,9 @@
 //! [`ClusterView`](cluster::ClusterView) for how a replica catches up after a lost message).
 //!
 //! Guarantees are those of Redis pub/sub: at most once, in order per publishing node. A frame published while
-//! a receiving node is disconnected from Redis is lost for that node's clients.
+//! a receiving node is disconnected from Redis is lost for that node's clients. Groups with history (when
+//! the server has [`history`](crate::history)) are the exception: their frames are numbered and kept in a
+//! Redis stream, and a node reads from it what it did not receive.
 //!
 //! # Wire format, version 2
 //!
@@ -25,6 +27,9 @@
 //! | `P:v2:all` | channel, every node subscribes | broadcasts, group sends, membership changes, heartbeats, goodbyes |
 //! | `P:v2:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
 //! | `P:v2:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
+//! | `P:v2:history:G` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame |
+//! | `P:v2:stream:G` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
+//! | `P:v2:sent:N:G` | string, the same life | the number node `N` gave its latest frame for `G` that Redis took: a frame sent again after a lost connection is taken once |
 //!
 //! A node updates its hash in the same pipeline as it publishes its changes: one `HSET` (or `HDEL`, for a
 //! client gone) per client whose groups changed, and `$seq`. It writes the whole hash (`DEL`, then an
@@ -43,6 +48,7 @@
 //! |---|---|---|---|
 //! | `broadcast` | `except` | `all` | the body to every local client but `except` |
 //! | `group` | `group`, `except` | `all` | the body to the group's local members but `except` |
+//! | `history` | `group`, `except`, `epoch`, `offset` | `all`, by the history script | the body, with its position, to the group's local members but `except`, after any frames before `offset` this node did not receive (read from the stream) |
 //! | `direct` | `to` | `node:N` | the body to client `to` |
 //! | `join_request` / `leave_request` | `group`, `id` | `node:N` | `N` applies it to its client (its limits apply) |
 //! | `change` | `change`: `connect`/`disconnect` `{id}`, `join`/`leave` `{group, id}` | `all` | the sender's replica is updated; a gap in `seq` makes the receiver read `members:N` |
