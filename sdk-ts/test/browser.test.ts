@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { WsRequestError } from "../src/index.js";
-import { chatClient, launchChromium, root, startChat, type Chat } from "./support.js";
+import {
+  chatClient,
+  joinRoomInPage,
+  launchChromium,
+  openChatPage,
+  root,
+  startChat,
+  type Chat,
+} from "./support.js";
 
 let chat: Chat;
 let browser: Browser;
@@ -22,20 +30,8 @@ after(async () => {
   await chat?.stop();
 });
 
-async function open(name: string): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 820, height: 700 } });
-  await page.goto(`http://${chat.host}:${chat.port}/`);
-  await page.fill("#name", name);
-  await page.click("#login button");
-  await page.waitForSelector(`text=connected as ${name} (`);
-  return page;
-}
-
-async function joinRoom(page: Page, room: string): Promise<void> {
-  await page.fill("#room", room);
-  await page.click("#join button:not(.secondary)");
-  await page.waitForSelector(`text=joined #${room}`);
-}
+const open = (name: string): Promise<Page> => openChatPage(browser, chat, name);
+const joinRoom = joinRoomInPage;
 
 async function say(page: Page, text: string): Promise<void> {
   await page.fill("#text", text);

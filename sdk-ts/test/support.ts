@@ -5,7 +5,8 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser } from "playwright-core";
+import { createConnection, createServer } from "node:net";
+import { chromium, type Browser, type Page } from "playwright-core";
 import WebSocket from "ws";
 import {
   createClient,
@@ -127,4 +128,60 @@ export function launchChromium(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+}
+
+/** The chat page of `chat`, logged in as `name`. */
+export async function openChatPage(browser: Browser, chat: Chat, name: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 820, height: 700 } });
+  await page.goto(`http://${chat.host}:${chat.port}/`);
+  await page.fill("#name", name);
+  await page.click("#login button");
+  await page.waitForSelector(`text=connected as ${name} (`);
+  return page;
+}
+
+/** Joins `room` from the page's form. */
+export async function joinRoomInPage(page: Page, room: string): Promise<void> {
+  await page.fill("#room", room);
+  await page.click("#join button:not(.secondary)");
+  await page.waitForSelector(`text=joined #${room}`);
+}
+
+export interface Redis {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A private `redis-server` on a free loopback port, without persistence (scripts/test installs Debian's). */
+export async function startRedis(): Promise<Redis> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+  const child = spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = createConnection(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      }).on("error", () => resolve(false));
+    });
+    if (up) break;
+    if (Date.now() > deadline) throw new Error("redis-server did not start");
+    await sleep(20);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, "exit");
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
 }

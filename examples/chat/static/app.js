@@ -542,10 +542,11 @@ function connect(name) {
   const next = createClient(url.toString());
   next.onState((state, close) => {
     $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
-    if (state !== "open") {
-      joined.clear();
-      renderRooms();
-    }
+    renderRooms();
+    if (state === "open") for (const room of joined) void rejoin(next, room);
+  });
+  next.onRecovery((r) => {
+    if (r.recovered === false) log(`#${esc(r.group)}: messages sent while away are lost (${esc(r.reason)})`, "error");
   });
   next.on("welcome", (data) => {
     $("status").textContent = `connected as ${name} (${data.client_id})`;
@@ -566,9 +567,20 @@ function connect(name) {
   next.onError((error) => log(`error ${esc(error.code)}: ${esc(error.message)}`, "error"));
   return next;
 }
+async function rejoin(to, room) {
+  try {
+    await to.request("join", { room });
+  } catch (error) {
+    joined.delete(room);
+    renderRooms();
+    const message = error instanceof WsRequestError ? `${error.code}: ${error.message}` : String(error);
+    log(`cannot join #${esc(room)} again: ${esc(message)}`, "error");
+  }
+}
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();
   client?.close();
+  joined.clear();
   client = connect($("name").value);
 });
 $("join").addEventListener("submit", async (e) => {

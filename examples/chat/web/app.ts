@@ -5,6 +5,8 @@ import type { Protocol } from "../sdk/protocol.js";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// The rooms the user joined: joined again after a lost connection, which gets what was missed meanwhile
+// when the server keeps history.
 const joined = new Set<string>();
 let client: WsClient<Protocol> | undefined;
 // Who is typing, and when that line goes away; `typing` frames are volatile, so this is best effort.
@@ -92,10 +94,11 @@ function connect(name: string): WsClient<Protocol> {
   const next = createClient<Protocol>(url.toString());
   next.onState((state, close) => {
     $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
-    if (state !== "open") {
-      joined.clear();
-      renderRooms();
-    }
+    renderRooms();
+    if (state === "open") for (const room of joined) void rejoin(next, room);
+  });
+  next.onRecovery((r) => {
+    if (r.recovered === false) log(`#${esc(r.group)}: messages sent while away are lost (${esc(r.reason)})`, "error");
   });
   next.on("welcome", (data) => {
     $("status").textContent = `connected as ${name} (${data.client_id})`;
@@ -117,9 +120,21 @@ function connect(name: string): WsClient<Protocol> {
   return next;
 }
 
+async function rejoin(to: WsClient<Protocol>, room: string): Promise<void> {
+  try {
+    await to.request("join", { room });
+  } catch (error) {
+    joined.delete(room);
+    renderRooms();
+    const message = error instanceof WsRequestError ? `${error.code}: ${error.message}` : String(error);
+    log(`cannot join #${esc(room)} again: ${esc(message)}`, "error");
+  }
+}
+
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();
   client?.close();
+  joined.clear();
   client = connect($<HTMLInputElement>("name").value);
 });
 
