@@ -67,6 +67,8 @@ test("the chat page gets every message sent while its server was restarted", asy
     assert.deepEqual(chat, ["before the restart", ...sent, "after the restart"]);
     assert.equal(lines.filter((line) => line.includes("are lost")).length, 0, lines.join("\n"));
 
+    // The restarted process learns the other's members at its first heartbeat: the list heals.
+    await page.waitForSelector('#rooms span[data-room="rust"]:text-is("#rust: ann, bob")');
     const dir = join(root, "target", "browser");
     mkdirSync(dir, { recursive: true });
     await page.screenshot({ path: join(dir, "chat-restart.png") });
