@@ -8,7 +8,8 @@
 //! handler send a request (`question`) to the client named in `data`, or to the asker, and answers with the
 //! answer. With a Redis
 //! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
-//! the group keeps a history of its last FRAMES frames; with `BENCH_PRESENCE=1` it has presence.
+//! the group keeps a history of its last FRAMES frames (in Redis, with a URL); with `BENCH_PRESENCE=1` it has
+//! presence.
 
 use std::time::Duration;
 
@@ -81,7 +82,7 @@ async fn main() -> std::io::Result<()> {
                 .meta(|client| serde_json::json!({"id": &client.id().as_str()[..8]})),
         );
     }
-    // BENCH_HISTORY=FRAMES: the group keeps its last FRAMES frames (history on, one node).
+    // BENCH_HISTORY=FRAMES: the group keeps its last FRAMES frames (in memory, or in Redis with a URL).
     if let Some(frames) = std::env::var("BENCH_HISTORY")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
