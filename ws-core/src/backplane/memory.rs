@@ -84,6 +84,14 @@ fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp
 }
 
 impl MemoryBackplane {
+    /// Whether `group` has a member on this node (no list made).
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_members(&self, group: &str) -> bool {
+        let mut any = false;
+        self.groups.for_each_member(group, |_| any = true);
+        any
+    }
+
     /// Delivers `frame` to the members of `group` for which `to` is true.
     #[cfg(feature = "redis")]
     pub(crate) fn send_to_group_where(

@@ -388,9 +388,8 @@ pub(super) async fn catch_up(
 /// Forgets the position of groups without members here (they are read from Redis again on a join).
 pub(super) fn forget_empty(shared: &Shared, local: &MemoryBackplane) {
     let pending = lock(&shared.pending);
-    lock(&shared.tracked).retain(|group, _| {
-        pending.contains_key(group) || !local.local_group_members(group).is_empty()
-    });
+    lock(&shared.tracked)
+        .retain(|group, _| pending.contains_key(group) || local.has_members(group));
 }
 
 /// Runs a command; a Redis error is returned (the subscriber reconnects) after the client was answered.
