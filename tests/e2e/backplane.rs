@@ -497,7 +497,7 @@ async fn chat_texts(client: &mut WsClient, count: usize) -> (Vec<String>, Value)
 }
 
 /// Two chat processes with `--history` on one Redis. Ann is on the first, which is killed with SIGKILL
-/// while Bob, on the second, sends 300 messages to their room; Ann comes back on the second with her
+/// while Bob, on the second, sends 1 000 messages to their room; Ann comes back on the second with her
 /// position and gets all of them, in order, once, with `recovered: true`.
 #[tokio::test]
 async fn a_killed_chat_node_loses_no_message() {
@@ -533,11 +533,11 @@ async fn a_killed_chat_node_loses_no_message() {
         .kill()
         .await
         .expect("SIGKILL the first chat process");
-    let expected: Vec<String> = (1..=300).map(|n| format!("m{n}")).collect();
+    let expected: Vec<String> = (1..=1000).map(|n| format!("m{n}")).collect();
     for text in &expected {
         bob.send_json(say(text.clone())).await;
     }
-    assert_eq!(chat_texts(&mut bob, 300).await.0, expected);
+    assert_eq!(chat_texts(&mut bob, 1000).await.0, expected);
 
     let (mut back, _) = two.join("ann").await;
     back.send_json(
@@ -550,7 +550,7 @@ async fn a_killed_chat_node_loses_no_message() {
         (&json!(true), &epoch),
         "{position}"
     );
-    let (texts, _) = chat_texts(&mut back, 300).await;
+    let (texts, _) = chat_texts(&mut back, 1000).await;
     assert_eq!(texts, expected);
     back.expect_silence(QUIET).await;
 }

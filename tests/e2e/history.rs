@@ -407,12 +407,23 @@ async fn three_nodes_number_a_group_once_and_a_client_recovers_on_another_node()
         .map(|f| &f["data"])
         .collect();
     assert_eq!(fetched, [&json!(1000), &json!(1001), &json!(1002)]);
+
+    // Redis keeps `max_messages` (1 000) of the 1 002, for at most `max_age` (5 minutes).
+    let stream = b"ws:v2:stream:room".as_slice();
+    assert_eq!(redis.command(&[b"XLEN", stream]).await, b":1000\r\n");
+    let ttl = redis.command(&[b"PTTL", stream]).await;
+    let ttl: u64 = std::str::from_utf8(&ttl[1..])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((290_000..=300_000).contains(&ttl), "{ttl} ms");
 }
 
-/// Redis killed and restarted (with its append-only file) while a client is away and frames are sent:
-/// frames sent during the outage wait on their node and are numbered when Redis is back; a member on
-/// another node that stayed connected gets every frame once, in order; the client that was away recovers
-/// all of them in the same epoch.
+/// Redis killed and restarted (with its append-only file) while a client is away and 1 000 frames are
+/// sent, 500 of them during the outage: those wait on their node and are numbered when Redis is back; a
+/// member on another node that stayed connected gets every frame once, in order; the client that was away
+/// recovers all 1 000 in the same epoch.
 #[tokio::test]
 async fn delivery_and_recovery_survive_a_redis_restart() {
     let mut redis = RedisServer::start_durable().await;
@@ -431,31 +442,31 @@ async fn delivery_and_recovery_survive_a_redis_restart() {
     let (_, pos) = said(&mut reader, 100).await;
     let epoch = pos["epoch"].clone();
     reader.close().await;
-    for n in 101..=300 {
+    for n in 101..=600 {
         say(&mut sender, "room", n).await;
     }
-    let (values, _) = said(&mut watcher, 300).await;
-    assert_eq!(values, (1..=300).collect::<Vec<u64>>());
+    let (values, _) = said(&mut watcher, 600).await;
+    assert_eq!(values, (1..=600).collect::<Vec<u64>>());
 
     redis.kill().await;
-    for n in 301..=500 {
+    for n in 601..=1100 {
         say(&mut sender, "room", n).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.restart().await;
-    let (values, last) = said(&mut watcher, 200).await;
+    let (values, last) = said(&mut watcher, 500).await;
     assert_eq!(
         values,
-        (301..=500).collect::<Vec<u64>>(),
+        (601..=1100).collect::<Vec<u64>>(),
         "each frame once, in order"
     );
-    assert_eq!((&last["epoch"], &last["offset"]), (&epoch, &json!(500)));
+    assert_eq!((&last["epoch"], &last["offset"]), (&epoch, &json!(1100)));
 
-    let (_, position, values) = come_back(&b, "room", &epoch, 100, 400).await;
+    let (_, position, values) = come_back(&b, "room", &epoch, 100, 1000).await;
     assert_eq!(
         position["data"],
-        json!({"group": "room", "epoch": epoch, "offset": 500, "recovered": true})
+        json!({"group": "room", "epoch": epoch, "offset": 1100, "recovered": true})
     );
-    assert_eq!(values, (101..=500).collect::<Vec<u64>>());
+    assert_eq!(values, (101..=1100).collect::<Vec<u64>>());
     watcher.expect_silence(Duration::from_millis(300)).await;
 }
