@@ -9,6 +9,20 @@ use ws_core::protocol::Message;
 
 use crate::support::{config, eventually, http_get, spawn};
 
+/// README "Sending": a client that has its 101 is registered, so a broadcast made the moment its handshake
+/// completes reaches it (200 times over, the server on other threads than the client: the upgraded socket
+/// is handed over after the 101 is written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_right_after_the_handshake_reaches_the_new_client() {
+    let srv = spawn(Server::builder(config())).await;
+    for n in 0..200 {
+        let mut client = srv.connect().await;
+        srv.server.all().send(Message::new("hello", n));
+        assert_eq!(client.recv().await, json!({"type": "hello", "data": n}));
+        client.close().await;
+    }
+}
+
 /// README "Sending": `server.all()` reaches everyone once (the sender too); `client.broadcast()` and
 /// `server.all().except(id)` skip one.
 #[tokio::test]

@@ -59,18 +59,21 @@ pub(crate) type Ws = WebSocketStream<CountingIo>;
 /// How long the raw drain waits for more input before it considers the peer done.
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
 
-/// Registers the client, starts its write task, and returns the rest of the connection's life as a future.
-///
-/// The work up to the write task's start is done here, outside the returned future: an `async fn` keeps
-/// its arguments for its whole life, so taking the socket (336 bytes) and the handshake's data as arguments
-/// would keep that space in every idle connection's task.
-pub(crate) fn run(
+/// A client registered before its socket exists: the handshake's answer (101) goes out after this, so a
+/// client that has its 101 is reachable by every send made from then on (what is sent before the socket is
+/// up waits in its queue).
+pub(crate) struct Registered {
     server: Arc<Inner>,
-    ws: Ws,
+    client: Client,
+    span: tracing::Span,
+}
+
+/// Registers a client for a handshake about to be accepted.
+pub(crate) fn register(
+    server: Arc<Inner>,
     data: ClientData,
-    slot: Slot,
     peer: Option<std::net::SocketAddr>,
-) -> impl Future<Output = ()> + Send {
+) -> Registered {
     let client = server
         .clients
         .insert_new(|id| Client::new(id, server.clone()));
@@ -103,10 +106,47 @@ pub(crate) fn run(
     if !server.is_running() {
         client.close(close::GOING_AWAY, "server shutting down");
     }
-    let continuations = ws.get_ref().continuations();
-    let (sink, stream) = ws.split();
-    let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
-    serve(server, client, stream, continuations, writer, slot).instrument(span)
+    Registered {
+        server,
+        client,
+        span,
+    }
+}
+
+impl Registered {
+    /// Starts the write task on the upgraded socket and returns the rest of the connection's life as a
+    /// future.
+    ///
+    /// The work up to the write task's start is done here, outside the returned future: an `async fn`
+    /// keeps its arguments for its whole life, so taking the socket (336 bytes) as an argument would keep
+    /// that space in every idle connection's task.
+    pub(crate) fn run(self, ws: Ws, slot: Slot) -> impl Future<Output = ()> + Send {
+        let Self {
+            server,
+            client,
+            span,
+        } = self;
+        let continuations = ws.get_ref().continuations();
+        let (sink, stream) = ws.split();
+        let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
+        serve(server, client, stream, continuations, writer, slot).instrument(span)
+    }
+
+    /// The upgrade never completed (the peer left, or took longer than `handshake_timeout`): the client
+    /// leaves as if disconnected, without hooks, since its `on_connect` never ran.
+    pub(crate) fn abandon(self) {
+        let Self {
+            server,
+            client,
+            span,
+        } = self;
+        client.mark_gone();
+        client.drop_pending();
+        server.backplane.leave_all(client.id());
+        server.clients.remove(client.id());
+        server.backplane.client_disconnected(client.id());
+        span.in_scope(|| tracing::debug!(target: "ws_core::connection", "upgrade not completed"));
+    }
 }
 
 async fn serve(

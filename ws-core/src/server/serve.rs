@@ -280,15 +280,17 @@ impl Server {
             );
         };
         let server = inner.clone();
+        let registered = connection::register(server.clone(), data, peer);
         tokio::spawn(async move {
             let upgraded = tokio::time::timeout(server.config.handshake_timeout, on_upgrade).await;
             let Ok(Ok(upgraded)) = upgraded else {
+                registered.abandon();
                 return;
             };
             let io = CountingIo::new(upgraded, server.clone());
             let ws =
                 WebSocketStream::from_raw_socket(io, Role::Server, Some(server.ws_config)).await;
-            connection::run(server, ws, data, slot, peer).await;
+            registered.run(ws, slot).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
