@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{
     WAIT, WsClient, eventually, example_path, http_get, refused_status, start_example,
@@ -352,4 +352,85 @@ async fn sigterm_closes_clients_with_1001() {
         .await
         .err()
         .expect("server gone");
+}
+
+/// The generated JSON Schema of one direction of the chat's protocol (`examples/chat/sdk/schema`).
+fn chat_schema(direction: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/chat/sdk/schema")
+        .join(format!("{direction}.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+}
+
+/// README "TypeScript client and JSON Schema": the frames of history and presence, as the chat sends them
+/// over a socket (`$position`, `$presence_state`, `$presence_diff`, a room message with its `pos`, the
+/// answer to `$history`) and as a client sends them (`$positions`, `$history`), validate against the
+/// generated schema, which refuses a `$position` with a reason the server never gives.
+#[tokio::test]
+async fn history_and_presence_frames_match_the_generated_schema() {
+    let chat = start_example("chat", &["--port", "0", "--history", "100"]).await;
+    let (to_server, to_client) = (
+        chat_schema("client-to-server"),
+        chat_schema("server-to-client"),
+    );
+    let url = |user: &str| format!("ws://{}/ws?token={user}", chat.addr);
+    let mut ann = WsClient::connect(&url("ann")).await;
+    let mut seen = Vec::new();
+    let check = |seen: &mut Vec<String>, frame: Value| {
+        assert!(to_client.is_valid(&frame), "{frame}");
+        seen.push(frame["type"].as_str().unwrap_or_default().to_owned());
+        frame
+    };
+    let sent = [
+        json!({"type": "$positions", "data": {"rust": {"epoch": "gone", "offset": 3}}, "id": 1}),
+        json!({"type": "join", "data": {"room": "rust"}, "id": 2}),
+    ];
+    for frame in sent {
+        assert!(to_server.is_valid(&frame), "{frame}");
+        ann.send_json(frame).await;
+    }
+    while !seen.iter().any(|t| t == "$presence_state") {
+        let frame = check(&mut seen, ann.recv().await);
+        if frame["type"] == "$position" {
+            assert_eq!(frame["data"]["reason"], "epoch", "{frame}");
+        }
+    }
+    let mut bob = WsClient::connect(&url("bob")).await;
+    bob.send_json(json!({"type": "join", "data": {"room": "rust"}, "id": 1}))
+        .await;
+    while !seen.iter().any(|t| t == "$presence_diff") {
+        check(&mut seen, ann.recv().await);
+    }
+    bob.send_json(json!({"type": "chat", "data": {"text": "hi", "room": "rust"}}))
+        .await;
+    loop {
+        let frame = check(&mut seen, ann.recv().await);
+        if frame["type"] == "chat" {
+            assert_eq!(frame["pos"]["offset"], 1, "{frame}");
+            break;
+        }
+    }
+    let ask = json!({"type": "$history", "data": {"group": "rust", "since": 0}, "id": 3});
+    assert!(to_server.is_valid(&ask));
+    ann.send_json(ask).await;
+    loop {
+        let frame = check(&mut seen, ann.recv().await);
+        if frame["id"] == 3 {
+            assert_eq!(frame["data"]["frames"][0]["data"]["text"], "hi", "{frame}");
+            break;
+        }
+    }
+    for kind in [
+        "welcome",
+        "$position",
+        "$reply",
+        "$presence_state",
+        "$presence_diff",
+        "chat",
+    ] {
+        assert!(seen.iter().any(|t| t == kind), "no {kind} among {seen:?}");
+    }
+    let invented = json!({"type": "$position", "data": {"group": "rust", "recovered": false, "reason": "bogus"}});
+    assert!(!to_client.is_valid(&invented));
 }

@@ -71,27 +71,19 @@ pub(crate) fn render(protocol: &Protocol, title: &str, path: &str, comment: &str
         &mut operations,
         &mut messages,
     );
+    let mut schemas = protocol.client_to_server.definitions.clone();
+    schemas.extend(protocol.server_to_client.definitions.clone());
     for side in [Side::Client, Side::Server] {
-        for name in ["$reply", "$error"] {
-            let key = message_key(side, name);
+        for (name, frame) in json_schema::system_frames(side) {
+            let key = message_key(side, &name);
             let payload =
-                json!({"$ref": format!("#/components/schemas/{}", system_key(side, name))});
+                json!({"$ref": format!("#/components/schemas/{}", system_key(side, &name))});
             messages.insert(key.clone(), json!({"name": name, "payload": payload}));
             channel_messages.insert(
                 key.clone(),
                 json!({"$ref": format!("#/components/messages/{key}")}),
             );
-        }
-    }
-    let mut schemas = protocol.client_to_server.definitions.clone();
-    schemas.extend(protocol.server_to_client.definitions.clone());
-    for side in [Side::Client, Side::Server] {
-        let doc = json_schema::direction(&DirectionDef::default(), side, "", "");
-        for name in ["$reply", "$error"] {
-            schemas.insert(
-                system_key(side, name),
-                doc["$defs"][format!("frame:{name}")].clone(),
-            );
+            schemas.insert(system_key(side, &name), frame);
         }
     }
     let mut doc = json!({

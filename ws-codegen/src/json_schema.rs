@@ -34,6 +34,7 @@ pub(crate) fn frame(message: &MessageDef, side: Side) -> Value {
         Side::Server => {
             properties.insert("from".into(), json!({"type": "string"}));
             properties.insert("target".into(), json!({"type": "string"}));
+            properties.insert("pos".into(), position());
             if message.reply_schema.is_some() {
                 properties.insert("id".into(), request_id());
             }
@@ -60,9 +61,115 @@ fn error_body() -> Value {
     })
 }
 
-/// `$reply` and `$error`: the server's answers to client requests, or the client's answers to server
-/// requests.
-fn system_frames(side: Side) -> Vec<(String, Value)> {
+/// Where a frame of a group with history stands in it (`pos` in the envelope).
+fn position() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "group": {"type": "string"},
+            "epoch": {"type": "string"},
+            "offset": {"type": "integer", "minimum": 1},
+        },
+        "required": ["group", "epoch", "offset"],
+    })
+}
+
+/// A system frame: `type` and the schema of its `data`.
+fn system(name: &str, data: Value, id: bool) -> (String, Value) {
+    let mut properties = Map::new();
+    properties.insert("type".into(), json!({"const": name}));
+    properties.insert("data".into(), data);
+    if id {
+        properties.insert("id".into(), request_id());
+    }
+    let frame = json!({
+        "title": name,
+        "type": "object",
+        "properties": properties,
+        "required": ["type", "data"],
+    });
+    (name.to_owned(), frame)
+}
+
+/// The frames of history and presence (`ws_core::history`, `ws_core::presence`), sent when the server
+/// has them.
+fn history_and_presence_frames(side: Side) -> Vec<(String, Value)> {
+    let count = json!({"type": "integer", "minimum": 0});
+    // Member id → the meta the server's presence function gives it.
+    let members = json!({"type": "object"});
+    match side {
+        Side::Client => vec![
+            system(
+                "$positions",
+                json!({
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "epoch": {"type": "string"},
+                            "offset": {"type": "integer", "minimum": 0},
+                        },
+                        "required": ["epoch", "offset"],
+                    },
+                }),
+                true,
+            ),
+            system(
+                "$history",
+                json!({
+                    "type": "object",
+                    "properties": {"group": {"type": "string"}, "since": {"type": "integer", "minimum": 0}},
+                    "required": ["group"],
+                }),
+                true,
+            ),
+        ],
+        Side::Server => vec![
+            system(
+                "$position",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "group": {"type": "string"},
+                        "epoch": {"type": "string"},
+                        "offset": {"type": "integer", "minimum": 0},
+                        "recovered": {"type": "boolean"},
+                        "reason": {"enum": ["expired", "epoch", "unavailable"]},
+                    },
+                    "required": ["group"],
+                }),
+                false,
+            ),
+            system(
+                "$presence_state",
+                json!({
+                    "type": "object",
+                    "properties": {"group": {"type": "string"}, "count": count, "members": members},
+                    "required": ["group", "count"],
+                }),
+                false,
+            ),
+            system(
+                "$presence_diff",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "group": {"type": "string"},
+                        "count": count,
+                        "joins": members,
+                        "leaves": members,
+                    },
+                    "required": ["group", "count"],
+                }),
+                false,
+            ),
+        ],
+    }
+}
+
+/// The frames every server and client may send besides their messages: `$reply` and `$error` (answers to
+/// requests either way), `$ping`/`$pong`, and those of history and presence.
+pub(crate) fn system_frames(side: Side) -> Vec<(String, Value)> {
     let reply = json!({
         "title": "$reply",
         "type": "object",
@@ -89,6 +196,7 @@ fn system_frames(side: Side) -> Vec<(String, Value)> {
             json!({"title": "$pong", "type": "object", "properties": {"type": {"const": "$pong"}}, "required": ["type"]}),
         )),
     }
+    frames.extend(history_and_presence_frames(side));
     frames
 }
 

@@ -153,10 +153,12 @@ impl History {
         selects(&self.groups, group)
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn frames_per_group(&self) -> usize {
         self.max_messages
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn age(&self) -> Duration {
         self.max_age
     }
