@@ -30,12 +30,14 @@ METRICS = {
                 ("complete", "clients with every frame", True), ("replayed_frames_per_sec", "replayed frames/s", True)],
 }
 METRICS["cross"] = METRICS["fanout"]
+METRICS["recover-redis"] = METRICS["recover"]
 TITLES = {
     "fanout": "Fan-out: {0} subscribers in one group, one publisher at {1} msg/s (0: as fast as it can), {2} s, 128-byte payload",
     "reqrep": "Request/reply: {0} clients in a closed loop, {1} s",
     "storm": "Connect storm: {0} connections, 64 at a time",
     "idle": "Idle memory: {0} connections (server RSS growth)",
     "recover": "Reconnect storm with recovery: {1} frames sent to a group with history (1 000 kept) while its members were away; then {0} clients connect at once, send their position and join",
+    "recover-redis": "Reconnect storm with recovery from Redis: {1} frames sent to a group whose history Redis keeps (1 000 frames) while its members were away; then {0} clients connect at once to one node, send their position and join",
     "presence": "Presence: {0} members in one group with presence (100 ms tick), {1} newcomers/s joining and leaving a second later, {2} s",
     "cross": "Cross-node fan-out: {0} subscribers spread over 2 nodes linked by Redis, publisher on node 1 at {1} msg/s (0: as fast as it can), {2} s",
     "ask": "A handler's request to a client (Client::request), closed loop for {0} s each: to the client whose message it handles, and to another client",

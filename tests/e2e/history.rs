@@ -281,13 +281,17 @@ async fn members_fetch_history_on_demand() {
 /// A node of a cluster on `redis`, with history on the groups named `room…`, and quick heartbeats and
 /// reconnects so outages are noticed and healed within the test's patience.
 fn node(redis: &str) -> ServerBuilder {
+    node_with(redis, History::new().groups(|g| g.starts_with("room")))
+}
+
+/// [`node`] with other history settings.
+fn node_with(redis: &str, history: History) -> ServerBuilder {
     let redis = RedisConfig::new(redis)
         .unwrap()
         .heartbeat_interval(Duration::from_millis(100))
         .node_timeout(Duration::from_secs(1))
         .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200));
-    history_server(History::new().groups(|g| g.starts_with("room")))
-        .backplane(move |local| RedisBackplane::start(local, redis))
+    history_server(history).backplane(move |local| RedisBackplane::start(local, redis))
 }
 
 /// Joins `group` on a node of a cluster, where `$position` comes from the node's subscriber and may
@@ -469,4 +473,62 @@ async fn delivery_and_recovery_survive_a_redis_restart() {
     );
     assert_eq!(values, (101..=1100).collect::<Vec<u64>>());
     watcher.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// On Redis, `max_groups` holds for the whole cluster: with room for one, a second group's frames (sent from
+/// another node) carry no position and a join with a position is told `unavailable`; once the first has
+/// been idle for `max_age`, the second gets history.
+#[tokio::test]
+async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let one_group = || {
+        History::new()
+            .max_groups(1)
+            .max_age(Duration::from_millis(500))
+    };
+    let (a, b) = (
+        spawn(node_with(&url, one_group())).await,
+        spawn(node_with(&url, one_group())).await,
+    );
+    let mut member = connect(&a).await;
+    join_on_cluster(&mut member, "first").await;
+    join_on_cluster(&mut member, "second").await;
+    let mut sender = connect(&b).await;
+    join_on_cluster(&mut sender, "first").await;
+    join_on_cluster(&mut sender, "second").await;
+
+    say(&mut sender, "first", 1).await;
+    let frame = member.recv().await;
+    assert_eq!(
+        (&frame["data"], &frame["pos"]["offset"]),
+        (&json!(1), &json!(1)),
+        "{frame}"
+    );
+    say(&mut sender, "second", 2).await;
+    let frame = member.recv().await;
+    assert_eq!(frame["data"], 2);
+    assert!(
+        frame.get("pos").is_none(),
+        "no room for a second history: {frame}"
+    );
+
+    let mut late = connect(&a).await;
+    late.send_json(json!({"type": "$positions", "data": {"second": {"epoch": "e", "offset": 1}}}))
+        .await;
+    let (position, _) = join_on_cluster(&mut late, "second").await;
+    assert_eq!(
+        position["data"],
+        json!({"group": "second", "recovered": false, "reason": "unavailable"})
+    );
+
+    // The first group idle past `max_age`: its place is free.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    say(&mut sender, "second", 3).await;
+    let frame = member.recv().await;
+    assert_eq!(
+        (&frame["data"], &frame["pos"]["offset"]),
+        (&json!(3), &json!(1)),
+        "{frame}"
+    );
 }

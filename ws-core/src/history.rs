@@ -36,8 +36,8 @@
 //!   delivering the next one: between nodes, at least once, and each frame reaches a client once. Recovery
 //!   across a Redis restart needs Redis to keep what it acknowledged (`appendonly yes`, and
 //!   `appendfsync always` to lose nothing); a Redis that restarts empty starts new epochs. On Redis,
-//!   `max_bytes` and `max_groups` do not apply: Redis's own `maxmemory` bounds the total, and a join's
-//!   `$position` may come after the join's reply. A backplane of another kind must keep history itself
+//!   `max_groups` holds for the whole cluster (a group idle for `max_age` makes room), `max_bytes` does not
+//!   apply (Redis's `maxmemory` bounds the bytes), and a join's `$position` may come after the join's reply. A backplane of another kind must keep history itself
 //!   ([`Backplane::keep_history`](crate::backplane::Backplane::keep_history)); the server refuses to build
 //!   with one that does not ([`ConfigError::HistoryUnsupported`](crate::config::ConfigError::HistoryUnsupported)).
 //! - **A group without frames yet** has no epoch: a join gets `$position` `{group}` (plus `recovered:
@@ -156,6 +156,11 @@ impl History {
     #[cfg(feature = "redis")]
     pub(crate) fn frames_per_group(&self) -> usize {
         self.max_messages
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn group_limit(&self) -> usize {
+        self.max_groups
     }
 
     #[cfg(feature = "redis")]

@@ -9,7 +9,7 @@
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS
 //! loadgen storm   URL CONNECTIONS
 //! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
-//! loadgen recover URL CLIENTS MISSED                            # ours with history on
+//! loadgen recover URL CLIENTS MISSED                            # ours with history on (memory or Redis)
 //! ```
 //!
 //! Recover: MISSED frames are published to the group while nobody is in it; then CLIENTS connect at once,
@@ -737,11 +737,28 @@ async fn recover(url: &str, clients: usize, missed: u64) -> serde_json::Value {
     let start_pos = next_of(&mut probe, "$position")
         .await
         .expect("history on the group");
-    let epoch = start_pos["data"]["epoch"].clone();
-    let offset = start_pos["data"]["offset"].clone();
-    drop(probe);
     let mut publisher = connect(url).await;
     let pad = "x".repeat(PAD);
+    let (epoch, offset) = if start_pos["data"]["epoch"].is_string() {
+        (
+            start_pos["data"]["epoch"].clone(),
+            start_pos["data"]["offset"].clone(),
+        )
+    } else {
+        // With history in Redis, a group's history starts with its first frame: its position is the start.
+        publisher
+            .send(Message::text(Proto::Envelope.publish(0, &pad)))
+            .await
+            .expect("publish");
+        let first = next_of(&mut probe, "publish")
+            .await
+            .expect("the first frame");
+        (
+            first["pos"]["epoch"].clone(),
+            first["pos"]["offset"].clone(),
+        )
+    };
+    drop(probe);
     for t in 0..missed {
         publisher
             .feed(Message::text(Proto::Envelope.publish(t, &pad)))

@@ -113,6 +113,11 @@ impl RedisConfig {
         format!("{}:v{WIRE_VERSION}:history:{group}", self.prefix)
     }
 
+    /// The groups with history, each scored with the time of its latest frame (Unix milliseconds).
+    pub(super) fn histories_key(&self) -> String {
+        format!("{}:v{WIRE_VERSION}:histories", self.prefix)
+    }
+
     /// The number of the last frame of `group` that `node` had kept in its history.
     pub(super) fn sent_key(&self, node: &str, group: &str) -> String {
         format!("{}:v{WIRE_VERSION}:sent:{node}:{group}", self.prefix)

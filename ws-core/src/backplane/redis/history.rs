@@ -35,15 +35,31 @@ use crate::sync::lock;
 /// node numbers its history frames, and the script takes each number once (the last one is kept for the
 /// history's life), so a frame Redis took before the connection broke is not kept twice.
 ///
-/// `KEYS`: the history hash, the stream, the sending node's last number for the group. `ARGV`: an epoch for
-/// a history that does not exist yet, the packet's header up to where the position goes, the rest of the
-/// packet, the frames kept, the keys' life in milliseconds, the channel, the frame's number.
+/// At most `max_groups` groups have history in the cluster: a sorted set holds each with the time of its
+/// latest frame, and one idle for longer than the history's life makes room. A frame of a group that finds
+/// no room is published without a position (an empty epoch), as on one node.
+///
+/// `KEYS`: the history hash, the stream, the sending node's last number for the group, the set of groups
+/// with history. `ARGV`: an epoch for a history that does not exist yet, the packet's header up to where the
+/// position goes, the rest of the packet, the frames kept, the keys' life in milliseconds, the channel, the
+/// frame's number, `max_groups`, the group.
 pub(super) const SCRIPT: &str = r#"
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[7]) <= last then
   return 0
 end
 redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[5])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if not redis.call('ZSCORE', KEYS[4], ARGV[9]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[8]) then
+    redis.call('PUBLISH', ARGV[6], ARGV[2] .. ARGV[3])
+    return -1
+  end
+end
+redis.call('ZADD', KEYS[4], now, ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -114,6 +130,9 @@ impl Entry {
     }
 
     fn positioned(&self, group: &str) -> Frame {
+        if self.epoch.is_empty() {
+            return self.frame.clone();
+        }
         let pos = Pos {
             group,
             epoch: &self.epoch,
@@ -243,12 +262,14 @@ pub(super) fn invoke(
         &unsent.frame,
         unsent.queued_ms,
     );
+    let groups = shared.history.get().map_or(1, |h| h.group_limit());
     pipe.cmd("EVALSHA")
         .arg(script)
-        .arg(3)
+        .arg(4)
         .arg(config.history_key(group))
         .arg(config.stream_key(group))
         .arg(config.sent_key(&shared.node, group))
+        .arg(config.histories_key())
         .arg(format!("{:016x}", rand::random::<u64>()))
         .arg(head)
         .arg(tail)
@@ -256,6 +277,8 @@ pub(super) fn invoke(
         .arg(life)
         .arg(config.channel_all())
         .arg(unsent.number)
+        .arg(groups)
+        .arg(group)
         .ignore();
 }
 
@@ -276,6 +299,26 @@ async fn head(
 
 /// A stream entry as `XRANGE` returns it: its id and its fields.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// Whether `group` has, or can get, history: it is in the set of groups with history, or the set is not
+/// full of groups active within the history's life.
+async fn has_room(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+) -> Result<bool, RedisError> {
+    let Some(history) = shared.history.get() else {
+        return Ok(false);
+    };
+    let key = shared.config.histories_key();
+    let since = super::unix_millis().saturating_sub(super::millis(history.age()));
+    let (member, active): (Option<f64>, usize) = redis::pipe()
+        .zscore(&key, group)
+        .zcount(&key, since, "+inf")
+        .query_async(reader)
+        .await?;
+    Ok(member.is_some() || active < history.group_limit())
+}
 
 /// The kept frames with offsets from `from` to `to` (the latest when `None`).
 async fn read(
@@ -328,6 +371,11 @@ pub(super) async fn apply(
         // No member here has joined it: nothing to deliver and nothing to remember.
         return Ok(());
     };
+    if entry.epoch.is_empty() {
+        // No room for the group's history: delivered as it is, like a frame of a group without history.
+        deliver(shared, local, group, &entry);
+        return Ok(());
+    }
     let from = if tracked.epoch == entry.epoch {
         if entry.offset <= tracked.offset {
             return Ok(());
@@ -458,6 +506,11 @@ async fn recover(
             t
         }
     };
+    if tracked.epoch.is_empty() && !has_room(shared, reader, group).await? {
+        let failed = wanted.as_ref().map(|_| false);
+        let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
+        return Ok(());
+    }
     let mut missed = Vec::new();
     let mut first_kept = tracked.offset + 1;
     if let Some(p) = wanted

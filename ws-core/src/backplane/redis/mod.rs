@@ -29,6 +29,7 @@
 //! | `P:v2:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
 //! | `P:v2:history:G` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame |
 //! | `P:v2:stream:G` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
+//! | `P:v2:histories` | sorted set, the same life | the groups with history, scored with the time of their latest frame: at most `max_groups` active within `max_age` |
 //! | `P:v2:sent:N:G` | string, the same life | the number node `N` gave its latest frame for `G` that Redis took: a frame sent again after a lost connection is taken once |
 //!
 //! A node updates its hash in the same pipeline as it publishes its changes: one `HSET` (or `HDEL`, for a
