@@ -336,10 +336,11 @@ async fn come_back(
 
 /// Three nodes on one Redis: a group's frames get one numbering whichever node sends them, every node
 /// delivers them with the same position, and a client cut while 1 000 frames were sent comes back on
-/// another node and gets all of them, in order, once, with `recovered: true`, then the live ones. A member
-/// reads the kept frames from any node.
+/// another node and gets all of them, in order, once, with `recovered: true` (from the frames that node
+/// delivered last), then the live ones. A fourth node, started afterwards, recovers a client from the
+/// group's stream. A member reads the kept frames from any node.
 #[tokio::test]
-async fn three_nodes_number_a_group_once_and_a_client_recovers_on_another_node() {
+async fn nodes_number_a_group_once_and_a_client_recovers_on_any_node() {
     let redis = RedisServer::start().await;
     let url = redis.url();
     let (a, b, c) = (
@@ -374,6 +375,15 @@ async fn three_nodes_number_a_group_once_and_a_client_recovers_on_another_node()
     let (values, last) = said(&mut watcher, 1000).await;
     assert_eq!(values, (2..=1001).collect::<Vec<u64>>());
     assert_eq!(last["offset"], 1001);
+
+    let d = spawn(node(&url)).await;
+    let (_, position, values) = come_back(&d, "room", &epoch, 500, 501).await;
+    assert_eq!(position["data"]["recovered"], true, "{position}");
+    assert_eq!(
+        values,
+        (501..=1001).collect::<Vec<u64>>(),
+        "from the stream"
+    );
 
     let (mut back, position, mut values) = come_back(&c, "room", &epoch, 1, 1000).await;
     assert_eq!(

@@ -36,8 +36,11 @@
 //!   delivering the next one: between nodes, at least once, and each frame reaches a client once. Recovery
 //!   across a Redis restart needs Redis to keep what it acknowledged (`appendonly yes`, and
 //!   `appendfsync always` to lose nothing); a Redis that restarts empty starts new epochs. On Redis,
-//!   `max_groups` holds for the whole cluster (a group idle for `max_age` makes room), `max_bytes` does not
-//!   apply (Redis's `maxmemory` bounds the bytes), and a join's `$position` may come after the join's reply. A backplane of another kind must keep history itself
+//!   `max_groups` holds for the whole cluster (a group idle for `max_age` makes room), and a join's
+//!   `$position` may come after the join's reply. Each node keeps the frames it delivered last for each
+//!   group with members there (within `max_messages` and `max_bytes`), so a client that comes back to a
+//!   node its group has members on recovers from memory; elsewhere, from the stream. `max_bytes` bounds
+//!   only that copy: in Redis, `maxmemory` bounds the bytes. A backplane of another kind must keep history itself
 //!   ([`Backplane::keep_history`](crate::backplane::Backplane::keep_history)); the server refuses to build
 //!   with one that does not ([`ConfigError::HistoryUnsupported`](crate::config::ConfigError::HistoryUnsupported)).
 //! - **A group without frames yet** has no epoch: a join gets `$position` `{group}` (plus `recovered:
@@ -156,6 +159,11 @@ impl History {
     #[cfg(feature = "redis")]
     pub(crate) fn frames_per_group(&self) -> usize {
         self.max_messages
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn bytes_per_group(&self) -> usize {
+        self.max_bytes
     }
 
     #[cfg(feature = "redis")]

@@ -12,7 +12,7 @@
 //! has replayed, from the stream, what it missed up to the last frame this node delivered: the replay and the
 //! live frames neither overlap nor leave a gap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
@@ -23,7 +23,8 @@ use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::Client;
 use crate::error::Error;
 use crate::history::{
-    HistoryReply, Pos, Position, outcome, position_frame, positioned, raw_frame, take_position,
+    History, HistoryReply, Pos, Position, outcome, position_frame, positioned, raw_frame,
+    take_position,
 };
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
@@ -75,11 +76,65 @@ redis.call('PUBLISH', ARGV[6], packet)
 return offset
 "#;
 
-/// Where this node's members of a group stand: the position of the last frame delivered to them.
-#[derive(Debug, Clone, Default)]
+/// Where this node's members of a group stand, and the frames they were given last.
+#[derive(Debug, Default)]
 pub(super) struct Tracked {
     epoch: String,
     offset: u64,
+    /// The latest frames delivered here, with their position, within `max_messages` and `max_bytes`: a
+    /// client that comes back to this node recovers from them without reading the stream.
+    recent: VecDeque<Kept>,
+    bytes: usize,
+}
+
+/// A frame of a group's history as its members get it.
+#[derive(Debug, Clone)]
+struct Kept {
+    offset: u64,
+    sent_ms: Option<u64>,
+    frame: Frame,
+}
+
+impl Tracked {
+    fn new(epoch: String, offset: u64) -> Self {
+        Self {
+            epoch,
+            offset,
+            ..Self::default()
+        }
+    }
+
+    /// Records that `kept` was delivered: the new position, and the frame among the recent ones.
+    fn keep(&mut self, epoch: &str, kept: Kept, history: &History) {
+        if self.epoch != epoch {
+            epoch.clone_into(&mut self.epoch);
+            self.recent.clear();
+            self.bytes = 0;
+        }
+        self.offset = kept.offset;
+        self.bytes += kept.frame.len();
+        self.recent.push_back(kept);
+        while self.recent.len() > history.frames_per_group()
+            || self.bytes > history.bytes_per_group()
+        {
+            let Some(old) = self.recent.pop_front() else {
+                break;
+            };
+            self.bytes -= old.frame.len();
+        }
+    }
+
+    /// The recent frames after `offset`, when they reach back to the one right after it.
+    fn after(&self, offset: u64) -> Option<Vec<Kept>> {
+        let first = self.recent.front()?.offset;
+        (first <= offset + 1).then(|| {
+            self.recent
+                .iter()
+                .filter(|k| k.offset > offset)
+                .cloned()
+                .collect()
+        })
+    }
 }
 
 /// Work for the subscriber, which alone delivers history frames and so can put a replay between them.
@@ -141,6 +196,16 @@ impl Entry {
         positioned(&self.frame, &pos).unwrap_or_else(|| self.frame.clone())
     }
 
+    fn kept(&self, group: &str) -> Kept {
+        Kept {
+            offset: self.offset,
+            sent_ms: self.sent_ms,
+            frame: self.positioned(group),
+        }
+    }
+}
+
+impl Kept {
     /// Older than the history's age: gone, as on one node, even if the stream still has it.
     fn expired(&self, shared: &Shared, now_ms: u64) -> bool {
         let age = shared
@@ -345,14 +410,33 @@ async fn read(
         .collect())
 }
 
-/// Hands `entry` to the group's members here, but for the one it leaves out and those held back.
+/// Hands `entry` to the group's members here, but for the one it leaves out and those held back, and
+/// records it as the group's position here.
 fn deliver(shared: &Shared, local: &MemoryBackplane, group: &str, entry: &Entry) {
-    let frame = entry.positioned(group);
-    let pending = lock(&shared.pending);
-    let held = pending.get(group);
-    local.send_to_group_where(group, &frame, |id| {
-        entry.except.as_deref() != Some(id) && !held.is_some_and(|h| h.contains(id))
-    });
+    let kept = entry.kept(group);
+    {
+        let pending = lock(&shared.pending);
+        let held = pending.get(group);
+        local.send_to_group_where(group, &kept.frame, |id| {
+            entry.except.as_deref() != Some(id) && !held.is_some_and(|h| h.contains(id))
+        });
+    }
+    let Some(history) = shared.history.get() else {
+        return;
+    };
+    if entry.epoch.is_empty() {
+        return;
+    }
+    if let Some(t) = lock(&shared.tracked).get_mut(group) {
+        t.keep(&entry.epoch, kept, history);
+    }
+}
+
+/// Where this node's members of `group` stand, if any member here joined it.
+fn position_here(shared: &Shared, group: &str) -> Option<(String, u64)> {
+    lock(&shared.tracked)
+        .get(group)
+        .map(|t| (t.epoch.clone(), t.offset))
 }
 
 /// Applies a frame received from the channel or read back: delivered once, in order, after any frames
@@ -367,7 +451,7 @@ pub(super) async fn apply(
     let Some(entry) = Entry::from_packet(packet) else {
         return Ok(());
     };
-    let Some(tracked) = lock(&shared.tracked).get(group).cloned() else {
+    let Some((epoch, offset)) = position_here(shared, group) else {
         // No member here has joined it: nothing to deliver and nothing to remember.
         return Ok(());
     };
@@ -376,11 +460,11 @@ pub(super) async fn apply(
         deliver(shared, local, group, &entry);
         return Ok(());
     }
-    let from = if tracked.epoch == entry.epoch {
-        if entry.offset <= tracked.offset {
+    let from = if epoch == entry.epoch {
+        if entry.offset <= offset {
             return Ok(());
         }
-        tracked.offset + 1
+        offset + 1
     } else {
         // A new history (it expired, or Redis lost it): its frames start at 1.
         1
@@ -392,10 +476,6 @@ pub(super) async fn apply(
         }
     }
     deliver(shared, local, group, &entry);
-    if let Some(t) = lock(&shared.tracked).get_mut(group) {
-        t.epoch = entry.epoch;
-        t.offset = entry.offset;
-    }
     Ok(())
 }
 
@@ -406,28 +486,24 @@ pub(super) async fn catch_up(
     local: &MemoryBackplane,
     reader: &mut MultiplexedConnection,
 ) -> Result<(), RedisError> {
-    let groups: Vec<(String, Tracked)> = lock(&shared.tracked)
+    let groups: Vec<(String, (String, u64))> = lock(&shared.tracked)
         .iter()
-        .map(|(g, t)| (g.clone(), t.clone()))
+        .map(|(g, t)| (g.clone(), (t.epoch.clone(), t.offset)))
         .collect();
-    for (group, tracked) in groups {
+    for (group, (known_epoch, known_offset)) in groups {
         let Some((epoch, offset)) = head(shared, reader, &group).await? else {
             continue;
         };
-        let from = if epoch == tracked.epoch {
-            if offset <= tracked.offset {
+        let from = if epoch == known_epoch {
+            if offset <= known_offset {
                 continue;
             }
-            tracked.offset + 1
+            known_offset + 1
         } else {
             1
         };
         for entry in read(shared, reader, &group, from, Some(offset)).await? {
             deliver(shared, local, &group, &entry);
-            if let Some(t) = lock(&shared.tracked).get_mut(&group) {
-                t.epoch.clone_from(&entry.epoch);
-                t.offset = entry.offset;
-            }
         }
     }
     Ok(())
@@ -496,38 +572,49 @@ async fn recover(
     if !local.is_in_group(group, client.id()) {
         return Ok(());
     }
-    let known = lock(&shared.tracked).get(group).cloned();
-    let tracked = match known {
-        Some(t) => t,
+    let (epoch, offset) = match position_here(shared, group) {
+        Some(known) => known,
         None => {
             let (epoch, offset) = head(shared, reader, group).await?.unwrap_or_default();
-            let t = Tracked { epoch, offset };
-            lock(&shared.tracked).insert(group.to_owned(), t.clone());
-            t
+            let t = Tracked::new(epoch.clone(), offset);
+            lock(&shared.tracked).insert(group.to_owned(), t);
+            (epoch, offset)
         }
     };
-    if tracked.epoch.is_empty() && !has_room(shared, reader, group).await? {
+    if epoch.is_empty() && !has_room(shared, reader, group).await? {
         let failed = wanted.as_ref().map(|_| false);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
         return Ok(());
     }
     let mut missed = Vec::new();
-    let mut first_kept = tracked.offset + 1;
+    let mut first_kept = offset + 1;
     if let Some(p) = wanted
         .as_ref()
-        .filter(|p| p.epoch == tracked.epoch && p.offset < tracked.offset)
+        .filter(|p| p.epoch == epoch && p.offset < offset)
     {
+        let recent = lock(&shared.tracked)
+            .get(group)
+            .filter(|t| t.epoch == epoch)
+            .and_then(|t| t.after(p.offset));
+        missed = match recent {
+            Some(recent) => recent,
+            None => read(shared, reader, group, p.offset + 1, Some(offset))
+                .await?
+                .into_iter()
+                .filter(|e| e.epoch == epoch && e.offset <= offset)
+                .map(|e| e.kept(group))
+                .collect(),
+        };
         let now = super::unix_millis();
-        missed = read(shared, reader, group, p.offset + 1, Some(tracked.offset)).await?;
-        missed.retain(|e| e.epoch == tracked.epoch && !e.expired(shared, now));
-        first_kept = missed.first().map_or(tracked.offset + 1, |e| e.offset);
+        missed.retain(|k| !k.expired(shared, now));
+        first_kept = missed.first().map_or(offset + 1, |k| k.offset);
     }
-    let (recovered, reason) = outcome(wanted.as_ref(), &tracked.epoch, tracked.offset, first_kept);
-    let at = (!tracked.epoch.is_empty()).then_some((tracked.epoch.as_str(), tracked.offset));
+    let (recovered, reason) = outcome(wanted.as_ref(), &epoch, offset, first_kept);
+    let at = (!epoch.is_empty()).then_some((epoch.as_str(), offset));
     let _ = client.send(position_frame(group, at, recovered, reason));
     if recovered == Some(true) {
-        for entry in &missed {
-            if client.send(entry.positioned(group)).is_err() {
+        for kept in missed {
+            if client.send(kept.frame).is_err() {
                 break;
             }
         }
@@ -546,10 +633,15 @@ async fn fetch_from(
         return Ok(Err(Error::not_found(format!("no history for {group:?}"))));
     };
     let now = super::unix_millis();
-    let mut entries = read(shared, reader, group, since + 1, None).await?;
-    entries.retain(|e| e.epoch == epoch && !e.expired(shared, now));
-    let first_kept = entries.first().map_or(offset + 1, |e| e.offset);
-    let frames: Vec<Frame> = entries.iter().map(|e| e.positioned(group)).collect();
+    let kept: Vec<Kept> = read(shared, reader, group, since + 1, None)
+        .await?
+        .into_iter()
+        .filter(|e| e.epoch == epoch)
+        .map(|e| e.kept(group))
+        .filter(|k| !k.expired(shared, now))
+        .collect();
+    let first_kept = kept.first().map_or(offset + 1, |k| k.offset);
+    let frames: Vec<Frame> = kept.into_iter().map(|k| k.frame).collect();
     let reply = HistoryReply {
         group,
         epoch: &epoch,
