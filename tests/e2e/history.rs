@@ -73,6 +73,26 @@ async fn said(client: &mut WsClient, count: usize) -> (Vec<u64>, Value) {
     (values, last)
 }
 
+/// Sends frame `expected`'s last number to the room and checks that `client`, after `replayed`, gets it
+/// live: the missed frames in order, once, then the live one with its position.
+async fn missed_then_live(
+    sender: &mut WsClient,
+    client: &mut WsClient,
+    mut replayed: Vec<u64>,
+    expected: std::ops::RangeInclusive<u64>,
+) {
+    let n = *expected.end();
+    say(sender, "room", n).await;
+    let (live, last) = said(client, 1).await;
+    replayed.extend(live);
+    assert_eq!(
+        replayed,
+        expected.collect::<Vec<u64>>(),
+        "missed frames, then the live one"
+    );
+    assert_eq!(last["offset"], n);
+}
+
 async fn connect(srv: &TestServer) -> WsClient {
     srv.connect().await
 }
@@ -106,23 +126,12 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order() {
     // Wait until the server has handled them: a request after them is answered after them.
     join(&mut sender, "room-sync").await;
 
-    let mut back = connect(&srv).await;
-    back.send_json(json!({"type": "$positions", "data": {"room": {"epoch": epoch, "offset": 1}}}))
-        .await;
-    let (position, mut values) = join_replayed(&mut back, "room").await;
+    let (mut back, position, values) = come_back(&srv, "room", &epoch, 1, 1000).await;
     assert_eq!(
         position["data"],
         json!({"group": "room", "epoch": epoch, "offset": 1001, "recovered": true})
     );
-    say(&mut sender, "room", 1002).await;
-    let (live, last) = said(&mut back, 1).await;
-    values.extend(live);
-    assert_eq!(
-        values,
-        (2..=1002).collect::<Vec<u64>>(),
-        "missed frames, then the live one"
-    );
-    assert_eq!(last["offset"], 1002);
+    missed_then_live(&mut sender, &mut back, values, 2..=1002).await;
 }
 
 /// Recovery is refused with a reason when it cannot be complete: frames pushed out by `max_messages`
@@ -294,9 +303,9 @@ fn node_with(redis: &str, history: History) -> ServerBuilder {
     history_server(history).backplane(move |local| RedisBackplane::start(local, redis))
 }
 
-/// Joins `group` on a node of a cluster, where `$position` comes from the node's subscriber and may
-/// follow the join's reply: returns it once both arrived, with the `said` frames replayed after it so far.
-async fn join_on_cluster(client: &mut WsClient, group: &str) -> (Value, Vec<u64>) {
+/// Joins `group` and returns `$position` once both it and the join's reply arrived (on a cluster it comes
+/// from the node's subscriber and may follow the reply), with the `said` frames replayed after it so far.
+async fn join_and_position(client: &mut WsClient, group: &str) -> (Value, Vec<u64>) {
     client
         .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
         .await;
@@ -328,7 +337,7 @@ async fn come_back(
             json!({"type": "$positions", "data": {group: {"epoch": epoch, "offset": offset}}}),
         )
         .await;
-    let (position, mut values) = join_on_cluster(&mut client, group).await;
+    let (position, mut values) = join_and_position(&mut client, group).await;
     let (rest, _) = said(&mut client, count.saturating_sub(values.len())).await;
     values.extend(rest);
     (client, position, values)
@@ -349,16 +358,16 @@ async fn nodes_number_a_group_once_and_a_client_recovers_on_any_node() {
         spawn(node(&url)).await,
     );
     let mut reader = connect(&a).await;
-    let (first, _) = join_on_cluster(&mut reader, "room").await;
+    let (first, _) = join_and_position(&mut reader, "room").await;
     assert_eq!(
         first["data"],
         json!({"group": "room"}),
         "no frame yet: no epoch"
     );
     let mut sender = connect(&b).await;
-    join_on_cluster(&mut sender, "room").await;
+    join_and_position(&mut sender, "room").await;
     let mut watcher = connect(&c).await;
-    join_on_cluster(&mut watcher, "room").await;
+    join_and_position(&mut watcher, "room").await;
 
     say(&mut sender, "room", 1).await;
     let (values, pos) = said(&mut reader, 1).await;
@@ -385,20 +394,12 @@ async fn nodes_number_a_group_once_and_a_client_recovers_on_any_node() {
         "from the stream"
     );
 
-    let (mut back, position, mut values) = come_back(&c, "room", &epoch, 1, 1000).await;
+    let (mut back, position, values) = come_back(&c, "room", &epoch, 1, 1000).await;
     assert_eq!(
         position["data"],
         json!({"group": "room", "epoch": epoch, "offset": 1001, "recovered": true})
     );
-    say(&mut sender, "room", 1002).await;
-    let (live, last) = said(&mut back, 1).await;
-    values.extend(live);
-    assert_eq!(
-        values,
-        (2..=1002).collect::<Vec<u64>>(),
-        "missed frames, then the live one"
-    );
-    assert_eq!(last["offset"], 1002);
+    missed_then_live(&mut sender, &mut back, values, 2..=1002).await;
 
     back.send_json(json!({"type": "$history", "id": 7, "data": {"group": "room", "since": 999}}))
         .await;
@@ -444,11 +445,11 @@ async fn delivery_and_recovery_survive_a_redis_restart() {
     let url = redis.url();
     let (a, b) = (spawn(node(&url)).await, spawn(node(&url)).await);
     let mut sender = connect(&b).await;
-    join_on_cluster(&mut sender, "room").await;
+    join_and_position(&mut sender, "room").await;
     let mut watcher = connect(&a).await;
-    join_on_cluster(&mut watcher, "room").await;
+    join_and_position(&mut watcher, "room").await;
     let mut reader = connect(&a).await;
-    join_on_cluster(&mut reader, "room").await;
+    join_and_position(&mut reader, "room").await;
 
     for n in 1..=100 {
         say(&mut sender, "room", n).await;
@@ -502,11 +503,11 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
         spawn(node_with(&url, one_group())).await,
     );
     let mut member = connect(&a).await;
-    join_on_cluster(&mut member, "first").await;
-    join_on_cluster(&mut member, "second").await;
+    join_and_position(&mut member, "first").await;
+    join_and_position(&mut member, "second").await;
     let mut sender = connect(&b).await;
-    join_on_cluster(&mut sender, "first").await;
-    join_on_cluster(&mut sender, "second").await;
+    join_and_position(&mut sender, "first").await;
+    join_and_position(&mut sender, "second").await;
 
     say(&mut sender, "first", 1).await;
     let frame = member.recv().await;
@@ -526,7 +527,7 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
     let mut late = connect(&a).await;
     late.send_json(json!({"type": "$positions", "data": {"second": {"epoch": "e", "offset": 1}}}))
         .await;
-    let (position, _) = join_on_cluster(&mut late, "second").await;
+    let (position, _) = join_and_position(&mut late, "second").await;
     assert_eq!(
         position["data"],
         json!({"group": "second", "recovered": false, "reason": "unavailable"})
