@@ -23,6 +23,8 @@ for (const example of ["chat", "whiteboard"]) {
     legalComments: "none",
     logLevel: "warning",
     absWorkingDir: root,
+    // The generated client imports the SDK by its package name; here it is the sibling source.
+    alias: { "ws-core-client": join(root, "sdk-ts/src/index.ts") },
   });
   const bundled = header + result.outputFiles[0].text;
   if (!check) {

@@ -3,6 +3,8 @@
 //! - `protocol.ts`: TypeScript declarations of every payload and reply type (via ts-rs) and the protocol
 //!   map per direction (`ClientMessages`, `ServerMessages`, `Protocol`) that the `ws-core-client` SDK is
 //!   typed by;
+//! - `client.ts`: the module frontend code imports alone — `createClient(url, options)` already typed by
+//!   this protocol, with the payload and reply types and the SDK's errors re-exported;
 //! - `schema/client-to-server.json` and `schema/server-to-client.json`: JSON Schema (draft 2020-12) of
 //!   every frame each side sends, plus one file per message under `schema/<direction>/`;
 //! - `asyncapi.json`: an AsyncAPI 3.0 document of the same protocol.
@@ -11,9 +13,41 @@
 //! every file says it is generated. Nothing is parsed from source: the generators read the `WsMessages`
 //! impls that `#[ws_messages]` writes, so the files always describe what the server really accepts.
 //!
-//! # Generating the SDK of your own crate
+//! # The command
 //!
-//! A three-line binary (or a test, or a build step) in your workspace:
+//! `cargo install --path ws-codegen` installs `ws-codegen`; in this repository `cargo run -p ws-codegen`
+//! runs it. In a workspace root it generates, for every package whose library declares `#[ws_messages]`
+//! enums reachable by a public path, the files above into `sdk/` beside that package's `Cargo.toml`:
+//!
+//! ```text
+//! ws-codegen                      # write every package's SDK, naming each file written
+//! ws-codegen --check              # write nothing; exit 1 naming each stale or missing file
+//! ws-codegen --package app --out web/src/sdk
+//! ws-codegen --manifest-path ../other/Cargo.toml
+//! ```
+//!
+//! It finds where the enums are in the source (following `mod` declarations; items behind `#[cfg]` are
+//! skipped), then builds and runs a small driver crate under the workspace's target directory that
+//! depends on those packages and calls [`Codegen`] on their enums — so the files come from the compiled
+//! `WsMessages` impls, and the driver reuses what the workspace has built. What it cannot find goes in
+//! the package's manifest:
+//!
+//! ```toml
+//! [package.metadata.ws-codegen]
+//! title = "my app"              # the AsyncAPI title (default: the package's name)
+//! path = "/ws"                  # the WebSocket route, for AsyncAPI
+//! out = "web/src/sdk"           # instead of sdk/
+//! presence = "protocol::Member" # the presence meta type (Codegen::presence)
+//! messages = ["gen::Extra"]     # enums discovery cannot see: behind #[cfg], or written by a macro
+//! client = "ws-core-client"     # where client.ts imports the SDK from (Codegen::client_package)
+//! skip = false                  # true: leave this package out
+//! ```
+//!
+//! Paths start at the crate root. Bad input — an unknown package, enums in a package with no library
+//! target, an enum that is not public or not reachable, a name in the metadata that does not resolve, a
+//! package that does not compile, no enum anywhere — is told in those terms, with exit status 1.
+//!
+//! # The library, for build scripts and tests
 //!
 //! ```no_run
 //! # mod my_app { pub mod protocol {
@@ -159,6 +193,7 @@ pub fn exit_code(result: Result<Outcome, CodegenError>) -> std::process::ExitCod
 pub struct Codegen {
     title: String,
     path: String,
+    client_package: String,
     protocol: Protocol,
 }
 
@@ -168,6 +203,7 @@ impl Codegen {
         Self {
             title: title.into(),
             path: "/ws".to_owned(),
+            client_package: "ws-core-client".to_owned(),
             protocol: Protocol::default(),
         }
     }
@@ -176,6 +212,14 @@ impl Codegen {
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// The module `client.ts` imports the SDK from: `ws-core-client` (the npm package) unless told
+    /// otherwise, e.g. a relative path to a vendored copy.
+    #[must_use]
+    pub fn client_package(mut self, specifier: impl Into<String>) -> Self {
+        self.client_package = specifier.into();
         self
     }
 
@@ -213,10 +257,21 @@ impl Codegen {
                 message,
             }
         })?;
-        let mut files = vec![GeneratedFile {
-            path: "protocol.ts".to_owned(),
-            contents: protocol_ts,
-        }];
+        let client_ts = typescript::format(typescript::render_client(&self.client_package, HEADER))
+            .map_err(|message| CodegenError::Format {
+                path: "client.ts".to_owned(),
+                message,
+            })?;
+        let mut files = vec![
+            GeneratedFile {
+                path: "protocol.ts".to_owned(),
+                contents: protocol_ts,
+            },
+            GeneratedFile {
+                path: "client.ts".to_owned(),
+                contents: client_ts,
+            },
+        ];
         for (dir, side, def, title) in [
             (
                 "client-to-server",

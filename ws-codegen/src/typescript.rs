@@ -99,3 +99,41 @@ pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
     }
     out
 }
+
+/// `client.ts`: the one module frontend code imports. `createClient` is the SDK's, typed by this protocol;
+/// the payload and reply types and the SDK's errors and option types come along, so nothing else needs
+/// importing. The SDK's names are re-exported one by one: a star export of both modules would drop any
+/// name they share.
+pub(crate) fn render_client(package: &str, header: &str) -> String {
+    format!(
+        r#"// {header}
+
+import {{ type ClientOptions, createClient as connect, type WsClient }} from {package:?};
+import type {{ Protocol }} from "./protocol.js";
+
+export type * from "./protocol.js";
+export {{ WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError }} from {package:?};
+export type {{
+  ClientOptions,
+  ConnectionState,
+  HistoryPage,
+  PresenceChange,
+  PresenceView,
+  Recovery,
+  RequestOptions,
+  StreamPosition,
+}} from {package:?};
+
+/** A client of this protocol: what {{@link createClient}} returns. */
+export type Client = WsClient<Protocol>;
+
+/**
+ * Connects to a server of this protocol (`url`, or a function giving the URL of each attempt) and keeps
+ * the connection: sends, requests and listeners are typed by the message enums this file was generated from.
+ */
+export function createClient(url: string | (() => string), options?: ClientOptions): Client {{
+  return connect<Protocol>(url, options);
+}}
+"#
+    )
+}

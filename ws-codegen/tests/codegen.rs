@@ -2,6 +2,9 @@
 //! schema rejects are the frames the server's own decoder rejects (and the other way round), for every
 //! integer width too; output is deterministic and formatted, and `check` finds stale files.
 
+#[path = "codegen/command.rs"]
+mod command;
+
 use chat::protocol::{Inbound, Outbound, Purged, RoomJoined, WhoAmI};
 use serde_json::{Value, json};
 use ws_codegen::{Codegen, CodegenError};

@@ -471,6 +471,11 @@ function frame(type, data) {
   return data === void 0 || data === null ? { type } : { type, data };
 }
 
+// examples/chat/sdk/client.ts
+function createClient2(url, options) {
+  return createClient(url, options);
+}
+
 // examples/chat/web/app.ts
 var $ = (id) => document.getElementById(id);
 var esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -539,7 +544,7 @@ function connect(name) {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", name);
-  const next = createClient(url.toString());
+  const next = createClient2(url.toString());
   next.onState((state, close) => {
     $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
     renderRooms();

@@ -1,14 +1,13 @@
 // The chat page, on the typed client generated from the Rust enums: a wrong message name or payload here
 // is a type error. Bundled into ../static/app.js by sdk-ts/scripts/build-page.mjs.
-import { createClient, WsRequestError, type WsClient } from "../../../sdk-ts/src/index.js";
-import type { Protocol } from "../sdk/protocol.js";
+import { type Client, createClient, WsRequestError } from "../sdk/client.js";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 // The rooms the user joined: joined again after a lost connection, which gets what was missed meanwhile
 // when the server keeps history.
 const joined = new Set<string>();
-let client: WsClient<Protocol> | undefined;
+let client: Client | undefined;
 // Who is typing, and when that line goes away; `typing` frames are volatile, so this is best effort.
 const typists = new Map<string, number>();
 let lastTyping = 0;
@@ -87,11 +86,11 @@ function askInPage(user: string, question: string): Promise<{ answer: string }> 
   });
 }
 
-function connect(name: string): WsClient<Protocol> {
+function connect(name: string): Client {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", name);
-  const next = createClient<Protocol>(url.toString());
+  const next = createClient(url.toString());
   next.onState((state, close) => {
     $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
     renderRooms();
@@ -120,7 +119,7 @@ function connect(name: string): WsClient<Protocol> {
   return next;
 }
 
-async function rejoin(to: WsClient<Protocol>, room: string): Promise<void> {
+async function rejoin(to: Client, room: string): Promise<void> {
   try {
     await to.request("join", { room });
   } catch (error) {

@@ -471,6 +471,11 @@ function frame(type, data) {
   return data === void 0 || data === null ? { type } : { type, data };
 }
 
+// examples/whiteboard/sdk/client.ts
+function createClient2(url, options) {
+  return createClient(url, options);
+}
+
 // examples/whiteboard/web/app.ts
 var $ = (id) => document.getElementById(id);
 var canvas = $("board");
@@ -542,7 +547,7 @@ function connect(name, board) {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", name);
-  const next = createClient(url.toString());
+  const next = createClient2(url.toString());
   next.onState(async (state, close) => {
     if (state !== "open") {
       $("status").textContent = `${state}${close ? ` (${close.code})` : ""}`;

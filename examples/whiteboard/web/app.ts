@@ -1,7 +1,6 @@
 // The whiteboard page, on the typed client generated from the Rust enums. Bundled into ../static/app.js by
 // sdk-ts/scripts/build-page.mjs.
-import { createClient, WsRequestError, type WsClient } from "../../../sdk-ts/src/index.js";
-import type { Member, Point, Protocol, StrokeData } from "../sdk/protocol.js";
+import { type Client, createClient, type Member, type Point, type StrokeData, WsRequestError } from "../sdk/client.js";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const canvas = $<HTMLCanvasElement>("board");
@@ -9,7 +8,7 @@ const ctx = canvas.getContext("2d")!;
 /** The server's bound on one stroke; a longer line is sent as several strokes. */
 const MAX_STROKE_POINTS = 1000;
 
-let client: WsClient<Protocol> | undefined;
+let client: Client | undefined;
 let me: Member | undefined;
 let strokes = 0;
 let current: Point[] | undefined;
@@ -80,11 +79,11 @@ function showCursor(id: string, user: string, color: string, x: number, y: numbe
   el.style.top = `${y}px`;
 }
 
-function connect(name: string, board: string): WsClient<Protocol> {
+function connect(name: string, board: string): Client {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("token", name);
-  const next = createClient<Protocol>(url.toString());
+  const next = createClient(url.toString());
   next.onState(async (state, close) => {
     if (state !== "open") {
       $("status").textContent = `${state}${close ? ` (${close.code})` : ""}`;
