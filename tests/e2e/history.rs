@@ -13,7 +13,8 @@ use ws_core::{Client, Config, Server, ServerBuilder};
 use crate::support::redis::RedisServer;
 use crate::support::{TestServer, WsClient, spawn};
 
-/// `join {group}` (a request) and `say {group, n}`, relayed to the group but the sender.
+/// `join {group}` (a request), `say {group, n}`, relayed to the group but the sender, and `shout {group,
+/// n}`, relayed to the whole group (the sender too), both as `said`.
 fn history_server(history: History) -> ServerBuilder {
     Server::builder(Config::default().port(0).message_rate_limit(0))
         .history(history)
@@ -24,6 +25,13 @@ fn history_server(history: History) -> ServerBuilder {
         .on("say", |client: Client, msg: Message| async move {
             let group = msg.data["group"].as_str().unwrap_or_default().to_owned();
             client
+                .to(&group)
+                .send(Message::new("said", msg.data["n"].clone()));
+        })
+        .on("shout", |client: Client, msg: Message| async move {
+            let group = msg.data["group"].as_str().unwrap_or_default().to_owned();
+            client
+                .server()
                 .to(&group)
                 .send(Message::new("said", msg.data["n"].clone()));
         })
@@ -542,4 +550,52 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
         (&json!(3), &json!(1)),
         "{frame}"
     );
+}
+
+/// A client that joins a group with history and sends to it the moment the join is answered gets its
+/// own frames back (README "History and recovery": frames sent after a join arrive live after the
+/// replay), even while the node's subscriber is busy answering a large `$history` — it used to drop them
+/// for a group no member there had joined yet, and then tell the client a position past them.
+#[tokio::test]
+async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_is_busy() {
+    let redis = RedisServer::start().await;
+    let node = spawn(node_with(&redis.url(), History::new().max_messages(2_000))).await;
+    let mut reader = connect(&node).await;
+    join_and_position(&mut reader, "big").await;
+    let mut loader = connect(&node).await;
+    join_and_position(&mut loader, "big").await;
+    for n in 1..=2_000 {
+        say(&mut loader, "big", n).await;
+    }
+    said(&mut reader, 2_000).await;
+    for round in 0..10 {
+        reader
+            .send_json(json!({"type": "$history", "data": {"group": "big"}, "id": 9}))
+            .await;
+        let group = format!("joined-{round}");
+        let mut sender = connect(&node).await;
+        sender
+            .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
+            .await;
+        loop {
+            let frame = sender.recv().await;
+            if frame["type"] == "$reply" && frame["id"] == 1 {
+                break;
+            }
+        }
+        for n in 1..=3 {
+            sender
+                .send_json(json!({"type": "shout", "data": {"group": group, "n": n}}))
+                .await;
+        }
+        let (got, last) = said(&mut sender, 3).await;
+        assert_eq!(got, [1, 2, 3], "round {round}");
+        assert_eq!(last["offset"], 3, "round {round}");
+        loop {
+            let frame = reader.recv().await;
+            if frame["type"] == "$reply" && frame["id"] == 9 {
+                break;
+            }
+        }
+    }
 }

@@ -145,6 +145,10 @@ pub(super) enum Command {
         client: Client,
         group: String,
         wanted: Option<Position>,
+        /// Where this node's members stood when it joined, when any had joined before it.
+        joined_at: Option<(String, u64)>,
+        /// When it joined, on this node's clock.
+        joined_ms: u64,
     },
     /// Answer a `$history` request.
     Fetch {
@@ -228,6 +232,10 @@ pub(super) fn join(
     if !shared.history.get().is_some_and(|h| h.applies_to(group)) {
         return local.join(group, client);
     }
+    // Taken before the client is held back: every frame delivered here after this point is either one it
+    // gets live (not held yet, not a member yet: nothing) or one after this position, which it is replayed.
+    let joined_at = position_here(shared, group);
+    let joined_ms = super::unix_millis();
     let id = client.id().to_string();
     lock(&shared.pending)
         .entry(group.to_owned())
@@ -244,6 +252,8 @@ pub(super) fn join(
         client: client.clone(),
         group: group.to_owned(),
         wanted,
+        joined_at,
+        joined_ms,
     };
     if shared.commands.try_send(command).is_err() {
         release(shared, group, &id);
@@ -528,9 +538,15 @@ pub(super) async fn run(
             client,
             group,
             wanted,
+            joined_at,
+            joined_ms,
         } => {
             let failed = wanted.as_ref().map(|_| false);
-            let done = recover(shared, local, reader, &client, &group, wanted).await;
+            let joined = Joined {
+                at: joined_at,
+                ms: joined_ms,
+            };
+            let done = recover(shared, local, reader, &client, &group, wanted, joined).await;
             release(shared, &group, client.id().as_str());
             if done.is_err() {
                 let _ = client.send(position_frame(&group, None, failed, Some("unavailable")));
@@ -561,6 +577,13 @@ pub(super) async fn run(
     }
 }
 
+/// When and where a client joined: what a client without a position of its own is owed is every frame
+/// numbered after that.
+struct Joined {
+    at: Option<(String, u64)>,
+    ms: u64,
+}
+
 async fn recover(
     shared: &Shared,
     local: &MemoryBackplane,
@@ -568,51 +591,43 @@ async fn recover(
     client: &Client,
     group: &str,
     wanted: Option<Position>,
+    joined: Joined,
 ) -> Result<(), RedisError> {
     if !local.is_in_group(group, client.id()) {
         return Ok(());
     }
-    let (epoch, offset) = match position_here(shared, group) {
-        Some(known) => known,
-        None => {
-            let (epoch, offset) = head(shared, reader, group).await?.unwrap_or_default();
-            let t = Tracked::new(epoch.clone(), offset);
-            lock(&shared.tracked).insert(group.to_owned(), t);
-            (epoch, offset)
-        }
-    };
+    let (epoch, offset) = current(shared, reader, group).await?;
     if epoch.is_empty() && !has_room(shared, reader, group).await? {
         let failed = wanted.as_ref().map(|_| false);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
         return Ok(());
     }
+    let start = match (&wanted, joined.at) {
+        (Some(p), _) => (p.epoch == epoch && p.offset < offset).then_some(p.offset),
+        (None, Some((at, o))) if at == epoch => Some(o),
+        // The history restarted since the join: all of the new one came after it.
+        (None, Some(_)) => Some(0),
+        (None, None) => joined_before(shared, reader, group, &epoch, offset, joined.ms).await?,
+    };
     let mut missed = Vec::new();
     let mut first_kept = offset + 1;
-    if let Some(p) = wanted
-        .as_ref()
-        .filter(|p| p.epoch == epoch && p.offset < offset)
-    {
-        let recent = lock(&shared.tracked)
-            .get(group)
-            .filter(|t| t.epoch == epoch)
-            .and_then(|t| t.after(p.offset));
-        missed = match recent {
-            Some(recent) => recent,
-            None => read(shared, reader, group, p.offset + 1, Some(offset))
-                .await?
-                .into_iter()
-                .filter(|e| e.epoch == epoch && e.offset <= offset)
-                .map(|e| e.kept(group))
-                .collect(),
-        };
-        let now = super::unix_millis();
-        missed.retain(|k| !k.expired(shared, now));
+    if let Some(start) = start.filter(|s| *s < offset) {
+        missed = kept_after(shared, reader, group, &epoch, start, offset).await?;
+        if wanted.is_some() {
+            let now = super::unix_millis();
+            missed.retain(|k| !k.expired(shared, now));
+        }
         first_kept = missed.first().map_or(offset + 1, |k| k.offset);
     }
     let (recovered, reason) = outcome(wanted.as_ref(), &epoch, offset, first_kept);
-    let at = (!epoch.is_empty()).then_some((epoch.as_str(), offset));
+    // A client without a position of its own stands right before the first frame it is owed.
+    let stands_at = match (&wanted, start) {
+        (None, Some(start)) if start < offset => start,
+        _ => offset,
+    };
+    let at = (!epoch.is_empty()).then_some((epoch.as_str(), stands_at));
     let _ = client.send(position_frame(group, at, recovered, reason));
-    if recovered == Some(true) {
+    if recovered == Some(true) || wanted.is_none() {
         for kept in missed {
             if client.send(kept.frame).is_err() {
                 break;
@@ -620,6 +635,86 @@ async fn recover(
         }
     }
     Ok(())
+}
+
+/// The position of `group` a joining client is placed against: where this node's members stand, unless
+/// the history in Redis is another one (it restarted: Redis lost it, or it expired), or none joined here.
+async fn current(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+) -> Result<(String, u64), RedisError> {
+    let latest = head(shared, reader, group).await?.unwrap_or_default();
+    let Some((epoch, offset)) = position_here(shared, group) else {
+        let t = Tracked::new(latest.0.clone(), latest.1);
+        lock(&shared.tracked).insert(group.to_owned(), t);
+        return Ok(latest);
+    };
+    if epoch != latest.0 {
+        return Ok(latest);
+    }
+    Ok((epoch, offset))
+}
+
+/// The frames of `epoch` after `start`, up to `offset`: from this node's recent copy when it reaches
+/// back that far, else from the stream.
+async fn kept_after(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+    epoch: &str,
+    start: u64,
+    offset: u64,
+) -> Result<Vec<Kept>, RedisError> {
+    let recent = lock(&shared.tracked)
+        .get(group)
+        .filter(|t| t.epoch == epoch)
+        .and_then(|t| t.after(start));
+    if let Some(recent) = recent {
+        return Ok(recent.into_iter().filter(|k| k.offset <= offset).collect());
+    }
+    Ok(read(shared, reader, group, start + 1, Some(offset))
+        .await?
+        .into_iter()
+        .filter(|e| e.epoch == epoch && e.offset <= offset)
+        .map(|e| e.kept(group))
+        .collect())
+}
+
+/// For a client that joined a group no member here had joined: the offset of the last frame sent before
+/// its join (by the senders' clocks, as the history's age is), read back from the stream, so that frames
+/// numbered after the join but received here before, or not yet, are its own too. `None`: every kept
+/// frame came before the join.
+async fn joined_before(
+    shared: &Shared,
+    reader: &mut MultiplexedConnection,
+    group: &str,
+    epoch: &str,
+    offset: u64,
+    joined_ms: u64,
+) -> Result<Option<u64>, RedisError> {
+    if epoch.is_empty() || offset == 0 {
+        return Ok(None);
+    }
+    let limit = shared.history.get().map_or(1, |h| h.frames_per_group());
+    let mut newest = offset;
+    let mut looked = 0;
+    while looked < limit && newest > 0 {
+        let batch = 64.min(limit - looked) as u64;
+        let oldest = newest.saturating_sub(batch - 1).max(1);
+        let entries = read(shared, reader, group, oldest, Some(newest)).await?;
+        if entries.is_empty() {
+            return Ok(Some(oldest - 1));
+        }
+        for entry in entries.iter().rev().filter(|e| e.epoch == epoch) {
+            if entry.sent_ms.is_none_or(|sent| sent < joined_ms) {
+                return Ok(Some(entry.offset));
+            }
+        }
+        looked += entries.len();
+        newest = oldest - 1;
+    }
+    Ok(Some(newest))
 }
 
 /// The `$history` answer, or the error for the client; `Err` for a Redis failure.
