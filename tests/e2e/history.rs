@@ -599,3 +599,43 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
         }
     }
 }
+
+/// A client away while Redis restarted empty comes back to a node that still has members of its group,
+/// with its position in the old history: it is told the history restarted (`reason: "epoch"`), as on a
+/// node without members, not recovered from the node's memory of a history that is gone.
+#[tokio::test]
+async fn a_history_lost_by_redis_is_told_as_a_new_epoch_on_a_node_with_members() {
+    let mut redis = RedisServer::start().await;
+    let node = spawn(node(&redis.url())).await;
+    let mut member = connect(&node).await;
+    join_and_position(&mut member, "room").await;
+    let mut away = connect(&node).await;
+    join_and_position(&mut away, "room").await;
+    say(&mut member, "room", 1).await;
+    let (_, pos) = said(&mut away, 1).await;
+    let epoch = pos["epoch"].clone();
+    drop(away);
+    redis.kill().await;
+    redis.restart().await;
+    // Until the node has its connections back, a recovery is answered `unavailable`.
+    for _ in 0..100 {
+        let mut back = connect(&node).await;
+        back.send_json(
+            json!({"type": "$positions", "data": {"room": {"epoch": epoch, "offset": 1}}}),
+        )
+        .await;
+        let (position, replayed) = join_and_position(&mut back, "room").await;
+        if position["data"]["reason"] == "unavailable" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert_eq!(
+            position["data"],
+            json!({"group": "room", "recovered": false, "reason": "epoch"}),
+            "{position}"
+        );
+        assert!(replayed.is_empty());
+        return;
+    }
+    panic!("the node never got its Redis connections back");
+}
