@@ -473,17 +473,13 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     this.dropSocket();
     for (const view of this.presences.values()) view.reset();
     clearTimeout(this.stableTimer);
-    // The server discards what arrives after it starts closing, so in-flight requests cannot be trusted;
-    // a request still in the queue was never sent, and leaves with the next connection (a failed attempt
-    // to connect included).
-    const closed = new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`);
-    this.failPending(closed, true);
+    // The server discards what arrives after it starts closing, so in-flight requests cannot be trusted.
+    this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closedByUser) return;
     const policy = this.reconnect;
     const decision = policy?.onClose(code) ?? "stop";
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
       this.queue.length = 0;
-      this.failPending(closed);
       this.setState("closed", { code, reason });
       return;
     }
@@ -520,11 +516,8 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     }, tick);
   }
 
-  private failPending(error: Error, sentOnly = false): void {
-    const queued = new Set(sentOnly ? this.queue.map((q) => q.id) : []);
-    for (const id of [...this.pending.keys()]) {
-      if (!queued.has(id)) this.settle(id, (p) => p.reject(error));
-    }
+  private failPending(error: Error): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(error));
   }
 
   private setState(state: ConnectionState, close?: { code: number; reason: string }): void {

@@ -421,14 +421,12 @@ var Client = class {
     this.dropSocket();
     for (const view of this.presences.values()) view.reset();
     clearTimeout(this.stableTimer);
-    const closed = new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`);
-    this.failPending(closed, true);
+    this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closedByUser) return;
     const policy = this.reconnect;
     const decision = policy?.onClose(code) ?? "stop";
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
       this.queue.length = 0;
-      this.failPending(closed);
       this.setState("closed", { code, reason });
       return;
     }
@@ -461,11 +459,8 @@ var Client = class {
       }
     }, tick);
   }
-  failPending(error, sentOnly = false) {
-    const queued = new Set(sentOnly ? this.queue.map((q) => q.id) : []);
-    for (const id of [...this.pending.keys()]) {
-      if (!queued.has(id)) this.settle(id, (p) => p.reject(error));
-    }
+  failPending(error) {
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(error));
   }
   setState(state, close) {
     this.state = state;
