@@ -552,6 +552,16 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
     );
 }
 
+/// Reads until the `$reply` to request `id`, skipping everything before it.
+async fn until_reply(client: &mut WsClient, id: u64) {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "$reply" && frame["id"] == id {
+            return;
+        }
+    }
+}
+
 /// A client that joins a group with history and sends to it the moment the join is answered gets its
 /// own frames back (README "History and recovery": frames sent after a join arrive live after the
 /// replay), even while the node's subscriber is busy answering a large `$history` — it used to drop them
@@ -577,12 +587,7 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
         sender
             .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
             .await;
-        loop {
-            let frame = sender.recv().await;
-            if frame["type"] == "$reply" && frame["id"] == 1 {
-                break;
-            }
-        }
+        until_reply(&mut sender, 1).await;
         for n in 1..=3 {
             sender
                 .send_json(json!({"type": "shout", "data": {"group": group, "n": n}}))
@@ -591,12 +596,7 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
         let (got, last) = said(&mut sender, 3).await;
         assert_eq!(got, [1, 2, 3], "round {round}");
         assert_eq!(last["offset"], 3, "round {round}");
-        loop {
-            let frame = reader.recv().await;
-            if frame["type"] == "$reply" && frame["id"] == 9 {
-                break;
-            }
-        }
+        until_reply(&mut reader, 9).await;
     }
 }
 

@@ -68,8 +68,13 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(out)
 }
 
-/// What differs between `generated` and `out`: (relative path, why) for each stale file.
-fn differences(generated: &Path, out: &Path) -> Result<Vec<(PathBuf, Why)>, Failure> {
+/// What differs between `generated` and `out`: (relative path, why) for each stale file; says so when
+/// nothing does.
+fn differences(
+    package: &str,
+    generated: &Path,
+    out: &Path,
+) -> Result<Vec<(PathBuf, Why)>, Failure> {
     let made = files(generated)?;
     let mut stale = Vec::new();
     for file in &made {
@@ -91,6 +96,13 @@ fn differences(generated: &Path, out: &Path) -> Result<Vec<(PathBuf, Why)>, Fail
             }
         }
     }
+    if stale.is_empty() {
+        println!(
+            "{package}: the {} generated files in {} are up to date",
+            made.len(),
+            shown(out)
+        );
+    }
     Ok(stale)
 }
 
@@ -100,15 +112,7 @@ pub(crate) fn check(
     generated: &Path,
     out: &Path,
 ) -> Result<Vec<StaleFile>, Failure> {
-    let stale = differences(generated, out)?;
-    if stale.is_empty() {
-        let count = files(generated)?.len();
-        println!(
-            "{package}: the {count} generated files in {} are up to date",
-            shown(out)
-        );
-    }
-    Ok(stale
+    Ok(differences(package, generated, out)?
         .into_iter()
         .map(|(file, why)| StaleFile {
             path: out.join(file),
@@ -119,16 +123,7 @@ pub(crate) fn check(
 
 /// Writes (or removes) each stale file of one package, naming each.
 pub(crate) fn write(package: &str, generated: &Path, out: &Path) -> Result<(), Failure> {
-    let stale = differences(generated, out)?;
-    if stale.is_empty() {
-        let count = files(generated)?.len();
-        println!(
-            "{package}: the {count} generated files in {} are up to date",
-            shown(out)
-        );
-        return Ok(());
-    }
-    for (file, why) in stale {
+    for (file, why) in differences(package, generated, out)? {
         let target = out.join(&file);
         let io = |source| Failure::Io {
             path: target.clone(),
