@@ -161,6 +161,15 @@ impl ClusterView {
         }
     }
 
+    /// When the node heard from longest ago falls silent for `timeout`, if there is one.
+    pub(super) fn next_expiry(&self, timeout: std::time::Duration) -> Option<Instant> {
+        self.nodes
+            .values()
+            .map(|n| n.last_seen)
+            .min()?
+            .checked_add(timeout)
+    }
+
     /// Forgets the nodes not heard from since `deadline`; returns how many.
     pub(super) fn expire(&mut self, deadline: Instant) -> usize {
         let silent: Vec<String> = self

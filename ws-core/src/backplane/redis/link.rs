@@ -424,6 +424,15 @@ async fn listen(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut own_heartbeat = Instant::now();
     loop {
+        // A silent node is forgotten when its time is up, not at this node's next tick, which may be up to
+        // a heartbeat interval later.
+        let next_expiry = lock(&shared.cluster).next_expiry(timeout);
+        let expiry = async {
+            match next_expiry {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             message = incoming.recv() => {
                 let Some(payload) = message else {
@@ -448,6 +457,11 @@ async fn listen(
             Some(command) = commands.recv() => {
                 if let Err(e) = history::run(shared, local, &mut reader, command).await {
                     return e;
+                }
+            }
+            () = expiry => {
+                if let Some(deadline) = Instant::now().checked_sub(timeout) {
+                    lock(&shared.cluster).expire(deadline.into_std());
                 }
             }
             _ = ticker.tick() => {
