@@ -262,6 +262,37 @@ async fn a_crashed_node_is_forgotten_within_the_node_timeout() {
     }
 }
 
+/// After a Redis restart a node says `connected` only once both its connections are back (README "More
+/// than one node"): a broadcast made the moment both nodes say so reaches the other node's client. The
+/// nodes beat once a second, so a publisher that noticed the restart only at its next beat would still hold
+/// a broken connection then, and the broadcast would be lost.
+#[tokio::test]
+async fn connected_after_a_redis_restart_means_a_broadcast_gets_through() {
+    let mut redis = RedisServer::start().await;
+    let cfg = fast(&redis.url())
+        .heartbeat_interval(Duration::from_secs(1))
+        .node_timeout(Duration::from_secs(5));
+    let (a, b) = pair(&cfg).await;
+    let (mut b1, _) = client(&b).await;
+    let stats = |srv: &TestServer| srv.server.stats().backplane.expect("a backplane");
+    for round in 0..3 {
+        let before = stats(&a).reconnects;
+        redis.kill().await;
+        redis.restart().await;
+        eventually("both nodes say connected again", || async {
+            stats(&a).reconnects > before && stats(&a).connected && stats(&b).connected
+        })
+        .await;
+        a.server.all().send(Message::new("all", json!(round)));
+        loop {
+            let frame = b1.recv().await;
+            if frame["type"] == "all" && frame["data"] == round {
+                break;
+            }
+        }
+    }
+}
+
 /// Redis goes away: each node goes on serving its own clients (a broadcast still reaches the local ones) and
 /// reports itself unlinked, forgetting the other node's members; Redis comes back on the same port, empty:
 /// the nodes reconnect by themselves, rebuild each other's membership (from the keys they write again), and

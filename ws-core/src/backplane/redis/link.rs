@@ -151,6 +151,14 @@ pub(super) async fn publish(
                         break Some(e);
                     }
                 }
+                // Redis went away under the subscriber (a restart, say), which counted this connection as
+                // down: it is up again once it has answered.
+                () = shared.subscriber_lost.notified() => {
+                    if let Err(e) = publisher.heartbeat(&mut conn).await {
+                        break Some(e);
+                    }
+                    shared.publisher_up.store(true, Relaxed);
+                }
                 // Never closed: the backplane's shared state holds a sender until the tasks stop.
                 _ = queue.recv_many(&mut publisher.batch, BATCH) => {
                     if let Err(e) = publisher.send_batch(&mut conn).await {
@@ -364,6 +372,10 @@ pub(super) async fn subscribe(
             () = stopped(&mut stop) => break,
         };
         let was_up = shared.subscriber_up.swap(false, Relaxed);
+        // The publisher's connection, to the same Redis, is suspect too, and may not notice before its next
+        // heartbeat: `connected` must not say so meanwhile.
+        shared.publisher_up.store(false, Relaxed);
+        shared.subscriber_lost.notify_one();
         // Unreachable nodes are not members of anything this node can deliver to.
         lock(&shared.cluster).clear();
         tracing::warn!(target: "ws_core::backplane", error = %ended, "redis: subscriber lost its connection");

@@ -155,6 +155,9 @@ struct Shared {
     changes_lost: AtomicBool,
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
+    /// The subscriber lost its connection: the publisher's, to the same Redis, counts as down until it has
+    /// answered again.
+    subscriber_lost: tokio::sync::Notify,
     published: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
@@ -246,6 +249,7 @@ impl RedisBackplane {
             changes_lost: AtomicBool::new(false),
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
+            subscriber_lost: tokio::sync::Notify::new(),
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
