@@ -639,3 +639,64 @@ async fn a_history_lost_by_redis_is_told_as_a_new_epoch_on_a_node_with_members()
     }
     panic!("the node never got its Redis connections back");
 }
+
+/// Frames sent to a group with history from both nodes during the first second after Redis restarted (with
+/// its append-only file) reach every member on either node once each, in one order (offsets rising), in the
+/// same epoch as before.
+#[tokio::test]
+async fn frames_sent_right_after_a_redis_restart_reach_every_member_once() {
+    let mut redis = RedisServer::start_durable().await;
+    let url = redis.url();
+    let (a, b) = (spawn(node(&url)).await, spawn(node(&url)).await);
+    let mut members = Vec::new();
+    for srv in [&a, &b] {
+        let mut member = connect(srv).await;
+        join_and_position(&mut member, "room").await;
+        members.push(member);
+    }
+    let mut senders = Vec::new();
+    for srv in [&a, &b] {
+        let mut sender = connect(srv).await;
+        join_and_position(&mut sender, "room").await;
+        senders.push(sender);
+    }
+    senders[0]
+        .send_json(json!({"type": "shout", "data": {"group": "room", "n": 0}}))
+        .await;
+    let mut epoch = Value::Null;
+    for member in &mut members {
+        let (_, pos) = said(member, 1).await;
+        epoch = pos["epoch"].clone();
+    }
+
+    redis.kill().await;
+    redis.restart().await;
+    for n in 1..=20u64 {
+        let sender = &mut senders[usize::from(n % 2 == 0)];
+        sender
+            .send_json(json!({"type": "shout", "data": {"group": "room", "n": n}}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for member in &mut members {
+        let mut values = Vec::new();
+        let mut offsets = Vec::new();
+        while values.len() < 20 {
+            let frame = member.recv().await;
+            if frame["type"] == "said" {
+                values.push(frame["data"].as_u64().unwrap());
+                assert_eq!(frame["pos"]["epoch"], epoch, "{frame}");
+                offsets.push(frame["pos"]["offset"].as_u64().unwrap());
+            }
+        }
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (1..=20).collect::<Vec<u64>>(),
+            "each once: {values:?}"
+        );
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+        member.expect_silence(Duration::from_millis(300)).await;
+    }
+}
