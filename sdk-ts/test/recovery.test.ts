@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, Socket, type Server } from "node:net";
 import { after, before, test } from "node:test";
 import type { Recovery } from "../src/index.js";
-import { chatClient, next, startExample, type Chat } from "./support.js";
+import { chatClient, next, startExample, type Chat, until } from "./support.js";
 
 let chat: Chat;
 before(async () => {
@@ -56,55 +56,57 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
   const bob = chatClient(`ws://127.0.0.1:${link.port}/ws?token=bob`, {
     reconnect: { baseDelayMs: 100, maxDelayMs: 300 },
   });
-  const heard: string[] = [];
-  bob.on("chat", (data) => heard.push(data.text));
-  const recoveries: Recovery[] = [];
-  bob.onRecovery((r) => recoveries.push(r));
-  // Joined on every (re)connection, as a page would.
-  bob.onState((state) => {
-    if (state === "open") void bob.request("join", { room: "history" });
-  });
-  await ann.ready();
-  await ann.request("join", { room: "history" });
-  await next<Recovery>((l) => bob.onRecovery(l));
-
-  ann.send("chat", { text: "m0", room: "history" });
-  while (heard.length < 1) await new Promise((r) => setTimeout(r, 10));
-
-  link.cut();
-  await next<string>((l) => bob.onState((s) => s === "reconnecting" && l(s)));
-  for (let i = 1; i <= 150; i++) ann.send("chat", { text: `m${i}`, room: "history" });
-  // ann hears her own messages: all were handled before bob comes back.
-  let own = 0;
-  await new Promise<void>((resolve) => {
-    const stop = ann.on("chat", (data) => {
-      if (data.text === "m150") {
-        stop();
-        resolve();
-      }
-      own += 1;
+  try {
+    const heard: string[] = [];
+    bob.on("chat", (data) => heard.push(data.text));
+    const recoveries: Recovery[] = [];
+    bob.onRecovery((r) => recoveries.push(r));
+    // Joined on every (re)connection, as a page would.
+    bob.onState((state) => {
+      if (state === "open") void bob.request("join", { room: "history" });
     });
-  });
-  assert.ok(own >= 1);
-  const recovered = next<Recovery>((l) => bob.onRecovery(l), 10_000);
-  link.restore();
-  assert.deepEqual(await recovered, { group: "history", recovered: true });
-  while (heard.length < 151) await new Promise((r) => setTimeout(r, 10));
-  // Live again after the replay.
-  ann.send("chat", { text: "m151", room: "history" });
-  while (heard.length < 152) await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(heard, Array.from({ length: 152 }, (_, i) => `m${i}`));
-  assert.equal(bob.position("history")?.offset, 152);
-  assert.equal(recoveries.length, 2);
-  // The same frames, on demand: offsets 141 to 152 hold m140 to m151 (m0 was offset 1).
-  const page = await bob.history("history", 140);
-  assert.equal(page.complete, true);
-  assert.deepEqual(
-    page.frames.map((f) => (f.data as { text: string }).text),
-    Array.from({ length: 12 }, (_, i) => `m${140 + i}`),
-  );
-  await assert.rejects(ann.history("not-joined"), (e: unknown) => e instanceof Error && "code" in e);
-  ann.close();
-  bob.close();
-  await link.close();
+    await ann.ready();
+    await ann.request("join", { room: "history" });
+    // Bob's first join may be answered before ann's: counted, not awaited as the next event.
+    await until("bob's first join", () => recoveries.length === 1);
+
+    ann.send("chat", { text: "m0", room: "history" });
+    await until("m0", () => heard.length === 1);
+
+    link.cut();
+    await next<string>((l) => bob.onState((s) => s === "reconnecting" && l(s)));
+    for (let i = 1; i <= 150; i++) ann.send("chat", { text: `m${i}`, room: "history" });
+    // ann hears her own messages: all were handled before bob comes back.
+    let own = 0;
+    let last = false;
+    const stop = ann.on("chat", (data) => {
+      own += 1;
+      last ||= data.text === "m150";
+    });
+    await until("ann's own m150", () => last);
+    stop();
+    assert.ok(own >= 1);
+    const recovered = next<Recovery>((l) => bob.onRecovery(l), 10_000);
+    link.restore();
+    assert.deepEqual(await recovered, { group: "history", recovered: true });
+    await until("the 150 missed messages", () => heard.length >= 151);
+    // Live again after the replay.
+    ann.send("chat", { text: "m151", room: "history" });
+    await until("m151", () => heard.length >= 152);
+    assert.deepEqual(heard, Array.from({ length: 152 }, (_, i) => `m${i}`));
+    assert.equal(bob.position("history")?.offset, 152);
+    assert.equal(recoveries.length, 2);
+    // The same frames, on demand: offsets 141 to 152 hold m140 to m151 (m0 was offset 1).
+    const page = await bob.history("history", 140);
+    assert.equal(page.complete, true);
+    assert.deepEqual(
+      page.frames.map((f) => (f.data as { text: string }).text),
+      Array.from({ length: 12 }, (_, i) => `m${140 + i}`),
+    );
+    await assert.rejects(ann.history("not-joined"), (e: unknown) => e instanceof Error && "code" in e);
+  } finally {
+    ann.close();
+    bob.close();
+    await link.close();
+  }
 });

@@ -112,6 +112,15 @@ export function next<T>(subscribe: (listener: (data: T) => void) => () => void, 
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Waits until `done()` holds, checking every 10 ms; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 /** Debian's Chromium, headless, with the flags this machine's closed network needs (`CHROMIUM_PATH`
  * overrides the binary). */
 export function launchChromium(): Promise<Browser> {
