@@ -16,12 +16,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::admission::Slot;
 use crate::auth::ClientData;
 use crate::client::Client;
 use crate::connection::{self, CountingIo, answer_call, route};
 use crate::protocol::{Envelope, Message};
 use crate::server::Server;
-use crate::server::serve::Slot;
 use crate::{Error, on, ws_messages};
 
 /// Messages of every shape the typed decoder handles.

@@ -141,6 +141,7 @@
 
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+mod admission;
 pub mod auth;
 pub mod backplane;
 #[cfg(feature = "bench-internals")]
@@ -183,7 +184,7 @@ pub use ws_macros::{on, payload, ws_messages};
 pub use crate::client::{Client, ClientId};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result, SendError};
-pub use crate::server::serve::handle_connection;
+pub use crate::server::upgrade::handle_connection;
 pub use crate::server::{Server, ServerBuilder};
 
 /// The README's Rust examples, compiled as doctests.

@@ -24,13 +24,14 @@
 //! known, `user` when the client's metadata has a string `user`), and each handled message in a
 //! `ws.message` span (`type`, `id`) inside it; closes are events with their `code`.
 
+mod dispatch;
 mod io;
 mod pipeline;
 mod reader;
 mod writer;
 
 #[cfg(any(feature = "bench-internals", feature = "fuzzing"))]
-pub(crate) use self::reader::{answer_call, route};
+pub(crate) use self::dispatch::{answer_call, route};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -38,20 +39,22 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::Instrument;
 
 pub(crate) use self::io::CountingIo;
+use crate::admission::Slot;
 use crate::auth::ClientData;
 use crate::client::{Abort, Client};
 use crate::close;
 use crate::error::Error;
 use crate::server::Inner;
-use crate::server::serve::Slot;
 use crate::stats::bump;
 
 pub(crate) type Ws = WebSocketStream<CountingIo>;
@@ -114,6 +117,20 @@ pub(crate) fn register(
 }
 
 impl Registered {
+    /// Waits for the upgrade to complete (within `handshake_timeout`), wraps the upgraded stream in the
+    /// connection's socket, and serves it; abandons the client when the upgrade never completes.
+    pub(crate) async fn run_upgraded(self, on_upgrade: OnUpgrade, slot: Slot) {
+        let timeout = self.server.config.handshake_timeout;
+        let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
+            self.abandon();
+            return;
+        };
+        let io = CountingIo::new(upgraded, self.server.clone());
+        let config = Some(self.server.ws_config);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
+        self.run(ws, slot).await;
+    }
+
     /// Starts the write task on the upgraded socket and returns the rest of the connection's life as a
     /// future.
     ///

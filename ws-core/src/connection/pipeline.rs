@@ -24,7 +24,7 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::reader::Call;
+use super::dispatch::Call;
 use crate::client::Client;
 use crate::error::Error;
 use crate::handler::{BoxFuture, Reply};

@@ -8,7 +8,8 @@
 //! covers all the nodes the backplane links.
 
 mod builder;
-pub(crate) mod serve;
+mod serve;
+pub(crate) mod upgrade;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,0 +1,94 @@
+//! Admission: the bounds on how many connections the server holds at once.
+//!
+//! A WebSocket client holds a [`Slot`] in `max_connections` (and in `max_connections_per_ip` for its
+//! address) from the moment its handshake is accepted until its connection ends; a TCP connection that is
+//! not a WebSocket client yet holds a [`Handshake`] in `max_handshakes`. Both give their place back when
+//! dropped, so no path out of a connection can leak one.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::server::Inner;
+
+/// A slot in `max_connections` (and in `max_connections_per_ip` for its address), released when dropped.
+pub(crate) struct Slot {
+    inner: Arc<Inner>,
+    ip: Option<IpAddr>,
+}
+
+/// Why no [`Slot`] was given.
+pub(crate) enum NoSlot {
+    Full,
+    PerIp,
+}
+
+impl Slot {
+    pub(crate) fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
+        let max = inner.config.max_connections;
+        let reserved = inner.connections.send_if_modified(|n| {
+            let free = max == 0 || *n < max;
+            if free {
+                *n += 1;
+            }
+            free
+        });
+        if !reserved {
+            return Err(NoSlot::Full);
+        }
+        // Built before the per-address check, so a refusal there gives the global slot back on drop.
+        let mut slot = Self {
+            inner: inner.clone(),
+            ip: None,
+        };
+        let per_ip = inner.config.max_connections_per_ip;
+        if let Some(ip) = peer.filter(|_| per_ip > 0) {
+            let mut counts = crate::sync::lock(&inner.connections_per_ip);
+            let count = counts.entry(ip).or_insert(0);
+            if *count >= per_ip {
+                return Err(NoSlot::PerIp);
+            }
+            *count += 1;
+            slot.ip = Some(ip);
+        }
+        Ok(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut counts = crate::sync::lock(&self.inner.connections_per_ip);
+            if let Some(count) = counts.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+        self.inner.connections.send_modify(|n| *n -= 1);
+    }
+}
+
+/// One accepted TCP connection that is not a WebSocket client (yet), counted in `max_handshakes`.
+pub(crate) struct Handshake(Arc<Inner>);
+
+impl Handshake {
+    /// A place for a new TCP connection, or `None` past `max_handshakes`.
+    pub(crate) fn begin(inner: &Arc<Inner>) -> Option<Self> {
+        let max = inner.config.max_handshakes;
+        let admitted = inner
+            .handshakes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Self(inner.clone()))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,275 @@
+//! Dispatch: what a data frame becomes once it has been read and admitted by the rate limit.
+//!
+//! In envelope mode a text frame is decoded into its envelope. The system frames (`$ping`, `$positions`,
+//! `$history`, and `$reply`/`$error` answering the server's own requests) and unknown types are answered
+//! here at once, without waiting behind a handler; every other frame is routed to its handler as a
+//! [`Call`], which the [pipeline](super::pipeline) runs in arrival order. A binary frame is refused with
+//! 1003. In raw mode every frame goes to the raw handler as it is. When a call ends, [`answer_call`] sends
+//! the request's `$reply` or `$error`.
+
+use bytes::Bytes;
+use prometheus_client::metrics::histogram::Histogram;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::pipeline::{Job, Pipeline};
+use crate::client::Client;
+use crate::close::{self, CloseCode};
+use crate::error::{Error, ErrorCode};
+use crate::handler::{BoxFuture, Next, Reply, Request};
+use crate::protocol::{self, Envelope};
+use crate::raw::{RawHandler, RawMessage};
+use crate::server::Inner;
+use crate::stats::bump;
+
+/// A data frame as read.
+pub(super) enum Data {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Data {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(data) => data.len(),
+        }
+    }
+}
+
+/// Why a frame closes its connection.
+pub(super) struct Refusal {
+    pub(super) code: CloseCode,
+    pub(super) reason: &'static str,
+    /// Whether the frame itself was bad (counted in `invalid_frames`), rather than one too many.
+    pub(super) invalid: bool,
+}
+
+/// Envelope mode or raw mode: chosen once per server.
+pub(super) enum Dispatcher {
+    Envelope,
+    Raw(RawHandler),
+}
+
+impl Dispatcher {
+    pub(super) fn new(server: &Inner) -> Self {
+        match &server.raw {
+            Some(raw) => Self::Raw(raw.clone()),
+            None => Self::Envelope,
+        }
+    }
+
+    /// Answers the frame at once, or hands it to the pipeline; `Err` when it closes the connection.
+    pub(super) fn dispatch(
+        &self,
+        server: &Inner,
+        client: &Client,
+        pipeline: &mut Pipeline<'_>,
+        data: Data,
+    ) -> Result<(), Refusal> {
+        let len = data.len();
+        match (self, data) {
+            (Self::Envelope, Data::Text(text)) => {
+                let Some(incoming) = Envelope::from_frame(text) else {
+                    return Err(Refusal {
+                        code: close::INVALID_PAYLOAD,
+                        reason: "invalid envelope",
+                        invalid: true,
+                    });
+                };
+                let Some(call) = route(server, client, incoming) else {
+                    return Ok(());
+                };
+                let id = call.id;
+                if pipeline.push(Job::Call(call), len).is_err() {
+                    bump(&server.stats.overloaded);
+                    let err = Error::new(
+                        ErrorCode::Overloaded,
+                        "too many messages waiting for their handler; this one was dropped",
+                    );
+                    let _ = client.send(protocol::error_frame(id, &err));
+                }
+                Ok(())
+            }
+            (Self::Envelope, Data::Binary(_)) => Err(Refusal {
+                code: close::UNSUPPORTED_DATA,
+                reason: "binary frames are not supported",
+                invalid: true,
+            }),
+            (Self::Raw(raw), data) => {
+                let msg = match data {
+                    Data::Text(text) => RawMessage::Text(text.as_str().to_owned()),
+                    Data::Binary(data) => RawMessage::Binary(data),
+                };
+                // Raw mode has no envelope to answer with: a frame past the pipeline's bound closes.
+                if pipeline.push(Job::Raw(raw.clone(), msg), len).is_err() {
+                    bump(&server.stats.overloaded);
+                    return Err(Refusal {
+                        code: close::POLICY_VIOLATION,
+                        reason: "too many messages waiting",
+                        invalid: false,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The request that crossed the rate limit still gets its answer before the close.
+    pub(super) fn answer_rate_limited(&self, client: &Client, data: &Data) {
+        let (Self::Envelope, Data::Text(text)) = (self, data) else {
+            return;
+        };
+        if let Some(id) = Envelope::from_frame(text.clone()).and_then(|incoming| incoming.id) {
+            let err = Error::new(ErrorCode::RateLimited, "rate limit exceeded");
+            let _ = client.send(protocol::error_frame(Some(id), &err));
+        }
+    }
+}
+
+/// The client's answer to a server request, from its `$reply` or `$error` frame.
+fn answer(incoming: &Envelope) -> Result<Box<RawValue>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        code: String,
+        message: String,
+    }
+    if incoming.kind == protocol::REPLY_TYPE {
+        return RawValue::from_string(incoming.data_json().to_owned())
+            .map_err(|e| Error::invalid_data(e.to_string()));
+    }
+    match serde_json::from_str::<Body>(incoming.data_json()) {
+        Ok(body) => Err(Error::new(ErrorCode::from_wire(&body.code), body.message)),
+        Err(e) => Err(Error::invalid_data(format!("malformed $error: {e}"))),
+    }
+}
+
+/// A frame routed to its handler, not started yet.
+pub(crate) struct Call {
+    pub(crate) id: Option<u64>,
+    next: Next,
+    request: Request,
+    /// Where the handler's duration is recorded.
+    pub(crate) duration: Histogram,
+}
+
+impl Call {
+    /// The message's type.
+    pub(crate) fn kind(&self) -> &str {
+        self.request.kind()
+    }
+
+    /// Starts the middleware chain, which ends in the handler: user code runs in this call already.
+    pub(crate) fn start(self) -> BoxFuture<Result<Reply, Error>> {
+        self.next.run(self.request)
+    }
+}
+
+/// Answers what needs no handler (system frames, unknown types); returns the handler call for everything
+/// else.
+pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Option<Call> {
+    if system_frame(server, client, &incoming) {
+        return None;
+    }
+    let id = incoming.id;
+    let Some(route) = server.routes.get(&incoming.kind) else {
+        bump(&server.stats.unknown_types);
+        server.hooks.unknown_type(client, &incoming.kind);
+        if id.is_some() {
+            let err = Error::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {:?}", incoming.kind),
+            );
+            let _ = client.send(protocol::error_frame(id, &err));
+        }
+        return None;
+    };
+    Some(Call {
+        id,
+        next: Next::new(server.middleware.clone(), route.endpoint.clone()),
+        request: Request::new(client.clone(), incoming),
+        duration: route.duration.clone(),
+    })
+}
+
+/// Answers a system frame (`$ping`, `$positions`, `$history`, `$reply`, `$error`); `false` for any other.
+fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
+    let id = incoming.id;
+    match incoming.kind.as_str() {
+        protocol::PING_TYPE => {
+            let _ = client.send(protocol::pong_frame(id));
+        }
+        protocol::POSITIONS_TYPE => {
+            if server.history.is_some() || server.cluster_history {
+                let config = &server.config;
+                crate::history::set_positions(
+                    client,
+                    incoming.data_json(),
+                    config.max_groups_per_client,
+                    config.max_group_name_bytes,
+                );
+            }
+            if let Some(id) = id {
+                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
+            }
+        }
+        protocol::HISTORY_TYPE => {
+            if let Some(id) = id {
+                history(server, client, id, incoming);
+            }
+        }
+        protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
+            if let Some(id) = id {
+                client.resolve(id, answer(incoming));
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Answers `$history`: from this node's history, or by the backplane that keeps it.
+fn history(server: &Inner, client: &Client, id: u64, incoming: &Envelope) {
+    let answer = match &server.history {
+        Some(history) => history.fetch(client, incoming.data_json()),
+        None if server.cluster_history => {
+            match crate::history::HistoryRequest::parse(incoming.data_json()) {
+                Ok(request) => {
+                    let (group, since) = (&request.group, request.since);
+                    server.backplane.fetch_history(client, id, group, since);
+                    return;
+                }
+                Err(err) => Err(err),
+            }
+        }
+        None => Err(Error::not_found("this server keeps no history")),
+    };
+    let frame = match answer {
+        Ok(data) => protocol::reply_frame(id, &data),
+        Err(err) => protocol::error_frame(Some(id), &err),
+    };
+    let _ = client.send(frame);
+}
+
+/// Sends a request's `$reply` or `$error`; reports handler errors.
+pub(crate) fn answer_call(
+    server: &Inner,
+    client: &Client,
+    id: Option<u64>,
+    result: Result<Reply, Error>,
+) {
+    match result {
+        Ok(reply) => {
+            if let Some(id) = id {
+                let _ = client.send(protocol::reply_frame(id, reply.raw()));
+            }
+        }
+        Err(err) => {
+            bump(&server.stats.handler_errors);
+            server.hooks.error(client, &err);
+            if id.is_some() || err.is_reported() {
+                let _ = client.send(protocol::error_frame(id, &err));
+            }
+        }
+    }
+}
