@@ -8,6 +8,7 @@ use openmetrics_parser::{
     MetricFamily, MetricNumber, MetricsExposition, OpenMetricsType, OpenMetricsValue,
 };
 use serde_json::json;
+use ws_core::close::CloseCode;
 use ws_core::protocol::Message;
 use ws_core::{Client, Server};
 
@@ -92,7 +93,7 @@ async fn the_metrics_page_parses_and_counts_what_happened() {
                 .send(Message::new("shouted", json!(1)));
         })
         .on("bye", |client: Client, _: Message| async move {
-            client.close(4001, "bye");
+            client.close(CloseCode::application(4001), "bye");
         })
         .build()
         .expect("valid config");

@@ -72,7 +72,7 @@ use prometheus_client::registry::Registry;
 /// the same version.
 pub use prometheus_client;
 
-use crate::close::{self, CloseCode};
+use crate::close;
 use crate::server::Inner;
 
 /// The content type of [`Server::metrics_text`](crate::Server::metrics_text)'s page (OpenMetrics 1.0).
@@ -132,12 +132,15 @@ impl Default for Metrics {
             close::GOING_AWAY,
             close::PROTOCOL_ERROR,
             close::UNSUPPORTED_DATA,
-            close::ABNORMAL,
             close::INVALID_PAYLOAD,
             close::POLICY_VIOLATION,
             close::MESSAGE_TOO_BIG,
             close::INTERNAL_ERROR,
-        ] {
+        ]
+        .map(u16::from)
+        .into_iter()
+        .chain([close::ABNORMAL])
+        {
             metrics
                 .server_disconnects
                 .get_or_create_owned(&CodeLabel { code });
@@ -156,7 +159,7 @@ impl Metrics {
     }
 
     /// Counts a connection the server ended, by the close code it sent (1006 when it reset the socket).
-    pub(crate) fn server_disconnect(&self, code: CloseCode) {
+    pub(crate) fn server_disconnect(&self, code: u16) {
         self.server_disconnects
             .get_or_create(&CodeLabel { code })
             .inc();

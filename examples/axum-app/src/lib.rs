@@ -44,12 +44,13 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use ws_core::auth::{AuthRequest, ClientData};
+use ws_core::close::CloseCode;
 use ws_core::config::ConfigError;
 use ws_core::extract::State as MessageState;
 use ws_core::{Client, Config, Error, Server, on, payload, ws_messages};
 
 /// The close code of a connection whose token expired.
-pub const TOKEN_EXPIRED: u16 = 4001;
+pub const TOKEN_EXPIRED: CloseCode = CloseCode::application(4001);
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 1000;
 /// Notes kept; the oldest goes when a new one would pass it.

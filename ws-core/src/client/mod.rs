@@ -384,7 +384,7 @@ impl Client {
                 return;
             }
             let reason = reason.into();
-            tracing::debug!(target: "ws_core::connection", client_id = %self.id(), code, %reason, "closing");
+            tracing::debug!(target: "ws_core::connection", client_id = %self.id(), code = code.as_u16(), %reason, "closing");
             *request = Some((code, reason));
             self.inner.close_notify.notify_one();
         }

@@ -53,7 +53,7 @@ impl Reader<'_> {
 
     fn reject(&mut self, code: CloseCode, reason: &str) {
         bump(&self.server.stats.invalid_frames);
-        tracing::trace!(target: "ws_core::rejection", client_id = %self.client.id(), code, reason, "closing");
+        tracing::trace!(target: "ws_core::rejection", client_id = %self.client.id(), code = code.as_u16(), reason, "closing");
         self.start_close(code, reason);
     }
 

@@ -37,7 +37,7 @@ enum WriteError {
 
 pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
-        code: WsCloseCode::from(code),
+        code: WsCloseCode::from(u16::from(code)),
         reason: reason.into(),
     }))
 }
@@ -56,7 +56,7 @@ pub(super) async fn run(sink: Sink, client: Client) -> Ended {
         None | Some(Abort::Finished) => false,
         // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
         Some(Abort::SlowConsumer) => {
-            metrics.server_disconnect(close::POLICY_VIOLATION);
+            metrics.server_disconnect(close::POLICY_VIOLATION.into());
             let close = close_message(close::POLICY_VIOLATION, "send queue full");
             let sent = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
             !matches!(sent, Ok(Ok(())))
@@ -94,7 +94,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
             () = &mut aborted => return sink,
             () = &mut close_requested => {
                 let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
-                server.metrics.server_disconnect(code);
+                server.metrics.server_disconnect(code.into());
                 // Frames queued before the close go out first: at most one queue's worth, so a busy
                 // broadcaster cannot keep the close waiting.
                 let mut budget = config.send_queue_max_bytes;
