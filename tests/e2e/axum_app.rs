@@ -39,19 +39,6 @@ async fn login(addr: SocketAddr, user: &str, password: &str) -> String {
     answer["token"].as_str().expect("a token").to_owned()
 }
 
-/// Sends a request and returns its answer (`$reply` or `$error`), skipping other frames.
-async fn ask(client: &mut WsClient, kind: &str, data: Value, id: u64) -> Value {
-    client
-        .send_json(json!({"type": kind, "data": data, "id": id}))
-        .await;
-    loop {
-        let frame = client.recv().await;
-        if frame["id"] == id {
-            return frame;
-        }
-    }
-}
-
 /// Login, REST routes behind a bearer token, the socket behind the same token (header, cookie or query),
 /// REST and socket handlers sharing the application's notes, its layers' answers, and one metrics page.
 #[tokio::test]
@@ -98,7 +85,7 @@ async fn rest_and_websocket_share_the_login_and_the_state() {
         .into_iter()
         .enumerate()
     {
-        let listed = ask(client, "list_notes", Value::Null, 100 + id as u64).await;
+        let listed = client.ask("list_notes", Value::Null, 100 + id as u64).await;
         assert_eq!(listed["data"], json!([]));
     }
 
@@ -116,13 +103,9 @@ async fn rest_and_websocket_share_the_login_and_the_state() {
     }
 
     // A note added over a socket is in the application's state for REST, with the socket's user.
-    let reply = ask(
-        &mut by_header,
-        "add_note",
-        json!({"text": "from a socket"}),
-        1,
-    )
-    .await;
+    let reply = by_header
+        .ask("add_note", json!({"text": "from a socket"}), 1)
+        .await;
     let second = json!({"id": 2, "author": "bob", "text": "from a socket"});
     assert_eq!(reply, json!({"type": "$reply", "id": 1, "data": second}));
     assert_eq!(
@@ -135,11 +118,11 @@ async fn rest_and_websocket_share_the_login_and_the_state() {
         serde_json::from_str::<Value>(&list).unwrap(),
         json!([note, second])
     );
-    let listed = ask(&mut by_query, "list_notes", Value::Null, 2).await;
+    let listed = by_query.ask("list_notes", Value::Null, 2).await;
     assert_eq!(listed["data"], json!([note, second]));
 
     // Bad notes, a body past the limit.
-    let empty = ask(&mut by_query, "add_note", json!({"text": ""}), 3).await;
+    let empty = by_query.ask("add_note", json!({"text": ""}), 3).await;
     assert_eq!(
         (&empty["type"], &empty["data"]["code"]),
         (&json!("$error"), &json!("invalid_data"))
@@ -193,9 +176,9 @@ async fn an_expired_token_closes_its_socket_with_4001() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let newer = login(addr, "ann", "ann-secret").await;
     let bob = login(addr, "bob", "bob-secret").await;
-    let refused = ask(&mut refreshed, "refresh", json!({"token": bob}), 1).await;
+    let refused = refreshed.ask("refresh", json!({"token": bob}), 1).await;
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
-    let reply = ask(&mut refreshed, "refresh", json!({"token": newer}), 2).await;
+    let reply = refreshed.ask("refresh", json!({"token": newer}), 2).await;
     assert_eq!(reply["data"]["user"], "ann", "{reply}");
 
     let closed = kept.recv_close().await;
@@ -204,7 +187,7 @@ async fn an_expired_token_closes_its_socket_with_4001() {
         (4001, "token expired")
     );
     // The refreshed socket outlives the first token.
-    let listed = ask(&mut refreshed, "list_notes", Value::Null, 3).await;
+    let listed = refreshed.ask("list_notes", Value::Null, 3).await;
     assert_eq!(listed["type"], "$reply");
     assert_eq!(refused_status(ws.as_str()).await, 401);
     assert_eq!(send(addr, "GET", "/api/me", Some(&first), "").await.0, 401);

@@ -10,11 +10,10 @@ use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
 use ws_core::{Server, ServerBuilder};
 
-use crate::groups::{group_server, join};
-
 use crate::support::redis::RedisServer;
 use crate::support::{
-    TestServer, WsClient, eventually, example_path, http_get, spawn, start_example,
+    TestServer, WsClient, eventually, example_path, group_server, http_get, join, spawn,
+    start_example,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -506,19 +505,22 @@ async fn chat_processes_sharing_redis_serve_one_chat() {
     assert!(stderr.contains("backplane url"), "{stderr}");
 }
 
-/// Joins the chat room `room` (request `id`) and returns the `$position` that the join brings.
+/// Joins the chat room `room` (request `id`) and returns the `$position` that the join brings (before or
+/// after its reply).
 async fn join_room_with_history(client: &mut WsClient, room: &str, id: u64) -> Value {
+    let mut position = Value::Null;
     client
         .send_json(json!({"type": "join", "data": {"room": room}, "id": id}))
         .await;
-    let (mut position, mut replied) = (Value::Null, false);
-    while position.is_null() || !replied {
-        let frame = client.recv().await;
-        match frame["type"].as_str() {
-            Some("$position") => position = frame,
-            Some("$reply") if frame["id"] == id => replied = true,
-            _ => {}
-        }
+    client
+        .answer_collecting(id, |frame| {
+            if frame["type"] == "$position" {
+                position = frame;
+            }
+        })
+        .await;
+    if position.is_null() {
+        position = client.next_of("$position").await;
     }
     position
 }

@@ -1,4 +1,5 @@
-//! Raw mode: the echo example, and raw servers behind the same gates as envelope servers.
+//! Raw mode (README "Handlers and the socket"; `ws_core::raw` module docs): the echo example, and raw
+//! servers behind the same gates as envelope servers.
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;

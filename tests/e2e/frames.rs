@@ -1,4 +1,5 @@
-//! Bad frames: each kind gets its close code or error frame, and other clients are unaffected.
+//! Bad frames (docs/protocol.md "Answers to bad input", "Close codes"): each kind gets its close code or
+//! error frame, and other clients are unaffected.
 
 use std::sync::{Arc, Mutex};
 

@@ -1,37 +1,12 @@
-//! Groups: membership, sending to a group through `ws_core::recipients`, and consistency under
-//! join/leave/disconnect races.
+//! Groups (README "Sending"; `ws_core::recipients` module docs): membership, sending to a group, and
+//! consistency under join/leave/disconnect races.
 
 use std::time::Duration;
 
 use serde_json::json;
-use ws_core::Server;
 use ws_core::protocol::Frame;
-use ws_core::protocol::Message;
 
-use crate::support::{TestServer, WsClient, config, eventually, spawn};
-
-/// `join`, `leave` and `to_group` (mode `others`: `client.to(g)`; `except`: `server.to(g).except(id)`;
-/// otherwise `server.to(g)`), with untyped handlers.
-pub(crate) fn group_server() -> ws_core::ServerBuilder {
-    Server::builder(config())
-        .on("join", |c, m: Message| async move {
-            c.join(m.data.as_str().unwrap_or_default())
-        })
-        .on("leave", |c, m: Message| async move {
-            Ok::<_, ws_core::Error>(c.leave(m.data.as_str().unwrap_or_default()))
-        })
-        .on("to_group", |c, m: Message| async move {
-            let group = m.data["group"].as_str().unwrap_or_default().to_owned();
-            let out = Message::new("room", m.data["text"].clone()).with_from(c.id().as_str());
-            let except = ws_core::ClientId::from(m.data["except"].as_str().unwrap_or_default());
-            let server = c.server();
-            match m.data["mode"].as_str() {
-                Some("others") => c.to(&group).send(&out),
-                Some("except") => server.to(&group).except(&except).send(&out),
-                _ => server.to(&group).send(&out),
-            }
-        })
-}
+use crate::support::{TestServer, WsClient, eventually, group_server, join, spawn};
 
 /// Three clients that know their ids (sent by `on_connect`).
 async fn trio() -> (TestServer, Vec<WsClient>, Vec<String>) {
@@ -48,17 +23,6 @@ async fn trio() -> (TestServer, Vec<WsClient>, Vec<String>) {
         clients.push(client);
     }
     (srv, clients, ids)
-}
-
-/// Joins `group` as a request and expects `true` (a new membership).
-pub(crate) async fn join(client: &mut WsClient, group: &str) {
-    client
-        .send_json(json!({"type": "join", "data": group, "id": 1}))
-        .await;
-    assert_eq!(
-        client.recv().await,
-        json!({"type": "$reply", "id": 1, "data": true})
-    );
 }
 
 /// join_group adds once, leave_group removes once, unknown clients are `not_found`.

@@ -1,4 +1,5 @@
-//! Dispatch: replies, errors, panics, middleware, hooks, ordering and concurrency.
+//! Dispatch (README "Handlers and the socket"; docs/protocol.md "Error codes"): replies, errors, panics,
+//! middleware, hooks, ordering and concurrency.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

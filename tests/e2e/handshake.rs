@@ -1,4 +1,5 @@
-//! Refusals before the upgrade: each is an HTTP status, and none takes a client slot.
+//! Refusals before the upgrade (docs/protocol.md "Before the upgrade"): each is an HTTP status, and none
+//! takes a client slot.
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

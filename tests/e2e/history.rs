@@ -50,15 +50,14 @@ async fn join_replayed(client: &mut WsClient, group: &str) -> (Value, Vec<u64>) 
         .await;
     let mut position = Value::Null;
     let mut replayed = Vec::new();
-    loop {
-        let frame = client.recv().await;
-        match frame["type"].as_str() {
+    client
+        .answer_collecting(1, |frame| match frame["type"].as_str() {
             Some("$position") => position = frame,
             Some("said") => replayed.push(frame["data"].as_u64().unwrap()),
-            Some("$reply") if frame["id"] == 1 => return (position, replayed),
             _ => {}
-        }
-    }
+        })
+        .await;
+    (position, replayed)
 }
 
 async fn say(client: &mut WsClient, group: &str, n: u64) {
@@ -314,16 +313,12 @@ fn node_with(redis: &str, history: History) -> ServerBuilder {
 /// Joins `group` and returns `$position` once both it and the join's reply arrived (on a cluster it comes
 /// from the node's subscriber and may follow the reply), with the `said` frames replayed after it so far.
 async fn join_and_position(client: &mut WsClient, group: &str) -> (Value, Vec<u64>) {
-    client
-        .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
-        .await;
-    let (mut position, mut replied, mut replayed) = (Value::Null, false, Vec::new());
-    while position.is_null() || !replied {
+    let (mut position, mut replayed) = join_replayed(client, group).await;
+    while position.is_null() {
         let frame = client.recv().await;
         match frame["type"].as_str() {
             Some("$position") => position = frame,
             Some("said") => replayed.push(frame["data"].as_u64().unwrap()),
-            Some("$reply") if frame["id"] == 1 => replied = true,
             _ => {}
         }
     }
@@ -552,16 +547,6 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
     );
 }
 
-/// Reads until the `$reply` to request `id`, skipping everything before it.
-async fn until_reply(client: &mut WsClient, id: u64) {
-    loop {
-        let frame = client.recv().await;
-        if frame["type"] == "$reply" && frame["id"] == id {
-            return;
-        }
-    }
-}
-
 /// A client that joins a group with history and sends to it the moment the join is answered gets its
 /// own frames back (README "History and recovery": frames sent after a join arrive live after the
 /// replay), even while the node's subscriber is busy answering a large `$history` — it used to drop them
@@ -587,7 +572,7 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
         sender
             .send_json(json!({"type": "join", "data": {"group": group}, "id": 1}))
             .await;
-        until_reply(&mut sender, 1).await;
+        sender.answer(1).await;
         for n in 1..=3 {
             sender
                 .send_json(json!({"type": "shout", "data": {"group": group, "n": n}}))
@@ -596,7 +581,7 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
         let (got, last) = said(&mut sender, 3).await;
         assert_eq!(got, [1, 2, 3], "round {round}");
         assert_eq!(last["offset"], 3, "round {round}");
-        until_reply(&mut reader, 9).await;
+        reader.answer(9).await;
     }
 }
 

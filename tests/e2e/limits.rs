@@ -1,4 +1,5 @@
-//! Limits a client can hit: rate limit, send queue, ping/pong, blocked writes, groups per client.
+//! Limits a client can hit (README "Slow clients and delivery policies"; docs/protocol.md "Close codes";
+//! SECURITY.md): rate limit, send queue, ping/pong, blocked writes, groups per client.
 
 use std::time::Duration;
 

@@ -66,13 +66,8 @@ async fn scrape(addr: std::net::SocketAddr) -> Exposition {
 
 async fn request(client: &mut WsClient, kind: &str, id: u64) {
     client.send_json(json!({"type": kind, "id": id})).await;
-    loop {
-        let frame = client.recv().await;
-        if frame["id"] == id {
-            assert_eq!(frame["type"], "$reply", "{frame}");
-            return;
-        }
-    }
+    let frame = client.answer(id).await;
+    assert_eq!(frame["type"], "$reply", "{frame}");
 }
 
 /// Handler durations by type, fan-out sizes, send queue lag, server disconnects by code, counters and

@@ -1,4 +1,5 @@
-//! Server → client requests (`Client::request`) and the `$ping` heartbeat.
+//! Server → client requests (`Client::request`) and the `$ping` heartbeat (docs/protocol.md "Wire
+//! format").
 
 use std::time::Duration;
 

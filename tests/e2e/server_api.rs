@@ -1,4 +1,5 @@
-//! The server's and client's public operations: sends, lookups, metadata, extensions, stats.
+//! The server's and client's public operations (README "Sending"): sends, lookups, metadata, extensions,
+//! stats.
 
 use std::time::Duration;
 

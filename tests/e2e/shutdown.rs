@@ -1,4 +1,5 @@
-//! Graceful stop: close 1001 to every client after its queue drains, then the listener closes.
+//! Graceful stop (docs/protocol.md "Close codes": 1001): close 1001 to every client after its queue
+//! drains, then the listener closes.
 
 use serde_json::json;
 use ws_core::Server;

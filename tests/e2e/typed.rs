@@ -1,4 +1,4 @@
-//! The typed layer over a real socket: `#[ws_messages]` envelopes, `#[on]` handlers and their arguments,
+//! The typed layer over a real socket (README "Typed messages"): `#[ws_messages]` envelopes, `#[on]` handlers and their arguments,
 //! typed replies, typed sends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

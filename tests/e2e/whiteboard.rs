@@ -8,29 +8,6 @@ async fn connect(app: &Example, user: &str) -> WsClient {
     WsClient::connect(&format!("ws://{}/ws?token={user}", app.addr)).await
 }
 
-/// Sends a request and returns its answer, skipping other frames.
-async fn ask(client: &mut WsClient, kind: &str, data: Value, id: u64) -> Value {
-    client
-        .send_json(json!({"type": kind, "data": data, "id": id}))
-        .await;
-    loop {
-        let frame = client.recv().await;
-        if frame["id"] == id {
-            return frame;
-        }
-    }
-}
-
-/// The next frame of `kind`, skipping others.
-async fn next_of(client: &mut WsClient, kind: &str) -> Value {
-    loop {
-        let frame = client.recv().await;
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
-}
-
 fn line(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"x": i % 4000, "y": 10})).collect()
 }
@@ -47,21 +24,21 @@ async fn boards_relay_strokes_cursors_and_presence_within_their_bounds() {
     );
 
     let mut ann = connect(&app, "ann").await;
-    let bad = ask(&mut ann, "join", json!({"board": "no spaces"}), 1).await;
+    let bad = ann.ask("join", json!({"board": "no spaces"}), 1).await;
     assert_eq!(bad["data"]["code"], "invalid_data", "{bad}");
-    let joined = ask(&mut ann, "join", json!({"board": "b1"}), 2).await;
+    let joined = ann.ask("join", json!({"board": "b1"}), 2).await;
     assert_eq!(joined["data"]["strokes"], json!([]));
     assert_eq!(joined["data"]["members"].as_array().unwrap().len(), 1);
     let ann_id = joined["data"]["you"]["id"].clone();
 
     let mut bob = connect(&app, "bob").await;
-    ask(&mut bob, "join", json!({"board": "b1"}), 1).await;
+    bob.ask("join", json!({"board": "b1"}), 1).await;
     assert_eq!(members_until(&mut ann, 2).await, ["ann", "bob"]);
 
     let stroke = json!({"color": "#ff0000", "width": 3, "points": line(3)});
     ann.send_json(json!({"type": "stroke", "data": stroke}))
         .await;
-    let got = next_of(&mut bob, "stroke").await;
+    let got = bob.next_of("stroke").await;
     assert_eq!(
         got["data"],
         json!({"id": 1, "user": "ann", "color": "#ff0000", "width": 3, "points": line(3)})
@@ -87,7 +64,7 @@ async fn boards_relay_strokes_cursors_and_presence_within_their_bounds() {
         ),
     ] {
         ann.send_json(json!({"type": "stroke", "data": bad})).await;
-        let err = next_of(&mut ann, "$error").await;
+        let err = ann.next_of("$error").await;
         assert_eq!(err["data"]["code"], "invalid_data", "{what}: {err}");
     }
 
@@ -96,7 +73,7 @@ async fn boards_relay_strokes_cursors_and_presence_within_their_bounds() {
         .await;
     ann.send_json(json!({"type": "cursor", "data": {"x": 40, "y": 50}}))
         .await;
-    let cursor = next_of(&mut bob, "cursor").await;
+    let cursor = bob.next_of("cursor").await;
     assert_eq!(
         (
             &cursor["data"]["id"],
@@ -108,10 +85,10 @@ async fn boards_relay_strokes_cursors_and_presence_within_their_bounds() {
 
     // A late joiner gets the strokes; a move to another board and a disconnect update the list.
     let mut cid = connect(&app, "cid").await;
-    let joined = ask(&mut cid, "join", json!({"board": "b1"}), 1).await;
+    let joined = cid.ask("join", json!({"board": "b1"}), 1).await;
     assert_eq!(joined["data"]["strokes"].as_array().unwrap().len(), 1);
     assert_eq!(members_until(&mut bob, 3).await, ["ann", "bob", "cid"]);
-    ask(&mut cid, "join", json!({"board": "b2"}), 2).await;
+    cid.ask("join", json!({"board": "b2"}), 2).await;
     assert_eq!(members_until(&mut bob, 2).await, ["ann", "bob"]);
     ann.close().await;
     assert_eq!(members_until(&mut bob, 1).await, ["bob"]);
@@ -121,7 +98,7 @@ async fn boards_relay_strokes_cursors_and_presence_within_their_bounds() {
 /// one that was still waiting).
 async fn members_until(client: &mut WsClient, n: usize) -> Vec<String> {
     loop {
-        let presence = next_of(client, "presence").await;
+        let presence = client.next_of("presence").await;
         let members = presence["data"]["members"].as_array().unwrap();
         if members.len() == n {
             return members
@@ -140,21 +117,23 @@ async fn boards_past_the_limit_are_refused_until_one_is_empty() {
     let mut holders = Vec::new();
     for i in 0..100 {
         let mut c = connect(&app, &format!("u{i}")).await;
-        let joined = ask(&mut c, "join", json!({"board": format!("b{i}")}), 1).await;
+        let joined = c.ask("join", json!({"board": format!("b{i}")}), 1).await;
         assert_eq!(joined["type"], "$reply", "{joined}");
         holders.push(c);
     }
     let mut late = connect(&app, "late").await;
-    let refused = ask(&mut late, "join", json!({"board": "one-more"}), 1).await;
+    let refused = late.ask("join", json!({"board": "one-more"}), 1).await;
     assert_eq!(refused["data"]["code"], "limit_exceeded", "{refused}");
     // An existing board can still be joined.
-    let joined = ask(&mut late, "join", json!({"board": "b7"}), 2).await;
+    let joined = late.ask("join", json!({"board": "b7"}), 2).await;
     assert_eq!(joined["type"], "$reply");
 
     holders.swap_remove(3).close().await;
     let mut attempt = 3;
     loop {
-        let answer = ask(&mut late, "join", json!({"board": "one-more"}), attempt).await;
+        let answer = late
+            .ask("join", json!({"board": "one-more"}), attempt)
+            .await;
         if answer["type"] == "$reply" {
             break;
         }

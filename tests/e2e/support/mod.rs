@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -116,6 +116,46 @@ impl WsClient {
                 WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
                 other if self.skip_presence && is_presence(&other) => continue,
                 other => return other,
+            }
+        }
+    }
+
+    /// Sends request `id` of type `kind` and returns its answer (`$reply` or `$error`), skipping the
+    /// frames before it.
+    pub(crate) async fn ask(&mut self, kind: &str, data: Value, id: u64) -> Value {
+        self.send_json(json!({"type": kind, "data": data, "id": id}))
+            .await;
+        self.answer(id).await
+    }
+
+    /// The answer to request `id`, skipping the frames before it.
+    pub(crate) async fn answer(&mut self, id: u64) -> Value {
+        self.answer_collecting(id, |_| {}).await
+    }
+
+    /// The answer to request `id`, handing each frame that comes before it to `before`.
+    pub(crate) async fn answer_collecting(
+        &mut self,
+        id: u64,
+        mut before: impl FnMut(Value),
+    ) -> Value {
+        loop {
+            let frame = self.recv().await;
+            let is_answer =
+                frame["id"] == id && (frame["type"] == "$reply" || frame["type"] == "$error");
+            if is_answer {
+                return frame;
+            }
+            before(frame);
+        }
+    }
+
+    /// The next frame of type `kind`, skipping others.
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
             }
         }
     }
@@ -327,4 +367,39 @@ impl Example {
             .to_owned();
         (client, id)
     }
+}
+
+/// `join`, `leave` and `to_group` (mode `others`: `client.to(g)`; `except`: `server.to(g).except(id)`;
+/// otherwise `server.to(g)`), with untyped handlers.
+pub(crate) fn group_server() -> ws_core::ServerBuilder {
+    ws_core::Server::builder(config())
+        .on("join", |c, m: ws_core::protocol::Message| async move {
+            c.join(m.data.as_str().unwrap_or_default())
+        })
+        .on("leave", |c, m: ws_core::protocol::Message| async move {
+            Ok::<_, ws_core::Error>(c.leave(m.data.as_str().unwrap_or_default()))
+        })
+        .on("to_group", |c, m: ws_core::protocol::Message| async move {
+            let group = m.data["group"].as_str().unwrap_or_default().to_owned();
+            let out = ws_core::protocol::Message::new("room", m.data["text"].clone())
+                .with_from(c.id().as_str());
+            let except = ws_core::ClientId::from(m.data["except"].as_str().unwrap_or_default());
+            let server = c.server();
+            match m.data["mode"].as_str() {
+                Some("others") => c.to(&group).send(&out),
+                Some("except") => server.to(&group).except(&except).send(&out),
+                _ => server.to(&group).send(&out),
+            }
+        })
+}
+
+/// Joins `group` as a request and expects `true` (a new membership).
+pub(crate) async fn join(client: &mut WsClient, group: &str) {
+    client
+        .send_json(json!({"type": "join", "data": group, "id": 1}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 1, "data": true})
+    );
 }
