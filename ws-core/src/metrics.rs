@@ -74,6 +74,7 @@ pub use prometheus_client;
 
 use crate::close;
 use crate::server::Inner;
+use crate::stats::{Kind, Reading};
 
 /// The content type of [`Server::metrics_text`](crate::Server::metrics_text)'s page (OpenMetrics 1.0).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -195,23 +196,20 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &mut Registry) {
     inner.backplane.register_metrics(ws);
 }
 
-/// A metric read at scrape time: name (without the `ws_` prefix), help, value.
-type Reading = (&'static str, &'static str, u64);
-
-fn encode_gauges(encoder: &mut DescriptorEncoder, gauges: &[Reading]) -> std::fmt::Result {
-    for &(name, help, value) in gauges {
-        let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+fn encode_reading(encoder: &mut DescriptorEncoder, reading: Reading) -> std::fmt::Result {
+    let Reading {
+        name, help, value, ..
+    } = reading;
+    match reading.kind {
+        Kind::Gauge => {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+        }
+        Kind::Counter => {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+        }
     }
-    Ok(())
-}
-
-fn encode_counters(encoder: &mut DescriptorEncoder, counters: &[Reading]) -> std::fmt::Result {
-    for &(name, help, value) in counters {
-        let counter = ConstCounter::new(value);
-        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
-    }
-    Ok(())
 }
 
 /// Reads the server's counters at scrape time. Holds the server weakly: a registry that outlives the
@@ -224,140 +222,19 @@ impl Collector for Counters {
         let Some(inner) = self.0.upgrade() else {
             return Ok(());
         };
-        let s = inner.stats.snapshot();
-        let groups = u64::try_from(inner.backplane.group_count()).unwrap_or(u64::MAX);
-        let gauges = [
-            (
-                "connected_clients",
-                "Clients connected now",
-                s.connected_clients,
-            ),
-            (
-                "groups",
-                "Groups with members (cluster-wide with a backplane)",
-                groups,
-            ),
-        ];
-        encode_gauges(&mut encoder, &gauges)?;
-        let counters = [
-            ("connections", "Connections accepted", s.total_connections),
-            (
-                "rejected_connections",
-                "Upgrades refused with an HTTP status",
-                s.rejected_connections,
-            ),
-            (
-                "messages_received",
-                "Data frames received from clients",
-                s.messages_received,
-            ),
-            (
-                "messages_sent",
-                "Data frames written to clients",
-                s.messages_sent,
-            ),
-            (
-                "bytes_received",
-                "Bytes read from client sockets after the handshake",
-                s.bytes_received,
-            ),
-            (
-                "bytes_sent",
-                "Bytes written to client sockets after the handshake",
-                s.bytes_sent,
-            ),
-            (
-                "slow_consumer_drops",
-                "Clients dropped as slow consumers (send queue past its bytes or lag bound)",
-                s.slow_consumer_drops,
-            ),
-            (
-                "dropped_volatile",
-                "Volatile frames skipped for a recipient that was behind",
-                s.dropped_volatile,
-            ),
-            (
-                "coalesced",
-                "Latest-value frames that replaced a waiting one",
-                s.coalesced,
-            ),
-            (
-                "overloaded",
-                "Frames refused: too many of the client's frames were waiting for a handler",
-                s.overloaded,
-            ),
-            (
-                "rate_limit_closes",
-                "Clients closed for exceeding the rate limit",
-                s.rate_limit_closes,
-            ),
-            (
-                "unknown_types",
-                "Frames with no handler for their type",
-                s.unknown_types,
-            ),
-            (
-                "invalid_frames",
-                "Connections closed for an invalid frame",
-                s.invalid_frames,
-            ),
-            ("handler_errors", "Handler errors", s.handler_errors),
-            ("handler_panics", "Handler panics", s.handler_panics),
-            (
-                "pong_timeouts",
-                "Connections closed for missing pongs",
-                s.pong_timeouts,
-            ),
-            (
-                "write_timeouts",
-                "Connections closed for a blocked write",
-                s.write_timeouts,
-            ),
-        ];
-        encode_counters(&mut encoder, &counters)?;
-        if let Some(b) = inner.backplane.stats() {
-            let gauges = [
-                (
-                    "backplane_connected",
-                    "1 while linked to the other nodes",
-                    u64::from(b.connected),
-                ),
-                ("backplane_nodes", "Other nodes seen", b.nodes),
-            ];
-            encode_gauges(&mut encoder, &gauges)?;
-            let counters = [
-                (
-                    "backplane_published",
-                    "Messages sent to the other nodes",
-                    b.published,
-                ),
-                (
-                    "backplane_received",
-                    "Messages received from the other nodes",
-                    b.received,
-                ),
-                (
-                    "backplane_dropped",
-                    "Outgoing messages dropped on a full queue",
-                    b.dropped,
-                ),
-                (
-                    "backplane_reconnects",
-                    "Times the link to the other nodes was set up again",
-                    b.reconnects,
-                ),
-                (
-                    "backplane_task_restarts",
-                    "Times a backplane task panicked and was started again",
-                    b.task_restarts,
-                ),
-                (
-                    "backplane_received_dropped",
-                    "Messages from other nodes dropped because they arrived faster than they were applied",
-                    b.received_dropped,
-                ),
-            ];
-            encode_counters(&mut encoder, &counters)?;
+        let groups = Reading {
+            name: "groups",
+            help: "Groups with members (cluster-wide with a backplane)",
+            kind: Kind::Gauge,
+            value: u64::try_from(inner.backplane.group_count()).unwrap_or(u64::MAX),
+        };
+        let backplane = inner.backplane.stats().map(|b| b.readings());
+        let readings = inner.stats.snapshot().readings().into_iter();
+        for reading in readings
+            .chain([groups])
+            .chain(backplane.into_iter().flatten())
+        {
+            encode_reading(&mut encoder, reading)?;
         }
         Ok(())
     }

@@ -104,6 +104,7 @@ use crate::client::{Client, ClientId};
 use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;
 use crate::protocol::Frame;
+use crate::stats::{Kind, Reading};
 
 /// Carries cross-client operations, on one node or between nodes.
 pub trait Backplane: Send + Sync + Debug + 'static {
@@ -244,4 +245,66 @@ pub struct BackplaneStats {
     /// they came (the incoming buffer's bounds are the outgoing queue's).
     #[serde(default)]
     pub received_dropped: u64,
+}
+
+impl BackplaneStats {
+    /// The backplane's counters as the metrics page shows them (`ws_backplane_*`).
+    pub(crate) fn readings(&self) -> [Reading; 8] {
+        let reading = |name, help, kind, value| Reading {
+            name,
+            help,
+            kind,
+            value,
+        };
+        [
+            reading(
+                "backplane_connected",
+                "1 while linked to the other nodes",
+                Kind::Gauge,
+                u64::from(self.connected),
+            ),
+            reading(
+                "backplane_nodes",
+                "Other nodes seen",
+                Kind::Gauge,
+                self.nodes,
+            ),
+            reading(
+                "backplane_published",
+                "Messages sent to the other nodes",
+                Kind::Counter,
+                self.published,
+            ),
+            reading(
+                "backplane_received",
+                "Messages received from the other nodes",
+                Kind::Counter,
+                self.received,
+            ),
+            reading(
+                "backplane_dropped",
+                "Outgoing messages dropped on a full queue",
+                Kind::Counter,
+                self.dropped,
+            ),
+            reading(
+                "backplane_reconnects",
+                "Times the link to the other nodes was set up again",
+                Kind::Counter,
+                self.reconnects,
+            ),
+            reading(
+                "backplane_task_restarts",
+                "Times a backplane task panicked and was started again",
+                Kind::Counter,
+                self.task_restarts,
+            ),
+            reading(
+                "backplane_received_dropped",
+                "Messages from other nodes dropped because they arrived faster than they were applied",
+                Kind::Counter,
+                self.received_dropped,
+            ),
+        ]
+    }
 }
