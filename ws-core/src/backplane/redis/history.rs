@@ -11,6 +11,19 @@
 //! A client joining a group with history is held back from live frames of that group until the subscriber
 //! has replayed, from the stream, what it missed up to the last frame this node delivered: the replay and the
 //! live frames neither overlap nor leave a gap.
+//!
+//! # Glossary
+//!
+//! | word | what it is |
+//! |---|---|
+//! | `epoch` | a random id of one history of a group: a new one when the history starts again (expired, or lost by Redis) |
+//! | `offset` | a frame's place in its group's history, from 1, given by [`SCRIPT`]; with the epoch, the position clients see |
+//! | `number` | the sending node's own count of its history frames, so the script takes a frame sent twice once |
+//! | `seq` | the sending node's membership change number, in every packet's header (not about history) |
+//! | [`Unsent`] | a frame the node numbered and Redis has not taken yet |
+//! | `Entry` | a frame of a group's history as received or read back: its position, who it leaves out, when it was sent |
+//! | `Kept` | a frame with its position written in, as members get it, in the node's recent copy |
+//! | [`Tracked`] | where this node's members of a group stand, and their recent frames |
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -40,41 +53,81 @@ use crate::sync::lock;
 /// latest frame, and one idle for longer than the history's life makes room. A frame of a group that finds
 /// no room is published without a position (an empty epoch), as on one node.
 ///
-/// `KEYS`: the history hash, the stream, the sending node's last number for the group, the set of groups
-/// with history. `ARGV`: an epoch for a history that does not exist yet, the packet's header up to where the
-/// position goes, the rest of the packet, the frames kept, the keys' life in milliseconds, the channel, the
-/// frame's number, `max_groups`, the group.
+/// Its keys and arguments are named at its top, in the order [`ScriptCall::add_to`] passes them.
 pub(super) const SCRIPT: &str = r#"
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[7]) <= last then
+local history_key, stream_key, sent_key, histories_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local new_epoch, head, tail, kept = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local life_ms, channel, number, max_groups, group = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local last = tonumber(redis.call('GET', sent_key) or '0')
+if tonumber(number) <= last then
   return 0
 end
-redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[5])
+redis.call('SET', sent_key, number, 'PX', life_ms)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-if not redis.call('ZSCORE', KEYS[4], ARGV[9]) then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
-  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[8]) then
-    redis.call('PUBLISH', ARGV[6], ARGV[2] .. ARGV[3])
+if not redis.call('ZSCORE', histories_key, group) then
+  redis.call('ZREMRANGEBYSCORE', histories_key, '-inf', now - tonumber(life_ms))
+  if redis.call('ZCARD', histories_key) >= tonumber(max_groups) then
+    redis.call('PUBLISH', channel, head .. tail)
     return -1
   end
 end
-redis.call('ZADD', KEYS[4], now, ARGV[9])
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+redis.call('ZADD', histories_key, now, group)
+redis.call('PEXPIRE', histories_key, life_ms)
+local epoch = redis.call('HGET', history_key, 'epoch')
 if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  epoch = new_epoch
+  redis.call('DEL', stream_key)
+  redis.call('HSET', history_key, 'epoch', epoch, 'offset', 0)
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-local packet = ARGV[2] .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[3]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'p', packet)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', ARGV[6], packet)
+local offset = redis.call('HINCRBY', history_key, 'offset', 1)
+local packet = head .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. tail
+redis.call('XADD', stream_key, 'MAXLEN', kept, offset .. '-0', 'p', packet)
+redis.call('PEXPIRE', history_key, life_ms)
+redis.call('PEXPIRE', stream_key, life_ms)
+redis.call('PUBLISH', channel, packet)
 return offset
 "#;
+
+/// One run of [`SCRIPT`], its keys and arguments by name.
+struct ScriptCall<'a> {
+    history_key: String,
+    stream_key: String,
+    sent_key: String,
+    histories_key: String,
+    new_epoch: String,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    kept: usize,
+    life_ms: u64,
+    channel: String,
+    number: u64,
+    max_groups: usize,
+    group: &'a str,
+}
+
+impl ScriptCall<'_> {
+    /// Adds the call to `pipe`, keys and arguments in the order the script names them.
+    fn add_to(&self, pipe: &mut redis::Pipeline, sha: &str) {
+        pipe.cmd("EVALSHA")
+            .arg(sha)
+            .arg(4)
+            .arg(&self.history_key)
+            .arg(&self.stream_key)
+            .arg(&self.sent_key)
+            .arg(&self.histories_key)
+            .arg(&self.new_epoch)
+            .arg(&self.head)
+            .arg(&self.tail)
+            .arg(self.kept)
+            .arg(self.life_ms)
+            .arg(&self.channel)
+            .arg(self.number)
+            .arg(self.max_groups)
+            .arg(self.group)
+            .ignore();
+    }
+}
 
 /// Where this node's members of a group stand, and the frames they were given last.
 #[derive(Debug, Default)]
@@ -314,7 +367,7 @@ pub(super) struct Unsent {
     pub(super) queued_ms: u64,
 }
 
-/// Adds [`SCRIPT`] for `unsent`, with its keys and arguments, to the publisher's pipeline.
+/// Adds [`SCRIPT`] for `unsent` to the publisher's pipeline.
 pub(super) fn invoke(
     shared: &Shared,
     pipe: &mut redis::Pipeline,
@@ -324,11 +377,7 @@ pub(super) fn invoke(
 ) {
     let config = &shared.config;
     let group = &unsent.group;
-    let kept = shared.history.get().map_or(1, |h| h.frames_per_group());
-    let life = shared
-        .history
-        .get()
-        .map_or(1, |h| super::millis(h.age()).max(1));
+    let history = shared.history.get();
     let (head, tail) = wire::encode_history(
         &shared.node,
         seq,
@@ -337,24 +386,22 @@ pub(super) fn invoke(
         &unsent.frame,
         unsent.queued_ms,
     );
-    let groups = shared.history.get().map_or(1, |h| h.group_limit());
-    pipe.cmd("EVALSHA")
-        .arg(script)
-        .arg(4)
-        .arg(config.history_key(group))
-        .arg(config.stream_key(group))
-        .arg(config.sent_key(&shared.node, group))
-        .arg(config.histories_key())
-        .arg(format!("{:016x}", rand::random::<u64>()))
-        .arg(head)
-        .arg(tail)
-        .arg(kept)
-        .arg(life)
-        .arg(config.channel_all())
-        .arg(unsent.number)
-        .arg(groups)
-        .arg(group)
-        .ignore();
+    ScriptCall {
+        history_key: config.history_key(group),
+        stream_key: config.stream_key(group),
+        sent_key: config.sent_key(&shared.node, group),
+        histories_key: config.histories_key(),
+        new_epoch: format!("{:016x}", rand::random::<u64>()),
+        head,
+        tail,
+        kept: history.map_or(1, History::frames_per_group),
+        life_ms: history.map_or(1, |h| super::millis(h.age()).max(1)),
+        channel: config.channel_all(),
+        number: unsent.number,
+        max_groups: history.map_or(1, History::group_limit),
+        group,
+    }
+    .add_to(pipe, script);
 }
 
 /// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
