@@ -85,7 +85,11 @@ async fn connections_and_messages_carry_their_spans() {
         tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
     let srv = spawn(
         Server::builder(config())
-            .auth(|_| async { Ok::<_, Error>(ClientData::new().metadata("user", "ann")) })
+            .auth(|_| async {
+                // The span's user is the one named for it, not a metadata key of the same name.
+                let data = ClientData::new().metadata("user", "bob").span_user("ann");
+                Ok::<_, Error>(data)
+            })
             .on("echo", |client, m: Message| async move {
                 let _ = client.send(&m);
             }),

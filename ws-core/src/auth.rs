@@ -68,18 +68,21 @@ impl AuthRequest {
     }
 }
 
-/// What a successful authentication attaches to the new client: metadata and typed extensions.
+/// What a successful authentication attaches to the new client: typed extensions, metadata, and the user
+/// its log lines name.
 ///
 /// ```
 /// # #[derive(Clone)] struct User { name: String }
 /// let data = ws_core::auth::ClientData::new()
+///     .extension(User { name: "ann".into() })
 ///     .metadata("user", "ann")
-///     .extension(User { name: "ann".into() });
+///     .span_user("ann");
 /// ```
 #[derive(Default)]
 pub struct ClientData {
     metadata: Vec<(String, Value)>,
     extensions: Vec<InsertExtension>,
+    span_user: Option<String>,
 }
 
 /// Inserts one typed extension into a new client.
@@ -90,6 +93,7 @@ impl fmt::Debug for ClientData {
         f.debug_struct("ClientData")
             .field("metadata", &self.metadata)
             .field("extensions", &self.extensions.len())
+            .field("span_user", &self.span_user)
             .finish()
     }
 }
@@ -117,6 +121,14 @@ impl ClientData {
         self
     }
 
+    /// Names the user in the connection's `ws.connection` span (its `user` field), so every log line of the
+    /// connection says whose it is. Nothing else reads it: chosen here, not guessed from the metadata.
+    #[must_use]
+    pub fn span_user(mut self, user: impl Into<String>) -> Self {
+        self.span_user = Some(user.into());
+        self
+    }
+
     /// What the metadata counts against `max_metadata_bytes`.
     pub(crate) fn metadata_bytes(&self) -> usize {
         self.metadata
@@ -125,7 +137,8 @@ impl ClientData {
             .sum()
     }
 
-    pub(crate) fn apply(self, client: &Client) {
+    /// Attaches the metadata and extensions to `client`; returns the user its span names.
+    pub(crate) fn apply(self, client: &Client) -> Option<String> {
         for (key, value) in self.metadata {
             // Checked against the bound before the upgrade, and a `Value` always serializes.
             let _ = client.set_metadata(key, value);
@@ -133,6 +146,7 @@ impl ClientData {
         for insert in self.extensions {
             insert(client);
         }
+        self.span_user
     }
 }
 

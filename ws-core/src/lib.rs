@@ -47,7 +47,7 @@
 //!         .auth(|req| async move {
 //!             let user = req.query("token").filter(|t| !t.is_empty());
 //!             let user = user.ok_or_else(|| Error::unauthorized("missing token"))?;
-//!             Ok::<_, Error>(ClientData::new().metadata("user", user))
+//!             Ok::<_, Error>(ClientData::new().metadata("user", &user).span_user(user))
 //!         })
 //!         .handle(join)
 //!         .handle(chat)

@@ -386,6 +386,7 @@ pub fn websocket_server(
                 Ok::<_, Error>(
                     ClientData::new()
                         .metadata("user", &session.user)
+                        .span_user(&session.user)
                         .extension(session),
                 )
             }

@@ -42,8 +42,9 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
     bounded("the user name", &token, MAX_USER_CHARS)?;
     let plan = if token == "admin" { "admin" } else { "member" };
     Ok(ClientData::new()
-        .metadata("user", token)
-        .metadata("plan", plan))
+        .metadata("user", &token)
+        .metadata("plan", plan)
+        .span_user(token))
 }
 
 #[on(Inbound::Chat)]

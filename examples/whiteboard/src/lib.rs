@@ -315,7 +315,7 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
             "?token= is the user name: 1 to {MAX_USER_CHARS} characters"
         )));
     }
-    Ok(ClientData::new().metadata("user", user))
+    Ok(ClientData::new().metadata("user", &user).span_user(user))
 }
 
 #[on(Inbound::Join)]

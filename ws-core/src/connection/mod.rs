@@ -21,8 +21,8 @@
 //! raw until the peer goes quiet.
 //!
 //! Each connection's tasks run in a `ws.connection` span (`client_id`, `remote` when the peer address is
-//! known, `user` when the client's metadata has a string `user`), and each handled message in a
-//! `ws.message` span (`type`, `id`) inside it; closes are events with their `code`.
+//! known, `user` when the authenticator named one with `ClientData::span_user`), and each handled message
+//! in a `ws.message` span (`type`, `id`) inside it; closes are events with their `code`.
 
 mod dispatch;
 mod io;
@@ -82,7 +82,7 @@ pub(crate) fn register(
         .insert_new(|id| Client::new(id, server.clone()));
     bump(&server.stats.connected_clients);
     bump(&server.stats.total_connections);
-    data.apply(&client);
+    let user = data.apply(&client);
     if let Some(presence) = &server.presence {
         presence.attach_meta(&client);
         crate::presence::start(&server);
@@ -97,10 +97,7 @@ pub(crate) fn register(
     if let Some(peer) = peer {
         span.record("remote", tracing::field::display(peer));
     }
-    if let Some(user) = client
-        .get_metadata("user")
-        .and_then(|u| u.as_str().map(str::to_owned))
-    {
+    if let Some(user) = user {
         span.record("user", user);
     }
     span.in_scope(|| tracing::debug!(target: "ws_core::connection", "connected"));
