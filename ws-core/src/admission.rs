@@ -5,11 +5,36 @@
 //! not a WebSocket client yet holds a [`Handshake`] in `max_handshakes`. Both give their place back when
 //! dropped, so no path out of a connection can leak one.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::watch;
 
 use crate::server::Inner;
+
+/// The counts behind the bounds.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// Connections holding a slot: upgrades in progress and live clients.
+    pub(crate) connections: watch::Sender<usize>,
+    /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
+    /// with its last connection.
+    connections_per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    /// TCP connections accepted by `serve_app` that are not WebSocket clients (yet).
+    handshakes: AtomicUsize,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            connections: watch::Sender::new(0),
+            connections_per_ip: std::sync::Mutex::default(),
+            handshakes: AtomicUsize::new(0),
+        }
+    }
+}
 
 /// A slot in `max_connections` (and in `max_connections_per_ip` for its address), released when dropped.
 pub(crate) struct Slot {
@@ -26,7 +51,7 @@ pub(crate) enum NoSlot {
 impl Slot {
     pub(crate) fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
         let max = inner.config.max_connections;
-        let reserved = inner.connections.send_if_modified(|n| {
+        let reserved = inner.admission.connections.send_if_modified(|n| {
             let free = max == 0 || *n < max;
             if free {
                 *n += 1;
@@ -43,7 +68,7 @@ impl Slot {
         };
         let per_ip = inner.config.max_connections_per_ip;
         if let Some(ip) = peer.filter(|_| per_ip > 0) {
-            let mut counts = crate::sync::lock(&inner.connections_per_ip);
+            let mut counts = crate::sync::lock(&inner.admission.connections_per_ip);
             let count = counts.entry(ip).or_insert(0);
             if *count >= per_ip {
                 return Err(NoSlot::PerIp);
@@ -58,7 +83,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut counts = crate::sync::lock(&self.inner.connections_per_ip);
+            let mut counts = crate::sync::lock(&self.inner.admission.connections_per_ip);
             if let Some(count) = counts.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
@@ -66,7 +91,7 @@ impl Drop for Slot {
                 }
             }
         }
-        self.inner.connections.send_modify(|n| *n -= 1);
+        self.inner.admission.connections.send_modify(|n| *n -= 1);
     }
 }
 
@@ -78,6 +103,7 @@ impl Handshake {
     pub(crate) fn begin(inner: &Arc<Inner>) -> Option<Self> {
         let max = inner.config.max_handshakes;
         let admitted = inner
+            .admission
             .handshakes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (max == 0 || n < max).then_some(n + 1)
@@ -89,6 +115,6 @@ impl Handshake {
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
+        self.0.admission.handshakes.fetch_sub(1, Ordering::AcqRel);
     }
 }

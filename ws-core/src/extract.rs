@@ -167,6 +167,7 @@ impl<V, T: Clone + Send + Sync + 'static> FromMessageParts<V> for State<T> {
         cx.request
             .client()
             .server_inner()
+            .app
             .states
             .get::<T>()
             .map(State)

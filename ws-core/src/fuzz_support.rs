@@ -210,7 +210,8 @@ pub fn connection(data: &[u8]) -> u64 {
         };
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let io = CountingIo::other(server_end, inner.clone());
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(inner.ws_config)).await;
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(inner.app.ws_config)).await;
         let served =
             tokio::spawn(connection::register(inner, ClientData::new(), None).run(ws, slot));
         let (mut from_server, mut to_server) = tokio::io::split(client_end);

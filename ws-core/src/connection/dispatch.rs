@@ -53,7 +53,7 @@ pub(super) enum Dispatcher {
 
 impl Dispatcher {
     pub(super) fn new(server: &Inner) -> Self {
-        match &server.raw {
+        match &server.app.raw {
             Some(raw) => Self::Raw(raw.clone()),
             None => Self::Envelope,
         }
@@ -172,9 +172,9 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
         return None;
     }
     let id = incoming.id;
-    let Some(route) = server.routes.get(&incoming.kind) else {
+    let Some(route) = server.app.routes.get(&incoming.kind) else {
         bump(&server.stats.unknown_types);
-        server.hooks.unknown_type(client, &incoming.kind);
+        server.app.hooks.unknown_type(client, &incoming.kind);
         if id.is_some() {
             let err = Error::new(
                 ErrorCode::UnknownType,
@@ -186,7 +186,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
     };
     Some(Call {
         id,
-        next: Next::new(server.middleware.clone(), route.endpoint.clone()),
+        next: Next::new(server.app.middleware.clone(), route.endpoint.clone()),
         request: Request::new(client.clone(), incoming),
         duration: route.duration.clone(),
     })
@@ -266,7 +266,7 @@ pub(crate) fn answer_call(
         }
         Err(err) => {
             bump(&server.stats.handler_errors);
-            server.hooks.error(client, &err);
+            server.app.hooks.error(client, &err);
             if id.is_some() || err.is_reported() {
                 let _ = client.send(protocol::error_frame(id, &err));
             }

@@ -123,7 +123,7 @@ impl Registered {
             return;
         };
         let io = CountingIo::new(upgraded, self.server.clone());
-        let config = Some(self.server.ws_config);
+        let config = Some(self.server.app.ws_config);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
         self.run(ws, slot).await;
     }
@@ -190,7 +190,7 @@ async fn serve(
 
     client.mark_gone();
     client.drop_pending();
-    for hook in &server.hooks.on_disconnect {
+    for hook in &server.app.hooks.on_disconnect {
         guarded(
             &server,
             &client,
@@ -216,7 +216,7 @@ pub(crate) fn bounded_hook(
         let limit = client.server_inner().config.hook_timeout;
         if tokio::time::timeout(limit, hook).await.is_err() {
             let err = Error::internal(format!("hook still running after {limit:?}: dropped"));
-            client.server_inner().hooks.error(&client, &err);
+            client.server_inner().app.hooks.error(&client, &err);
         }
     })
 }
@@ -242,7 +242,7 @@ pub(crate) fn handler_panicked(
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "handler panicked".to_owned());
     let err = Error::internal(format!("panic: {text}"));
-    server.hooks.error(client, &err);
+    server.app.hooks.error(client, &err);
     err
 }
 

@@ -83,7 +83,7 @@ pub(super) struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     pub(super) fn new(server: &'a Inner, client: &'a Client) -> Self {
-        let waiting = (0..server.hooks.on_connect.len()).map(|i| (Job::Connect(i), 0));
+        let waiting = (0..server.app.hooks.on_connect.len()).map(|i| (Job::Connect(i), 0));
         Self {
             server,
             client,
@@ -176,7 +176,7 @@ impl<'a> Pipeline<'a> {
 fn start(job: Job, server: &Inner, client: &Client) -> Running {
     match job {
         Job::Connect(index) => {
-            let hook = &server.hooks.on_connect[index];
+            let hook = &server.app.hooks.on_connect[index];
             unit(catch_unwind(AssertUnwindSafe(|| {
                 super::bounded_hook(client, hook(client.clone()))
             })))

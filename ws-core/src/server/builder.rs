@@ -7,7 +7,8 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{AuthHook, Inner, Route, RunState, Server};
+use super::{App, AuthHook, Inner, Route, RunState, Server};
+use crate::admission::Admission;
 use crate::auth::{AuthRequest, ClientData};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::Client;
@@ -340,8 +341,7 @@ impl ServerBuilder {
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
-        let inner = Inner {
-            config: self.config,
+        let app = App {
             ws_config,
             routes: self
                 .routes
@@ -356,6 +356,10 @@ impl ServerBuilder {
             auth: self.auth,
             raw: self.raw,
             states: self.states,
+        };
+        let inner = Inner {
+            config: self.config,
+            app,
             clients,
             backplane,
             local,
@@ -364,9 +368,7 @@ impl ServerBuilder {
             presence: self.presence.map(crate::presence::PresenceHub::new),
             history,
             cluster_history,
-            connections: watch::Sender::new(0),
-            connections_per_ip: std::sync::Mutex::default(),
-            handshakes: std::sync::atomic::AtomicUsize::new(0),
+            admission: Admission::default(),
             state: watch::Sender::new(RunState::Running),
         };
         Ok(Server::from_inner(Arc::new(inner)))

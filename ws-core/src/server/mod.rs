@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use self::builder::ServerBuilder;
+use crate::admission::Admission;
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::{Abort, Client, ClientId};
 use crate::close;
@@ -55,15 +56,11 @@ pub(crate) struct Route {
     pub(crate) duration: prometheus_client::metrics::histogram::Histogram,
 }
 
+/// The server's state, in three parts: what the application declared ([`App`]), what every connection
+/// shares (the fields here), and the connection bounds ([`Admission`]).
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) ws_config: WebSocketConfig,
-    pub(crate) routes: HashMap<String, Route>,
-    pub(crate) middleware: Arc<[Middleware]>,
-    pub(crate) hooks: Hooks,
-    pub(crate) auth: Option<AuthHook>,
-    pub(crate) raw: Option<RawHandler>,
-    pub(crate) states: crate::extract::States,
+    pub(crate) app: App,
     pub(crate) clients: Arc<ClientRegistry>,
     pub(crate) backplane: Box<dyn Backplane>,
     /// This node's clients and groups, for sends narrowed with `.local()`.
@@ -75,14 +72,19 @@ pub(crate) struct Inner {
     pub(crate) history: Option<crate::history::HistoryStore>,
     /// The backplane keeps history for every node.
     pub(crate) cluster_history: bool,
-    /// Connections holding a slot: upgrades in progress and live clients.
-    pub(crate) connections: watch::Sender<usize>,
-    /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
-    /// with its last connection.
-    pub(crate) connections_per_ip: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
-    /// TCP connections accepted by `serve_app` that are not WebSocket clients (yet).
-    pub(crate) handshakes: std::sync::atomic::AtomicUsize,
+    pub(crate) admission: Admission,
     pub(crate) state: watch::Sender<RunState>,
+}
+
+/// What the application declared, fixed once built: read by the gates and the frame path.
+pub(crate) struct App {
+    pub(crate) ws_config: WebSocketConfig,
+    pub(crate) routes: HashMap<String, Route>,
+    pub(crate) middleware: Arc<[Middleware]>,
+    pub(crate) hooks: Hooks,
+    pub(crate) auth: Option<AuthHook>,
+    pub(crate) raw: Option<RawHandler>,
+    pub(crate) states: crate::extract::States,
 }
 
 impl Inner {
@@ -116,7 +118,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("path", &self.inner.config.path)
-            .field("routes", &self.inner.routes.len())
+            .field("routes", &self.inner.app.routes.len())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -302,7 +304,7 @@ impl Server {
         for client in self.local_clients() {
             client.close(close::GOING_AWAY, "server shutting down");
         }
-        let mut connections = self.inner.connections.subscribe();
+        let mut connections = self.inner.admission.connections.subscribe();
         let drained = matches!(
             tokio::time::timeout(
                 self.inner.config.shutdown_timeout,

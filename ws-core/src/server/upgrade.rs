@@ -210,7 +210,7 @@ async fn authenticate(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<ClientData, Refusal> {
-    let Some(auth) = &inner.auth else {
+    let Some(auth) = &inner.app.auth else {
         return Ok(ClientData::new());
     };
     let request = AuthRequest::new(uri.clone(), headers.clone(), peer);
