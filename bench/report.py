@@ -28,7 +28,11 @@ METRICS = {
                  ("changes_per_sec", "joins + leaves/s", True)],
     "recover": [("seconds_to_all", "s until every client has all", False), ("recovered", "told recovered", True),
                 ("complete", "clients with every frame", True), ("replayed_frames_per_sec", "replayed frames/s", True)],
+    "chat": [("deliveries_per_sec", "deliveries/s", True), ("wire_bytes_per_delivery", "wire bytes per delivery", False),
+             ("server_cpu_us_per_delivery", "server CPU µs per delivery", False), ("delivered_pct", "delivered %", True),
+             ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("negotiated", "compressing subscribers", True)],
 }
+METRICS["idle-deflate"] = METRICS["idle"]
 METRICS["cross"] = METRICS["fanout"]
 METRICS["recover-redis"] = METRICS["recover"]
 TITLES = {
@@ -42,6 +46,8 @@ TITLES = {
     "cross": "Cross-node fan-out: {0} subscribers spread over 2 nodes linked by Redis, publisher on node 1 at {1} msg/s (0: as fast as it can), {2} s",
     "ask": "A handler's request to a client (Client::request), closed loop for {0} s each: to the client whose message it handles, and to another client",
     "stall": "A stalled subscriber: {0} subscribers at {1} msg/s for {2} s, without (0) and with (1) one more subscriber that never reads",
+    "chat": "Chat fan-out: {0} subscribers in one group, one publisher at {1} msg/s, {2} s, a 1 KiB chat line; offer=1: the subscribers offer permessage-deflate (a server with it on compresses), offer=0: they do not",
+    "idle-deflate": "Idle memory with permessage-deflate negotiated: {0} connections that offered it (server RSS growth)",
     "cursors": "Cursor storm: {0} clients in one room each sending {1} positions/s, relayed to the room, {2} s; one more client reads a tenth of what each is sent (64 KiB socket receive buffer). Age: how old a position is when read",
 }
 
@@ -49,7 +55,7 @@ out = []
 # Variants of one scenario (stall 0/1, cursor kinds) share a table: group by the scenario's own arguments.
 def base(args):
     kind, *params = args.split()
-    count = {"stall": 3, "cursors": 3}.get(kind)
+    count = {"stall": 3, "cursors": 3, "chat": 3}.get(kind)
     return " ".join([kind] + (params[:count] if count else params))
 
 def label(row):

@@ -96,7 +96,7 @@ fn dispatching(c: &mut Criterion) {
         .expect("server");
     let typed_client = detached_client(&typed);
     let untyped = Server::builder(config())
-        .on("chat", |_c, m: Message| async move {
+        .on("chat", |_c: Client, m: Message| async move {
             std::hint::black_box(m);
         })
         .build()

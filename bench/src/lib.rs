@@ -11,5 +11,8 @@
 //!
 //! Each server prints `listening on http://HOST:PORT` as its first line.
 
+pub mod deflate;
+pub mod floor;
+
 /// The group every fan-out subscriber joins.
 pub const GROUP: &str = "bench";

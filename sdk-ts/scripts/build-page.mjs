@@ -1,5 +1,6 @@
 // Bundles each example's page (examples/NAME/web/app.ts, with the SDK and the generated protocol) into
-// examples/NAME/static/app.js, which the example's binary embeds. `--check` fails when a committed bundle
+// examples/NAME/static/app.js, and the chat's React page (web/react/app.tsx) into static/react.js, which
+// the examples' binaries embed. `--check` fails when a committed bundle
 // is not what the sources build to.
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -10,10 +11,17 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const check = process.argv.includes("--check");
 let stale = false;
 
-for (const example of ["chat", "whiteboard"]) {
-  const entry = join(root, `examples/${example}/web/app.ts`);
-  const out = join(root, `examples/${example}/static/app.js`);
-  const header = `// Built from examples/${example}/web/app.ts by sdk-ts/scripts/build-page.mjs. Do not edit.\n`;
+const pages = [
+  { source: "examples/chat/web/app.ts", out: "examples/chat/static/app.js" },
+  { source: "examples/whiteboard/web/app.ts", out: "examples/whiteboard/static/app.js" },
+  // React and ReactDOM come along: minified, in their production build.
+  { source: "examples/chat/web/react/app.tsx", out: "examples/chat/static/react.js", react: true },
+];
+
+for (const page of pages) {
+  const entry = join(root, page.source);
+  const out = join(root, page.out);
+  const header = `// Built from ${page.source} by sdk-ts/scripts/build-page.mjs. Do not edit.\n`;
   const result = await build({
     entryPoints: [entry],
     bundle: true,
@@ -24,7 +32,15 @@ for (const example of ["chat", "whiteboard"]) {
     logLevel: "warning",
     absWorkingDir: root,
     // The generated client imports the SDK by its package name; here it is the sibling source.
-    alias: { "ws-core-client": join(root, "sdk-ts/src/index.ts") },
+    alias: {
+      "ws-core-client/react": join(root, "sdk-ts/src/react.ts"),
+      "ws-core-client": join(root, "sdk-ts/src/index.ts"),
+    },
+    // The pages live outside sdk-ts: React is found in its node_modules.
+    nodePaths: [join(root, "sdk-ts/node_modules")],
+    ...(page.react
+      ? { jsx: "automatic", minify: true, define: { "process.env.NODE_ENV": '"production"' } }
+      : {}),
   });
   const bundled = header + result.outputFiles[0].text;
   if (!check) {

@@ -19,12 +19,13 @@ export type CloseDecision = "retry" | "slow" | "stop";
 
 /**
  * The default answer to a close code, from the server's documented close codes: the client's own fault is
- * not retried (1002 protocol error, 1003 binary frame, 1007 invalid envelope, 1009 message too big, and
- * 4000–4999, which the application chose); 1008 (rate limit, too slow a reader) is retried after the
+ * not retried (1002 protocol error, 1003 binary frame, 1007 invalid envelope, 1009 message too big, 3409 a
+ * client built for another protocol version, which only a reload cures, and 4000–4999, which the
+ * application chose); 1008 (rate limit, too slow a reader) is retried after the
  * longest delay; anything else (1001 restart, 1006 lost connection, 1011, ...) is retried with backoff.
  */
 export function closeCodePolicy(code: number): CloseDecision {
-  if (code === 1002 || code === 1003 || code === 1007 || code === 1009) return "stop";
+  if (code === 1002 || code === 1003 || code === 1007 || code === 1009 || code === 3409) return "stop";
   if (code >= 4000 && code <= 4999) return "stop";
   if (code === 1008) return "slow";
   return "retry";

@@ -15,6 +15,20 @@ export class WsRequestError extends WsError {
   }
 }
 
+/** A frame did not fit the protocol's types: one the server sent (a reply rejects with it), or data the
+ * application gave `send` or `request` (thrown before anything leaves). `code` is `invalid_data`. */
+export class WsInvalidError extends WsRequestError {
+  override name = "WsInvalidError";
+  constructor(
+    /** Where in the frame: `data.user`, `data.points[2].x`. */
+    readonly path: string,
+    /** What was expected there. */
+    readonly expected: string,
+  ) {
+    super("invalid_data", `${path}: expected ${expected}`);
+  }
+}
+
 /** No answer arrived within the request's timeout. */
 export class WsTimeoutError extends WsError {
   override name = "WsTimeoutError";

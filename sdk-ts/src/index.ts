@@ -1,8 +1,11 @@
 export { createClient } from "./client.js";
 export type {
   ClientOptions,
+  CloseInfo,
   ConnectionState,
+  GroupHandle,
   HistoryPage,
+  InvalidFrame,
   Recovery,
   WebSocketConstructor,
   WebSocketLike,
@@ -10,7 +13,7 @@ export type {
 } from "./client.js";
 export type { CloseDecision, ReconnectOptions } from "./backoff.js";
 export { backoffDelay, closeCodePolicy } from "./backoff.js";
-export { WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
+export { WsClosedError, WsError, WsInvalidError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 export type { Envelope, StreamPosition } from "./envelope.js";
 export type { MetaOf, PresenceChange, PresenceView } from "./presence.js";
 export { PRESENCE_DIFF, PRESENCE_STATE } from "./presence.js";
@@ -26,3 +29,7 @@ export type {
   RequestTypeOf,
   TypeOf,
 } from "./protocol.js";
+export type { Check, Mismatch, Path, Validators } from "./validate.js";
+export { all, any, array, bool, literal, never, nul, num, object, pathText, ref, some, str } from "./validate.js";
+export type { Member, PresenceSnapshot, Store } from "./store.js";
+export { connectionStore, messageStore, presenceStore, recoveryStore } from "./store.js";

@@ -1,6 +1,10 @@
 // The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core): two pages chat
 // through the generated client, list who is in their rooms, see each other typing, a room isolates a third, another user's question
-// is answered in the page, and screenshots are kept as artifacts.
+// is answered in the page, and screenshots are kept as artifacts. Then the React page (`/react`,
+// examples/chat/web/react/app.tsx): two pages join a room through `useRequest`, list each other through
+// `usePresence`, chat through `useMessage`, ask the server who they are, and carry on after the server
+// restarts (`useConnectionState` shows it, the page joins again); screenshot target/browser/chat-react.png.
+// The page's socket negotiates permessage-deflate (the handshake as Chromium's DevTools saw it).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -9,11 +13,13 @@ import type { Browser, Page } from "playwright-core";
 import { WsRequestError } from "../src/index.js";
 import {
   chatClient,
+  invalidInPages,
   joinRoomInPage,
   launchChromium,
   openChatPage,
   root,
   startChat,
+  watchInvalid,
   type Chat,
 } from "./support.js";
 
@@ -107,4 +113,105 @@ test("another user's question shows in the page, attributed, and the typed answe
     ann.close();
     await bob.close();
   }
+});
+
+test("the page's socket negotiates permessage-deflate, and a long room message arrives compressed", async () => {
+  // The handshake as Chromium saw it, from the DevTools protocol: the page's own socket, made by the SDK.
+  const page = await browser.newPage();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  const answers: Record<string, string>[] = [];
+  const frames: { opcode: number; payloadData: string }[] = [];
+  cdp.on("Network.webSocketHandshakeResponseReceived", (event) => answers.push(event.response.headers));
+  cdp.on("Network.webSocketFrameReceived", (event) => frames.push(event.response));
+  await page.goto(`http://${chat.host}:${chat.port}/`);
+  await page.fill("#name", "dee");
+  await page.click("#login button");
+  await page.waitForSelector("text=connected as dee (");
+  const extensions = answers.map((h) => h["Sec-WebSocket-Extensions"] ?? h["sec-websocket-extensions"]);
+  assert.deepEqual(extensions, ["permessage-deflate; server_no_context_takeover; client_no_context_takeover"]);
+  await joinRoom(page, "deflate");
+
+  const before = await stats();
+  const long = `a long line that compresses well ${"la ".repeat(200)}`.trim();
+  const eve = await open("eve");
+  await joinRoom(eve, "deflate");
+  await say(eve, long);
+  await page.waitForSelector(`text=${long.slice(0, 60)}`);
+  // DevTools shows frames inflated; the server's counters show they were compressed on the way.
+  assert.ok(frames.some((f) => f.payloadData.includes(long)));
+  const after = await stats();
+  assert.ok(after.frames_compressed > before.frames_compressed, JSON.stringify(after));
+  assert.ok(after.compressed_connections >= 2);
+  await page.close();
+  await eve.close();
+});
+
+async function stats(): Promise<{ frames_compressed: number; compressed_connections: number }> {
+  const response = await fetch(`http://${chat.host}:${chat.port}/stats`);
+  return (await response.json()) as { frames_compressed: number; compressed_connections: number };
+}
+
+/** The React page (`/react`), logged in as `name`. */
+async function openReact(name: string): Promise<Page> {
+  const page = watchInvalid(await browser.newPage({ viewport: { width: 820, height: 640 } }));
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(`http://${chat.host}:${chat.port}/react`);
+  await page.fill("#login input", name);
+  await page.click("#login button");
+  await page.waitForSelector(`text=connected as ${name}`);
+  assert.deepEqual(errors, []);
+  return page;
+}
+
+async function joinInReact(page: Page, room: string): Promise<void> {
+  await page.fill("#join input", room);
+  await page.click("#join button");
+  await page.waitForSelector(`text=in #${room}`);
+}
+
+async function sayInReact(page: Page, text: string): Promise<void> {
+  await page.fill("#send input", text);
+  await page.click("#send button");
+}
+
+test("two React pages chat, list each other, ask who they are, and carry on after a server restart", async () => {
+  const ann = await openReact("ann");
+  const bob = await openReact("bob");
+  try {
+    await joinInReact(ann, "react");
+    await joinInReact(bob, "react");
+    for (const page of [ann, bob]) await page.waitForSelector("#members:text-is('#react: ann, bob')");
+
+    await sayInReact(bob, "hello from React");
+    await ann.waitForSelector("#log li:text-is('bob#react: hello from React')");
+
+    await ann.click("#whoami");
+    await ann.waitForSelector("#me:text-is('ann (react)')");
+
+    const port = chat.port;
+    await chat.kill();
+    for (const page of [ann, bob]) await page.waitForSelector("#status:text-matches('^(reconnecting|closed)')");
+    chat = await startChat(port);
+    for (const page of [ann, bob]) {
+      await page.waitForSelector("text=connected as", { timeout: 15_000 });
+      await page.waitForSelector("#members:text-is('#react: ann, bob')", { timeout: 15_000 });
+    }
+    await sayInReact(ann, "still here");
+    await bob.waitForSelector("#log li:text-is('ann#react: still here')");
+    const lines = await bob.$$eval("#log li", (items) => items.map((li) => li.textContent ?? ""));
+    assert.deepEqual(lines, ["bob#react: hello from React", "ann#react: still here"], "each message once");
+
+    const dir = join(root, "target", "browser");
+    mkdirSync(dir, { recursive: true });
+    await ann.screenshot({ path: join(dir, "chat-react.png") });
+  } finally {
+    await ann.close();
+    await bob.close();
+  }
+});
+
+test("every frame the server sent the pages fit the protocol's generated validators", () => {
+  assert.deepEqual(invalidInPages, []);
 });

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { Socket, createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { WsClosedError, WsQueueFullError, WsRequestError, WsTimeoutError, backoffDelay } from "../src/index.js";
-import { chatClient, next, nextMessage, startChat, type Chat } from "./support.js";
+import { chatClient, invalidFrames, next, nextMessage, startChat, type Chat } from "./support.js";
 
 describe("ws-core-client against examples/chat", () => {
   let chat: Chat;
@@ -191,4 +191,8 @@ test("backoff uses full jitter under an exponential bound", () => {
   assert.equal(backoffDelay(3, options, () => 0.5), 400);
   assert.equal(backoffDelay(20, options, () => 0.999), 999);
   assert.equal(backoffDelay(5, options, () => 0), 0);
+});
+
+test("every frame the chat sent these clients fit the protocol's generated validators", () => {
+  assert.deepEqual(invalidFrames, []);
 });

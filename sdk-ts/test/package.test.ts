@@ -1,5 +1,6 @@
-// The npm package as a user gets it: `npm pack`, installed into a fresh project, imported by name, its
-// types resolved by `tsc` (a misuse of the client is a type error there too), and loaded by Node.
+// The npm package as a user gets it: `npm pack`, installed into a fresh project, imported by name (and its
+// `/react` entry, beside React), its types resolved by `tsc` (a misuse of the client or of a hook is a type
+// error there too), and loaded by Node.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -20,10 +21,12 @@ test("the packed package installs into a fresh project, its types resolve and it
     const project = join(dir, "app");
     mkdirSync(project);
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--silent", join(dir, tarball)], {
-      cwd: project,
-      stdio: "pipe",
-    });
+    // React too, from the cache the repository's install filled: the `/react` entry needs its peer.
+    execFileSync(
+      "npm",
+      ["install", "--offline", "--no-audit", "--no-fund", "--silent", join(dir, tarball), "react@19.2.1", "@types/react@19.2.7"],
+      { cwd: project, stdio: "pipe" },
+    );
     writeFileSync(
       join(project, "tsconfig.json"),
       JSON.stringify({
@@ -34,6 +37,7 @@ test("the packed package installs into a fresh project, its types resolve and it
     writeFileSync(
       join(project, "main.ts"),
       `import { createClient, closeCodePolicy, WsRequestError, type WsClient } from "ws-core-client";
+import { createWsReact } from "ws-core-client/react";
 interface Protocol {
   client: { chat: { data: { text: string }; reply: never }; whoami: { data: null; reply: { user: string } } };
   server: { chat: { data: { text: string; user: string }; reply: never } };
@@ -50,15 +54,25 @@ export function start(url: string): WsClient<Protocol> {
   return client;
 }
 export const isRequestError = (e: unknown): boolean => e instanceof WsRequestError;
+const hooks = createWsReact<Protocol>();
+export function useLastChat(): string | undefined {
+  // @ts-expect-error: not a server message of the protocol
+  hooks.useLastMessage("whoami");
+  return hooks.useLastMessage("chat")?.data.user;
+}
 `,
     );
     execFileSync(process.execPath, [tsc, "-p", project], { cwd: project, stdio: "pipe" });
     const loaded = execFileSync(
       process.execPath,
-      ["--input-type=module", "-e", 'const m = await import("ws-core-client"); console.log(typeof m.createClient, typeof m.closeCodePolicy);'],
+      [
+        "--input-type=module",
+        "-e",
+        'const m = await import("ws-core-client"); const r = await import("ws-core-client/react"); console.log(typeof m.createClient, typeof m.closeCodePolicy, typeof r.createWsReact);',
+      ],
       { cwd: project, encoding: "utf8" },
     );
-    assert.equal(loaded.trim(), "function function");
+    assert.equal(loaded.trim(), "function function function");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { createServer, Socket, type Server } from "node:net";
 import { after, before, test } from "node:test";
-import type { Recovery } from "../src/index.js";
-import { chatClient, next, startExample, type Chat, until } from "./support.js";
+import { recoveryStore, type Recovery } from "../src/index.js";
+import { chatClient, invalidFrames, next, startExample, type Chat, until } from "./support.js";
 
 let chat: Chat;
 before(async () => {
@@ -61,14 +61,26 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
     bob.on("chat", (data) => heard.push(data.text));
     const recoveries: Recovery[] = [];
     bob.onRecovery((r) => recoveries.push(r));
+    // The same, through the group's handle: it hears of its own group only.
+    const room = bob.group("history");
+    const roomRecoveries: Recovery[] = [];
+    room.onRecovery((r) => roomRecoveries.push(r));
+    // And as a store, what a UI reads (the React bindings' `useRecovery`).
+    const store = recoveryStore(bob, "history");
+    let changes = 0;
+    const unsubscribe = store.subscribe(() => (changes += 1));
     // Joined on every (re)connection, as a page would.
     bob.onState((state) => {
-      if (state === "open") void bob.request("join", { room: "history" });
+      if (state === "open") {
+        void bob.request("join", { room: "history" });
+        void bob.request("join", { room: "elsewhere" });
+      }
     });
     await ann.ready();
     await ann.request("join", { room: "history" });
     // Bob's first join may be answered before ann's: counted, not awaited as the next event.
-    await until("bob's first join", () => recoveries.length === 1);
+    await until("bob's first joins", () => recoveries.length === 2);
+    await until("both in the room's presence", () => room.presence().members.size === 2);
 
     ann.send("chat", { text: "m0", room: "history" });
     await until("m0", () => heard.length === 1);
@@ -86,18 +98,26 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
     await until("ann's own m150", () => last);
     stop();
     assert.ok(own >= 1);
-    const recovered = next<Recovery>((l) => bob.onRecovery(l), 10_000);
+    const recovered = next<Recovery>((l) => room.onRecovery(l), 10_000);
     link.restore();
     assert.deepEqual(await recovered, { group: "history", recovered: true });
+    assert.deepEqual(store.getSnapshot(), { group: "history", recovered: true });
+    assert.equal(store.getSnapshot(), store.getSnapshot(), "one snapshot until the next change");
+    assert.equal(changes, 2, "the first join and the recovery");
+    unsubscribe();
     await until("the 150 missed messages", () => heard.length >= 151);
     // Live again after the replay.
     ann.send("chat", { text: "m151", room: "history" });
     await until("m151", () => heard.length >= 152);
     assert.deepEqual(heard, Array.from({ length: 152 }, (_, i) => `m${i}`));
     assert.equal(bob.position("history")?.offset, 152);
-    assert.equal(recoveries.length, 2);
+    assert.deepEqual(room.position(), bob.position("history"));
+    await until("both joins again", () => recoveries.length === 4);
+    assert.equal(roomRecoveries.length, 2);
+    assert.ok(roomRecoveries.every((r) => r.group === "history"));
     // The same frames, on demand: offsets 141 to 152 hold m140 to m151 (m0 was offset 1).
-    const page = await bob.history("history", 140);
+    const page = await room.history(140);
+    assert.deepEqual(await bob.history("history", 140), page);
     assert.equal(page.complete, true);
     assert.deepEqual(
       page.frames.map((f) => (f.data as { text: string }).text),
@@ -109,4 +129,8 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
     bob.close();
     await link.close();
   }
+});
+
+test("every frame the chat sent these clients fit the protocol's generated validators", () => {
+  assert.deepEqual(invalidFrames, []);
 });

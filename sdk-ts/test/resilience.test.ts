@@ -104,7 +104,7 @@ test("the backoff grows against a server that closes every connection at once", 
 });
 
 test("close codes that mean the client is at fault stop reconnection; 1008 slows it", async () => {
-  for (const code of [1003, 1007, 1009, 4001]) {
+  for (const code of [1003, 1007, 1009, 3409, 4001]) {
     const server = await bareServer((socket) => socket.close(code, "no"));
     const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 10 } });
     const closed = new Promise<number | undefined>((resolve) =>
@@ -143,5 +143,28 @@ test("a server request with no handler is answered at once with unknown_type", a
   } finally {
     client.close();
     await server.close();
+  }
+});
+
+test("the protocol's fingerprint is named in every connection's URL, beside the application's query", async () => {
+  const urls: string[] = [];
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await once(server, "listening");
+  server.on("connection", (socket, request) => {
+    urls.push(request.url ?? "");
+    if (urls.length === 1) socket.close(1001, "restart");
+  });
+  const port = (server.address() as { port: number }).port;
+  const client = chatClient(`ws://127.0.0.1:${port}/ws?token=a%20b`, {
+    protocol: "0123456789abcdef",
+    reconnect: { baseDelayMs: 1, maxDelayMs: 10 },
+  });
+  try {
+    for (let i = 0; i < 200 && urls.length < 2; i++) await sleep(10);
+    assert.deepEqual(urls, ["/ws?token=a%20b&ws_protocol=0123456789abcdef", "/ws?token=a%20b&ws_protocol=0123456789abcdef"]);
+  } finally {
+    client.close();
+    for (const socket of server.clients) socket.terminate();
+    await new Promise((resolve) => server.close(resolve));
   }
 });

@@ -12,11 +12,13 @@ import {
   createClient,
   type ClientOptions,
   type DataOf,
+  type InvalidFrame,
   type TypeOf,
   type WebSocketConstructor,
   type WsClient,
 } from "../src/index.js";
 import type { Protocol } from "../../examples/chat/sdk/protocol.js";
+import { validators } from "../../examples/chat/sdk/validate.js";
 
 /** The workspace root: the nearest directory above this file with a Cargo.toml. */
 export const root = (() => {
@@ -81,9 +83,29 @@ export async function startExample(name: string, port = 0, flags: string[] = [])
   };
 }
 
-/** A chat client on `ws`, Node 20's WebSocket. */
+/** Every frame a chat client of these tests found not to fit the protocol: none should. */
+export const invalidFrames: InvalidFrame[] = [];
+
+/** A chat client on `ws`, Node 20's WebSocket, checking frames with the chat's generated validators. */
 export function chatClient(url: string, options: ClientOptions = {}): WsClient<Protocol> {
-  return createClient<Protocol>(url, { WebSocket: WebSocket as unknown as WebSocketConstructor, ...options });
+  return createClient<Protocol>(url, {
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    validate: validators,
+    onInvalid: (frame) => invalidFrames.push(frame),
+    ...options,
+  });
+}
+
+/** What the pages' clients reported as invalid frames (the generated client warns on the console): none
+ * should be. */
+export const invalidInPages: string[] = [];
+
+/** Records what the page's client reports as invalid frames, in {@link invalidInPages}. */
+export function watchInvalid(page: Page): Page {
+  page.on("console", (message) => {
+    if (message.text().includes("invalid frame")) invalidInPages.push(message.text());
+  });
+  return page;
 }
 
 /** The next server message of one type. */
@@ -141,7 +163,7 @@ export function launchChromium(): Promise<Browser> {
 
 /** The chat page of `chat`, logged in as `name`. */
 export async function openChatPage(browser: Browser, chat: Chat, name: string): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 820, height: 700 } });
+  const page = watchInvalid(await browser.newPage({ viewport: { width: 820, height: 700 } }));
   await page.goto(`http://${chat.host}:${chat.port}/`);
   await page.fill("#name", name);
   await page.click("#login button");

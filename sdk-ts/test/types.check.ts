@@ -3,6 +3,7 @@
 // This file is type-checked by `tsc` and never run.
 import type { Protocol } from "../../examples/chat/sdk/protocol.js";
 import type { WsClient } from "../src/index.js";
+import { createWsReact } from "../src/react.js";
 
 export function typeChecks(client: WsClient<Protocol>): void {
   // Correct uses.
@@ -50,4 +51,27 @@ export function typeChecks(client: WsClient<Protocol>): void {
   client.handle("ask", () => ({ reply: "yes" }));
   // @ts-expect-error: `chat` from the server is not a request: nothing to handle
   client.handle("chat", () => ({}));
+}
+
+/** The React hooks are typed by the same protocol (never run: hooks outside a component). */
+export function hookTypeChecks(): void {
+  const { useMessage, useLastMessage, useRequest, usePresence } = createWsReact<Protocol>();
+  useMessage("chat", (data) => {
+    const text: string = data.text;
+    return text;
+  });
+  const user: string | undefined = usePresence("room").members[0]?.meta.user;
+  const joined: boolean | undefined = useRequest("join").data?.joined;
+  void useRequest("join").run({ room: "r" });
+  const last: string | undefined = useLastMessage("dm")?.data.text;
+  void [user, joined, last];
+
+  // @ts-expect-error: no such server message
+  useMessage("chatt", () => {});
+  // @ts-expect-error: `chat` is not a request
+  useRequest("chat");
+  // @ts-expect-error: `room` must be a string
+  void useRequest("join").run({ room: 1 });
+  // @ts-expect-error: a chat message has no `question`
+  useMessage("chat", (data) => data.question);
 }

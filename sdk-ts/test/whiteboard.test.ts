@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import { launchChromium, root, startExample, type Chat } from "./support.js";
+import { invalidInPages, launchChromium, root, startExample, watchInvalid, type Chat } from "./support.js";
 
 let app: Chat;
 let browser: Browser;
@@ -23,7 +23,7 @@ after(async () => {
 });
 
 async function open(name: string, board: string): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  const page = watchInvalid(await browser.newPage({ viewport: { width: 900, height: 760 } }));
   await page.goto(`http://${app.host}:${app.port}/`);
   await page.fill("#name", name);
   await page.fill("#board-name", board);
@@ -122,4 +122,8 @@ test("pages on one board share presence, strokes, cursors and activity; another 
   await dee.waitForFunction(() => document.getElementById("board")!.dataset["strokes"] === "0");
   assert.deepEqual(await pixel(dee, 200, 200), [0, 0, 0, 0]);
   await Promise.all([bob.close(), cid.close(), dee.close()]);
+});
+
+test("every frame the server sent the pages fit the protocol's generated validators", () => {
+  assert.deepEqual(invalidInPages, []);
 });

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use ws_core::Client;
 use ws_core::backplane::{RedisBackplane, RedisConfig};
 use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
@@ -43,12 +44,12 @@ fn node(redis: &RedisConfig) -> ServerBuilder {
         .on_connect(|c| async move {
             let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
         })
-        .on("everyone", |c, m: Message| async move {
+        .on("everyone", |c: Client, m: Message| async move {
             c.server()
                 .all()
                 .send(Message::new("all", m.data).with_from(c.id().as_str()));
         })
-        .on("dm", |c, m: Message| async move {
+        .on("dm", |c: Client, m: Message| async move {
             let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());
             c.server()
                 .send_to_client(m.data["to"].as_str().unwrap_or_default(), &out)
@@ -104,7 +105,7 @@ fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
 }
 
 /// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
-/// honoured there too; presence (`group_members`, `groups`) spans both nodes and forgets a client that
+/// (one client or several) honoured there too; presence (`group_members`, `groups`) spans both nodes and forgets a client that
 /// disconnected; a direct send to an id no node has is `not_found`; `join_group`/`leave_group` of a client
 /// of the other node go through that node.
 #[tokio::test]
@@ -144,6 +145,17 @@ async fn sends_and_presence_span_nodes() {
         b1.recv().await,
         json!({"type": "room", "data": "psst", "from": a1_id})
     );
+
+    join(&mut b2, "room").await;
+    a1.send_json(json!({"type": "to_group", "data": {"group": "room", "text": "b2 only", "mode": "except", "except": [a1_id, b1_id]}}))
+        .await;
+    assert_eq!(
+        b2.recv().await,
+        json!({"type": "room", "data": "b2 only", "from": a1_id})
+    );
+    a1.expect_silence(QUIET).await;
+    b1.expect_silence(QUIET).await;
+    assert!(b.server.local_client(&b2_id).unwrap().leave("room"));
 
     b2.send_json(json!({"type": "everyone", "data": "all of you"}))
         .await;

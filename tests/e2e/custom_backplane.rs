@@ -44,14 +44,14 @@ impl Linked {
 }
 
 impl Backplane for Linked {
-    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+    fn broadcast(&self, frame: &Frame, except: &[ClientId]) {
         self.local.broadcast(frame, except);
         if let Some(peer) = self.peer() {
             peer.broadcast(&Self::carried(frame), except);
         }
     }
 
-    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+    fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]) {
         self.local.send_to_group(group, frame, except);
         if let Some(peer) = self.peer() {
             peer.send_to_group(group, &Self::carried(frame), except);
@@ -132,16 +132,16 @@ fn linked(peer: Peer) -> (ws_core::ServerBuilder, Peer) {
             let _ = own.set(local.clone());
             Linked { local, peer }
         })
-        .on("shout", |client, m: Message| async move {
+        .on("shout", |client: Client, m: Message| async move {
             client.server().all().send(Message::new("shout", m.data));
         })
-        .on("room", |client, m: Message| async move {
+        .on("room", |client: Client, m: Message| async move {
             let room = m.data["room"].as_str().unwrap_or_default().to_owned();
             client
                 .to(&room)
                 .send(Message::new("room", m.data["text"].clone()));
         })
-        .on("local_room", |client, m: Message| async move {
+        .on("local_room", |client: Client, m: Message| async move {
             let room = m.data["room"].as_str().unwrap_or_default().to_owned();
             client
                 .server()
@@ -149,10 +149,10 @@ fn linked(peer: Peer) -> (ws_core::ServerBuilder, Peer) {
                 .local()
                 .send(Message::new("local", m.data["text"].clone()));
         })
-        .on("join", |client, m: Message| async move {
+        .on("join", |client: Client, m: Message| async move {
             let _ = client.join(m.data.as_str().unwrap_or_default());
         })
-        .on("direct", |client, m: Message| async move {
+        .on("direct", |client: Client, m: Message| async move {
             let to = m.data["to"].as_str().unwrap_or_default().to_owned();
             client
                 .server()

@@ -44,7 +44,7 @@ async fn recv_n(client: &mut WsClient, n: usize) -> Vec<Value> {
 /// Sends every message of `script` to the requesting client in one go: the handler does not yield, so the
 /// client's write task has taken none of them yet and each push sees the ones before it still waiting.
 fn scripted(config: Config, script: fn() -> Vec<Outbound>) -> ws_core::ServerBuilder {
-    Server::builder(config).on_request("go", move |req: Request| async move {
+    Server::builder(config).on("go", move |req: Request| async move {
         for msg in script() {
             req.client().send(msg)?;
         }
@@ -128,7 +128,7 @@ async fn volatile_is_skipped_for_a_client_that_is_behind() {
 #[tokio::test]
 async fn untyped_frames_carry_a_policy_through_a_broadcast() {
     let srv = spawn(
-        Server::builder(config()).on_request("go", |req: Request| async move {
+        Server::builder(config()).on("go", |req: Request| async move {
             for x in 0..10 {
                 let msg = Message::new("pos", json!({"x": x}));
                 let frame = Frame::from_message(&msg).with_delivery(Delivery::latest("pos"));

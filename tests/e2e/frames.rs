@@ -7,6 +7,8 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use ws_core::Client;
+use ws_core::handler::Request;
 use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
 use ws_core::{Server, ServerBuilder};
@@ -14,7 +16,7 @@ use ws_core::{Server, ServerBuilder};
 use crate::support::{Closed, TestServer, config, spawn};
 
 fn echo_server() -> ServerBuilder {
-    Server::builder(config()).on("echo", |client, msg: Message| async move {
+    Server::builder(config()).on("echo", |client: Client, msg: Message| async move {
         let _ = client.send(&msg);
     })
 }
@@ -29,7 +31,7 @@ async fn assert_other_client_unaffected(srv: &TestServer) {
 /// docs/protocol.md "Answers to bad input", "frame larger than `max_message_size`": close 1009.
 #[tokio::test]
 async fn oversized_frame_closes_1009() {
-    let srv = spawn(echo_server().on("x", |_, _: Message| async {})).await;
+    let srv = spawn(echo_server().on("x", |_: Client, _: Message| async {})).await;
     let mut client = srv.connect().await;
     let big = format!(r#"{{"type":"x","data":"{}"}}"#, "a".repeat(600 * 1024));
     client.send_text(&big).await;
@@ -152,7 +154,7 @@ async fn invalid_data_gets_error_frame_and_connection_stays() {
         b: i64,
     }
     let srv = spawn(
-        Server::builder(config()).on_request("add", |req| async move {
+        Server::builder(config()).on("add", |req: Request| async move {
             let Add { a, b } = req.decode()?;
             Ok::<_, ws_core::Error>(a + b)
         }),
@@ -187,11 +189,12 @@ async fn invalid_data_gets_error_frame_and_connection_stays() {
 /// docs/protocol.md "Wire format": a `from` sent by a client is ignored: handlers and relays see the server-written sender id.
 #[tokio::test]
 async fn client_supplied_from_is_ignored() {
-    let srv = spawn(
-        Server::builder(config()).on("say", |client, msg: Message| async move {
+    let srv = spawn(Server::builder(config()).on(
+        "say",
+        |client: Client, msg: Message| async move {
             client.server().all().send(&msg);
-        }),
-    )
+        },
+    ))
     .await;
     let mut client = srv.connect().await;
     client
@@ -206,12 +209,13 @@ async fn client_supplied_from_is_ignored() {
 /// docs/protocol.md "Wire format": a request type sent without `id` runs its handler and the return value is dropped.
 #[tokio::test]
 async fn request_without_id_runs_and_reply_is_dropped() {
-    let srv = spawn(
-        Server::builder(config()).on("ping", |client, _: Message| async move {
+    let srv = spawn(Server::builder(config()).on(
+        "ping",
+        |client: Client, _: Message| async move {
             let _ = client.send(Frame::envelope("side-effect", &true));
             Ok::<_, ws_core::Error>("pong")
-        }),
-    )
+        },
+    ))
     .await;
     let mut client = srv.connect().await;
     client.send_json(json!({"type": "ping"})).await;

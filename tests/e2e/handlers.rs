@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{Barrier, mpsc};
+use ws_core::Client;
 use ws_core::handler::{Next, Request};
 use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
@@ -18,10 +19,10 @@ use crate::support::{config, eventually, spawn};
 async fn requests_get_exactly_one_reply() {
     let srv = spawn(
         Server::builder(config())
-            .on("double", |_, msg: Message| async move {
+            .on("double", |_: Client, msg: Message| async move {
                 Ok::<_, Error>(msg.data.as_i64().unwrap_or(0) * 2)
             })
-            .on("nothing", |_, _: Message| async {}),
+            .on("nothing", |_: Client, _: Message| async {}),
     )
     .await;
     let mut client = srv.connect().await;
@@ -55,14 +56,16 @@ async fn handler_error_reaches_on_error_and_request() {
     let seen = errors.clone();
     let srv = spawn(
         Server::builder(config())
-            .on("fail", |_, _: Message| async {
+            .on("fail", |_: Client, _: Message| async {
                 Err::<(), _>(Error::forbidden("not you"))
             })
-            .on("io", |_, _: Message| async {
+            .on("io", |_: Client, _: Message| async {
                 let parsed: u32 = "x".parse()?;
                 Ok::<_, ws_core::error::BoxError>(parsed)
             })
-            .on("ok", |_, _: Message| async { Ok::<_, Error>("fine") })
+            .on("ok", |_: Client, _: Message| async {
+                Ok::<_, Error>("fine")
+            })
             .on_error(move |client, err| {
                 seen.lock()
                     .unwrap()
@@ -100,12 +103,12 @@ async fn handler_panic_closes_1011_and_others_go_on() {
     let seen = errors.clone();
     let srv = spawn(
         Server::builder(config())
-            .on("boom", |_, _: Message| async {
+            .on("boom", |_: Client, _: Message| async {
                 if true {
                     panic!("kaboom");
                 }
             })
-            .on("echo", |client, msg: Message| async move {
+            .on("echo", |client: Client, msg: Message| async move {
                 let _ = client.send(&msg);
             })
             .on_error(move |_, err| {
@@ -163,14 +166,16 @@ async fn middleware_runs_in_registration_order() {
                     next.run(req).await
                 }
             })
-            .on("work", move |_, _: Message| {
+            .on("work", move |_: Client, _: Message| {
                 let t = t3.clone();
                 async move {
                     t.lock().unwrap().push("handler".to_owned());
                     Ok::<_, Error>("done")
                 }
             })
-            .on("secret", |_, _: Message| async { Ok::<_, Error>("leaked") }),
+            .on("secret", |_: Client, _: Message| async {
+                Ok::<_, Error>("leaked")
+            }),
     )
     .await;
     let mut client = srv.connect().await;
@@ -194,7 +199,7 @@ async fn lifecycle_hooks() {
             .on_connect(|c| async move {
                 let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
             })
-            .on("join", |c, m: Message| async move {
+            .on("join", |c: Client, m: Message| async move {
                 c.join(m.data.as_str().unwrap_or_default())
             })
             .on_disconnect(move |c| {
@@ -230,7 +235,7 @@ async fn lifecycle_hooks() {
 #[tokio::test]
 async fn per_client_frames_are_handled_in_order() {
     let srv = spawn(
-        Server::builder(config()).on("step", |c, m: Message| async move {
+        Server::builder(config()).on("step", |c: Client, m: Message| async move {
             let n = m.data.as_u64().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis((n * 7) % 5)).await;
             let _ = c.send(Frame::envelope("done", &n));
@@ -250,13 +255,15 @@ async fn per_client_frames_are_handled_in_order() {
 #[tokio::test]
 async fn handlers_of_different_clients_run_concurrently() {
     let barrier = Arc::new(Barrier::new(2));
-    let srv = spawn(Server::builder(config()).on("meet", move |c, _: Message| {
-        let barrier = barrier.clone();
-        async move {
-            barrier.wait().await;
-            let _ = c.send(Frame::envelope("met", &true));
-        }
-    }))
+    let srv = spawn(
+        Server::builder(config()).on("meet", move |c: Client, _: Message| {
+            let barrier = barrier.clone();
+            async move {
+                barrier.wait().await;
+                let _ = c.send(Frame::envelope("met", &true));
+            }
+        }),
+    )
     .await;
     let mut a = srv.connect().await;
     let mut b = srv.connect().await;

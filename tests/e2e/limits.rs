@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use bench::deflate::client_frame;
 use serde_json::json;
 use tokio::sync::mpsc;
+use ws_core::Client;
 use ws_core::error::ErrorCode;
 use ws_core::protocol::Message;
 use ws_core::{Config, Error, Server};
@@ -12,7 +14,7 @@ use ws_core::{Config, Error, Server};
 use crate::support::{Closed, config, eventually, spawn};
 
 fn echo(config: Config) -> ws_core::ServerBuilder {
-    Server::builder(config).on("echo", |client, msg: Message| async move {
+    Server::builder(config).on("echo", |client: Client, msg: Message| async move {
         let _ = client.send(&msg);
     })
 }
@@ -114,7 +116,7 @@ async fn rate_limit_zero_is_unlimited() {
 async fn slow_consumer_is_dropped() {
     let srv = spawn(
         echo(config().send_queue_max_bytes(16 * 1024))
-        .on("flood", |client, msg: Message| async move {
+        .on("flood", |client: Client, msg: Message| async move {
             let target = msg.data.as_str().unwrap_or_default().to_owned();
             let server = client.server();
             let payload = "x".repeat(1024);
@@ -214,7 +216,7 @@ async fn blocked_write_closes_connection() {
                 .send_queue_max_bytes(1 << 30)
                 .send_queue_max_lag(Duration::from_secs(3600)),
         )
-        .on("flood", |client, msg: Message| async move {
+        .on("flood", |client: Client, msg: Message| async move {
             let target = msg.data.as_str().unwrap_or_default().to_owned();
             let server = client.server();
             let payload = "y".repeat(64 * 1024);
@@ -255,7 +257,7 @@ async fn blocked_write_closes_connection() {
 async fn groups_per_client_limit() {
     let srv = spawn(Server::builder(config().max_groups_per_client(3)).on(
         "join",
-        |client, msg: Message| async move {
+        |client: Client, msg: Message| async move {
             let room = msg.data.as_str().unwrap_or_default().to_owned();
             client.join(&room)
         },
@@ -315,7 +317,7 @@ async fn write_raw_frame(
     use tokio::io::AsyncWriteExt;
     match client.ws.get_mut() {
         tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp
-            .write_all(&raw_frame(fin, opcode, payload))
+            .write_all(&client_frame(fin, false, opcode, payload))
             .await
             .unwrap(),
         _ => unreachable!("plain TCP in tests"),
@@ -400,7 +402,7 @@ async fn continuation_frames_count_against_the_rate_limit() {
 async fn metadata_past_its_bound_is_refused() {
     let srv = spawn(Server::builder(config().max_metadata_bytes(64)).on(
         "set",
-        |client, msg: Message| async move {
+        |client: Client, msg: Message| async move {
             let key = msg.data["key"].as_str().unwrap_or_default().to_owned();
             client.set_metadata(key, msg.data["value"].clone())
         },
@@ -435,7 +437,9 @@ async fn a_hung_on_disconnect_hook_is_dropped() {
     let (errors, mut errors_rx) = mpsc::unbounded_channel();
     let srv = spawn(
         Server::builder(config().hook_timeout(Duration::from_millis(200)))
-            .on("join", |client, _: Message| async move { client.join("g") })
+            .on("join", |client: Client, _: Message| async move {
+                client.join("g")
+            })
             .on_disconnect(|_| std::future::pending())
             .on_error(move |_, err| {
                 let _ = errors.send(err.detail().unwrap_or_default().to_owned());
@@ -465,25 +469,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-/// A masked client frame of any length (mask key 0), as bytes.
-fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(payload);
-    frame
 }
 
 /// SECURITY.md "Memory one connection can hold": ten connections to the chat example each try to make the
@@ -530,6 +515,50 @@ async fn one_connection_holds_less_than_the_documented_worst_case() {
     assert!(
         per_connection < WORST_CASE_KIB,
         "{per_connection} KiB per connection"
+    );
+    drop((held, warm));
+}
+
+/// SECURITY.md "Memory one connection can hold", with compression: ten connections to the chat example (which
+/// has permessage-deflate on) each send a compressed message that inflates to 480 KB, in a first fragment
+/// whose last one never comes, so each holds a pooled decompressor and the inflated message; the server grows
+/// by less than the documented worst case plus what compression adds (76 KiB) per connection.
+#[tokio::test]
+async fn a_compressed_message_held_open_stays_within_the_documented_worst_case() {
+    const CONNECTIONS: u64 = 10;
+    const WORST_CASE_KIB: u64 = 2400 + 76;
+    let chat = crate::support::start_example("chat", &["--port", "0", "--rate-limit", "0"]).await;
+    let pid = chat.child.id().expect("chat's pid");
+    let (warm, _) = chat.join("warm").await;
+    let before = rss_kib(pid);
+    let text = format!(
+        r#"{{"type":"chat","data":{{"text":"{}"#,
+        "x".repeat(480_000)
+    );
+    let compressed = crate::support::deflate::deflate(text.as_bytes());
+    let mut held = Vec::new();
+    for c in 0..CONNECTIONS {
+        let path = format!("/ws?token=deflating{c}");
+        let offer = Some(crate::support::deflate::BROWSER_OFFER);
+        let mut client =
+            crate::support::deflate::DeflateClient::connect(chat.addr, &path, offer).await;
+        assert!(client.extensions.is_some(), "the chat compresses");
+        client.send_frame(false, true, 0x1, &compressed).await;
+        held.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = rss_kib(pid).saturating_sub(before);
+    let per_connection = grown / CONNECTIONS;
+    eprintln!(
+        "chat grew by {grown} KiB for {CONNECTIONS} compressing connections: {per_connection} KiB each"
+    );
+    assert!(
+        per_connection < WORST_CASE_KIB,
+        "{per_connection} KiB per connection"
+    );
+    assert!(
+        per_connection > 400,
+        "{per_connection} KiB per connection: the messages were not inflated"
     );
     drop((held, warm));
 }

@@ -5,6 +5,7 @@
 mod axum_app;
 mod backplane;
 mod chat;
+mod compression;
 mod custom_backplane;
 mod delivery;
 mod echo;
@@ -24,4 +25,5 @@ mod shutdown;
 mod spans;
 mod support;
 mod typed;
+mod version;
 mod whiteboard;

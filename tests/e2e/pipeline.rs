@@ -23,7 +23,7 @@ fn gated(config: Config) -> (ServerBuilder, Arc<Semaphore>, Arc<Mutex<Vec<Value>
     let builder = Server::builder(config)
         .on("hold", {
             let (gate, order) = (gate.clone(), order.clone());
-            move |_client, msg: Message| {
+            move |msg: Message| {
                 let (gate, order) = (gate.clone(), order.clone());
                 async move {
                     gate.acquire().await.expect("gate open").forget();
@@ -34,7 +34,7 @@ fn gated(config: Config) -> (ServerBuilder, Arc<Semaphore>, Arc<Mutex<Vec<Value>
         })
         .on("echo", {
             let order = order.clone();
-            move |_client, msg: Message| {
+            move |msg: Message| {
                 let order = order.clone();
                 async move {
                     order.lock().unwrap().push(msg.data.clone());
@@ -104,7 +104,7 @@ async fn a_handler_longer_than_pong_timeout_keeps_its_connection() {
                 .ping_interval(Duration::from_millis(50))
                 .pong_timeout(Duration::from_millis(200)),
         )
-        .on_request("slow", |_req: Request| async move {
+        .on("slow", |_req: Request| async move {
             tokio::time::sleep(Duration::from_millis(800)).await;
             Ok::<_, Error>("done")
         }),
@@ -129,7 +129,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let handled = Arc::new(Mutex::new(Vec::new()));
     let srv = spawn(Server::builder(config()).on("work", {
         let handled = handled.clone();
-        move |_client, msg: Message| {
+        move |msg: Message| {
             let handled = handled.clone();
             async move {
                 let n = msg.data.as_u64().unwrap_or_default();
@@ -267,7 +267,7 @@ async fn on_connect_runs_first_while_the_socket_is_read() {
                     }
                 }
             })
-            .on_request("greeted", |req: Request| async move {
+            .on("greeted", |req: Request| async move {
                 Ok::<_, Error>(req.client().get_metadata("greeted"))
             }),
     )

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use ws_core::Client;
 use ws_core::Server;
 use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
@@ -25,11 +26,11 @@ async fn a_send_right_after_the_handshake_reaches_the_new_client() {
 }
 
 /// README "Sending": `server.all()` reaches everyone once (the sender too); `client.broadcast()` and
-/// `server.all().except(id)` skip one.
+/// `server.all().except(id)` skip one, and each further `.except` one more.
 #[tokio::test]
 async fn broadcast_reaches_every_client() {
     let srv = spawn(
-        Server::builder(config()).on("shout", |c, m: Message| async move {
+        Server::builder(config()).on("shout", |c: Client, m: Message| async move {
             let out = Message::new("shout", m.data).with_from(c.id().as_str());
             if out.data == "quiet" {
                 c.broadcast().send(&out);
@@ -72,6 +73,24 @@ async fn broadcast_reaches_every_client() {
         }
     }
     assert_eq!(silent, 1, "exactly the excepted client hears nothing");
+    let ids: Vec<_> = srv.server.local_clients()[..3]
+        .iter()
+        .map(|c| c.id().clone())
+        .collect();
+    srv.server
+        .all()
+        .except(&ids[0])
+        .except(&ids[1])
+        .except(&ids[2])
+        .send(Frame::envelope("notice", &json!({"n": 2})));
+    let mut silent = 0;
+    for client in &mut clients {
+        match tokio::time::timeout(Duration::from_millis(300), client.recv()).await {
+            Ok(frame) => assert_eq!(frame, json!({"type": "notice", "data": {"n": 2}})),
+            Err(_) => silent += 1,
+        }
+    }
+    assert_eq!(silent, 3, "each `except` leaves one more client out");
 }
 
 /// README "Sending": `send_to_client` delivers to one client, by `&ClientId` or by the id as a string,
@@ -139,7 +158,7 @@ async fn client_sends_metadata_and_extensions() {
                 c.set_metadata("score", 3).unwrap();
                 c.insert_extension(Plan("gold"));
             })
-            .on("inspect", |c, _: Message| async move {
+            .on("inspect", |c: Client, _: Message| async move {
                 let removed = c.remove_metadata("score");
                 c.send(Frame::envelope(
                     "meta",
@@ -173,7 +192,7 @@ async fn client_sends_metadata_and_extensions() {
 #[tokio::test]
 async fn stats_are_true() {
     let srv = spawn(
-        Server::builder(config()).on("echo", |c, m: Message| async move {
+        Server::builder(config()).on("echo", |c: Client, m: Message| async move {
             let _ = c.send(Message::new("echo", m.data));
         }),
     )

@@ -2,6 +2,7 @@
 //! drains, then the listener closes.
 
 use serde_json::json;
+use ws_core::Client;
 use ws_core::Server;
 use ws_core::protocol::Frame;
 use ws_core::protocol::Message;
@@ -13,7 +14,7 @@ use crate::support::{config, refused_status, spawn};
 #[tokio::test]
 async fn stop_closes_every_client_with_1001() {
     let srv = spawn(
-        Server::builder(config()).on("queue", |c, _: Message| async move {
+        Server::builder(config()).on("queue", |c: Client, _: Message| async move {
             for i in 0..100 {
                 let _ = c.send(Frame::envelope("queued", &i));
             }

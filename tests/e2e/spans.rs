@@ -13,6 +13,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+use ws_core::Client;
 use ws_core::auth::ClientData;
 use ws_core::protocol::Message;
 use ws_core::{Error, Server};
@@ -90,7 +91,7 @@ async fn connections_and_messages_carry_their_spans() {
                 let data = ClientData::new().metadata("user", "bob").span_user("ann");
                 Ok::<_, Error>(data)
             })
-            .on("echo", |client, m: Message| async move {
+            .on("echo", |client: Client, m: Message| async move {
                 let _ = client.send(&m);
             }),
     )

@@ -239,6 +239,70 @@ async fn newtype_variants_and_typed_sends() {
     }
 }
 
+/// README "Typed messages": an untyped handler (`.on("type", ..)`) takes the typed handlers' extractors, with the
+/// `Message` or the whole `Request` last, and answers through the same replies: its `data` decoded into a
+/// type of the handler's own, an error for data that does not fit it, a missing state as `internal`.
+#[tokio::test]
+async fn untyped_handlers_take_the_same_extractors() {
+    #[derive(serde::Deserialize)]
+    struct Pair {
+        a: i64,
+        b: i64,
+    }
+    let srv = spawn(
+        Server::builder(config())
+            .auth(|_| async { Ok::<_, Error>(ClientData::new().extension(User("ann".into()))) })
+            .with_state(Multiplier(10))
+            .on(
+                "times",
+                |State(Multiplier(m)): State<Multiplier>, req: ws_core::handler::Request| async move {
+                    let pair: Pair = req.decode()?;
+                    Ok::<_, Error>((pair.a + pair.b) * m)
+                },
+            )
+            .on(
+                "who",
+                |Extension(User(name)): Extension<User>,
+                 id: RequestId,
+                 msg: ws_core::protocol::Message| async move {
+                    Ok::<_, Error>(json!({"name": name, "id": id.0, "data": msg.data}))
+                },
+            )
+            .on("stats", |State(d): State<std::time::Duration>| async move {
+                Ok::<_, Error>(d.as_secs())
+            }),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    client
+        .send_json(json!({"type": "times", "data": {"a": 2, "b": 3}, "id": 1}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 1, "data": 50})
+    );
+    client
+        .send_json(json!({"type": "who", "data": [1], "id": 2}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$reply", "id": 2, "data": {"name": "ann", "id": 2, "data": [1]}})
+    );
+    client
+        .send_json(json!({"type": "times", "data": {"a": "x"}, "id": 3}))
+        .await;
+    let err = client.recv().await;
+    assert_eq!(
+        (&err["id"], &err["data"]["code"]),
+        (&json!(3), &json!("invalid_data"))
+    );
+    client.send_json(json!({"type": "stats", "id": 4})).await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$error", "id": 4, "data": {"code": "internal", "message": "internal error"}})
+    );
+}
+
 /// Data that does not fit the variant's payload type gets `$error` `invalid_data`, request or not, and the
 /// connection stays.
 #[tokio::test]
@@ -310,5 +374,5 @@ fn generated_message_set() {
 fn typed_and_untyped_handler_for_one_type_panics() {
     let _ = Server::builder(config())
         .handle(shout)
-        .on("shout", |_, _: ws_core::protocol::Message| async {});
+        .on("shout", |_: Client, _: ws_core::protocol::Message| async {});
 }

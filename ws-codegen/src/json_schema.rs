@@ -236,5 +236,9 @@ pub(crate) fn message(
     doc.insert("$schema".into(), json!(DRAFT));
     doc.insert("$comment".into(), json!(comment));
     doc.insert("$defs".into(), Value::Object(def.definitions.clone()));
+    // The reply's `data`, when the message is a request: what the compatibility report compares.
+    if let Some(reply) = &message.reply_schema {
+        doc.insert("x-reply".into(), reply.clone());
+    }
     Value::Object(doc)
 }

@@ -4,7 +4,10 @@
 //!   map per direction (`ClientMessages`, `ServerMessages`, `Protocol`) that the `ws-core-client` SDK is
 //!   typed by;
 //! - `client.ts`: the module frontend code imports alone — `createClient(url, options)` already typed by
-//!   this protocol, with the payload and reply types and the SDK's errors re-exported;
+//!   this protocol and checking frames at run time, with the payload and reply types and the SDK's errors
+//!   re-exported;
+//! - `validate.ts`: run-time checks of every message's `data` and every reply, compiled from the JSON
+//!   Schema below into calls of the SDK's few check functions (no schema engine in the bundle);
 //! - `schema/client-to-server.json` and `schema/server-to-client.json`: JSON Schema (draft 2020-12) of
 //!   every frame each side sends, plus one file per message under `schema/<direction>/`;
 //! - `asyncapi.json`: an AsyncAPI 3.0 document of the same protocol.
@@ -21,7 +24,8 @@
 //!
 //! ```text
 //! ws-codegen                      # write every package's SDK, naming each file written
-//! ws-codegen --check              # write nothing; exit 1 naming each stale or missing file
+//! ws-codegen --check              # write nothing; exit 1 naming each stale or missing file (2 when
+//!                                 # the change breaks clients built from the committed files: see [`compat`])
 //! ws-codegen --package app --out web/src/sdk
 //! ws-codegen --manifest-path ../other/Cargo.toml
 //! ```
@@ -67,9 +71,11 @@
 //! are out of date; [`exit_code`] prints its outcome and turns it into the process's exit status.
 
 mod asyncapi;
+pub mod compat;
 mod json_schema;
 mod protocol;
 mod typescript;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -130,6 +136,11 @@ pub enum CodegenError {
     },
     /// Files on disk differ from what would be generated.
     Stale(Stale),
+    /// A type's JSON Schema uses a keyword `validate.ts` has no check for.
+    Unchecked {
+        /// Which type or message, and the keyword.
+        message: String,
+    },
 }
 
 impl fmt::Display for CodegenError {
@@ -138,6 +149,7 @@ impl fmt::Display for CodegenError {
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Self::Format { path, message } => write!(f, "formatting {path}: {message}"),
             Self::Stale(stale) => stale.fmt(f),
+            Self::Unchecked { message } => write!(f, "validate.ts: {message}"),
         }
     }
 }
@@ -147,7 +159,7 @@ impl std::error::Error for CodegenError {
         match self {
             Self::Io { source, .. } => Some(source),
             Self::Stale(stale) => Some(stale),
-            Self::Format { .. } => None,
+            Self::Format { .. } | Self::Unchecked { .. } => None,
         }
     }
 }
@@ -262,6 +274,14 @@ impl Codegen {
                 path: "client.ts".to_owned(),
                 message,
             })?;
+        let validate_ts = validate::render(p, &self.client_package, HEADER)
+            .map_err(|message| CodegenError::Unchecked { message })
+            .and_then(|text| {
+                typescript::format(text).map_err(|message| CodegenError::Format {
+                    path: "validate.ts".to_owned(),
+                    message,
+                })
+            })?;
         let mut files = vec![
             GeneratedFile {
                 path: "protocol.ts".to_owned(),
@@ -270,6 +290,10 @@ impl Codegen {
             GeneratedFile {
                 path: "client.ts".to_owned(),
                 contents: client_ts,
+            },
+            GeneratedFile {
+                path: "validate.ts".to_owned(),
+                contents: validate_ts,
             },
         ];
         for (dir, side, def, title) in [

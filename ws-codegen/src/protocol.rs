@@ -50,6 +50,8 @@ pub struct Protocol {
     pub ts_declarations: BTreeMap<String, String>,
     /// The TypeScript name of the presence meta type, when the server has presence.
     pub presence_meta: Option<String>,
+    /// The message sets' version, whose fingerprint the generated client sends on connection.
+    pub version: ws_core::version::ProtocolVersion,
 }
 
 pub(crate) fn ts_config() -> ts_rs::Config {
@@ -192,6 +194,7 @@ impl Protocol {
 
     /// Adds a message set to the direction it declares.
     pub fn add<M: WsMessages>(&mut self) {
+        self.version = std::mem::take(&mut self.version).messages::<M>();
         let mut collector = Collector {
             cfg: ts_config(),
             generator: schema_generator(M::DIRECTION),

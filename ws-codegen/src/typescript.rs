@@ -81,6 +81,13 @@ pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
         );
     }
     out.push_str("}\n\n");
+    let _ = writeln!(
+        out,
+        "/** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so \
+         a server built from other enums can say this client is outdated (ws-core's `version`). */\n\
+         export const PROTOCOL_FINGERPRINT = {:?};\n",
+        protocol.version.fingerprint()
+    );
     out.push_str("/** Wire names of every message, in declaration order. */\n");
     for (constant, direction) in [
         ("CLIENT_MESSAGE_TYPES", &protocol.client_to_server),
@@ -109,14 +116,18 @@ pub(crate) fn render_client(package: &str, header: &str) -> String {
         r#"// {header}
 
 import {{ type ClientOptions, createClient as connect, type WsClient }} from {package:?};
-import type {{ Protocol }} from "./protocol.js";
+import {{ PROTOCOL_FINGERPRINT, type Protocol }} from "./protocol.js";
+import {{ validators }} from "./validate.js";
 
 export type * from "./protocol.js";
-export {{ WsClosedError, WsError, WsQueueFullError, WsRequestError, WsTimeoutError }} from {package:?};
+export {{ WsClosedError, WsError, WsInvalidError, WsQueueFullError, WsRequestError, WsTimeoutError }} from {package:?};
+export {{ validators }} from "./validate.js";
 export type {{
   ClientOptions,
   ConnectionState,
+  GroupHandle,
   HistoryPage,
+  InvalidFrame,
   PresenceChange,
   PresenceView,
   Recovery,
@@ -129,10 +140,12 @@ export type Client = WsClient<Protocol>;
 
 /**
  * Connects to a server of this protocol (`url`, or a function giving the URL of each attempt) and keeps
- * the connection: sends, requests and listeners are typed by the message enums this file was generated from.
+ * the connection: sends, requests and listeners are typed by the message enums this file was generated from,
+ * and frames are checked against them at run time (`validate: false` turns that off; `onInvalid` hears of
+ * each frame that does not fit).
  */
 export function createClient(url: string | (() => string), options?: ClientOptions): Client {{
-  return connect<Protocol>(url, options);
+  return connect<Protocol>(url, {{ validate: validators, protocol: PROTOCOL_FINGERPRINT, ...options }});
 }}
 "#
     )

@@ -49,10 +49,7 @@ impl AuthRequest {
 
     /// The first value of a query parameter, percent-decoded.
     pub fn query(&self, name: &str) -> Option<String> {
-        let query = self.uri.query()?;
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
+        query_parameter(&self.uri, name)
     }
 
     /// A cookie's value from the `Cookie` headers.
@@ -68,8 +65,8 @@ impl AuthRequest {
     }
 }
 
-/// What a successful authentication attaches to the new client: typed extensions, metadata, and the user
-/// its log lines name.
+/// What a successful authentication attaches to the new client: typed extensions (what handlers take as
+/// [`Extension<T>`](crate::extract::Extension)), JSON metadata, and the user its log lines name.
 ///
 /// ```
 /// # #[derive(Clone)] struct User { name: String }
@@ -193,6 +190,14 @@ pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         return matches!((host, authority), (Some(h), Some(a)) if h.eq_ignore_ascii_case(a));
     }
     allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+/// The first value of the query parameter `name` of `uri`, percent-decoded.
+pub(crate) fn query_parameter(uri: &Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]

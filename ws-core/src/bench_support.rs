@@ -23,7 +23,7 @@ pub fn detached_client(server: &Server) -> Client {
     let inner = server.inner();
     let client = inner
         .clients
-        .insert_new(|id| Client::new(id, inner.clone()));
+        .insert_new(|id| Client::new(id, inner.clone(), None));
     inner.backplane.client_connected(&client);
     client
 }

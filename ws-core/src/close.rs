@@ -97,3 +97,7 @@ pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
 pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
 /// 1011: a handler panicked while serving this client.
 pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+/// 3409: the client was built for another version of the protocol, and the server closes such clients
+/// ([`ProtocolVersion::close_others`](crate::version::ProtocolVersion::close_others)); reloading the
+/// frontend is the cure, reconnecting is not.
+pub const PROTOCOL_MISMATCH: CloseCode = CloseCode(3409);

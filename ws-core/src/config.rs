@@ -22,6 +22,7 @@
 //! | `max_group_name_bytes` | 256 | `join_group` fails with `limit_exceeded` (so one client's group names hold 64 KiB at most) |
 //! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
 //! | `max_metadata_bytes` | 64 KiB | `Client::set_metadata` fails with `limit_exceeded`; metadata from the authenticator past it: HTTP 500 |
+//! | `compression` | off | with permessage-deflate on: a compressed message inflating past `max_message_size` closes 1009 (inflating stops there), one that does not inflate 1007 |
 //!
 //! # Memory a client can hold
 //!
@@ -47,6 +48,8 @@
 //! calls it, so a bad config fails at start-up, never under load.
 
 use std::time::Duration;
+
+use crate::compression::Compression;
 
 /// Settings of a [`Server`](crate::Server). Start from `Config::default()` and chain a setter per
 /// field (each named after its field); the fields stay readable, and writable through a `mut` binding.
@@ -160,6 +163,9 @@ pub struct Config {
     /// Bytes one client's metadata may hold: each key's length plus its value's JSON length. Default
     /// 64 KiB.
     pub max_metadata_bytes: usize,
+    /// permessage-deflate: off by default; see [`compression`](crate::compression) for what turning it
+    /// on costs and guarantees.
+    pub compression: Compression,
 }
 
 impl Default for Config {
@@ -196,6 +202,7 @@ impl Default for Config {
             max_group_name_bytes: 256,
             max_pending_requests: 64,
             max_metadata_bytes: 64 * 1024,
+            compression: Compression::off(),
         }
     }
 }
@@ -244,6 +251,7 @@ setters! {
     max_group_name_bytes: usize,
     max_pending_requests: usize,
     max_metadata_bytes: usize,
+    compression: Compression,
 }
 
 impl Config {
@@ -299,6 +307,9 @@ pub enum ConfigError {
     /// `message_burst_size` is below 1 while a rate limit is set: no message could ever pass.
     #[error("`message_burst_size` must be at least 1 when `message_rate_limit` is set")]
     BurstTooSmall,
+    /// The compression level is outside 1–9.
+    #[error("the compression level must be 1 to 9, not {0}")]
+    CompressionLevel(u32),
     /// `path` does not start with `/`.
     #[error("`path` must start with '/', got {0:?}")]
     Path(String),
@@ -366,6 +377,9 @@ impl Config {
         }
         if !self.path.starts_with('/') {
             return Err(ConfigError::Path(self.path.clone()));
+        }
+        if !(1..=9).contains(&self.compression.get_level()) {
+            return Err(ConfigError::CompressionLevel(self.compression.get_level()));
         }
         Ok(())
     }

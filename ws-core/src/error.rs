@@ -47,6 +47,8 @@ pub enum ErrorCode {
     /// Too many of the client's frames were waiting for their handler: this one was refused, and the
     /// connection stays.
     Overloaded,
+    /// The client was built for another version of the protocol (see [`version`](crate::version)).
+    ProtocolMismatch,
     /// An application-defined code.
     Custom(Cow<'static, str>),
 }
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
+            Self::ProtocolMismatch => "protocol_mismatch",
             Self::Custom(code) => code,
         }
     }
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::Internal,
             Self::Timeout,
             Self::Overloaded,
+            Self::ProtocolMismatch,
         ];
         known
             .into_iter()

@@ -1,6 +1,7 @@
 //! Handler arguments: what a typed handler can ask for, extracted from the message being handled.
 //!
-//! A handler's arguments are, in order, any number of extractors that read the message's context
+//! Typed handlers (`#[on(...)]`) and untyped ones ([`ServerBuilder::on`](crate::ServerBuilder::on)) take
+//! the same arguments. A handler's arguments are, in order, any number of extractors that read the message's context
 //! ([`FromMessageParts`]) and, last, at most one that consumes it ([`FromMessage`]): the variant's payload
 //! type, decoded once from the frame's `data` before the handler runs (a mismatch is answered with
 //! `$error` `invalid_data`). As in axum, the payload comes last; taking it twice, or before another
@@ -9,6 +10,8 @@
 //! | argument | what it is |
 //! |---|---|
 //! | the variant's payload type (`inbound::Join`) | the decoded message (last argument) |
+//! | [`Message`] | the message of an untyped handler, `data` as JSON (last argument) |
+//! | [`Request`] | the frame as it came: type, id, `data` to [`decode`](Request::decode) (last argument) |
 //! | [`Client`] / [`ClientId`] | who sent the frame |
 //! | [`Server`] | the server |
 //! | [`RequestId`] | the frame's `id`, if it is a request |
@@ -25,6 +28,7 @@ use crate::client::{Client, ClientId};
 use crate::error::Error;
 use crate::handler::Request;
 use crate::message::Variant;
+use crate::protocol::Message;
 use crate::server::Server;
 
 /// The decoded message and its request, from which handler arguments are extracted.
@@ -43,11 +47,8 @@ impl<V> fmt::Debug for HandlerContext<V> {
 }
 
 impl<V> HandlerContext<V> {
-    pub(crate) fn new(request: Request, payload: V) -> Self {
-        Self {
-            request,
-            payload: Some(payload),
-        }
+    pub(crate) fn new(request: Request, payload: Option<V>) -> Self {
+        Self { request, payload }
     }
 
     /// The request being handled.
@@ -55,9 +56,14 @@ impl<V> HandlerContext<V> {
         &self.request
     }
 
-    /// Takes the decoded payload; `None` once taken.
-    pub fn take_payload(&mut self) -> Option<V> {
-        self.payload.take()
+    /// The decoded payload (`None` for an untyped handler, whose message stays in the request).
+    pub fn into_payload(self) -> Option<V> {
+        self.payload
+    }
+
+    /// The request, taken whole.
+    pub fn into_request(self) -> Request {
+        self.request
     }
 }
 
@@ -67,21 +73,29 @@ impl<V> HandlerContext<V> {
 /// use ws_core::Error;
 /// use ws_core::extract::{FromMessageParts, HandlerContext};
 ///
-/// /// The `user` the authenticator stored on the client.
-/// struct User(String);
+/// /// Who the client is, as the authenticator stored it (`ClientData::extension`).
+/// #[derive(Clone)]
+/// struct User {
+///     name: String,
+///     admin: bool,
+/// }
 ///
-/// impl<V> FromMessageParts<V> for User {
+/// /// An admin's name: a handler taking it runs for admins only.
+/// struct Admin(String);
+///
+/// impl<V> FromMessageParts<V> for Admin {
 ///     fn from_message_parts(cx: &HandlerContext<V>) -> Result<Self, Error> {
-///         let user = cx.request().client().get_metadata("user");
-///         let user = user.and_then(|u| u.as_str().map(String::from));
-///         user.map(User).ok_or_else(|| Error::forbidden("log in first"))
+///         match cx.request().client().extension::<User>() {
+///             Some(user) if user.admin => Ok(Admin(user.name)),
+///             _ => Err(Error::forbidden("admins only")),
+///         }
 ///     }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a handler for `{V}` before its last argument",
     label = "not an extractor",
-    note = "handler arguments are `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` or `Extension<T>`, then, last, at most one payload `{V}`"
+    note = "handler arguments are `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` or `Extension<T>`, then, last, at most one payload `{V}` or `Request`"
 )]
 pub trait FromMessageParts<V>: Sized {
     /// Extracts the argument.
@@ -99,6 +113,9 @@ mod via {
     /// [`FromMessage`](super::FromMessage) by taking the payload.
     #[derive(Debug)]
     pub enum Payload {}
+    /// [`FromMessage`](super::FromMessage) by taking the whole request.
+    #[derive(Debug)]
+    pub enum Whole {}
 }
 
 /// The last argument of a handler: the payload, or any [`FromMessageParts`] extractor. `M` tells the two
@@ -106,7 +123,7 @@ mod via {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a handler for `{V}`",
     label = "neither an extractor nor the payload type `{V}`",
-    note = "handler arguments are `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` or `Extension<T>`, then, last, at most one payload `{V}`"
+    note = "handler arguments are `Client`, `ClientId`, `Server`, `RequestId`, `State<T>` or `Extension<T>`, then, last, at most one payload `{V}` or `Request`"
 )]
 pub trait FromMessage<V, M = via::Payload>: Sized {
     /// Extracts the argument.
@@ -114,19 +131,35 @@ pub trait FromMessage<V, M = via::Payload>: Sized {
     /// # Errors
     ///
     /// When the value is not available; the request then gets this error.
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error>;
+    fn from_message(cx: HandlerContext<V>) -> Result<Self, Error>;
 }
 
 impl<V: Variant> FromMessage<V, via::Payload> for V {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        cx.take_payload()
-            .ok_or_else(|| Error::internal(format!("the payload of {:?} was taken", V::NAME)))
+    fn from_message(cx: HandlerContext<V>) -> Result<Self, Error> {
+        cx.into_payload()
+            .ok_or_else(|| Error::internal(format!("no payload of {:?}", V::NAME)))
+    }
+}
+
+/// The untyped message, its `data` decoded as JSON: the last argument of an untyped handler
+/// ([`ServerBuilder::on`](crate::ServerBuilder::on)).
+impl FromMessage<Message, via::Payload> for Message {
+    fn from_message(cx: HandlerContext<Message>) -> Result<Self, Error> {
+        cx.request.message()
+    }
+}
+
+/// The whole request, to read its type, id and `data` as it came ([`Request::decode`] into any type):
+/// the last argument, as it is taken, not copied.
+impl<V> FromMessage<V, via::Whole> for Request {
+    fn from_message(cx: HandlerContext<V>) -> Result<Self, Error> {
+        Ok(cx.into_request())
     }
 }
 
 impl<V, T: FromMessageParts<V>> FromMessage<V, via::Parts> for T {
-    fn from_message(cx: &mut HandlerContext<V>) -> Result<Self, Error> {
-        T::from_message_parts(cx)
+    fn from_message(cx: HandlerContext<V>) -> Result<Self, Error> {
+        T::from_message_parts(&cx)
     }
 }
 

@@ -134,16 +134,16 @@ fn build() -> Target {
             .handle(count)
             .handle(sum)
             .handle(tick)
-            .on("join", |client, msg: Message| async move {
+            .on("join", |client: Client, msg: Message| async move {
                 client.join(msg.data.as_str().unwrap_or_default())
             })
-            .on("leave", |client, msg: Message| async move {
+            .on("leave", |client: Client, msg: Message| async move {
                 client.leave(msg.data.as_str().unwrap_or_default());
             })
-            .on("everyone", |client, msg: Message| async move {
+            .on("everyone", |client: Client, msg: Message| async move {
                 client.server().all().send(&msg);
             })
-            .on("ask_back", |client, msg: Message| async move {
+            .on("ask_back", |client: Client, msg: Message| async move {
                 client
                     .request_json("question", &msg.data, Duration::from_secs(1))
                     .await
@@ -176,7 +176,7 @@ pub fn dispatch(data: &[u8]) {
         let inner = server.inner();
         let client = inner
             .clients
-            .insert_new(|id| Client::new(id, inner.clone()));
+            .insert_new(|id| Client::new(id, inner.clone(), None));
         inner.backplane.client_connected(&client);
         if let Some(incoming) = Envelope::from_frame(text)
             && let Some(call) = route(inner, &client, incoming)
@@ -213,7 +213,7 @@ pub fn connection(data: &[u8]) -> u64 {
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(inner.app.ws_config)).await;
         let served =
-            tokio::spawn(connection::register(inner, ClientData::new(), None).run(ws, slot));
+            tokio::spawn(connection::register(inner, ClientData::new(), None, None).run(ws, slot));
         let (mut from_server, mut to_server) = tokio::io::split(client_end);
         let drained = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::client::Client;
-use crate::error::{BoxError, Error};
+use crate::error::Error;
 use crate::protocol::{Envelope, Message};
 use crate::server::Server;
-pub use crate::typed::{Handled, IntoHandlerReply, TypedHandler};
+pub use crate::typed::{AnyReply, Handled, Handler, IntoReply};
 
 /// A boxed, sendable future, as handlers and hooks are stored.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -31,7 +31,7 @@ pub(crate) type Endpoint = Arc<dyn Fn(Request) -> BoxFuture<Result<Reply, Error>
 pub(crate) type Middleware =
     Arc<dyn Fn(Request, Next) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
 
-/// One incoming frame on its way to a handler.
+/// One incoming frame on its way to a handler; a handler can take it whole as its last argument.
 pub struct Request {
     client: Client,
     incoming: Envelope,
@@ -132,40 +132,6 @@ impl Reply {
     }
 }
 
-/// What a handler may return: `()`, a [`Reply`], or `Result<T, E>` with `T: Serialize` (the reply data) and
-/// `E: Into<BoxError>` (an [`Error`] keeps its code; any other error is `internal`).
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a handler's return value",
-    note = "return `()`, `ws_core::handler::Reply`, or `Result<T, E>` where `T: serde::Serialize` and `E` is an error type"
-)]
-pub trait IntoReply {
-    /// Turns the value into the answer for the request.
-    ///
-    /// # Errors
-    ///
-    /// The handler's error, or `internal` if the reply cannot be serialized.
-    fn into_reply(self) -> Result<Reply, Error>;
-}
-
-impl IntoReply for () {
-    fn into_reply(self) -> Result<Reply, Error> {
-        Ok(Reply::empty())
-    }
-}
-
-impl IntoReply for Reply {
-    fn into_reply(self) -> Result<Reply, Error> {
-        Ok(self)
-    }
-}
-
-impl<T: Serialize, E: Into<BoxError>> IntoReply for Result<T, E> {
-    fn into_reply(self) -> Result<Reply, Error> {
-        self.map_err(|e| Error::from(e.into()))
-            .and_then(|v| Reply::json(&v))
-    }
-}
-
 /// The rest of the middleware chain, ending in the handler.
 pub struct Next {
     chain: Arc<[Middleware]>,
@@ -200,28 +166,4 @@ impl Next {
             None => (self.endpoint)(req),
         }
     }
-}
-
-pub(crate) fn untyped_endpoint<F, Fut, R>(handler: F) -> Endpoint
-where
-    F: Fn(Client, Message) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoReply,
-{
-    Arc::new(move |req: Request| {
-        let call = req.message().map(|msg| handler(req.client.clone(), msg));
-        Box::pin(async move { call?.await.into_reply() })
-    })
-}
-
-pub(crate) fn request_endpoint<F, Fut, R>(handler: F) -> Endpoint
-where
-    F: Fn(Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoReply,
-{
-    Arc::new(move |req: Request| {
-        let call = handler(req);
-        Box::pin(async move { call.await.into_reply() })
-    })
 }

@@ -8,6 +8,7 @@
 //!
 //! ```no_run
 //! use ws_core::auth::ClientData;
+//! use ws_core::extract::Extension;
 //! use ws_core::{Client, Config, Error, Server, on, ws_messages};
 //!
 //! #[ws_messages] // client → server
@@ -29,10 +30,13 @@
 //!     Ok(())
 //! }
 //!
+//! /// Who a client is: stored on it by the authenticator, handed to handlers that ask for it.
+//! #[derive(Clone)]
+//! struct User(String);
+//!
 //! #[on(Inbound::Chat)]
-//! async fn chat(client: Client, msg: inbound::Chat) {
-//!     let user = client.get_metadata("user").and_then(|u| u.as_str().map(String::from));
-//!     let out = Outbound::Chat { text: msg.text, user: user.unwrap_or_default() };
+//! async fn chat(client: Client, Extension(User(user)): Extension<User>, msg: inbound::Chat) {
+//!     let out = Outbound::Chat { text: msg.text, user };
 //!     client.server().to(&msg.room).send(out.sent_by(client.id()));
 //! }
 //!
@@ -47,7 +51,7 @@
 //!         .auth(|req| async move {
 //!             let user = req.query("token").filter(|t| !t.is_empty());
 //!             let user = user.ok_or_else(|| Error::unauthorized("missing token"))?;
-//!             Ok::<_, Error>(ClientData::new().metadata("user", &user).span_user(user))
+//!             Ok::<_, Error>(ClientData::new().extension(User(user.clone())).span_user(user))
 //!         })
 //!         .handle(join)
 //!         .handle(chat)
@@ -65,7 +69,7 @@
 //! variant, or sending a client → server message are compile errors (see [`ws_messages`] and [`on`]).
 //!
 //! Underneath, untyped handlers work on the raw envelope:
-//! `Server::builder(config).on("chat", |client, msg: Message| async move { ... })`.
+//! `Server::builder(config).on("chat", |client: Client, msg: Message| async move { ... })`.
 //!
 //! # Where things are
 //!
@@ -82,6 +86,7 @@
 //! | [`delivery`] | volatile and latest delivery |
 //! | [`presence`] | who is in a group, as a state on join and batched diffs |
 //! | [`history`] | a group's recent frames, numbered, replayed to a client that comes back |
+//! | [`version`] | the protocol's fingerprint, and what a client built for another version is told |
 //! | [`auth`] | the authenticator's request and what it attaches to a client |
 //! | [`config`], [`close`], [`error`] | limits and their defaults, close codes, error codes |
 //! | [`backplane`] | one node or many: the `Backplane` trait, memory and Redis |
@@ -149,6 +154,7 @@ pub mod backplane;
 pub mod bench_support;
 mod client;
 pub mod close;
+pub mod compression;
 pub mod config;
 mod connection;
 pub mod delivery;
@@ -174,6 +180,7 @@ mod server;
 pub mod stats;
 mod sync;
 mod typed;
+pub mod version;
 
 /// The JSON Schema generator payload types implement (`#[payload]` derives it).
 pub use schemars;

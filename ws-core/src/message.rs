@@ -82,6 +82,11 @@ pub trait OutboundMessages: WsMessages {
 /// Payload and reply types also describe themselves to code generators: as TypeScript through
 /// [`ts_rs::TS`] and as JSON Schema through [`schemars::JsonSchema`]. Types used in message fields and
 /// replies derive both, next to serde's derives.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a variant of a `#[ws_messages]` enum",
+    label = "not a message variant",
+    note = "`.handle(..)` takes an `async fn` annotated with `#[ws_core::on(Enum::Variant)]`; an untyped handler is registered with `.on(\"type\", ..)`"
+)]
 pub trait Variant: Serialize + DeserializeOwned + Send + TS + JsonSchema + 'static {
     /// The message set the variant belongs to.
     type Set: WsMessages;

@@ -268,9 +268,18 @@ impl PresenceHub {
     }
 }
 
+/// What presence does with each client registered: its meta is computed and kept, and the presence task
+/// runs from the first one on.
+pub(crate) fn client_registered(inner: &Arc<Inner>, client: &Client) {
+    if let Some(presence) = &inner.presence {
+        presence.attach_meta(client);
+        start(inner);
+    }
+}
+
 /// Starts the presence task of `inner` once, on the first connection (a server can be built outside a
 /// runtime). The task holds the server weakly and ends with it.
-pub(crate) fn start(inner: &Arc<Inner>) {
+fn start(inner: &Arc<Inner>) {
     let Some(hub) = &inner.presence else {
         return;
     };

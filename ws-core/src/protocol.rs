@@ -9,15 +9,21 @@
 //! failure (with the request's `id` when it answers one).
 
 use std::ops::Range;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
+use crate::compression::{Negotiated, deflate};
 use crate::delivery::Delivery;
 use crate::error::Error;
+use crate::stats::bump;
 
 /// The `type` of a reply to a request.
 pub const REPLY_TYPE: &str = "$reply";
@@ -116,10 +122,18 @@ impl Message {
 ///
 /// Cloning is a reference-count increment: a broadcast serializes its message once and every recipient's
 /// queue holds the same bytes. A frame carries its [`Delivery`] policy, which each recipient's queue applies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Frame {
     pub(crate) message: tungstenite::Message,
     pub(crate) delivery: Delivery,
+    /// The frame as compressing clients get it, made by the first of them to be sent it; every recipient of a fan-out is handed the same `&Frame`, so it is made once.
+    deflated: OnceLock<Option<tungstenite::Message>>,
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.delivery == other.delivery
+    }
 }
 
 impl Frame {
@@ -172,7 +186,40 @@ impl Frame {
         Self {
             message,
             delivery: Delivery::Reliable,
+            deflated: OnceLock::new(),
         }
+    }
+
+    /// What to queue for a client that negotiated compression: the frame compressed, or as it is when
+    /// shorter than the minimum size. Compressions are counted in `compressed`.
+    pub(crate) fn for_compressing_client(
+        &self,
+        compression: &Negotiated,
+        compressed: &AtomicU64,
+    ) -> tungstenite::Message {
+        let (payload, opcode) = match &self.message {
+            tungstenite::Message::Text(text) => (text.as_bytes(), OpData::Text),
+            tungstenite::Message::Binary(data) => (&data[..], OpData::Binary),
+            _ => return self.message.clone(),
+        };
+        if payload.len() < compression.min_size {
+            return self.message.clone();
+        }
+        let deflate = || {
+            let bytes = deflate::compress(payload, compression.level, compression.window_bits())?;
+            bump(compressed);
+            let mut frame = WireFrame::message(bytes, OpCode::Data(opcode), true);
+            frame.header_mut().rsv1 = true;
+            Some(tungstenite::Message::Frame(frame))
+        };
+        // Shared by every client with the full window; a client that asked for a smaller one (no browser
+        // does) has its own compression.
+        let deflated = if compression.window_bits() == 15 {
+            self.deflated.get_or_init(deflate).clone()
+        } else {
+            deflate()
+        };
+        deflated.unwrap_or_else(|| self.message.clone())
     }
 
     /// The same frame with another delivery policy (see [`delivery`](crate::delivery)).

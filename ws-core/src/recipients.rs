@@ -1,7 +1,7 @@
 //! Picking who receives a message: `server.to("room")`, `server.all()`, `client.to("room")`, then `.send`.
 //!
 //! A [`Recipients`] names a set of clients; [`Recipients::send`] serializes the message once and queues
-//! it for each of them. Narrow the set with [`Recipients::except`] (one client left out) and
+//! it for each of them. Narrow the set with [`Recipients::except`] (clients left out, one per call) and
 //! [`Recipients::local`] (this node's clients only). Without `.local()`, a set reaches every node linked
 //! by the [backplane](crate::backplane).
 //!
@@ -46,7 +46,7 @@ use crate::server::Inner;
 pub struct Recipients<'a> {
     server: &'a Inner,
     group: Option<&'a str>,
-    except: Option<&'a ClientId>,
+    except: Vec<ClientId>,
     local: bool,
 }
 
@@ -65,7 +65,7 @@ impl<'a> Recipients<'a> {
         Self {
             server,
             group: None,
-            except: None,
+            except: Vec::new(),
             local: false,
         }
     }
@@ -77,9 +77,9 @@ impl<'a> Recipients<'a> {
         }
     }
 
-    /// Leaves one client out (the last one given, when called twice).
-    pub fn except(mut self, id: &'a ClientId) -> Self {
-        self.except = Some(id);
+    /// Leaves a client out; each call leaves out one more.
+    pub fn except(mut self, id: &ClientId) -> Self {
+        self.except.push(id.clone());
         self
     }
 
@@ -94,18 +94,13 @@ impl<'a> Recipients<'a> {
     pub fn send(&self, msg: impl IntoFrame) {
         let frame = msg.into_frame();
         let backplane: &dyn Backplane = if self.local {
-            &self.server.local
+            self.server.local_backplane()
         } else {
             &*self.server.backplane
         };
-        match (self.group, &self.server.history) {
-            (Some(group), Some(history)) if history.applies_to(group) => {
-                history.publish(group, frame, |frame| {
-                    backplane.send_to_group(group, frame, self.except);
-                });
-            }
-            (Some(group), _) => backplane.send_to_group(group, &frame, self.except),
-            (None, _) => backplane.broadcast(&frame, self.except),
+        match self.group {
+            Some(group) => backplane.send_to_group(group, &frame, &self.except),
+            None => backplane.broadcast(&frame, &self.except),
         }
     }
 }

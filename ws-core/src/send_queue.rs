@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::delivery::{Delivery, LatestKey};
+#[cfg(test)]
 use crate::protocol::Frame;
 use crate::sync::lock;
 
@@ -214,9 +215,21 @@ impl SendQueue {
         }
     }
 
-    /// Queues `frame` as of `now` (a fan-out reads the clock once for all its recipients, and hands every
-    /// queue the same frame: what is queued is a clone of its bytes' handle).
-    pub(crate) fn push(&self, frame: &Frame, now: Stamp) -> Result<Pushed, PushError> {
+    /// Queues `frame` as of `now`.
+    #[cfg(test)]
+    pub(crate) fn push_frame(&self, frame: &Frame, now: Stamp) -> Result<Pushed, PushError> {
+        self.push(frame.message.clone(), &frame.delivery, now)
+    }
+
+    /// Queues `message`, a frame's bytes under `delivery`, as of `now` (a fan-out reads the clock once for
+    /// all its recipients, and hands every queue the same frame: what is queued is a clone of its bytes'
+    /// handle, compressed or not).
+    pub(crate) fn push(
+        &self,
+        message: Message,
+        delivery: &Delivery,
+        now: Stamp,
+    ) -> Result<Pushed, PushError> {
         let mut state = lock(&self.state);
         if state.closed {
             return Err(PushError::Closed);
@@ -229,12 +242,12 @@ impl SendQueue {
         {
             return Err(PushError::Full);
         }
-        let (message, latest) = match &frame.delivery {
+        let (message, latest) = match delivery {
             Delivery::Volatile if state.bytes > self.volatile_bytes => {
                 return Ok(Pushed::Skipped);
             }
-            Delivery::Reliable | Delivery::Volatile => (frame.message.clone(), None),
-            Delivery::Latest(key) => match state.coalesce(key, frame.message.clone()) {
+            Delivery::Reliable | Delivery::Volatile => (message, None),
+            Delivery::Latest(key) => match state.coalesce(key, message) {
                 Ok(()) => return Ok(Pushed::Coalesced),
                 Err(message) => (message, Some(key.clone())),
             },
@@ -343,20 +356,23 @@ mod tests {
         let now = Stamp::now();
         let q = queue(2 * ENTRY_COST + 10);
         assert_eq!(
-            q.push(&Frame::text("x".repeat(500)), now),
+            q.push_frame(&Frame::text("x".repeat(500)), now),
             Ok(Pushed::Queued)
         );
-        assert_eq!(q.push(&Frame::text("y"), now), Err(PushError::Full));
+        assert_eq!(q.push_frame(&Frame::text("y"), now), Err(PushError::Full));
         let f = q.try_recv().unwrap();
         assert_eq!(
-            q.push(&Frame::text("y"), now),
+            q.push_frame(&Frame::text("y"), now),
             Err(PushError::Full),
             "taken, not yet written"
         );
         q.release(cost(&f));
-        assert_eq!(q.push(&Frame::text("12345"), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&Frame::text("123456"), now), Err(PushError::Full));
-        assert_eq!(q.push(&Frame::text("12345"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&Frame::text("12345"), now), Ok(Pushed::Queued));
+        assert_eq!(
+            q.push_frame(&Frame::text("123456"), now),
+            Err(PushError::Full)
+        );
+        assert_eq!(q.push_frame(&Frame::text("12345"), now), Ok(Pushed::Queued));
         assert_eq!(q.queued_bytes(), 2 * ENTRY_COST + 10);
     }
 
@@ -364,18 +380,18 @@ mod tests {
     fn bounded_in_lag_of_the_oldest_frame() {
         let t0 = Stamp::now();
         let q = queue(1 << 20);
-        assert_eq!(q.push(&Frame::text("a"), t0), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&Frame::text("a"), t0), Ok(Pushed::Queued));
         let t1 = Stamp(t0.0 + 900);
         assert_eq!(
-            q.push(&Frame::text("b"), t1),
+            q.push_frame(&Frame::text("b"), t1),
             Ok(Pushed::Queued),
             "a burst within the lag"
         );
         let late = Stamp(t0.0 + 1001);
-        assert_eq!(q.push(&Frame::text("c"), late), Err(PushError::Full));
+        assert_eq!(q.push_frame(&Frame::text("c"), late), Err(PushError::Full));
         assert_eq!(texts(&q), ["a", "b"]);
         assert_eq!(
-            q.push(&Frame::text("c"), late),
+            q.push_frame(&Frame::text("c"), late),
             Ok(Pushed::Queued),
             "caught up"
         );
@@ -386,15 +402,15 @@ mod tests {
         let now = Stamp::now();
         let q = queue(4 * ENTRY_COST);
         let volatile = || Frame::text("v").with_delivery(Delivery::Volatile);
-        assert_eq!(q.push(&volatile(), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&Frame::text("r"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&volatile(), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&Frame::text("r"), now), Ok(Pushed::Queued));
         assert_eq!(
-            q.push(&volatile(), now),
+            q.push_frame(&volatile(), now),
             Ok(Pushed::Skipped),
             "past half the bound"
         );
         assert_eq!(
-            q.push(&Frame::text("r"), now),
+            q.push_frame(&Frame::text("r"), now),
             Ok(Pushed::Queued),
             "reliable frames still queue"
         );
@@ -408,21 +424,24 @@ mod tests {
         let cursor = |user: &str, x: u32| {
             Frame::text(format!("{user}{x}")).with_delivery(Delivery::latest_by("cursor", user))
         };
-        assert_eq!(q.push(&cursor("ann", 1), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&Frame::text("chat"), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&cursor("bob", 1), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&cursor("ann", 2), now), Ok(Pushed::Coalesced));
-        assert_eq!(q.push(&cursor("ann", 300), now), Ok(Pushed::Coalesced));
+        assert_eq!(q.push_frame(&cursor("ann", 1), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&Frame::text("chat"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&cursor("bob", 1), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&cursor("ann", 2), now), Ok(Pushed::Coalesced));
+        assert_eq!(
+            q.push_frame(&cursor("ann", 300), now),
+            Ok(Pushed::Coalesced)
+        );
         assert_eq!(q.queued_bytes(), 3 * ENTRY_COST + "ann300chatbob1".len());
         assert_eq!(texts(&q), ["ann300", "chat", "bob1"]);
         q.release(q.queued_bytes());
         // Taken frames are no longer waiting: a new value queues behind them.
-        assert_eq!(q.push(&cursor("ann", 4), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&cursor("ann", 4), now), Ok(Pushed::Queued));
         let mut batch = Vec::new();
         assert_eq!(lock(&q.state).entries.len(), 1);
         lock(&q.state).take(1, &mut batch);
-        assert_eq!(q.push(&cursor("ann", 5), now), Ok(Pushed::Queued));
-        assert_eq!(q.push(&cursor("ann", 6), now), Ok(Pushed::Coalesced));
+        assert_eq!(q.push_frame(&cursor("ann", 5), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&cursor("ann", 6), now), Ok(Pushed::Coalesced));
         assert_eq!(texts(&q), ["ann6"]);
     }
 
@@ -430,9 +449,9 @@ mod tests {
     fn closed_queue_refuses_and_frees() {
         let now = Stamp::now();
         let q = queue(1000);
-        assert_eq!(q.push(&Frame::text("a"), now), Ok(Pushed::Queued));
+        assert_eq!(q.push_frame(&Frame::text("a"), now), Ok(Pushed::Queued));
         q.close();
-        assert_eq!(q.push(&Frame::text("b"), now), Err(PushError::Closed));
+        assert_eq!(q.push_frame(&Frame::text("b"), now), Err(PushError::Closed));
         assert_eq!(q.queued_bytes(), 0);
         assert!(q.try_recv().is_none());
     }
@@ -449,11 +468,11 @@ mod tests {
             }
         });
         tokio::task::yield_now().await;
-        q.push(&Frame::text("hello"), Stamp::now()).unwrap();
+        q.push_frame(&Frame::text("hello"), Stamp::now()).unwrap();
         let (n, batch) = waiting.await.unwrap();
         assert_eq!((n, batch), (Some(1), vec![Message::text("hello")]));
         for _ in 0..500 {
-            q.push(&Frame::text("x"), Stamp::now()).unwrap();
+            q.push_frame(&Frame::text("x"), Stamp::now()).unwrap();
         }
         let mut batch = Vec::new();
         while q

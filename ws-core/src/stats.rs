@@ -112,4 +112,8 @@ counters! {
     pong_timeouts => Counter "pong_timeouts" "Connections closed for missing pongs",
     /// Connections closed because a write blocked longer than `write_timeout`.
     write_timeouts => Counter "write_timeouts" "Connections closed for a blocked write",
+    /// Connections that negotiated permessage-deflate.
+    compressed_connections => Counter "compressed_connections" "Connections that negotiated permessage-deflate",
+    /// Outgoing frames compressed: once per frame, however many compressing clients it went to.
+    frames_compressed => Counter "frames_compressed" "Outgoing frames compressed, once per frame whatever its recipients",
 }

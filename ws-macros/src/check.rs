@@ -171,5 +171,5 @@ pub(crate) fn handler_fn(item: &ItemFn, cx: &mut Ctxt) {
     }
 }
 
-/// The arities `ws_core::handler::TypedHandler` is implemented for.
+/// The arities `ws_core::handler::Handler` is implemented for.
 const MAX_HANDLER_ARGS: usize = 8;

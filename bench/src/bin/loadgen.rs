@@ -6,11 +6,18 @@
 //! loadgen cursors URL CLIENTS RATE SECONDS TYPE               # TYPE: cursor (latest) or cursor_plain
 //! loadgen ask     URL SECONDS                                # ours only: server → client requests
 //! loadgen reqrep  URL CLIENTS SECONDS
-//! loadgen idle    URL CONNECTIONS HOLD_SECONDS
+//! loadgen idle    URL CONNECTIONS HOLD_SECONDS [OFFER]           # OFFER 1: the connections offer permessage-deflate
 //! loadgen storm   URL CONNECTIONS
 //! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
 //! loadgen recover URL CLIENTS MISSED                            # ours with history on (memory or Redis)
+//! loadgen chat    URL SUBSCRIBERS RATE SECONDS OFFER            # OFFER 1: subscribers offer permessage-deflate
 //! ```
+//!
+//! Chat: fan-out of a 1 KiB chat line (`{"t", "text"}`, words that differ from line to line) to subscribers
+//! read by hand-framed sockets (`bench::deflate`) that offer permessage-deflate or not and count the bytes
+//! that cross them; one in ten inflates and reads its lines for the latencies (all of them would need more
+//! than the load generator's core). It reports deliveries per second, wire bytes per delivery, and how
+//! many subscribers the server agreed to compress for.
 //!
 //! Recover: MISSED frames are published to the group while nobody is in it; then CLIENTS connect at once,
 //! each sends the position it had before them (`$positions`) and joins. It reports the time until every
@@ -49,6 +56,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use bench::deflate::Subscriber;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -277,41 +286,15 @@ async fn fanout(
         })
     });
     let pad = "x".repeat(PAD);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut sent: u64 = 0;
     let publish_start_us = start.elapsed().as_micros() as u64;
-    // Fixed rates send a burst every 10 ms, or one message per period below 100 msg/s.
-    let (tick, per_tick) = if rate >= 100 {
-        (Duration::from_millis(10), rate / 100)
-    } else {
-        (Duration::from_secs_f64(1.0 / rate.max(1) as f64), 1)
-    };
-    let mut next_tick = Instant::now();
-    while Instant::now() < deadline {
-        let burst = if rate == 0 { 64 } else { per_tick };
-        let publish = async {
-            for _ in 0..burst {
-                let t = start.elapsed().as_micros() as u64;
-                publisher
-                    .feed(Message::text(proto.publish(t, &pad)))
-                    .await?;
-                sent += 1;
-            }
-            publisher.flush().await
-        };
-        // A server that stops reading blocks the publisher; the run still ends on time.
-        match tokio::time::timeout_at(deadline.into(), publish).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("publish: {e}"),
-            Err(_) => break,
-        }
-        if rate > 0 {
-            next_tick += tick;
-            tokio::time::sleep_until(next_tick.into()).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
+    let sent = publish(
+        &mut publisher,
+        rate,
+        seconds,
+        |t| proto.publish(t, &pad),
+        start,
+    )
+    .await;
     let stop = start.elapsed() + DRAIN_GRACE;
     stop_us.store(stop.as_micros() as u64, Ordering::Relaxed);
     for reader in readers {
@@ -340,6 +323,50 @@ async fn fanout(
         "cut_off": closes.cut.load(Ordering::Relaxed),
         "stalled": stalled_flag, "stalled_dropped_after_s": stalled_dropped_after_s,
     })
+}
+
+/// Publishes `line(t)` (`t`: microseconds since `start`) at `rate` messages a second (0: as fast as the
+/// server takes them) for `seconds`; returns how many were sent. Fixed rates send a burst every 10 ms, or
+/// one message per period below 100 msg/s.
+async fn publish(
+    publisher: &mut Ws,
+    rate: u64,
+    seconds: u64,
+    line: impl Fn(u64) -> String,
+    start: Instant,
+) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (tick, per_tick) = if rate >= 100 {
+        (Duration::from_millis(10), rate / 100)
+    } else {
+        (Duration::from_secs_f64(1.0 / rate.max(1) as f64), 1)
+    };
+    let mut sent: u64 = 0;
+    let mut next_tick = Instant::now();
+    while Instant::now() < deadline {
+        let burst = if rate == 0 { 64 } else { per_tick };
+        let publish = async {
+            for _ in 0..burst {
+                let t = start.elapsed().as_micros() as u64;
+                publisher.feed(Message::text(line(t))).await?;
+                sent += 1;
+            }
+            publisher.flush().await
+        };
+        // A server that stops reading blocks the publisher; the run still ends on time.
+        match tokio::time::timeout_at(deadline.into(), publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("publish: {e}"),
+            Err(_) => break,
+        }
+        if rate > 0 {
+            next_tick += tick;
+            tokio::time::sleep_until(next_tick.into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    sent
 }
 
 /// Subscribers the server closed, by close code, or cut off without a close frame.
@@ -818,14 +845,25 @@ async fn recover(url: &str, clients: usize, missed: u64) -> serde_json::Value {
     })
 }
 
-async fn idle(url: &str, connections: usize, hold: u64) -> serde_json::Value {
+/// Holds CONNECTIONS idle connections for HOLD seconds; with `offer`, hand-framed ones that offer
+/// permessage-deflate (and report how many the server agreed to compress for).
+async fn idle(url: &str, connections: usize, hold: u64, offer: bool) -> serde_json::Value {
     let mut open = Vec::with_capacity(connections);
+    let mut offered = Vec::new();
     for _ in 0..connections {
-        open.push(connect(url).await);
+        if offer {
+            offered.push(Subscriber::connect(url, true).await.expect("connect"));
+        } else {
+            open.push(connect(url).await);
+        }
     }
-    println!("{}", json!({"scenario": "idle", "ready": connections}));
+    let negotiated = offered.iter().filter(|s| s.negotiated).count();
+    println!(
+        "{}",
+        json!({"scenario": "idle", "ready": connections, "negotiated": negotiated})
+    );
     tokio::time::sleep(Duration::from_secs(hold)).await;
-    json!({"scenario": "idle", "connections": open.len()})
+    json!({"scenario": "idle", "connections": open.len() + offered.len(), "negotiated": negotiated})
 }
 
 async fn storm(url: &str, connections: usize) -> serde_json::Value {
@@ -851,6 +889,97 @@ async fn storm(url: &str, connections: usize) -> serde_json::Value {
     json!({"scenario": "storm", "connections": held.len(), "seconds": secs, "handshakes_per_sec": held.len() as f64 / secs})
 }
 
+/// A chat line of about 1 KiB carrying `t`: words drawn from a small vocabulary, different every line, so
+/// it compresses as chat text does (2-4x), not as padding does.
+fn chat_line(t: u64) -> String {
+    const WORDS: [&str; 32] = [
+        "the", "deploy", "finished", "and", "latency", "looks", "fine", "on", "our", "side", "can",
+        "you", "check", "staging", "before", "lunch", "we", "should", "merge", "this", "branch",
+        "today", "thanks", "for", "review", "tests", "are", "green", "again", "after", "retry",
+        "maybe",
+    ];
+    let mut x = t | 1;
+    let mut text = String::with_capacity(1100);
+    while text.len() < 1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push_str(WORDS[(x % 32) as usize]);
+        text.push(if x.is_multiple_of(11) { '.' } else { ' ' });
+    }
+    format!(r#"{{"type":"publish","data":{{"t":{t},"text":"{text}"}}}}"#)
+}
+
+async fn chat(
+    url: &str,
+    subscribers: usize,
+    rate: u64,
+    seconds: u64,
+    offer: bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut readers = Vec::new();
+    let mut negotiated = 0;
+    let last_delivery_us = Arc::new(AtomicU64::new(0));
+    for i in 0..subscribers {
+        let mut sub = Subscriber::connect(url, offer).await.expect("connect");
+        negotiated += usize::from(sub.negotiated);
+        sub.send_text(&Proto::Envelope.join()).await.expect("join");
+        // One subscriber in ten inflates and reads its lines, for the latencies; the others count them.
+        sub.read = i % 10 == 0;
+        let mut stopped = stopped.clone();
+        let last = last_delivery_us.clone();
+        readers.push(tokio::spawn(async move {
+            let (mut latencies, mut delivered) = (Vec::new(), 0u64);
+            loop {
+                // Cancelling a read half-way is fine here: the socket is not read again.
+                let text = tokio::select! {
+                    text = sub.next_text() => text,
+                    _ = stopped.changed() => break,
+                };
+                let Ok(Some(text)) = text else { break };
+                delivered += 1;
+                let now = start.elapsed().as_micros() as u64;
+                last.fetch_max(now, Ordering::Relaxed);
+                if let Some(sent) = sent_at(&text) {
+                    latencies.push(now.saturating_sub(sent));
+                }
+            }
+            (latencies, delivered, sub.wire_bytes)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500 + subscribers as u64 / 10)).await;
+    let mut publisher = connect(url).await;
+    let publish_start_us = start.elapsed().as_micros() as u64;
+    let sent = publish(&mut publisher, rate, seconds, chat_line, start).await;
+    tokio::time::sleep(DRAIN_GRACE).await;
+    let _ = stop.send(true);
+    let (mut lat, mut wire, mut got) = (Vec::new(), 0, 0);
+    for reader in readers {
+        if let Ok((latencies, delivered, bytes)) = reader.await {
+            lat.extend(latencies);
+            got += delivered;
+            wire += bytes;
+        }
+    }
+    drop(publisher);
+    lat.sort_unstable();
+    let span = last_delivery_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(publish_start_us) as f64
+        / 1e6;
+    let expected = sent * subscribers as u64;
+    json!({
+        "scenario": "chat", "subscribers": subscribers, "rate": rate, "seconds": seconds, "offer": offer,
+        "negotiated": negotiated, "published": sent, "expected": expected, "delivered": got,
+        "delivered_pct": if expected > 0 { 100.0 * got as f64 / expected as f64 } else { 0.0 },
+        "deliveries_per_sec": if span > 0.0 { got as f64 / span } else { 0.0 },
+        "wire_bytes_per_delivery": if got > 0 { wire as f64 / got as f64 } else { 0.0 },
+        "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
+    })
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -874,16 +1003,25 @@ async fn main() {
         }
         "reqrep" => reqrep(url, num(2) as usize, num(3)).await,
         "ask" => ask(url, num(2)).await,
-        "idle" => idle(url, num(2) as usize, num(3)).await,
+        "idle" => {
+            let offer = args.get(4).is_some_and(|s| s == "1");
+            idle(url, num(2) as usize, num(3), offer).await
+        }
         "storm" => storm(url, num(2) as usize).await,
         "presence" => presence(url, num(2) as usize, num(3), num(4)).await,
         "recover" => recover(url, num(2) as usize, num(3)).await,
+        "chat" => {
+            let offer = args.get(5).is_some_and(|s| s == "1");
+            chat(url, num(2) as usize, num(3), num(4), offer).await
+        }
         _ => usage(),
     };
     println!("{result}");
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen fanout|cursors|ask|reqrep|idle|storm URL ... (see the module docs)");
+    eprintln!(
+        "usage: loadgen fanout|cursors|ask|reqrep|idle|storm|presence|recover|chat URL ... (see the module docs)"
+    );
     std::process::exit(2)
 }

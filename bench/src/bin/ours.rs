@@ -9,11 +9,12 @@
 //! answer. With a Redis
 //! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
 //! the group keeps a history of its last FRAMES frames (in Redis, with a URL); with `BENCH_PRESENCE=1` it has
-//! presence.
+//! presence; with `BENCH_DEFLATE=1`, permessage-deflate on (`Compression::deflate()`, its defaults).
 
 use std::time::Duration;
 
 use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::compression::Compression;
 use ws_core::delivery::Delivery;
 use ws_core::handler::Request;
 use ws_core::protocol::Frame;
@@ -25,36 +26,39 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let config = Config::default()
+    let mut config = Config::default()
         .port(port)
         .message_rate_limit(0)
         .max_connections(0);
+    if std::env::var("BENCH_DEFLATE").is_ok_and(|v| v == "1") {
+        config = config.compression(Compression::deflate());
+    }
     let redis = match std::env::args().nth(2) {
         Some(url) => Some(RedisConfig::new(&url).map_err(std::io::Error::other)?),
         None => None,
     };
     let mut builder = Server::builder(config.clone())
-        .on_request("join", |req: Request| async move {
+        .on("join", |req: Request| async move {
             let group: String = req.decode()?;
             req.client().join(&group).map(drop)
         })
-        .on_request("publish", |req: Request| async move {
+        .on("publish", |req: Request| async move {
             req.server().to(bench::GROUP).send(relayed("publish", &req));
         })
-        .on_request("cursor", |req: Request| async move {
+        .on("cursor", |req: Request| async move {
             let sender = Delivery::latest_by("cursor", req.client().id().as_str());
             let frame = relayed("cursor", &req).with_delivery(sender);
             req.server().to(bench::GROUP).send(frame);
         })
-        .on_request("cursor_plain", |req: Request| async move {
+        .on("cursor_plain", |req: Request| async move {
             req.server()
                 .to(bench::GROUP)
                 .send(relayed("cursor_plain", &req));
         })
-        .on_request("whoami", |req: Request| async move {
+        .on("whoami", |req: Request| async move {
             Ok::<_, Error>(req.client().id().to_string())
         })
-        .on_request("ask", |req: Request| async move {
+        .on("ask", |req: Request| async move {
             // Asks the client named in `data` (or the asker itself) a question, and answers with its answer.
             let to: Option<String> = req.decode()?;
             let target = match to {
@@ -68,7 +72,7 @@ async fn main() -> std::io::Result<()> {
                 .request_json("question", &req.data_json(), Duration::from_secs(5))
                 .await
         })
-        .on_request("echo", |req: Request| async move {
+        .on("echo", |req: Request| async move {
             let data: Box<serde_json::value::RawValue> = req.decode()?;
             Ok::<_, Error>(data)
         });

@@ -70,22 +70,22 @@ async fn serve(redis: Option<String>) {
         .ping_interval(Duration::from_secs(2))
         .pong_timeout(Duration::from_secs(4));
     let mut builder = Server::builder(config)
-        .on_request("join", |req: Request| async move {
+        .on("join", |req: Request| async move {
             let room: String = req.decode()?;
             req.client().join(&room)
         })
-        .on_request("leave", |req: Request| async move {
+        .on("leave", |req: Request| async move {
             let room: String = req.decode()?;
             Ok::<_, Error>(req.client().leave(&room))
         })
-        .on_request("publish", |req: Request| async move {
+        .on("publish", |req: Request| async move {
             let room: String = req.decode()?;
             let frame = ws_core::protocol::Frame::envelope("room", &room);
             req.server().to(&room).except(req.client().id()).send(frame);
             Ok::<_, Error>(true)
         })
-        .on_request("echo", |req: Request| async move { req.decode::<Value>() })
-        .on_request("ask_back", |req: Request| async move {
+        .on("echo", |req: Request| async move { req.decode::<Value>() })
+        .on("ask_back", |req: Request| async move {
             let client = req.client().clone();
             client
                 .request_json("ask", &json!("?"), Duration::from_secs(5))

@@ -62,6 +62,9 @@ export interface Protocol {
   server: ServerMessages;
 }
 
+/** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so a server built from other enums can say this client is outdated (ws-core's `version`). */
+export const PROTOCOL_FINGERPRINT = "0424ef8ce3511ed8";
+
 /** Wire names of every message, in declaration order. */
 export const CLIENT_MESSAGE_TYPES = ["list_notes", "add_note", "refresh"] as const;
 export const SERVER_MESSAGE_TYPES = ["note_added"] as const;

@@ -375,6 +375,11 @@ pub fn websocket_server(
 ) -> Result<Server, ConfigError> {
     let check = tokens.clone();
     Server::builder(settings.ws.clone())
+        .protocol_version(
+            ws_core::version::ProtocolVersion::new()
+                .messages::<Inbound>()
+                .messages::<Outbound>(),
+        )
         .with_state(notes)
         .with_state(tokens)
         .auth(move |req: AuthRequest| {
@@ -385,7 +390,6 @@ pub fn websocket_server(
                 let session = session?;
                 Ok::<_, Error>(
                     ClientData::new()
-                        .metadata("user", &session.user)
                         .span_user(&session.user)
                         .extension(session),
                 )

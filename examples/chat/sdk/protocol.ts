@@ -205,6 +205,9 @@ export interface Protocol {
   presence: Member;
 }
 
+/** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so a server built from other enums can say this client is outdated (ws-core's `version`). */
+export const PROTOCOL_FINGERPRINT = "9c6e1c0a5ea3e3c4";
+
 /** Wire names of every message, in declaration order. */
 export const CLIENT_MESSAGE_TYPES = [
   "chat",

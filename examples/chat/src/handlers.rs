@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use ws_core::auth::{AuthRequest, ClientData};
 use ws_core::config::ConfigError;
+use ws_core::extract::Extension;
+use ws_core::version::ProtocolVersion;
 use ws_core::{Client, Config, Error, Server, ServerBuilder, on};
 
 use crate::protocol::{
@@ -28,31 +30,47 @@ fn bounded(what: &str, text: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The user name the token stands for.
-fn user(client: &Client) -> String {
-    client
-        .get_metadata("user")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// Who a connection is, as its token says: stored on the client by the authenticator, and handed to
+/// handlers as `Extension<User>`.
+#[derive(Debug, Clone)]
+struct User {
+    /// The name others see (the token).
+    name: String,
+    /// Whether the user may run admin commands (the token `admin`).
+    admin: bool,
+}
+
+impl User {
+    /// The user of a client the authenticator let in.
+    fn of(client: &Client) -> Self {
+        client.extension::<Self>().unwrap_or(Self {
+            name: String::new(),
+            admin: false,
+        })
+    }
 }
 
 async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
     let token = req.query("token").filter(|t| !t.is_empty());
     let token = token.ok_or_else(|| Error::unauthorized("a non-empty ?token= is required"))?;
     bounded("the user name", &token, MAX_USER_CHARS)?;
-    let plan = if token == "admin" { "admin" } else { "member" };
-    Ok(ClientData::new()
-        .metadata("user", &token)
-        .metadata("plan", plan)
-        .span_user(token))
+    let user = User {
+        admin: token == "admin",
+        name: token.clone(),
+    };
+    Ok(ClientData::new().extension(user).span_user(token))
 }
 
 #[on(Inbound::Chat)]
-async fn chat(client: Client, msg: inbound::Chat) -> Result<(), Error> {
+async fn chat(
+    client: Client,
+    Extension(user): Extension<User>,
+    msg: inbound::Chat,
+) -> Result<(), Error> {
     bounded("text", &msg.text, MAX_TEXT_CHARS)?;
     let out = Outbound::Chat {
         text: msg.text,
-        user: user(&client),
+        user: user.name,
         room: msg.room.clone(),
     }
     .sent_by(client.id());
@@ -65,9 +83,9 @@ async fn chat(client: Client, msg: inbound::Chat) -> Result<(), Error> {
 }
 
 #[on(Inbound::Typing)]
-async fn typing(client: Client, msg: inbound::Typing) {
+async fn typing(client: Client, Extension(user): Extension<User>, msg: inbound::Typing) {
     let out = Outbound::Typing {
-        user: user(&client),
+        user: user.name,
         room: msg.room.clone(),
     }
     .sent_by(client.id());
@@ -96,11 +114,16 @@ async fn leave(client: Client, msg: inbound::Leave) -> RoomLeft {
 }
 
 #[on(Inbound::Dm)]
-async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Error> {
+async fn dm(
+    client: Client,
+    server: Server,
+    Extension(user): Extension<User>,
+    msg: inbound::Dm,
+) -> Result<(), Error> {
     bounded("text", &msg.text, MAX_TEXT_CHARS)?;
     let out = Outbound::Dm {
         text: msg.text,
-        user: user(&client),
+        user: user.name,
     }
     .sent_by(client.id());
     // `reported`: the sender hears of an unknown target even when it did not send a request.
@@ -110,35 +133,34 @@ async fn dm(client: Client, server: Server, msg: inbound::Dm) -> Result<(), Erro
 }
 
 #[on(Inbound::Ask)]
-async fn ask(client: Client, server: Server, msg: inbound::Ask) -> Result<Answer, Error> {
+async fn ask(
+    server: Server,
+    Extension(user): Extension<User>,
+    msg: inbound::Ask,
+) -> Result<Answer, Error> {
     bounded("the question", &msg.question, MAX_TEXT_CHARS)?;
     let target = server
         .local_client(&msg.to)
         .ok_or_else(|| Error::not_found(format!("no client {:?}", msg.to)))?;
     let question = outbound::Ask {
         question: msg.question,
-        user: user(&client),
+        user: user.name,
     };
     target.request(question, ANSWER_TIMEOUT).await
 }
 
 #[on(Inbound::Whoami)]
-async fn whoami(client: Client) -> WhoAmI {
+async fn whoami(client: Client, Extension(user): Extension<User>) -> WhoAmI {
     WhoAmI {
         client_id: client.id().to_string(),
-        user: user(&client),
+        user: user.name,
         groups: client.groups(),
     }
 }
 
 #[on(Inbound::AdminPurge)]
-async fn purge(client: Client) -> Result<Purged, Error> {
-    if client
-        .get_metadata("plan")
-        .as_ref()
-        .and_then(|p| p.as_str())
-        != Some("admin")
-    {
+async fn purge(Extension(user): Extension<User>) -> Result<Purged, Error> {
+    if !user.admin {
         return Err(Error::forbidden("admin:purge needs the admin plan"));
     }
     Ok(Purged { purged: true })
@@ -153,8 +175,16 @@ pub fn build(config: Config) -> Result<Server, ConfigError> {
 pub fn builder(config: Config) -> ServerBuilder {
     Server::builder(config)
         .auth(authenticate)
+        // A page built for other messages is told so at once (`$error` `protocol_mismatch`).
+        .protocol_version(
+            ProtocolVersion::new()
+                .messages::<Inbound>()
+                .messages::<Outbound>(),
+        )
         // Every room has a member list; each member shows its user name.
-        .presence(ws_core::presence::Presence::new().meta(|client| Member { user: user(client) }))
+        .presence(ws_core::presence::Presence::new().meta(|client| Member {
+            user: User::of(client).name,
+        }))
         .on_connect(|client| async move {
             let _ = client.send(Outbound::Welcome {
                 client_id: client.id().to_string(),

@@ -4,7 +4,11 @@
 //! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL] [--rate-limit N] [--burst N]
 //!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
 //!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
+//!                      [--compression on|off]
 //! ```
+//!
+//! permessage-deflate is on (`--compression off` turns it off): browsers offer it on every socket, and a
+//! room's message is compressed once for all its members.
 //!
 //! `--history FRAMES` keeps each room's last FRAMES messages: a client that comes back after a lost
 //! connection and joins the room again gets what it missed. In memory on one process; with `--redis`, in
@@ -25,10 +29,24 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use ws_core::Config;
 use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::compression::Compression;
 
 const PAGE: &str = include_str!("../static/index.html");
 /// The page's script: `web/app.ts` with the SDK and the generated protocol, bundled (see `sdk-ts`).
 const APP: &str = include_str!("../static/app.js");
+/// The same chat written with React (`web/react/app.tsx`, bundled with React by `npm run build:page`).
+const REACT_PAGE: &str = include_str!("../static/react.html");
+const REACT_APP: &str = include_str!("../static/react.js");
+/// The pages' common stylesheet.
+const STYLE: &str = include_str!("../static/chat.css");
+
+/// A static file of the pages, UTF-8 text of `kind`.
+fn asset(kind: &str, body: &'static str) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, format!("{kind}; charset=utf-8"))],
+        body,
+    )
+}
 
 #[tokio::main]
 async fn main() {
@@ -62,14 +80,12 @@ async fn main() {
 
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/app.js", get(|| async { asset("text/javascript", APP) }))
+        .route("/react", get(|| async { Html(REACT_PAGE) }))
+        .route("/chat.css", get(|| async { asset("text/css", STYLE) }))
         .route(
-            "/app.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    APP,
-                )
-            }),
+            "/react.js",
+            get(|| async { asset("text/javascript", REACT_APP) }),
         )
         .route("/health", get(|| async { "ok" }))
         .route(
@@ -122,7 +138,9 @@ fn size(flag: &str, n: u64) -> Result<usize, String> {
 fn parse_args(
     mut args: impl Iterator<Item = String>,
 ) -> Result<(Config, Option<RedisConfig>, Option<usize>), String> {
-    let mut config = Config::default().port(6001);
+    let mut config = Config::default()
+        .port(6001)
+        .compression(Compression::deflate());
     let mut redis = None;
     let mut history = None;
     let mut allowed_hosts = Vec::new();
@@ -153,6 +171,13 @@ fn parse_args(
             "--allowed-host" => allowed_hosts.push(value),
             "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
             "--history" => history = Some(size(&flag, number(&value)?)?).filter(|&n| n > 0),
+            "--compression" => {
+                config.compression = match value.as_str() {
+                    "on" => Compression::deflate(),
+                    "off" => Compression::off(),
+                    _ => return Err(format!("{flag}: {value:?} is neither on nor off")),
+                }
+            }
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }

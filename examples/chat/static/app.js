@@ -5,7 +5,7 @@ var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "sy
 
 // sdk-ts/src/backoff.ts
 function closeCodePolicy(code) {
-  if (code === 1002 || code === 1003 || code === 1007 || code === 1009) return "stop";
+  if (code === 1002 || code === 1003 || code === 1007 || code === 1009 || code === 3409) return "stop";
   if (code >= 4e3 && code <= 4999) return "stop";
   if (code === 1008) return "slow";
   return "retry";
@@ -51,6 +51,14 @@ var WsRequestError = class extends WsError {
     __publicField(this, "name", "WsRequestError");
   }
 };
+var WsInvalidError = class extends WsRequestError {
+  constructor(path, expected) {
+    super("invalid_data", `${path}: expected ${expected}`);
+    __publicField(this, "path", path);
+    __publicField(this, "expected", expected);
+    __publicField(this, "name", "WsInvalidError");
+  }
+};
 var WsTimeoutError = class extends WsError {
   constructor() {
     super(...arguments);
@@ -67,6 +75,216 @@ var WsQueueFullError = class extends WsError {
   constructor() {
     super(...arguments);
     __publicField(this, "name", "WsQueueFullError");
+  }
+};
+
+// sdk-ts/src/connection.ts
+var OPEN = 1;
+var Connection = class {
+  constructor(url, options, events) {
+    __publicField(this, "url", url);
+    __publicField(this, "events", events);
+    __publicField(this, "state", "connecting");
+    /** Counts sockets opened, so an answer computed on one is not sent on the next. */
+    __publicField(this, "generation", 0);
+    /** Whether the application closed the client for good. */
+    __publicField(this, "closed", false);
+    __publicField(this, "socket");
+    /** Frames waiting for a socket; a request's frame carries its id, so it leaves with the request. */
+    __publicField(this, "queue", []);
+    __publicField(this, "stateListeners", /* @__PURE__ */ new Set());
+    __publicField(this, "attempt", 0);
+    __publicField(this, "stableTimer");
+    __publicField(this, "reconnectTimer");
+    __publicField(this, "heartbeatTimer");
+    __publicField(this, "lastSeen", 0);
+    __publicField(this, "pingSentAt", 0);
+    __publicField(this, "WebSocketImpl");
+    __publicField(this, "reconnect");
+    __publicField(this, "maxQueue");
+    __publicField(this, "heartbeatIntervalMs");
+    __publicField(this, "heartbeatTimeoutMs");
+    __publicField(this, "random");
+    __publicField(this, "protocol");
+    const impl = options.WebSocket ?? globalThis.WebSocket;
+    if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
+    this.WebSocketImpl = impl;
+    const reconnect = options.reconnect ?? true;
+    this.reconnect = reconnect === false ? void 0 : {
+      baseDelayMs: 250,
+      maxDelayMs: 1e4,
+      maxAttempts: Number.POSITIVE_INFINITY,
+      stableAfterMs: 5e3,
+      onClose: closeCodePolicy,
+      ...reconnect === true ? {} : reconnect
+    };
+    this.maxQueue = options.maxQueue ?? 100;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2e4;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 1e4;
+    this.random = options.random ?? Math.random;
+    this.protocol = options.protocol;
+    this.open();
+  }
+  /** Sends `text` now, or queues it until a socket opens. Throws {@link WsClosedError} once closed and
+   * {@link WsQueueFullError} when the queue is full. */
+  write(text, requestId) {
+    if (this.closed) throw new WsClosedError("the client is closed");
+    if (this.state === "open" && this.socket?.readyState === OPEN) {
+      this.socket.send(text);
+      return;
+    }
+    if (this.queue.length >= this.maxQueue) {
+      throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
+    }
+    this.queue.push(requestId === void 0 ? { text } : { text, id: requestId });
+  }
+  /** Takes a settled request's frame out of the queue, so it is not sent after its caller gave up. */
+  unqueue(id) {
+    const at = this.queue.findIndex((entry) => entry.id === id);
+    if (at >= 0) this.queue.splice(at, 1);
+  }
+  onState(listener) {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+  ready() {
+    if (this.state === "open") return Promise.resolve();
+    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
+    return new Promise((resolve, reject) => {
+      const stop = this.onState((state) => {
+        if (state === "open") {
+          stop();
+          resolve();
+        } else if (state === "closed") {
+          stop();
+          reject(new WsClosedError("the client is closed"));
+        }
+      });
+    });
+  }
+  close(code = 1e3, reason = "") {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
+    this.queue.length = 0;
+    const socket = this.socket;
+    this.dropSocket();
+    socket?.close(code, reason);
+    this.events.lost(new WsClosedError("the client is closed"));
+    this.setState("closed", { code, reason });
+  }
+  open() {
+    const socket = new this.WebSocketImpl(this.address());
+    this.socket = socket;
+    socket.onopen = () => {
+      this.generation += 1;
+      const stableAfter = this.reconnect?.stableAfterMs ?? 0;
+      this.stableTimer = setTimeout(() => this.attempt = 0, stableAfter);
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      this.events.opened((text) => socket.send(text));
+      this.setState("open");
+      this.startHeartbeat();
+      for (const { text } of this.queue.splice(0)) socket.send(text);
+    };
+    socket.onmessage = (event) => {
+      this.lastSeen = Date.now();
+      this.pingSentAt = 0;
+      if (typeof event.data === "string") this.events.frame(event.data);
+    };
+    socket.onclose = (event) => this.lost(event.code, event.reason);
+    socket.onerror = () => {
+    };
+  }
+  /** The URL of the next attempt, naming the protocol's fingerprint when there is one. */
+  address() {
+    const url = typeof this.url === "function" ? this.url() : this.url;
+    if (this.protocol === void 0) return url;
+    const [base = "", hash] = url.split("#", 2);
+    const separator = base.includes("?") ? "&" : "?";
+    const named = `${base}${separator}ws_protocol=${encodeURIComponent(this.protocol)}`;
+    return hash === void 0 ? named : `${named}#${hash}`;
+  }
+  lost(code, reason) {
+    this.dropSocket();
+    clearTimeout(this.stableTimer);
+    this.events.lost(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
+    if (this.closed) return;
+    const policy = this.reconnect;
+    const decision = policy?.onClose(code) ?? "stop";
+    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      this.queue.length = 0;
+      this.setState("closed", { code, reason });
+      return;
+    }
+    const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
+    this.attempt += 1;
+    this.setState("reconnecting", { code, reason });
+    this.reconnectTimer = setTimeout(() => this.open(), delay);
+  }
+  /** Forgets the current socket without waiting for its close handshake. */
+  dropSocket() {
+    clearInterval(this.heartbeatTimer);
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    this.socket = void 0;
+  }
+  startHeartbeat() {
+    if (this.heartbeatIntervalMs <= 0) return;
+    const tick = Math.max(10, Math.min(this.heartbeatIntervalMs, this.heartbeatTimeoutMs) / 2);
+    this.heartbeatTimer = setInterval(() => {
+      const now = Date.now();
+      if (this.pingSentAt && now - this.pingSentAt >= this.heartbeatTimeoutMs) {
+        const socket = this.socket;
+        this.dropSocket();
+        socket?.close(4e3, "heartbeat timeout");
+        this.lost(1006, "heartbeat timeout");
+      } else if (!this.pingSentAt && now - this.lastSeen >= this.heartbeatIntervalMs) {
+        this.pingSentAt = now;
+        this.socket?.send(JSON.stringify({ type: PING }));
+      }
+    }, tick);
+  }
+  setState(state, close) {
+    this.state = state;
+    for (const listener of this.stateListeners) listener(state, close);
+  }
+};
+
+// sdk-ts/src/checked.ts
+var unknownType = { path: "type", expected: "a message type of this protocol" };
+var Checked = class {
+  constructor(validators2, report) {
+    __publicField(this, "validators", validators2);
+    __publicField(this, "report", report);
+  }
+  /** Checks a frame of `type` whose `data` is checked by `table[type]`; reports and returns the error
+   * when it does not fit. A type the table does not have does not fit either. */
+  check(table, direction, type, frame2) {
+    const validators2 = this.validators;
+    if (!validators2) return void 0;
+    const check = validators2[table][type];
+    const mismatch = check ? check(frame2.data ?? null, "data") : unknownType;
+    if (!mismatch) return void 0;
+    this.report({ direction, type, path: mismatch.path, expected: mismatch.expected, frame: frame2 });
+    return new WsInvalidError(mismatch.path, mismatch.expected);
+  }
+  /** A server message (or server request) of this protocol. */
+  received(frame2) {
+    return this.check("server", "received", frame2.type, frame2);
+  }
+  /** The server's reply to this client's request of `type`. */
+  reply(type, frame2) {
+    return this.validators && type in this.validators.serverReplies ? this.check("serverReplies", "received", type, frame2) : void 0;
+  }
+  /** A message or request the application sends. */
+  sent(frame2) {
+    return this.check("client", "sent", frame2.type, frame2);
+  }
+  /** This client's answer to the server's request of `type`. */
+  answer(type, frame2) {
+    return this.check("clientReplies", "sent", type, frame2);
   }
 };
 
@@ -127,243 +345,20 @@ var Presence = class {
   }
 };
 
-// sdk-ts/src/client.ts
+// sdk-ts/src/groups.ts
 var MAX_POSITIONS = 256;
-var OPEN = 1;
-function createClient(url, options = {}) {
-  return new Client(url, options);
-}
-var Client = class {
-  constructor(url, options) {
-    __publicField(this, "url", url);
-    __publicField(this, "state", "connecting");
-    __publicField(this, "socket");
-    /** Frames waiting for a connection; a request's frame carries its id, so it leaves with the request. */
-    __publicField(this, "queue", []);
-    __publicField(this, "pending", /* @__PURE__ */ new Map());
-    __publicField(this, "listeners", /* @__PURE__ */ new Map());
-    __publicField(this, "handlers", /* @__PURE__ */ new Map());
-    __publicField(this, "stateListeners", /* @__PURE__ */ new Set());
-    __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
-    /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
-    __publicField(this, "presences", /* @__PURE__ */ new Map());
+var Groups = class {
+  constructor() {
     /** The last position seen per group with history; frames at or before it are duplicates. */
     __publicField(this, "positions", /* @__PURE__ */ new Map());
+    /** Member lists by group: one per group asked for or told about (the server bounds a client's groups). */
+    __publicField(this, "presences", /* @__PURE__ */ new Map());
     __publicField(this, "recoveryListeners", /* @__PURE__ */ new Set());
-    __publicField(this, "nextId", 1);
-    __publicField(this, "attempt", 0);
-    /** Counts connections, so an answer computed on one is not sent on the next. */
-    __publicField(this, "generation", 0);
-    __publicField(this, "stableTimer");
-    __publicField(this, "closedByUser", false);
-    __publicField(this, "reconnectTimer");
-    __publicField(this, "heartbeatTimer");
-    __publicField(this, "lastSeen", 0);
-    __publicField(this, "pingSentAt", 0);
-    __publicField(this, "WebSocketImpl");
-    __publicField(this, "reconnect");
-    __publicField(this, "maxQueue");
-    __publicField(this, "requestTimeoutMs");
-    __publicField(this, "maxPendingRequests");
-    __publicField(this, "heartbeatIntervalMs");
-    __publicField(this, "heartbeatTimeoutMs");
-    __publicField(this, "random");
-    const impl = options.WebSocket ?? globalThis.WebSocket;
-    if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
-    this.WebSocketImpl = impl;
-    const reconnect = options.reconnect ?? true;
-    this.reconnect = reconnect === false ? void 0 : {
-      baseDelayMs: 250,
-      maxDelayMs: 1e4,
-      maxAttempts: Number.POSITIVE_INFINITY,
-      stableAfterMs: 5e3,
-      onClose: closeCodePolicy,
-      ...reconnect === true ? {} : reconnect
-    };
-    this.maxQueue = options.maxQueue ?? 100;
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 1e4;
-    this.maxPendingRequests = options.maxPendingRequests ?? 1e3;
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2e4;
-    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 1e4;
-    this.random = options.random ?? Math.random;
-    this.connect();
   }
-  send(type, ...data) {
-    this.write(frame(type, data[0]));
-  }
-  request(type, ...args) {
-    const [data, options] = args;
-    if (this.closedByUser) return Promise.reject(new WsClosedError("the client is closed"));
-    if (this.pending.size >= this.maxPendingRequests) {
-      return Promise.reject(new WsQueueFullError(`${this.maxPendingRequests} requests are already waiting`));
-    }
-    const id = this.nextId;
-    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
-    const timeoutMs = options?.timeoutMs ?? this.requestTimeoutMs;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      try {
-        this.write({ ...frame(type, data), id }, id);
-      } catch (error) {
-        this.settle(id, (p) => p.reject(error));
-      }
-    });
-  }
-  on(type, listener) {
-    let set = this.listeners.get(type);
-    if (!set) this.listeners.set(type, set = /* @__PURE__ */ new Set());
-    const entry = listener;
-    set.add(entry);
-    return () => set.delete(entry);
-  }
-  handle(type, handler) {
-    const entry = handler;
-    this.handlers.set(type, entry);
-    return () => {
-      if (this.handlers.get(type) === entry) this.handlers.delete(type);
-    };
-  }
-  onState(listener) {
-    this.stateListeners.add(listener);
-    return () => this.stateListeners.delete(listener);
-  }
-  onError(listener) {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
-  }
-  ready() {
-    if (this.state === "open") return Promise.resolve();
-    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
-    return new Promise((resolve, reject) => {
-      const stop = this.onState((state) => {
-        if (state === "open") {
-          stop();
-          resolve();
-        } else if (state === "closed") {
-          stop();
-          reject(new WsClosedError("the client is closed"));
-        }
-      });
-    });
-  }
-  close(code = 1e3, reason = "") {
-    this.closedByUser = true;
-    clearTimeout(this.reconnectTimer);
-    clearTimeout(this.stableTimer);
-    this.queue.length = 0;
-    const socket = this.socket;
-    this.dropSocket();
-    socket?.close(code, reason);
-    this.failPending(new WsClosedError("the client is closed"));
-    for (const view of this.presences.values()) view.reset();
-    this.setState("closed", { code, reason });
-  }
-  connect() {
-    const socket = new this.WebSocketImpl(typeof this.url === "function" ? this.url() : this.url);
-    this.socket = socket;
-    socket.onopen = () => {
-      this.generation += 1;
-      const stableAfter = this.reconnect?.stableAfterMs ?? 0;
-      this.stableTimer = setTimeout(() => this.attempt = 0, stableAfter);
-      this.lastSeen = Date.now();
-      this.pingSentAt = 0;
-      if (this.positions.size > 0) {
-        socket.send(JSON.stringify({ type: POSITIONS, data: Object.fromEntries(this.positions) }));
-      }
-      this.setState("open");
-      this.startHeartbeat();
-      for (const { text } of this.queue.splice(0)) socket.send(text);
-    };
-    socket.onmessage = (event) => {
-      this.lastSeen = Date.now();
-      this.pingSentAt = 0;
-      if (typeof event.data === "string") this.receive(event.data);
-    };
-    socket.onclose = (event) => this.lost(event.code, event.reason);
-    socket.onerror = () => {
-    };
-  }
-  receive(text) {
-    const msg = parseEnvelope(text);
-    if (!msg) return;
-    if (msg.type === REPLY || msg.type === ERROR) {
-      const pending = msg.id === void 0 ? void 0 : this.pending.get(msg.id);
-      if (msg.type === ERROR) {
-        const body = msg.data ?? {};
-        const error = new WsRequestError(String(body.code ?? "unknown"), String(body.message ?? ""));
-        if (pending) this.settle(msg.id, (p) => p.reject(error));
-        else for (const listener of this.errorListeners) listener(error);
-      } else if (pending) {
-        this.settle(msg.id, (p) => p.resolve(msg.data ?? null));
-      }
-      return;
-    }
-    if (msg.type === PONG) return;
-    if (msg.type === POSITION) {
-      this.positioned(msg.data);
-      return;
-    }
-    if (msg.pos && !this.advance(msg.pos)) return;
-    if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
-      const data = msg.data ?? {};
-      if (typeof data.group === "string") this.presenceOf(data.group).apply(msg.type, data);
-      return;
-    }
-    const meta = msg.from === void 0 ? {} : { from: msg.from };
-    const handler = this.handlers.get(msg.type);
-    if (msg.id !== void 0) {
-      const type = msg.type;
-      void this.answer(msg.id, () => {
-        if (!handler) throw Object.assign(new Error(`no handler for "${type}"`), { code: "unknown_type" });
-        return handler(msg.data ?? null, meta);
-      });
-      if (handler) return;
-    }
-    for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
-  }
-  async answer(id, run) {
-    const generation = this.generation;
-    let reply;
-    try {
-      reply = { type: REPLY, id, data: await run() ?? null };
-    } catch (error) {
-      const code = typeof error?.code === "string" ? error.code : "internal";
-      const message = error instanceof Error ? error.message : String(error);
-      reply = { type: ERROR, id, data: { code, message } };
-    }
-    if (generation !== this.generation || this.state !== "open") return;
-    try {
-      this.write(reply);
-    } catch {
-    }
-  }
-  settle(id, action) {
-    const pending = this.pending.get(id);
-    if (!pending) return;
-    clearTimeout(pending.timer);
-    this.pending.delete(id);
-    this.unqueue(id);
-    action(pending);
-  }
-  /** Takes a settled request's frame out of the queue, so it is not sent after its caller gave up. */
-  unqueue(id) {
-    const at = this.queue.findIndex((entry) => entry.id === id);
-    if (at >= 0) this.queue.splice(at, 1);
-  }
-  write(envelope, requestId) {
-    if (this.closedByUser) throw new WsClosedError("the client is closed");
-    const text = JSON.stringify(envelope);
-    if (this.state === "open" && this.socket?.readyState === OPEN) {
-      this.socket.send(text);
-      return;
-    }
-    if (this.queue.length >= this.maxQueue) {
-      throw new WsQueueFullError(`${this.maxQueue} frames are already waiting for a connection`);
-    }
-    this.queue.push(requestId === void 0 ? { text } : { text, id: requestId });
+  /** The `$positions` frame to send first on a connection; `undefined` when no position is known. */
+  positionsFrame() {
+    if (this.positions.size === 0) return void 0;
+    return JSON.stringify({ type: POSITIONS, data: Object.fromEntries(this.positions) });
   }
   /** Records a frame's position; `false` for a frame already seen (replayed and also delivered live). */
   advance(pos) {
@@ -371,14 +366,6 @@ var Client = class {
     if (known && known.epoch === pos.epoch && pos.offset <= known.offset) return false;
     this.remember(pos.group, { epoch: pos.epoch, offset: pos.offset });
     return true;
-  }
-  remember(group, position) {
-    this.positions.delete(group);
-    this.positions.set(group, position);
-    if (this.positions.size > MAX_POSITIONS) {
-      const oldest = this.positions.keys().next().value;
-      if (oldest !== void 0) this.positions.delete(oldest);
-    }
   }
   /** A `$position`: after a complete recovery the replayed frames follow and move the position; otherwise
    * the client starts from the history's current end. */
@@ -394,19 +381,11 @@ var Client = class {
     if (data.reason !== void 0) recovery.reason = data.reason;
     for (const listener of this.recoveryListeners) listener(recovery);
   }
-  onRecovery(listener) {
-    this.recoveryListeners.add(listener);
-    return () => this.recoveryListeners.delete(listener);
-  }
-  history(group, since = 0) {
-    const call = this.request;
-    return call.call(this, HISTORY, { group, since });
-  }
   position(group) {
     const known = this.positions.get(group);
     return known && { ...known };
   }
-  presenceOf(group) {
+  presence(group) {
     let view = this.presences.get(group);
     if (!view) {
       view = new Presence(group);
@@ -414,71 +393,388 @@ var Client = class {
     }
     return view;
   }
-  presence(group) {
-    return this.presenceOf(group);
+  onRecovery(listener) {
+    this.recoveryListeners.add(listener);
+    return () => this.recoveryListeners.delete(listener);
   }
-  lost(code, reason) {
-    this.dropSocket();
+  /** The connection is gone: the server forgot this client's memberships. */
+  reset() {
     for (const view of this.presences.values()) view.reset();
-    clearTimeout(this.stableTimer);
-    this.failPending(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
-    if (this.closedByUser) return;
-    const policy = this.reconnect;
-    const decision = policy?.onClose(code) ?? "stop";
-    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
-      this.queue.length = 0;
-      this.setState("closed", { code, reason });
-      return;
+  }
+  remember(group, position) {
+    this.positions.delete(group);
+    this.positions.set(group, position);
+    if (this.positions.size > MAX_POSITIONS) {
+      const oldest = this.positions.keys().next().value;
+      if (oldest !== void 0) this.positions.delete(oldest);
     }
-    const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
-    this.attempt += 1;
-    this.setState("reconnecting", { code, reason });
-    this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
-  /** Forgets the current socket without waiting for its close handshake. */
-  dropSocket() {
-    clearInterval(this.heartbeatTimer);
-    const socket = this.socket;
-    if (!socket) return;
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
-    this.socket = void 0;
+};
+var Group = class {
+  constructor(name, groups, fetch) {
+    __publicField(this, "name", name);
+    __publicField(this, "groups", groups);
+    __publicField(this, "fetch", fetch);
   }
-  startHeartbeat() {
-    if (this.heartbeatIntervalMs <= 0) return;
-    const tick = Math.max(10, Math.min(this.heartbeatIntervalMs, this.heartbeatTimeoutMs) / 2);
-    this.heartbeatTimer = setInterval(() => {
-      const now = Date.now();
-      if (this.pingSentAt && now - this.pingSentAt >= this.heartbeatTimeoutMs) {
-        const socket = this.socket;
-        this.dropSocket();
-        socket?.close(4e3, "heartbeat timeout");
-        this.lost(1006, "heartbeat timeout");
-      } else if (!this.pingSentAt && now - this.lastSeen >= this.heartbeatIntervalMs) {
-        this.pingSentAt = now;
-        this.socket?.send(JSON.stringify({ type: PING }));
+  position() {
+    return this.groups.position(this.name);
+  }
+  presence() {
+    return this.groups.presence(this.name);
+  }
+  history(since = 0) {
+    return this.fetch({ group: this.name, since });
+  }
+  onRecovery(listener) {
+    return this.groups.onRecovery((recovery) => {
+      if (recovery.group === this.name) listener(recovery);
+    });
+  }
+};
+
+// sdk-ts/src/requests.ts
+var Requests = class {
+  constructor(connection, timeoutMs, maxPending, checkReply) {
+    __publicField(this, "connection", connection);
+    __publicField(this, "timeoutMs", timeoutMs);
+    __publicField(this, "maxPending", maxPending);
+    __publicField(this, "checkReply", checkReply);
+    __publicField(this, "pending", /* @__PURE__ */ new Map());
+    __publicField(this, "nextId", 1);
+  }
+  /** Sends request `type` with `data` and resolves with the answer's data, as `T`. */
+  start(type, data, timeoutMs = this.timeoutMs) {
+    if (this.connection.closed) return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.pending.size >= this.maxPending) {
+      return Promise.reject(new WsQueueFullError(`${this.maxPending} requests are already waiting`));
+    }
+    const id = this.nextId;
+    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
+      }, timeoutMs);
+      this.pending.set(id, { type, resolve, reject, timer });
+      try {
+        this.connection.write(JSON.stringify({ ...frame(type, data), id }), id);
+      } catch (error) {
+        this.settle(id, (p) => p.reject(error));
       }
-    }, tick);
+    });
   }
-  failPending(error) {
+  /** Settles the request a `$reply` or `$error` answers; returns an `$error` that answers none. */
+  answer(msg) {
+    const waiting = msg.id !== void 0 && this.pending.has(msg.id);
+    if (msg.type === ERROR) {
+      const body = msg.data ?? {};
+      const error = new WsRequestError(String(body.code ?? "unknown"), String(body.message ?? ""));
+      if (!waiting) return error;
+      this.settle(msg.id, (p) => p.reject(error));
+    } else if (msg.type === REPLY && waiting) {
+      this.settle(msg.id, (p) => {
+        const invalid = this.checkReply(p.type, msg);
+        if (invalid) p.reject(invalid);
+        else p.resolve(msg.data ?? null);
+      });
+    }
+    return void 0;
+  }
+  /** Rejects every request in flight with `error`. */
+  failAll(error) {
     for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(error));
   }
-  setState(state, close) {
-    this.state = state;
-    for (const listener of this.stateListeners) listener(state, close);
+  settle(id, action) {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.pending.delete(id);
+    this.connection.unqueue(id);
+    action(pending);
   }
 };
 function frame(type, data) {
   return data === void 0 || data === null ? { type } : { type, data };
 }
 
+// sdk-ts/src/client.ts
+function createClient(url, options = {}) {
+  return new Client(url, options);
+}
+var Client = class {
+  constructor(url, options) {
+    __publicField(this, "connection");
+    __publicField(this, "requests");
+    __publicField(this, "groups", new Groups());
+    __publicField(this, "listeners", /* @__PURE__ */ new Map());
+    __publicField(this, "handlers", /* @__PURE__ */ new Map());
+    __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
+    __publicField(this, "checked");
+    const report = options.onInvalid ?? ((invalid) => console.warn("ws-core-client: invalid frame", invalid));
+    this.checked = new Checked(options.validate || void 0, report);
+    this.connection = new Connection(url, options, {
+      // Before anything the application sends on open (its joins), so that joining again recovers.
+      opened: (send) => {
+        const positions = this.groups.positionsFrame();
+        if (positions !== void 0) send(positions);
+      },
+      frame: (text) => this.receive(text),
+      lost: (error) => {
+        this.groups.reset();
+        this.requests.failAll(error);
+      }
+    });
+    this.requests = new Requests(
+      this.connection,
+      options.requestTimeoutMs ?? 1e4,
+      options.maxPendingRequests ?? 1e3,
+      (type, reply) => this.checked.reply(type, reply)
+    );
+  }
+  get state() {
+    return this.connection.state;
+  }
+  send(type, ...data) {
+    const envelope = frame(type, data[0]);
+    const invalid = this.checked.sent(envelope);
+    if (invalid) throw invalid;
+    this.connection.write(JSON.stringify(envelope));
+  }
+  request(type, ...args) {
+    const [data, options] = args;
+    const invalid = this.checked.sent(frame(type, data));
+    if (invalid) return Promise.reject(invalid);
+    return this.requests.start(type, data, options?.timeoutMs);
+  }
+  on(type, listener) {
+    let set = this.listeners.get(type);
+    if (!set) this.listeners.set(type, set = /* @__PURE__ */ new Set());
+    const entry = listener;
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+  handle(type, handler) {
+    const entry = handler;
+    this.handlers.set(type, entry);
+    return () => {
+      if (this.handlers.get(type) === entry) this.handlers.delete(type);
+    };
+  }
+  group(name) {
+    return new Group(name, this.groups, (data) => this.system(HISTORY, data));
+  }
+  presence(group) {
+    return this.groups.presence(group);
+  }
+  onRecovery(listener) {
+    return this.groups.onRecovery(listener);
+  }
+  position(group) {
+    return this.groups.position(group);
+  }
+  history(group, since = 0) {
+    return this.group(group).history(since);
+  }
+  onState(listener) {
+    return this.connection.onState(listener);
+  }
+  onError(listener) {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+  ready() {
+    return this.connection.ready();
+  }
+  close(code = 1e3, reason = "") {
+    this.connection.close(code, reason);
+  }
+  /** A request the SDK makes of the server itself, typed by {@link SystemRequests}. */
+  system(type, data) {
+    return this.requests.start(type, data);
+  }
+  receive(text) {
+    const msg = parseEnvelope(text);
+    if (!msg) return;
+    if (msg.type === REPLY || msg.type === ERROR) {
+      const unanswered = this.requests.answer(msg);
+      if (unanswered) for (const listener of this.errorListeners) listener(unanswered);
+      return;
+    }
+    if (msg.type === PONG) return;
+    if (msg.type === POSITION) {
+      this.groups.positioned(msg.data);
+      return;
+    }
+    if (msg.pos && !this.groups.advance(msg.pos)) return;
+    if (msg.type === PRESENCE_STATE || msg.type === PRESENCE_DIFF) {
+      const data = msg.data ?? {};
+      if (typeof data.group === "string") this.groups.presence(data.group).apply(msg.type, data);
+      return;
+    }
+    const invalid = this.checked.received(msg);
+    const meta = msg.from === void 0 ? {} : { from: msg.from };
+    const handler = this.handlers.get(msg.type);
+    if (msg.id !== void 0) {
+      const type = msg.type;
+      void this.answer(msg.id, type, () => {
+        if (!handler) throw Object.assign(new Error(`no handler for "${type}"`), { code: "unknown_type" });
+        if (invalid) throw invalid;
+        return handler(msg.data ?? null, meta);
+      });
+      if (handler) return;
+    }
+    if (invalid) return;
+    for (const listener of this.listeners.get(msg.type) ?? []) listener(msg.data ?? null, meta);
+  }
+  /** Answers a server request of `type` with what `run` gives, on the connection it came on. */
+  async answer(id, type, run) {
+    const generation = this.connection.generation;
+    let reply;
+    try {
+      reply = { type: REPLY, id, data: await run() ?? null };
+      const invalid = this.checked.answer(type, reply);
+      if (invalid) throw invalid;
+    } catch (error) {
+      const code = typeof error?.code === "string" ? error.code : "internal";
+      const message = error instanceof Error ? error.message : String(error);
+      reply = { type: ERROR, id, data: { code, message } };
+    }
+    if (generation !== this.connection.generation || this.connection.state !== "open") return;
+    try {
+      this.connection.write(JSON.stringify(reply));
+    } catch {
+    }
+  }
+};
+
+// sdk-ts/src/validate.ts
+function pathText(path) {
+  if (typeof path === "string") return path;
+  const up = pathText(path.up);
+  return typeof path.key === "number" ? `${up}[${path.key}]` : `${up}.${path.key}`;
+}
+var miss = (path, expected) => ({ path: pathText(path), expected });
+var nul = (v, p) => v === null ? void 0 : miss(p, "null");
+var bool = (v, p) => typeof v === "boolean" ? void 0 : miss(p, "a boolean");
+function range(min, max) {
+  if (min !== void 0 && max !== void 0) return ` from ${min} to ${max}`;
+  if (min !== void 0) return ` of at least ${min}`;
+  if (max !== void 0) return ` of at most ${max}`;
+  return "";
+}
+function str(min, max) {
+  const expected = `a string${min === void 0 && max === void 0 ? "" : ` of length${range(min, max)}`}`;
+  return (v, p) => typeof v === "string" && (min === void 0 || v.length >= min) && (max === void 0 || v.length <= max) ? void 0 : miss(p, expected);
+}
+var isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+function object(properties, required, rest) {
+  return (v, p) => {
+    if (!isObject(v)) return miss(p, "an object");
+    for (const key of required) if (!(key in v)) return miss({ up: p, key }, "a value (required)");
+    for (const key in v) {
+      const check = properties[key];
+      const found = check ? check(v[key], { up: p, key }) : rest === false ? miss({ up: p, key }, "no such property") : rest?.(v[key], { up: p, key });
+      if (found) return found;
+    }
+    return void 0;
+  };
+}
+function array(items, prefix = [], min, max) {
+  const expected = `an array${min === void 0 && max === void 0 ? "" : ` of length${range(min, max)}`}`;
+  return (v, p) => {
+    if (!Array.isArray(v) || min !== void 0 && v.length < min || max !== void 0 && v.length > max) {
+      return miss(p, expected);
+    }
+    for (let i = 0; i < v.length; i++) {
+      const check = i < prefix.length ? prefix[i] : items;
+      const found = check?.(v[i], { up: p, key: i });
+      if (found) return found;
+    }
+    return void 0;
+  };
+}
+function some(checks, exactlyOne) {
+  return (v, p) => {
+    let fits = 0;
+    let best;
+    for (const check of checks) {
+      const found = check(v, p);
+      if (!found) fits += 1;
+      else if (!best || found.path.length > best.path.length) best = found;
+    }
+    if (fits === 1 || fits > 1 && !exactlyOne) return void 0;
+    if (fits > 1) return miss(p, "exactly one of its alternatives (several fit)");
+    return best && best.path !== pathText(p) ? best : miss(p, best ? `one of: ${best.expected}, ...` : "a value");
+  };
+}
+function ref(defs, name) {
+  return (v, p) => defs[name](v, p);
+}
+
+// examples/chat/sdk/protocol.ts
+var PROTOCOL_FINGERPRINT = "9c6e1c0a5ea3e3c4";
+
+// examples/chat/sdk/validate.ts
+var c = {};
+c["Answer"] = object({ answer: str() }, ["answer"]);
+c["InboundAdminPurge"] = nul;
+c["InboundAsk"] = object({ question: str(), to: str() }, ["to", "question"]);
+c["InboundChat"] = object({ room: some([str(), nul], false), text: str() }, ["text"]);
+c["InboundDm"] = object({ text: str(), to: str() }, ["to", "text"]);
+c["InboundJoin"] = object({ room: str() }, ["room"]);
+c["InboundLeave"] = object({ room: str() }, ["room"]);
+c["InboundTyping"] = object({ room: some([str(), nul], false) }, []);
+c["InboundWhoami"] = nul;
+c["Purged"] = object({ purged: bool }, ["purged"]);
+c["RoomJoined"] = object({ joined: bool, room: str() }, ["room", "joined"]);
+c["RoomLeft"] = object({ left: bool, room: str() }, ["room", "left"]);
+c["WhoAmI"] = object({ client_id: str(), groups: array(str()), user: str() }, [
+  "client_id",
+  "user",
+  "groups"
+]);
+var s = {};
+s["Answer"] = object({ answer: str() }, ["answer"]);
+s["OutboundAsk"] = object({ question: str(), user: str() }, ["question", "user"]);
+s["OutboundChat"] = object({ room: some([str(), nul], false), text: str(), user: str() }, ["text", "user"]);
+s["OutboundDm"] = object({ text: str(), user: str() }, ["text", "user"]);
+s["OutboundTyping"] = object({ room: some([str(), nul], false), user: str() }, ["user"]);
+s["OutboundWelcome"] = object({ client_id: str(), message: str() }, ["client_id", "message"]);
+var validators = {
+  server: {
+    welcome: ref(s, "OutboundWelcome"),
+    chat: ref(s, "OutboundChat"),
+    dm: ref(s, "OutboundDm"),
+    typing: ref(s, "OutboundTyping"),
+    ask: ref(s, "OutboundAsk")
+  },
+  serverReplies: {
+    join: ref(c, "RoomJoined"),
+    leave: ref(c, "RoomLeft"),
+    ask: ref(c, "Answer"),
+    whoami: ref(c, "WhoAmI"),
+    "admin:purge": ref(c, "Purged")
+  },
+  client: {
+    chat: ref(c, "InboundChat"),
+    join: ref(c, "InboundJoin"),
+    leave: ref(c, "InboundLeave"),
+    dm: ref(c, "InboundDm"),
+    ask: ref(c, "InboundAsk"),
+    typing: ref(c, "InboundTyping"),
+    whoami: some([nul, ref(c, "InboundWhoami")], false),
+    "admin:purge": some([nul, ref(c, "InboundAdminPurge")], false)
+  },
+  clientReplies: { ask: ref(s, "Answer") }
+};
+
 // examples/chat/sdk/client.ts
 function createClient2(url, options) {
-  return createClient(url, options);
+  return createClient(url, { validate: validators, protocol: PROTOCOL_FINGERPRINT, ...options });
 }
 
 // examples/chat/web/app.ts
 var $ = (id) => document.getElementById(id);
-var esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+var esc = (s2) => String(s2).replace(/[&<>"']/g, (c2) => `&#${c2.charCodeAt(0)};`);
 var joined = /* @__PURE__ */ new Set();
 var client;
 var typists = /* @__PURE__ */ new Map();

@@ -1,10 +1,12 @@
 //! Echo server in raw mode: `cargo run -p echo -- [--host 127.0.0.1] [--port 9001]`.
 //!
 //! Every text and binary frame is sent back unchanged at `/`. Limits are wide open (no rate limit, 64 MiB
-//! messages) so the WebSocket conformance suite can exercise the protocol layer itself.
+//! messages) and permessage-deflate is on, so the WebSocket conformance suite can exercise the protocol
+//! layer and the compression extension themselves.
 
 use std::time::Duration;
 
+use ws_core::compression::Compression;
 use ws_core::protocol::Frame;
 use ws_core::raw::RawMessage;
 use ws_core::{Config, Server};
@@ -17,7 +19,8 @@ async fn main() {
         .message_rate_limit(0)
         .max_message_size(64 << 20)
         .send_queue_max_bytes(256 << 20)
-        .write_timeout(Duration::from_secs(30));
+        .write_timeout(Duration::from_secs(30))
+        .compression(Compression::deflate().min_size(0));
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();

@@ -198,6 +198,9 @@ export interface Protocol {
   server: ServerMessages;
 }
 
+/** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so a server built from other enums can say this client is outdated (ws-core's `version`). */
+export const PROTOCOL_FINGERPRINT = "97d65ec913d08f87";
+
 /** Wire names of every message, in declaration order. */
 export const CLIENT_MESSAGE_TYPES = ["join", "stroke", "cursor", "drawing", "clear"] as const;
 export const SERVER_MESSAGE_TYPES = ["stroke", "cursor", "drawing", "presence", "cleared"] as const;

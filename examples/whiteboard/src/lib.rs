@@ -268,10 +268,14 @@ fn board_of(client: &Client) -> Option<String> {
         .find_map(|g| g.strip_prefix("board:").map(str::to_owned))
 }
 
+/// The user name the token stands for, stored on the client by the authenticator.
+#[derive(Clone)]
+struct User(String);
+
 fn member(client: &Client) -> Member {
     let user = client
-        .get_metadata("user")
-        .and_then(|v| v.as_str().map(str::to_owned))
+        .extension::<User>()
+        .map(|User(name)| name)
         .unwrap_or_default();
     let hash = client.id().as_str().bytes().fold(0usize, |h, b| {
         h.wrapping_mul(31).wrapping_add(usize::from(b))
@@ -315,7 +319,9 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
             "?token= is the user name: 1 to {MAX_USER_CHARS} characters"
         )));
     }
-    Ok(ClientData::new().metadata("user", &user).span_user(user))
+    Ok(ClientData::new()
+        .extension(User(user.clone()))
+        .span_user(user))
 }
 
 #[on(Inbound::Join)]
@@ -430,6 +436,11 @@ pub fn builder(config: Config) -> ServerBuilder {
     Server::builder(config)
         .with_state(Boards::default())
         .auth(authenticate)
+        .protocol_version(
+            ws_core::version::ProtocolVersion::new()
+                .messages::<Inbound>()
+                .messages::<Outbound>(),
+        )
         .on_disconnect(|client| async move {
             // The hooks run before the client leaves its groups: the others get the list without it.
             if let Some(board) = board_of(&client) {

@@ -16,8 +16,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use ws_core::Client;
 use ws_core::{Server, ServerBuilder};
 
+pub(crate) mod deflate;
 pub(crate) mod redis;
 
 /// How long any single expectation may wait before the test fails.
@@ -369,28 +371,46 @@ impl Example {
     }
 }
 
-/// `join`, `leave` and `to_group` (mode `others`: `client.to(g)`; `except`: `server.to(g).except(id)`;
+/// `join`, `leave` and `to_group` (mode `others`: `client.to(g)`; `except`: `server.to(g).except(id)` for
+/// the id or each id of an array;
 /// otherwise `server.to(g)`), with untyped handlers.
 pub(crate) fn group_server() -> ws_core::ServerBuilder {
     ws_core::Server::builder(config())
-        .on("join", |c, m: ws_core::protocol::Message| async move {
-            c.join(m.data.as_str().unwrap_or_default())
-        })
-        .on("leave", |c, m: ws_core::protocol::Message| async move {
-            Ok::<_, ws_core::Error>(c.leave(m.data.as_str().unwrap_or_default()))
-        })
-        .on("to_group", |c, m: ws_core::protocol::Message| async move {
-            let group = m.data["group"].as_str().unwrap_or_default().to_owned();
-            let out = ws_core::protocol::Message::new("room", m.data["text"].clone())
-                .with_from(c.id().as_str());
-            let except = ws_core::ClientId::from(m.data["except"].as_str().unwrap_or_default());
-            let server = c.server();
-            match m.data["mode"].as_str() {
-                Some("others") => c.to(&group).send(&out),
-                Some("except") => server.to(&group).except(&except).send(&out),
-                _ => server.to(&group).send(&out),
-            }
-        })
+        .on(
+            "join",
+            |c: Client, m: ws_core::protocol::Message| async move {
+                c.join(m.data.as_str().unwrap_or_default())
+            },
+        )
+        .on(
+            "leave",
+            |c: Client, m: ws_core::protocol::Message| async move {
+                Ok::<_, ws_core::Error>(c.leave(m.data.as_str().unwrap_or_default()))
+            },
+        )
+        .on(
+            "to_group",
+            |c: Client, m: ws_core::protocol::Message| async move {
+                let group = m.data["group"].as_str().unwrap_or_default().to_owned();
+                let out = ws_core::protocol::Message::new("room", m.data["text"].clone())
+                    .with_from(c.id().as_str());
+                let server = c.server();
+                match m.data["mode"].as_str() {
+                    Some("others") => c.to(&group).send(&out),
+                    Some("except") => {
+                        let except = match &m.data["except"] {
+                            serde_json::Value::Array(ids) => ids.clone(),
+                            id => vec![id.clone()],
+                        };
+                        let ids = except.iter().filter_map(|id| id.as_str());
+                        ids.map(ws_core::ClientId::from)
+                            .fold(server.to(&group), |to, id| to.except(&id))
+                            .send(&out)
+                    }
+                    _ => server.to(&group).send(&out),
+                }
+            },
+        )
 }
 
 /// Joins `group` as a request and expects `true` (a new membership).

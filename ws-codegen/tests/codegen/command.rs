@@ -154,15 +154,16 @@ fn tsc(root: &Path, code: &str) -> Output {
         .unwrap()
 }
 
-const USE: &str = r#"import { type Client, createClient, type Note, WsRequestError } from "../app/sdk/client.js";
+const USE: &str = r#"import { type Client, createClient, type Note, validators, WsRequestError } from "../app/sdk/client.js";
 
 export async function use(): Promise<string> {
-  const client: Client = createClient("ws://127.0.0.1:1/ws");
+  const client: Client = createClient("ws://127.0.0.1:1/ws", { onInvalid: (frame) => console.warn(frame.path) });
+  const fits = validators.client["add_note"]?.({ text: "hi" }, "data") === undefined;
   const note: Note = await client.request("add_note", { text: "hi" });
   const list = await client.request("list_notes");
   client.on("note_added", (added) => console.log(added.id, added.text));
   client.send("add_note", { text: "no reply wanted" });
-  return `${note.id} ${list.notes.length} ${WsRequestError.name}`;
+  return `${note.id} ${list.notes.length} ${WsRequestError.name} ${fits}`;
 }
 "#;
 
@@ -192,6 +193,7 @@ fn generates_checks_and_types_the_sdk_of_a_workspace_outside_the_repository() {
     for file in [
         "client.ts",
         "protocol.ts",
+        "validate.ts",
         "asyncapi.json",
         "schema/client-to-server.json",
         "schema/client-to-server/add_note.json",
@@ -227,7 +229,7 @@ fn generates_checks_and_types_the_sdk_of_a_workspace_outside_the_repository() {
     let check = codegen(&root, &["--check"]);
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert!(
-        text(&check.stdout).contains("app: the 8 generated files in app/sdk are up to date"),
+        text(&check.stdout).contains("app: the 9 generated files in app/sdk are up to date"),
         "{}",
         text(&check.stdout)
     );
@@ -262,6 +264,58 @@ fn generates_checks_and_types_the_sdk_of_a_workspace_outside_the_repository() {
     assert!(again.status.success());
     assert!(!sdk.join("schema/server-to-client/gone.json").exists());
     assert!(codegen(&root, &["--check"]).status.success());
+}
+
+/// `--check` reports what the stale schema files change for clients built from the committed ones:
+/// exit status 2 when some change breaks them, 1 when none does.
+#[test]
+fn check_reports_which_changes_break_deployed_clients() {
+    let root = workspace("compat", &[("app", APP)]);
+    assert!(codegen(&root, &[]).status.success());
+    let wire = root.join("app/src/api/wire.rs");
+    let original = std::fs::read_to_string(&wire).unwrap();
+    let added = original.replace(
+        "    NoteAdded(Note),\n",
+        "    NoteAdded(Note),\n    NoteRemoved { id: u32 },\n",
+    );
+    let tagged = added.replace(
+        "AddNote { text: String }",
+        "AddNote { text: String, tag: String }",
+    );
+    std::fs::write(&wire, &tagged).unwrap();
+    let breaking = codegen(&root, &["--check"]);
+    assert_eq!(
+        breaking.status.code(),
+        Some(2),
+        "{}",
+        text(&breaking.stderr)
+    );
+    let stderr = text(&breaking.stderr);
+    for line in [
+        "For clients built from the committed files:",
+        "breaking: app: client → server `add_note`: data.tag is required now",
+        "compatible: app: server → client `note_removed`: new: deployed clients ignore it",
+    ] {
+        assert!(stderr.contains(line), "{line} in {stderr}");
+    }
+    assert!(
+        stderr.find("breaking:") < stderr.find("compatible:"),
+        "{stderr}"
+    );
+    std::fs::write(&wire, &added).unwrap();
+    let compatible = codegen(&root, &["--check"]);
+    assert_eq!(
+        compatible.status.code(),
+        Some(1),
+        "{}",
+        text(&compatible.stderr)
+    );
+    let stderr = text(&compatible.stderr);
+    assert!(
+        stderr.contains("compatible: app: server → client `note_removed`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("breaking:"), "{stderr}");
 }
 
 /// Runs the command in a one-member workspace made of `files` and returns its error output, after

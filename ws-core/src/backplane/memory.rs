@@ -73,9 +73,9 @@ pub struct LocalMembership {
     pub groups: Vec<(String, Vec<ClientId>)>,
 }
 
-/// Hands `frame` to `client` unless it is the one left out; returns whether it was handed.
-fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp) -> bool {
-    if except == Some(client.id()) {
+/// Hands `frame` to `client` unless it is left out; returns whether it was handed.
+fn deliver(client: &Client, frame: &Frame, except: &[ClientId], now: Stamp) -> bool {
+    if except.contains(client.id()) {
         return false;
     }
     // A failed push has already dropped that client as a slow consumer; the others go on.
@@ -85,26 +85,20 @@ fn deliver(client: &Client, frame: &Frame, except: Option<&ClientId>, now: Stamp
 
 impl MemoryBackplane {
     /// Whether `group` has a member on this node (no list made).
-    #[cfg(feature = "redis")]
-    pub(crate) fn has_members(&self, group: &str) -> bool {
+    pub fn has_members(&self, group: &str) -> bool {
         let mut any = false;
         self.groups.for_each_member(group, |_| any = true);
         any
     }
 
-    /// Delivers `frame` to the members of `group` for which `to` is true.
-    #[cfg(feature = "redis")]
-    pub(crate) fn send_to_group_where(
-        &self,
-        group: &str,
-        frame: &Frame,
-        to: impl Fn(&str) -> bool,
-    ) {
+    /// Delivers `frame` to the members of `group` whose id `to` accepts: what a backplane that keeps
+    /// history uses to leave out the members it is still replaying to.
+    pub fn send_to_group_where(&self, group: &str, frame: &Frame, to: impl Fn(&str) -> bool) {
         let now = Stamp::now();
         let mut reached = 0u32;
         self.groups.for_each_member(group, |c| {
             if to(c.id().as_str()) {
-                reached += u32::from(deliver(c, frame, None, now));
+                reached += u32::from(deliver(c, frame, &[], now));
             }
         });
         self.fanout.observe(f64::from(reached));
@@ -112,7 +106,7 @@ impl MemoryBackplane {
 }
 
 impl Backplane for MemoryBackplane {
-    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+    fn broadcast(&self, frame: &Frame, except: &[ClientId]) {
         let now = Stamp::now();
         let mut reached = 0u32;
         self.clients
@@ -120,7 +114,7 @@ impl Backplane for MemoryBackplane {
         self.fanout.observe(f64::from(reached));
     }
 
-    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+    fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]) {
         let now = Stamp::now();
         let mut reached = 0u32;
         self.groups.for_each_member(group, |c| {

@@ -38,11 +38,11 @@
 //! struct Logged(MemoryBackplane);
 //!
 //! impl Backplane for Logged {
-//!     fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+//!     fn broadcast(&self, frame: &Frame, except: &[ClientId]) {
 //!         eprintln!("broadcast of {} bytes", frame.len());
 //!         self.0.broadcast(frame, except);
 //!     }
-//!     fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+//!     fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]) {
 //!         self.0.send_to_group(group, frame, except)
 //!     }
 //!     fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
@@ -108,10 +108,10 @@ use crate::stats::{Kind, Reading};
 
 /// Carries cross-client operations, on one node or between nodes.
 pub trait Backplane: Send + Sync + Debug + 'static {
-    /// Delivers `frame` to every client, except `except`.
-    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>);
-    /// Delivers `frame` to every member of `group`, except `except`.
-    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>);
+    /// Delivers `frame` to every client but those in `except`.
+    fn broadcast(&self, frame: &Frame, except: &[ClientId]);
+    /// Delivers `frame` to every member of `group` but those in `except`.
+    fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]);
     /// Delivers `frame` to one client.
     ///
     /// # Errors

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, oneshot};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
+use crate::compression::Negotiated;
 use crate::error::{Error, ErrorCode, SendError};
 use crate::message::{IntoFrame, OutboundMessages, Variant};
 use crate::protocol::{self, Frame};
@@ -66,6 +67,8 @@ pub(crate) struct ClientInner {
     last_pong_ms: AtomicU64,
     pending: Mutex<HashMap<u64, AnswerSender>>,
     next_request_id: AtomicU64,
+    /// Set when the client negotiated compression.
+    compression: Option<Negotiated>,
 }
 
 impl fmt::Debug for Client {
@@ -78,7 +81,11 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub(crate) fn new(id: ClientId, server: Arc<ServerInner>) -> Self {
+    pub(crate) fn new(
+        id: ClientId,
+        server: Arc<ServerInner>,
+        compression: Option<Negotiated>,
+    ) -> Self {
         let config = &server.config;
         let queue = SendQueue::new(Bounds {
             max_bytes: config.send_queue_max_bytes,
@@ -101,6 +108,7 @@ impl Client {
                 last_pong_ms: AtomicU64::new(0),
                 pending: Mutex::new(HashMap::new()),
                 next_request_id: AtomicU64::new(1),
+                compression,
             }),
         }
     }
@@ -150,7 +158,13 @@ impl Client {
             return Err(SendError::Disconnected);
         }
         let stats = &self.inner.server.stats;
-        match self.inner.queue.push(frame, now) {
+        let message = match &self.inner.compression {
+            Some(compression) => {
+                frame.for_compressing_client(compression, &stats.frames_compressed)
+            }
+            None => frame.message.clone(),
+        };
+        match self.inner.queue.push(message, &frame.delivery, now) {
             Ok(Pushed::Queued) => Ok(()),
             Ok(Pushed::Skipped) => {
                 bump(&stats.dropped_volatile);
@@ -356,13 +370,7 @@ impl Client {
     /// `limit_exceeded` when the client already belongs to `max_groups_per_client` groups or the name is
     /// longer than `max_group_name_bytes`; `not_found` once the client has disconnected.
     pub fn join(&self, group: &str) -> Result<bool, Error> {
-        let server = &self.inner.server;
-        match &server.history {
-            Some(history) if history.applies_to(group) => {
-                history.join(group, self, || server.backplane.join(group, self))
-            }
-            _ => server.backplane.join(group, self),
-        }
+        self.inner.server.backplane.join(group, self)
     }
 
     /// Removes the client from `group`; returns whether it was a member.

@@ -1,8 +1,8 @@
 //! Dispatch: what a data frame becomes once it has been read and admitted by the rate limit.
 //!
-//! In envelope mode a text frame is decoded into its envelope. The system frames (`$ping`, `$positions`,
-//! `$history`, and `$reply`/`$error` answering the server's own requests) and unknown types are answered
-//! here at once, without waiting behind a handler; every other frame is routed to its handler as a
+//! In envelope mode a text frame is decoded into its envelope. The system frames (`$ping`, `$reply`/`$error`
+//! answering the server's own requests, and those of the features: [history](crate::history)'s
+//! `$positions` and `$history`) and unknown types are answered at once, without waiting behind a handler; every other frame is routed to its handler as a
 //! [`Call`], which the [pipeline](super::pipeline) runs in arrival order. A binary frame is refused with
 //! 1003. In raw mode every frame goes to the raw handler as it is. When a call ends, [`answer_call`] sends
 //! the request's `$reply` or `$error`.
@@ -192,63 +192,22 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
     })
 }
 
-/// Answers a system frame (`$ping`, `$positions`, `$history`, `$reply`, `$error`); `false` for any other.
+/// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them
+/// (history); `false` for a frame that is not one.
 fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
     let id = incoming.id;
     match incoming.kind.as_str() {
         protocol::PING_TYPE => {
             let _ = client.send(protocol::pong_frame(id));
         }
-        protocol::POSITIONS_TYPE => {
-            if server.history.is_some() || server.cluster_history {
-                let config = &server.config;
-                crate::history::set_positions(
-                    client,
-                    incoming.data_json(),
-                    config.max_groups_per_client,
-                    config.max_group_name_bytes,
-                );
-            }
-            if let Some(id) = id {
-                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
-            }
-        }
-        protocol::HISTORY_TYPE => {
-            if let Some(id) = id {
-                history(server, client, id, incoming);
-            }
-        }
         protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
             if let Some(id) = id {
                 client.resolve(id, answer(incoming));
             }
         }
-        _ => return false,
+        _ => return crate::history::system_frame(server, client, incoming),
     }
     true
-}
-
-/// Answers `$history`: from this node's history, or by the backplane that keeps it.
-fn history(server: &Inner, client: &Client, id: u64, incoming: &Envelope) {
-    let answer = match &server.history {
-        Some(history) => history.fetch(client, incoming.data_json()),
-        None if server.cluster_history => {
-            match crate::history::HistoryRequest::parse(incoming.data_json()) {
-                Ok(request) => {
-                    let (group, since) = (&request.group, request.since);
-                    server.backplane.fetch_history(client, id, group, since);
-                    return;
-                }
-                Err(err) => Err(err),
-            }
-        }
-        None => Err(Error::not_found("this server keeps no history")),
-    };
-    let frame = match answer {
-        Ok(data) => protocol::reply_frame(id, &data),
-        Err(err) => protocol::error_frame(Some(id), &err),
-    };
-    let _ = client.send(frame);
 }
 
 /// Sends a request's `$reply` or `$error`; reports handler errors.

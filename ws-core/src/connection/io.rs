@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::compression::inflate::Inflater;
 use crate::server::Inner;
 
 /// The error a read fails with once a message has taken longer than `message_timeout` to arrive.
@@ -196,6 +197,8 @@ pub(crate) struct CountingIo {
     io: UpgradedIo,
     server: Arc<Inner>,
     frames: FrameTracker,
+    /// For a client that compresses: the stream as the frame parser reads it, inflated.
+    inflater: Option<Box<Inflater>>,
 }
 
 enum UpgradedIo {
@@ -211,7 +214,11 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
 
 impl CountingIo {
-    pub(crate) fn new(upgraded: hyper::upgrade::Upgraded, server: Arc<Inner>) -> Self {
+    pub(crate) fn new(
+        upgraded: hyper::upgrade::Upgraded,
+        server: Arc<Inner>,
+        compressed: bool,
+    ) -> Self {
         let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
             // An empty slice of hyper's read buffer would still keep the whole buffer alive.
             Ok(parts) if parts.read_buf.is_empty() => {
@@ -220,7 +227,12 @@ impl CountingIo {
             Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
             Err(upgraded) => UpgradedIo::Other(Box::pin(TokioIo::new(upgraded))),
         };
-        Self::with(io, server)
+        let mut io = Self::with(io, server);
+        if compressed {
+            let max = io.server.config.max_message_size;
+            io.inflater = Some(Box::new(Inflater::new(max)));
+        }
+        io
     }
 
     /// Any byte stream, such as an in-memory pipe.
@@ -234,6 +246,7 @@ impl CountingIo {
             io,
             server,
             frames: FrameTracker::new(),
+            inflater: None,
         }
     }
 
@@ -259,6 +272,40 @@ impl AsyncRead for CountingIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        loop {
+            let Some(inflater) = this.inflater.as_mut() else {
+                return this.poll_raw(cx, buf);
+            };
+            // Input left from a read that filled a whole chunk goes on before the socket is read again.
+            if let Err(err) = inflater.process() {
+                // The rest of the stream is read as it comes, for the close handshake's drain.
+                this.inflater = None;
+                return Poll::Ready(Err(err.into()));
+            }
+            if inflater.has_output() {
+                inflater.read(buf);
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            match this.poll_raw(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if buf.filled().len() == before {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(inflater) = this.inflater.as_mut() {
+                inflater.push_input(&buf.filled()[before..]);
+                buf.set_filled(before);
+            }
+        }
+    }
+}
+
+impl CountingIo {
+    /// Reads the socket's bytes as they are, counting them and following the client's frames.
+    fn poll_raw(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         let before = buf.filled().len();
         let polled = match &mut this.io {
             UpgradedIo::Tcp(_, pending) if !pending.is_empty() => {

@@ -53,6 +53,7 @@ use crate::admission::Slot;
 use crate::auth::ClientData;
 use crate::client::{Abort, Client};
 use crate::close;
+use crate::compression::Negotiated;
 use crate::error::Error;
 use crate::server::Inner;
 use crate::stats::bump;
@@ -69,6 +70,7 @@ pub(crate) struct Registered {
     server: Arc<Inner>,
     client: Client,
     span: tracing::Span,
+    compression: Option<Negotiated>,
 }
 
 /// Registers a client for a handshake about to be accepted.
@@ -76,16 +78,20 @@ pub(crate) fn register(
     server: Arc<Inner>,
     data: ClientData,
     peer: Option<std::net::SocketAddr>,
+    compression: Option<Negotiated>,
 ) -> Registered {
     let client = server
         .clients
-        .insert_new(|id| Client::new(id, server.clone()));
+        .insert_new(|id| Client::new(id, server.clone(), compression));
     bump(&server.stats.connected_clients);
     bump(&server.stats.total_connections);
+    if compression.is_some() {
+        bump(&server.stats.compressed_connections);
+    }
     let user = data.apply(&client);
-    if let Some(presence) = &server.presence {
-        presence.attach_meta(&client);
-        crate::presence::start(&server);
+    // The features that follow each client (presence), before the backplane announces it.
+    for feature in &server.app.on_register {
+        feature(&server, &client);
     }
     let span = tracing::info_span!(
         target: "ws_core::connection",
@@ -110,10 +116,16 @@ pub(crate) fn register(
         server,
         client,
         span,
+        compression,
     }
 }
 
 impl Registered {
+    /// The client registered.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Waits for the upgrade to complete (within `handshake_timeout`), wraps the upgraded stream in the
     /// connection's socket, and serves it; abandons the client when the upgrade never completes.
     pub(crate) async fn run_upgraded(self, on_upgrade: OnUpgrade, slot: Slot) {
@@ -122,7 +134,7 @@ impl Registered {
             self.abandon();
             return;
         };
-        let io = CountingIo::new(upgraded, self.server.clone());
+        let io = CountingIo::new(upgraded, self.server.clone(), self.compression.is_some());
         let config = Some(self.server.app.ws_config);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
         self.run(ws, slot).await;
@@ -139,6 +151,7 @@ impl Registered {
             server,
             client,
             span,
+            ..
         } = self;
         let continuations = ws.get_ref().continuations();
         let (sink, stream) = ws.split();
@@ -153,6 +166,7 @@ impl Registered {
             server,
             client,
             span,
+            ..
         } = self;
         client.mark_gone();
         client.drop_pending();

@@ -16,6 +16,7 @@ use super::pipeline::{Finished, Pipeline};
 use super::{Ws, handler_panicked};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
+use crate::compression::inflate::InflateError;
 use crate::protocol;
 use crate::rate_limit::RateLimiter;
 use crate::server::Inner;
@@ -220,6 +221,7 @@ fn read_failed(reader: &mut Reader<'_>, err: &WsError) -> ReadEnd {
         WsError::Io(err) if MessageTimeout::is(err) => {
             (close::POLICY_VIOLATION, "message not completed in time")
         }
+        WsError::Io(err) if let Some(inflate) = InflateError::of(err) => inflate.close(),
         WsError::ConnectionClosed
         | WsError::AlreadyClosed
         | WsError::Io(_)

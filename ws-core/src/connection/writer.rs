@@ -93,23 +93,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
             biased;
             () = &mut aborted => return sink,
             () = &mut close_requested => {
-                let (code, reason) = client.take_close_request().unwrap_or((close::NORMAL, String::new()));
-                server.metrics.server_disconnect(code.into());
-                // Frames queued before the close go out first: at most one queue's worth, so a busy
-                // broadcaster cannot keep the close waiting.
-                let mut budget = config.send_queue_max_bytes;
-                while budget > 0 {
-                    let Some(frame) = frames.try_recv() else { break };
-                    budget = budget.saturating_sub(send_queue::cost(&frame));
-                    batch.push(frame);
-                    if batch.len() == BATCH && write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await.is_err() {
-                        return sink;
-                    }
-                }
-                if !batch.is_empty() && write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await.is_err() {
-                    return sink;
-                }
-                let _ = tokio::time::timeout(config.write_timeout, sink.send(close_message(code, &reason))).await;
+                write_close(&mut sink, &mut batch, client, aborted.as_mut()).await;
                 return sink;
             }
             received = frames.recv_many(&mut batch, BATCH) => {
@@ -123,13 +107,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 batches = batches.wrapping_add(1);
                 write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
-            _ = ping.tick() => {
-                match tokio::time::timeout(config.write_timeout, sink.send(WsMessage::Ping(Default::default()))).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(WriteError::Io),
-                    Err(_) => Err(WriteError::Timeout),
-                }
-            }
+            _ = ping.tick() => send_ping(&mut sink, config.write_timeout).await,
             () = &mut pong_check => {
                 let deadline = client.last_pong() + config.pong_timeout;
                 if deadline <= Instant::now().into_std() {
@@ -141,19 +119,70 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 Ok(())
             }
         };
-        match outcome {
-            Ok(()) => {}
-            Err(WriteError::Timeout) => {
-                bump(&server.stats.write_timeouts);
-                client.abort(Abort::WriteTimeout);
-                return sink;
-            }
-            Err(WriteError::Io) => {
-                client.abort(Abort::Finished);
-                return sink;
-            }
-            Err(WriteError::Aborted) => return sink,
+        if let Err(err) = outcome {
+            give_up(client, err);
+            return sink;
         }
+    }
+}
+
+/// Writes what was queued before the close, then the close frame. At most one queue's worth goes first,
+/// so a busy broadcaster cannot keep the close waiting.
+async fn write_close(
+    sink: &mut Sink,
+    batch: &mut Vec<WsMessage>,
+    client: &Client,
+    mut aborted: Pin<&mut impl Future<Output = ()>>,
+) {
+    let server = client.server_inner();
+    let config = &server.config;
+    let (code, reason) = client
+        .take_close_request()
+        .unwrap_or((close::NORMAL, String::new()));
+    server.metrics.server_disconnect(code.into());
+    let frames = client.queue();
+    let mut budget = config.send_queue_max_bytes;
+    while budget > 0 {
+        let Some(frame) = frames.try_recv() else {
+            break;
+        };
+        budget = budget.saturating_sub(send_queue::cost(&frame));
+        batch.push(frame);
+        if batch.len() == BATCH
+            && write_batch(sink, batch, client, aborted.as_mut())
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    if !batch.is_empty() && write_batch(sink, batch, client, aborted).await.is_err() {
+        return;
+    }
+    let close = sink.send(close_message(code, &reason));
+    let _ = tokio::time::timeout(config.write_timeout, close).await;
+}
+
+async fn send_ping(sink: &mut Sink, write_timeout: Duration) -> Result<(), WriteError> {
+    let ping = sink.send(WsMessage::Ping(Default::default()));
+    match tokio::time::timeout(write_timeout, ping).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteError::Io),
+        Err(_) => Err(WriteError::Timeout),
+    }
+}
+
+/// Ends the connection after a failed write.
+fn give_up(client: &Client, err: WriteError) {
+    match err {
+        WriteError::Timeout => {
+            bump(&client.server_inner().stats.write_timeouts);
+            client.abort(Abort::WriteTimeout);
+        }
+        WriteError::Io => {
+            client.abort(Abort::Finished);
+        }
+        WriteError::Aborted => {}
     }
 }
 

@@ -16,7 +16,8 @@ use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::extract::States;
 use crate::group::GroupRegistry;
-use crate::handler::{self, Endpoint, IntoReply, Middleware, Next, Reply, Request};
+use crate::handler::{Endpoint, Handler, Middleware, Next, Reply, Request};
+use crate::history::LocalHistory;
 use crate::hooks::Hooks;
 use crate::message::Variant;
 use crate::metrics::Metrics;
@@ -24,7 +25,7 @@ use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
 use crate::stats::Stats;
-use crate::typed::{self, TypedHandler};
+use crate::typed;
 
 type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + Send>;
 
@@ -35,17 +36,18 @@ type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + 
 ///
 /// ```should_panic
 /// use ws_core::protocol::Message;
-/// use ws_core::{Config, Server};
+/// use ws_core::{Client, Config, Server};
 ///
 /// let _ = Server::builder(Config::default())
-///     .on("chat", |_, _: Message| async {})
-///     .on("chat", |_, _: Message| async {});
+///     .on("chat", |_: Client, _: Message| async {})
+///     .on("chat", |_: Client, _: Message| async {});
 /// ```
 pub struct ServerBuilder {
     config: Config,
     routes: HashMap<String, Endpoint>,
     presence: Option<crate::presence::Presence>,
     history: Option<crate::history::History>,
+    protocol: Option<crate::version::ProtocolVersion>,
     middleware: Vec<Middleware>,
     hooks: Hooks,
     auth: Option<AuthHook>,
@@ -73,6 +75,7 @@ impl ServerBuilder {
             routes: HashMap::new(),
             presence: None,
             history: None,
+            protocol: None,
             middleware: Vec::new(),
             hooks: Hooks::default(),
             auth: None,
@@ -82,39 +85,48 @@ impl ServerBuilder {
         }
     }
 
-    /// Handles frames of one `type` with an async fn of the client and the [`Message`].
+    /// Handles frames of one `type` with an untyped handler: an async function or closure whose arguments
+    /// are [extractors](crate::extract) (`Client`, `Server`, `State<T>`, `Extension<T>`, ...), the last
+    /// of which may be the [`Message`] (its `data` as JSON) or the whole [`Request`] (to
+    /// [`decode`](Request::decode) `data` into a type of yours). Closures name their arguments' types.
     ///
-    /// The return value answers requests: `()`, or `Result<T, E>` where `T` is the reply data.
+    /// The return value answers requests: `()`, a [`Reply`], or `Result<T, E>` where `T` is the reply
+    /// data (see [`IntoReply`](crate::handler::IntoReply)).
+    ///
+    /// ```
+    /// use ws_core::handler::Request;
+    /// use ws_core::protocol::Message;
+    /// use ws_core::{Client, Config, Error, Server};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Add {
+    ///     a: i64,
+    ///     b: i64,
+    /// }
+    ///
+    /// let server = Server::builder(Config::default())
+    ///     .on("shout", |client: Client, msg: Message| async move {
+    ///         client.server().all().send(&msg);
+    ///     })
+    ///     .on("add", |req: Request| async move {
+    ///         let add: Add = req.decode()?;
+    ///         Ok::<_, Error>(add.a + add.b)
+    ///     })
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok::<(), ws_core::config::ConfigError>(())
+    /// ```
     ///
     /// # Panics
     ///
     /// If `kind` already has a handler or starts with `$`.
     #[track_caller]
     #[must_use]
-    pub fn on<F, Fut, R>(self, kind: &str, handler: F) -> Self
+    pub fn on<H, Args>(self, kind: &str, handler: H) -> Self
     where
-        F: Fn(Client, Message) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoReply,
+        H: Handler<Message, Args>,
     {
-        self.route(kind, handler::untyped_endpoint(handler))
-    }
-
-    /// Handles frames of one `type` with an async fn of the whole [`Request`], which can decode `data`
-    /// straight into any type with [`Request::decode`].
-    ///
-    /// # Panics
-    ///
-    /// As [`ServerBuilder::on`].
-    #[track_caller]
-    #[must_use]
-    pub fn on_request<F, Fut, R>(self, kind: &str, handler: F) -> Self
-    where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoReply,
-    {
-        self.route(kind, handler::request_endpoint(handler))
+        self.route(kind, typed::endpoint(handler))
     }
 
     /// Registers a typed handler: an `async fn` annotated with `#[on(Enum::Variant)]`. The message type
@@ -125,11 +137,12 @@ impl ServerBuilder {
     /// If the variant's type already has a handler.
     #[track_caller]
     #[must_use]
-    pub fn handle<H, Args>(self, handler: H) -> Self
+    pub fn handle<H, V, Args>(self, handler: H) -> Self
     where
-        H: TypedHandler<Args>,
+        H: Handler<V, Args>,
+        V: Variant,
     {
-        self.route(<H::Variant as Variant>::NAME, typed::endpoint(handler))
+        self.route(V::NAME, typed::endpoint(handler))
     }
 
     /// Makes a value available to typed handlers through the [`State<T>`](crate::extract::State) argument (one value
@@ -160,8 +173,12 @@ impl ServerBuilder {
     /// use ws_core::handler::{Next, Request};
     /// use ws_core::{Config, Error, Server};
     ///
+    /// /// Set on admins' clients by the authenticator (`ClientData::extension`).
+    /// #[derive(Clone)]
+    /// struct Admin;
+    ///
     /// let builder = Server::builder(Config::default()).use_middleware(|req: Request, next: Next| async move {
-    ///     if req.kind().starts_with("admin:") && req.client().get_metadata("plan").is_none() {
+    ///     if req.kind().starts_with("admin:") && req.client().extension::<Admin>().is_none() {
     ///         return Err(Error::forbidden("admins only"));
     ///     }
     ///     next.run(req).await
@@ -241,7 +258,7 @@ impl ServerBuilder {
     /// let builder = Server::builder(Config::default()).auth(|req: AuthRequest| async move {
     ///     let token = req.query("token").filter(|t| !t.is_empty());
     ///     let token = token.ok_or_else(|| Error::forbidden("missing token"))?;
-    ///     Ok::<_, Error>(ClientData::new().metadata("user", token))
+    ///     Ok::<_, Error>(ClientData::new().span_user(token))
     /// });
     ///
     /// // Any status:
@@ -307,6 +324,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Declares the protocol's version (its message sets), so a client built for another one is told at
+    /// once with `$error` `protocol_mismatch`, or closed with 3409 (see [`version`](crate::version)).
+    #[must_use]
+    pub fn protocol_version(mut self, version: crate::version::ProtocolVersion) -> Self {
+        self.protocol = Some(version);
+        self
+    }
+
     /// Builds the server.
     ///
     /// # Errors
@@ -322,18 +347,17 @@ impl ServerBuilder {
         let metrics = Metrics::default();
         let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone());
         let distributed = self.backplane.is_some();
-        let backplane = match self.backplane {
-            Some(factory) => factory(local.clone()),
-            None => Box::new(local.clone()),
-        };
-        let (history, cluster_history) = match self.history {
-            Some(history) if distributed => {
-                if !backplane.keep_history(&history) {
+        let keeps_history = self.history.is_some();
+        let backplane: Box<dyn Backplane> = match (self.backplane, self.history) {
+            (Some(factory), history) => {
+                let backplane = factory(local.clone());
+                if history.is_some_and(|history| !backplane.keep_history(&history)) {
                     return Err(ConfigError::HistoryUnsupported);
                 }
-                (None, true)
+                backplane
             }
-            history => (history.map(crate::history::HistoryStore::new), false),
+            (None, Some(history)) => Box::new(LocalHistory::new(local.clone(), history)),
+            (None, None) => Box::new(local.clone()),
         };
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
@@ -356,6 +380,16 @@ impl ServerBuilder {
             auth: self.auth,
             raw: self.raw,
             states: self.states,
+            keeps_history,
+            protocol: self
+                .protocol
+                .as_ref()
+                .map(crate::version::ServerProtocol::new),
+            on_register: if self.presence.is_some() {
+                vec![crate::presence::client_registered as super::RegisterHook]
+            } else {
+                Vec::new()
+            },
         };
         let inner = Inner {
             config: self.config,
@@ -363,11 +397,10 @@ impl ServerBuilder {
             clients,
             backplane,
             local,
+            distributed,
             stats: Stats::default(),
             metrics,
             presence: self.presence.map(crate::presence::PresenceHub::new),
-            history,
-            cluster_history,
             admission: Admission::default(),
             state: watch::Sender::new(RunState::Running),
         };
@@ -382,7 +415,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "reserved")]
     fn reserved_type_panics() {
-        let _ = ServerBuilder::new(Config::default()).on("$reply", |_, _: Message| async {});
+        let _ =
+            ServerBuilder::new(Config::default()).on("$reply", |_: Client, _: Message| async {});
     }
 
     #[test]

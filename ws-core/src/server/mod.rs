@@ -62,16 +62,16 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) app: App,
     pub(crate) clients: Arc<ClientRegistry>,
+    /// Where every operation beyond one client goes: the memory backplane, a layer over it (one node's
+    /// history), or a distributed backplane.
     pub(crate) backplane: Box<dyn Backplane>,
-    /// This node's clients and groups, for sends narrowed with `.local()`.
+    /// This node's clients and groups, as the memory backplane serves them.
     pub(crate) local: MemoryBackplane,
+    /// Whether `backplane` links other nodes (one was installed), rather than serving this node alone.
+    pub(crate) distributed: bool,
     pub(crate) stats: Stats,
     pub(crate) metrics: Metrics,
     pub(crate) presence: Option<crate::presence::PresenceHub>,
-    /// One node's history; `None` when there is none or the backplane keeps it.
-    pub(crate) history: Option<crate::history::HistoryStore>,
-    /// The backplane keeps history for every node.
-    pub(crate) cluster_history: bool,
     pub(crate) admission: Admission,
     pub(crate) state: watch::Sender<RunState>,
 }
@@ -85,11 +85,30 @@ pub(crate) struct App {
     pub(crate) auth: Option<AuthHook>,
     pub(crate) raw: Option<RawHandler>,
     pub(crate) states: crate::extract::States,
+    /// Some groups keep history (kept by the backplane: see [`crate::history`]).
+    pub(crate) keeps_history: bool,
+    /// The protocol's fingerprint, when the application declared it.
+    pub(crate) protocol: Option<crate::version::ServerProtocol>,
+    /// What the features that are on do with each client registered, in order.
+    pub(crate) on_register: Vec<RegisterHook>,
 }
+
+/// A feature's part in registering a client (presence keeps the client's meta).
+pub(crate) type RegisterHook = fn(&Arc<Inner>, &crate::client::Client);
 
 impl Inner {
     pub(crate) fn is_running(&self) -> bool {
         *self.state.borrow() == RunState::Running
+    }
+
+    /// What sends narrowed with `.local()` go through: on one node, the backplane itself (with its
+    /// layers); with other nodes linked, this node's memory backplane.
+    pub(crate) fn local_backplane(&self) -> &dyn Backplane {
+        if self.distributed {
+            &self.local
+        } else {
+            &*self.backplane
+        }
     }
 }
 
@@ -97,11 +116,11 @@ impl Inner {
 ///
 /// ```no_run
 /// use ws_core::protocol::Message;
-/// use ws_core::{Config, Server};
+/// use ws_core::{Client, Config, Server};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Server::builder(Config::default())
-///     .on("chat", |client, msg: Message| async move {
+///     .on("chat", |client: Client, msg: Message| async move {
 ///         let out = Message::new("chat", msg.data).with_from(client.id().as_str());
 ///         client.server().all().send(&out);
 ///     })

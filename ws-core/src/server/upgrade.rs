@@ -32,8 +32,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use super::{Inner, Server};
 use crate::admission::{NoSlot, Slot};
 use crate::auth::{AuthRequest, ClientData, host_allowed, origin_allowed};
-use crate::connection;
 use crate::stats::bump;
+use crate::{compression, connection};
 
 /// The axum handler that upgrades a request to a WebSocket client of the [`Server`] in the router's state.
 ///
@@ -156,15 +156,21 @@ async fn admit(inner: &Arc<Inner>, mut req: Request) -> Result<Response, Refusal
         .extensions_mut()
         .remove::<OnUpgrade>()
         .ok_or(Refusal::NoUpgrade)?;
-    let registered = connection::register(inner.clone(), data, peer);
+    let compression = compression::negotiate(&inner.config.compression, req.headers());
+    let registered = connection::register(inner.clone(), data, peer, compression);
+    if let Some(protocol) = &inner.app.protocol {
+        protocol.greet(registered.client(), req.uri());
+    }
     tokio::spawn(registered.run_upgraded(on_upgrade, slot));
-    Ok(Response::builder()
+    let mut switching = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
-        .body(Body::empty())
-        .unwrap_or_default())
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key);
+    if let Some(compression) = compression {
+        switching = switching.header(header::SEC_WEBSOCKET_EXTENSIONS, compression.response());
+    }
+    Ok(switching.body(Body::empty()).unwrap_or_default())
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {

@@ -25,13 +25,14 @@ use crate::discover::Found;
 use crate::workspace::Origin;
 
 const USAGE: &str = "\
-Generates the TypeScript client (client.ts, protocol.ts), JSON Schema and AsyncAPI document of every
-workspace package whose library declares #[ws_messages] enums, into sdk/ beside its Cargo.toml.
+Generates the TypeScript client (client.ts, protocol.ts, validate.ts), JSON Schema and AsyncAPI document
+of every workspace package whose library declares #[ws_messages] enums, into sdk/ beside its Cargo.toml.
 
 Usage: ws-codegen [OPTIONS]
 
 Options:
-      --check                 Write nothing; fail naming every stale or missing file
+      --check                 Write nothing; fail naming every stale or missing file, and report which
+                              changes break clients built from the committed files (exit status 2)
   -p, --package <NAME>        Only this package
       --out <DIR>             Write here instead (with one package)
       --manifest-path <PATH>  The workspace's Cargo.toml (default: the one cargo finds from here)
@@ -88,7 +89,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {failure}");
-            ExitCode::FAILURE
+            match failure {
+                Failure::Stale { changes, .. } if changes.iter().any(|c| c.breaking) => {
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -120,19 +126,37 @@ fn run(args: &Args) -> Result<(), Failure> {
         .join("out");
     driver::run(&metadata, &jobs, &cargo, &staging)?;
     let mut stale = Vec::new();
+    let mut changes = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let generated = staging.join(i.to_string());
         let out = job.out_dir(args.out.as_deref());
-        if args.check {
-            stale.extend(output::check(&job.package, &generated, &out)?);
-        } else {
+        if !args.check {
             output::write(&job.package, &generated, &out)?;
+            continue;
         }
+        let files = output::check(&job.package, &generated, &out)?;
+        if !files.is_empty() {
+            let found = ws_codegen::compat::compatibility(&out, &generated).map_err(|source| {
+                Failure::Io {
+                    path: out.clone(),
+                    source,
+                }
+            })?;
+            changes.extend(found.into_iter().map(|mut change| {
+                change.text = format!("{}: {}", job.package, change.text);
+                change
+            }));
+        }
+        stale.extend(files);
     }
     if stale.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Stale(stale))
+        changes.sort_by_key(|change| !change.breaking);
+        Err(Failure::Stale {
+            files: stale,
+            changes,
+        })
     }
 }
 
@@ -181,7 +205,11 @@ pub(crate) enum Failure {
     },
     Build,
     Driver,
-    Stale(Vec<output::StaleFile>),
+    Stale {
+        files: Vec<output::StaleFile>,
+        /// What the stale schema files change for clients built from the committed ones.
+        changes: Vec<ws_codegen::compat::Change>,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -266,10 +294,21 @@ impl fmt::Display for Failure {
                 "cargo could not build the generator's driver (see above)"
             ),
             Self::Driver => write!(f, "generating the files failed (see above)"),
-            Self::Stale(files) => {
+            Self::Stale { files, changes } => {
                 write!(f, "{} generated file(s) are out of date:", files.len())?;
                 for file in files {
                     write!(f, "\n  {file}")?;
+                }
+                if !changes.is_empty() {
+                    write!(f, "\nFor clients built from the committed files:")?;
+                    for change in changes {
+                        let kind = if change.breaking {
+                            "breaking"
+                        } else {
+                            "compatible"
+                        };
+                        write!(f, "\n  {kind}: {}", change.text)?;
+                    }
                 }
                 write!(f, "\nRun ws-codegen without --check to regenerate them.")
             }

@@ -11,6 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[cfg(feature = "fuzzing")]
+use super::wire::{self, Op};
 use super::wire::{Change, Membership};
 
 #[derive(Debug)]
@@ -239,6 +241,41 @@ impl ClusterView {
         for node in self.nodes.values() {
             out.extend(node.groups.keys().cloned());
         }
+    }
+}
+
+/// Decodes `data` as a packet from another node and applies what it says to a replica of the cluster,
+/// and decodes it as a stored membership too: everything a peer (or whoever reaches Redis) controls.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_peer_input(data: &[u8]) {
+    let now = std::time::Instant::now();
+    let mut view = ClusterView::default();
+    if let Some(packet) = wire::decode(data) {
+        let _ = packet.frame();
+        match packet.op {
+            Op::Change(change) => view.apply(&packet.node, packet.seq, change, now),
+            Op::Heartbeat => {
+                view.heartbeat(&packet.node, packet.seq, now);
+            }
+            Op::Bye => view.remove(&packet.node),
+            _ => {}
+        }
+        for id in ["a", "b"] {
+            let _ = view.groups_of(id);
+        }
+    }
+    // As the fields of a stored membership: lines, alternately a field and its value.
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let fields = lines
+        .chunks(2)
+        .map(|pair| {
+            let field = String::from_utf8_lossy(pair[0]).into_owned();
+            (field, pair.get(1).map_or_else(Vec::new, |v| v.to_vec()))
+        })
+        .collect();
+    if let Some(membership) = wire::membership_from_fields(fields) {
+        view.replace("n", membership, now);
+        view.expire(now);
     }
 }
 

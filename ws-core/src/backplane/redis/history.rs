@@ -30,14 +30,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
 
-use super::Shared;
+use super::link::{millis, unix_millis};
+use super::shared::Shared;
 use super::wire::{self, Op};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::Client;
 use crate::error::Error;
 use crate::history::{
-    History, HistoryReply, Pos, Position, outcome, position_frame, positioned, raw_frame,
-    take_position,
+    History, HistoryReply, Position, outcome, position_frame, positioned, raw_frame, take_position,
 };
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
@@ -216,7 +216,7 @@ pub(super) enum Command {
 struct Entry {
     epoch: String,
     offset: u64,
-    except: Option<String>,
+    except: Vec<String>,
     sent_ms: Option<u64>,
     frame: Frame,
 }
@@ -245,12 +245,8 @@ impl Entry {
         if self.epoch.is_empty() {
             return self.frame.clone();
         }
-        let pos = Pos {
-            group,
-            epoch: &self.epoch,
-            offset: self.offset,
-        };
-        positioned(&self.frame, &pos).unwrap_or_else(|| self.frame.clone())
+        positioned(&self.frame, group, &self.epoch, self.offset)
+            .unwrap_or_else(|| self.frame.clone())
     }
 
     fn kept(&self, group: &str) -> Kept {
@@ -267,8 +263,9 @@ impl Kept {
     fn expired(&self, shared: &Shared, now_ms: u64) -> bool {
         let age = shared
             .history
+            .config
             .get()
-            .map_or(u64::MAX, |h| super::millis(h.age()));
+            .map_or(u64::MAX, |h| millis(h.age()));
         self.sent_ms
             .is_some_and(|sent| now_ms.saturating_sub(sent) > age)
     }
@@ -282,15 +279,15 @@ pub(super) fn join(
     group: &str,
     client: &Client,
 ) -> Result<bool, Error> {
-    if !shared.history.get().is_some_and(|h| h.applies_to(group)) {
+    if !shared.history.applies_to(group) {
         return local.join(group, client);
     }
     // Taken before the client is held back: every frame delivered here after this point is either one it
     // gets live (not held yet, not a member yet: nothing) or one after this position, which it is replayed.
     let joined_at = position_here(shared, group);
-    let joined_ms = super::unix_millis();
+    let joined_ms = unix_millis();
     let id = client.id().to_string();
-    lock(&shared.pending)
+    lock(&shared.history.pending)
         .entry(group.to_owned())
         .or_default()
         .insert(id.clone());
@@ -308,7 +305,7 @@ pub(super) fn join(
         joined_at,
         joined_ms,
     };
-    if shared.commands.try_send(command).is_err() {
+    if shared.history.commands.try_send(command).is_err() {
         release(shared, group, &id);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
     }
@@ -317,7 +314,7 @@ pub(super) fn join(
 
 /// Lets live frames of `group` reach the client again.
 fn release(shared: &Shared, group: &str, id: &str) {
-    let mut pending = lock(&shared.pending);
+    let mut pending = lock(&shared.history.pending);
     if let Some(ids) = pending.get_mut(group) {
         ids.remove(id);
         if ids.is_empty() {
@@ -335,7 +332,7 @@ pub(super) fn fetch(
     group: &str,
     since: u64,
 ) {
-    let refusal = if !shared.history.get().is_some_and(|h| h.applies_to(group)) {
+    let refusal = if !shared.history.applies_to(group) {
         Some(Error::not_found(format!("no history for {group:?}")))
     } else if !local.is_in_group(group, client.id()) {
         Some(Error::forbidden("only members read a group's history"))
@@ -347,6 +344,7 @@ pub(super) fn fetch(
             since,
         };
         shared
+            .history
             .commands
             .try_send(command)
             .err()
@@ -362,7 +360,7 @@ pub(super) fn fetch(
 pub(super) struct Unsent {
     pub(super) number: u64,
     pub(super) group: String,
-    pub(super) except: Option<String>,
+    pub(super) except: Vec<String>,
     pub(super) frame: Frame,
     pub(super) queued_ms: u64,
 }
@@ -377,7 +375,7 @@ pub(super) fn invoke(
 ) {
     let config = &shared.config;
     let group = &unsent.group;
-    let history = shared.history.get();
+    let history = shared.history.config.get();
     let (head, tail) = wire::encode_history(
         &shared.node,
         seq,
@@ -395,7 +393,7 @@ pub(super) fn invoke(
         head,
         tail,
         kept: history.map_or(1, History::frames_per_group),
-        life_ms: history.map_or(1, |h| super::millis(h.age()).max(1)),
+        life_ms: history.map_or(1, |h| millis(h.age()).max(1)),
         channel: config.channel_all(),
         number: unsent.number,
         max_groups: history.map_or(1, History::group_limit),
@@ -429,11 +427,11 @@ async fn has_room(
     reader: &mut MultiplexedConnection,
     group: &str,
 ) -> Result<bool, RedisError> {
-    let Some(history) = shared.history.get() else {
+    let Some(history) = shared.history.config.get() else {
         return Ok(false);
     };
     let key = shared.config.histories_key();
-    let since = super::unix_millis().saturating_sub(super::millis(history.age()));
+    let since = unix_millis().saturating_sub(millis(history.age()));
     let (member, active): (Option<f64>, usize) = redis::pipe()
         .zscore(&key, group)
         .zcount(&key, since, "+inf")
@@ -450,7 +448,11 @@ async fn read(
     from: u64,
     to: Option<u64>,
 ) -> Result<Vec<Entry>, RedisError> {
-    let count = shared.history.get().map_or(1, |h| h.frames_per_group());
+    let count = shared
+        .history
+        .config
+        .get()
+        .map_or(1, |h| h.frames_per_group());
     let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
         .arg(shared.config.stream_key(group))
         .arg(format!("{from}-0"))
@@ -472,26 +474,26 @@ async fn read(
 fn deliver(shared: &Shared, local: &MemoryBackplane, group: &str, entry: &Entry) {
     let kept = entry.kept(group);
     {
-        let pending = lock(&shared.pending);
+        let pending = lock(&shared.history.pending);
         let held = pending.get(group);
         local.send_to_group_where(group, &kept.frame, |id| {
-            entry.except.as_deref() != Some(id) && !held.is_some_and(|h| h.contains(id))
+            !entry.except.iter().any(|e| e == id) && !held.is_some_and(|h| h.contains(id))
         });
     }
-    let Some(history) = shared.history.get() else {
+    let Some(history) = shared.history.config.get() else {
         return;
     };
     if entry.epoch.is_empty() {
         return;
     }
-    if let Some(t) = lock(&shared.tracked).get_mut(group) {
+    if let Some(t) = lock(&shared.history.tracked).get_mut(group) {
         t.keep(&entry.epoch, kept, history);
     }
 }
 
 /// Where this node's members of `group` stand, if any member here joined it.
 fn position_here(shared: &Shared, group: &str) -> Option<(String, u64)> {
-    lock(&shared.tracked)
+    lock(&shared.history.tracked)
         .get(group)
         .map(|t| (t.epoch.clone(), t.offset))
 }
@@ -543,7 +545,7 @@ pub(super) async fn catch_up(
     local: &MemoryBackplane,
     reader: &mut MultiplexedConnection,
 ) -> Result<(), RedisError> {
-    let groups: Vec<(String, (String, u64))> = lock(&shared.tracked)
+    let groups: Vec<(String, (String, u64))> = lock(&shared.history.tracked)
         .iter()
         .map(|(g, t)| (g.clone(), (t.epoch.clone(), t.offset)))
         .collect();
@@ -568,8 +570,8 @@ pub(super) async fn catch_up(
 
 /// Forgets the position of groups without members here (they are read from Redis again on a join).
 pub(super) fn forget_empty(shared: &Shared, local: &MemoryBackplane) {
-    let pending = lock(&shared.pending);
-    lock(&shared.tracked)
+    let pending = lock(&shared.history.pending);
+    lock(&shared.history.tracked)
         .retain(|group, _| pending.contains_key(group) || local.has_members(group));
 }
 
@@ -605,22 +607,17 @@ pub(super) async fn run(
             id,
             group,
             since,
-        } => {
-            let answer = match fetch_from(shared, reader, &group, since).await {
-                Ok(answer) => answer,
-                Err(e) => {
-                    let err = Error::internal("history unavailable");
-                    let _ = client.send(protocol::error_frame(Some(id), &err));
-                    return Err(e);
-                }
-            };
-            let frame = match answer {
-                Ok(data) => protocol::reply_frame(id, &data),
-                Err(err) => protocol::error_frame(Some(id), &err),
-            };
-            let _ = client.send(frame);
-            Ok(())
-        }
+        } => match fetch_from(shared, reader, &group, since, id).await {
+            Ok(answer) => {
+                let _ = client.send(answer);
+                Ok(())
+            }
+            Err(e) => {
+                let err = Error::internal("history unavailable");
+                let _ = client.send(protocol::error_frame(Some(id), &err));
+                Err(e)
+            }
+        },
     }
 }
 
@@ -661,7 +658,7 @@ async fn recover(
     if let Some(start) = start.filter(|s| *s < offset) {
         missed = kept_after(shared, reader, group, &epoch, start, offset).await?;
         if wanted.is_some() {
-            let now = super::unix_millis();
+            let now = unix_millis();
             missed.retain(|k| !k.expired(shared, now));
         }
         first_kept = missed.first().map_or(offset + 1, |k| k.offset);
@@ -694,7 +691,7 @@ async fn current(
     let latest = head(shared, reader, group).await?.unwrap_or_default();
     let Some((epoch, offset)) = position_here(shared, group) else {
         let t = Tracked::new(latest.0.clone(), latest.1);
-        lock(&shared.tracked).insert(group.to_owned(), t);
+        lock(&shared.history.tracked).insert(group.to_owned(), t);
         return Ok(latest);
     };
     if epoch != latest.0 {
@@ -713,7 +710,7 @@ async fn kept_after(
     start: u64,
     offset: u64,
 ) -> Result<Vec<Kept>, RedisError> {
-    let recent = lock(&shared.tracked)
+    let recent = lock(&shared.history.tracked)
         .get(group)
         .filter(|t| t.epoch == epoch)
         .and_then(|t| t.after(start));
@@ -743,7 +740,11 @@ async fn joined_before(
     if epoch.is_empty() || offset == 0 {
         return Ok(None);
     }
-    let limit = shared.history.get().map_or(1, |h| h.frames_per_group());
+    let limit = shared
+        .history
+        .config
+        .get()
+        .map_or(1, |h| h.frames_per_group());
     let mut newest = offset;
     let mut looked = 0;
     while looked < limit && newest > 0 {
@@ -764,17 +765,19 @@ async fn joined_before(
     Ok(Some(newest))
 }
 
-/// The `$history` answer, or the error for the client; `Err` for a Redis failure.
+/// The answer to `$history` request `id`, a `$reply` or an `$error`; `Err` for a Redis failure.
 async fn fetch_from(
     shared: &Shared,
     reader: &mut MultiplexedConnection,
     group: &str,
     since: u64,
-) -> Result<Result<Box<serde_json::value::RawValue>, Error>, RedisError> {
+    id: u64,
+) -> Result<Frame, RedisError> {
     let Some((epoch, offset)) = head(shared, reader, group).await? else {
-        return Ok(Err(Error::not_found(format!("no history for {group:?}"))));
+        let err = Error::not_found(format!("no history for {group:?}"));
+        return Ok(protocol::error_frame(Some(id), &err));
     };
-    let now = super::unix_millis();
+    let now = unix_millis();
     let kept: Vec<Kept> = read(shared, reader, group, since + 1, None)
         .await?
         .into_iter()
@@ -791,7 +794,7 @@ async fn fetch_from(
         complete: since + 1 >= first_kept,
         frames: frames.iter().filter_map(raw_frame).collect(),
     };
-    Ok(reply.to_raw())
+    Ok(reply.to_frame(id))
 }
 
 /// Groups held back for a client, per group: a client waits in one until its recovery ran.

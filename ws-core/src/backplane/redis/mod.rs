@@ -17,6 +17,20 @@
 //! the server has [`history`](crate::history)) are the exception: their frames are numbered and kept in a
 //! Redis stream, and a node reads from it what it did not receive.
 //!
+//! # Where things are
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`RedisBackplane`]: the [`Backplane`] operations, each done here first, then queued for the others |
+//! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, history's bookkeeping |
+//! | `publisher.rs` | the task that sends this node's traffic, membership changes and heartbeats |
+//! | `subscriber.rs` | the task that applies the other nodes' traffic and runs history's reads |
+//! | `link.rs` | what both tasks share: connecting, backoff, restart after a panic |
+//! | `cluster.rs` | the replica of the other nodes' clients and groups |
+//! | `history.rs` | history on Redis: the script, recovery, `$history` |
+//! | `wire.rs` | the packets and the stored membership, encoded and decoded |
+//! | `config.rs` | [`RedisConfig`] |
+//!
 //! # Wire format, version 2
 //!
 //! Everything lives under the configured prefix `P` (default `ws`) and the wire version: nodes of another
@@ -74,21 +88,23 @@ mod cluster;
 mod config;
 mod history;
 mod link;
+mod publisher;
+mod shared;
+mod subscriber;
 mod wire;
 
-use prometheus_client::metrics::histogram::Histogram;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, MutexGuard};
+
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use futures_util::FutureExt;
-
 use tokio::sync::{mpsc, watch};
 
 use self::cluster::ClusterView;
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::cluster::fuzz_peer_input;
 pub use self::config::RedisConfig;
+use self::link::{supervise, unix_millis};
+use self::shared::{Outgoing, Shared};
 use self::wire::{Change, Op};
 use super::{Backplane, BackplaneStats, MemoryBackplane};
 use crate::client::{Client, ClientId};
@@ -131,102 +147,6 @@ pub struct RedisBackplane {
     publisher_done: watch::Receiver<bool>,
 }
 
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Now, in milliseconds since the Unix epoch (0 on a clock set before it).
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// What the tasks and the backplane share.
-#[derive(Debug)]
-struct Shared {
-    node: String,
-    config: RedisConfig,
-    /// Messages for the publisher, each with its size as counted in `queued_bytes`.
-    outgoing: mpsc::Sender<(Outgoing, usize)>,
-    cluster: Mutex<ClusterView>,
-    queued_bytes: AtomicUsize,
-    /// A membership change could not be queued: the next heartbeat must make the others read it all.
-    changes_lost: AtomicBool,
-    publisher_up: AtomicBool,
-    subscriber_up: AtomicBool,
-    /// The subscriber lost its connection: the publisher's, to the same Redis, counts as down until it has
-    /// answered again.
-    subscriber_lost: tokio::sync::Notify,
-    published: AtomicU64,
-    received: AtomicU64,
-    dropped: AtomicU64,
-    reconnects: AtomicU64,
-    task_restarts: AtomicU64,
-    received_dropped: AtomicU64,
-    /// From a peer's queueing of a delivery to its application here, by the two nodes' clocks.
-    lag: Histogram,
-    /// The groups whose history this backplane keeps, once the server asked it to.
-    history: OnceLock<crate::history::History>,
-    /// Clients held back from a group's live frames until the subscriber has replayed what they missed.
-    pending: Mutex<history::Pending>,
-    /// Per group with members here: the position of the last frame they were given.
-    tracked: Mutex<HashMap<String, history::Tracked>>,
-    /// Recoveries and history requests for the subscriber.
-    commands: mpsc::Sender<history::Command>,
-}
-
-/// One message waiting for the publisher.
-#[derive(Debug)]
-enum Outgoing {
-    /// A frame for the clients of other nodes; `node` is `None` for every node.
-    Deliver {
-        node: Option<String>,
-        op: Op,
-        frame: Frame,
-        /// When it was queued, in Unix milliseconds: the other nodes measure their lag from it.
-        queued_ms: u64,
-    },
-    /// A frame for a group with history: numbered, kept and published by the history script.
-    History {
-        group: String,
-        except: Option<String>,
-        frame: Frame,
-        queued_ms: u64,
-    },
-    /// A request for one node (a join or leave of one of its clients).
-    Request { node: String, op: Op },
-    /// A change of this node's membership.
-    Change(Change),
-}
-
-impl Outgoing {
-    /// What the message counts against `queue_bytes`: the length of its packet on the wire (an upper
-    /// bound: the header's number and flags at their longest).
-    fn size(&self) -> usize {
-        match self {
-            Self::Deliver { op, frame, .. } => wire::packet_len(op, Some(frame)),
-            Self::History {
-                group,
-                except,
-                frame,
-                ..
-            } => {
-                let op = Op::History {
-                    group: group.clone(),
-                    except: except.clone(),
-                    epoch: String::new(),
-                    offset: u64::MAX,
-                };
-                // The epoch the script adds: 16 hex digits and its quotes.
-                wire::packet_len(&op, Some(frame)) + 32
-            }
-            Self::Request { op, .. } => wire::packet_len(op, None),
-            Self::Change(change) => wire::change_len(change),
-        }
-    }
-}
-
 impl RedisBackplane {
     /// Starts the backplane's tasks on the current Tokio runtime and returns at once; the first connection
     /// to Redis is made in the background.
@@ -240,35 +160,14 @@ impl RedisBackplane {
         let (commands, commands_queue) = mpsc::channel(config.queue_capacity);
         let (shutdown, stop) = watch::channel(false);
         let (done, publisher_done) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            node,
-            config,
-            outgoing,
-            cluster: Mutex::new(ClusterView::default()),
-            queued_bytes: AtomicUsize::new(0),
-            changes_lost: AtomicBool::new(false),
-            publisher_up: AtomicBool::new(false),
-            subscriber_up: AtomicBool::new(false),
-            subscriber_lost: tokio::sync::Notify::new(),
-            published: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-            task_restarts: AtomicU64::new(0),
-            received_dropped: AtomicU64::new(0),
-            lag: crate::metrics::latency_histogram(),
-            history: OnceLock::new(),
-            pending: Mutex::default(),
-            tracked: Mutex::default(),
-            commands,
-        });
+        let shared = Arc::new(Shared::new(node, config, outgoing, commands));
         tokio::spawn({
             let (shared, local, stop) = (shared.clone(), local.clone(), stop.clone());
             // Shared with each run of the publisher, so a run that panicked leaves it to the next one.
             let queue = Arc::new(tokio::sync::Mutex::new(queue));
             async move {
                 supervise(&shared, "publisher", || {
-                    link::publish(shared.clone(), local.clone(), queue.clone(), stop.clone())
+                    publisher::publish(shared.clone(), local.clone(), queue.clone(), stop.clone())
                 })
                 .await;
                 done.send_replace(true);
@@ -279,7 +178,7 @@ impl RedisBackplane {
             let commands = Arc::new(tokio::sync::Mutex::new(commands_queue));
             async move {
                 supervise(&shared, "subscriber", || {
-                    link::subscribe(
+                    subscriber::subscribe(
                         shared.clone(),
                         local.clone(),
                         commands.clone(),
@@ -311,85 +210,8 @@ impl RedisBackplane {
         });
     }
 
-    fn cluster(&self) -> std::sync::MutexGuard<'_, ClusterView> {
+    fn cluster(&self) -> MutexGuard<'_, ClusterView> {
         lock(&self.shared.cluster)
-    }
-}
-
-/// Decodes `data` as a packet from another node and applies what it says to a replica of the cluster,
-/// and decodes it as a stored membership too: everything a peer (or whoever reaches Redis) controls.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn fuzz_peer_input(data: &[u8]) {
-    let now = std::time::Instant::now();
-    let mut view = ClusterView::default();
-    if let Some(packet) = wire::decode(data) {
-        let _ = packet.frame();
-        match packet.op {
-            Op::Change(change) => view.apply(&packet.node, packet.seq, change, now),
-            Op::Heartbeat => {
-                view.heartbeat(&packet.node, packet.seq, now);
-            }
-            Op::Bye => view.remove(&packet.node),
-            _ => {}
-        }
-        for id in ["a", "b"] {
-            let _ = view.groups_of(id);
-        }
-    }
-    // As the fields of a stored membership: lines, alternately a field and its value.
-    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-    let fields = lines
-        .chunks(2)
-        .map(|pair| {
-            let field = String::from_utf8_lossy(pair[0]).into_owned();
-            (field, pair.get(1).map_or_else(Vec::new, |v| v.to_vec()))
-        })
-        .collect();
-    if let Some(membership) = wire::membership_from_fields(fields) {
-        view.replace("n", membership, now);
-        view.expire(now);
-    }
-}
-
-/// Runs a task of the link again whenever it panics (a bug, or a packet no check anticipated), so the
-/// link cannot die silently while `/stats` still says `connected`; returns once the task ends normally.
-async fn supervise<'a, F, Fut>(shared: &Shared, name: &str, mut task: F)
-where
-    F: FnMut() -> Fut + 'a,
-    Fut: Future<Output = ()> + 'a,
-{
-    loop {
-        let Err(panic) = AssertUnwindSafe(task()).catch_unwind().await else {
-            return;
-        };
-        shared.publisher_up.store(false, Relaxed);
-        shared.subscriber_up.store(false, Relaxed);
-        shared.task_restarts.fetch_add(1, Relaxed);
-        let text = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        tracing::error!(target: "ws_core::backplane", task = name, panic = %text, "redis: task panicked; restarting it");
-        tokio::time::sleep(shared.config.reconnect_min).await;
-    }
-}
-
-impl Shared {
-    /// Queues a message for the publisher; past either bound it is dropped and counted.
-    fn enqueue(&self, message: Outgoing) {
-        let size = message.size();
-        let limit = self.config.queue_bytes;
-        let before = self.queued_bytes.fetch_add(size, Relaxed);
-        let is_change = matches!(message, Outgoing::Change(_));
-        let refused = before + size > limit || self.outgoing.try_send((message, size)).is_err();
-        if refused {
-            self.queued_bytes.fetch_sub(size, Relaxed);
-            self.dropped.fetch_add(1, Relaxed);
-            if is_change {
-                self.changes_lost.store(true, Relaxed);
-            }
-        }
     }
 }
 
@@ -400,23 +222,24 @@ impl Drop for RedisBackplane {
 }
 
 impl Backplane for RedisBackplane {
-    fn broadcast(&self, frame: &Frame, except: Option<&ClientId>) {
+    fn broadcast(&self, frame: &Frame, except: &[ClientId]) {
         self.local.broadcast(frame, except);
-        let except = except.map(ToString::to_string);
+        let except = wire::except_ids(except);
         self.deliver_elsewhere(None, Op::Broadcast { except }, frame);
     }
 
-    fn send_to_group(&self, group: &str, frame: &Frame, except: Option<&ClientId>) {
+    fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]) {
         if self
             .shared
             .history
+            .config
             .get()
             .is_some_and(|h| h.applies_to(group))
         {
             // Delivered here too when it comes back numbered, in the order every node sees.
             self.shared.enqueue(Outgoing::History {
                 group: group.to_owned(),
-                except: except.map(ToString::to_string),
+                except: wire::except_ids(except),
                 frame: frame.clone(),
                 queued_ms: unix_millis(),
             });
@@ -425,7 +248,7 @@ impl Backplane for RedisBackplane {
         self.local.send_to_group(group, frame, except);
         let op = Op::Group {
             group: group.to_owned(),
-            except: except.map(ToString::to_string),
+            except: wire::except_ids(except),
         };
         self.deliver_elsewhere(None, op, frame);
     }
@@ -585,7 +408,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn keep_history(&self, history: &crate::history::History) -> bool {
-        self.shared.history.set(history.clone()).is_ok()
+        self.shared.history.config.set(history.clone()).is_ok()
     }
 
     fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
@@ -597,21 +420,21 @@ impl Backplane for RedisBackplane {
             "backplane_lag_seconds",
             "Time from another node queueing a delivery to this node handing it to its clients, by the two \
              nodes' clocks (keep them synchronized)",
-            self.shared.lag.clone(),
+            self.shared.counters.lag.clone(),
         );
     }
 
     fn stats(&self) -> Option<BackplaneStats> {
         let s = &self.shared;
         Some(BackplaneStats {
-            connected: s.publisher_up.load(Relaxed) && s.subscriber_up.load(Relaxed),
+            connected: s.link.connected(),
             nodes: self.cluster().node_count() as u64,
-            published: s.published.load(Relaxed),
-            received: s.received.load(Relaxed),
-            dropped: s.dropped.load(Relaxed),
-            reconnects: s.reconnects.load(Relaxed),
-            task_restarts: s.task_restarts.load(Relaxed),
-            received_dropped: s.received_dropped.load(Relaxed),
+            published: s.counters.published.load(Relaxed),
+            received: s.counters.received.load(Relaxed),
+            dropped: s.counters.dropped.load(Relaxed),
+            reconnects: s.counters.reconnects.load(Relaxed),
+            task_restarts: s.counters.task_restarts.load(Relaxed),
+            received_dropped: s.counters.received_dropped.load(Relaxed),
         })
     }
 
@@ -644,8 +467,8 @@ mod tests {
             .unwrap()
             .reconnect_delay(Duration::from_millis(1), Duration::from_millis(2));
         let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
-        backplane.shared.publisher_up.store(true, Relaxed);
-        backplane.shared.subscriber_up.store(true, Relaxed);
+        backplane.shared.link.publisher_up.store(true, Relaxed);
+        backplane.shared.link.subscriber_up.store(true, Relaxed);
         let runs = std::cell::Cell::new(0);
         supervise(&backplane.shared, "test", || {
             runs.set(runs.get() + 1);
@@ -674,14 +497,14 @@ mod tests {
 
         // 10 messages fit; nobody applies them.
         let (arrived, _waiting) = mpsc::channel(10);
-        let budget = Arc::new(link::Buffered::new(1 << 20));
-        link::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        let budget = Arc::new(subscriber::Buffered::new(1 << 20));
+        subscriber::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
         assert_eq!(backplane.stats().unwrap().received_dropped, 40);
 
         // 500 bytes fit: five payloads of 100.
         let (arrived, _waiting) = mpsc::channel(1000);
-        let budget = Arc::new(link::Buffered::new(500));
-        link::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        let budget = Arc::new(subscriber::Buffered::new(500));
+        subscriber::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
         let stats = backplane.stats().unwrap();
         assert_eq!((stats.received_dropped, stats.received), (40 + 45, 100));
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::ClientId;
 use crate::delivery::{Delivery, LatestKey};
 use crate::protocol::Frame;
 
@@ -22,19 +23,24 @@ pub(crate) const WIRE_VERSION: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(super) enum Op {
-    /// Deliver the body to every client, except one.
-    Broadcast { except: Option<String> },
-    /// Deliver the body to every member of a group, except one.
+    /// Deliver the body to every client but those in `except`.
+    Broadcast {
+        #[serde(with = "except")]
+        except: Vec<String>,
+    },
+    /// Deliver the body to every member of a group but those in `except`.
     Group {
         group: String,
-        except: Option<String>,
+        #[serde(with = "except")]
+        except: Vec<String>,
     },
-    /// Deliver the body to the members of a group with history, except one. The history script adds
+    /// Deliver the body to the members of a group with history but those in `except`. The history script adds
     /// `epoch` and `offset`, the frame's position, to the header the node wrote, keeps the packet in the
     /// group's stream and publishes it.
     History {
         group: String,
-        except: Option<String>,
+        #[serde(with = "except")]
+        except: Vec<String>,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         epoch: String,
         #[serde(default, skip_serializing_if = "is_zero")]
@@ -52,6 +58,44 @@ pub(super) enum Op {
     Heartbeat,
     /// The publishing node is leaving.
     Bye,
+}
+
+/// The clients a delivery leaves out, as the header carries them: `null` for none, a string for one (what
+/// every node of this wire version reads), an array for more.
+mod except {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(ids: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match ids {
+            [] => s.serialize_none(),
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Ids {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Option::<Ids>::deserialize(d)? {
+            None => Vec::new(),
+            Some(Ids::One(id)) => vec![id],
+            Some(Ids::Many(ids)) => ids,
+        })
+    }
+}
+
+/// The ids a delivery leaves out, for its header.
+pub(super) fn except_ids(except: &[ClientId]) -> Vec<String> {
+    except.iter().map(ToString::to_string).collect()
+}
+
+/// The ids a header leaves out, for this node's delivery.
+pub(super) fn client_ids(except: &[String]) -> Vec<ClientId> {
+    except.iter().cloned().map(ClientId::from).collect()
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -207,7 +251,7 @@ pub(super) fn encode_history(
     node: &str,
     seq: u64,
     group: &str,
-    except: Option<String>,
+    except: Vec<String>,
     frame: &Frame,
     sent_ms: u64,
 ) -> (Vec<u8>, Vec<u8>) {
@@ -354,7 +398,7 @@ mod tests {
         let frame = Frame::envelope("t", &"x".repeat(300)).with_delivery(Delivery::latest(&long));
         let op = Op::Group {
             group: long.clone(),
-            except: Some(long.clone()),
+            except: vec![long.clone()],
         };
         let encoded = encode(&node, u64::MAX, op.clone(), Some(&frame), Some(u64::MAX)).len();
         assert!(packet_len(&op, Some(&frame)) >= encoded);
@@ -371,10 +415,10 @@ mod tests {
     #[test]
     fn packets_round_trip_with_the_body_untouched() {
         let ops = [
-            Op::Broadcast { except: None },
+            Op::Broadcast { except: Vec::new() },
             Op::Group {
                 group: "room\n\"1\"".into(),
-                except: Some("abc".into()),
+                except: vec!["abc".into()],
             },
             Op::Direct { to: "abc".into() },
             Op::JoinRequest {
@@ -387,7 +431,7 @@ mod tests {
             }),
             Op::History {
                 group: "g".into(),
-                except: None,
+                except: Vec::new(),
                 epoch: "e1".into(),
                 offset: 9,
             },
@@ -402,7 +446,7 @@ mod tests {
             let packet = decode(&encode(
                 "n",
                 1,
-                Op::Broadcast { except: None },
+                Op::Broadcast { except: Vec::new() },
                 Some(frame),
                 None,
             ))
@@ -426,7 +470,7 @@ mod tests {
         let packet = decode(&encode(
             "n",
             0,
-            Op::Broadcast { except: None },
+            Op::Broadcast { except: Vec::new() },
             Some(&binary),
             None,
         ))
@@ -437,9 +481,30 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_left_out_are_null_one_string_or_an_array() {
+        let header = |except: Vec<String>| {
+            let op = Op::Group {
+                group: "g".into(),
+                except,
+            };
+            let bytes = encode("n", 1, op.clone(), None, None);
+            assert_eq!(decode(&bytes).unwrap().op, op);
+            let line = bytes.split(|&b| b == b'\n').next().unwrap().to_vec();
+            let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            value["except"].clone()
+        };
+        assert_eq!(header(Vec::new()), serde_json::Value::Null);
+        assert_eq!(header(vec!["a".into()]), serde_json::json!("a"));
+        assert_eq!(
+            header(vec!["a".into(), "b".into()]),
+            serde_json::json!(["a", "b"])
+        );
+    }
+
+    #[test]
     fn the_history_script_completes_the_header_with_the_position() {
         let frame = Frame::text(r#"{"type":"chat","data":"}\n"}"#);
-        let (head, tail) = encode_history("n", 4, "room", Some("c".into()), &frame, 1);
+        let (head, tail) = encode_history("n", 4, "room", vec!["c".into()], &frame, 1);
         // What the script does, with the epoch and offset it assigns.
         let mut packet = head;
         packet.extend_from_slice(br#","epoch":"e7","offset":12"#);
@@ -449,7 +514,7 @@ mod tests {
             packet.op,
             Op::History {
                 group: "room".into(),
-                except: Some("c".into()),
+                except: vec!["c".into()],
                 epoch: "e7".into(),
                 offset: 12
             }

@@ -47,6 +47,19 @@
 //!   false`, `reason: "epoch"` for a client that sent a position) on a cluster, where the history is made by
 //!   the first frame; on one node the join makes it.
 //!
+//! # Where history lives
+//!
+//! History is a layer of the [backplane](crate::backplane), not of the connection: the frame path hands
+//! `$positions` and `$history` to this module and otherwise knows nothing of epochs or offsets. On one
+//! node, the server puts a layer over its [`MemoryBackplane`](crate::backplane::MemoryBackplane) that
+//! numbers and keeps the frames of the groups with history and replays them on a join. An installed
+//! backplane keeps history itself, as `RedisBackplane` does; one of your own does it with the pieces
+//! here: [`take_position`] (where a joining client was), [`outcome`] (whether it recovers),
+//! [`position_frame`] (the `$position` it gets), [`positioned`] (a frame with its position),
+//! [`HistoryReply`] and [`raw_frame`] (the answer to `$history`), and
+//! [`MemoryBackplane::send_to_group_where`](crate::backplane::MemoryBackplane::send_to_group_where)
+//! (delivering to a group but the members still being replayed to).
+//!
 //! ```
 //! use std::time::Duration;
 //! use ws_core::history::History;
@@ -64,17 +77,22 @@
 //! # Ok::<(), ws_core::config::ConfigError>(())
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+mod local;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
+pub(crate) use self::local::LocalHistory;
 use crate::client::Client;
 use crate::error::Error;
 use crate::group::{GroupFilter, selects};
-use crate::protocol::{Frame, POSITION_TYPE};
+use crate::protocol::{self, Envelope, Frame, POSITION_TYPE};
+use crate::server::Inner;
 use crate::sync::lock;
 
 /// History settings: which groups, and how much each keeps.
@@ -152,92 +170,51 @@ impl History {
         self
     }
 
-    pub(crate) fn applies_to(&self, group: &str) -> bool {
+    /// Whether `group` keeps history.
+    pub fn applies_to(&self, group: &str) -> bool {
         selects(&self.groups, group)
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn frames_per_group(&self) -> usize {
+    /// The most frames a group keeps ([`max_messages`](Self::max_messages)).
+    pub fn frames_per_group(&self) -> usize {
         self.max_messages
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn bytes_per_group(&self) -> usize {
+    /// The most bytes a group keeps ([`max_bytes`](Self::max_bytes)).
+    pub fn bytes_per_group(&self) -> usize {
         self.max_bytes
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn group_limit(&self) -> usize {
+    /// The most groups that keep history at once ([`max_groups`](Self::max_groups)).
+    pub fn group_limit(&self) -> usize {
         self.max_groups
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn age(&self) -> Duration {
+    /// How long a frame is kept ([`max_age`](Self::max_age)).
+    pub fn age(&self) -> Duration {
         self.max_age
     }
 }
 
 /// Where a client was in a group's history, as it sends it in `$positions`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct Position {
-    pub(crate) epoch: String,
-    pub(crate) offset: u64,
+#[non_exhaustive]
+pub struct Position {
+    /// The history's epoch the client saw.
+    pub epoch: String,
+    /// The offset of the last frame it got.
+    pub offset: u64,
 }
 
 /// The positions a client sent, kept until it joins those groups.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Positions(Arc<Mutex<HashMap<String, Position>>>);
 
-/// One group's kept frames.
-struct GroupHistory {
-    epoch: String,
-    /// The offset of the last frame sent.
-    offset: u64,
-    frames: VecDeque<(u64, Instant, Frame)>,
-    bytes: usize,
-}
-
-impl GroupHistory {
-    fn new() -> Self {
-        Self {
-            epoch: format!("{:016x}", rand::random::<u64>()),
-            offset: 0,
-            frames: VecDeque::new(),
-            bytes: 0,
-        }
-    }
-
-    fn expire(&mut self, config: &History, now: Instant) {
-        while let Some((_, at, frame)) = self.frames.front() {
-            let full = self.frames.len() > config.max_messages || self.bytes > config.max_bytes;
-            if !full && now.duration_since(*at) <= config.max_age {
-                break;
-            }
-            self.bytes -= frame.len();
-            self.frames.pop_front();
-        }
-    }
-}
-
-/// Every group's history, for one server.
-pub(crate) struct HistoryStore {
-    config: History,
-    groups: Mutex<HashMap<String, Arc<Mutex<GroupHistory>>>>,
-}
-
-impl fmt::Debug for HistoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HistoryStore")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
 #[derive(Serialize)]
-pub(crate) struct Pos<'a> {
-    pub(crate) group: &'a str,
-    pub(crate) epoch: &'a str,
-    pub(crate) offset: u64,
+struct Pos<'a> {
+    group: &'a str,
+    epoch: &'a str,
+    offset: u64,
 }
 
 #[derive(Serialize)]
@@ -253,11 +230,17 @@ struct PositionData<'a> {
     reason: Option<&'static str>,
 }
 
-/// `frame` with `"pos"` added to its envelope; `None` for a frame that is not a JSON object's text.
-pub(crate) fn positioned(frame: &Frame, pos: &Pos<'_>) -> Option<Frame> {
+/// `frame` with `"pos": {group, epoch, offset}` added to its envelope, its payload untouched; `None` for a
+/// frame that is not a JSON object's text.
+pub fn positioned(frame: &Frame, group: &str, epoch: &str, offset: u64) -> Option<Frame> {
     let text = frame.as_text()?.trim_end();
     let body = text.strip_suffix('}')?;
-    let pos = serde_json::to_string(pos).ok()?;
+    let pos = Pos {
+        group,
+        epoch,
+        offset,
+    };
+    let pos = serde_json::to_string(&pos).ok()?;
     let separator = if body.trim_end().ends_with('{') {
         ""
     } else {
@@ -267,8 +250,10 @@ pub(crate) fn positioned(frame: &Frame, pos: &Pos<'_>) -> Option<Frame> {
     Some(Frame::text(spliced).with_delivery(frame.delivery().clone()))
 }
 
-/// The `$position` frame telling a client where it stands in a group's history.
-pub(crate) fn position_frame(
+/// The `$position` frame telling a client where it stands in a group's history: `at` is the history's
+/// epoch and offset (`None` when the group has none yet), `recovered` and `reason` as [`outcome`] gives
+/// them.
+pub fn position_frame(
     group: &str,
     at: Option<(&str, u64)>,
     recovered: Option<bool>,
@@ -286,7 +271,7 @@ pub(crate) fn position_frame(
 
 /// Whether a client that was at `wanted` gets what it missed from a history now at `epoch`/`offset`
 /// whose oldest kept frame is `first_kept`: `(recovered, reason)` as `$position` says it.
-pub(crate) fn outcome(
+pub fn outcome(
     wanted: Option<&Position>,
     epoch: &str,
     offset: u64,
@@ -302,187 +287,57 @@ pub(crate) fn outcome(
 }
 
 /// The position a client sent for `group`, taken: it is used by one join.
-pub(crate) fn take_position(client: &Client, group: &str) -> Option<Position> {
+pub fn take_position(client: &Client, group: &str) -> Option<Position> {
     client
         .extension::<Positions>()
         .and_then(|p| lock(&p.0).remove(group))
 }
 
-impl HistoryStore {
-    pub(crate) fn new(config: History) -> Self {
-        Self {
-            config,
-            groups: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn applies_to(&self, group: &str) -> bool {
-        self.config.applies_to(group)
-    }
-
-    /// The history of `group`, made if needed; `None` when `max_groups` have history and none is empty.
-    fn history(&self, group: &str) -> Option<Arc<Mutex<GroupHistory>>> {
-        let mut groups = lock(&self.groups);
-        if let Some(history) = groups.get(group) {
-            return Some(history.clone());
-        }
-        if groups.len() >= self.config.max_groups {
-            let now = Instant::now();
-            groups.retain(|_, history| {
-                let mut h = lock(history);
-                h.expire(&self.config, now);
-                !h.frames.is_empty()
-            });
-            if groups.len() >= self.config.max_groups {
-                return None;
-            }
-        }
-        let history = Arc::new(Mutex::new(GroupHistory::new()));
-        groups.insert(group.to_owned(), history.clone());
-        Some(history)
-    }
-
-    /// Numbers `frame`, keeps it, and hands it to `deliver` while holding the group's history lock, so a
-    /// join in progress either finds it in the history or is a member when it is delivered.
-    pub(crate) fn publish(&self, group: &str, frame: Frame, deliver: impl FnOnce(&Frame)) {
-        let Some(history) = self.history(group) else {
-            deliver(&frame);
-            return;
-        };
-        let mut h = lock(&history);
-        let offset = h.offset + 1;
-        let pos = Pos {
-            group,
-            epoch: &h.epoch,
-            offset,
-        };
-        let Some(frame) = positioned(&frame, &pos) else {
-            drop(h);
-            deliver(&frame);
-            return;
-        };
-        h.offset = offset;
-        h.bytes += frame.len();
-        let now = Instant::now();
-        h.frames.push_back((offset, now, frame.clone()));
-        h.expire(&self.config, now);
-        deliver(&frame);
-    }
-
-    /// Joins `client` to `group` with `join`, under the group's history lock, and tells it where it
-    /// stands: `$position`, then what it missed if it sent a position for the group and it can be
-    /// recovered.
-    pub(crate) fn join(
-        &self,
-        group: &str,
-        client: &Client,
-        join: impl FnOnce() -> Result<bool, Error>,
-    ) -> Result<bool, Error> {
-        let wanted = take_position(client, group);
-        let Some(history) = self.history(group) else {
-            let joined = join()?;
-            if joined {
-                let recovered = wanted.map(|_| false);
-                let _ = client.send(position_frame(group, None, recovered, Some("unavailable")));
-            }
-            return Ok(joined);
-        };
-        let mut h = lock(&history);
-        let joined = join()?;
-        if !joined {
-            return Ok(false);
-        }
-        h.expire(&self.config, Instant::now());
-        let first_kept = h.frames.front().map_or(h.offset + 1, |(o, _, _)| *o);
-        let (recovered, reason) = outcome(wanted.as_ref(), &h.epoch, h.offset, first_kept);
-        let at = Some((h.epoch.as_str(), h.offset));
-        let _ = client.send(position_frame(group, at, recovered, reason));
-        if let (Some(true), Some(p)) = (recovered, &wanted) {
-            for (_, _, frame) in h.frames.iter().filter(|(o, _, _)| *o > p.offset) {
-                if client.send(frame.clone()).is_err() {
-                    break;
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
 /// A `$history` request: a group, and the offset after which the client wants its frames.
 #[derive(Deserialize)]
-pub(crate) struct HistoryRequest {
-    pub(crate) group: String,
+struct HistoryRequest {
+    group: String,
     #[serde(default)]
-    pub(crate) since: u64,
+    since: u64,
 }
 
 impl HistoryRequest {
-    pub(crate) fn parse(data: &str) -> Result<Self, Error> {
+    fn parse(data: &str) -> Result<Self, Error> {
         serde_json::from_str(data)
             .map_err(|e| Error::invalid_data(format!("$history wants {{group, since?}}: {e}")))
     }
 }
 
 /// The answer to a `$history` request.
-#[derive(Serialize)]
-pub(crate) struct HistoryReply<'a> {
-    pub(crate) group: &'a str,
-    pub(crate) epoch: &'a str,
-    pub(crate) offset: u64,
+#[derive(Debug, Serialize)]
+pub struct HistoryReply<'a> {
+    /// The group asked for.
+    pub group: &'a str,
+    /// The history's epoch.
+    pub epoch: &'a str,
+    /// The offset of the group's last frame.
+    pub offset: u64,
     /// Whether every frame after `since` is in `frames` (none was pushed out).
-    pub(crate) complete: bool,
-    pub(crate) frames: Vec<&'a serde_json::value::RawValue>,
+    pub complete: bool,
+    /// The kept frames after `since`, oldest first, each as the JSON its client got ([`raw_frame`]).
+    pub frames: Vec<&'a RawValue>,
 }
 
 impl HistoryReply<'_> {
-    pub(crate) fn to_raw(&self) -> Result<Box<serde_json::value::RawValue>, Error> {
-        serde_json::value::to_raw_value(self).map_err(|e| Error::internal(e.to_string()))
+    /// The `$reply` frame answering request `id`.
+    pub fn to_frame(&self, id: u64) -> Frame {
+        match serde_json::value::to_raw_value(self) {
+            Ok(data) => protocol::reply_frame(id, &data),
+            Err(e) => protocol::error_frame(Some(id), &Error::internal(e.to_string())),
+        }
     }
 }
 
 /// A frame's text as the JSON value it is, for a [`HistoryReply`].
-pub(crate) fn raw_frame(frame: &Frame) -> Option<&serde_json::value::RawValue> {
+pub fn raw_frame(frame: &Frame) -> Option<&RawValue> {
     frame
         .as_text()
         .and_then(|text| serde_json::from_str(text).ok())
-}
-
-impl HistoryStore {
-    /// Answers `$history`: the kept frames of a group after `since`, for a member of the group.
-    pub(crate) fn fetch(
-        &self,
-        client: &Client,
-        data: &str,
-    ) -> Result<Box<serde_json::value::RawValue>, Error> {
-        let request = HistoryRequest::parse(data)?;
-        let group = request.group.as_str();
-        if !self.applies_to(group) || !lock(&self.groups).contains_key(group) {
-            return Err(Error::not_found(format!("no history for {group:?}")));
-        }
-        if !client.is_in_group(group) {
-            return Err(Error::forbidden("only members read a group's history"));
-        }
-        let Some(history) = self.history(group) else {
-            return Err(Error::not_found(format!("no history for {group:?}")));
-        };
-        let mut h = lock(&history);
-        h.expire(&self.config, Instant::now());
-        let first_kept = h.frames.front().map_or(h.offset + 1, |(o, _, _)| *o);
-        let frames = h
-            .frames
-            .iter()
-            .filter(|(o, _, _)| *o > request.since)
-            .filter_map(|(_, _, f)| raw_frame(f))
-            .collect();
-        let reply = HistoryReply {
-            group,
-            epoch: &h.epoch,
-            offset: h.offset,
-            complete: request.since + 1 >= first_kept,
-            frames,
-        };
-        reply.to_raw()
-    }
 }
 
 /// Reads a `$positions` frame's data, `{"<group>": {"epoch", "offset"}, ...}`, keeping at most `max`
@@ -504,47 +359,47 @@ pub(crate) fn set_positions(client: &Client, data: &str, max: usize, max_name: u
     *lock(&positions.0) = kept;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_position_goes_into_the_envelope_and_the_payload_is_untouched() {
-        let pos = Pos {
-            group: "r\"1",
-            epoch: "e",
-            offset: 7,
-        };
-        let frame = Frame::text(r#"{"type":"chat","data":{"pos":1}}"#);
-        let out = positioned(&frame, &pos).unwrap();
-        let value: serde_json::Value = serde_json::from_str(out.as_text().unwrap()).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({"type": "chat", "data": {"pos": 1}, "pos": {"group": "r\"1", "epoch": "e", "offset": 7}})
-        );
-        assert!(positioned(&Frame::text("not an object"), &pos).is_none());
-        assert!(positioned(&Frame::binary(vec![1u8]), &pos).is_none());
-    }
-
-    #[test]
-    fn a_group_keeps_its_latest_frames_within_count_bytes_and_age() {
-        let config = History::new().max_messages(3).max_bytes(1000);
-        let store = HistoryStore::new(config);
-        for i in 0..5 {
-            store.publish(
-                "g",
-                Frame::text(format!(r#"{{"type":"t","data":{i}}}"#)),
-                |_| {},
-            );
+/// Answers the system frames of history, `$positions` and `$history`; `false` for a frame of another type.
+///
+/// Without history, `$positions` is acknowledged and ignored, and `$history` is `not_found`. With it, the
+/// positions are kept for the client's next joins, and `$history` goes to the backplane, which keeps the
+/// history: [`LocalHistory`] on one node, or one that took it over with
+/// [`Backplane::keep_history`](crate::backplane::Backplane::keep_history).
+pub(crate) fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
+    let id = incoming.id;
+    match incoming.kind.as_str() {
+        protocol::POSITIONS_TYPE => {
+            if server.app.keeps_history {
+                let config = &server.config;
+                set_positions(
+                    client,
+                    incoming.data_json(),
+                    config.max_groups_per_client,
+                    config.max_group_name_bytes,
+                );
+            }
+            if let Some(id) = id {
+                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
+            }
         }
-        let history = store.history("g").unwrap();
-        let h = lock(&history);
-        assert_eq!(h.offset, 5);
-        let kept: Vec<u64> = h.frames.iter().map(|(o, _, _)| *o).collect();
-        assert_eq!(kept, [3, 4, 5]);
-        assert_eq!(
-            h.bytes,
-            h.frames.iter().map(|(_, _, f)| f.len()).sum::<usize>()
-        );
+        protocol::HISTORY_TYPE => {
+            let Some(id) = id else { return true };
+            if !server.app.keeps_history {
+                let err = Error::not_found("this server keeps no history");
+                let _ = client.send(protocol::error_frame(Some(id), &err));
+                return true;
+            }
+            match HistoryRequest::parse(incoming.data_json()) {
+                Ok(request) => {
+                    let (group, since) = (&request.group, request.since);
+                    server.backplane.fetch_history(client, id, group, since);
+                }
+                Err(err) => {
+                    let _ = client.send(protocol::error_frame(Some(id), &err));
+                }
+            }
+        }
+        _ => return false,
     }
+    true
 }

@@ -1,0 +1,197 @@
+//! What the backplane and its two tasks share, in parts by kind: the outgoing queue, the state of the
+//! link, the counters, the replica of the other nodes, and history's bookkeeping.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Mutex, OnceLock};
+
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::mpsc;
+
+use super::cluster::ClusterView;
+use super::config::RedisConfig;
+use super::history;
+use super::wire::{self, Change, Op};
+use crate::protocol::Frame;
+
+/// What the tasks and the backplane share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// This node's name in the cluster.
+    pub(super) node: String,
+    pub(super) config: RedisConfig,
+    /// The replica of the other nodes' clients and groups.
+    pub(super) cluster: Mutex<ClusterView>,
+    pub(super) outbox: Outbox,
+    pub(super) link: LinkState,
+    pub(super) counters: Counters,
+    pub(super) history: HistoryState,
+}
+
+/// The publisher's queue and what it holds.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    /// Messages for the publisher, each with its size as counted in `queued_bytes`.
+    pub(super) outgoing: mpsc::Sender<(Outgoing, usize)>,
+    pub(super) queued_bytes: AtomicUsize,
+    /// A membership change could not be queued: the next heartbeat must make the others read it all.
+    pub(super) changes_lost: AtomicBool,
+}
+
+/// Whether each task is connected to Redis now.
+#[derive(Debug)]
+pub(super) struct LinkState {
+    pub(super) publisher_up: AtomicBool,
+    pub(super) subscriber_up: AtomicBool,
+    /// The subscriber lost its connection: the publisher's, to the same Redis, counts as down until it has
+    /// answered again.
+    pub(super) subscriber_lost: tokio::sync::Notify,
+}
+
+impl LinkState {
+    pub(super) fn connected(&self) -> bool {
+        self.publisher_up.load(Relaxed) && self.subscriber_up.load(Relaxed)
+    }
+}
+
+/// What `/stats` and the metrics page show of the backplane.
+#[derive(Debug)]
+pub(super) struct Counters {
+    pub(super) published: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) reconnects: AtomicU64,
+    pub(super) task_restarts: AtomicU64,
+    pub(super) received_dropped: AtomicU64,
+    /// From a peer's queueing of a delivery to its application here, by the two nodes' clocks.
+    pub(super) lag: Histogram,
+}
+
+/// History's bookkeeping on this node (see [`history`]).
+#[derive(Debug)]
+pub(super) struct HistoryState {
+    /// The groups whose history this backplane keeps, once the server asked it to.
+    pub(super) config: OnceLock<crate::history::History>,
+    /// Clients held back from a group's live frames until the subscriber has replayed what they missed.
+    pub(super) pending: Mutex<history::Pending>,
+    /// Per group with members here: the position of the last frame they were given.
+    pub(super) tracked: Mutex<HashMap<String, history::Tracked>>,
+    /// Recoveries and history requests for the subscriber.
+    pub(super) commands: mpsc::Sender<history::Command>,
+}
+
+impl HistoryState {
+    /// Whether `group` keeps history here.
+    pub(super) fn applies_to(&self, group: &str) -> bool {
+        self.config.get().is_some_and(|h| h.applies_to(group))
+    }
+}
+
+/// One message waiting for the publisher.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    /// A frame for the clients of other nodes; `node` is `None` for every node.
+    Deliver {
+        node: Option<String>,
+        op: Op,
+        frame: Frame,
+        /// When it was queued, in Unix milliseconds: the other nodes measure their lag from it.
+        queued_ms: u64,
+    },
+    /// A frame for a group with history: numbered, kept and published by the history script.
+    History {
+        group: String,
+        except: Vec<String>,
+        frame: Frame,
+        queued_ms: u64,
+    },
+    /// A request for one node (a join or leave of one of its clients).
+    Request { node: String, op: Op },
+    /// A change of this node's membership.
+    Change(Change),
+}
+
+impl Outgoing {
+    /// What the message counts against `queue_bytes`: the length of its packet on the wire (an upper
+    /// bound: the header's number and flags at their longest).
+    fn size(&self) -> usize {
+        match self {
+            Self::Deliver { op, frame, .. } => wire::packet_len(op, Some(frame)),
+            Self::History {
+                group,
+                except,
+                frame,
+                ..
+            } => {
+                let op = Op::History {
+                    group: group.clone(),
+                    except: except.clone(),
+                    epoch: String::new(),
+                    offset: u64::MAX,
+                };
+                // The epoch the script adds: 16 hex digits and its quotes.
+                wire::packet_len(&op, Some(frame)) + 32
+            }
+            Self::Request { op, .. } => wire::packet_len(op, None),
+            Self::Change(change) => wire::change_len(change),
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn new(
+        node: String,
+        config: RedisConfig,
+        outgoing: mpsc::Sender<(Outgoing, usize)>,
+        commands: mpsc::Sender<history::Command>,
+    ) -> Self {
+        Self {
+            node,
+            config,
+            cluster: Mutex::new(ClusterView::default()),
+            outbox: Outbox {
+                outgoing,
+                queued_bytes: AtomicUsize::new(0),
+                changes_lost: AtomicBool::new(false),
+            },
+            link: LinkState {
+                publisher_up: AtomicBool::new(false),
+                subscriber_up: AtomicBool::new(false),
+                subscriber_lost: tokio::sync::Notify::new(),
+            },
+            counters: Counters {
+                published: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+                task_restarts: AtomicU64::new(0),
+                received_dropped: AtomicU64::new(0),
+                lag: crate::metrics::latency_histogram(),
+            },
+            history: HistoryState {
+                config: OnceLock::new(),
+                pending: Mutex::default(),
+                tracked: Mutex::default(),
+                commands,
+            },
+        }
+    }
+
+    /// Queues a message for the publisher; past either bound it is dropped and counted.
+    pub(super) fn enqueue(&self, message: Outgoing) {
+        let size = message.size();
+        let limit = self.config.queue_bytes;
+        let outbox = &self.outbox;
+        let before = outbox.queued_bytes.fetch_add(size, Relaxed);
+        let is_change = matches!(message, Outgoing::Change(_));
+        let refused = before + size > limit || outbox.outgoing.try_send((message, size)).is_err();
+        if refused {
+            outbox.queued_bytes.fetch_sub(size, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            if is_change {
+                outbox.changes_lost.store(true, Relaxed);
+            }
+        }
+    }
+}
