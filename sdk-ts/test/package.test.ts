@@ -21,10 +21,15 @@ test("the packed package installs into a fresh project, its types resolve and it
     const project = join(dir, "app");
     mkdirSync(project);
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-    // React too, from the cache the repository's install filled: the `/react` entry needs its peer.
+    // React too, linked from the repository's own install (offline, npm cannot resolve a name whose
+    // metadata it never fetched): the `/react` entry needs its peer.
+    const modules = join(sdk, "node_modules");
     execFileSync(
       "npm",
-      ["install", "--offline", "--no-audit", "--no-fund", "--silent", join(dir, tarball), "react@19.2.1", "@types/react@19.2.7"],
+      [
+        "install", "--offline", "--no-audit", "--no-fund", "--silent", join(dir, tarball),
+        join(modules, "react"), join(modules, "@types", "react"),
+      ],
       { cwd: project, stdio: "pipe" },
     );
     writeFileSync(
