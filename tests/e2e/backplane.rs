@@ -5,28 +5,17 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ws_core::Client;
-use ws_core::backplane::{RedisBackplane, RedisConfig};
-use ws_core::protocol::Frame;
+use ws_core::backplane::RedisConfig;
 use ws_core::protocol::Message;
-use ws_core::{Server, ServerBuilder};
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{
+    RedisCluster, RedisServer, client, fast, fast_cluster, ids, linked, member_ids, node,
+};
 use crate::support::{
-    TestServer, WsClient, eventually, example_path, group_server, http_get, join, spawn,
-    start_example,
+    TestServer, WsClient, eventually, example_path, http_get, join, spawn, start_example,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
-
-/// Fast heartbeats so tests see joins, departures and reconnections within a fraction of a second.
-fn fast(url: &str) -> RedisConfig {
-    RedisConfig::new(url)
-        .expect("url")
-        .heartbeat_interval(Duration::from_millis(50))
-        .node_timeout(Duration::from_secs(1))
-        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
-}
 
 /// `fast`, on a port where no Redis listens.
 fn unreachable() -> RedisConfig {
@@ -35,34 +24,6 @@ fn unreachable() -> RedisConfig {
         .expect("a free port")
         .port();
     fast(&format!("redis://127.0.0.1:{closed_port}/"))
-}
-
-/// The group protocol of `groups.rs`, plus `everyone` (broadcast) and `dm`, on a Redis backplane.
-fn node(redis: &RedisConfig) -> ServerBuilder {
-    let redis = redis.clone();
-    group_server()
-        .on_connect(|c| async move {
-            let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
-        })
-        .on("everyone", |c: Client, m: Message| async move {
-            c.server()
-                .all()
-                .send(Message::new("all", m.data).with_from(c.id().as_str()));
-        })
-        .on("dm", |c: Client, m: Message| async move {
-            let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());
-            c.server()
-                .send_to_client(m.data["to"].as_str().unwrap_or_default(), &out)
-        })
-        .backplane(move |local| RedisBackplane::start(local, redis))
-}
-
-/// A client of `srv` and its id (from the welcome frame).
-async fn client(srv: &TestServer) -> (WsClient, String) {
-    let mut client = srv.connect().await;
-    let welcome = client.recv().await;
-    let id = welcome["data"].as_str().expect("welcome id").to_owned();
-    (client, id)
 }
 
 /// Two nodes on `redis`, linked to each other.
@@ -76,32 +37,6 @@ async fn pair(redis: &RedisConfig) -> (TestServer, TestServer) {
 /// Whether `srv` sees no other node and no group.
 fn alone(srv: &TestServer) -> bool {
     srv.server.stats().backplane.map(|s| s.nodes) == Some(0) && srv.server.groups().is_empty()
-}
-
-/// Waits until every server is linked and sees `others` other nodes.
-async fn linked(servers: &[&Server], others: u64) {
-    eventually("nodes linked through redis", || async {
-        servers.iter().all(|s| {
-            s.stats()
-                .backplane
-                .is_some_and(|b| b.connected && b.nodes == others)
-        })
-    })
-    .await;
-}
-
-fn ids(list: &[&str]) -> Vec<String> {
-    let mut ids: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
-    ids.sort();
-    ids
-}
-
-fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
-    srv.server
-        .group_members(group)
-        .iter()
-        .map(ToString::to_string)
-        .collect()
 }
 
 /// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
@@ -418,7 +353,7 @@ async fn membership_is_stored_as_one_hash_entry_per_client() {
     join(&mut on_a, "room").await;
     let (_on_b, b_id) = client(&b).await;
     let entries = || async {
-        let keys = redis.command(&[b"KEYS", b"ws:v2:members:*"]).await;
+        let keys = redis.command(&[b"KEYS", b"ws:v3:members:*"]).await;
         let keys = String::from_utf8_lossy(&keys).into_owned();
         let mut all = String::new();
         for key in keys.lines().filter(|l| l.starts_with("ws:")) {
@@ -453,7 +388,7 @@ async fn a_peer_change_number_at_its_maximum_is_harmless() {
     for _ in 0..2 {
         let mut payload = packet.to_vec();
         payload.push(b'\n');
-        redis.publish("ws:v2:all", &payload).await;
+        redis.publish("ws:v3:all", &payload).await;
     }
     let (mut on_a, _) = client(&a).await;
     let (mut on_b, _) = client(&b).await;
@@ -612,4 +547,127 @@ async fn a_killed_chat_node_loses_no_message() {
     let (texts, _) = chat_texts(&mut back, 1000).await;
     assert_eq!(texts, expected);
     back.expect_silence(QUIET).await;
+}
+
+/// Group traffic reaches only the nodes that serve the group (README "More than one node"): a node
+/// listens to a group's channel while it has members, so a node without any receives none of the
+/// group's frames, and a node whose last member left stops listening.
+#[tokio::test]
+async fn a_node_receives_only_the_traffic_of_the_groups_it_serves() {
+    let redis = RedisServer::start().await;
+    let cfg = fast(&redis.url());
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    let c = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server, &c.server], 2).await;
+    let (mut a1, _) = client(&a).await;
+    let (mut b1, b1_id) = client(&b).await;
+    let (_c1, _) = client(&c).await;
+    join(&mut a1, "room").await;
+    join(&mut b1, "room").await;
+    let channel = "ws:v3:{g:room}:group";
+    let subscribed = |srv: &TestServer| srv.server.stats().backplane.unwrap().subscribed_groups;
+    eventually("a and b listen to the room's channel", || async {
+        (subscribed(&a), subscribed(&b), subscribed(&c)) == (1, 1, 0)
+            && redis.subscribers(channel).await == 2
+    })
+    .await;
+
+    let received = |srv: &TestServer| srv.server.stats().backplane.unwrap().received;
+    let (b_before, c_before) = (received(&b), received(&c));
+    for n in 0..1000 {
+        a.server
+            .to("room")
+            .send(Message::new("room", n.to_string()));
+    }
+    for n in 0..1000 {
+        assert_eq!(b1.recv().await["data"], n.to_string());
+    }
+    let (b_got, c_got) = (received(&b) - b_before, received(&c) - c_before);
+    // Both receive the three nodes' heartbeats (every 50 ms); b also receives the thousand frames.
+    assert!(b_got >= 1000, "b received {b_got}");
+    assert!(c_got < 300, "c, without members, received {c_got} messages");
+
+    assert!(b.server.leave_group(&b1_id, "room"));
+    eventually("b lets the room's channel go", || async {
+        subscribed(&b) == 0 && redis.subscribers(channel).await == 1
+    })
+    .await;
+}
+
+/// Nodes on a Redis Cluster (three masters, three replicas) serve one set of clients: group sends,
+/// broadcasts, direct sends and presence cross nodes. When the master serving the group is killed, a
+/// replica takes over, the nodes carry on: both still see each other and the group's members, and
+/// deliveries resume.
+#[tokio::test]
+async fn nodes_on_a_redis_cluster_carry_on_after_a_failover() {
+    let mut cluster = RedisCluster::start().await;
+    let cfg = fast_cluster(&cluster);
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut a1, a1_id) = client(&a).await;
+    let (mut b1, b1_id) = client(&b).await;
+    join(&mut a1, "room").await;
+    join(&mut b1, "room").await;
+    eventually("each node sees both members", || async {
+        member_ids(&a, "room") == ids(&[&a1_id, &b1_id])
+            && member_ids(&b, "room") == ids(&[&a1_id, &b1_id])
+    })
+    .await;
+    a1.send_json(json!({"type": "to_group", "data": {"group": "room", "text": "hi"}}))
+        .await;
+    let hi = json!({"type": "room", "data": "hi", "from": a1_id});
+    assert_eq!(a1.recv().await, hi);
+    assert_eq!(b1.recv().await, hi);
+    b1.send_json(json!({"type": "everyone", "data": "all"}))
+        .await;
+    for c in [&mut a1, &mut b1] {
+        assert_eq!(c.recv().await["data"], "all");
+    }
+    a1.send_json(json!({"type": "dm", "data": {"to": b1_id, "text": "direct"}}))
+        .await;
+    assert_eq!(
+        b1.recv().await,
+        json!({"type": "dm", "data": "direct", "from": a1_id})
+    );
+
+    let killed = cluster.kill_master_of("ws:v3:{g:room}:group").await;
+    assert_ne!(cluster.master_of("ws:v3:{g:room}:group").await, killed);
+    linked(&[&a.server, &b.server], 1).await;
+    eventually("both nodes see both members again", || async {
+        member_ids(&a, "room") == ids(&[&a1_id, &b1_id])
+            && member_ids(&b, "room") == ids(&[&a1_id, &b1_id])
+    })
+    .await;
+    // Deliveries resume: a probe is sent until one gets through, then every frame does.
+    let mut probe = 0;
+    loop {
+        probe += 1;
+        assert!(probe <= 100, "no group send got through after the failover");
+        let text = format!("probe {probe}");
+        a.server.to("room").send(Message::new("room", text.clone()));
+        let got = tokio::time::timeout(Duration::from_millis(200), b1.recv()).await;
+        if got.is_ok_and(|frame| frame["data"] == text) {
+            break;
+        }
+    }
+    for n in 0..100 {
+        a.server
+            .to("room")
+            .send(Message::new("room", n.to_string()));
+    }
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        let frame = b1.recv().await;
+        if !frame["data"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("probe")
+        {
+            got.push(frame["data"].clone());
+        }
+    }
+    let expected: Vec<Value> = (0..100).map(|n| json!(n.to_string())).collect();
+    assert_eq!(got, expected);
 }

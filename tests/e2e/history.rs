@@ -427,7 +427,7 @@ async fn nodes_number_a_group_once_and_a_client_recovers_on_any_node() {
     assert_eq!(fetched, [&json!(1000), &json!(1001), &json!(1002)]);
 
     // Redis keeps `max_messages` (1 000) of the 1 002, for at most `max_age` (5 minutes).
-    let stream = b"ws:v2:stream:room".as_slice();
+    let stream = b"ws:v3:{g:room}:stream".as_slice();
     assert_eq!(redis.command(&[b"XLEN", stream]).await, b":1000\r\n");
     let ttl = redis.command(&[b"PTTL", stream]).await;
     let ttl: u64 = std::str::from_utf8(&ttl[1..])

@@ -1,7 +1,8 @@
 //! The chat demo.
 //!
 //! ```text
-//! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL] [--rate-limit N] [--burst N]
+//! cargo run -p chat -- [--host 127.0.0.1] [--port 6001] [--redis URL | --redis-cluster URL,URL,...]
+//!                      [--redis-wait REPLICAS] [--rate-limit N] [--burst N]
 //!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
 //!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
 //!                      [--compression on|off]
@@ -18,7 +19,9 @@
 //! `--allowed-host` replaces that list (serving on `0.0.0.0`, name the addresses clients use).
 //!
 //! With `--redis redis://HOST:PORT/`, every chat process using that Redis serves one chat: rooms,
-//! everyone-chat and direct messages reach clients on all of them.
+//! everyone-chat and direct messages reach clients on all of them. `--redis-cluster` takes the URLs of
+//! some nodes of a Redis Cluster instead; `--redis-wait REPLICAS` delivers a room's message with history
+//! once that many replicas have it (waiting at most a second), so it survives a failover.
 //!
 //! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text),
 //! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
@@ -57,7 +60,8 @@ async fn main() {
     let (config, redis, history) = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
         eprintln!("chat: {message}");
         eprintln!(
-            "usage: chat [--host HOST] [--port PORT] [--redis URL] [--rate-limit N] [--burst N] \
+            "usage: chat [--host HOST] [--port PORT] [--redis URL | --redis-cluster URL,...] \
+             [--redis-wait REPLICAS] [--rate-limit N] [--burst N] \
              [--max-connections N] [--max-message-size BYTES] [--allowed-origin ORIGIN]..."
         );
         std::process::exit(2)
@@ -142,6 +146,7 @@ fn parse_args(
         .port(6001)
         .compression(Compression::deflate());
     let mut redis = None;
+    let mut redis_wait = None;
     let mut history = None;
     let mut allowed_hosts = Vec::new();
     while let Some(flag) = args.next() {
@@ -170,6 +175,11 @@ fn parse_args(
             "--allowed-origin" => config.allowed_origins.push(value),
             "--allowed-host" => allowed_hosts.push(value),
             "--redis" => redis = Some(RedisConfig::new(&value).map_err(|e| e.to_string())?),
+            "--redis-cluster" => {
+                let cluster = RedisConfig::cluster(value.split(','));
+                redis = Some(cluster.map_err(|e| e.to_string())?)
+            }
+            "--redis-wait" => redis_wait = Some(size(&flag, number(&value)?)?),
             "--history" => history = Some(size(&flag, number(&value)?)?).filter(|&n| n > 0),
             "--compression" => {
                 config.compression = match value.as_str() {
@@ -199,6 +209,12 @@ fn parse_args(
     }
     config.allowed_hosts = allowed_hosts;
     config.validate().map_err(|e| e.to_string())?;
+    if let Some(replicas) = redis_wait {
+        let Some(with_redis) = redis else {
+            return Err("--redis-wait needs --redis or --redis-cluster".to_owned());
+        };
+        redis = Some(with_redis.wait_for_replicas(replicas, std::time::Duration::from_secs(1)));
+    }
     Ok((config, redis, history))
 }
 

@@ -1,6 +1,7 @@
 //! A private `redis-server` on 127.0.0.1 for one test: no persistence (or an append-only file written on
 //! every command, in a directory of its own), killed when dropped, restartable on the same port to test
-//! what nodes do when Redis goes away and comes back.
+//! what nodes do when Redis goes away and comes back; a private Redis Cluster of six; and the nodes the
+//! backplane tests run on them.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use super::WAIT;
+use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::protocol::{Frame, Message};
+use ws_core::{Client, Server, ServerBuilder};
+
+use super::{TestServer, WAIT, WsClient, eventually, group_server};
 
 pub(crate) struct RedisServer {
     port: u16,
@@ -95,6 +100,18 @@ impl RedisServer {
 }
 
 impl RedisServer {
+    /// How many nodes listen to `channel` (`PUBSUB NUMSUB`).
+    pub(crate) async fn subscribers(&self, channel: &str) -> u64 {
+        let reply = self
+            .command(&[b"PUBSUB", b"NUMSUB", channel.as_bytes()])
+            .await;
+        let reply = String::from_utf8_lossy(&reply);
+        let count = reply.rsplit(':').next().unwrap_or_default().trim();
+        count
+            .parse()
+            .unwrap_or_else(|_| panic!("NUMSUB answered {reply:?}"))
+    }
+
     /// Sends one command as any Redis client could (a peer, or whoever reaches Redis) and returns the raw
     /// reply (RESP), read until it stops coming.
     pub(crate) async fn command(&self, args: &[&[u8]]) -> Vec<u8> {
@@ -142,4 +159,278 @@ impl Drop for RedisServer {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A private Redis Cluster on 127.0.0.1: three masters with a replica each, made by
+/// `redis-cli --cluster create`, every process killed when dropped.
+pub(crate) struct RedisCluster {
+    dir: std::path::PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+/// A port free for a node and for its cluster bus (the port + 10 000).
+fn cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts six nodes, joins them into a cluster and waits until every node says it is ok.
+    pub(crate) async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "ws-redis-cluster-{}-{}",
+            std::process::id(),
+            cluster_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster's files");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = cluster_port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                // A replica may always take over: it is never far behind here, and a test must not wait for
+                // the data age Redis would otherwise require.
+                .args(["--cluster-replica-validity-factor", "0"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("redis-server on PATH (scripts/test installs Debian's redis-server)");
+            nodes.push(ClusterNode {
+                port,
+                child: Some(child),
+            });
+        }
+        for node in &nodes {
+            wait_for_port(node.port).await;
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .expect("redis-cli on PATH");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Self { dir, nodes };
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    /// The URLs of every node.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    /// A server of a node still running, to send commands to.
+    fn any(&self) -> u16 {
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a running node")
+            .port
+    }
+
+    /// Sends one command to the node on `port` and returns its reply.
+    async fn command_on(port: u16, args: &[&[u8]]) -> Vec<u8> {
+        let server = RedisServer {
+            port,
+            child: None,
+            durable: None,
+        };
+        server.command(args).await
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and agrees on the masters of all slots.
+    pub(crate) async fn wait_until_ok(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let info = Self::command_on(node.port, &[b"CLUSTER", b"INFO"]).await;
+                ok &= String::from_utf8_lossy(&info).contains("cluster_state:ok");
+            }
+            if ok {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster did not become ok"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The port of the master that serves `key`'s slot now.
+    pub(crate) async fn master_of(&self, key: &str) -> u16 {
+        self.serving(key).await.expect("a master serves the slot")
+    }
+
+    /// The port of the master that serves `key`'s slot now, if one does.
+    async fn serving(&self, key: &str) -> Option<u16> {
+        let reply = Self::command_on(self.any(), &[b"CLUSTER", b"KEYSLOT", key.as_bytes()]).await;
+        let slot: u16 = String::from_utf8_lossy(&reply)
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .expect("a slot number");
+        let nodes = Self::command_on(self.any(), &[b"CLUSTER", b"NODES"]).await;
+        for line in String::from_utf8_lossy(&nodes).lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-').filter_map(|n| n.parse::<u16>().ok());
+                match (ends.next(), ends.next()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serves {
+                let port = fields[1].split([':', '@']).nth(1).expect("a port");
+                return Some(port.parse().expect("a port number"));
+            }
+        }
+        None
+    }
+
+    /// Kills (SIGKILL) the master serving `key`, then waits until its replica has taken its place.
+    pub(crate) async fn kill_master_of(&mut self, key: &str) -> u16 {
+        let port = self.master_of(key).await;
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("the master is one of the cluster's nodes");
+        if let Some(mut child) = node.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.serving(key).await.is_none_or(|p| p == port) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica took over from the killed master"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_until_ok().await;
+        port
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fast heartbeats so tests see joins, departures and reconnections within a fraction of a second.
+pub(crate) fn fast(url: &str) -> RedisConfig {
+    quick(RedisConfig::new(url).expect("url"))
+}
+
+/// [`fast`] for a cluster.
+pub(crate) fn fast_cluster(cluster: &RedisCluster) -> RedisConfig {
+    quick(RedisConfig::cluster(cluster.urls()).expect("urls"))
+}
+
+fn quick(config: RedisConfig) -> RedisConfig {
+    config
+        .heartbeat_interval(Duration::from_millis(50))
+        .node_timeout(Duration::from_secs(1))
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// The group protocol of `groups.rs`, plus `everyone` (broadcast) and `dm`, on a Redis backplane.
+pub(crate) fn node(redis: &RedisConfig) -> ServerBuilder {
+    let redis = redis.clone();
+    group_server()
+        .on_connect(|c| async move {
+            let _ = c.send(Frame::envelope("welcome", c.id().as_str()));
+        })
+        .on("everyone", |c: Client, m: Message| async move {
+            c.server()
+                .all()
+                .send(Message::new("all", m.data).with_from(c.id().as_str()));
+        })
+        .on("dm", |c: Client, m: Message| async move {
+            let out = Message::new("dm", m.data["text"].clone()).with_from(c.id().as_str());
+            c.server()
+                .send_to_client(m.data["to"].as_str().unwrap_or_default(), &out)
+        })
+        .backplane(move |local| RedisBackplane::start(local, redis))
+}
+
+/// A client of `srv` and its id (from the welcome frame).
+pub(crate) async fn client(srv: &TestServer) -> (WsClient, String) {
+    let mut client = srv.connect().await;
+    let welcome = client.recv().await;
+    let id = welcome["data"].as_str().expect("welcome id").to_owned();
+    (client, id)
+}
+
+/// Waits until every server is linked and sees `others` other nodes.
+pub(crate) async fn linked(servers: &[&Server], others: u64) {
+    eventually("nodes linked through redis", || async {
+        servers.iter().all(|s| {
+            s.stats()
+                .backplane
+                .is_some_and(|b| b.connected && b.nodes == others)
+        })
+    })
+    .await;
+}
+
+pub(crate) fn ids(list: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+pub(crate) fn member_ids(srv: &TestServer, group: &str) -> Vec<String> {
+    srv.server
+        .group_members(group)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }

@@ -245,11 +245,18 @@ pub struct BackplaneStats {
     /// they came (the incoming buffer's bounds are the outgoing queue's).
     #[serde(default)]
     pub received_dropped: u64,
+    /// Groups whose traffic this node receives: those it has members of (a channel per group).
+    #[serde(default)]
+    pub subscribed_groups: u64,
+    /// History frames delivered although fewer replicas than asked had them when the wait ran out
+    /// ([`RedisConfig::wait_for_replicas`]): they may be lost if their master fails.
+    #[serde(default)]
+    pub unreplicated: u64,
 }
 
 impl BackplaneStats {
     /// The backplane's counters as the metrics page shows them (`ws_backplane_*`).
-    pub(crate) fn readings(&self) -> [Reading; 8] {
+    pub(crate) fn readings(&self) -> [Reading; 10] {
         let reading = |name, help, kind, value| Reading {
             name,
             help,
@@ -304,6 +311,18 @@ impl BackplaneStats {
                 "Messages from other nodes dropped because they arrived faster than they were applied",
                 Kind::Counter,
                 self.received_dropped,
+            ),
+            reading(
+                "backplane_subscribed_groups",
+                "Groups whose channel this node listens to",
+                Kind::Gauge,
+                self.subscribed_groups,
+            ),
+            reading(
+                "backplane_unreplicated",
+                "History frames delivered before the replicas asked for had them",
+                Kind::Counter,
+                self.unreplicated,
             ),
         ]
     }

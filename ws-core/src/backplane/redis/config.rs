@@ -17,7 +17,7 @@ use crate::config::ConfigError;
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub(super) client: redis::Client,
+    pub(super) target: Target,
     pub(super) prefix: String,
     pub(super) heartbeat_interval: Duration,
     pub(super) node_timeout: Duration,
@@ -25,6 +25,14 @@ pub struct RedisConfig {
     pub(super) queue_bytes: usize,
     pub(super) reconnect_min: Duration,
     pub(super) reconnect_max: Duration,
+    pub(super) replicas: Option<(usize, Duration)>,
+}
+
+/// Where Redis is: one server, or a cluster known by some of its nodes.
+#[derive(Debug, Clone)]
+pub(super) enum Target {
+    Single(redis::Client),
+    Cluster(Vec<redis::ConnectionInfo>),
 }
 
 impl RedisConfig {
@@ -35,12 +43,54 @@ impl RedisConfig {
     ///
     /// [`ConfigError::BackplaneUrl`] when the URL cannot be parsed.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
-        let client = redis::Client::open(url).map_err(|e| ConfigError::BackplaneUrl {
+        let info = resp3(url)?;
+        let client = redis::Client::open(info).map_err(|e| ConfigError::BackplaneUrl {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            client,
+        Ok(Self::with_target(Target::Single(client)))
+    }
+
+    /// Settings for a Redis Cluster (or Valkey cluster), known by the URLs of some of its nodes (the
+    /// others are found from them), with defaults for the rest. Nothing connects yet.
+    ///
+    /// On a cluster, channels are shard channels (`SSUBSCRIBE`, `SPUBLISH`: Redis 7 or later), each
+    /// group's keys and channel share one slot by a hash tag, and nothing spans slots, so every group is
+    /// served by the shard that owns it. The order of one node's frames is kept per group, per client
+    /// for direct sends, and for broadcasts, but not between them (they may be on different shards).
+    ///
+    /// ```
+    /// let config = ws_core::backplane::RedisConfig::cluster([
+    ///     "redis://127.0.0.1:7000/",
+    ///     "redis://127.0.0.1:7001/",
+    /// ])?;
+    /// # Ok::<(), ws_core::config::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::BackplaneUrl`] when a URL cannot be parsed, or none is given.
+    pub fn cluster<I, S>(urls: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let seeds = urls
+            .into_iter()
+            .map(|url| resp3(url.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if seeds.is_empty() {
+            return Err(ConfigError::BackplaneUrl {
+                url: String::new(),
+                reason: "a cluster needs the URL of at least one of its nodes".to_owned(),
+            });
+        }
+        Ok(Self::with_target(Target::Cluster(seeds)))
+    }
+
+    fn with_target(target: Target) -> Self {
+        Self {
+            target,
             prefix: String::from("ws"),
             heartbeat_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(5),
@@ -48,7 +98,13 @@ impl RedisConfig {
             queue_bytes: 16 * 1024 * 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
-        })
+            replicas: None,
+        }
+    }
+
+    /// Whether the configuration is for a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 
     /// Namespace of every channel and key (default `ws`): nodes with the same prefix form one cluster.
@@ -96,6 +152,20 @@ impl RedisConfig {
         self
     }
 
+    /// For groups with history: a frame is given to clients only once `replicas` replicas of the Redis
+    /// master that keeps it have it too (`WAIT`), or `timeout` has passed. Off by default.
+    ///
+    /// Redis replicates asynchronously: when a master fails and a replica takes its place, the frames
+    /// the replica had not received are gone from the history, though clients had them, and the next
+    /// frames take their numbers. Waiting makes every frame a client has seen survive the failover of
+    /// its master (with one replica per master and `replicas` 1), at the price of a round trip to the
+    /// replica per batch of frames; past `timeout` the frame is delivered anyway (and may be lost).
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     pub(super) fn channel_all(&self) -> String {
         format!("{}:v{WIRE_VERSION}:all", self.prefix)
     }
@@ -108,9 +178,18 @@ impl RedisConfig {
         format!("{}:v{WIRE_VERSION}:members:{node}", self.prefix)
     }
 
+    /// The channel of a group's frames, in the group's slot.
+    pub(super) fn channel_group(&self, group: &str) -> String {
+        format!("{}:v{WIRE_VERSION}:{}:group", self.prefix, group_tag(group))
+    }
+
     /// The hash holding a group's history `epoch` and the `offset` of its latest frame.
     pub(super) fn history_key(&self, group: &str) -> String {
-        format!("{}:v{WIRE_VERSION}:history:{group}", self.prefix)
+        format!(
+            "{}:v{WIRE_VERSION}:{}:history",
+            self.prefix,
+            group_tag(group)
+        )
     }
 
     /// The groups with history, each scored with the time of its latest frame (Unix milliseconds).
@@ -120,11 +199,42 @@ impl RedisConfig {
 
     /// The number of the last frame of `group` that `node` had kept in its history.
     pub(super) fn sent_key(&self, node: &str, group: &str) -> String {
-        format!("{}:v{WIRE_VERSION}:sent:{node}:{group}", self.prefix)
+        format!(
+            "{}:v{WIRE_VERSION}:{}:sent:{node}",
+            self.prefix,
+            group_tag(group)
+        )
     }
 
     /// The stream of a group's kept frames, one entry per frame with the id `<offset>-0`.
     pub(super) fn stream_key(&self, group: &str) -> String {
-        format!("{}:v{WIRE_VERSION}:stream:{group}", self.prefix)
+        format!(
+            "{}:v{WIRE_VERSION}:{}:stream",
+            self.prefix,
+            group_tag(group)
+        )
     }
+}
+
+/// `{g:NAME}`: the hash tag that puts every key and the channel of a group in one slot. The name is
+/// escaped (`%` as `%25`, `}` as `%7D`) so that the tag ends where it should, whatever the name.
+pub(super) fn group_tag(group: &str) -> String {
+    let escaped = group.replace('%', "%25").replace('}', "%7D");
+    format!("{{g:{escaped}}}")
+}
+
+/// `url` parsed, with RESP3: subscriptions arrive as pushes on a connection that also runs commands.
+fn resp3(url: &str) -> Result<redis::ConnectionInfo, ConfigError> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ConfigError::BackplaneUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(settings))
 }

@@ -28,8 +28,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use redis::RedisError;
-use redis::aio::MultiplexedConnection;
 
+use super::conn::{Conn, Pipelines};
 use super::link::{millis, unix_millis};
 use super::shared::Shared;
 use super::wire::{self, Op};
@@ -42,59 +42,133 @@ use crate::history::{
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
 
-/// Numbers a frame, keeps it and publishes it. Redis runs a script alone, so the offsets are given in the
-/// order the frames are published, which is the order every subscriber receives them in.
+/// Numbers a frame, keeps it and publishes it on the group's channel. Redis runs a script alone, so the
+/// offsets are given in the order the frames are published, which is the order every subscriber receives
+/// them in.
 ///
 /// A frame whose publication was cut by a lost connection is published again on the next one; the sending
 /// node numbers its history frames, and the script takes each number once (the last one is kept for the
 /// history's life), so a frame Redis took before the connection broke is not kept twice.
 ///
-/// At most `max_groups` groups have history in the cluster: a sorted set holds each with the time of its
-/// latest frame, and one idle for longer than the history's life makes room. A frame of a group that finds
-/// no room is published without a position (an empty epoch), as on one node.
+/// Every key it touches, and the channel, carry the group's hash tag: on a cluster they are in one slot.
+/// Whether the group has room for history was asked before ([`ADMIT`]); a frame of a group without room
+/// is published without a position (an empty epoch), as on one node. With `publish` empty, the frame is
+/// kept and returned, not published: the node publishes it once replicas have it.
 ///
 /// Its keys and arguments are named at its top, in the order [`ScriptCall::add_to`] passes them.
 pub(super) const SCRIPT: &str = r#"
-local history_key, stream_key, sent_key, histories_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local history_key, stream_key, sent_key = KEYS[1], KEYS[2], KEYS[3]
 local new_epoch, head, tail, kept = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local life_ms, channel, number, max_groups, group = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local life_ms, channel, number, admitted, publish = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local last = tonumber(redis.call('GET', sent_key) or '0')
 if tonumber(number) <= last then
-  return 0
+  return false
 end
 redis.call('SET', sent_key, number, 'PX', life_ms)
+local packet = head .. tail
+if admitted == '1' then
+  local epoch = redis.call('HGET', history_key, 'epoch')
+  if not epoch then
+    epoch = new_epoch
+    redis.call('DEL', stream_key)
+    redis.call('HSET', history_key, 'epoch', epoch, 'offset', 0)
+  end
+  local offset = redis.call('HINCRBY', history_key, 'offset', 1)
+  packet = head .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. tail
+  redis.call('XADD', stream_key, 'MAXLEN', kept, offset .. '-0', 'p', packet)
+  redis.call('PEXPIRE', history_key, life_ms)
+  redis.call('PEXPIRE', stream_key, life_ms)
+end
+if publish == '' then
+  return packet
+end
+redis.call(publish, channel, packet)
+return true
+"#;
+
+/// Whether a group may have history: at most `max_groups` groups have it in the cluster. A sorted set
+/// holds each with the time it was last admitted, and one not admitted for longer than the history's life
+/// makes room. A node asks once per group and then every quarter of the history's life while it sends
+/// (see [`Admissions`]), so the set is its own command, on its own slot, never one the script touches.
+const ADMIT: &str = r#"
+local histories_key = KEYS[1]
+local group, life_ms, max_groups = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if not redis.call('ZSCORE', histories_key, group) then
-  redis.call('ZREMRANGEBYSCORE', histories_key, '-inf', now - tonumber(life_ms))
-  if redis.call('ZCARD', histories_key) >= tonumber(max_groups) then
-    redis.call('PUBLISH', channel, head .. tail)
-    return -1
+  redis.call('ZREMRANGEBYSCORE', histories_key, '-inf', now - life_ms)
+  if redis.call('ZCARD', histories_key) >= max_groups then
+    return 0
   end
 end
 redis.call('ZADD', histories_key, now, group)
 redis.call('PEXPIRE', histories_key, life_ms)
-local epoch = redis.call('HGET', history_key, 'epoch')
-if not epoch then
-  epoch = new_epoch
-  redis.call('DEL', stream_key)
-  redis.call('HSET', history_key, 'epoch', epoch, 'offset', 0)
-end
-local offset = redis.call('HINCRBY', history_key, 'offset', 1)
-local packet = head .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. tail
-redis.call('XADD', stream_key, 'MAXLEN', kept, offset .. '-0', 'p', packet)
-redis.call('PEXPIRE', history_key, life_ms)
-redis.call('PEXPIRE', stream_key, life_ms)
-redis.call('PUBLISH', channel, packet)
-return offset
+return 1
 "#;
+
+/// What this node last heard from [`ADMIT`], per group it sends history frames to.
+#[derive(Debug, Default)]
+pub(super) struct Admissions {
+    answers: HashMap<String, (bool, std::time::Instant)>,
+}
+
+impl Admissions {
+    /// Asks Redis about each of `groups` whose answer is missing or old (a quarter of the history's life
+    /// for a group admitted, a second for one refused), and forgets answers older than the life.
+    pub(super) async fn refresh(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        groups: impl IntoIterator<Item = String>,
+    ) -> Result<(), RedisError> {
+        let Some(history) = shared.history.config.get() else {
+            return Ok(());
+        };
+        let life = history.age();
+        let now = std::time::Instant::now();
+        let fresh = |admitted: bool, at: std::time::Instant| {
+            let lasts = if admitted {
+                life / 4
+            } else {
+                std::time::Duration::from_secs(1)
+            };
+            now.duration_since(at) < lasts
+        };
+        self.answers
+            .retain(|_, (_, at)| now.duration_since(*at) < life);
+        for group in groups {
+            if self
+                .answers
+                .get(&group)
+                .is_some_and(|(a, at)| fresh(*a, *at))
+            {
+                continue;
+            }
+            let admitted: i64 = redis::cmd("EVAL")
+                .arg(ADMIT)
+                .arg(1)
+                .arg(shared.config.histories_key())
+                .arg(&group)
+                .arg(millis(life).max(1))
+                .arg(history.group_limit())
+                .query_async(conn)
+                .await?;
+            self.answers.insert(group, (admitted == 1, now));
+        }
+        Ok(())
+    }
+
+    /// Whether `group` has room for history, as last heard.
+    pub(super) fn admitted(&self, group: &str) -> bool {
+        self.answers.get(group).is_some_and(|(a, _)| *a)
+    }
+}
 
 /// One run of [`SCRIPT`], its keys and arguments by name.
 struct ScriptCall<'a> {
     history_key: String,
     stream_key: String,
     sent_key: String,
-    histories_key: String,
     new_epoch: String,
     head: Vec<u8>,
     tail: Vec<u8>,
@@ -102,8 +176,9 @@ struct ScriptCall<'a> {
     life_ms: u64,
     channel: String,
     number: u64,
-    max_groups: usize,
-    group: &'a str,
+    admitted: bool,
+    /// The publishing command, or nothing to have the frame returned instead.
+    publish: &'a str,
 }
 
 impl ScriptCall<'_> {
@@ -111,11 +186,10 @@ impl ScriptCall<'_> {
     fn add_to(&self, pipe: &mut redis::Pipeline, sha: &str) {
         pipe.cmd("EVALSHA")
             .arg(sha)
-            .arg(4)
+            .arg(3)
             .arg(&self.history_key)
             .arg(&self.stream_key)
             .arg(&self.sent_key)
-            .arg(&self.histories_key)
             .arg(&self.new_epoch)
             .arg(&self.head)
             .arg(&self.tail)
@@ -123,9 +197,8 @@ impl ScriptCall<'_> {
             .arg(self.life_ms)
             .arg(&self.channel)
             .arg(self.number)
-            .arg(self.max_groups)
-            .arg(self.group)
-            .ignore();
+            .arg(if self.admitted { "1" } else { "0" })
+            .arg(self.publish);
     }
 }
 
@@ -163,6 +236,12 @@ impl Tracked {
             epoch.clone_into(&mut self.epoch);
             self.recent.clear();
             self.bytes = 0;
+        }
+        // A rewound history gives numbers again: what this node kept from them on is another history's.
+        while self.recent.back().is_some_and(|k| k.offset >= kept.offset) {
+            if let Some(old) = self.recent.pop_back() {
+                self.bytes -= old.frame.len();
+            }
         }
         self.offset = kept.offset;
         self.bytes += kept.frame.len();
@@ -365,13 +444,16 @@ pub(super) struct Unsent {
     pub(super) queued_ms: u64,
 }
 
-/// Adds [`SCRIPT`] for `unsent` to the publisher's pipeline.
+/// Adds [`SCRIPT`] for `unsent` to the publisher's pipelines, on the group's slot; with `publish`
+/// empty, its reply (the packet to publish, or nil for a frame taken before) is not ignored.
 pub(super) fn invoke(
     shared: &Shared,
-    pipe: &mut redis::Pipeline,
+    pipes: &mut Pipelines,
     script: &str,
     seq: u64,
     unsent: &Unsent,
+    admitted: bool,
+    publish: &str,
 ) {
     let config = &shared.config;
     let group = &unsent.group;
@@ -384,28 +466,32 @@ pub(super) fn invoke(
         &unsent.frame,
         unsent.queued_ms,
     );
+    let history_key = config.history_key(group);
+    let pipe = pipes.on(&history_key);
     ScriptCall {
-        history_key: config.history_key(group),
+        history_key,
         stream_key: config.stream_key(group),
         sent_key: config.sent_key(&shared.node, group),
-        histories_key: config.histories_key(),
         new_epoch: format!("{:016x}", rand::random::<u64>()),
         head,
         tail,
         kept: history.map_or(1, History::frames_per_group),
         life_ms: history.map_or(1, |h| millis(h.age()).max(1)),
-        channel: config.channel_all(),
+        channel: config.channel_group(group),
         number: unsent.number,
-        max_groups: history.map_or(1, History::group_limit),
-        group,
+        admitted,
+        publish,
     }
     .add_to(pipe, script);
+    if !publish.is_empty() {
+        pipe.ignore();
+    }
 }
 
 /// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
 async fn head(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
 ) -> Result<Option<(String, u64)>, RedisError> {
     let (epoch, offset): (Option<String>, Option<u64>) = redis::cmd("HMGET")
@@ -422,11 +508,7 @@ type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
 /// Whether `group` has, or can get, history: it is in the set of groups with history, or the set is not
 /// full of groups active within the history's life.
-async fn has_room(
-    shared: &Shared,
-    reader: &mut MultiplexedConnection,
-    group: &str,
-) -> Result<bool, RedisError> {
+async fn has_room(shared: &Shared, reader: &mut Conn, group: &str) -> Result<bool, RedisError> {
     let Some(history) = shared.history.config.get() else {
         return Ok(false);
     };
@@ -443,7 +525,7 @@ async fn has_room(
 /// The kept frames with offsets from `from` to `to` (the latest when `None`).
 async fn read(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
     from: u64,
     to: Option<u64>,
@@ -503,7 +585,7 @@ fn position_here(shared: &Shared, group: &str) -> Option<(String, u64)> {
 pub(super) async fn apply(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
     packet: &wire::Packet,
 ) -> Result<(), RedisError> {
@@ -521,6 +603,11 @@ pub(super) async fn apply(
     }
     let from = if epoch == entry.epoch {
         if entry.offset <= offset {
+            if rewound(shared, group, &entry) {
+                // Redis lost frames this node had delivered (a failover without `WAIT`) and gives their
+                // numbers again: the history goes on from this frame.
+                deliver(shared, local, group, &entry);
+            }
             return Ok(());
         }
         offset + 1
@@ -538,12 +625,26 @@ pub(super) async fn apply(
     Ok(())
 }
 
+/// Whether `entry`, numbered at or before where this node's members stand, is another frame than the
+/// one this node delivered with that number: the history was rewound. A frame received twice (read back,
+/// then received) is the same one.
+fn rewound(shared: &Shared, group: &str, entry: &Entry) -> bool {
+    let tracked = lock(&shared.history.tracked);
+    let Some(delivered) = tracked
+        .get(group)
+        .and_then(|t| t.recent.iter().find(|k| k.offset == entry.offset))
+    else {
+        return false;
+    };
+    delivered.sent_ms != entry.sent_ms || delivered.frame != entry.positioned(group)
+}
+
 /// After the subscription was (re)made: each group with members here gets, from the stream, what was
 /// published while this node was not listening.
 pub(super) async fn catch_up(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
 ) -> Result<(), RedisError> {
     let groups: Vec<(String, (String, u64))> = lock(&shared.history.tracked)
         .iter()
@@ -579,7 +680,7 @@ pub(super) fn forget_empty(shared: &Shared, local: &MemoryBackplane) {
 pub(super) async fn run(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     command: Command,
 ) -> Result<(), RedisError> {
     match command {
@@ -595,7 +696,15 @@ pub(super) async fn run(
                 at: joined_at,
                 ms: joined_ms,
             };
-            let done = recover(shared, local, reader, &client, &group, wanted, joined).await;
+            // Subscribed before the history is read: what comes after is received live.
+            let subscribed = shared
+                .subscriptions
+                .update(shared, local, [group.clone()])
+                .await;
+            let done = match subscribed {
+                Ok(()) => recover(shared, local, reader, &client, &group, wanted, joined).await,
+                Err(e) => Err(e),
+            };
             release(shared, &group, client.id().as_str());
             if done.is_err() {
                 let _ = client.send(position_frame(&group, None, failed, Some("unavailable")));
@@ -631,7 +740,7 @@ struct Joined {
 async fn recover(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     client: &Client,
     group: &str,
     wanted: Option<Position>,
@@ -685,7 +794,7 @@ async fn recover(
 /// the history in Redis is another one (it restarted: Redis lost it, or it expired), or none joined here.
 async fn current(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
 ) -> Result<(String, u64), RedisError> {
     let latest = head(shared, reader, group).await?.unwrap_or_default();
@@ -704,7 +813,7 @@ async fn current(
 /// back that far, else from the stream.
 async fn kept_after(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
     epoch: &str,
     start: u64,
@@ -731,7 +840,7 @@ async fn kept_after(
 /// frame came before the join.
 async fn joined_before(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
     epoch: &str,
     offset: u64,
@@ -768,7 +877,7 @@ async fn joined_before(
 /// The answer to `$history` request `id`, a `$reply` or an `$error`; `Err` for a Redis failure.
 async fn fetch_from(
     shared: &Shared,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     group: &str,
     since: u64,
     id: u64,

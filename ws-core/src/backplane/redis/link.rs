@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::RedisError;
 use tokio::sync::watch;
 
+use super::conn::{self, Conn};
 use super::shared::Shared;
 
 /// How long a leaving node waits for Redis to take its goodbye.
@@ -60,25 +60,13 @@ pub(super) async fn wait_or_stop(delay: Duration, stop: &mut watch::Receiver<boo
     }
 }
 
-pub(super) async fn connect(shared: &Shared) -> Result<MultiplexedConnection, RedisError> {
-    let timeout = shared.config.node_timeout_value();
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    shared
-        .config
-        .client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
-/// Aborts the task when dropped: the forwarder lives exactly as long as the subscription it serves.
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// A connection for commands (no subscriptions).
+pub(super) async fn connect(shared: &Shared) -> Result<Conn, RedisError> {
+    conn::connect(
+        &shared.config,
+        None::<fn(redis::PushInfo) -> Result<(), ()>>,
+    )
+    .await
 }
 
 pub(super) fn timed_out() -> RedisError {

@@ -5,14 +5,20 @@
 //! for Redis, and a node that loses Redis goes on serving its own clients; only the other nodes' clients are
 //! out of reach until the link is back (it reconnects with jittered exponential backoff).
 //!
-//! Deliveries (broadcast, group send) go to one channel every node subscribes to; a direct send goes to the
+//! A broadcast goes to a channel every node subscribes to, a group send to the group's channel, which a
+//! node subscribes to while it has members of the group (see [`subscriptions`]), and a direct send to the
 //! channel of the node holding the client. Membership (which clients each node has, and their groups) is
 //! replicated: each node publishes its changes, numbered, and keeps its membership under a key that it
 //! updates with each change and that expires unless the node refreshes it, so a crashed node disappears
 //! by itself (see
 //! [`ClusterView`](cluster::ClusterView) for how a replica catches up after a lost message).
 //!
-//! Guarantees are those of Redis pub/sub: at most once, in order per publishing node. A frame published while
+//! The same nodes run on one Redis or on a Redis Cluster ([`RedisConfig::cluster`]): there, channels are
+//! shard channels, and every key and the channel of a group carry its hash tag, so each group lives on one
+//! shard and no command spans slots.
+//!
+//! Guarantees are those of Redis pub/sub: at most once, in order per publishing node (per channel on a
+//! cluster). A frame published while
 //! a receiving node is disconnected from Redis is lost for that node's clients. Groups with history (when
 //! the server has [`history`](crate::history)) are the exception: their frames are numbered and kept in a
 //! Redis stream, and a node reads from it what it did not receive.
@@ -22,29 +28,35 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | [`RedisBackplane`]: the [`Backplane`] operations, each done here first, then queued for the others |
-//! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, history's bookkeeping |
+//! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, history's bookkeeping, subscriptions |
 //! | `publisher.rs` | the task that sends this node's traffic, membership changes and heartbeats |
 //! | `subscriber.rs` | the task that applies the other nodes' traffic and runs history's reads |
+//! | `subscriptions.rs` | the channels this node listens to: one per group it serves |
+//! | `conn.rs` | a connection to one Redis or a cluster, and pipelines by slot |
 //! | `link.rs` | what both tasks share: connecting, backoff, restart after a panic |
 //! | `cluster.rs` | the replica of the other nodes' clients and groups |
-//! | `history.rs` | history on Redis: the script, recovery, `$history` |
+//! | `history.rs` | history on Redis: the scripts, recovery, `$history` |
 //! | `wire.rs` | the packets and the stored membership, encoded and decoded |
 //! | `config.rs` | [`RedisConfig`] |
 //!
-//! # Wire format, version 2
+//! # Wire format, version 3
 //!
 //! Everything lives under the configured prefix `P` (default `ws`) and the wire version: nodes of another
 //! version on the same Redis form a separate cluster.
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `P:v2:all` | channel, every node subscribes | broadcasts, group sends, membership changes, heartbeats, goodbyes |
-//! | `P:v2:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
-//! | `P:v2:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
-//! | `P:v2:history:G` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame |
-//! | `P:v2:stream:G` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
-//! | `P:v2:histories` | sorted set, the same life | the groups with history, scored with the time of their latest frame: at most `max_groups` active within `max_age` |
-//! | `P:v2:sent:N:G` | string, the same life | the number node `N` gave its latest frame for `G` that Redis took: a frame sent again after a lost connection is taken once |
+//! | `P:v3:all` | channel, every node subscribes | broadcasts, membership changes, heartbeats, goodbyes |
+//! | `P:v3:{g:G}:group` | channel, nodes with members of `G` subscribe | group sends to `G`, and its history frames |
+//! | `P:v3:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
+//! | `P:v3:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
+//! | `P:v3:{g:G}:history` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame |
+//! | `P:v3:{g:G}:stream` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
+//! | `P:v3:histories` | sorted set, the same life | the groups with history, scored with the time they were last admitted: at most `max_groups` within `max_age` |
+//! | `P:v3:{g:G}:sent:N` | string, the same life | the number node `N` gave its latest frame for `G` that Redis took: a frame sent again after a lost connection is taken once |
+//!
+//! `{g:G}` is the group's hash tag: the name, with `%` written `%25` and `}` written `%7D`. On one Redis
+//! channels are ordinary (`PUBLISH`), on a cluster shard channels (`SPUBLISH`, Redis 7 or later).
 //!
 //! A node updates its hash in the same pipeline as it publishes its changes: one `HSET` (or `HDEL`, for a
 //! client gone) per client whose groups changed, and `$seq`. It writes the whole hash (`DEL`, then an
@@ -62,8 +74,8 @@
 //! | `op` | fields | sent on | effect on a receiving node |
 //! |---|---|---|---|
 //! | `broadcast` | `except` | `all` | the body to every local client but `except` |
-//! | `group` | `group`, `except` | `all` | the body to the group's local members but `except` |
-//! | `history` | `group`, `except`, `epoch`, `offset` | `all`, by the history script | the body, with its position, to the group's local members but `except`, after any frames before `offset` this node did not receive (read from the stream) |
+//! | `group` | `group`, `except` | the group's | the body to the group's local members but `except` |
+//! | `history` | `group`, `except`, `epoch`, `offset` | the group's, by the history script | the body, with its position, to the group's local members but `except`, after any frames before `offset` this node did not receive (read from the stream) |
 //! | `direct` | `to` | `node:N` | the body to client `to` |
 //! | `join_request` / `leave_request` | `group`, `id` | `node:N` | `N` applies it to its client (its limits apply) |
 //! | `change` | `change`: `connect`/`disconnect` `{id}`, `join`/`leave` `{group, id}` | `all` | the sender's replica is updated; a gap in `seq` makes the receiver read `members:N` |
@@ -76,21 +88,30 @@
 //!
 //! # Cost per node
 //!
-//! Each node holds one subscriber and one multiplexed connection. A broadcast or group send is one
-//! `PUBLISH` to `all`, which Redis fans out to every node, whatever the number of recipients; each node
-//! then delivers from memory. A direct send to a client elsewhere is one `PUBLISH` to that node's channel.
-//! Each membership change is one `PUBLISH` to every node and one `HSET` of the client's entry (at most
-//! `max_groups_per_client` × `max_group_name_bytes`, 64 KiB with the defaults); every `heartbeat_interval`
-//! (1 s) a node publishes a heartbeat and extends its key's life. Every node keeps a replica of every other
-//! node's clients and groups: memory grows with the cluster's total membership, not with this node's.
+//! Each node holds one connection that subscribes (and runs the history's reads) and one that publishes.
+//! A broadcast is one `PUBLISH` to `all`, which Redis fans out to every node; a group send is one
+//! `PUBLISH` to the group's channel, which reaches only the nodes with members of the group, whatever
+//! their number; each node then delivers from memory. A node subscribes to a group's channel when its
+//! first member of the group joins and unsubscribes when its last one leaves. A direct send to a client
+//! elsewhere is one `PUBLISH` to that node's channel. Each membership change is one `PUBLISH` to every
+//! node and one `HSET` of the client's entry (at most `max_groups_per_client` × `max_group_name_bytes`,
+//! 64 KiB with the defaults); every `heartbeat_interval` (1 s) a node publishes a heartbeat and extends
+//! its key's life. Every node keeps a replica of every other node's clients and groups: memory grows with
+//! the cluster's total membership, not with this node's.
+//!
+//! Order: on one Redis, what a node publishes reaches every other node in the order it was sent, whatever
+//! the channels. On a cluster, each channel is on its shard: one node's frames keep their order per group,
+//! per destination node, and among broadcasts, not across them.
 
 mod cluster;
 mod config;
+mod conn;
 mod history;
 mod link;
 mod publisher;
 mod shared;
 mod subscriber;
+mod subscriptions;
 mod wire;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -435,6 +456,8 @@ impl Backplane for RedisBackplane {
             reconnects: s.counters.reconnects.load(Relaxed),
             task_restarts: s.counters.task_restarts.load(Relaxed),
             received_dropped: s.counters.received_dropped.load(Relaxed),
+            subscribed_groups: s.subscriptions.group_count(),
+            unreplicated: s.counters.unreplicated.load(Relaxed),
         })
     }
 
@@ -492,19 +515,18 @@ mod tests {
             .unwrap();
         let unreachable = RedisConfig::new("redis://127.0.0.1:1/").unwrap();
         let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
-        let payloads =
-            || futures_util::stream::iter((0..50).map(|_| bytes::Bytes::from(vec![b'x'; 100])));
+        let payloads = || (0..50).map(|_| bytes::Bytes::from(vec![b'x'; 100]));
 
         // 10 messages fit; nobody applies them.
         let (arrived, _waiting) = mpsc::channel(10);
-        let budget = Arc::new(subscriber::Buffered::new(1 << 20));
-        subscriber::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        let inbox = subscriber::Inbox::new(arrived, 1 << 20, backplane.shared.clone());
+        payloads().for_each(|p| inbox.push(p));
         assert_eq!(backplane.stats().unwrap().received_dropped, 40);
 
         // 500 bytes fit: five payloads of 100.
         let (arrived, _waiting) = mpsc::channel(1000);
-        let budget = Arc::new(subscriber::Buffered::new(500));
-        subscriber::forward(payloads(), arrived, budget, backplane.shared.clone()).await;
+        let inbox = subscriber::Inbox::new(arrived, 500, backplane.shared.clone());
+        payloads().for_each(|p| inbox.push(p));
         let stats = backplane.stats().unwrap();
         assert_eq!((stats.received_dropped, stats.received), (40 + 45, 100));
     }

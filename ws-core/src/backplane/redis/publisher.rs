@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use redis::RedisError;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::history::{self};
+use super::conn::{Conn, Pipelines, publish_command};
+use super::history::{self, Admissions};
 use super::link::{Backoff, FAREWELL_TIMEOUT, connect, millis, stopped, wait_or_stop};
 use super::shared::{Outgoing, Shared};
-use super::wire::{self, Op};
+use super::wire::{self, Change, Op};
 use crate::backplane::MemoryBackplane;
 use crate::presence::PresenceMeta;
 
@@ -38,6 +38,7 @@ pub(super) async fn publish(
         script: String::new(),
         numbered: 0,
         unsent: Vec::new(),
+        admissions: Admissions::default(),
     };
     loop {
         let connected = tokio::select! {
@@ -90,11 +91,13 @@ struct Publisher<'a> {
     numbered: u64,
     /// History frames of a pipeline that failed (at most one batch): sent first on the next connection.
     unsent: Vec<history::Unsent>,
+    /// Which groups have room for history.
+    admissions: Admissions,
 }
 
 impl Publisher<'_> {
     /// Connects, and with history loads the script and sends again what a lost connection cut.
-    async fn connect(&mut self) -> Result<MultiplexedConnection, RedisError> {
+    async fn connect(&mut self) -> Result<Conn, RedisError> {
         let mut conn = connect(self.shared).await?;
         if self.shared.history.config.get().is_some() {
             // Loaded on every connection: a Redis that restarted has forgotten it.
@@ -112,7 +115,7 @@ impl Publisher<'_> {
     /// fails (its error).
     async fn run(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         queue: &mut mpsc::Receiver<(Outgoing, usize)>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<RedisError> {
@@ -142,13 +145,25 @@ impl Publisher<'_> {
         }
     }
 
-    async fn send_batch(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+    async fn send_batch(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
         let shared = self.shared;
-        let all = shared.config.channel_all();
-        let mut pipe = redis::pipe();
-        // Clients whose entry in this node's key changed in this batch.
+        let config = &shared.config;
+        let all = config.channel_all();
+        let mut pipes = Pipelines::new(conn.is_cluster());
+        // Clients whose entry in this node's key changed in this batch, and the groups they joined or left.
         let mut touched = BTreeSet::new();
+        let mut groups = BTreeSet::new();
         let count = self.batch.len() as u64;
+        let histories: BTreeSet<String> = self
+            .batch
+            .iter()
+            .filter_map(|(m, _)| match m {
+                Outgoing::History { group, .. } => Some(group.clone()),
+                _ => None,
+            })
+            .collect();
+        self.admissions.refresh(shared, conn, histories).await?;
+        let mut fresh = Vec::new();
         for (message, size) in self.batch.drain(..) {
             shared.outbox.queued_bytes.fetch_sub(size, Relaxed);
             match message {
@@ -158,12 +173,14 @@ impl Publisher<'_> {
                     frame,
                     queued_ms,
                 } => {
+                    let channel = match (&node, &op) {
+                        (Some(node), _) => config.channel_node(node),
+                        (None, Op::Group { group, .. }) => config.channel_group(group),
+                        (None, _) => all.clone(),
+                    };
                     let payload =
                         wire::encode(&shared.node, self.seq, op, Some(&frame), Some(queued_ms));
-                    match node {
-                        Some(node) => pipe.publish(shared.config.channel_node(&node), payload),
-                        None => pipe.publish(&all, payload),
-                    };
+                    pipes.publish(&channel, payload);
                 }
                 Outgoing::History {
                     group,
@@ -172,41 +189,65 @@ impl Publisher<'_> {
                     queued_ms,
                 } => {
                     self.numbered += 1;
-                    let unsent = history::Unsent {
+                    fresh.push(history::Unsent {
                         number: self.numbered,
                         group,
                         except,
                         frame,
                         queued_ms,
-                    };
-                    history::invoke(shared, &mut pipe, &self.script, self.seq, &unsent);
-                    self.unsent.push(unsent);
-                    continue;
+                    });
                 }
                 Outgoing::Request { node, op } => {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
-                    pipe.publish(shared.config.channel_node(&node), payload);
+                    pipes.publish(&config.channel_node(&node), payload);
                 }
                 Outgoing::Change(change) => {
                     self.seq += 1;
                     touched.insert(change.id().to_owned());
-                    pipe.publish(
-                        &all,
-                        wire::encode(&shared.node, self.seq, Op::Change(change), None, None),
-                    );
+                    if let Change::Join { group, .. } | Change::Leave { group, .. } = &change {
+                        groups.insert(group.clone());
+                    }
+                    let payload =
+                        wire::encode(&shared.node, self.seq, Op::Change(change), None, None);
+                    pipes.publish(&all, payload);
                 }
             }
-            pipe.ignore();
         }
+        // A join is published once this node listens to the group's channel, so a node that sends to
+        // the group because it sees the member reaches it; a group left is let go after.
+        shared
+            .subscriptions
+            .update(shared, self.local, groups)
+            .await?;
         let changes = !touched.is_empty();
         if changes {
-            self.store_clients(&mut pipe, touched);
+            let key = config.membership_key(&shared.node);
+            self.store_clients(pipes.on(&key), touched);
         }
-        if let Err(e) = pipe.query_async::<()>(conn).await {
+        if config.replicas.is_none() {
+            let publish = publish_command(conn.is_cluster());
+            for unsent in &fresh {
+                let admitted = self.admissions.admitted(&unsent.group);
+                history::invoke(
+                    shared,
+                    &mut pipes,
+                    &self.script,
+                    self.seq,
+                    unsent,
+                    admitted,
+                    publish,
+                );
+            }
+        }
+        self.unsent.extend(fresh);
+        if let Err(e) = pipes.run(conn).await {
             if changes {
                 shared.outbox.changes_lost.store(true, Relaxed);
             }
             return Err(e);
+        }
+        if config.replicas.is_some() {
+            self.keep_replicated(conn).await?;
         }
         self.unsent.clear();
         shared.counters.published.fetch_add(count, Relaxed);
@@ -214,21 +255,87 @@ impl Publisher<'_> {
     }
 
     /// Publishes again the history frames of a pipeline that failed; Redis skips those it had taken.
-    async fn resend(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+    async fn resend(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
         if self.unsent.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for unsent in &self.unsent {
-            history::invoke(self.shared, &mut pipe, &self.script, self.seq, unsent);
+        let shared = self.shared;
+        if shared.config.replicas.is_some() {
+            self.keep_replicated(conn).await?;
+        } else {
+            let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
+            self.admissions.refresh(shared, conn, groups).await?;
+            let mut pipes = Pipelines::new(conn.is_cluster());
+            let publish = publish_command(conn.is_cluster());
+            for unsent in &self.unsent {
+                let admitted = self.admissions.admitted(&unsent.group);
+                history::invoke(
+                    shared,
+                    &mut pipes,
+                    &self.script,
+                    self.seq,
+                    unsent,
+                    admitted,
+                    publish,
+                );
+            }
+            pipes.run(conn).await?;
         }
-        pipe.query_async::<()>(conn).await?;
-        self.shared
+        shared
             .counters
             .published
             .fetch_add(self.unsent.len() as u64, Relaxed);
         self.unsent.clear();
         Ok(())
+    }
+
+    /// Keeps the unsent history frames, waits until the configured number of replicas of each master
+    /// that kept some has them (`WAIT`, one per slot), then publishes them: a frame a client sees survives
+    /// a failover of its master.
+    async fn keep_replicated(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
+        let shared = self.shared;
+        let Some((replicas, timeout)) = shared.config.replicas else {
+            return Ok(());
+        };
+        let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
+        self.admissions.refresh(shared, conn, groups).await?;
+        let mut keep = Pipelines::new(conn.is_cluster());
+        for unsent in &self.unsent {
+            let admitted = self.admissions.admitted(&unsent.group);
+            history::invoke(
+                shared,
+                &mut keep,
+                &self.script,
+                self.seq,
+                unsent,
+                admitted,
+                "",
+            );
+        }
+        keep.each(|pipe| {
+            pipe.cmd("WAIT").arg(replicas).arg(millis(timeout));
+        });
+        let replies = keep.run_collecting(conn).await?;
+        let mut publish = Pipelines::new(conn.is_cluster());
+        for reply in replies {
+            match reply {
+                redis::Value::BulkString(packet) => {
+                    // Nil for a frame taken before; the packet names its group.
+                    if let Some(wire::Packet {
+                        op: Op::History { group, .. },
+                        ..
+                    }) = wire::decode(&packet)
+                    {
+                        publish.publish(&shared.config.channel_group(&group), packet);
+                    }
+                }
+                redis::Value::Int(acknowledged) if (acknowledged as usize) < replicas => {
+                    shared.counters.unreplicated.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+        }
+        publish.run(conn).await
     }
 
     /// Adds to `pipe` the entries of `ids` in this node's key, as they are now (a client gone since is
@@ -252,7 +359,7 @@ impl Publisher<'_> {
     /// Writes this node's key from scratch (after a change was lost, on a new connection, or when the key
     /// vanished), then extends its life and announces the latest change number. Otherwise the key is
     /// already up to date, change by change, and only its life is extended.
-    async fn heartbeat(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+    async fn heartbeat(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
         let shared = self.shared;
         if shared.outbox.changes_lost.swap(false, Relaxed) {
             // The others cannot have seen this number: they will read the whole membership.
@@ -275,24 +382,28 @@ impl Publisher<'_> {
             self.store_clients(&mut pipe, ids);
         }
         pipe.pexpire(&key, ttl);
-        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None, None);
-        pipe.publish(shared.config.channel_all(), beat).ignore();
         let (kept,): (redis::Value,) = pipe.query_async(conn).await?;
         // A key that vanished (Redis restarted without persistence, or evicted it) is written again.
         let kept = matches!(kept, redis::Value::Int(1) | redis::Value::Boolean(true));
         self.stored = kept;
+        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None, None);
+        redis::cmd(publish_command(conn.is_cluster()))
+            .arg(shared.config.channel_all())
+            .arg(beat)
+            .query_async::<()>(conn)
+            .await?;
         shared.counters.published.fetch_add(1, Relaxed);
         Ok(())
     }
 
     /// Removes this node's key and tells the others it is leaving, so they forget its clients at once.
-    async fn farewell(&mut self, conn: &mut MultiplexedConnection) {
+    async fn farewell(&mut self, conn: &mut Conn) {
         let shared = self.shared;
-        let mut pipe = redis::pipe();
-        pipe.del(shared.config.membership_key(&shared.node))
-            .ignore();
+        let mut pipes = Pipelines::new(conn.is_cluster());
+        let key = shared.config.membership_key(&shared.node);
+        pipes.on(&key).del(&key).ignore();
         let bye = wire::encode(&shared.node, self.seq, Op::Bye, None, None);
-        pipe.publish(shared.config.channel_all(), bye).ignore();
-        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipe.query_async::<()>(conn)).await;
+        pipes.publish(&shared.config.channel_all(), bye);
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipes.run(conn)).await;
     }
 }

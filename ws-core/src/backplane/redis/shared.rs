@@ -1,5 +1,5 @@
 //! What the backplane and its two tasks share, in parts by kind: the outgoing queue, the state of the
-//! link, the counters, the replica of the other nodes, and history's bookkeeping.
+//! link, the counters, the replica of the other nodes, history's bookkeeping and the subscriptions.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::cluster::ClusterView;
 use super::config::RedisConfig;
 use super::history;
+use super::subscriptions::Subscriptions;
 use super::wire::{self, Change, Op};
 use crate::protocol::Frame;
 
@@ -27,6 +28,7 @@ pub(super) struct Shared {
     pub(super) link: LinkState,
     pub(super) counters: Counters,
     pub(super) history: HistoryState,
+    pub(super) subscriptions: Subscriptions,
 }
 
 /// The publisher's queue and what it holds.
@@ -64,6 +66,8 @@ pub(super) struct Counters {
     pub(super) reconnects: AtomicU64,
     pub(super) task_restarts: AtomicU64,
     pub(super) received_dropped: AtomicU64,
+    /// History frames published after `WAIT` ran out before enough replicas had them.
+    pub(super) unreplicated: AtomicU64,
     /// From a peer's queueing of a delivery to its application here, by the two nodes' clocks.
     pub(super) lag: Histogram,
 }
@@ -167,6 +171,7 @@ impl Shared {
                 reconnects: AtomicU64::new(0),
                 task_restarts: AtomicU64::new(0),
                 received_dropped: AtomicU64::new(0),
+                unreplicated: AtomicU64::new(0),
                 lag: crate::metrics::latency_histogram(),
             },
             history: HistoryState {
@@ -175,6 +180,7 @@ impl Shared {
                 tracked: Mutex::default(),
                 commands,
             },
+            subscriptions: Subscriptions::default(),
         }
     }
 

@@ -6,21 +6,21 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use redis::RedisError;
-use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{PushInfo, PushKind, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::conn::{self, Conn};
 use super::history::{self, Command};
-use super::link::{AbortOnDrop, Backoff, connect, stopped, timed_out, wait_or_stop};
+use super::link::{Backoff, stopped, timed_out, wait_or_stop};
 use super::shared::{Outgoing, Shared};
 use super::wire::{self, Change, Op};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::ClientId;
 use crate::sync::lock;
 
-/// The receiver: subscribes to the cluster's channel and this node's, and applies what arrives.
+/// The receiver: subscribes to the broadcast channel, this node's and its groups', and applies what
+/// arrives.
 pub(super) async fn subscribe(
     shared: Arc<Shared>,
     local: MemoryBackplane,
@@ -35,6 +35,7 @@ pub(super) async fn subscribe(
             e = listen(&shared, &local, &mut commands, &mut backoff) => e,
             () = stopped(&mut stop) => break,
         };
+        shared.subscriptions.stop().await;
         let was_up = shared.link.subscriber_up.swap(false, Relaxed);
         // The publisher's connection, to the same Redis, is suspect too, and may not notice before its next
         // heartbeat: `connected` must not say so meanwhile.
@@ -60,14 +61,17 @@ async fn listen(
     commands: &mut mpsc::Receiver<Command>,
     backoff: &mut Backoff,
 ) -> RedisError {
-    let (pubsub, mut reader) = match open(shared, local).await {
-        Ok(opened) => opened,
+    let config = &shared.config;
+    let (arrived, mut incoming) = mpsc::channel(config.queue_capacity);
+    let inbox = Inbox::new(arrived, config.queue_bytes, shared.clone());
+    let buffered = inbox.buffered.clone();
+    let lost = Arc::new(tokio::sync::Notify::new());
+    let mut reader = match open(shared, local, inbox, lost.clone()).await {
+        Ok(conn) => conn,
         Err(e) => return e,
     };
     shared.link.subscriber_up.store(true, Relaxed);
     backoff.reset();
-    let (mut incoming, buffered, _stop_forwarding) = start_forwarding(shared, pubsub);
-    let config = &shared.config;
     let timeout = config.node_timeout_value();
     let mut ticker = tokio::time::interval(config.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -83,13 +87,11 @@ async fn listen(
             }
         };
         let result = tokio::select! {
-            message = incoming.recv() => {
-                let Some(payload) = message else {
-                    return RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-                };
+            Some(payload) = incoming.recv() => {
                 buffered.release(payload.len());
                 received(shared, local, &mut reader, &payload, &mut own_heartbeat).await
             }
+            () = lost.notified() => Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))),
             Some(command) = commands.recv() => history::run(shared, local, &mut reader, command).await,
             () = expiry => {
                 if let Some(deadline) = Instant::now().checked_sub(timeout) {
@@ -102,9 +104,13 @@ async fn listen(
                 match Instant::now().checked_sub(timeout) {
                     Some(deadline) => {
                         lock(&shared.cluster).expire(deadline.into_std());
-                        if own_heartbeat < deadline { Err(timed_out()) } else { Ok(()) }
+                        if own_heartbeat < deadline {
+                            Err(timed_out())
+                        } else {
+                            shared.subscriptions.reconcile(shared, local).await
+                        }
                     }
-                    None => Ok(()),
+                    None => shared.subscriptions.reconcile(shared, local).await,
                 }
             }
         };
@@ -114,48 +120,76 @@ async fn listen(
     }
 }
 
-/// Subscribes to the cluster's channel and this node's, connects the reader, and reads from the streams
-/// what was missed.
+/// Connects with subscriptions to the broadcast channel, this node's and its groups', then reads from
+/// the streams what was missed. The connection runs the history's commands too.
 async fn open(
     shared: &Shared,
     local: &MemoryBackplane,
-) -> Result<(PubSub, MultiplexedConnection), RedisError> {
+    inbox: Inbox,
+    lost: Arc<tokio::sync::Notify>,
+) -> Result<Conn, RedisError> {
     let config = &shared.config;
+    let push = move |info: PushInfo| -> Result<(), ()> {
+        match info.kind {
+            PushKind::Message | PushKind::SMessage => {
+                if let Some(redis::Value::BulkString(payload)) = info.data.into_iter().nth(1) {
+                    inbox.push(Bytes::from(payload));
+                }
+            }
+            PushKind::Disconnection => lost.notify_one(),
+            _ => {}
+        }
+        Ok(())
+    };
     let opened = tokio::time::timeout(
         config.node_timeout_value(),
-        config.client.get_async_pubsub(),
+        conn::connect(config, Some(push)),
     );
-    let mut pubsub = opened.await.map_err(|_| timed_out())??;
-    let channels = [config.channel_all(), config.channel_node(&shared.node)];
-    pubsub.subscribe(&channels).await?;
-    let mut reader = connect(shared).await?;
+    let conn = opened.await.map_err(|_| timed_out())??;
+    let fixed = [config.channel_all(), config.channel_node(&shared.node)];
+    shared
+        .subscriptions
+        .start(shared, local, conn.clone(), &fixed)
+        .await?;
+    let mut reader = conn;
     // Subscribed first, then caught up: a frame published in between is both read and received, and
     // delivered once.
     history::catch_up(shared, local, &mut reader).await?;
-    Ok((pubsub, reader))
+    Ok(reader)
 }
 
-/// Starts the task that moves what Redis pushes into a bounded channel.
+/// Where Redis's pushes go: a bounded channel to the subscriber.
 ///
-/// Redis pushes as fast as others publish, into a buffer of the client's that has no bound; a task that
-/// only moves payloads keeps that buffer empty, and the bounded channel behind it drops what this node
-/// cannot apply in time, counted.
-fn start_forwarding(
-    shared: &Arc<Shared>,
-    pubsub: PubSub,
-) -> (mpsc::Receiver<Bytes>, Arc<Buffered>, AbortOnDrop) {
-    let config = &shared.config;
-    let (arrived, incoming) = mpsc::channel(config.queue_capacity);
-    let buffered = Arc::new(Buffered::new(config.queue_bytes));
-    let forwarder = tokio::spawn(forward(
-        pubsub
-            .into_on_message()
-            .map(|m| Bytes::copy_from_slice(m.get_payload_bytes())),
-        arrived,
-        buffered.clone(),
-        shared.clone(),
-    ));
-    (incoming, buffered, AbortOnDrop(forwarder))
+/// Redis pushes as fast as others publish; the connection hands each message here as it arrives, and
+/// what this node cannot apply in time is dropped, counted, past either bound (messages or bytes).
+pub(super) struct Inbox {
+    arrived: mpsc::Sender<Bytes>,
+    buffered: Arc<Buffered>,
+    shared: Arc<Shared>,
+}
+
+impl Inbox {
+    pub(super) fn new(arrived: mpsc::Sender<Bytes>, bytes: usize, shared: Arc<Shared>) -> Self {
+        Self {
+            arrived,
+            buffered: Arc::new(Buffered::new(bytes)),
+            shared,
+        }
+    }
+
+    pub(super) fn push(&self, payload: Bytes) {
+        let counters = &self.shared.counters;
+        counters.received.fetch_add(1, Relaxed);
+        let n = payload.len();
+        if !self.buffered.reserve(n) {
+            counters.received_dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        if self.arrived.try_send(payload).is_err() {
+            self.buffered.release(n);
+            counters.received_dropped.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// Decodes and applies one payload; this node's own packets are skipped, but for its heartbeat, which
@@ -164,7 +198,7 @@ fn start_forwarding(
 async fn received(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     payload: &[u8],
     own_heartbeat: &mut Instant,
 ) -> Result<(), RedisError> {
@@ -182,13 +216,13 @@ async fn received(
 
 /// Bytes of received payloads waiting to be applied, against their bound.
 #[derive(Debug)]
-pub(super) struct Buffered {
+struct Buffered {
     bytes: AtomicUsize,
     limit: usize,
 }
 
 impl Buffered {
-    pub(super) fn new(limit: usize) -> Self {
+    fn new(limit: usize) -> Self {
         Self {
             bytes: AtomicUsize::new(0),
             limit,
@@ -206,36 +240,10 @@ impl Buffered {
     }
 }
 
-/// Moves what Redis delivers into the bounded channel, as fast as it arrives; past either bound (messages
-/// or bytes) a payload is dropped and counted in `received_dropped`.
-pub(super) async fn forward(
-    mut messages: impl Stream<Item = Bytes> + Unpin,
-    arrived: mpsc::Sender<Bytes>,
-    buffered: Arc<Buffered>,
-    shared: Arc<Shared>,
-) {
-    while let Some(payload) = messages.next().await {
-        shared.counters.received.fetch_add(1, Relaxed);
-        let n = payload.len();
-        if !buffered.reserve(n) {
-            shared.counters.received_dropped.fetch_add(1, Relaxed);
-            continue;
-        }
-        match arrived.try_send(payload) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                buffered.release(n);
-                shared.counters.received_dropped.fetch_add(1, Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
-        }
-    }
-}
-
 async fn apply(
     shared: &Shared,
     local: &MemoryBackplane,
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     packet: wire::Packet,
 ) -> Result<(), RedisError> {
     let now = std::time::Instant::now();

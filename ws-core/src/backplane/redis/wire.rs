@@ -17,7 +17,7 @@ use crate::protocol::Frame;
 
 /// The version of everything below, part of every channel and key name and of every header: nodes of
 /// different versions on one Redis do not see each other, and a packet of another version is ignored.
-pub(crate) const WIRE_VERSION: u32 = 2;
+pub(crate) const WIRE_VERSION: u32 = 3;
 
 /// One operation, as published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

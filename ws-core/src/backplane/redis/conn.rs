@@ -1,0 +1,216 @@
+//! A connection to Redis, one server or a cluster, and the commands whose form depends on which.
+//!
+//! On one server a channel is an ordinary one (`PUBLISH`, `SUBSCRIBE`); on a cluster every channel is a
+//! shard channel (`SPUBLISH`, `SSUBSCRIBE`), served by the master of its slot alone, so a cluster spreads
+//! pub/sub over its shards instead of copying every message to every node. Subscriptions use RESP3 pushes
+//! on a multiplexed connection: the same connection runs commands, and a subscription made is confirmed
+//! when the call returns.
+//!
+//! A cluster accepts a pipeline only when all its commands are in one slot; [`Pipelines`] keeps one per
+//! slot (one in all on a single server, where the order of the whole batch is kept).
+
+use std::collections::HashMap;
+
+use redis::aio::{AsyncPushSender, ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use super::config::{RedisConfig, Target};
+
+/// A connection to the configured Redis: cloning it is cheap, and clones share the connection.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "Conn::Single",
+            Self::Cluster(_) => "Conn::Cluster",
+        })
+    }
+}
+
+/// Connects to the configured Redis; with `push`, what the connection's subscriptions receive goes there.
+pub(super) async fn connect(
+    config: &RedisConfig,
+    push: Option<impl AsyncPushSender>,
+) -> RedisResult<Conn> {
+    let timeout = config.node_timeout_value();
+    match &config.target {
+        Target::Single(client) => {
+            let mut settings = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            if let Some(push) = push {
+                settings = settings.set_push_sender(push);
+            }
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&settings)
+                .await?;
+            Ok(Conn::Single(conn))
+        }
+        Target::Cluster(seeds) => {
+            let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(3);
+            if let Some(push) = push {
+                builder = builder.push_sender(push);
+            }
+            let client = builder.build()?;
+            let conn = tokio::time::timeout(timeout, client.get_async_connection())
+                .await
+                .map_err(|_| super::link::timed_out())??;
+            Ok(Conn::Cluster(conn))
+        }
+    }
+}
+
+impl Conn {
+    /// Whether this is a cluster (shard channels, one pipeline per slot).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// Subscribes to `channels`; returns once Redis has confirmed it.
+    pub(super) async fn subscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Single(c) => c.subscribe(channels).await,
+            // One command per channel: a cluster takes an SSUBSCRIBE of one slot only.
+            Self::Cluster(c) => {
+                for channel in channels {
+                    c.ssubscribe(channel).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Unsubscribes from `channels`.
+    pub(super) async fn unsubscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Single(c) => c.unsubscribe(channels).await,
+            Self::Cluster(c) => {
+                for channel in channels {
+                    c.sunsubscribe(channel).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The publishing command for a connection's kind of channel.
+pub(super) fn publish_command(cluster: bool) -> &'static str {
+    if cluster { "SPUBLISH" } else { "PUBLISH" }
+}
+
+/// Pipelines of one batch: a single one on one server; on a cluster, one per slot, each holding the
+/// commands for that slot in the order they were added.
+pub(super) struct Pipelines {
+    cluster: bool,
+    by_slot: HashMap<Slot, Pipeline>,
+}
+
+impl Pipelines {
+    pub(super) fn new(cluster: bool) -> Self {
+        Self {
+            cluster,
+            by_slot: HashMap::new(),
+        }
+    }
+
+    /// The pipeline for the commands on `key` (or on channel `key`).
+    pub(super) fn on(&mut self, key: &str) -> &mut Pipeline {
+        let slot = if self.cluster {
+            Slot::for_key(key)
+        } else {
+            Slot::new(0).expect("slot 0 exists")
+        };
+        self.by_slot.entry(slot).or_default()
+    }
+
+    /// Adds a publication of `payload` on `channel`, its reply ignored.
+    pub(super) fn publish(&mut self, channel: &str, payload: impl redis::ToRedisArgs) {
+        let command = publish_command(self.cluster);
+        self.on(channel)
+            .cmd(command)
+            .arg(channel)
+            .arg(payload)
+            .ignore();
+    }
+
+    /// Adds to the end of each pipeline what `add` adds.
+    pub(super) fn each(&mut self, add: impl FnMut(&mut Pipeline)) {
+        self.by_slot.values_mut().for_each(add);
+    }
+
+    /// Runs every pipeline, one after the other, and returns the replies not ignored: each pipeline's in
+    /// order, pipelines in no particular order.
+    pub(super) async fn run_collecting(self, conn: &mut Conn) -> RedisResult<Vec<Value>> {
+        let mut replies = Vec::new();
+        for pipe in self.by_slot.values() {
+            replies.extend(pipe.query_async::<Vec<Value>>(conn).await?);
+        }
+        Ok(replies)
+    }
+
+    /// Runs every pipeline; on a cluster, the slots' pipelines run side by side. The first error is
+    /// returned, after all have run.
+    pub(super) async fn run(self, conn: &mut Conn) -> RedisResult<()> {
+        if !self.cluster {
+            for pipe in self.by_slot.values() {
+                pipe.query_async::<()>(conn).await?;
+            }
+            return Ok(());
+        }
+        let runs = self.by_slot.into_values().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .collect::<RedisResult<Vec<()>>>()
+            .map(drop)
+    }
+}

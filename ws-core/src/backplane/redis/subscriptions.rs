@@ -1,0 +1,144 @@
+//! The channels a node listens to: the broadcast channel, its own, and one per group it serves.
+//!
+//! A node subscribes to a group's channel while it has members of the group (or a client held back while
+//! it joins a group with history), so group traffic reaches only the nodes that serve the group. The
+//! subscription is made before the join is published to the other nodes: a frame sent by a node whose
+//! view of the membership shows the new member is on a channel its node listens to. For groups with
+//! history, the subscriber subscribes before it reads where the history stands, so a frame is either
+//! read back or received live, never neither.
+//!
+//! Cost: one subscription per group with members here (a `SUBSCRIBE`, or on a cluster an `SSUBSCRIBE` to
+//! the group's shard, when the first member joins; the reverse when the last one leaves), and in Redis an
+//! entry in the channel's subscriber list: about a hundred bytes per subscribed group and node.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use redis::RedisResult;
+
+use super::conn::Conn;
+use super::shared::Shared;
+use crate::backplane::{Backplane, MemoryBackplane};
+use crate::sync::lock;
+
+/// The subscription connection and the groups subscribed on it. Behind one async lock: changes to the
+/// subscriptions are made one at a time, so what is recorded is what Redis has.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    state: tokio::sync::Mutex<State>,
+    /// How many groups' channels are subscribed, for `/stats`.
+    count: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The subscriber's connection while it is up.
+    conn: Option<Conn>,
+    /// Groups whose channel is subscribed on `conn`.
+    groups: HashSet<String>,
+}
+
+impl Subscriptions {
+    /// Takes a new connection: subscribes it to `fixed` (the broadcast and node channels) and to the
+    /// channel of every group this node serves.
+    pub(super) async fn start(
+        &self,
+        shared: &Shared,
+        local: &MemoryBackplane,
+        mut conn: Conn,
+        fixed: &[String],
+    ) -> RedisResult<()> {
+        let mut state = self.state.lock().await;
+        state.conn = None;
+        state.groups.clear();
+        let groups = served(shared, local);
+        let mut all = fixed.to_vec();
+        all.extend(groups.iter().map(|g| shared.config.channel_group(g)));
+        conn.subscribe(&all).await?;
+        state.groups = groups;
+        state.conn = Some(conn);
+        self.count.store(state.groups.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Forgets the connection (it was lost): nothing is subscribed until the next [`start`](Self::start).
+    pub(super) async fn stop(&self) {
+        let mut state = self.state.lock().await;
+        state.conn = None;
+        state.groups.clear();
+        self.count.store(0, Relaxed);
+    }
+
+    /// Subscribes to the channel of each of `groups` this node serves and has not subscribed to, and
+    /// unsubscribes from those of `groups` it no longer serves. Without a connection, nothing: the next
+    /// one subscribes to what is served then.
+    pub(super) async fn update(
+        &self,
+        shared: &Shared,
+        local: &MemoryBackplane,
+        groups: impl IntoIterator<Item = String>,
+    ) -> RedisResult<()> {
+        let mut state = self.state.lock().await;
+        let State {
+            conn,
+            groups: subscribed,
+        } = &mut *state;
+        let Some(conn) = conn.as_mut() else {
+            return Ok(());
+        };
+        let (mut follow, mut drop) = (Vec::new(), Vec::new());
+        for group in groups {
+            match (serves(shared, local, &group), subscribed.contains(&group)) {
+                (true, false) => follow.push(group),
+                (false, true) => drop.push(group),
+                _ => {}
+            }
+        }
+        let follow_channels = channels(shared, &follow);
+        let drop_channels = channels(shared, &drop);
+        conn.subscribe(&follow_channels).await?;
+        subscribed.extend(follow);
+        for group in &drop {
+            subscribed.remove(group);
+        }
+        self.count.store(subscribed.len() as u64, Relaxed);
+        conn.unsubscribe(&drop_channels).await
+    }
+
+    /// [`update`](Self::update) for every group served here or subscribed: what a change missed is
+    /// mended.
+    pub(super) async fn reconcile(
+        &self,
+        shared: &Shared,
+        local: &MemoryBackplane,
+    ) -> RedisResult<()> {
+        let mut groups = served(shared, local);
+        groups.extend(self.state.lock().await.groups.iter().cloned());
+        self.update(shared, local, groups).await
+    }
+
+    /// How many groups' channels are subscribed now.
+    pub(super) fn group_count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+}
+
+/// Whether this node serves `group`: it has members of it, or a client held back while it joins it.
+fn serves(shared: &Shared, local: &MemoryBackplane, group: &str) -> bool {
+    local.has_members(group) || lock(&shared.history.pending).contains_key(group)
+}
+
+/// Every group this node serves.
+fn served(shared: &Shared, local: &MemoryBackplane) -> HashSet<String> {
+    let mut groups: HashSet<String> = local.groups().into_iter().collect();
+    groups.extend(lock(&shared.history.pending).keys().cloned());
+    groups
+}
+
+fn channels(shared: &Shared, groups: &[String]) -> Vec<String> {
+    groups
+        .iter()
+        .map(|g| shared.config.channel_group(g))
+        .collect()
+}
