@@ -276,6 +276,11 @@ impl RedisCluster {
             for node in self.nodes.iter().filter(|n| n.child.is_some()) {
                 let info = Self::command_on(node.port, &[b"CLUSTER", b"INFO"]).await;
                 ok &= String::from_utf8_lossy(&info).contains("cluster_state:ok");
+                // A replica takes over with what it has: at the start, each has synchronized with its master.
+                let replication = Self::command_on(node.port, &[b"INFO", b"replication"]).await;
+                let replication = String::from_utf8_lossy(&replication);
+                ok &= !replication.contains("role:slave")
+                    || replication.contains("master_link_status:up");
             }
             if ok {
                 return;
