@@ -132,7 +132,7 @@ impl RedisServer {
             .expect("redis answers")
             .expect("read");
         let mut reply = reply[..n].to_vec();
-        let mut more = [0u8; 64 * 1024];
+        let mut more = vec![0u8; 64 * 1024];
         while let Ok(Ok(n)) =
             tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut more)).await
         {
@@ -326,6 +326,108 @@ impl RedisCluster {
             }
         }
         None
+    }
+
+    /// Moves the slot of `key` from its master to another one, keys and all (`CLUSTER SETSLOT`
+    /// IMPORTING/MIGRATING, `MIGRATE`, then `SETSLOT NODE` on every master), as `redis-cli --cluster
+    /// reshard` does; returns the new master's port.
+    pub(crate) async fn migrate_slot_of(&self, key: &str) -> u16 {
+        let slot = Self::integer(
+            &Self::command_on(self.any(), &[b"CLUSTER", b"KEYSLOT", key.as_bytes()]).await,
+        );
+        let source = self.master_of(key).await;
+        let masters = self.masters().await;
+        let target = *masters
+            .iter()
+            .find(|p| **p != source)
+            .expect("another master");
+        let id = |port| async move {
+            let reply = Self::command_on(port, &[b"CLUSTER", b"MYID"]).await;
+            Self::bulk_strings(&reply).remove(0)
+        };
+        let (source_id, target_id) = (id(source).await, id(target).await);
+        let slot = slot.to_string();
+        let setslot = |state: &'static str, node: String| {
+            vec![
+                b"CLUSTER".to_vec(),
+                b"SETSLOT".to_vec(),
+                slot.clone().into_bytes(),
+                state.as_bytes().to_vec(),
+                node.into_bytes(),
+            ]
+        };
+        let send = |port, args: Vec<Vec<u8>>| async move {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let reply = Self::command_on(port, &args).await;
+            assert!(
+                reply.starts_with(b"+OK"),
+                "{:?}",
+                String::from_utf8_lossy(&reply)
+            );
+        };
+        send(target, setslot("IMPORTING", source_id.clone())).await;
+        send(source, setslot("MIGRATING", target_id.clone())).await;
+        loop {
+            let listed = Self::command_on(
+                source,
+                &[b"CLUSTER", b"GETKEYSINSLOT", slot.as_bytes(), b"100"],
+            )
+            .await;
+            let keys = Self::bulk_strings(&listed);
+            if keys.is_empty() {
+                break;
+            }
+            let port = target.to_string();
+            let mut args: Vec<&[u8]> = vec![b"MIGRATE", b"127.0.0.1", port.as_bytes(), b"", b"0"];
+            args.extend([b"5000".as_slice(), b"KEYS"]);
+            args.extend(keys.iter().map(String::as_bytes));
+            let moved = Self::command_on(source, &args).await;
+            assert!(
+                moved.starts_with(b"+"),
+                "{:?}",
+                String::from_utf8_lossy(&moved)
+            );
+        }
+        for master in masters {
+            send(master, setslot("NODE", target_id.clone())).await;
+        }
+        target
+    }
+
+    /// The ports of the masters that are up.
+    async fn masters(&self) -> Vec<u16> {
+        let nodes = Self::command_on(self.any(), &[b"CLUSTER", b"NODES"]).await;
+        String::from_utf8_lossy(&nodes)
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (fields.len() >= 8 && fields[2].contains("master") && !fields[2].contains("fail"))
+                    .then(|| fields[1].split([':', '@']).nth(1)?.parse().ok())
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// The number in an integer reply (`:N`).
+    fn integer(reply: &[u8]) -> u64 {
+        let text = String::from_utf8_lossy(reply);
+        text.trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap_or_else(|_| panic!("not an integer reply: {text:?}"))
+    }
+
+    /// The strings of a bulk string reply, or of an array of them.
+    fn bulk_strings(reply: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(reply);
+        let mut lines = text.split("\r\n");
+        let mut strings = Vec::new();
+        while let Some(line) = lines.next() {
+            if line.starts_with('$') && line != "$-1" {
+                strings.push(lines.next().unwrap_or_default().to_owned());
+            }
+        }
+        strings
     }
 
     /// Kills (SIGKILL) the master serving `key`, then waits until its replica has taken its place.

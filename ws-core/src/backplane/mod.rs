@@ -245,6 +245,9 @@ pub struct BackplaneStats {
     /// they came (the incoming buffer's bounds are the outgoing queue's).
     #[serde(default)]
     pub received_dropped: u64,
+    /// Bytes of the messages this node received from the link.
+    #[serde(default)]
+    pub received_bytes: u64,
     /// Groups whose traffic this node receives: those it has members of (a channel per group).
     #[serde(default)]
     pub subscribed_groups: u64,
@@ -256,7 +259,7 @@ pub struct BackplaneStats {
 
 impl BackplaneStats {
     /// The backplane's counters as the metrics page shows them (`ws_backplane_*`).
-    pub(crate) fn readings(&self) -> [Reading; 10] {
+    pub(crate) fn readings(&self) -> [Reading; 11] {
         let reading = |name, help, kind, value| Reading {
             name,
             help,
@@ -311,6 +314,12 @@ impl BackplaneStats {
                 "Messages from other nodes dropped because they arrived faster than they were applied",
                 Kind::Counter,
                 self.received_dropped,
+            ),
+            reading(
+                "backplane_received_bytes",
+                "Bytes of the messages received from the other nodes",
+                Kind::Counter,
+                self.received_bytes,
             ),
             reading(
                 "backplane_subscribed_groups",

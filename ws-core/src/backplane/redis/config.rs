@@ -183,6 +183,14 @@ impl RedisConfig {
         format!("{}:v{WIRE_VERSION}:{}:group", self.prefix, group_tag(group))
     }
 
+    /// The group whose channel is `channel`, if it is one of this prefix's group channels.
+    pub(super) fn group_of_channel(&self, channel: &str) -> Option<String> {
+        let tag = channel
+            .strip_prefix(&format!("{}:v{WIRE_VERSION}:{{g:", self.prefix))?
+            .strip_suffix("}:group")?;
+        Some(tag.replace("%7D", "}").replace("%25", "%"))
+    }
+
     /// The hash holding a group's history `epoch` and the `offset` of its latest frame.
     pub(super) fn history_key(&self, group: &str) -> String {
         format!(

@@ -452,6 +452,7 @@ impl Backplane for RedisBackplane {
             nodes: self.cluster().node_count() as u64,
             published: s.counters.published.load(Relaxed),
             received: s.counters.received.load(Relaxed),
+            received_bytes: s.counters.received_bytes.load(Relaxed),
             dropped: s.counters.dropped.load(Relaxed),
             reconnects: s.counters.reconnects.load(Relaxed),
             task_restarts: s.counters.task_restarts.load(Relaxed),

@@ -62,6 +62,7 @@ impl LinkState {
 pub(super) struct Counters {
     pub(super) published: AtomicU64,
     pub(super) received: AtomicU64,
+    pub(super) received_bytes: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) reconnects: AtomicU64,
     pub(super) task_restarts: AtomicU64,
@@ -167,6 +168,7 @@ impl Shared {
             counters: Counters {
                 published: AtomicU64::new(0),
                 received: AtomicU64::new(0),
+                received_bytes: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 task_restarts: AtomicU64::new(0),

@@ -66,7 +66,8 @@ async fn listen(
     let inbox = Inbox::new(arrived, config.queue_bytes, shared.clone());
     let buffered = inbox.buffered.clone();
     let lost = Arc::new(tokio::sync::Notify::new());
-    let mut reader = match open(shared, local, inbox, lost.clone()).await {
+    let fixed = [config.channel_all(), config.channel_node(&shared.node)];
+    let mut reader = match open(shared, local, inbox, lost.clone(), &fixed).await {
         Ok(conn) => conn,
         Err(e) => return e,
     };
@@ -92,6 +93,7 @@ async fn listen(
                 received(shared, local, &mut reader, &payload, &mut own_heartbeat).await
             }
             () = lost.notified() => Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))),
+            () = shared.subscriptions.ended_notified() => shared.subscriptions.restore(shared, local, &fixed).await,
             Some(command) = commands.recv() => history::run(shared, local, &mut reader, command).await,
             () = expiry => {
                 if let Some(deadline) = Instant::now().checked_sub(timeout) {
@@ -127,6 +129,7 @@ async fn open(
     local: &MemoryBackplane,
     inbox: Inbox,
     lost: Arc<tokio::sync::Notify>,
+    fixed: &[String],
 ) -> Result<Conn, RedisError> {
     let config = &shared.config;
     let push = move |info: PushInfo| -> Result<(), ()> {
@@ -134,6 +137,12 @@ async fn open(
             PushKind::Message | PushKind::SMessage => {
                 if let Some(redis::Value::BulkString(payload)) = info.data.into_iter().nth(1) {
                     inbox.push(Bytes::from(payload));
+                }
+            }
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                if let Some(redis::Value::BulkString(channel)) = info.data.into_iter().next() {
+                    let channel = String::from_utf8_lossy(&channel).into_owned();
+                    inbox.shared.subscriptions.ended(channel);
                 }
             }
             PushKind::Disconnection => lost.notify_one(),
@@ -146,10 +155,9 @@ async fn open(
         conn::connect(config, Some(push)),
     );
     let conn = opened.await.map_err(|_| timed_out())??;
-    let fixed = [config.channel_all(), config.channel_node(&shared.node)];
     shared
         .subscriptions
-        .start(shared, local, conn.clone(), &fixed)
+        .start(shared, local, conn.clone(), fixed)
         .await?;
     let mut reader = conn;
     // Subscribed first, then caught up: a frame published in between is both read and received, and
@@ -181,6 +189,7 @@ impl Inbox {
         let counters = &self.shared.counters;
         counters.received.fetch_add(1, Relaxed);
         let n = payload.len();
+        counters.received_bytes.fetch_add(n as u64, Relaxed);
         if !self.buffered.reserve(n) {
             counters.received_dropped.fetch_add(1, Relaxed);
             return;

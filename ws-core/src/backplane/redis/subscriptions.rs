@@ -29,6 +29,10 @@ pub(super) struct Subscriptions {
     state: tokio::sync::Mutex<State>,
     /// How many groups' channels are subscribed, for `/stats`.
     count: AtomicU64,
+    /// Channels Redis said this node no longer listens to, waiting to be looked at: at most one entry per
+    /// channel subscribed.
+    ended: std::sync::Mutex<HashSet<String>>,
+    ended_notify: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +119,53 @@ impl Subscriptions {
     ) -> RedisResult<()> {
         let mut groups = served(shared, local);
         groups.extend(self.state.lock().await.groups.iter().cloned());
+        self.update(shared, local, groups).await
+    }
+
+    /// Redis says this node no longer listens to `channel`: asked for, or, on a cluster, because the
+    /// channel's slot moved to another master (Redis ends the subscriptions of a slot it gives away).
+    pub(super) fn ended(&self, channel: String) {
+        lock(&self.ended).insert(channel);
+        self.ended_notify.notify_one();
+    }
+
+    /// Resolves when a subscription has ended.
+    pub(super) async fn ended_notified(&self) {
+        self.ended_notify.notified().await;
+    }
+
+    /// Subscribes again to the channels whose subscriptions ended but that this node still needs: the
+    /// fixed ones (`fixed`), and those of groups it serves.
+    pub(super) async fn restore(
+        &self,
+        shared: &Shared,
+        local: &MemoryBackplane,
+        fixed: &[String],
+    ) -> RedisResult<()> {
+        let ended: Vec<String> = lock(&self.ended).drain().collect();
+        let mut groups = Vec::new();
+        let mut again = Vec::new();
+        for channel in ended {
+            if fixed.contains(&channel) {
+                again.push(channel);
+            } else if let Some(group) = shared.config.group_of_channel(&channel) {
+                groups.push(group);
+            }
+        }
+        {
+            let mut state = self.state.lock().await;
+            let State {
+                conn,
+                groups: subscribed,
+            } = &mut *state;
+            let Some(conn) = conn.as_mut() else {
+                return Ok(());
+            };
+            conn.subscribe(&again).await?;
+            for group in &groups {
+                subscribed.remove(group);
+            }
+        }
         self.update(shared, local, groups).await
     }
 
