@@ -103,7 +103,7 @@ async fn main() -> std::io::Result<()> {
     let mut members = 0;
     let mut readers = Vec::new();
     for group in 0..GROUPS {
-        let homes = if group % 2 == 0 {
+        let homes = if group.is_multiple_of(2) {
             vec![group % nodes, (group + 1) % nodes]
         } else {
             vec![group % nodes]
@@ -163,7 +163,11 @@ async fn main() -> std::io::Result<()> {
         servers[sender]
             .to(&format!("g{group}"))
             .send(Message::new("m", json!({"t": t, "pad": "x".repeat(200)})));
-        expected += if group % 2 == 0 && nodes > 1 { 2 } else { 1 };
+        expected += if group.is_multiple_of(2) && nodes > 1 {
+            2
+        } else {
+            1
+        };
     }
     let sent_for = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(10);
