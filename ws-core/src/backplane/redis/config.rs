@@ -108,6 +108,8 @@ impl RedisConfig {
     }
 
     /// Namespace of every channel and key (default `ws`): nodes with the same prefix form one cluster.
+    /// Keep braces out of it: on a Redis Cluster, a `{...}` in the prefix would be the hash tag of every
+    /// key, and put all groups on one shard.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
