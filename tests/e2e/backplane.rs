@@ -384,7 +384,7 @@ async fn a_peer_change_number_at_its_maximum_is_harmless() {
     let redis = RedisServer::start().await;
     let (a, b) = pair(&fast(&redis.url())).await;
     let packet =
-        br#"{"v":2,"node":"x","seq":18446744073709551615,"op":"change","change":"connect","id":"c"}"#;
+        br#"{"v":3,"node":"x","seq":18446744073709551615,"op":"change","change":"connect","id":"c"}"#;
     for _ in 0..2 {
         let mut payload = packet.to_vec();
         payload.push(b'\n');
@@ -779,7 +779,8 @@ async fn a_failover_loses_no_frame_a_client_saw_when_history_waits_for_a_replica
 
 /// A room's slot moved to another master mid-traffic (`CLUSTER SETSLOT`, README "Past one Redis"): the
 /// nodes follow the slot, and Ann, on the other chat process, gets every one of Bob's 300 messages and
-/// the one he sends after the move, in order, once.
+/// the one he sends after the move, in order, once; back on Bob's process from the middle, she recovers
+/// the rest.
 #[tokio::test]
 async fn a_slot_migrated_mid_traffic_loses_nothing_of_a_room_with_history() {
     let cluster = RedisCluster::start().await;
@@ -820,10 +821,25 @@ async fn a_slot_migrated_mid_traffic_loses_nothing_of_a_room_with_history() {
     // One more, after the move: a node that missed frames reads them back when the next one comes.
     bob.send_json(say("after".to_owned())).await;
     let mut texts = Vec::new();
+    let mut midway = Value::Null;
     while texts.last().is_none_or(|t| t != "after") {
-        texts.extend(chat_texts(&mut ann, 1).await.0);
+        let (text, pos) = chat_texts(&mut ann, 1).await;
+        if text == ["m149"] {
+            midway = pos;
+        }
+        texts.extend(text);
     }
     let mut expected: Vec<String> = (0..300).map(|n| format!("m{n}")).collect();
     expected.push("after".to_owned());
     assert_eq!(texts, expected);
+
+    // Ann, back on the other process from where she stood at m149, recovers the rest from the moved slot.
+    let (mut back, _) = two.join("ann").await;
+    let at = json!({"epoch": midway["epoch"], "offset": midway["offset"]});
+    back.send_json(json!({"type": "$positions", "data": {"rust": at}}))
+        .await;
+    let position = join_room_with_history(&mut back, "rust", 2).await;
+    assert_eq!(position["data"]["recovered"], json!(true), "{position}");
+    let (recovered, _) = chat_texts(&mut back, 151).await;
+    assert_eq!(recovered, expected[150..]);
 }

@@ -527,15 +527,15 @@ mod tests {
         assert_eq!(decode(b"hello"), None);
         assert_eq!(decode(b"{\"node\":1}\nbody"), None);
         assert_eq!(
-            decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
+            decode(b"{\"v\":3,\"node\":\"n\",\"seq\":1,\"op\":\"nope\"}\n"),
             None
         );
         let heartbeat = encode("n", 1, Op::Heartbeat, None, None);
-        assert!(heartbeat.starts_with(b"{\"v\":2,"));
+        assert!(heartbeat.starts_with(b"{\"v\":3,"));
         assert!(decode(&heartbeat).is_some());
         // Another wire version, or none: ignored.
         assert_eq!(
-            decode(b"{\"v\":1,\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
+            decode(b"{\"v\":2,\"node\":\"n\",\"seq\":1,\"op\":\"heartbeat\"}\n"),
             None
         );
         assert_eq!(
