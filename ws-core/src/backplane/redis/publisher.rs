@@ -216,11 +216,15 @@ impl Publisher<'_> {
         // A join is published once this node listens to the group's channel, so a node that sends to
         // the group because it sees the member reaches it; a group left is let go after.
         // A failure is the subscriber's connection's: it subscribes to every group served when it is back.
-        if let Err(e) = shared
-            .subscriptions
-            .update(shared, self.local, groups)
-            .await
-        {
+        let subscribed = if groups.is_empty() {
+            Ok(())
+        } else {
+            shared
+                .subscriptions
+                .update(shared, self.local, groups)
+                .await
+        };
+        if let Err(e) = subscribed {
             tracing::debug!(target: "ws_core::backplane", error = %e, "redis: a group subscription waits for the subscriber's next connection");
         }
         let changes = !touched.is_empty();
