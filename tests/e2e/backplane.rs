@@ -12,7 +12,7 @@ use crate::support::redis::{
     RedisCluster, RedisServer, client, fast, fast_cluster, ids, linked, member_ids, node,
 };
 use crate::support::{
-    TestServer, WsClient, eventually, example_path, http_get, join, spawn, start_example,
+    Example, TestServer, WsClient, eventually, example_path, http_get, join, spawn, start_example,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -507,13 +507,7 @@ async fn a_killed_chat_node_loses_no_message() {
         "--rate-limit",
         "0",
     ];
-    let mut one = start_example("chat", &args).await;
-    let two = start_example("chat", &args).await;
-    let (mut ann, _) = one.join("ann").await;
-    let (mut bob, _) = two.join("bob").await;
-    join_room_with_history(&mut ann, "rust", 1).await;
-    join_room_with_history(&mut bob, "rust", 1).await;
-    let say = |text: String| json!({"type": "chat", "data": {"text": text, "room": "rust"}});
+    let (mut one, two, mut ann, mut bob) = chat_pair(&args).await;
     bob.send_json(say("m0".to_owned())).await;
     let (_, pos) = chat_texts(&mut ann, 1).await;
     assert_eq!(
@@ -672,6 +666,38 @@ async fn nodes_on_a_redis_cluster_carry_on_after_a_failover() {
     assert_eq!(got, expected);
 }
 
+/// Two chat processes started with `args`: Ann on the first, Bob on the second, both in room `rust`.
+async fn chat_pair(args: &[&str]) -> (Example, Example, WsClient, WsClient) {
+    let one = start_example("chat", args).await;
+    let two = start_example("chat", args).await;
+    let (mut ann, _) = one.join("ann").await;
+    let (mut bob, _) = two.join("bob").await;
+    join_room_with_history(&mut ann, "rust", 1).await;
+    join_room_with_history(&mut bob, "rust", 1).await;
+    (one, two, ann, bob)
+}
+
+/// A chat message to room `rust`.
+fn say(text: String) -> Value {
+    json!({"type": "chat", "data": {"text": text, "room": "rust"}})
+}
+
+/// Bob sends `m<n>` for each `n`, pausing 1 ms every four; he is handed back when all are sent.
+fn send_burst(
+    mut bob: WsClient,
+    numbers: std::ops::Range<u32>,
+) -> tokio::task::JoinHandle<WsClient> {
+    tokio::spawn(async move {
+        for n in numbers {
+            bob.send_json(say(format!("m{n}"))).await;
+            if n % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        bob
+    })
+}
+
 /// Bob, on the second of two chat processes on a Redis Cluster, sends 400 messages to a room with history
 /// (pausing 1 ms every four); the master that keeps the room is killed 60 ms in. Returns what Ann, on
 /// the first process, received (texts and offsets, in order) and the texts the room's history holds
@@ -692,26 +718,12 @@ async fn chat_through_a_failover(wait_for_replica: bool) -> (Vec<(String, u64)>,
     if wait_for_replica {
         args.extend(["--redis-wait", "1"]);
     }
-    let one = start_example("chat", &args).await;
-    let two = start_example("chat", &args).await;
-    let (mut ann, _) = one.join("ann").await;
-    let (mut bob, _) = two.join("bob").await;
-    join_room_with_history(&mut ann, "rust", 1).await;
-    join_room_with_history(&mut bob, "rust", 1).await;
-    let say = |text: String| json!({"type": "chat", "data": {"text": text, "room": "rust"}});
+    let (_one, _two, mut ann, mut bob) = chat_pair(&args).await;
     bob.send_json(say("m0".to_owned())).await;
     let (first, pos) = chat_texts(&mut ann, 1).await;
     assert_eq!(first, ["m0"], "the room works");
 
-    let sender = tokio::spawn(async move {
-        for n in 1..400 {
-            bob.send_json(say(format!("m{n}"))).await;
-            if n % 4 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        bob
-    });
+    let sender = send_burst(bob, 1..400);
     tokio::time::sleep(Duration::from_millis(60)).await;
     cluster.kill_master_of("ws:v3:{g:rust}:history").await;
     let _bob = sender.await.expect("bob sent everything");
@@ -795,22 +807,8 @@ async fn a_slot_migrated_mid_traffic_loses_nothing_of_a_room_with_history() {
         "--rate-limit",
         "0",
     ];
-    let one = start_example("chat", &args).await;
-    let two = start_example("chat", &args).await;
-    let (mut ann, _) = one.join("ann").await;
-    let (mut bob, _) = two.join("bob").await;
-    join_room_with_history(&mut ann, "rust", 1).await;
-    join_room_with_history(&mut bob, "rust", 1).await;
-    let say = |text: String| json!({"type": "chat", "data": {"text": text, "room": "rust"}});
-    let sender = tokio::spawn(async move {
-        for n in 0..300 {
-            bob.send_json(say(format!("m{n}"))).await;
-            if n % 4 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        bob
-    });
+    let (_one, two, mut ann, bob) = chat_pair(&args).await;
+    let sender = send_burst(bob, 0..300);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let key = "ws:v3:{g:rust}:history";
     let before = cluster.master_of(key).await;

@@ -232,22 +232,11 @@ impl Publisher<'_> {
             let key = config.membership_key(&shared.node);
             self.store_clients(pipes.on(&key), touched);
         }
-        if config.replicas.is_none() {
-            let publish = publish_command(conn.is_cluster());
-            for unsent in &fresh {
-                let admitted = self.admissions.admitted(&unsent.group);
-                history::invoke(
-                    shared,
-                    &mut pipes,
-                    &self.script,
-                    self.seq,
-                    unsent,
-                    admitted,
-                    publish,
-                );
-            }
-        }
+        let first = self.unsent.len();
         self.unsent.extend(fresh);
+        if config.replicas.is_none() {
+            self.keep(&mut pipes, first, publish_command(conn.is_cluster()));
+        }
         if let Err(e) = pipes.run(conn).await {
             if changes {
                 shared.outbox.changes_lost.store(true, Relaxed);
@@ -274,19 +263,7 @@ impl Publisher<'_> {
             let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
             self.admissions.refresh(shared, conn, groups).await?;
             let mut pipes = Pipelines::new(conn.is_cluster());
-            let publish = publish_command(conn.is_cluster());
-            for unsent in &self.unsent {
-                let admitted = self.admissions.admitted(&unsent.group);
-                history::invoke(
-                    shared,
-                    &mut pipes,
-                    &self.script,
-                    self.seq,
-                    unsent,
-                    admitted,
-                    publish,
-                );
-            }
+            self.keep(&mut pipes, 0, publish_command(conn.is_cluster()));
             pipes.run(conn).await?;
         }
         shared
@@ -295,6 +272,23 @@ impl Publisher<'_> {
             .fetch_add(self.unsent.len() as u64, Relaxed);
         self.unsent.clear();
         Ok(())
+    }
+
+    /// Adds the history script for the unsent frames from `first` on, publishing with `publish` (or
+    /// returning the packet, with `publish` empty).
+    fn keep(&self, pipes: &mut Pipelines, first: usize, publish: &str) {
+        for unsent in &self.unsent[first..] {
+            let admitted = self.admissions.admitted(&unsent.group);
+            history::invoke(
+                self.shared,
+                pipes,
+                &self.script,
+                self.seq,
+                unsent,
+                admitted,
+                publish,
+            );
+        }
     }
 
     /// Keeps the unsent history frames, waits until the configured number of replicas of each master
@@ -308,18 +302,7 @@ impl Publisher<'_> {
         let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
         self.admissions.refresh(shared, conn, groups).await?;
         let mut keep = Pipelines::new(conn.is_cluster());
-        for unsent in &self.unsent {
-            let admitted = self.admissions.admitted(&unsent.group);
-            history::invoke(
-                shared,
-                &mut keep,
-                &self.script,
-                self.seq,
-                unsent,
-                admitted,
-                "",
-            );
-        }
+        self.keep(&mut keep, 0, "");
         keep.each(|pipe| {
             pipe.cmd("WAIT").arg(replicas).arg(millis(timeout));
         });
