@@ -39,6 +39,23 @@ fn alone(srv: &TestServer) -> bool {
     srv.server.stats().backplane.map(|s| s.nodes) == Some(0) && srv.server.groups().is_empty()
 }
 
+/// A client of `a` and one of `b`, both in `room`, once each node sees both.
+async fn members_of_room(
+    a: &TestServer,
+    b: &TestServer,
+) -> ((WsClient, String), (WsClient, String)) {
+    let (mut a1, a1_id) = client(a).await;
+    let (mut b1, b1_id) = client(b).await;
+    join(&mut a1, "room").await;
+    join(&mut b1, "room").await;
+    eventually("each node sees both members", || async {
+        member_ids(a, "room") == ids(&[&a1_id, &b1_id])
+            && member_ids(b, "room") == ids(&[&a1_id, &b1_id])
+    })
+    .await;
+    ((a1, a1_id), (b1, b1_id))
+}
+
 /// Group sends, broadcasts and direct sends reach clients on the other node, exactly once, with `except`
 /// (one client or several) honoured there too; presence (`group_members`, `groups`) spans both nodes and forgets a client that
 /// disconnected; a direct send to an id no node has is `not_found`; `join_group`/`leave_group` of a client
@@ -48,16 +65,8 @@ async fn sends_and_presence_span_nodes() {
     let redis = RedisServer::start().await;
     let cfg = fast(&redis.url());
     let (a, b) = pair(&cfg).await;
-    let (mut a1, a1_id) = client(&a).await;
-    let (mut b1, b1_id) = client(&b).await;
+    let ((mut a1, a1_id), (mut b1, b1_id)) = members_of_room(&a, &b).await;
     let (mut b2, b2_id) = client(&b).await;
-    join(&mut a1, "room").await;
-    join(&mut b1, "room").await;
-    eventually("each node sees both members", || async {
-        member_ids(&a, "room") == ids(&[&a1_id, &b1_id])
-            && member_ids(&b, "room") == ids(&[&a1_id, &b1_id])
-    })
-    .await;
     assert_eq!(a.server.groups(), ["room"]);
     assert_eq!(a.server.group_count(), 1);
     assert_eq!(
@@ -600,15 +609,7 @@ async fn nodes_on_a_redis_cluster_carry_on_after_a_failover() {
     let a = spawn(node(&cfg)).await;
     let b = spawn(node(&cfg)).await;
     linked(&[&a.server, &b.server], 1).await;
-    let (mut a1, a1_id) = client(&a).await;
-    let (mut b1, b1_id) = client(&b).await;
-    join(&mut a1, "room").await;
-    join(&mut b1, "room").await;
-    eventually("each node sees both members", || async {
-        member_ids(&a, "room") == ids(&[&a1_id, &b1_id])
-            && member_ids(&b, "room") == ids(&[&a1_id, &b1_id])
-    })
-    .await;
+    let ((mut a1, a1_id), (mut b1, b1_id)) = members_of_room(&a, &b).await;
     a1.send_json(json!({"type": "to_group", "data": {"group": "room", "text": "hi"}}))
         .await;
     let hi = json!({"type": "room", "data": "hi", "from": a1_id});
