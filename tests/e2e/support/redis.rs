@@ -300,43 +300,32 @@ impl RedisCluster {
 
     /// The port of the master that serves `key`'s slot now, if one does.
     async fn serving(&self, key: &str) -> Option<u16> {
+        let slot = self.slot_of(key).await;
+        self.masters()
+            .await
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|range| range.contains(&slot)))
+            .map(|(port, _)| port)
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    async fn slot_of(&self, key: &str) -> u16 {
         let reply = Self::command_on(self.any(), &[b"CLUSTER", b"KEYSLOT", key.as_bytes()]).await;
-        let slot: u16 = String::from_utf8_lossy(&reply)
-            .trim()
-            .trim_start_matches(':')
-            .parse()
-            .expect("a slot number");
-        let nodes = Self::command_on(self.any(), &[b"CLUSTER", b"NODES"]).await;
-        for line in String::from_utf8_lossy(&nodes).lines() {
-            let fields: Vec<&str> = line.split(' ').collect();
-            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
-                continue;
-            }
-            let serves = fields[8..].iter().any(|range| {
-                let mut ends = range.split('-').filter_map(|n| n.parse::<u16>().ok());
-                match (ends.next(), ends.next()) {
-                    (Some(a), Some(b)) => (a..=b).contains(&slot),
-                    (Some(a), None) => a == slot,
-                    _ => false,
-                }
-            });
-            if serves {
-                let port = fields[1].split([':', '@']).nth(1).expect("a port");
-                return Some(port.parse().expect("a port number"));
-            }
-        }
-        None
+        u16::try_from(Self::integer(&reply)).expect("a slot number")
     }
 
     /// Moves the slot of `key` from its master to another one, keys and all (`CLUSTER SETSLOT`
     /// IMPORTING/MIGRATING, `MIGRATE`, then `SETSLOT NODE` on every master), as `redis-cli --cluster
     /// reshard` does; returns the new master's port.
     pub(crate) async fn migrate_slot_of(&self, key: &str) -> u16 {
-        let slot = Self::integer(
-            &Self::command_on(self.any(), &[b"CLUSTER", b"KEYSLOT", key.as_bytes()]).await,
-        );
+        let slot = self.slot_of(key).await;
         let source = self.master_of(key).await;
-        let masters = self.masters().await;
+        let masters: Vec<u16> = self
+            .masters()
+            .await
+            .into_iter()
+            .map(|(port, _)| port)
+            .collect();
         let target = *masters
             .iter()
             .find(|p| **p != source)
@@ -394,16 +383,27 @@ impl RedisCluster {
         target
     }
 
-    /// The ports of the masters that are up.
-    async fn masters(&self) -> Vec<u16> {
+    /// The masters that are up (`CLUSTER NODES`): each one's port and the slot ranges it serves.
+    async fn masters(&self) -> Vec<(u16, Vec<std::ops::RangeInclusive<u16>>)> {
         let nodes = Self::command_on(self.any(), &[b"CLUSTER", b"NODES"]).await;
         String::from_utf8_lossy(&nodes)
             .lines()
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split(' ').collect();
-                (fields.len() >= 8 && fields[2].contains("master") && !fields[2].contains("fail"))
-                    .then(|| fields[1].split([':', '@']).nth(1)?.parse().ok())
-                    .flatten()
+                if fields.len() < 8 || !fields[2].contains("master") || fields[2].contains("fail") {
+                    return None;
+                }
+                let port = fields[1].split([':', '@']).nth(1)?.parse().ok()?;
+                let ranges = fields[8..]
+                    .iter()
+                    .filter_map(|range| {
+                        let mut ends = range.split('-').map(str::parse::<u16>);
+                        let first = ends.next()?.ok()?;
+                        let last = ends.next().map_or(Some(first), Result::ok)?;
+                        Some(first..=last)
+                    })
+                    .collect();
+                Some((port, ranges))
             })
             .collect()
     }
