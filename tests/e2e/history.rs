@@ -685,3 +685,30 @@ async fn frames_sent_right_after_a_redis_restart_reach_every_member_once() {
         member.expect_silence(Duration::from_millis(300)).await;
     }
 }
+
+/// With `wait_for_replicas` on a Redis that has no replica (README "Failover"), each frame waits out its
+/// timeout, is delivered anyway with its position, and is counted in `unreplicated`, once per frame.
+#[tokio::test]
+async fn frames_delivered_before_a_replica_had_them_are_counted() {
+    let redis = RedisServer::start().await;
+    let config = RedisConfig::new(&redis.url())
+        .unwrap()
+        .heartbeat_interval(Duration::from_millis(100))
+        .wait_for_replicas(1, Duration::from_millis(20));
+    let srv = spawn(
+        history_server(History::new()).backplane(move |local| RedisBackplane::start(local, config)),
+    )
+    .await;
+    let mut client = connect(&srv).await;
+    join_and_position(&mut client, "room").await;
+    for n in 0..3 {
+        client
+            .send_json(json!({"type": "shout", "data": {"group": "room", "n": n}}))
+            .await;
+    }
+    let (values, last) = said(&mut client, 3).await;
+    assert_eq!(values, [0, 1, 2]);
+    assert_eq!(last["offset"], 3, "{last}");
+    let unreplicated = || srv.server.stats().backplane.unwrap().unreplicated;
+    assert_eq!(unreplicated(), 3);
+}

@@ -308,20 +308,26 @@ impl Publisher<'_> {
         });
         let replies = keep.run_collecting(conn).await?;
         let mut publish = Pipelines::new(conn.is_cluster());
+        // Each slot's replies are its packets (nil for a frame taken before), then its `WAIT`'s count.
+        let mut waited = 0;
         for reply in replies {
             match reply {
                 redis::Value::BulkString(packet) => {
-                    // Nil for a frame taken before; the packet names its group.
+                    // The packet names its group.
                     if let Some(wire::Packet {
                         op: Op::History { group, .. },
                         ..
                     }) = wire::decode(&packet)
                     {
                         publish.publish(&shared.config.channel_group(&group), packet);
+                        waited += 1;
                     }
                 }
-                redis::Value::Int(acknowledged) if (acknowledged as usize) < replicas => {
-                    shared.counters.unreplicated.fetch_add(1, Relaxed);
+                redis::Value::Int(acknowledged) => {
+                    if (acknowledged as usize) < replicas {
+                        shared.counters.unreplicated.fetch_add(waited, Relaxed);
+                    }
+                    waited = 0;
                 }
                 _ => {}
             }
