@@ -162,7 +162,9 @@ impl Publisher<'_> {
                 _ => None,
             })
             .collect();
-        self.admissions.refresh(shared, conn, histories).await?;
+        if !histories.is_empty() {
+            self.admissions.refresh(shared, conn, histories).await?;
+        }
         let mut fresh = Vec::new();
         for (message, size) in self.batch.drain(..) {
             shared.outbox.queued_bytes.fetch_sub(size, Relaxed);
