@@ -1,13 +1,14 @@
 //! Delivery to clients that are behind (README "Slow clients and delivery policies"): the send queue's
 //! bounds in bytes and lag, and the `volatile` and `latest` policies of outbound variants.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use ws_core::delivery::Delivery;
 use ws_core::handler::Request;
 use ws_core::protocol::{Frame, Message};
-use ws_core::{Config, Error, Server, ws_messages};
+use ws_core::{Client, Config, Error, Server, ws_messages};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -278,4 +279,65 @@ async fn socket_unsent_bytes_keeps_the_backlog_in_the_send_queue() {
     }
     assert_eq!(srv.server.stats().slow_consumer_drops, 1);
     drop(stalled);
+}
+
+/// Six clients sending to one room at once, their handlers on different worker threads: every member gets
+/// every line, each sender's lines in the order it sent them, and no member is dropped as a slow consumer,
+/// since both read all they are sent (README "Slow clients and delivery policies").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_keep_their_order_and_no_reader_is_dropped() {
+    const SENDERS: usize = 6;
+    const LINES: u64 = 1500;
+    // Lines a sender sends before it waits for a reply: well within `inbound_queue_capacity`.
+    const WINDOW: u64 = 50;
+    let srv = spawn(
+        Server::builder(config().message_rate_limit(0))
+            .on("join", |c: Client| async move { c.join("r") })
+            .on("say", |c: Client, m: Message| async move {
+                c.to("r")
+                    .send(Message::new("line", m.data).with_from(c.id().as_str()));
+            })
+            .on("sync", || async {}),
+    )
+    .await;
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let mut listener = srv.connect().await;
+        listener.send_json(json!({"type": "join", "id": 1})).await;
+        assert_eq!(listener.recv().await["type"], "$reply");
+        listeners.push(tokio::spawn(async move {
+            let mut next: HashMap<String, u64> = HashMap::new();
+            for _ in 0..SENDERS as u64 * LINES {
+                let frame = listener.recv().await;
+                let from = frame["from"].as_str().expect("from").to_owned();
+                let n = frame["data"].as_u64().expect("line number");
+                let expected = next.entry(from.clone()).or_default();
+                assert_eq!(n, *expected, "line of {from} out of order or missing");
+                *expected += 1;
+            }
+            next
+        }));
+    }
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let mut sender = srv.connect().await;
+        senders.push(tokio::spawn(async move {
+            for window in 0..LINES / WINDOW {
+                for n in window * WINDOW..(window + 1) * WINDOW {
+                    sender.send_json(json!({"type": "say", "data": n})).await;
+                }
+                let answer = sender.ask("sync", Value::Null, window).await;
+                assert_eq!(answer["type"], "$reply");
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    for listener in listeners {
+        let next = listener.await.expect("listener got every line in order");
+        assert_eq!(next.len(), SENDERS);
+        assert!(next.values().all(|&n| n == LINES), "{next:?}");
+    }
+    assert_eq!(srv.server.stats().slow_consumer_drops, 0);
 }

@@ -49,7 +49,11 @@ pub(crate) fn cost(message: &Message) -> usize {
 }
 
 /// When a frame was queued: milliseconds since the process's first stamp, in 4 bytes rather than an
-/// `Instant`'s 16, since every queued frame carries one. Differences wrap correctly for 24 days.
+/// `Instant`'s 16, since every queued frame carries one. Differences are exact for 24 days either way.
+///
+/// Stamps do not follow the order of the pushes: a fan-out reads the clock once, then walks its
+/// recipients, while other threads queue frames stamped later. So a difference is signed, and a stamp
+/// older than the one it is compared with is no time at all, never a wrapped-around 49 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp(u32);
 
@@ -61,8 +65,10 @@ impl Stamp {
         Self(epoch.elapsed().as_millis() as u32)
     }
 
+    /// Milliseconds from `earlier` to `self`; 0 when `earlier` is in fact later.
     pub(crate) fn millis_since(self, earlier: Self) -> u32 {
-        self.0.wrapping_sub(earlier.0)
+        // The wrapped difference read as signed: exact for any two stamps less than 24 days apart.
+        u32::try_from(self.0.wrapping_sub(earlier.0).cast_signed()).unwrap_or(0)
     }
 }
 
@@ -395,6 +401,24 @@ mod tests {
             Ok(Pushed::Queued),
             "caught up"
         );
+    }
+
+    /// A fan-out reads the clock once, before it walks its recipients; meanwhile another thread may queue
+    /// a frame stamped a millisecond later. That frame is younger than the fan-out's stamp, not 49 days
+    /// old: the push goes through.
+    #[test]
+    fn a_frame_stamped_after_the_pushers_clock_read_is_no_lag() {
+        let t0 = Stamp::now();
+        let q = queue(1 << 20);
+        assert_eq!(
+            q.push_frame(&Frame::text("later"), Stamp(t0.0 + 1)),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(
+            q.push_frame(&Frame::text("fan-out"), t0),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(texts(&q), ["later", "fan-out"]);
     }
 
     #[test]
