@@ -153,8 +153,9 @@ async fn untyped_frames_carry_a_policy_through_a_broadcast() {
     assert_eq!(srv.server.stats().coalesced, 18);
 }
 
-/// A client that stops reading is dropped once its oldest queued frame has waited `send_queue_max_lag`,
-/// while a client that pauses for less than that and catches up is kept and misses nothing.
+/// A client that stops reading is dropped once its socket has refused the server's writes for
+/// `send_queue_max_lag`, while a client that pauses for less than that and catches up is kept and misses
+/// nothing.
 #[tokio::test]
 async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
     const FRAME: usize = 256 * 1024;
@@ -226,6 +227,33 @@ async fn a_stalled_reader_is_dropped_and_a_briefly_lagging_one_is_kept() {
     .await
     .expect("the stalled connection ended");
     assert!(end.contains("Connection reset by peer"), "{end}");
+}
+
+/// A client is not dropped for the server's own backlog: frames that waited past `send_queue_max_lag`
+/// because the server was busy (here a handler holding the only worker thread, so the write task cannot
+/// run) are all delivered, since the client's socket took every write it was offered.
+#[tokio::test]
+async fn frames_waiting_for_a_busy_server_do_not_drop_a_client_that_reads() {
+    let srv = spawn(
+        Server::builder(config().send_queue_max_lag(Duration::from_millis(50))).on(
+            "go",
+            |req: Request| async move {
+                for n in 0..4 {
+                    req.client().send(Message::new("n", json!(n)))?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok::<_, Error>(())
+            },
+        ),
+    )
+    .await;
+    let mut client = srv.connect().await;
+    client.send_json(json!({"type": "go", "id": 1})).await;
+    let frames = recv_n(&mut client, 5).await;
+    let numbers: Vec<_> = frames[..4].iter().map(|f| f["data"].clone()).collect();
+    assert_eq!(numbers, [json!(0), json!(1), json!(2), json!(3)]);
+    assert_eq!(frames[4], json!({"type": "$reply", "id": 1, "data": null}));
+    assert_eq!(srv.server.stats().slow_consumer_drops, 0);
 }
 
 /// The stats, and their metrics page, count what the policies did per reason.

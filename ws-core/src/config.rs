@@ -8,7 +8,7 @@
 //! | `allowed_hosts` | empty (any `Host`) | HTTP 403 before the upgrade |
 //! | `max_message_size` | 512 KiB | close 1009 |
 //! | `message_rate_limit` / `message_burst_size` | 100/s, burst 200 (rate 0 = off) | close 1008 "rate limit exceeded" |
-//! | `send_queue_max_bytes` / `send_queue_max_lag` | 1 MiB / 5 s | the client is dropped as a slow consumer (close 1008, best effort) |
+//! | `send_queue_max_bytes` / `send_queue_max_lag` | 1 MiB waiting / 5 s of its socket refusing writes | the client is dropped as a slow consumer (close 1008, best effort) |
 //! | `send_queue_volatile_bytes` | 64 KiB | volatile messages to that client are skipped while its queue holds more |
 //! | `inbound_queue_capacity` / `inbound_queue_max_bytes` | 256 frames / 256 KiB waiting for their handler | the frame is refused: a request gets `$error` `overloaded`, another frame an `$error` `overloaded` without `id` (raw mode: close 1008) |
 //! | `ping_interval` / `pong_timeout` | 30 s / 60 s | connection closed, `on_disconnect` runs |
@@ -37,12 +37,18 @@
 //!
 //! # A burst, and a client that stopped reading
 //!
-//! A client that falls behind during a burst and catches up is never dropped while its oldest queued
-//! frame has waited less than `send_queue_max_lag` and its queue holds less than `send_queue_max_bytes`.
+//! A client is dropped for what it does, not for what the server does: how long frames have waited in
+//! its queue is no bound, since a server short of CPU makes every queue wait at once, and dropping its
+//! clients for that would turn a latency spike into a reconnect storm. A client that falls behind during
+//! a burst, or while the server is busy, is never dropped while its queue holds less than
+//! `send_queue_max_bytes` and its socket has not refused the server's writes for `send_queue_max_lag`
+//! straight (counted from a write the kernel could not take, and started again whenever it takes bytes).
 //! A client that stops reading is dropped at the first of: its queue passing `send_queue_max_bytes`; a
-//! frame queued for it once its oldest queued frame has waited `send_queue_max_lag` (frames first fill
-//! the kernel's socket buffers, then wait in the queue); a write blocked for `write_timeout`; or
-//! `ping_interval` + `pong_timeout` without a pong.
+//! frame queued for it once its socket has taken nothing for `send_queue_max_lag` (frames first fill the
+//! kernel's socket buffers, up to 4 MiB on Linux, then wait in the queue); a write blocked for
+//! `write_timeout`; or `ping_interval` + `pong_timeout` without a pong. A server so far behind that a
+//! client that reads everything has `send_queue_max_bytes` waiting for it drops that client too: the
+//! byte bound is the hard cap on what one client makes the server hold, whatever the reason.
 //!
 //! [`Config::validate`] rejects combinations that cannot work; [`ServerBuilder::build`](crate::ServerBuilder::build)
 //! calls it, so a bad config fails at start-up, never under load.
@@ -129,8 +135,9 @@ pub struct Config {
     /// Bytes waiting to be written to one client, each frame counting its length plus 64 bytes; past it
     /// the client is dropped as a slow consumer. Default 1 MiB.
     pub send_queue_max_bytes: usize,
-    /// How long the oldest frame waiting for one client may wait; a frame sent to a client that is
-    /// behind by more drops it as a slow consumer. Default 5 s.
+    /// How long one client's socket may refuse the server's writes (the kernel taking none of the bytes
+    /// offered, since the client does not read) before a frame sent to it drops it as a slow consumer.
+    /// Frames that wait because the server is busy do not count. Default 5 s.
     pub send_queue_max_lag: Duration,
     /// Bytes waiting for one client past which `volatile` messages to it are skipped. Default 64 KiB.
     pub send_queue_volatile_bytes: usize,

@@ -114,7 +114,7 @@
 //! | binary frame | close 1003 |
 //! | text that is not a JSON object with a string `type` (or with a bad `id`) | close 1007 |
 //! | over the rate limit | close 1008 "rate limit exceeded" |
-//! | send queue behind past `send_queue_max_lag` or `send_queue_max_bytes` | client dropped (close 1008, or a reset if its socket cannot take it) |
+//! | send queue past `send_queue_max_bytes`, or its socket refusing writes for `send_queue_max_lag` | client dropped (close 1008, or a reset if its socket cannot take it) |
 //! | too many frames waiting for the client's handler | `$error` `overloaded`, the connection stays |
 //! | no pong within `pong_timeout` / a write blocked past `write_timeout` | connection closed |
 //! | unknown `type` | dropped and counted; a request gets `$error` `unknown_type` |

@@ -6,12 +6,19 @@
 //! that knows it must reconnect and resynchronise. This is the same trade as tokio's broadcast channel
 //! reporting `Lagged`, made at the connection level.
 //!
-//! The bounds tell a burst from a stuck client. A healthy client falls behind for a moment when a burst
-//! arrives faster than it reads, and catches up; a stuck one stops taking frames. So the queue is bounded by
-//! how long its oldest frame has waited (`send_queue_max_lag`) and by its size in bytes
-//! (`send_queue_max_bytes`, each frame counting its length plus [`ENTRY_COST`] for its slot), not by a
-//! frame count that a burst of small frames reaches in milliseconds. One frame larger than the whole byte
-//! bound is still accepted into an empty queue, so a big reply is not undeliverable by construction.
+//! The bounds tell a client that does not read from a server that is behind. A healthy client falls
+//! behind for a moment when a burst arrives faster than it reads, and catches up; a server short of CPU
+//! falls behind on every client at once, and its write tasks wait for their turn, not for their sockets;
+//! a stuck client stops taking bytes. Only the last is the client's doing, and only the client's socket
+//! shows it: so a client is dropped once its socket has refused the server's writes for
+//! `send_queue_max_lag` straight ([`WriteStall`]: the time is counted from the write the kernel could not
+//! take, and starts again whenever it takes bytes), or once its queue would pass `send_queue_max_bytes`
+//! (each frame counting its length plus [`ENTRY_COST`] for its slot), the hard cap on what one client can
+//! make the server hold, whatever the reason it is behind. How long frames have waited in the queue is
+//! not a bound: under overload every queue's frames wait, and dropping the clients for the server's own
+//! backlog would turn a latency spike into mass disconnects and reconnect storms. One frame larger than the
+//! whole byte bound is still accepted into an empty queue, so a big reply is not undeliverable by
+//! construction.
 //!
 //! Delivery policies are applied here, per recipient: a volatile frame is skipped when the queue is past
 //! `send_queue_volatile_bytes`, and a latest-value frame replaces a waiting frame with the same key in place
@@ -26,7 +33,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -72,9 +80,40 @@ impl Stamp {
     }
 }
 
+/// Since when the client's socket has refused the server's writes: set by the socket when a write finds
+/// the kernel's buffers full, cleared as soon as the kernel takes bytes again. Shared by the client's
+/// queue, which reads it on every push, and its socket, which writes it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteStall(Arc<AtomicU32>);
+
+impl WriteStall {
+    /// The socket could not take a write as of `now`; an earlier refusal not since ended stands.
+    pub(crate) fn refused(&self, now: Stamp) {
+        if self.0.load(Ordering::Relaxed) == 0 {
+            // 0 means "not refusing": the first millisecond of the epoch counts as the second.
+            self.0.store(now.0.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The socket took bytes: whatever it refused before, it is draining.
+    pub(crate) fn progressed(&self) {
+        if self.0.load(Ordering::Relaxed) != 0 {
+            self.0.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// For how long, as of `now`, the socket has refused writes without taking a byte; 0 when it is not.
+    fn millis(&self, now: Stamp) -> u32 {
+        match self.0.load(Ordering::Relaxed) {
+            0 => 0,
+            since => now.millis_since(Stamp(since)),
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// Past a bound: the client is behind for too long or by too much.
+    /// Past a bound: the client's socket refused writes for too long, or its queue holds too much.
     Full,
     Closed,
 }
@@ -100,6 +139,7 @@ pub(crate) struct Bounds {
 #[derive(Debug)]
 pub(crate) struct SendQueue {
     state: Mutex<State>,
+    stall: WriteStall,
     max_bytes: usize,
     max_lag_ms: u32,
     volatile_bytes: usize,
@@ -213,6 +253,7 @@ impl SendQueue {
     pub(crate) fn new(bounds: Bounds) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            stall: WriteStall::default(),
             max_bytes: bounds.max_bytes,
             max_lag_ms: u32::try_from(bounds.max_lag.as_millis())
                 .unwrap_or(u32::MAX)
@@ -240,12 +281,8 @@ impl SendQueue {
         if state.closed {
             return Err(PushError::Closed);
         }
-        // A client whose oldest frame waits too long is stuck, whatever the new frame's policy.
-        if state
-            .entries
-            .front()
-            .is_some_and(|oldest| now.millis_since(oldest.queued) > self.max_lag_ms)
-        {
+        // A client whose socket has taken nothing for that long is stuck, whatever the new frame's policy.
+        if self.stall.millis(now) > self.max_lag_ms {
             return Err(PushError::Full);
         }
         let (message, latest) = match delivery {
@@ -276,6 +313,11 @@ impl SendQueue {
             writer.wake();
         }
         Ok(Pushed::Queued)
+    }
+
+    /// What the client's socket reports its refused writes to.
+    pub(crate) fn write_stall(&self) -> WriteStall {
+        self.stall.clone()
     }
 
     /// Waits for frames and moves up to `max` of them into `batch`; returns how many, and when the first of
@@ -383,42 +425,47 @@ mod tests {
     }
 
     #[test]
-    fn bounded_in_lag_of_the_oldest_frame() {
+    fn bounded_by_how_long_the_socket_refused_writes_not_by_how_long_frames_wait() {
         let t0 = Stamp::now();
         let q = queue(1 << 20);
+        let stall = q.write_stall();
         assert_eq!(q.push_frame(&Frame::text("a"), t0), Ok(Pushed::Queued));
-        let t1 = Stamp(t0.0 + 900);
         assert_eq!(
-            q.push_frame(&Frame::text("b"), t1),
+            q.push_frame(&Frame::text("b"), Stamp(t0.0 + 60_000)),
             Ok(Pushed::Queued),
-            "a burst within the lag"
+            "a frame waiting a minute for a writer that did not run is the server's backlog"
         );
-        let late = Stamp(t0.0 + 1001);
-        assert_eq!(q.push_frame(&Frame::text("c"), late), Err(PushError::Full));
-        assert_eq!(texts(&q), ["a", "b"]);
+        stall.refused(Stamp(t0.0 + 60_000));
+        stall.refused(Stamp(t0.0 + 60_500));
         assert_eq!(
-            q.push_frame(&Frame::text("c"), late),
+            q.push_frame(&Frame::text("c"), Stamp(t0.0 + 61_000)),
             Ok(Pushed::Queued),
-            "caught up"
+            "refusing for 1 s is within the lag, counted from the first refusal"
         );
+        let late = Stamp(t0.0 + 61_001);
+        assert_eq!(q.push_frame(&Frame::text("d"), late), Err(PushError::Full));
+        stall.progressed();
+        assert_eq!(
+            q.push_frame(&Frame::text("d"), late),
+            Ok(Pushed::Queued),
+            "the socket took bytes again"
+        );
+        assert_eq!(texts(&q), ["a", "b", "c", "d"]);
     }
 
-    /// A fan-out reads the clock once, before it walks its recipients; meanwhile another thread may queue
-    /// a frame stamped a millisecond later. That frame is younger than the fan-out's stamp, not 49 days
+    /// A fan-out reads the clock once, before it walks its recipients; meanwhile the socket may have
+    /// refused a write a millisecond later. That refusal is younger than the fan-out's stamp, not 49 days
     /// old: the push goes through.
     #[test]
-    fn a_frame_stamped_after_the_pushers_clock_read_is_no_lag() {
+    fn a_refusal_stamped_after_the_pushers_clock_read_is_no_lag() {
         let t0 = Stamp::now();
         let q = queue(1 << 20);
-        assert_eq!(
-            q.push_frame(&Frame::text("later"), Stamp(t0.0 + 1)),
-            Ok(Pushed::Queued)
-        );
+        q.write_stall().refused(Stamp(t0.0 + 1));
         assert_eq!(
             q.push_frame(&Frame::text("fan-out"), t0),
             Ok(Pushed::Queued)
         );
-        assert_eq!(texts(&q), ["later", "fan-out"]);
+        assert_eq!(texts(&q), ["fan-out"]);
     }
 
     #[test]

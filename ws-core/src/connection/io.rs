@@ -8,6 +8,9 @@
 //!   a peer that trickles bytes, or sends the first fragments of a message and never its last one while
 //!   answering pings, would hold up to `max_message_size` for ever. Past the deadline the read fails with
 //!   [`MessageTimeout`] and the reader closes the connection with 1008.
+//! - **A client that stops reading is told from a server that is behind.** Each write the kernel refuses
+//!   (its buffers for the peer are full) and each one it takes are reported to the client's send queue
+//!   ([`WriteStall`]), which drops the client once its socket has taken nothing for `send_queue_max_lag`.
 //! - **Every frame can take a rate-limit token.** The protocol layer hands a fragmented message over as
 //!   one; the continuation frames it was made of are counted here ([`FrameCounter`]) so the reader
 //!   charges them too.
@@ -25,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::compression::inflate::Inflater;
+use crate::send_queue::{Stamp, WriteStall};
 use crate::server::Inner;
 
 /// The error a read fails with once a message has taken longer than `message_timeout` to arrive.
@@ -199,6 +203,8 @@ pub(crate) struct CountingIo {
     frames: FrameTracker,
     /// For a client that compresses: the stream as the frame parser reads it, inflated.
     inflater: Option<Box<Inflater>>,
+    /// Where refused and accepted writes are reported, once the socket is its client's.
+    stall: Option<WriteStall>,
 }
 
 enum UpgradedIo {
@@ -247,12 +253,18 @@ impl CountingIo {
             server,
             frames: FrameTracker::new(),
             inflater: None,
+            stall: None,
         }
     }
 
     /// The client's continuation frames not yet charged to its rate limit.
     pub(crate) fn continuations(&self) -> FrameCounter {
         self.frames.continuations.clone()
+    }
+
+    /// Reports the writes the kernel refuses and takes to `stall`, the client's send queue's.
+    pub(crate) fn report_writes_to(&mut self, stall: WriteStall) {
+        self.stall = Some(stall);
     }
 
     /// Makes closing the socket send a reset instead of a FIN behind unsent data: for a connection given
@@ -354,11 +366,22 @@ impl AsyncWrite for CountingIo {
             UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
             UpgradedIo::Other(io) => io.as_mut().poll_write(cx, buf),
         };
-        if let Poll::Ready(Ok(n)) = polled {
-            self.server
-                .stats
-                .bytes_sent
-                .fetch_add(n as u64, Ordering::Relaxed);
+        match polled {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.server
+                    .stats
+                    .bytes_sent
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(stall) = &self.stall {
+                    stall.progressed();
+                }
+            }
+            Poll::Pending => {
+                if let Some(stall) = &self.stall {
+                    stall.refused(Stamp::now());
+                }
+            }
+            _ => {}
         }
         polled
     }

@@ -146,13 +146,14 @@ impl Registered {
     /// The work up to the write task's start is done here, outside the returned future: an `async fn`
     /// keeps its arguments for its whole life, so taking the socket (336 bytes) as an argument would keep
     /// that space in every idle connection's task.
-    pub(crate) fn run(self, ws: Ws, slot: Slot) -> impl Future<Output = ()> + Send {
+    pub(crate) fn run(self, mut ws: Ws, slot: Slot) -> impl Future<Output = ()> + Send {
         let Self {
             server,
             client,
             span,
             ..
         } = self;
+        ws.get_mut().report_writes_to(client.queue().write_stall());
         let continuations = ws.get_ref().continuations();
         let (sink, stream) = ws.split();
         let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
