@@ -1,7 +1,9 @@
 //! The write task: drains the send queue in batches (feed every queued frame, flush once), pings, and
 //! watches the pong deadline.
 
-use std::pin::Pin;
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -197,16 +199,24 @@ async fn write_batch(
     let server = client.server_inner();
     let count = batch.len() as u64;
     let bytes: usize = batch.iter().map(send_queue::cost).sum();
-    let write = tokio::time::timeout(server.config.write_timeout, async {
-        for frame in batch.drain(..) {
-            sink.feed(frame).await?;
+    let written = {
+        let mut write = pin!(async {
+            for frame in batch.drain(..) {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        });
+        // Most batches go out in their first poll: the timer is armed only for a write the socket did not
+        // take at once, since registering and cancelling one per batch is a cost every delivery of a
+        // fan-out pays.
+        match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+            Poll::Ready(done) => Some(Ok(done)),
+            Poll::Pending => tokio::select! {
+                biased;
+                written = tokio::time::timeout(server.config.write_timeout, write) => Some(written),
+                () = aborted => None,
+            },
         }
-        sink.flush().await
-    });
-    let written = tokio::select! {
-        biased;
-        written = write => Some(written),
-        () = aborted => None,
     };
     batch.clear();
     client.queue().release(bytes);
