@@ -9,7 +9,10 @@ json.dump(rows, open(sys.argv[2], "w"), indent=2)
 METRICS = {
     "fanout": [("deliveries_per_sec", "deliveries/s", True), ("delivered_pct", "delivered %", True),
                ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("p999_ms", "p99.9 ms", False),
-               ("closed_1008", "closed 1008", False)],
+               ("closed_1008", "closed 1008", False), ("server_cpu_ns_per_delivery", "server CPU ns per delivery", False),
+               ("syscalls_per_delivery", "write syscalls per delivery", False)],
+    "floor": [("ns_per_delivery", "writer CPU ns per delivery", False), ("writes_per_delivery", "writes per delivery", False),
+              ("delivered_pct", "delivered %", True)],
     "stall": [("p99_ms", "others' p99 ms", False), ("delivered_pct", "others delivered %", True),
               ("p50_ms", "others' p50 ms", False), ("stalled_dropped_after_s", "stalled client dropped after s", False),
               ("closed_1008", "others closed 1008", False)],
@@ -33,10 +36,11 @@ METRICS = {
              ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("negotiated", "compressing subscribers", True)],
 }
 METRICS["idle-deflate"] = METRICS["idle"]
-METRICS["cross"] = METRICS["fanout"]
+METRICS["cross"] = METRICS["fanout"][:6]
 METRICS["recover-redis"] = METRICS["recover"]
 TITLES = {
     "fanout": "Fan-out: {0} subscribers in one group, one publisher at {1} msg/s (0: as fast as it can), {2} s, 128-byte payload",
+    "floor": "The syscall floor: a pre-framed 128-byte text frame written to {0} loopback sockets at {1} msg/s for {2} s by one thread, nothing else (bench/src/bin/syscall_floor.rs): one write per delivery, or one write per socket per 5 ms tick",
     "reqrep": "Request/reply: {0} clients in a closed loop, {1} s",
     "storm": "Connect storm: {0} connections, 64 at a time",
     "idle": "Idle memory: {0} connections (server RSS growth)",
@@ -55,7 +59,7 @@ out = []
 # Variants of one scenario (stall 0/1, cursor kinds) share a table: group by the scenario's own arguments.
 def base(args):
     kind, *params = args.split()
-    count = {"stall": 3, "cursors": 3, "chat": 3}.get(kind)
+    count = {"stall": 3, "cursors": 3, "chat": 3, "floor": 3}.get(kind)
     return " ".join([kind] + (params[:count] if count else params))
 
 def label(row):
