@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the test that replays their corpus: each takes
 //! bytes a client (or a peer node) chose and runs them through the real code. Not a stable API.
 //!
-//! The server behind [`dispatch`] and [`connection`] has typed handlers for integers of every width,
+//! The server behind [`dispatch`] and [`connection`](fn@connection) has typed handlers for integers of every width,
 //! optional and nested fields, a tuple variant, a request and a unit variant, untyped handlers that join,
 //! leave, broadcast and ask the client back, and small limits so the fuzzer reaches them. It runs on a
 //! current-thread runtime with paused time, so timers (pings, timeouts, deadlines) pass at once.

@@ -16,9 +16,26 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// A user's workspace in the system's temporary directory, removed when the test is done with it.
+struct Workspace(PathBuf);
+
+impl std::ops::Deref for Workspace {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A new workspace under the system's temporary directory, with the repository's profiles and lock file
 /// (what a user's workspace that depends on ws-core has), and `members` written file by file.
-fn workspace(name: &str, members: &[(&str, &[(&str, &str)])]) -> PathBuf {
+fn workspace(name: &str, members: &[(&str, &[(&str, &str)])]) -> Workspace {
     let root = std::env::temp_dir().join(format!("ws-codegen-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let repo_manifest: toml::Table = std::fs::read_to_string(repo().join("Cargo.toml"))
@@ -43,7 +60,7 @@ fn workspace(name: &str, members: &[(&str, &[(&str, &str)])]) -> PathBuf {
             write(&root.join(member), path, &text);
         }
     }
-    root
+    Workspace(root)
 }
 
 fn write(dir: &Path, path: &str, text: &str) {
