@@ -31,8 +31,10 @@ export type { InvalidFrame } from "./checked.js";
 export interface WsClient<P extends ProtocolShape> {
   /** The connection's state now. */
   readonly state: ConnectionState;
-  /** Sends a message; queued while disconnected. Throws {@link WsQueueFullError} when the queue is full, and
-   * {@link WsInvalidError} for data that does not fit the type (with the protocol's validators). */
+  /** Sends a message; queued while disconnected. Throws {@link WsQueueFullError} when the queue is full,
+   * {@link WsClosedError} once the client is closed for good (by `close`, or by a close the reconnect
+   * policy does not retry, such as 3409: the error names it), and {@link WsInvalidError} for data that
+   * does not fit the type (with the protocol's validators). */
   send<K extends TypeOf<P["client"]>>(type: K, ...data: DataArgs<DataOf<P["client"], K>>): void;
   /** Sends a request and resolves with its typed reply; rejects with {@link WsRequestError} (`code`),
    * {@link WsTimeoutError}, {@link WsClosedError}, or {@link WsInvalidError} for data or a reply that does

@@ -80,8 +80,11 @@ export class Connection {
   state: ConnectionState = "connecting";
   /** Counts sockets opened, so an answer computed on one is not sent on the next. */
   generation = 0;
-  /** Whether the application closed the client for good. */
+  /** Whether the client is closed for good: by the application, or by a close its reconnect policy does
+   * not retry (3409, the 4000 range, ... see {@link closeCodePolicy}), or past `maxAttempts`. */
   closed = false;
+  /** The close that ended the connection for good, when the server's (not the application's). */
+  ended: CloseInfo | undefined;
   private socket: WebSocketLike | undefined;
   /** Frames waiting for a socket; a request's frame carries its id, so it leaves with the request. */
   private readonly queue: { text: string; id?: number }[] = [];
@@ -131,7 +134,7 @@ export class Connection {
   /** Sends `text` now, or queues it until a socket opens. Throws {@link WsClosedError} once closed and
    * {@link WsQueueFullError} when the queue is full. */
   write(text: string, requestId?: number): void {
-    if (this.closed) throw new WsClosedError("the client is closed");
+    if (this.closed) throw this.closedError();
     if (this.state === "open" && this.socket?.readyState === OPEN) {
       this.socket.send(text);
       return;
@@ -153,9 +156,17 @@ export class Connection {
     return () => this.stateListeners.delete(listener);
   }
 
+  /** What a `send` or `request` after the end is refused with: it names the close that ended it. */
+  closedError(): WsClosedError {
+    const ended = this.ended;
+    if (!ended) return new WsClosedError("the client is closed");
+    const why = `${ended.code}${ended.reason ? `: ${ended.reason}` : ""}`;
+    return new WsClosedError(`the connection ended for good (${why}); it is not reconnected`);
+  }
+
   ready(): Promise<void> {
     if (this.state === "open") return Promise.resolve();
-    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.state === "closed") return Promise.reject(this.closedError());
     return new Promise((resolve, reject) => {
       const stop = this.onState((state) => {
         if (state === "open") {
@@ -163,7 +174,7 @@ export class Connection {
           resolve();
         } else if (state === "closed") {
           stop();
-          reject(new WsClosedError("the client is closed"));
+          reject(this.closedError());
         }
       });
     });
@@ -225,6 +236,10 @@ export class Connection {
     const policy = this.reconnect;
     const decision = policy?.onClose(code) ?? "stop";
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      // Final: what was queued and what is sent from now on fails at once, naming this close, rather than
+      // waiting for a socket that will never open.
+      this.closed = true;
+      this.ended = { code, reason };
       this.queue.length = 0;
       this.setState("closed", { code, reason });
       return;

@@ -5,7 +5,7 @@
 
 import type { Connection } from "./connection.js";
 import { ERROR, MAX_REQUEST_ID, REPLY, type Envelope } from "./envelope.js";
-import { WsClosedError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
+import { WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 
 interface Pending {
   /** The request's type, to check its reply against. */
@@ -29,7 +29,7 @@ export class Requests {
 
   /** Sends request `type` with `data` and resolves with the answer's data, as `T`. */
   start<T>(type: string, data: unknown, timeoutMs = this.timeoutMs): Promise<T> {
-    if (this.connection.closed) return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.connection.closed) return Promise.reject(this.connection.closedError());
     if (this.pending.size >= this.maxPending) {
       return Promise.reject(new WsQueueFullError(`${this.maxPending} requests are already waiting`));
     }

@@ -129,6 +129,31 @@ test("close codes that mean the client is at fault stop reconnection; 1008 slows
   }
 });
 
+test("after a close the client does not retry, send and request fail at once, naming that close", async () => {
+  const server = await bareServer((socket) => socket.close(3409, "protocol mismatch: load the current client"));
+  const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 10 } });
+  try {
+    await new Promise<void>((resolve) => client.onState((state) => state === "closed" && resolve()));
+    for (let i = 0; i < 150; i++) {
+      // Past the 100 frames a queue would hold: none is queued for a socket that never comes.
+      assert.throws(
+        () => client.send("join", { room: "r" }),
+        (error: unknown) =>
+          error instanceof WsClosedError && /3409: protocol mismatch: load the current client/.test(error.message),
+      );
+    }
+    await assert.rejects(client.request("whoami"), (error: unknown) =>
+      error instanceof WsClosedError && /ended for good \(3409/.test(error.message),
+    );
+    await sleep(50);
+    assert.equal(server.connections(), 1);
+    assert.equal(server.received.length, 0);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
 test("a server request with no handler is answered at once with unknown_type", async () => {
   const server = await bareServer((socket) => socket.send(JSON.stringify({ type: "ask", id: 7, data: {} })));
   const client = chatClient(server.url);
