@@ -1,4 +1,4 @@
-// The npm package as a user gets it: `npm pack`, installed into a fresh project, imported by name (and its
+// The npm package as a user gets it: `npm pack` (with its README), installed into a fresh project, imported by name (and its
 // `/react` entry, beside React), its types resolved by `tsc` (a misuse of the client or of a hook is a type
 // error there too), and loaded by Node.
 import assert from "node:assert/strict";
@@ -18,6 +18,10 @@ test("the packed package installs into a fresh project, its types resolve and it
     execFileSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: sdk, stdio: "pipe" });
     const tarball = readdirSync(dir).find((f) => f.endsWith(".tgz"));
     assert.ok(tarball, "npm pack wrote a tarball");
+    const files = execFileSync("tar", ["-tzf", join(dir, tarball)], { encoding: "utf8" }).split("\n");
+    for (const file of ["package/README.md", "package/dist/index.js", "package/dist/react.d.ts"]) {
+      assert.ok(files.includes(file), `${file} in the package`);
+    }
     const project = join(dir, "app");
     mkdirSync(project);
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
