@@ -266,7 +266,28 @@ fn re_exported(path: &[String], re_exports: &[ReExport]) -> Option<Vec<String>> 
 mod tests {
     use super::*;
 
-    fn tree(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    /// Source files in the system's temporary directory, removed when the test is done; derefs to the
+    /// path of their `lib.rs`.
+    struct Tree {
+        dir: PathBuf,
+        lib: PathBuf,
+    }
+
+    impl std::ops::Deref for Tree {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.lib
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn tree(name: &str, files: &[(&str, &str)]) -> Tree {
         let dir = std::env::temp_dir().join(format!("ws-codegen-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for (path, text) in files {
@@ -274,7 +295,8 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        dir.join("lib.rs")
+        let lib = dir.join("lib.rs");
+        Tree { dir, lib }
     }
 
     fn public(found: &[Found]) -> Vec<Option<String>> {
