@@ -31,5 +31,5 @@ export type {
 } from "./protocol.js";
 export type { Check, Mismatch, Path, Validators } from "./validate.js";
 export { all, any, array, bool, literal, never, nul, num, object, pathText, ref, some, str } from "./validate.js";
-export type { Member, PresenceSnapshot, Store } from "./store.js";
-export { connectionStore, messageStore, presenceStore, recoveryStore } from "./store.js";
+export type { ConnectionInfo, Member, PresenceSnapshot, Store } from "./store.js";
+export { connectionInfoStore, connectionStore, errorStore, messageStore, presenceStore, recoveryStore } from "./store.js";

@@ -29,7 +29,18 @@ import {
 import type { ConnectionState, Recovery, WsClient } from "./client.js";
 import type { MetaOf } from "./presence.js";
 import type { DataOf, MessageMeta, ProtocolShape, ReplyOf, RequestArgs, RequestTypeOf, TypeOf } from "./protocol.js";
-import { connectionStore, messageStore, presenceStore, recoveryStore, type PresenceSnapshot, type Store } from "./store.js";
+import type { WsRequestError } from "./errors.js";
+import {
+  connectionInfoStore,
+  connectionStore,
+  errorStore,
+  messageStore,
+  presenceStore,
+  recoveryStore,
+  type ConnectionInfo,
+  type PresenceSnapshot,
+  type Store,
+} from "./store.js";
 
 /** Where a request made with {@link WsReact.useRequest} is. */
 export interface RequestState<R> {
@@ -51,6 +62,13 @@ export interface WsReact<P extends ProtocolShape> {
   useClient(): WsClient<P>;
   /** The connection's state, re-rendering on each change. */
   useConnectionState(): ConnectionState;
+  /** The connection's state with the close that led to it (code and reason while `reconnecting` or
+   * `closed`): what to show when the page is not connected, such as "a new version is available — reload"
+   * after 3409. */
+  useConnection(): ConnectionInfo;
+  /** The last `$error` the server sent that answered no request (`protocol_mismatch`, or a `send` it
+   * refused: `invalid_data`, `forbidden`, ...), with its `code` and message; `undefined` until one. */
+  useLastError(): WsRequestError | undefined;
   /** Calls `listener` with every message of `type` while the component is mounted (the latest
    * `listener` given; no re-subscription when it changes). */
   useMessage<K extends TypeOf<P["server"]>>(type: K, listener: (data: DataOf<P["server"], K>, meta: MessageMeta) => void): void;
@@ -114,6 +132,14 @@ export function createWsReact<P extends ProtocolShape>(): WsReact<P> {
     useConnectionState() {
       const client = useClient();
       return useStore(useMemo(() => connectionStore(client), [client]));
+    },
+    useConnection() {
+      const client = useClient();
+      return useStore(useMemo(() => connectionInfoStore(client), [client]));
+    },
+    useLastError() {
+      const client = useClient();
+      return useStore(useMemo(() => errorStore(client), [client]));
     },
     useMessage(type, listener) {
       const client = useClient();

@@ -4,7 +4,8 @@
  * snapshot is the same object until something changes, so a framework re-renders only then.
  */
 
-import type { ConnectionState, Recovery, WsClient } from "./client.js";
+import type { CloseInfo, ConnectionState, Recovery, WsClient } from "./client.js";
+import type { WsRequestError } from "./errors.js";
 import type { DataOf, MessageMeta, ProtocolShape, TypeOf } from "./protocol.js";
 import type { MetaOf } from "./presence.js";
 
@@ -48,6 +49,36 @@ export function connectionStore<P extends ProtocolShape>(client: WsClient<P>): S
     set(client.state);
     return client.onState((state) => set(state));
   });
+}
+
+/** The connection's state, and the close that led to it. */
+export interface ConnectionInfo {
+  state: ConnectionState;
+  /** While `reconnecting` or `closed`: the close frame's code and reason (a handshake the server refused,
+   * or a lost connection, reads 1006); `undefined` while `connecting` or `open`. */
+  close: CloseInfo | undefined;
+}
+
+/** The connection's state with the close that led to it: what a page shows when it is not connected (a
+ * client for another protocol version is closed with 3409, "load the current client"). */
+export function connectionInfoStore<P extends ProtocolShape>(client: WsClient<P>): Store<ConnectionInfo> {
+  let last: ConnectionInfo = { state: client.state, close: undefined };
+  return store(last, (set) => {
+    const update = (state: ConnectionState, close?: CloseInfo) => {
+      const kept = state === "reconnecting" || state === "closed" ? close : undefined;
+      if (state === last.state && kept?.code === last.close?.code && kept?.reason === last.close?.reason) return;
+      last = { state, close: kept };
+      set(last);
+    };
+    update(client.state, last.close);
+    return client.onState(update);
+  });
+}
+
+/** The last `$error` the server sent that answered no request: `protocol_mismatch` (a client built for
+ * another version), or a refused `send` (`invalid_data`, `forbidden`, ...); `undefined` until one. */
+export function errorStore<P extends ProtocolShape>(client: WsClient<P>): Store<WsRequestError | undefined> {
+  return store<WsRequestError | undefined>(undefined, (set) => client.onError((error) => set(error)));
 }
 
 /** The last message of one type, with its meta; `undefined` until one arrives. */
