@@ -3,7 +3,8 @@
 // is answered in the page, and screenshots are kept as artifacts. Then the React page (`/react`,
 // examples/chat/web/react/app.tsx): two pages join a room through `useRequest`, list each other through
 // `usePresence`, chat through `useMessage`, ask the server who they are, and carry on after the server
-// restarts (`useConnectionState` shows it, the page joins again); screenshot target/browser/chat-react.png.
+// restarts (`useConnection` shows it, the page joins again), and a line the server refuses is explained
+// next to the field (`useLastError`); screenshot target/browser/chat-react.png.
 // The page's socket negotiates permessage-deflate (the handshake as Chromium's DevTools saw it).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -190,6 +191,13 @@ test("two React pages chat, list each other, ask who they are, and carry on afte
     await ann.click("#whoami");
     await ann.waitForSelector("#me:text-is('ann (react)')");
 
+    // A line the server refuses (over 2 000 characters): the page says why, next to the field.
+    await sayInReact(ann, "x".repeat(2001));
+    await ann.waitForSelector("#refused:text-is('text longer than 2000 characters')");
+    await sayInReact(ann, "shorter");
+    await ann.waitForSelector("#log li:text-is('ann#react: shorter')");
+    assert.equal(await ann.textContent("#refused"), "", "sending again clears the refusal");
+
     const port = chat.port;
     await chat.kill();
     for (const page of [ann, bob]) await page.waitForSelector("#status:text-matches('^(reconnecting|closed)')");
@@ -201,7 +209,11 @@ test("two React pages chat, list each other, ask who they are, and carry on afte
     await sayInReact(ann, "still here");
     await bob.waitForSelector("#log li:text-is('ann#react: still here')");
     const lines = await bob.$$eval("#log li", (items) => items.map((li) => li.textContent ?? ""));
-    assert.deepEqual(lines, ["bob#react: hello from React", "ann#react: still here"], "each message once");
+    assert.deepEqual(
+      lines,
+      ["bob#react: hello from React", "ann#react: shorter", "ann#react: still here"],
+      "each message once",
+    );
 
     const dir = join(root, "target", "browser");
     mkdirSync(dir, { recursive: true });

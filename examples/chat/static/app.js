@@ -87,8 +87,11 @@ var Connection = class {
     __publicField(this, "state", "connecting");
     /** Counts sockets opened, so an answer computed on one is not sent on the next. */
     __publicField(this, "generation", 0);
-    /** Whether the application closed the client for good. */
+    /** Whether the client is closed for good: by the application, or by a close its reconnect policy does
+     * not retry (3409, the 4000 range, ... see {@link closeCodePolicy}), or past `maxAttempts`. */
     __publicField(this, "closed", false);
+    /** The close that ended the connection for good, when the server's (not the application's). */
+    __publicField(this, "ended");
     __publicField(this, "socket");
     /** Frames waiting for a socket; a request's frame carries its id, so it leaves with the request. */
     __publicField(this, "queue", []);
@@ -128,7 +131,7 @@ var Connection = class {
   /** Sends `text` now, or queues it until a socket opens. Throws {@link WsClosedError} once closed and
    * {@link WsQueueFullError} when the queue is full. */
   write(text, requestId) {
-    if (this.closed) throw new WsClosedError("the client is closed");
+    if (this.closed) throw this.closedError();
     if (this.state === "open" && this.socket?.readyState === OPEN) {
       this.socket.send(text);
       return;
@@ -147,9 +150,16 @@ var Connection = class {
     this.stateListeners.add(listener);
     return () => this.stateListeners.delete(listener);
   }
+  /** What a `send` or `request` after the end is refused with: it names the close that ended it. */
+  closedError() {
+    const ended = this.ended;
+    if (!ended) return new WsClosedError("the client is closed");
+    const why = `${ended.code}${ended.reason ? `: ${ended.reason}` : ""}`;
+    return new WsClosedError(`the connection ended for good (${why}); it is not reconnected`);
+  }
   ready() {
     if (this.state === "open") return Promise.resolve();
-    if (this.state === "closed") return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.state === "closed") return Promise.reject(this.closedError());
     return new Promise((resolve, reject) => {
       const stop = this.onState((state) => {
         if (state === "open") {
@@ -157,7 +167,7 @@ var Connection = class {
           resolve();
         } else if (state === "closed") {
           stop();
-          reject(new WsClosedError("the client is closed"));
+          reject(this.closedError());
         }
       });
     });
@@ -213,6 +223,8 @@ var Connection = class {
     const policy = this.reconnect;
     const decision = policy?.onClose(code) ?? "stop";
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      this.closed = true;
+      this.ended = { code, reason };
       this.queue.length = 0;
       this.setState("closed", { code, reason });
       return;
@@ -444,7 +456,7 @@ var Requests = class {
   }
   /** Sends request `type` with `data` and resolves with the answer's data, as `T`. */
   start(type, data, timeoutMs = this.timeoutMs) {
-    if (this.connection.closed) return Promise.reject(new WsClosedError("the client is closed"));
+    if (this.connection.closed) return Promise.reject(this.connection.closedError());
     if (this.pending.size >= this.maxPending) {
       return Promise.reject(new WsQueueFullError(`${this.maxPending} requests are already waiting`));
     }

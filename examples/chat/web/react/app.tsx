@@ -7,7 +7,8 @@ import { createWsReact } from "ws-core-client/react";
 import { createClient } from "../../sdk/client.js";
 import type { Protocol } from "../../sdk/protocol.js";
 
-const { WsProvider, useClient, useConnectionState, useMessage, useRequest, usePresence } = createWsReact<Protocol>();
+const { WsProvider, useClient, useConnection, useLastError, useMessage, useRequest, usePresence } =
+  createWsReact<Protocol>();
 
 /** One line of the log. */
 interface Line {
@@ -18,7 +19,10 @@ interface Line {
 
 function Chat({ name }: { name: string }) {
   const client = useClient();
-  const state = useConnectionState();
+  const { state, close } = useConnection();
+  const refused = useLastError();
+  // The refusal shown is the one that came after the last send: sending again clears it.
+  const [answered, setAnswered] = useState<unknown>();
   const [room, setRoom] = useState<string>();
   const [draft, setDraft] = useState("");
   const [lines, setLines] = useState<Line[]>([]);
@@ -43,14 +47,15 @@ function Chat({ name }: { name: string }) {
     event.preventDefault();
     if (!draft) return;
     client.send("chat", room ? { text: draft, room } : { text: draft });
+    setAnswered(refused);
     setDraft("");
   };
   return (
     <main>
       <h1>ws-core chat, in React</h1>
       <p id="status">
-        {state === "open" ? `connected as ${name}` : state}
-        {join.data ? ` · in #${join.data.room}` : ""}
+        {status(state, name, close, refused?.code)}
+        {state === "open" && join.data ? ` · in #${join.data.room}` : ""}
       </p>
       <form id="join" onSubmit={onJoin}>
         <input name="room" placeholder="room" />
@@ -63,7 +68,7 @@ function Chat({ name }: { name: string }) {
       )}
       <form id="send" onSubmit={onSend}>
         <input value={draft} onChange={(e) => setDraft(e.target.value)} placeholder="message" />
-        <button>Send</button>
+        <button>Send</button> <span id="refused">{refused && refused !== answered && refused.code !== "protocol_mismatch" ? refused.message : ""}</span>
       </form>
       <p>
         <button id="whoami" onClick={() => void whoami.run().catch(() => {})} disabled={whoami.loading}>
@@ -80,6 +85,15 @@ function Chat({ name }: { name: string }) {
       </ul>
     </main>
   );
+}
+
+/** What the status line says: who is connected, or why not (a client of another protocol version is told
+ * to reload, the only cure). */
+function status(state: string, name: string, close: { code: number; reason: string } | undefined, error?: string) {
+  if (error === "protocol_mismatch" || close?.code === 3409) return "a new version is available — reload the page";
+  if (state === "open") return `connected as ${name}`;
+  if (!close) return state;
+  return `${state} (${close.code}${close.reason ? `: ${close.reason}` : ""})`;
 }
 
 function App() {
