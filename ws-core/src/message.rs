@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ts_rs::TS;
 
-use crate::client::ClientId;
+use crate::client::id::ClientId;
 use crate::delivery::{Delivery, DeliveryPolicy};
 use crate::error::Error;
 use crate::protocol::{Frame, Message};

@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 
-use crate::compression::{Negotiated, deflate};
+use crate::compression::deflate;
+use crate::compression::negotiate::Negotiated;
 use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::stats::bump;

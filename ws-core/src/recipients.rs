@@ -37,7 +37,7 @@
 use std::fmt;
 
 use crate::backplane::Backplane;
-use crate::client::ClientId;
+use crate::client::id::ClientId;
 use crate::message::IntoFrame;
 use crate::server::Inner;
 

@@ -93,8 +93,6 @@ mod redis;
 
 use std::fmt::Debug;
 
-use serde::{Deserialize, Serialize};
-
 pub use self::memory::{LocalMembership, MemoryBackplane};
 #[cfg(all(feature = "redis", feature = "fuzzing"))]
 pub(crate) use self::redis::fuzz_peer_input;
@@ -104,7 +102,7 @@ use crate::client::{Client, ClientId};
 use crate::error::{Error, SendError};
 use crate::handler::BoxFuture;
 use crate::protocol::Frame;
-use crate::stats::{Kind, Reading};
+pub use crate::stats::BackplaneStats;
 
 /// Carries cross-client operations, on one node or between nodes.
 pub trait Backplane: Send + Sync + Debug + 'static {
@@ -218,121 +216,5 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// backplane can tell the other nodes this one is leaving.
     fn close(&self) -> BoxFuture<()> {
         Box::pin(async {})
-    }
-}
-
-/// Counters of a distributed backplane, part of [`StatsSnapshot`](crate::stats::StatsSnapshot).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct BackplaneStats {
-    /// Whether this node is connected to the other nodes now (publishing and subscribed).
-    pub connected: bool,
-    /// Other nodes this node sees.
-    pub nodes: u64,
-    /// Messages this node handed to the other nodes.
-    pub published: u64,
-    /// Messages this node received from the link (pub/sub echoes this node's own messages back; they count).
-    pub received: u64,
-    /// Outgoing messages dropped because the outgoing queue was full (the link was down or too slow).
-    pub dropped: u64,
-    /// Times the link to the other nodes was lost and set up again.
-    pub reconnects: u64,
-    /// Times one of the backplane's own tasks failed (a panic) and was started again; while it is down,
-    /// `connected` is false.
-    #[serde(default)]
-    pub task_restarts: u64,
-    /// Messages from other nodes dropped on arrival because this node could not apply them as fast as
-    /// they came (the incoming buffer's bounds are the outgoing queue's).
-    #[serde(default)]
-    pub received_dropped: u64,
-    /// Bytes of the messages this node received from the link.
-    #[serde(default)]
-    pub received_bytes: u64,
-    /// Groups whose traffic this node receives: those it has members of (a channel per group).
-    #[serde(default)]
-    pub subscribed_groups: u64,
-    /// History frames delivered although fewer replicas than asked had them when the wait ran out
-    /// ([`RedisConfig::wait_for_replicas`]): they may be lost if their master fails.
-    #[serde(default)]
-    pub unreplicated: u64,
-}
-
-impl BackplaneStats {
-    /// The backplane's counters as the metrics page shows them (`ws_backplane_*`).
-    pub(crate) fn readings(&self) -> [Reading; 11] {
-        let reading = |name, help, kind, value| Reading {
-            name,
-            help,
-            kind,
-            value,
-        };
-        [
-            reading(
-                "backplane_connected",
-                "1 while linked to the other nodes",
-                Kind::Gauge,
-                u64::from(self.connected),
-            ),
-            reading(
-                "backplane_nodes",
-                "Other nodes seen",
-                Kind::Gauge,
-                self.nodes,
-            ),
-            reading(
-                "backplane_published",
-                "Messages sent to the other nodes",
-                Kind::Counter,
-                self.published,
-            ),
-            reading(
-                "backplane_received",
-                "Messages received from the other nodes",
-                Kind::Counter,
-                self.received,
-            ),
-            reading(
-                "backplane_dropped",
-                "Outgoing messages dropped on a full queue",
-                Kind::Counter,
-                self.dropped,
-            ),
-            reading(
-                "backplane_reconnects",
-                "Times the link to the other nodes was set up again",
-                Kind::Counter,
-                self.reconnects,
-            ),
-            reading(
-                "backplane_task_restarts",
-                "Times a backplane task panicked and was started again",
-                Kind::Counter,
-                self.task_restarts,
-            ),
-            reading(
-                "backplane_received_dropped",
-                "Messages from other nodes dropped because they arrived faster than they were applied",
-                Kind::Counter,
-                self.received_dropped,
-            ),
-            reading(
-                "backplane_received_bytes",
-                "Bytes of the messages received from the other nodes",
-                Kind::Counter,
-                self.received_bytes,
-            ),
-            reading(
-                "backplane_subscribed_groups",
-                "Groups whose channel this node listens to",
-                Kind::Gauge,
-                self.subscribed_groups,
-            ),
-            reading(
-                "backplane_unreplicated",
-                "History frames delivered before the replicas asked for had them",
-                Kind::Counter,
-                self.unreplicated,
-            ),
-        ]
     }
 }

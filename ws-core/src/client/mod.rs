@@ -4,7 +4,7 @@
 //! [`SendError::Disconnected`] instead of panicking. Every send is non-blocking: it puts bytes on the client's bounded
 //! [send queue](crate::config) and returns; a client whose queue is full is dropped as a slow consumer.
 
-mod id;
+pub(crate) mod id;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use tokio::sync::{Notify, oneshot};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
-use crate::compression::Negotiated;
+use crate::compression::negotiate::Negotiated;
 use crate::error::{Error, ErrorCode, SendError};
 use crate::message::{IntoFrame, OutboundMessages, Variant};
 use crate::protocol::{self, Frame};

@@ -32,9 +32,7 @@
 
 pub(crate) mod deflate;
 pub(crate) mod inflate;
-mod negotiate;
-
-pub(crate) use self::negotiate::{Negotiated, negotiate};
+pub(crate) mod negotiate;
 
 /// Whether and how the server compresses: a [`Config`](crate::Config) setting.
 ///

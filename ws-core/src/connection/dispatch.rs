@@ -8,15 +8,14 @@
 //! the request's `$reply` or `$error`.
 
 use bytes::Bytes;
-use prometheus_client::metrics::histogram::Histogram;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::pipeline::{Job, Pipeline};
+use super::pipeline::{Call, Job, Pipeline};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::error::{Error, ErrorCode};
-use crate::handler::{BoxFuture, Next, Reply, Request};
+use crate::handler::{Next, Reply, Request};
 use crate::protocol::{self, Envelope};
 use crate::raw::{RawHandler, RawMessage};
 use crate::server::Inner;
@@ -144,27 +143,6 @@ fn answer(incoming: &Envelope) -> Result<Box<RawValue>, Error> {
     }
 }
 
-/// A frame routed to its handler, not started yet.
-pub(crate) struct Call {
-    pub(crate) id: Option<u64>,
-    next: Next,
-    request: Request,
-    /// Where the handler's duration is recorded.
-    pub(crate) duration: Histogram,
-}
-
-impl Call {
-    /// The message's type.
-    pub(crate) fn kind(&self) -> &str {
-        self.request.kind()
-    }
-
-    /// Starts the middleware chain, which ends in the handler: user code runs in this call already.
-    pub(crate) fn start(self) -> BoxFuture<Result<Reply, Error>> {
-        self.next.run(self.request)
-    }
-}
-
 /// Answers what needs no handler (system frames, unknown types); returns the handler call for everything
 /// else.
 pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Option<Call> {
@@ -184,12 +162,12 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
         }
         return None;
     };
-    Some(Call {
+    Some(Call::new(
         id,
-        next: Next::new(server.app.middleware.clone(), route.endpoint.clone()),
-        request: Request::new(client.clone(), incoming),
-        duration: route.duration.clone(),
-    })
+        Next::new(server.app.middleware.clone(), route.endpoint.clone()),
+        Request::new(client.clone(), incoming),
+        route.duration.clone(),
+    ))
 }
 
 /// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them

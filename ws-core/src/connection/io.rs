@@ -197,6 +197,9 @@ impl FrameTracker {
 /// Behind [`Server::serve_app`](crate::Server::serve_app) the socket is the accepted `TcpStream` itself,
 /// taken back from hyper, so an abandoned connection can be reset (see [`CountingIo::reset_on_close`]);
 /// behind another HTTP server it is hyper's `Upgraded`, whatever that wraps.
+/// The connection's WebSocket over its counting socket.
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<CountingIo>;
+
 pub(crate) struct CountingIo {
     io: UpgradedIo,
     server: Arc<Inner>,

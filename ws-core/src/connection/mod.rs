@@ -48,17 +48,16 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::Instrument;
 
-pub(crate) use self::io::CountingIo;
+pub(crate) use self::io::{CountingIo, Ws};
+use self::pipeline::bounded_hook;
+use self::pipeline::handler_panicked;
 use crate::admission::Slot;
 use crate::auth::ClientData;
 use crate::client::{Abort, Client};
 use crate::close;
-use crate::compression::Negotiated;
-use crate::error::Error;
+use crate::compression::negotiate::Negotiated;
 use crate::server::Inner;
 use crate::stats::bump;
-
-pub(crate) type Ws = WebSocketStream<CountingIo>;
 
 /// How long the raw drain waits for more input before it considers the peer done.
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
@@ -220,45 +219,12 @@ async fn serve(
     drop(slot);
 }
 
-/// Bounds a hook by `hook_timeout`: one still running then is dropped and reported to `on_error`, so a
-/// hung hook cannot keep its client's slot, registry entry and groups.
-pub(crate) fn bounded_hook(
-    client: &Client,
-    hook: crate::handler::BoxFuture<()>,
-) -> crate::handler::BoxFuture<()> {
-    let client = client.clone();
-    Box::pin(async move {
-        let limit = client.server_inner().config.hook_timeout;
-        if tokio::time::timeout(limit, hook).await.is_err() {
-            let err = Error::internal(format!("hook still running after {limit:?}: dropped"));
-            client.server_inner().app.hooks.error(&client, &err);
-        }
-    })
-}
-
 /// Runs a hook; a panic closes the client with 1011 and reaches `on_error`, like a handler panic.
 async fn guarded(server: &Inner, client: &Client, hook: crate::handler::BoxFuture<()>) {
     if let Err(panic) = AssertUnwindSafe(hook).catch_unwind().await {
         handler_panicked(server, client, &*panic);
         client.close(close::INTERNAL_ERROR, "internal error");
     }
-}
-
-/// Counts a panic and reports it to `on_error`; the caller closes the client with 1011.
-pub(crate) fn handler_panicked(
-    server: &Inner,
-    client: &Client,
-    panic: &(dyn std::any::Any + Send),
-) -> Error {
-    bump(&server.stats.handler_panics);
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".to_owned());
-    let err = Error::internal(format!("panic: {text}"));
-    server.app.hooks.error(client, &err);
-    err
 }
 
 /// Reads and discards raw bytes until the peer closes, goes quiet, or `limit` passes.

@@ -24,12 +24,75 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::dispatch::Call;
 use crate::client::Client;
 use crate::error::Error;
-use crate::handler::{BoxFuture, Reply};
+use crate::handler::{BoxFuture, Next, Reply, Request};
 use crate::raw::{RawHandler, RawMessage};
 use crate::server::Inner;
+use crate::stats::bump;
+
+/// A frame routed to its handler, not started yet.
+pub(crate) struct Call {
+    pub(crate) id: Option<u64>,
+    next: Next,
+    request: Request,
+    /// Where the handler's duration is recorded.
+    pub(crate) duration: Histogram,
+}
+
+impl Call {
+    pub(crate) fn new(id: Option<u64>, next: Next, request: Request, duration: Histogram) -> Self {
+        Self {
+            id,
+            next,
+            request,
+            duration,
+        }
+    }
+
+    /// The message's type.
+    pub(crate) fn kind(&self) -> &str {
+        self.request.kind()
+    }
+
+    /// Starts the middleware chain, which ends in the handler: user code runs in this call already.
+    pub(crate) fn start(self) -> BoxFuture<Result<Reply, Error>> {
+        self.next.run(self.request)
+    }
+}
+
+/// Bounds a hook by `hook_timeout`: one still running then is dropped and reported to `on_error`, so a
+/// hung hook cannot keep its client's slot, registry entry and groups.
+pub(crate) fn bounded_hook(
+    client: &Client,
+    hook: crate::handler::BoxFuture<()>,
+) -> crate::handler::BoxFuture<()> {
+    let client = client.clone();
+    Box::pin(async move {
+        let limit = client.server_inner().config.hook_timeout;
+        if tokio::time::timeout(limit, hook).await.is_err() {
+            let err = Error::internal(format!("hook still running after {limit:?}: dropped"));
+            client.server_inner().app.hooks.error(&client, &err);
+        }
+    })
+}
+
+/// Counts a panic and reports it to `on_error`; the caller closes the client with 1011.
+pub(crate) fn handler_panicked(
+    server: &Inner,
+    client: &Client,
+    panic: &(dyn std::any::Any + Send),
+) -> Error {
+    bump(&server.stats.handler_panics);
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned());
+    let err = Error::internal(format!("panic: {text}"));
+    server.app.hooks.error(client, &err);
+    err
+}
 
 /// Work for the pipeline: a hook or a frame's handler.
 pub(super) enum Job {
@@ -178,7 +241,7 @@ fn start(job: Job, server: &Inner, client: &Client) -> Running {
         Job::Connect(index) => {
             let hook = &server.app.hooks.on_connect[index];
             unit(catch_unwind(AssertUnwindSafe(|| {
-                super::bounded_hook(client, hook(client.clone()))
+                bounded_hook(client, hook(client.clone()))
             })))
         }
         Job::Raw(raw, msg) => unit(catch_unwind(AssertUnwindSafe(|| raw(client.clone(), msg)))),

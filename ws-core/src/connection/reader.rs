@@ -11,9 +11,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 
 use super::dispatch::{Data, Dispatcher, answer_call};
-use super::io::{FrameCounter, MessageTimeout};
-use super::pipeline::{Finished, Pipeline};
-use super::{Ws, handler_panicked};
+use super::io::{FrameCounter, MessageTimeout, Ws};
+use super::pipeline::{Finished, Pipeline, handler_panicked};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::compression::inflate::InflateError;

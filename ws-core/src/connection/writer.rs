@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
-use super::Ws;
+use super::io::Ws;
 use crate::client::{Abort, Client};
 use crate::close::{self, CloseCode};
 use crate::send_queue::{self, Stamp};

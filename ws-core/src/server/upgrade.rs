@@ -156,7 +156,7 @@ async fn admit(inner: &Arc<Inner>, mut req: Request) -> Result<Response, Refusal
         .extensions_mut()
         .remove::<OnUpgrade>()
         .ok_or(Refusal::NoUpgrade)?;
-    let compression = compression::negotiate(&inner.config.compression, req.headers());
+    let compression = compression::negotiate::negotiate(&inner.config.compression, req.headers());
     let registered = connection::register(inner.clone(), data, peer, compression);
     if let Some(protocol) = &inner.app.protocol {
         protocol.greet(registered.client(), req.uri());

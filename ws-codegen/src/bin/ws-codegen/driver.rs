@@ -12,8 +12,8 @@ use cargo_metadata::diagnostic::DiagnosticLevel;
 use cargo_metadata::{Message, Metadata, Package};
 use toml::{Table, Value};
 
+use crate::failure::{Failure, Unresolved};
 use crate::workspace::{Job, Origin};
-use crate::{Failure, Unresolved};
 
 const NAME: &str = "ws-codegen-driver";
 

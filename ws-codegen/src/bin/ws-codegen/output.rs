@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::Failure;
+use crate::failure::Failure;
 
 /// The folders whose every file is generated, so a file there that is not generated any more is stale.
 const GENERATED_DIRS: &[&str] = &["schema/client-to-server", "schema/server-to-client"];

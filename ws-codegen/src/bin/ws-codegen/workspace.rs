@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use cargo_metadata::{DependencyKind, Metadata, Package, Target};
 use serde_json::Value;
 
-use crate::Failure;
 use crate::discover;
+use crate::failure::Failure;
 
 /// What the generator makes for one package.
 #[derive(Debug)]

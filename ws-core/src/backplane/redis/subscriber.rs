@@ -16,7 +16,7 @@ use super::link::{Backoff, stopped, timed_out, wait_or_stop};
 use super::shared::{Outgoing, Shared};
 use super::wire::{self, Change, Op};
 use crate::backplane::{Backplane, MemoryBackplane};
-use crate::client::ClientId;
+use crate::client::id::ClientId;
 use crate::sync::lock;
 
 /// The receiver: subscribes to the broadcast channel, this node's and its groups', and applies what

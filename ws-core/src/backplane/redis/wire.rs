@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::ClientId;
+use crate::client::id::ClientId;
 use crate::delivery::{Delivery, LatestKey};
 use crate::protocol::Frame;
 
