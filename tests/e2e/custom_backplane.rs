@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use ws_core::backplane::{Backplane, MemoryBackplane};
+use ws_core::member::Member;
 use ws_core::protocol::{Frame, Message};
 use ws_core::{Client, ClientId, Error, SendError, Server};
 
@@ -65,8 +66,8 @@ impl Backplane for Linked {
         }
     }
 
-    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
-        self.local.join(group, client)
+    fn join(&self, group: &str, member: &Member) -> Result<bool, Error> {
+        self.local.join(group, member)
     }
 
     fn leave(&self, group: &str, id: &ClientId) -> bool {
@@ -87,7 +88,7 @@ impl Backplane for Linked {
         groups
     }
 
-    fn local_group_members(&self, group: &str) -> Vec<Client> {
+    fn local_group_members(&self, group: &str) -> Vec<Member> {
         self.local.local_group_members(group)
     }
 
@@ -115,9 +116,9 @@ impl Backplane for Linked {
     }
 
     fn join_elsewhere(&self, group: &str, id: &ClientId) -> Result<bool, Error> {
-        let client = self.peer().and_then(|p| p.client(id));
-        match (self.peer(), client) {
-            (Some(peer), Some(client)) => peer.join(group, &client),
+        let member = self.peer().and_then(|p| p.member(id));
+        match (self.peer(), member) {
+            (Some(peer), Some(member)) => peer.join(group, &member),
             _ => Err(Error::not_found(format!("no client {id}"))),
         }
     }

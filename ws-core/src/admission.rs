@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-use crate::server::Inner;
-
-/// The counts behind the bounds.
+/// The bounds (0: none) and the counts behind them.
 #[derive(Debug)]
 pub(crate) struct Admission {
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    max_handshakes: usize,
     /// Connections holding a slot: upgrades in progress and live clients.
     pub(crate) connections: watch::Sender<usize>,
     /// Slots held per peer address, when `max_connections_per_ip` is set; an address leaves the map
@@ -26,9 +27,16 @@ pub(crate) struct Admission {
     handshakes: AtomicUsize,
 }
 
-impl Default for Admission {
-    fn default() -> Self {
+impl Admission {
+    pub(crate) fn new(
+        max_connections: usize,
+        max_connections_per_ip: usize,
+        max_handshakes: usize,
+    ) -> Self {
         Self {
+            max_connections,
+            max_connections_per_ip,
+            max_handshakes,
             connections: watch::Sender::new(0),
             connections_per_ip: std::sync::Mutex::default(),
             handshakes: AtomicUsize::new(0),
@@ -38,7 +46,7 @@ impl Default for Admission {
 
 /// A slot in `max_connections` (and in `max_connections_per_ip` for its address), released when dropped.
 pub(crate) struct Slot {
-    inner: Arc<Inner>,
+    admission: Arc<Admission>,
     ip: Option<IpAddr>,
 }
 
@@ -49,9 +57,12 @@ pub(crate) enum NoSlot {
 }
 
 impl Slot {
-    pub(crate) fn reserve(inner: &Arc<Inner>, peer: Option<IpAddr>) -> Result<Self, NoSlot> {
-        let max = inner.config.max_connections;
-        let reserved = inner.admission.connections.send_if_modified(|n| {
+    pub(crate) fn reserve(
+        admission: &Arc<Admission>,
+        peer: Option<IpAddr>,
+    ) -> Result<Self, NoSlot> {
+        let max = admission.max_connections;
+        let reserved = admission.connections.send_if_modified(|n| {
             let free = max == 0 || *n < max;
             if free {
                 *n += 1;
@@ -63,12 +74,12 @@ impl Slot {
         }
         // Built before the per-address check, so a refusal there gives the global slot back on drop.
         let mut slot = Self {
-            inner: inner.clone(),
+            admission: admission.clone(),
             ip: None,
         };
-        let per_ip = inner.config.max_connections_per_ip;
+        let per_ip = admission.max_connections_per_ip;
         if let Some(ip) = peer.filter(|_| per_ip > 0) {
-            let mut counts = crate::sync::lock(&inner.admission.connections_per_ip);
+            let mut counts = crate::sync::lock(&admission.connections_per_ip);
             let count = counts.entry(ip).or_insert(0);
             if *count >= per_ip {
                 return Err(NoSlot::PerIp);
@@ -83,7 +94,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut counts = crate::sync::lock(&self.inner.admission.connections_per_ip);
+            let mut counts = crate::sync::lock(&self.admission.connections_per_ip);
             if let Some(count) = counts.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
@@ -91,30 +102,29 @@ impl Drop for Slot {
                 }
             }
         }
-        self.inner.admission.connections.send_modify(|n| *n -= 1);
+        self.admission.connections.send_modify(|n| *n -= 1);
     }
 }
 
 /// One accepted TCP connection that is not a WebSocket client (yet), counted in `max_handshakes`.
-pub(crate) struct Handshake(Arc<Inner>);
+pub(crate) struct Handshake(Arc<Admission>);
 
 impl Handshake {
     /// A place for a new TCP connection, or `None` past `max_handshakes`.
-    pub(crate) fn begin(inner: &Arc<Inner>) -> Option<Self> {
-        let max = inner.config.max_handshakes;
-        let admitted = inner
-            .admission
+    pub(crate) fn begin(admission: &Arc<Admission>) -> Option<Self> {
+        let max = admission.max_handshakes;
+        let admitted = admission
             .handshakes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (max == 0 || n < max).then_some(n + 1)
             })
             .is_ok();
-        admitted.then(|| Self(inner.clone()))
+        admitted.then(|| Self(admission.clone()))
     }
 }
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        self.0.admission.handshakes.fetch_sub(1, Ordering::AcqRel);
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
     }
 }

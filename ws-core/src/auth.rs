@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Uri, header};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::member::Member;
 
 /// The upgrade request as the authenticator sees it: headers, path and query, cookies.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ pub struct ClientData {
 }
 
 /// Inserts one typed extension into a new client.
-type InsertExtension = Box<dyn FnOnce(&Client) + Send>;
+type InsertExtension = Box<dyn FnOnce(&Member) + Send>;
 
 impl fmt::Debug for ClientData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,12 +130,12 @@ impl ClientData {
     pub(crate) fn metadata_bytes(&self) -> usize {
         self.metadata
             .iter()
-            .map(|(key, value)| crate::client::metadata_bytes(key, value))
+            .map(|(key, value)| crate::member::metadata_bytes(key, value))
             .sum()
     }
 
     /// Attaches the metadata and extensions to `client`; returns the user its span names.
-    pub(crate) fn apply(self, client: &Client) -> Option<String> {
+    pub(crate) fn apply(self, client: &Member) -> Option<String> {
         for (key, value) in self.metadata {
             // Checked against the bound before the upgrade, and a `Value` always serializes.
             let _ = client.set_metadata(key, value);

@@ -20,19 +20,19 @@ pub fn parse_envelope(frame: &Bytes) -> bool {
 
 /// A client registered with `server` that has a send queue and no socket.
 pub fn detached_client(server: &Server) -> Client {
-    let inner = server.inner();
-    let client = inner
-        .clients
-        .insert_new(|id| Client::new(id, inner.clone(), None));
-    inner.backplane.client_connected(&client);
+    let client = Client::new(server.node().add_member(None), server.clone());
+    server.node().backplane.client_connected(client.member());
     client
 }
 
 /// Empties a detached client's send queue; returns how many frames it held.
 pub fn drain(client: &Client) -> usize {
     let mut n = 0;
-    while let Some(message) = client.queue().try_recv() {
-        client.queue().release(crate::send_queue::cost(&message));
+    while let Some(message) = client.member().queue().try_recv() {
+        client
+            .member()
+            .queue()
+            .release(crate::send_queue::cost(&message));
         n += 1;
     }
     n
@@ -46,10 +46,10 @@ pub async fn dispatch(client: &Client, frame: &Bytes) {
     else {
         return;
     };
-    let server = client.server_inner();
-    if let Some(call) = route(server, client, incoming) {
+    let server = client.server();
+    if let Some(call) = route(&server, client, incoming) {
         let id = call.id;
         let result = call.start().await;
-        answer_call(server, client, id, result);
+        answer_call(&server, client, id, result);
     }
 }

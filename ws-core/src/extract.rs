@@ -199,8 +199,8 @@ impl<V, T: Clone + Send + Sync + 'static> FromMessageParts<V> for State<T> {
     fn from_message_parts(cx: &HandlerContext<V>) -> Result<Self, Error> {
         cx.request
             .client()
-            .server_inner()
-            .app
+            .server()
+            .app()
             .states
             .get::<T>()
             .map(State)

@@ -173,26 +173,24 @@ pub fn dispatch(data: &[u8]) {
     };
     let Target { runtime, server } = target();
     runtime.block_on(async {
-        let inner = server.inner();
-        let client = inner
-            .clients
-            .insert_new(|id| Client::new(id, inner.clone(), None));
-        inner.backplane.client_connected(&client);
+        let client = Client::new(server.node().add_member(None), server.clone());
+        server.node().backplane.client_connected(client.member());
         if let Some(incoming) = Envelope::from_frame(text)
-            && let Some(call) = route(inner, &client, incoming)
+            && let Some(call) = route(server, &client, incoming)
         {
             let id = call.id;
             let result = call.start().await;
-            answer_call(inner, &client, id, result);
+            answer_call(server, &client, id, result);
         }
-        while let Some(message) = client.queue().try_recv() {
-            client.queue().release(crate::send_queue::cost(&message));
+        while let Some(message) = client.member().queue().try_recv() {
+            client
+                .member()
+                .queue()
+                .release(crate::send_queue::cost(&message));
         }
-        client.mark_gone();
-        client.drop_pending();
-        inner.backplane.leave_all(client.id());
-        inner.clients.remove(client.id());
-        inner.backplane.client_disconnected(client.id());
+        client.member().mark_gone();
+        client.member().drop_pending();
+        server.node().remove_member(client.id());
     });
 }
 
@@ -204,16 +202,16 @@ pub fn connection(data: &[u8]) -> u64 {
     let Target { runtime, server } = target();
     let before = server.stats().messages_received;
     runtime.block_on(async {
-        let inner = server.inner().clone();
-        let Ok(slot) = Slot::reserve(&inner, None) else {
+        let Ok(slot) = Slot::reserve(server.admission(), None) else {
             return;
         };
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
-        let io = CountingIo::other(server_end, inner.clone());
+        let io = CountingIo::other(server_end, server.node());
         let ws =
-            WebSocketStream::from_raw_socket(io, Role::Server, Some(inner.app.ws_config)).await;
-        let served =
-            tokio::spawn(connection::register(inner, ClientData::new(), None, None).run(ws, slot));
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(server.app().ws_config)).await;
+        let served = tokio::spawn(
+            connection::register(server.clone(), ClientData::new(), None, None).run(ws, slot),
+        );
         let (mut from_server, mut to_server) = tokio::io::split(client_end);
         let drained = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];

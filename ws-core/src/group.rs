@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::client::{Client, ClientId};
+use crate::client::id::ClientId;
 use crate::error::{Error, ErrorCode};
+use crate::member::Member;
 use crate::sync::{read, write};
 
 /// Which groups a feature (presence, history) applies to; `None` means every group.
@@ -24,13 +25,13 @@ pub(crate) fn selects(filter: &GroupFilter, group: &str) -> bool {
 
 #[derive(Debug, Default)]
 struct Index {
-    groups: HashMap<Arc<str>, HashMap<ClientId, Client>>,
+    groups: HashMap<Arc<str>, HashMap<ClientId, Member>>,
     memberships: HashMap<ClientId, HashSet<Arc<str>>>,
 }
 
 /// Removes one member; a group left empty is removed with it.
 fn remove_member(
-    groups: &mut HashMap<Arc<str>, HashMap<ClientId, Client>>,
+    groups: &mut HashMap<Arc<str>, HashMap<ClientId, Member>>,
     group: &str,
     id: &ClientId,
 ) {
@@ -62,7 +63,7 @@ impl GroupRegistry {
     }
 
     /// Adds `client` to `group`; `Ok(false)` if it already was a member.
-    pub(crate) fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+    pub(crate) fn join(&self, group: &str, member: &Member) -> Result<bool, Error> {
         if group.len() > self.max_name_len {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
@@ -70,20 +71,20 @@ impl GroupRegistry {
             ));
         }
         let mut index = write(&self.index);
-        if !client.is_connected() {
+        if !member.is_connected() {
             return Err(Error::not_found("client disconnected"));
         }
         let Index {
             groups,
             memberships,
         } = &mut *index;
-        let mine = memberships.entry(client.id().clone()).or_default();
+        let mine = memberships.entry(member.id().clone()).or_default();
         if mine.contains(group) {
             return Ok(false);
         }
         if mine.len() >= self.max_per_client {
             if mine.is_empty() {
-                memberships.remove(client.id());
+                memberships.remove(member.id());
             }
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
@@ -98,7 +99,7 @@ impl GroupRegistry {
         groups
             .entry(name)
             .or_default()
-            .insert(client.id().clone(), client.clone());
+            .insert(member.id().clone(), member.clone());
         self.version.fetch_add(1, Ordering::Release);
         Ok(true)
     }
@@ -156,7 +157,7 @@ impl GroupRegistry {
             .is_some_and(|m| m.contains_key(id))
     }
 
-    pub(crate) fn members(&self, group: &str) -> Vec<Client> {
+    pub(crate) fn members(&self, group: &str) -> Vec<Member> {
         read(&self.index)
             .groups
             .get(group)
@@ -208,10 +209,10 @@ impl GroupRegistry {
     }
 
     /// Calls `f` for each member of `group` while holding the read lock; `f` must not block.
-    pub(crate) fn for_each_member(&self, group: &str, mut f: impl FnMut(&Client)) {
+    pub(crate) fn for_each_member(&self, group: &str, mut f: impl FnMut(&Member)) {
         if let Some(members) = read(&self.index).groups.get(group) {
-            for client in members.values() {
-                f(client);
+            for member in members.values() {
+                f(member);
             }
         }
     }

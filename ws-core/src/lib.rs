@@ -167,8 +167,10 @@ mod group;
 pub mod handler;
 pub mod history;
 mod hooks;
+pub mod member;
 pub mod message;
 pub mod metrics;
+mod node;
 pub mod presence;
 pub mod protocol;
 mod rate_limit;
@@ -191,8 +193,9 @@ pub use ws_macros::{on, payload, ws_messages};
 pub use crate::client::{Client, ClientId};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result, SendError};
+pub use crate::server::Server;
+pub use crate::server::builder::ServerBuilder;
 pub use crate::server::upgrade::handle_connection;
-pub use crate::server::{Server, ServerBuilder};
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(doctest)]

@@ -73,7 +73,7 @@ use prometheus_client::registry::Registry;
 pub use prometheus_client;
 
 use crate::close;
-use crate::server::Inner;
+use crate::node::Node;
 use crate::stats::{Kind, Reading};
 
 /// The content type of [`Server::metrics_text`](crate::Server::metrics_text)'s page (OpenMetrics 1.0).
@@ -168,10 +168,9 @@ impl Metrics {
 }
 
 /// Registers the server's metrics (and its backplane's) in `registry`.
-pub(crate) fn register(inner: &Arc<Inner>, registry: &mut Registry) {
+pub(crate) fn register(metrics: &Metrics, node: &Arc<Node>, registry: &mut Registry) {
     let ws = registry.sub_registry_with_prefix("ws");
-    let metrics = &inner.metrics;
-    ws.register_collector(Box::new(Counters(Arc::downgrade(inner))));
+    ws.register_collector(Box::new(Counters(Arc::downgrade(node))));
     // The unit is in the name rather than in a `# UNIT` line, which some parsers refuse on histograms.
     ws.register(
         "handler_duration_seconds",
@@ -193,7 +192,7 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &mut Registry) {
         "Connections the server ended, by the close code it sent (1006: reset without a close frame)",
         metrics.server_disconnects.clone(),
     );
-    inner.backplane.register_metrics(ws);
+    node.backplane.register_metrics(ws);
 }
 
 fn encode_reading(encoder: &mut DescriptorEncoder, reading: Reading) -> std::fmt::Result {
@@ -215,21 +214,21 @@ fn encode_reading(encoder: &mut DescriptorEncoder, reading: Reading) -> std::fmt
 /// Reads the server's counters at scrape time. Holds the server weakly: a registry that outlives the
 /// server reports nothing for it rather than keeping it alive.
 #[derive(Debug)]
-struct Counters(std::sync::Weak<Inner>);
+struct Counters(std::sync::Weak<Node>);
 
 impl Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(inner) = self.0.upgrade() else {
+        let Some(node) = self.0.upgrade() else {
             return Ok(());
         };
         let groups = Reading {
             name: "groups",
             help: "Groups with members (cluster-wide with a backplane)",
             kind: Kind::Gauge,
-            value: u64::try_from(inner.backplane.group_count()).unwrap_or(u64::MAX),
+            value: u64::try_from(node.backplane.group_count()).unwrap_or(u64::MAX),
         };
-        let backplane = inner.backplane.stats().map(|b| b.readings());
-        let readings = inner.stats.snapshot().readings().into_iter();
+        let backplane = node.backplane.stats().map(|b| b.readings());
+        let readings = node.stats.snapshot().readings().into_iter();
         for reading in readings
             .chain([groups])
             .chain(backplane.into_iter().flatten())

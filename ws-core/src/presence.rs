@@ -73,10 +73,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::backplane::Backplane;
-use crate::client::{Client, ClientId};
+use crate::client::Client;
+use crate::client::id::ClientId;
 use crate::group::{GroupFilter, selects};
+use crate::member::{Member, PresenceMeta};
+use crate::node::{Node, RunState};
 use crate::protocol::{Frame, PRESENCE_DIFF_TYPE, PRESENCE_STATE_TYPE};
-use crate::server::Inner;
 use crate::sync::lock;
 
 type MetaFn = Arc<dyn Fn(&Client) -> serde_json::Result<String> + Send + Sync>;
@@ -164,10 +166,6 @@ impl Presence {
         selects(&self.groups, group)
     }
 }
-
-/// A client's meta as JSON text, kept as an extension of the client.
-#[derive(Debug, Clone)]
-pub(crate) struct PresenceMeta(pub(crate) Arc<str>);
 
 /// Meta as it is embedded in frames: JSON text, written as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,124 +266,119 @@ impl PresenceHub {
     }
 }
 
-/// What presence does with each client registered: its meta is computed and kept, and the presence task
-/// runs from the first one on.
-pub(crate) fn client_registered(inner: &Arc<Inner>, client: &Client) {
-    if let Some(presence) = &inner.presence {
-        presence.attach_meta(client);
-        start(inner);
+impl PresenceHub {
+    /// What presence does with each client registered: its meta is computed and kept, and the presence
+    /// task runs from the first one on.
+    pub(crate) fn client_registered(self: &Arc<Self>, client: &Client) {
+        self.attach_meta(client);
+        self.start(client.server().node());
     }
-}
 
-/// Starts the presence task of `inner` once, on the first connection (a server can be built outside a
-/// runtime). The task holds the server weakly and ends with it.
-fn start(inner: &Arc<Inner>) {
-    let Some(hub) = &inner.presence else {
-        return;
-    };
-    if hub.started.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let server = Arc::downgrade(inner);
-    let every = hub.config.tick;
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let Some(inner) = server.upgrade() else {
-                return;
-            };
-            if *inner.state.borrow() == crate::server::RunState::Stopped {
-                return;
-            }
-            if std::panic::catch_unwind(AssertUnwindSafe(|| tick(&inner))).is_err() {
-                tracing::error!(target: "ws_core::presence", "presence tick panicked; the next tick starts over");
-                if let Some(hub) = &inner.presence {
+    /// Starts the presence task once, on the first connection (a server can be built outside a runtime).
+    /// The task holds the node and the hub weakly and ends with them, or when the server has stopped.
+    fn start(self: &Arc<Self>, node: &Arc<Node>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (hub, node) = (Arc::downgrade(self), Arc::downgrade(node));
+        let every = self.config.tick;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let (Some(hub), Some(node)) = (hub.upgrade(), node.upgrade()) else {
+                    return;
+                };
+                if *node.state.borrow() == RunState::Stopped {
+                    return;
+                }
+                if std::panic::catch_unwind(AssertUnwindSafe(|| hub.tick(&node))).is_err() {
+                    tracing::error!(target: "ws_core::presence", "presence tick panicked; the next tick starts over");
                     *lock(&hub.state) = HubState::default();
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// The meta of a member: this node's clients from their extension, others' from the backplane.
-fn meta_of(inner: &Inner, id: &ClientId) -> MetaJson {
-    let local = inner
+fn meta_of(node: &Node, id: &ClientId) -> MetaJson {
+    let local = node
         .clients
         .get(id.as_str())
         .and_then(|c| c.extension::<PresenceMeta>())
         .map(|m| m.0);
     local
-        .or_else(|| inner.backplane.presence_meta(id))
+        .or_else(|| node.backplane.presence_meta(id))
         .map_or_else(null, MetaJson)
 }
 
-fn send_all(clients: &[&Client], frame: &Frame) {
+fn send_all(clients: &[&Member], frame: &Frame) {
     for client in clients {
         // A client that cannot take it is being dropped as a slow consumer already.
         let _ = client.send(frame.clone());
     }
 }
 
-/// One round: every group with presence and members on this node, compared with what they were told.
-fn tick(inner: &Inner) {
-    let Some(hub) = &inner.presence else {
-        return;
-    };
-    let version = inner.backplane.membership_version();
-    let mut state = lock(&hub.state);
-    if version.is_some() && version == state.version {
-        return;
-    }
-    state.version = version;
-    let groups: HashSet<String> = inner
-        .local
-        .groups()
-        .into_iter()
-        .filter(|g| hub.config.applies_to(g))
-        .collect();
-    state.groups.retain(|g, _| groups.contains(g));
-    let limit = hub.config.counts_only_above;
-    for group in groups {
-        let ids = inner.backplane.group_members(&group);
-        let local = inner.local.local_group_members(&group);
-        let told = state.groups.entry(group.clone()).or_default();
-        let (known, newcomers): (Vec<&Client>, Vec<&Client>) =
-            local.iter().partition(|c| told.clients.contains(c.id()));
-        let count = ids.len();
-        if count > limit {
-            told.members.clear();
-            if count != told.count && !known.is_empty() {
-                let diff = DiffData {
-                    group: &group,
-                    count,
-                    joins: None,
-                    leaves: None,
-                };
-                send_all(&known, &Frame::envelope(PRESENCE_DIFF_TYPE, &diff));
-            }
-            if !newcomers.is_empty() {
-                let data = StateData {
-                    group: &group,
-                    count,
-                    members: None,
-                };
-                send_all(&newcomers, &Frame::envelope(PRESENCE_STATE_TYPE, &data));
-            }
-        } else {
-            let current: BTreeMap<ClientId, MetaJson> = ids
-                .into_iter()
-                .map(|id| {
-                    let meta = meta_of(inner, &id);
-                    (id, meta)
-                })
-                .collect();
-            tell(&group, count, &current, told, known, newcomers, limit);
-            told.members = current;
+impl PresenceHub {
+    /// One round: every group with presence and members on this node, compared with what they were told.
+    fn tick(&self, node: &Node) {
+        let hub = self;
+        let version = node.backplane.membership_version();
+        let mut state = lock(&hub.state);
+        if version.is_some() && version == state.version {
+            return;
         }
-        told.count = count;
-        told.clients = local.iter().map(|c| c.id().clone()).collect();
+        state.version = version;
+        let groups: HashSet<String> = node
+            .local
+            .groups()
+            .into_iter()
+            .filter(|g| hub.config.applies_to(g))
+            .collect();
+        state.groups.retain(|g, _| groups.contains(g));
+        let limit = hub.config.counts_only_above;
+        for group in groups {
+            let ids = node.backplane.group_members(&group);
+            let local = node.local.local_group_members(&group);
+            let told = state.groups.entry(group.clone()).or_default();
+            let (known, newcomers): (Vec<&Member>, Vec<&Member>) =
+                local.iter().partition(|c| told.clients.contains(c.id()));
+            let count = ids.len();
+            if count > limit {
+                told.members.clear();
+                if count != told.count && !known.is_empty() {
+                    let diff = DiffData {
+                        group: &group,
+                        count,
+                        joins: None,
+                        leaves: None,
+                    };
+                    send_all(&known, &Frame::envelope(PRESENCE_DIFF_TYPE, &diff));
+                }
+                if !newcomers.is_empty() {
+                    let data = StateData {
+                        group: &group,
+                        count,
+                        members: None,
+                    };
+                    send_all(&newcomers, &Frame::envelope(PRESENCE_STATE_TYPE, &data));
+                }
+            } else {
+                let current: BTreeMap<ClientId, MetaJson> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let meta = meta_of(node, &id);
+                        (id, meta)
+                    })
+                    .collect();
+                tell(&group, count, &current, told, known, newcomers, limit);
+                told.members = current;
+            }
+            told.count = count;
+            told.clients = local.iter().map(|c| c.id().clone()).collect();
+        }
     }
 }
 
@@ -396,8 +389,8 @@ fn tell(
     count: usize,
     current: &BTreeMap<ClientId, MetaJson>,
     told: &Told,
-    known: Vec<&Client>,
-    newcomers: Vec<&Client>,
+    known: Vec<&Member>,
+    newcomers: Vec<&Member>,
     limit: usize,
 ) {
     let joins: BTreeMap<&ClientId, &MetaJson> = current

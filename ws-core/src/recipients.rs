@@ -39,12 +39,12 @@ use std::fmt;
 use crate::backplane::Backplane;
 use crate::client::id::ClientId;
 use crate::message::IntoFrame;
-use crate::server::Inner;
+use crate::node::Node;
 
 /// A set of clients to send one message to; see the [module docs](self).
 #[must_use = "a `Recipients` does nothing until `.send` is called"]
 pub struct Recipients<'a> {
-    server: &'a Inner,
+    node: &'a Node,
     group: Option<&'a str>,
     except: Vec<ClientId>,
     local: bool,
@@ -61,19 +61,19 @@ impl fmt::Debug for Recipients<'_> {
 }
 
 impl<'a> Recipients<'a> {
-    pub(crate) fn all(server: &'a Inner) -> Self {
+    pub(crate) fn all(node: &'a Node) -> Self {
         Self {
-            server,
+            node,
             group: None,
             except: Vec::new(),
             local: false,
         }
     }
 
-    pub(crate) fn group(server: &'a Inner, group: &'a str) -> Self {
+    pub(crate) fn group(node: &'a Node, group: &'a str) -> Self {
         Self {
             group: Some(group),
-            ..Self::all(server)
+            ..Self::all(node)
         }
     }
 
@@ -94,9 +94,9 @@ impl<'a> Recipients<'a> {
     pub fn send(&self, msg: impl IntoFrame) {
         let frame = msg.into_frame();
         let backplane: &dyn Backplane = if self.local {
-            self.server.local_backplane()
+            self.node.local_backplane()
         } else {
-            &*self.server.backplane
+            &*self.node.backplane
         };
         match self.group {
             Some(group) => backplane.send_to_group(group, &frame, &self.except),

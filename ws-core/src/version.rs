@@ -46,9 +46,9 @@ use axum::http::Uri;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::client::Client;
 use crate::close;
 use crate::error::{Error, ErrorCode};
+use crate::member::Member;
 use crate::message::{Direction, Variant, VariantVisitor, WsMessages, variant_hash};
 use crate::protocol;
 
@@ -195,7 +195,7 @@ impl ServerProtocol {
 
     /// Tells a client that named another fingerprint (in the upgrade request's query) so, first, and
     /// closes it when the server closes such clients.
-    pub(crate) fn greet(&self, client: &Client, uri: &Uri) {
+    pub(crate) fn greet(&self, client: &Member, uri: &Uri) {
         let named = crate::auth::query_parameter(uri, QUERY_PARAMETER);
         let Some(theirs) = named.filter(|theirs| *theirs != self.fingerprint) else {
             return;

@@ -3,9 +3,10 @@ use std::sync::Arc;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::Backplane;
-use crate::client::{Client, ClientId};
+use crate::client::id::ClientId;
 use crate::error::{Error, SendError};
 use crate::group::GroupRegistry;
+use crate::member::Member;
 use crate::protocol::Frame;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
@@ -58,7 +59,7 @@ impl MemoryBackplane {
 
     /// A client connected to this node: what a distributed backplane hands the frames and requests
     /// other nodes send for it.
-    pub fn client(&self, id: impl AsRef<str>) -> Option<Client> {
+    pub fn member(&self, id: impl AsRef<str>) -> Option<Member> {
         self.clients.get(id.as_ref())
     }
 }
@@ -74,12 +75,12 @@ pub struct LocalMembership {
 }
 
 /// Hands `frame` to `client` unless it is left out; returns whether it was handed.
-fn deliver(client: &Client, frame: &Frame, except: &[ClientId], now: Stamp) -> bool {
-    if except.contains(client.id()) {
+fn deliver(member: &Member, frame: &Frame, except: &[ClientId], now: Stamp) -> bool {
+    if except.contains(member.id()) {
         return false;
     }
     // A failed push has already dropped that client as a slow consumer; the others go on.
-    let _ = client.deliver(frame, now);
+    let _ = member.deliver(frame, now);
     true
 }
 
@@ -125,13 +126,13 @@ impl Backplane for MemoryBackplane {
 
     fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
         match self.clients.get(id.as_str()) {
-            Some(client) => client.send(frame),
+            Some(member) => member.send(frame),
             None => Err(SendError::Disconnected),
         }
     }
 
-    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
-        self.groups.join(group, client)
+    fn join(&self, group: &str, member: &Member) -> Result<bool, Error> {
+        self.groups.join(group, member)
     }
 
     fn leave(&self, group: &str, id: &ClientId) -> bool {
@@ -150,7 +151,7 @@ impl Backplane for MemoryBackplane {
         self.groups.groups_of(id)
     }
 
-    fn local_group_members(&self, group: &str) -> Vec<Client> {
+    fn local_group_members(&self, group: &str) -> Vec<Member> {
         self.groups.members(group)
     }
 

@@ -21,7 +21,7 @@
 //!   [`Frame::delivery`], the operation) from a task of your own, through a bounded queue;
 //! - apply what other nodes send by calling the same trait methods on your `MemoryBackplane`
 //!   (`broadcast`, `send_to_group`, `send_to_client`, and `join`/`leave` on
-//!   [`MemoryBackplane::client`]), rebuilding frames with [`Frame::text_from_bytes`] and
+//!   [`MemoryBackplane::member`]), rebuilding frames with [`Frame::text_from_bytes`] and
 //!   [`Frame::with_delivery`];
 //! - keep a replica of the other nodes' membership for the queries, fed by
 //!   [`Backplane::client_connected`], [`Backplane::client_disconnected`] and the join/leave calls on
@@ -31,7 +31,8 @@
 //! ```
 //! use ws_core::backplane::{Backplane, MemoryBackplane};
 //! use ws_core::protocol::Frame;
-//! use ws_core::{Client, ClientId, Error, SendError};
+//! use ws_core::member::Member;
+//! use ws_core::{ClientId, Error, SendError};
 //!
 //! /// Logs every broadcast, then delivers locally.
 //! #[derive(Debug)]
@@ -48,8 +49,8 @@
 //!     fn send_to_client(&self, id: &ClientId, frame: &Frame) -> Result<(), SendError> {
 //!         self.0.send_to_client(id, frame)
 //!     }
-//!     fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
-//!         self.0.join(group, client)
+//!     fn join(&self, group: &str, member: &Member) -> Result<bool, Error> {
+//!         self.0.join(group, member)
 //!     }
 //!     fn leave(&self, group: &str, id: &ClientId) -> bool {
 //!         self.0.leave(group, id)
@@ -63,7 +64,7 @@
 //!     fn client_groups(&self, id: &ClientId) -> Vec<String> {
 //!         self.0.client_groups(id)
 //!     }
-//!     fn local_group_members(&self, group: &str) -> Vec<Client> {
+//!     fn local_group_members(&self, group: &str) -> Vec<Member> {
 //!         self.0.local_group_members(group)
 //!     }
 //!     fn group_members(&self, group: &str) -> Vec<ClientId> {
@@ -92,15 +93,16 @@ mod memory;
 mod redis;
 
 use std::fmt::Debug;
+use std::pin::Pin;
 
 pub use self::memory::{LocalMembership, MemoryBackplane};
 #[cfg(all(feature = "redis", feature = "fuzzing"))]
 pub(crate) use self::redis::fuzz_peer_input;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackplane, RedisConfig};
-use crate::client::{Client, ClientId};
+use crate::client::id::ClientId;
 use crate::error::{Error, SendError};
-use crate::handler::BoxFuture;
+use crate::member::Member;
 use crate::protocol::Frame;
 pub use crate::stats::BackplaneStats;
 
@@ -122,7 +124,7 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// `not_found` for a disconnected client, `limit_exceeded` past `max_groups_per_client`.
-    fn join(&self, group: &str, client: &Client) -> Result<bool, Error>;
+    fn join(&self, group: &str, member: &Member) -> Result<bool, Error>;
     /// Removes a client from a group; returns whether it was a member.
     fn leave(&self, group: &str, id: &ClientId) -> bool;
     /// Removes a client from all its groups; returns them, sorted.
@@ -132,7 +134,7 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     /// The groups of a client, sorted.
     fn client_groups(&self, id: &ClientId) -> Vec<String>;
     /// Handles to this node's members of a group.
-    fn local_group_members(&self, group: &str) -> Vec<Client>;
+    fn local_group_members(&self, group: &str) -> Vec<Member>;
     /// Ids of all members of a group, sorted.
     fn group_members(&self, group: &str) -> Vec<ClientId>;
     /// Names of all groups with at least one member, sorted.
@@ -158,8 +160,8 @@ pub trait Backplane: Send + Sync + Debug + 'static {
     }
 
     /// A client of this node connected (called once it is registered, before `on_connect` hooks run).
-    fn client_connected(&self, client: &Client) {
-        let _ = client;
+    fn client_connected(&self, member: &Member) {
+        let _ = member;
     }
 
     /// A client of this node is gone (called after it left its groups and was unregistered).
@@ -194,10 +196,10 @@ pub trait Backplane: Send + Sync + Debug + 'static {
 
     /// Answers a client's `$history` request `id` (the frames of `group` after offset `since`) with a
     /// `$reply` or an `$error`, now or later; called only on a backplane that keeps history.
-    fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
+    fn fetch_history(&self, member: &Member, id: u64, group: &str, since: u64) {
         let _ = (group, since);
         let err = Error::not_found("this server keeps no history");
-        let _ = client.send(crate::protocol::error_frame(Some(id), &err));
+        let _ = member.send(crate::protocol::error_frame(Some(id), &err));
     }
 
     /// Counters of a distributed backplane; `None` for one that serves a single node.
@@ -214,7 +216,7 @@ pub trait Backplane: Send + Sync + Debug + 'static {
 
     /// Called once by [`Server::stop`](crate::Server::stop) after the clients are gone, so a distributed
     /// backplane can tell the other nodes this one is leaving.
-    fn close(&self) -> BoxFuture<()> {
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {})
     }
 }

@@ -6,126 +6,60 @@
 
 pub(crate) mod id;
 
-use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
-use tokio::sync::{Notify, oneshot};
 
 pub use self::id::ClientId;
 use crate::close::CloseCode;
-use crate::compression::negotiate::Negotiated;
-use crate::error::{Error, ErrorCode, SendError};
+use crate::error::{Error, SendError};
+use crate::member::Member;
 use crate::message::{IntoFrame, OutboundMessages, Variant};
-use crate::protocol::{self, Frame};
 use crate::recipients::Recipients;
-use crate::send_queue::{Bounds, PushError, Pushed, SendQueue, Stamp};
-use crate::server::{Inner as ServerInner, Server};
-use crate::stats::bump;
-use crate::sync::lock;
-
-/// Why the server cuts a connection short, without waiting for a close handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Abort {
-    /// The connection has ended on its own (end of stream, failed write); stop the other task.
-    Finished,
-    SlowConsumer,
-    PongTimeout,
-    WriteTimeout,
-    ShutdownDeadline,
-}
-
-/// Where the client's answer to a server request goes.
-type AnswerSender = oneshot::Sender<Result<Box<RawValue>, Error>>;
+use crate::server::Server;
 
 /// A handle to one connected client.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<ClientInner>,
-}
-
-pub(crate) struct ClientInner {
-    id: ClientId,
-    server: Arc<ServerInner>,
-    queue: SendQueue,
-    alive: AtomicBool,
-    abort: OnceLock<Abort>,
-    abort_notify: Notify,
-    close_request: Mutex<Option<(CloseCode, String)>>,
-    close_notify: Notify,
-    /// Each value with its size as counted against `max_metadata_bytes`.
-    metadata: Mutex<HashMap<String, (Value, usize)>>,
-    extensions: Mutex<HashMap<std::any::TypeId, Box<dyn Any + Send + Sync>>>,
-    started: Instant,
-    last_pong_ms: AtomicU64,
-    pending: Mutex<HashMap<u64, AnswerSender>>,
-    next_request_id: AtomicU64,
-    /// Set when the client negotiated compression.
-    compression: Option<Negotiated>,
+    member: Member,
+    server: Server,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.inner.id)
+            .field("id", self.id())
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    pub(crate) fn new(
-        id: ClientId,
-        server: Arc<ServerInner>,
-        compression: Option<Negotiated>,
-    ) -> Self {
-        let config = &server.config;
-        let queue = SendQueue::new(Bounds {
-            max_bytes: config.send_queue_max_bytes,
-            max_lag: config.send_queue_max_lag,
-            volatile_bytes: config.send_queue_volatile_bytes,
-        });
-        Self {
-            inner: Arc::new(ClientInner {
-                id,
-                server,
-                queue,
-                alive: AtomicBool::new(true),
-                abort: OnceLock::new(),
-                abort_notify: Notify::new(),
-                close_request: Mutex::new(None),
-                close_notify: Notify::new(),
-                metadata: Mutex::new(HashMap::new()),
-                extensions: Mutex::new(HashMap::new()),
-                started: Instant::now(),
-                last_pong_ms: AtomicU64::new(0),
-                pending: Mutex::new(HashMap::new()),
-                next_request_id: AtomicU64::new(1),
-                compression,
-            }),
-        }
+    pub(crate) fn new(member: Member, server: Server) -> Self {
+        Self { member, server }
     }
 
     /// The client's id.
     pub fn id(&self) -> &ClientId {
-        &self.inner.id
+        self.member.id()
     }
 
     /// The server this client is connected to.
     pub fn server(&self) -> Server {
-        Server::from_inner(self.inner.server.clone())
+        self.server.clone()
+    }
+
+    /// What delivery knows of this client.
+    pub(crate) fn member(&self) -> &Member {
+        &self.member
     }
 
     /// Whether the client is still connected (false from the moment its disconnection starts).
     pub fn is_connected(&self) -> bool {
-        self.inner.alive.load(Ordering::Acquire)
+        self.member.is_connected()
     }
 
     /// Sends a message to this client: a value of an outbound message set, a [`Message`](crate::protocol::Message) or a [`Frame`]
@@ -138,50 +72,18 @@ impl Client {
     /// [`SendError::Disconnected`] when the client has disconnected; [`SendError::SlowConsumer`] when its
     /// send queue passed its bounds, in which case the client is being dropped.
     pub fn send(&self, msg: impl IntoFrame) -> Result<(), SendError> {
-        self.deliver(&msg.into_frame(), Stamp::now())
+        self.member.send(msg)
     }
 
     /// The other members of `group`, on every node: `client.to("room").send(msg)` reaches everybody in
     /// the room but this client. See [`recipients`](crate::recipients).
     pub fn to<'a>(&'a self, group: &'a str) -> Recipients<'a> {
-        Recipients::group(&self.inner.server, group).except(self.id())
+        Recipients::group(self.server.node(), group).except(self.id())
     }
 
     /// Every other client, on every node.
     pub fn broadcast(&self) -> Recipients<'_> {
-        Recipients::all(&self.inner.server).except(self.id())
-    }
-
-    /// Queues a frame as of `now`; a fan-out reads the clock once for all its recipients.
-    pub(crate) fn deliver(&self, frame: &Frame, now: Stamp) -> Result<(), SendError> {
-        if !self.is_connected() {
-            return Err(SendError::Disconnected);
-        }
-        let stats = &self.inner.server.stats;
-        let message = match &self.inner.compression {
-            Some(compression) => {
-                frame.for_compressing_client(compression, &stats.frames_compressed)
-            }
-            None => frame.message.clone(),
-        };
-        match self.inner.queue.push(message, &frame.delivery, now) {
-            Ok(Pushed::Queued) => Ok(()),
-            Ok(Pushed::Skipped) => {
-                bump(&stats.dropped_volatile);
-                Ok(())
-            }
-            Ok(Pushed::Coalesced) => {
-                bump(&stats.coalesced);
-                Ok(())
-            }
-            Err(PushError::Closed) => Err(SendError::Disconnected),
-            Err(PushError::Full) => {
-                if self.abort(Abort::SlowConsumer) {
-                    bump(&stats.slow_consumer_drops);
-                }
-                Err(SendError::SlowConsumer)
-            }
-        }
+        Recipients::all(self.server.node()).except(self.id())
     }
 
     /// Sends a request to this client and waits for its answer: the client replies with
@@ -218,7 +120,7 @@ impl Client {
         P::Set: OutboundMessages,
         P::Reply: DeserializeOwned,
     {
-        let raw = self.request_raw(P::NAME, &payload, timeout).await?;
+        let raw = self.member.request_raw(P::NAME, &payload, timeout).await?;
         serde_json::from_str(raw.get())
             .map_err(|e| Error::invalid_data(format!("reply to {:?}: {e}", P::NAME)))
     }
@@ -234,59 +136,8 @@ impl Client {
         data: &T,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let raw = self.request_raw(kind, data, timeout).await?;
+        let raw = self.member.request_raw(kind, data, timeout).await?;
         Ok(serde_json::from_str(raw.get())?)
-    }
-
-    async fn request_raw<T: Serialize + ?Sized>(
-        &self,
-        kind: &str,
-        data: &T,
-        timeout: Duration,
-    ) -> Result<Box<RawValue>, Error> {
-        let id =
-            self.inner.next_request_id.fetch_add(1, Ordering::Relaxed) % protocol::MAX_REQUEST_ID;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&self.inner.pending);
-            if pending.len() >= self.inner.server.config.max_pending_requests {
-                return Err(Error::new(
-                    ErrorCode::LimitExceeded,
-                    "too many requests waiting for this client",
-                ));
-            }
-            pending.insert(id, tx);
-        }
-        // Removes the entry however this future ends: answered, timed out, or dropped.
-        struct Pending<'a>(&'a ClientInner, u64);
-        impl Drop for Pending<'_> {
-            fn drop(&mut self) {
-                lock(&self.0.pending).remove(&self.1);
-            }
-        }
-        let _pending = Pending(&self.inner, id);
-        self.send(protocol::request_frame(kind, data, id))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(Error::not_found("client disconnected")),
-            Err(_) => Err(Error::new(
-                ErrorCode::Timeout,
-                format!("no answer to {kind:?} within {timeout:?}"),
-            )),
-        }
-    }
-
-    /// Delivers the client's answer to a pending request; `false` when no request has that id.
-    pub(crate) fn resolve(&self, id: u64, answer: Result<Box<RawValue>, Error>) -> bool {
-        match lock(&self.inner.pending).remove(&id) {
-            Some(waiter) => waiter.send(answer).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Fails every pending request (the client is gone).
-    pub(crate) fn drop_pending(&self) {
-        lock(&self.inner.pending).clear();
     }
 
     /// Stores a metadata value under `key` (any serializable value, kept as JSON).
@@ -297,38 +148,17 @@ impl Client {
     /// would hold more than `max_metadata_bytes` (each key's length plus its value's JSON length), in which
     /// case nothing is stored.
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), Error> {
-        let key = key.into();
-        let value = serde_json::to_value(value)?;
-        let size = metadata_bytes(&key, &value);
-        let max = self.inner.server.config.max_metadata_bytes;
-        let mut metadata = lock(&self.inner.metadata);
-        let others: usize = metadata
-            .iter()
-            .filter(|(k, _)| **k != key)
-            .map(|(_, (_, size))| size)
-            .sum();
-        if others + size > max {
-            return Err(Error::new(
-                ErrorCode::LimitExceeded,
-                format!("client metadata would exceed {max} bytes"),
-            ));
-        }
-        metadata.insert(key, (value, size));
-        Ok(())
+        self.member.set_metadata(key, value)
     }
 
     /// A metadata value.
     pub fn get_metadata(&self, key: &str) -> Option<Value> {
-        lock(&self.inner.metadata)
-            .get(key)
-            .map(|(value, _)| value.clone())
+        self.member.get_metadata(key)
     }
 
     /// Removes a metadata value and returns it.
     pub fn remove_metadata(&self, key: &str) -> Option<Value> {
-        lock(&self.inner.metadata)
-            .remove(key)
-            .map(|(value, _)| value)
+        self.member.remove_metadata(key)
     }
 
     /// Stores a typed value on the client, one per type (like `http::Extensions`).
@@ -342,25 +172,22 @@ impl Client {
     /// # }
     /// ```
     pub fn insert_extension<T: Clone + Send + Sync + 'static>(&self, value: T) {
-        lock(&self.inner.extensions).insert(std::any::TypeId::of::<T>(), Box::new(value));
+        self.member.insert_extension(value);
     }
 
     /// A copy of the typed value stored with [`Client::insert_extension`].
     pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        lock(&self.inner.extensions)
-            .get(&std::any::TypeId::of::<T>())
-            .and_then(|v| v.downcast_ref::<T>())
-            .cloned()
+        self.member.extension()
     }
 
     /// Whether the client belongs to `group`.
     pub fn is_in_group(&self, group: &str) -> bool {
-        self.inner.server.backplane.is_in_group(group, self.id())
+        self.server.node().backplane.is_in_group(group, self.id())
     }
 
     /// The groups the client belongs to, sorted.
     pub fn groups(&self) -> Vec<String> {
-        self.inner.server.backplane.client_groups(self.id())
+        self.server.node().backplane.client_groups(self.id())
     }
 
     /// Adds the client to `group`; `Ok(false)` if it already was a member.
@@ -370,109 +197,22 @@ impl Client {
     /// `limit_exceeded` when the client already belongs to `max_groups_per_client` groups or the name is
     /// longer than `max_group_name_bytes`; `not_found` once the client has disconnected.
     pub fn join(&self, group: &str) -> Result<bool, Error> {
-        self.inner.server.backplane.join(group, self)
+        self.server.node().backplane.join(group, &self.member)
     }
 
     /// Removes the client from `group`; returns whether it was a member.
     pub fn leave(&self, group: &str) -> bool {
-        self.inner.server.backplane.leave(group, self.id())
+        self.server.node().backplane.leave(group, self.id())
     }
 
     /// Removes the client from all its groups and returns them, sorted. Runs by itself on disconnect.
     pub fn leave_all(&self) -> Vec<String> {
-        self.inner.server.backplane.leave_all(self.id())
+        self.server.node().backplane.leave_all(self.id())
     }
 
     /// Starts a clean close: frames already queued are written, then a close frame with `code` and
     /// `reason`, then the server waits (at most `close_timeout`) for the client's close frame.
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
-        {
-            let mut request = lock(&self.inner.close_request);
-            if request.is_some() {
-                return;
-            }
-            let reason = reason.into();
-            tracing::debug!(target: "ws_core::connection", client_id = %self.id(), code = code.as_u16(), %reason, "closing");
-            *request = Some((code, reason));
-            self.inner.close_notify.notify_one();
-        }
-        // Input is discarded from now on, so no answer to a pending request can arrive.
-        self.drop_pending();
+        self.member.close(code, reason);
     }
-
-    /// Cuts the connection without a handshake. Returns whether this call was the first to do so.
-    pub(crate) fn abort(&self, why: Abort) -> bool {
-        let first = self.inner.abort.set(why).is_ok();
-        if first {
-            self.mark_gone();
-            self.inner.abort_notify.notify_waiters();
-        }
-        first
-    }
-
-    /// Why the connection was aborted, if it was.
-    pub(crate) fn abort_reason(&self) -> Option<Abort> {
-        self.inner.abort.get().copied()
-    }
-
-    /// Resolves once the connection is aborted.
-    pub(crate) async fn aborted(&self) {
-        loop {
-            // Created before the check: `notify_waiters` reaches a `Notified` from its creation on.
-            let notified = self.inner.abort_notify.notified();
-            if self.inner.abort.get().is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Marks the client as gone: it leaves `connected_clients` at once and can join no group.
-    pub(crate) fn mark_gone(&self) {
-        if self.inner.alive.swap(false, Ordering::AcqRel) {
-            self.inner
-                .server
-                .stats
-                .connected_clients
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn take_close_request(&self) -> Option<(CloseCode, String)> {
-        lock(&self.inner.close_request).clone()
-    }
-
-    pub(crate) async fn close_requested(&self) {
-        loop {
-            let notified = self.inner.close_notify.notified();
-            if lock(&self.inner.close_request).is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    pub(crate) fn queue(&self) -> &SendQueue {
-        &self.inner.queue
-    }
-
-    pub(crate) fn server_inner(&self) -> &Arc<ServerInner> {
-        &self.inner.server
-    }
-
-    pub(crate) fn record_pong(&self) {
-        let ms = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.inner.last_pong_ms.store(ms, Ordering::Release);
-    }
-
-    /// When the last pong arrived (the connection's start if none has).
-    pub(crate) fn last_pong(&self) -> Instant {
-        self.inner.started
-            + std::time::Duration::from_millis(self.inner.last_pong_ms.load(Ordering::Acquire))
-    }
-}
-
-/// What one metadata entry counts against `max_metadata_bytes`: the key's length and the value's JSON length.
-pub(crate) fn metadata_bytes(key: &str, value: &Value) -> usize {
-    key.len() + crate::protocol::json_len(value)
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorCode};
 use crate::handler::{Next, Reply, Request};
 use crate::protocol::{self, Envelope};
 use crate::raw::{RawHandler, RawMessage};
-use crate::server::Inner;
+use crate::server::Server;
 use crate::stats::bump;
 
 /// A data frame as read.
@@ -51,8 +51,8 @@ pub(super) enum Dispatcher {
 }
 
 impl Dispatcher {
-    pub(super) fn new(server: &Inner) -> Self {
-        match &server.app.raw {
+    pub(super) fn new(server: &Server) -> Self {
+        match &server.app().raw {
             Some(raw) => Self::Raw(raw.clone()),
             None => Self::Envelope,
         }
@@ -61,7 +61,7 @@ impl Dispatcher {
     /// Answers the frame at once, or hands it to the pipeline; `Err` when it closes the connection.
     pub(super) fn dispatch(
         &self,
-        server: &Inner,
+        server: &Server,
         client: &Client,
         pipeline: &mut Pipeline<'_>,
         data: Data,
@@ -81,7 +81,7 @@ impl Dispatcher {
                 };
                 let id = call.id;
                 if pipeline.push(Job::Call(call), len).is_err() {
-                    bump(&server.stats.overloaded);
+                    bump(&server.node().stats.overloaded);
                     let err = Error::new(
                         ErrorCode::Overloaded,
                         "too many messages waiting for their handler; this one was dropped",
@@ -102,7 +102,7 @@ impl Dispatcher {
                 };
                 // Raw mode has no envelope to answer with: a frame past the pipeline's bound closes.
                 if pipeline.push(Job::Raw(raw.clone(), msg), len).is_err() {
-                    bump(&server.stats.overloaded);
+                    bump(&server.node().stats.overloaded);
                     return Err(Refusal {
                         code: close::POLICY_VIOLATION,
                         reason: "too many messages waiting",
@@ -145,14 +145,14 @@ fn answer(incoming: &Envelope) -> Result<Box<RawValue>, Error> {
 
 /// Answers what needs no handler (system frames, unknown types); returns the handler call for everything
 /// else.
-pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Option<Call> {
+pub(crate) fn route(server: &Server, client: &Client, incoming: Envelope) -> Option<Call> {
     if system_frame(server, client, &incoming) {
         return None;
     }
     let id = incoming.id;
-    let Some(route) = server.app.routes.get(&incoming.kind) else {
-        bump(&server.stats.unknown_types);
-        server.app.hooks.unknown_type(client, &incoming.kind);
+    let Some(route) = server.app().routes.get(&incoming.kind) else {
+        bump(&server.node().stats.unknown_types);
+        server.app().hooks.unknown_type(client, &incoming.kind);
         if id.is_some() {
             let err = Error::new(
                 ErrorCode::UnknownType,
@@ -164,7 +164,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
     };
     Some(Call::new(
         id,
-        Next::new(server.app.middleware.clone(), route.endpoint.clone()),
+        Next::new(server.app().middleware.clone(), route.endpoint.clone()),
         Request::new(client.clone(), incoming),
         route.duration.clone(),
     ))
@@ -172,7 +172,7 @@ pub(crate) fn route(server: &Inner, client: &Client, incoming: Envelope) -> Opti
 
 /// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them
 /// (history); `false` for a frame that is not one.
-fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
+fn system_frame(server: &Server, client: &Client, incoming: &Envelope) -> bool {
     let id = incoming.id;
     match incoming.kind.as_str() {
         protocol::PING_TYPE => {
@@ -180,17 +180,25 @@ fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
         }
         protocol::REPLY_TYPE | protocol::ERROR_TYPE => {
             if let Some(id) = id {
-                client.resolve(id, answer(incoming));
+                client.member().resolve(id, answer(incoming));
             }
         }
-        _ => return crate::history::system_frame(server, client, incoming),
+        _ => {
+            let keeps_history = server.app().keeps_history;
+            return crate::history::requests::system_frame(
+                server.node(),
+                keeps_history,
+                client.member(),
+                incoming,
+            );
+        }
     }
     true
 }
 
 /// Sends a request's `$reply` or `$error`; reports handler errors.
 pub(crate) fn answer_call(
-    server: &Inner,
+    server: &Server,
     client: &Client,
     id: Option<u64>,
     result: Result<Reply, Error>,
@@ -202,8 +210,8 @@ pub(crate) fn answer_call(
             }
         }
         Err(err) => {
-            bump(&server.stats.handler_errors);
-            server.app.hooks.error(client, &err);
+            bump(&server.node().stats.handler_errors);
+            server.app().hooks.error(client, &err);
             if id.is_some() || err.is_reported() {
                 let _ = client.send(protocol::error_frame(id, &err));
             }

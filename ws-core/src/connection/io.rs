@@ -28,8 +28,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::compression::inflate::Inflater;
+use crate::node::Node;
 use crate::send_queue::{Stamp, WriteStall};
-use crate::server::Inner;
+use crate::stats::Stats;
 
 /// The error a read fails with once a message has taken longer than `message_timeout` to arrive.
 #[derive(Debug)]
@@ -192,17 +193,20 @@ impl FrameTracker {
     }
 }
 
+/// The connection's WebSocket over its counting socket.
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<CountingIo>;
+
 /// The upgraded socket, counting the bytes that really cross it and following the client's frames.
 ///
 /// Behind [`Server::serve_app`](crate::Server::serve_app) the socket is the accepted `TcpStream` itself,
 /// taken back from hyper, so an abandoned connection can be reset (see [`CountingIo::reset_on_close`]);
 /// behind another HTTP server it is hyper's `Upgraded`, whatever that wraps.
-/// The connection's WebSocket over its counting socket.
-pub(crate) type Ws = tokio_tungstenite::WebSocketStream<CountingIo>;
-
 pub(crate) struct CountingIo {
     io: UpgradedIo,
-    server: Arc<Inner>,
+    /// Where the bytes crossing the socket are counted.
+    stats: Arc<Stats>,
+    /// How long one message may take to arrive, from its first byte to its last.
+    message_timeout: Duration,
     frames: FrameTracker,
     /// For a client that compresses: the stream as the frame parser reads it, inflated.
     inflater: Option<Box<Inflater>>,
@@ -223,11 +227,7 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
 
 impl CountingIo {
-    pub(crate) fn new(
-        upgraded: hyper::upgrade::Upgraded,
-        server: Arc<Inner>,
-        compressed: bool,
-    ) -> Self {
+    pub(crate) fn new(upgraded: hyper::upgrade::Upgraded, node: &Node, compressed: bool) -> Self {
         let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
             // An empty slice of hyper's read buffer would still keep the whole buffer alive.
             Ok(parts) if parts.read_buf.is_empty() => {
@@ -236,24 +236,24 @@ impl CountingIo {
             Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
             Err(upgraded) => UpgradedIo::Other(Box::pin(TokioIo::new(upgraded))),
         };
-        let mut io = Self::with(io, server);
+        let mut io = Self::with(io, node);
         if compressed {
-            let max = io.server.config.max_message_size;
-            io.inflater = Some(Box::new(Inflater::new(max)));
+            io.inflater = Some(Box::new(Inflater::new(node.config.max_message_size)));
         }
         io
     }
 
     /// Any byte stream, such as an in-memory pipe.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn other(io: impl Stream + 'static, server: Arc<Inner>) -> Self {
-        Self::with(UpgradedIo::Other(Box::pin(io)), server)
+    pub(crate) fn other(io: impl Stream + 'static, node: &Node) -> Self {
+        Self::with(UpgradedIo::Other(Box::pin(io)), node)
     }
 
-    fn with(io: UpgradedIo, server: Arc<Inner>) -> Self {
+    fn with(io: UpgradedIo, node: &Node) -> Self {
         Self {
             io,
-            server,
+            stats: node.stats.clone(),
+            message_timeout: node.config.message_timeout,
             frames: FrameTracker::new(),
             inflater: None,
             stall: None,
@@ -337,13 +337,12 @@ impl CountingIo {
         let read = &buf.filled()[before..];
         let eof = read.is_empty();
         if !eof {
-            this.server
-                .stats
+            this.stats
                 .bytes_received
                 .fetch_add(read.len() as u64, Ordering::Relaxed);
             this.frames.feed(read);
         }
-        let timeout = this.server.config.message_timeout;
+        let timeout = this.message_timeout;
         match polled {
             Poll::Ready(Ok(())) if eof => Poll::Ready(Ok(())),
             Poll::Ready(Ok(())) => match this.frames.check(cx, timeout, false) {
@@ -371,10 +370,7 @@ impl AsyncWrite for CountingIo {
         };
         match polled {
             Poll::Ready(Ok(n)) if n > 0 => {
-                self.server
-                    .stats
-                    .bytes_sent
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                 if let Some(stall) = &self.stall {
                     stall.progressed();
                 }

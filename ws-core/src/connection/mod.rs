@@ -34,7 +34,6 @@ mod writer;
 pub(crate) use self::dispatch::{answer_call, route};
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -53,11 +52,11 @@ use self::pipeline::bounded_hook;
 use self::pipeline::handler_panicked;
 use crate::admission::Slot;
 use crate::auth::ClientData;
-use crate::client::{Abort, Client};
+use crate::client::Client;
 use crate::close;
 use crate::compression::negotiate::Negotiated;
-use crate::server::Inner;
-use crate::stats::bump;
+use crate::member::Abort;
+use crate::server::Server;
 
 /// How long the raw drain waits for more input before it considers the peer done.
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
@@ -66,7 +65,7 @@ const DRAIN_IDLE: Duration = Duration::from_millis(250);
 /// client that has its 101 is reachable by every send made from then on (what is sent before the socket is
 /// up waits in its queue).
 pub(crate) struct Registered {
-    server: Arc<Inner>,
+    server: Server,
     client: Client,
     span: tracing::Span,
     compression: Option<Negotiated>,
@@ -74,23 +73,17 @@ pub(crate) struct Registered {
 
 /// Registers a client for a handshake about to be accepted.
 pub(crate) fn register(
-    server: Arc<Inner>,
+    server: Server,
     data: ClientData,
     peer: Option<std::net::SocketAddr>,
     compression: Option<Negotiated>,
 ) -> Registered {
-    let client = server
-        .clients
-        .insert_new(|id| Client::new(id, server.clone(), compression));
-    bump(&server.stats.connected_clients);
-    bump(&server.stats.total_connections);
-    if compression.is_some() {
-        bump(&server.stats.compressed_connections);
-    }
-    let user = data.apply(&client);
+    let member = server.node().add_member(compression);
+    let client = Client::new(member, server.clone());
+    let user = data.apply(client.member());
     // The features that follow each client (presence), before the backplane announces it.
-    for feature in &server.app.on_register {
-        feature(&server, &client);
+    for feature in &server.app().on_register {
+        feature(&client);
     }
     let span = tracing::info_span!(
         target: "ws_core::connection",
@@ -106,9 +99,9 @@ pub(crate) fn register(
         span.record("user", user);
     }
     span.in_scope(|| tracing::debug!(target: "ws_core::connection", "connected"));
-    server.backplane.client_connected(&client);
+    server.node().backplane.client_connected(client.member());
     // `stop` closes the clients it finds; one registered after that finds the flag instead.
-    if !server.is_running() {
+    if !server.node().is_running() {
         client.close(close::GOING_AWAY, "server shutting down");
     }
     Registered {
@@ -128,13 +121,13 @@ impl Registered {
     /// Waits for the upgrade to complete (within `handshake_timeout`), wraps the upgraded stream in the
     /// connection's socket, and serves it; abandons the client when the upgrade never completes.
     pub(crate) async fn run_upgraded(self, on_upgrade: OnUpgrade, slot: Slot) {
-        let timeout = self.server.config.handshake_timeout;
+        let timeout = self.server.node().config.handshake_timeout;
         let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
             self.abandon();
             return;
         };
-        let io = CountingIo::new(upgraded, self.server.clone(), self.compression.is_some());
-        let config = Some(self.server.app.ws_config);
+        let io = CountingIo::new(upgraded, self.server.node(), self.compression.is_some());
+        let config = Some(self.server.app().ws_config);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
         self.run(ws, slot).await;
     }
@@ -152,7 +145,8 @@ impl Registered {
             span,
             ..
         } = self;
-        ws.get_mut().report_writes_to(client.queue().write_stall());
+        ws.get_mut()
+            .report_writes_to(client.member().queue().write_stall());
         let continuations = ws.get_ref().continuations();
         let (sink, stream) = ws.split();
         let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
@@ -168,17 +162,15 @@ impl Registered {
             span,
             ..
         } = self;
-        client.mark_gone();
-        client.drop_pending();
-        server.backplane.leave_all(client.id());
-        server.clients.remove(client.id());
-        server.backplane.client_disconnected(client.id());
+        client.member().mark_gone();
+        client.member().drop_pending();
+        server.node().remove_member(client.id());
         span.in_scope(|| tracing::debug!(target: "ws_core::connection", "upgrade not completed"));
     }
 }
 
 async fn serve(
-    server: Arc<Inner>,
+    server: Server,
     client: Client,
     mut stream: SplitStream<Ws>,
     continuations: io::FrameCounter,
@@ -187,10 +179,10 @@ async fn serve(
 ) {
     let end = reader::run(&mut stream, &client, &continuations).await;
     if end == reader::ReadEnd::Closed {
-        client.abort(Abort::Finished);
+        client.member().abort(Abort::Finished);
     }
     let ended = writer.await;
-    client.queue().close();
+    client.member().queue().close();
     if let Ok(ended) = ended {
         if ended.reset {
             if let Ok(ws) = stream.reunite(ended.sink) {
@@ -198,13 +190,18 @@ async fn serve(
             }
         } else if end == reader::ReadEnd::Failed {
             // Boxed: rare, and its state (the reunited socket) would otherwise enlarge every connection's task.
-            Box::pin(drain_raw(stream, ended.sink, server.config.close_timeout)).await;
+            Box::pin(drain_raw(
+                stream,
+                ended.sink,
+                server.node().config.close_timeout,
+            ))
+            .await;
         }
     }
 
-    client.mark_gone();
-    client.drop_pending();
-    for hook in &server.app.hooks.on_disconnect {
+    client.member().mark_gone();
+    client.member().drop_pending();
+    for hook in &server.app().hooks.on_disconnect {
         guarded(
             &server,
             &client,
@@ -212,15 +209,13 @@ async fn serve(
         )
         .await;
     }
-    server.backplane.leave_all(client.id());
-    server.clients.remove(client.id());
-    server.backplane.client_disconnected(client.id());
+    server.node().remove_member(client.id());
     tracing::debug!(target: "ws_core::connection", ?end, "disconnected");
     drop(slot);
 }
 
 /// Runs a hook; a panic closes the client with 1011 and reaches `on_error`, like a handler panic.
-async fn guarded(server: &Inner, client: &Client, hook: crate::handler::BoxFuture<()>) {
+async fn guarded(server: &Server, client: &Client, hook: crate::handler::BoxFuture<()>) {
     if let Err(panic) = AssertUnwindSafe(hook).catch_unwind().await {
         handler_panicked(server, client, &*panic);
         client.close(close::INTERNAL_ERROR, "internal error");

@@ -28,7 +28,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::handler::{BoxFuture, Next, Reply, Request};
 use crate::raw::{RawHandler, RawMessage};
-use crate::server::Inner;
+use crate::server::Server;
 use crate::stats::bump;
 
 /// A frame routed to its handler, not started yet.
@@ -69,28 +69,28 @@ pub(crate) fn bounded_hook(
 ) -> crate::handler::BoxFuture<()> {
     let client = client.clone();
     Box::pin(async move {
-        let limit = client.server_inner().config.hook_timeout;
+        let limit = client.server().node().config.hook_timeout;
         if tokio::time::timeout(limit, hook).await.is_err() {
             let err = Error::internal(format!("hook still running after {limit:?}: dropped"));
-            client.server_inner().app.hooks.error(&client, &err);
+            client.server().app().hooks.error(&client, &err);
         }
     })
 }
 
 /// Counts a panic and reports it to `on_error`; the caller closes the client with 1011.
 pub(crate) fn handler_panicked(
-    server: &Inner,
+    server: &Server,
     client: &Client,
     panic: &(dyn std::any::Any + Send),
 ) -> Error {
-    bump(&server.stats.handler_panics);
+    bump(&server.node().stats.handler_panics);
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "handler panicked".to_owned());
     let err = Error::internal(format!("panic: {text}"));
-    server.app.hooks.error(client, &err);
+    server.app().hooks.error(client, &err);
     err
 }
 
@@ -135,7 +135,7 @@ struct RunningCall {
 pub(super) struct Overloaded;
 
 pub(super) struct Pipeline<'a> {
-    server: &'a Inner,
+    server: &'a Server,
     client: &'a Client,
     running: Option<Running>,
     waiting: VecDeque<(Job, usize)>,
@@ -145,8 +145,8 @@ pub(super) struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
-    pub(super) fn new(server: &'a Inner, client: &'a Client) -> Self {
-        let waiting = (0..server.app.hooks.on_connect.len()).map(|i| (Job::Connect(i), 0));
+    pub(super) fn new(server: &'a Server, client: &'a Client) -> Self {
+        let waiting = (0..server.app().hooks.on_connect.len()).map(|i| (Job::Connect(i), 0));
         Self {
             server,
             client,
@@ -164,7 +164,7 @@ impl<'a> Pipeline<'a> {
             self.running = Some(start(job, self.server, self.client));
             return Ok(());
         }
-        let config = &self.server.config;
+        let config = &self.server.node().config;
         if self.waiting_frames >= config.inbound_queue_capacity
             || (self.waiting_bytes > 0 && self.waiting_bytes + len > config.inbound_queue_max_bytes)
         {
@@ -236,10 +236,10 @@ impl<'a> Pipeline<'a> {
     }
 }
 
-fn start(job: Job, server: &Inner, client: &Client) -> Running {
+fn start(job: Job, server: &Server, client: &Client) -> Running {
     match job {
         Job::Connect(index) => {
-            let hook = &server.app.hooks.on_connect[index];
+            let hook = &server.app().hooks.on_connect[index];
             unit(catch_unwind(AssertUnwindSafe(|| {
                 bounded_hook(client, hook(client.clone()))
             })))

@@ -18,7 +18,7 @@ use crate::close::{self, CloseCode};
 use crate::compression::inflate::InflateError;
 use crate::protocol;
 use crate::rate_limit::RateLimiter;
-use crate::server::Inner;
+use crate::server::Server;
 use crate::stats::bump;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(super) enum ReadEnd {
 }
 
 struct Reader<'a> {
-    server: &'a Inner,
+    server: &'a Server,
     client: &'a Client,
     dispatcher: Dispatcher,
     limiter: Option<RateLimiter>,
@@ -48,11 +48,11 @@ impl Reader<'_> {
     fn start_close(&mut self, code: CloseCode, reason: &str) {
         self.client.close(code, reason);
         self.closing
-            .get_or_insert_with(|| Instant::now() + self.server.config.close_timeout);
+            .get_or_insert_with(|| Instant::now() + self.server.node().config.close_timeout);
     }
 
     fn reject(&mut self, code: CloseCode, reason: &str) {
-        bump(&self.server.stats.invalid_frames);
+        bump(&self.server.node().stats.invalid_frames);
         tracing::trace!(target: "ws_core::rejection", client_id = %self.client.id(), code = code.as_u16(), reason, "closing");
         self.start_close(code, reason);
     }
@@ -72,7 +72,7 @@ impl Reader<'_> {
 
     /// Closes the client with 1008 for exceeding its rate limit.
     fn rate_limited(&mut self) {
-        bump(&self.server.stats.rate_limit_closes);
+        bump(&self.server.node().stats.rate_limit_closes);
         self.start_close(close::POLICY_VIOLATION, "rate limit exceeded");
     }
 }
@@ -82,8 +82,8 @@ pub(super) async fn run(
     client: &Client,
     continuations: &FrameCounter,
 ) -> ReadEnd {
-    let server = client.server_inner().clone();
-    let config = &server.config;
+    let server = client.server().clone();
+    let config = &server.node().config;
     let mut reader = Reader {
         server: &server,
         client,
@@ -115,7 +115,7 @@ pub(super) async fn run(
         let running = pipeline.is_running();
         let next = tokio::select! {
             biased;
-            () = client.aborted(), if !reader.peer_closed => return ReadEnd::Aborted,
+            () = client.member().aborted(), if !reader.peer_closed => return ReadEnd::Aborted,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 return input.unwrap_or(ReadEnd::Failed);
             }
@@ -147,11 +147,11 @@ impl Reader<'_> {
             WsMessage::Close(_) => {
                 // The protocol layer has queued our reply; the next read flushes it and ends the stream.
                 self.peer_closed = true;
-                let timeout = self.server.config.close_timeout;
+                let timeout = self.server.node().config.close_timeout;
                 self.closing.get_or_insert_with(|| Instant::now() + timeout);
             }
             WsMessage::Pong(_) => {
-                self.client.record_pong();
+                self.client.member().record_pong();
                 // Unsolicited pongs are frames like any other: they take a token.
                 if self.closing.is_none() && !self.admit() {
                     self.rate_limited();
@@ -170,7 +170,7 @@ impl Reader<'_> {
 
     /// A data frame: counted, discarded while closing, rate-limited, then dispatched.
     fn data(&mut self, pipeline: &mut Pipeline<'_>, data: Data) {
-        bump(&self.server.stats.messages_received);
+        bump(&self.server.node().stats.messages_received);
         if self.closing.is_some() {
             return;
         }

@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
 use super::io::Ws;
-use crate::client::{Abort, Client};
+use crate::client::Client;
 use crate::close::{self, CloseCode};
+use crate::member::Abort;
 use crate::send_queue::{self, Stamp};
 use crate::stats::bump;
 
@@ -53,8 +54,9 @@ pub(super) struct Ended {
 
 pub(super) async fn run(sink: Sink, client: Client) -> Ended {
     let mut sink = write_until_end(sink, &client).await;
-    let metrics = &client.server_inner().metrics;
-    let reset = match client.abort_reason() {
+    let server = client.server();
+    let metrics = server.metrics();
+    let reset = match client.member().abort_reason() {
         None | Some(Abort::Finished) => false,
         // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
         Some(Abort::SlowConsumer) => {
@@ -72,9 +74,9 @@ pub(super) async fn run(sink: Sink, client: Client) -> Ended {
 }
 
 async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
-    let server = client.server_inner().clone();
-    let frames = client.queue();
-    let config = &server.config;
+    let server = client.server();
+    let frames = client.member().queue();
+    let config = &server.node().config;
     // Grows on first use: an idle connection keeps no batch buffer.
     let mut batch = Vec::new();
     let start = Instant::now();
@@ -84,9 +86,9 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     tokio::pin!(pong_check);
     // The two stop signals are awaited by futures built once, not once per batch: with thousands of
     // clients, every broadcast wakes every write task, and this loop is the fan-out's hot path.
-    let aborted = client.aborted();
+    let aborted = client.member().aborted();
     tokio::pin!(aborted);
-    let close_requested = client.close_requested();
+    let close_requested = client.member().close_requested();
     tokio::pin!(close_requested);
     let mut batches: u32 = 0;
 
@@ -104,17 +106,17 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 };
                 if batches.is_multiple_of(LAG_SAMPLE) {
                     let lag = Stamp::now().millis_since(oldest);
-                    server.metrics.send_queue_lag.observe(f64::from(lag) / 1000.0);
+                    server.metrics().send_queue_lag.observe(f64::from(lag) / 1000.0);
                 }
                 batches = batches.wrapping_add(1);
                 write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
             _ = ping.tick() => send_ping(&mut sink, config.write_timeout).await,
             () = &mut pong_check => {
-                let deadline = client.last_pong() + config.pong_timeout;
+                let deadline = client.member().last_pong() + config.pong_timeout;
                 if deadline <= Instant::now().into_std() {
-                    bump(&server.stats.pong_timeouts);
-                    client.abort(Abort::PongTimeout);
+                    bump(&server.node().stats.pong_timeouts);
+                    client.member().abort(Abort::PongTimeout);
                     return sink;
                 }
                 pong_check.as_mut().reset(deadline.into());
@@ -136,13 +138,14 @@ async fn write_close(
     client: &Client,
     mut aborted: Pin<&mut impl Future<Output = ()>>,
 ) {
-    let server = client.server_inner();
-    let config = &server.config;
+    let server = client.server();
+    let config = &server.node().config;
     let (code, reason) = client
+        .member()
         .take_close_request()
         .unwrap_or((close::NORMAL, String::new()));
-    server.metrics.server_disconnect(code.into());
-    let frames = client.queue();
+    server.metrics().server_disconnect(code.into());
+    let frames = client.member().queue();
     let mut budget = config.send_queue_max_bytes;
     while budget > 0 {
         let Some(frame) = frames.try_recv() else {
@@ -178,11 +181,11 @@ async fn send_ping(sink: &mut Sink, write_timeout: Duration) -> Result<(), Write
 fn give_up(client: &Client, err: WriteError) {
     match err {
         WriteError::Timeout => {
-            bump(&client.server_inner().stats.write_timeouts);
-            client.abort(Abort::WriteTimeout);
+            bump(&client.server().node().stats.write_timeouts);
+            client.member().abort(Abort::WriteTimeout);
         }
         WriteError::Io => {
-            client.abort(Abort::Finished);
+            client.member().abort(Abort::Finished);
         }
         WriteError::Aborted => {}
     }
@@ -196,7 +199,7 @@ async fn write_batch(
     client: &Client,
     aborted: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), WriteError> {
-    let server = client.server_inner();
+    let server = client.server();
     let count = batch.len() as u64;
     let bytes: usize = batch.iter().map(send_queue::cost).sum();
     let written = {
@@ -213,19 +216,20 @@ async fn write_batch(
             Poll::Ready(done) => Some(Ok(done)),
             Poll::Pending => tokio::select! {
                 biased;
-                written = tokio::time::timeout(server.config.write_timeout, write) => Some(written),
+                written = tokio::time::timeout(server.node().config.write_timeout, write) => Some(written),
                 () = aborted => None,
             },
         }
     };
     batch.clear();
-    client.queue().release(bytes);
+    client.member().queue().release(bytes);
     let Some(written) = written else {
         return Err(WriteError::Aborted);
     };
     match written {
         Ok(Ok(())) => {
             server
+                .node()
                 .stats
                 .messages_sent
                 .fetch_add(count, std::sync::atomic::Ordering::Relaxed);

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::{History, HistoryReply, outcome, position_frame, positioned, raw_frame, take_position};
 use crate::backplane::{Backplane, MemoryBackplane};
-use crate::client::{Client, ClientId};
+use crate::client::id::ClientId;
 use crate::error::{Error, SendError};
+use crate::member::Member;
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
 
@@ -120,7 +121,7 @@ impl HistoryStore {
     fn join(
         &self,
         group: &str,
-        client: &Client,
+        client: &Member,
         join: impl FnOnce() -> Result<bool, Error>,
     ) -> Result<bool, Error> {
         let wanted = take_position(client, group);
@@ -155,18 +156,18 @@ impl HistoryStore {
 
 impl HistoryStore {
     /// Answers `$history` request `id`: the kept frames of a group after `since`, for a member of the group.
-    fn fetch(&self, client: &Client, id: u64, group: &str, since: u64) -> Frame {
-        match self.reply(client, group, since, id) {
+    fn fetch(&self, in_group: bool, id: u64, group: &str, since: u64) -> Frame {
+        match self.reply(in_group, group, since, id) {
             Ok(frame) => frame,
             Err(err) => protocol::error_frame(Some(id), &err),
         }
     }
 
-    fn reply(&self, client: &Client, group: &str, since: u64, id: u64) -> Result<Frame, Error> {
+    fn reply(&self, in_group: bool, group: &str, since: u64, id: u64) -> Result<Frame, Error> {
         if !self.applies_to(group) || !lock(&self.groups).contains_key(group) {
             return Err(Error::not_found(format!("no history for {group:?}")));
         }
-        if !client.is_in_group(group) {
+        if !in_group {
             return Err(Error::forbidden("only members read a group's history"));
         }
         let Some(history) = self.history(group) else {
@@ -229,7 +230,7 @@ impl Backplane for LocalHistory {
         self.memory.send_to_client(id, frame)
     }
 
-    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
+    fn join(&self, group: &str, client: &Member) -> Result<bool, Error> {
         if !self.store.applies_to(group) {
             return self.memory.join(group, client);
         }
@@ -253,7 +254,7 @@ impl Backplane for LocalHistory {
         self.memory.client_groups(id)
     }
 
-    fn local_group_members(&self, group: &str) -> Vec<Client> {
+    fn local_group_members(&self, group: &str) -> Vec<Member> {
         self.memory.local_group_members(group)
     }
 
@@ -277,8 +278,9 @@ impl Backplane for LocalHistory {
         true
     }
 
-    fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
-        let _ = client.send(self.store.fetch(client, id, group, since));
+    fn fetch_history(&self, client: &Member, id: u64, group: &str, since: u64) {
+        let in_group = self.memory.is_in_group(group, client.id());
+        let _ = client.send(self.store.fetch(in_group, id, group, since));
     }
 }
 

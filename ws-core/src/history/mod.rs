@@ -78,6 +78,7 @@
 //! ```
 
 mod local;
+pub(crate) mod requests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -88,11 +89,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub(crate) use self::local::LocalHistory;
-use crate::client::Client;
 use crate::error::Error;
 use crate::group::{GroupFilter, selects};
-use crate::protocol::{self, Envelope, Frame, POSITION_TYPE};
-use crate::server::Inner;
+use crate::member::Member;
+use crate::protocol::{self, Frame, POSITION_TYPE};
 use crate::sync::lock;
 
 /// History settings: which groups, and how much each keeps.
@@ -287,25 +287,10 @@ pub fn outcome(
 }
 
 /// The position a client sent for `group`, taken: it is used by one join.
-pub fn take_position(client: &Client, group: &str) -> Option<Position> {
+pub fn take_position(client: &Member, group: &str) -> Option<Position> {
     client
         .extension::<Positions>()
         .and_then(|p| lock(&p.0).remove(group))
-}
-
-/// A `$history` request: a group, and the offset after which the client wants its frames.
-#[derive(Deserialize)]
-struct HistoryRequest {
-    group: String,
-    #[serde(default)]
-    since: u64,
-}
-
-impl HistoryRequest {
-    fn parse(data: &str) -> Result<Self, Error> {
-        serde_json::from_str(data)
-            .map_err(|e| Error::invalid_data(format!("$history wants {{group, since?}}: {e}")))
-    }
 }
 
 /// The answer to a `$history` request.
@@ -338,68 +323,4 @@ pub fn raw_frame(frame: &Frame) -> Option<&RawValue> {
     frame
         .as_text()
         .and_then(|text| serde_json::from_str(text).ok())
-}
-
-/// Reads a `$positions` frame's data, `{"<group>": {"epoch", "offset"}, ...}`, keeping at most `max`
-/// entries with names of at most `max_name` bytes; replaces what the client sent before.
-pub(crate) fn set_positions(client: &Client, data: &str, max: usize, max_name: usize) {
-    let Ok(all) = serde_json::from_str::<HashMap<String, Position>>(data) else {
-        return;
-    };
-    let kept: HashMap<String, Position> = all
-        .into_iter()
-        .filter(|(group, _)| group.len() <= max_name)
-        .take(max)
-        .collect();
-    let positions = client.extension::<Positions>().unwrap_or_else(|| {
-        let positions = Positions::default();
-        client.insert_extension(positions.clone());
-        positions
-    });
-    *lock(&positions.0) = kept;
-}
-
-/// Answers the system frames of history, `$positions` and `$history`; `false` for a frame of another type.
-///
-/// Without history, `$positions` is acknowledged and ignored, and `$history` is `not_found`. With it, the
-/// positions are kept for the client's next joins, and `$history` goes to the backplane, which keeps the
-/// history: [`LocalHistory`] on one node, or one that took it over with
-/// [`Backplane::keep_history`](crate::backplane::Backplane::keep_history).
-pub(crate) fn system_frame(server: &Inner, client: &Client, incoming: &Envelope) -> bool {
-    let id = incoming.id;
-    match incoming.kind.as_str() {
-        protocol::POSITIONS_TYPE => {
-            if server.app.keeps_history {
-                let config = &server.config;
-                set_positions(
-                    client,
-                    incoming.data_json(),
-                    config.max_groups_per_client,
-                    config.max_group_name_bytes,
-                );
-            }
-            if let Some(id) = id {
-                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
-            }
-        }
-        protocol::HISTORY_TYPE => {
-            let Some(id) = id else { return true };
-            if !server.app.keeps_history {
-                let err = Error::not_found("this server keeps no history");
-                let _ = client.send(protocol::error_frame(Some(id), &err));
-                return true;
-            }
-            match HistoryRequest::parse(incoming.data_json()) {
-                Ok(request) => {
-                    let (group, since) = (&request.group, request.since);
-                    server.backplane.fetch_history(client, id, group, since);
-                }
-                Err(err) => {
-                    let _ = client.send(protocol::error_frame(Some(id), &err));
-                }
-            }
-        }
-        _ => return false,
-    }
-    true
 }

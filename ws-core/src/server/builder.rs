@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{App, AuthHook, Inner, Route, RunState, Server};
+use super::{App, AuthHook, Inner, RegisterHook, Route, Server};
 use crate::admission::Admission;
 use crate::auth::{AuthRequest, ClientData};
 use crate::backplane::{Backplane, MemoryBackplane};
@@ -21,6 +21,7 @@ use crate::history::LocalHistory;
 use crate::hooks::Hooks;
 use crate::message::Variant;
 use crate::metrics::Metrics;
+use crate::node::{Node, RunState};
 use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
@@ -54,6 +55,13 @@ pub struct ServerBuilder {
     raw: Option<RawHandler>,
     states: States,
     backplane: Option<BackplaneFactory>,
+}
+
+impl Server {
+    /// Starts building a server.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder::new(config)
+    }
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -365,6 +373,15 @@ impl ServerBuilder {
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
+        let on_register: Vec<RegisterHook> = match self.presence {
+            Some(presence) => {
+                let hub = Arc::new(crate::presence::PresenceHub::new(presence));
+                vec![Arc::new(move |client: &Client| {
+                    hub.client_registered(client)
+                })]
+            }
+            None => Vec::new(),
+        };
         let app = App {
             ws_config,
             routes: self
@@ -385,24 +402,27 @@ impl ServerBuilder {
                 .protocol
                 .as_ref()
                 .map(crate::version::ServerProtocol::new),
-            on_register: if self.presence.is_some() {
-                vec![crate::presence::client_registered as super::RegisterHook]
-            } else {
-                Vec::new()
-            },
+            on_register,
         };
-        let inner = Inner {
+        let node = Node {
             config: self.config,
-            app,
             clients,
             backplane,
             local,
             distributed,
-            stats: Stats::default(),
-            metrics,
-            presence: self.presence.map(crate::presence::PresenceHub::new),
-            admission: Admission::default(),
+            stats: Arc::new(Stats::default()),
             state: watch::Sender::new(RunState::Running),
+        };
+        let admission = Admission::new(
+            node.config.max_connections,
+            node.config.max_connections_per_ip,
+            node.config.max_handshakes,
+        );
+        let inner = Inner {
+            node: Arc::new(node),
+            app,
+            metrics,
+            admission: Arc::new(admission),
         };
         Ok(Server::from_inner(Arc::new(inner)))
     }

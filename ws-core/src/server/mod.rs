@@ -7,7 +7,7 @@
 //! Names say their scope: methods named `local_*` see this node's clients only; every other method
 //! covers all the nodes the backplane links.
 
-mod builder;
+pub(crate) mod builder;
 mod serve;
 pub(crate) mod upgrade;
 
@@ -15,24 +15,22 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub use self::builder::ServerBuilder;
 use crate::admission::Admission;
-use crate::backplane::{Backplane, MemoryBackplane};
-use crate::client::{Abort, Client, ClientId};
+use crate::client::{Client, ClientId};
 use crate::close;
 use crate::config::Config;
 use crate::error::{Error, SendError};
 use crate::handler::{Endpoint, Middleware};
 use crate::hooks::Hooks;
+use crate::member::Abort;
 use crate::message::IntoFrame;
 use crate::metrics::Metrics;
+use crate::node::{Node, RunState};
 use crate::raw::RawHandler;
 use crate::recipients::Recipients;
-use crate::registry::ClientRegistry;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::StatsSnapshot;
 
 pub(crate) type AuthHook = Arc<
     dyn Fn(
@@ -43,13 +41,6 @@ pub(crate) type AuthHook = Arc<
         + Sync,
 >;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunState {
-    Running,
-    Stopping,
-    Stopped,
-}
-
 /// A message type's handler and the histogram of its durations.
 pub(crate) struct Route {
     pub(crate) endpoint: Endpoint,
@@ -57,23 +48,12 @@ pub(crate) struct Route {
 }
 
 /// The server's state, in three parts: what the application declared ([`App`]), what every connection
-/// shares (the fields here), and the connection bounds ([`Admission`]).
+/// and handle shares ([`Node`]), and the connection bounds ([`Admission`]).
 pub(crate) struct Inner {
-    pub(crate) config: Config,
+    pub(crate) node: Arc<Node>,
     pub(crate) app: App,
-    pub(crate) clients: Arc<ClientRegistry>,
-    /// Where every operation beyond one client goes: the memory backplane, a layer over it (one node's
-    /// history), or a distributed backplane.
-    pub(crate) backplane: Box<dyn Backplane>,
-    /// This node's clients and groups, as the memory backplane serves them.
-    pub(crate) local: MemoryBackplane,
-    /// Whether `backplane` links other nodes (one was installed), rather than serving this node alone.
-    pub(crate) distributed: bool,
-    pub(crate) stats: Stats,
     pub(crate) metrics: Metrics,
-    pub(crate) presence: Option<crate::presence::PresenceHub>,
-    pub(crate) admission: Admission,
-    pub(crate) state: watch::Sender<RunState>,
+    pub(crate) admission: Arc<Admission>,
 }
 
 /// What the application declared, fixed once built: read by the gates and the frame path.
@@ -94,23 +74,7 @@ pub(crate) struct App {
 }
 
 /// A feature's part in registering a client (presence keeps the client's meta).
-pub(crate) type RegisterHook = fn(&Arc<Inner>, &crate::client::Client);
-
-impl Inner {
-    pub(crate) fn is_running(&self) -> bool {
-        *self.state.borrow() == RunState::Running
-    }
-
-    /// What sends narrowed with `.local()` go through: on one node, the backplane itself (with its
-    /// layers); with other nodes linked, this node's memory backplane.
-    pub(crate) fn local_backplane(&self) -> &dyn Backplane {
-        if self.distributed {
-            &self.local
-        } else {
-            &*self.backplane
-        }
-    }
-}
+pub(crate) type RegisterHook = Arc<dyn Fn(&Client) + Send + Sync>;
 
 /// The server: registry of clients and groups, and the operations on them.
 ///
@@ -136,7 +100,7 @@ pub struct Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("path", &self.inner.config.path)
+            .field("path", &self.inner.node.config.path)
             .field("routes", &self.inner.app.routes.len())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -144,32 +108,43 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Starts building a server.
-    pub fn builder(config: Config) -> ServerBuilder {
-        ServerBuilder::new(config)
-    }
-
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
     }
 
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
+    /// What every connection and handle of this server shares.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.inner.node
+    }
+
+    /// What the application declared.
+    pub(crate) fn app(&self) -> &App {
+        &self.inner.app
+    }
+
+    /// The server's histograms.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The connection bounds.
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.inner.admission
     }
 
     /// The configuration the server was built with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.node.config
     }
 
     /// Every client, on every node: `server.all().send(msg)`. See [`recipients`](crate::recipients).
     pub fn all(&self) -> Recipients<'_> {
-        Recipients::all(&self.inner)
+        Recipients::all(&self.inner.node)
     }
 
     /// The members of `group`, on every node: `server.to("room").send(msg)`.
     pub fn to<'a>(&'a self, group: &'a str) -> Recipients<'a> {
-        Recipients::group(&self.inner, group)
+        Recipients::group(&self.inner.node, group)
     }
 
     /// Sends a message to one client, on whichever node it is connected.
@@ -185,10 +160,11 @@ impl Server {
         msg: impl IntoFrame,
     ) -> Result<(), SendError> {
         let id = id.as_ref();
-        match self.inner.clients.get(id) {
-            Some(client) => client.send(msg),
+        match self.inner.node.clients.get(id) {
+            Some(member) => member.send(msg),
             None => self
                 .inner
+                .node
                 .backplane
                 .send_to_client(&ClientId::from(id), &msg.into_frame()),
         }
@@ -211,6 +187,7 @@ impl Server {
             Some(client) => client.join(group),
             None => self
                 .inner
+                .node
                 .backplane
                 .join_elsewhere(group, &ClientId::from(id)),
         }
@@ -221,9 +198,10 @@ impl Server {
     pub fn leave_group(&self, id: impl AsRef<str>, group: &str) -> bool {
         let id = id.as_ref();
         match self.local_client(id) {
-            Some(client) => self.inner.backplane.leave(group, client.id()),
+            Some(client) => self.inner.node.backplane.leave(group, client.id()),
             None => self
                 .inner
+                .node
                 .backplane
                 .leave_elsewhere(group, &ClientId::from(id)),
         }
@@ -231,51 +209,64 @@ impl Server {
 
     /// Ids of the group's members on every node, sorted.
     pub fn group_members(&self, group: &str) -> Vec<ClientId> {
-        self.inner.backplane.group_members(group)
+        self.inner.node.backplane.group_members(group)
     }
 
     /// Handles to the group's members connected to this node.
     pub fn local_group_members(&self, group: &str) -> Vec<Client> {
-        self.inner.backplane.local_group_members(group)
+        self.inner
+            .node
+            .backplane
+            .local_group_members(group)
+            .into_iter()
+            .map(|member| Client::new(member, self.clone()))
+            .collect()
     }
 
     /// Names of the groups that have members on any node, sorted.
     pub fn groups(&self) -> Vec<String> {
-        self.inner.backplane.groups()
+        self.inner.node.backplane.groups()
     }
 
     /// Number of groups that have members on any node.
     pub fn group_count(&self) -> usize {
-        self.inner.backplane.group_count()
+        self.inner.node.backplane.group_count()
     }
 
     /// Whether a group has no members on any node (an unknown group is empty).
     pub fn is_group_empty(&self, group: &str) -> bool {
-        self.inner.backplane.group_members(group).is_empty()
+        self.inner.node.backplane.group_members(group).is_empty()
     }
 
     /// A client connected to this node, by id (a [`ClientId`], or the id as a string, as it arrives in
     /// a message).
     pub fn local_client(&self, id: impl AsRef<str>) -> Option<Client> {
-        self.inner.clients.get(id.as_ref())
+        self.inner
+            .node
+            .clients
+            .get(id.as_ref())
+            .map(|member| Client::new(member, self.clone()))
     }
 
     /// Every client connected to this node (a copy of the live set).
     pub fn local_clients(&self) -> Vec<Client> {
-        self.inner.clients.all()
+        let clients = self.inner.node.clients.all().into_iter();
+        clients
+            .map(|member| Client::new(member, self.clone()))
+            .collect()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        let mut stats = self.inner.stats.snapshot();
-        stats.backplane = self.inner.backplane.stats();
+        let mut stats = self.inner.node.stats.snapshot();
+        stats.backplane = self.inner.node.backplane.stats();
         stats
     }
 
     /// Registers this server's metrics in `registry`, under names that start with `ws_` (the table in
     /// [`metrics`](crate::metrics)), beside the application's own.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        crate::metrics::register(&self.inner, registry);
+        crate::metrics::register(&self.inner.metrics, &self.inner.node, registry);
     }
 
     /// This server's metrics alone, as an OpenMetrics text page (serve it with
@@ -299,7 +290,7 @@ impl Server {
 
     /// Whether [`Server::stop`] has been called.
     pub fn is_stopping(&self) -> bool {
-        !self.inner.is_running()
+        !self.inner.node.is_running()
     }
 
     /// Stops the server gracefully.
@@ -308,7 +299,7 @@ impl Server {
     /// waits up to `shutdown_timeout` for the connections to end, aborts those still open, and then the
     /// listeners started by [`Server::serve`] close. Calling it again waits for the first call to finish.
     pub async fn stop(&self) {
-        let first = self.inner.state.send_if_modified(|state| {
+        let first = self.inner.node.state.send_if_modified(|state| {
             let was_running = *state == RunState::Running;
             if was_running {
                 *state = RunState::Stopping;
@@ -316,7 +307,7 @@ impl Server {
             was_running
         });
         if !first {
-            let mut state = self.inner.state.subscribe();
+            let mut state = self.inner.node.state.subscribe();
             let _ = state.wait_for(|s| *s == RunState::Stopped).await;
             return;
         }
@@ -326,7 +317,7 @@ impl Server {
         let mut connections = self.inner.admission.connections.subscribe();
         let drained = matches!(
             tokio::time::timeout(
-                self.inner.config.shutdown_timeout,
+                self.inner.node.config.shutdown_timeout,
                 connections.wait_for(|n| *n == 0)
             )
             .await,
@@ -334,7 +325,7 @@ impl Server {
         );
         if !drained {
             for client in self.local_clients() {
-                client.abort(Abort::ShutdownDeadline);
+                client.member().abort(Abort::ShutdownDeadline);
             }
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(1),
@@ -342,7 +333,7 @@ impl Server {
             )
             .await;
         }
-        self.inner.backplane.close().await;
-        self.inner.state.send_replace(RunState::Stopped);
+        self.inner.node.backplane.close().await;
+        self.inner.node.state.send_replace(RunState::Stopped);
     }
 }

@@ -37,7 +37,7 @@ impl Server {
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route(
-                &self.inner().config.path,
+                &self.node().config.path,
                 axum::routing::get(handle_connection),
             )
             .with_state(self.clone())
@@ -66,12 +66,12 @@ impl Server {
     /// This returns `Ok` once stopped; accept errors (such as running out of file descriptors) are logged
     /// and retried, not returned.
     pub async fn serve_app(&self, listener: TcpListener, app: axum::Router) -> io::Result<()> {
-        let inner = self.inner().clone();
+        let inner = self.clone();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(inner.config.handshake_timeout);
+            .header_read_timeout(inner.node().config.handshake_timeout);
         let http = Arc::new(http);
-        let mut state = inner.state.subscribe();
+        let mut state = inner.node().state.subscribe();
         loop {
             let accepted = tokio::select! {
                 () = wait_for_state(&mut state, |s| s == RunState::Stopped) => return Ok(()),
@@ -86,12 +86,12 @@ impl Server {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let Some(handshake) = Handshake::begin(&inner) else {
-                bump(&inner.stats.rejected_connections);
+            let Some(handshake) = Handshake::begin(inner.admission()) else {
+                bump(&inner.node().stats.rejected_connections);
                 tokio::spawn(refuse_handshake(tcp));
                 continue;
             };
-            limit_unsent(&tcp, inner.config.socket_unsent_bytes);
+            limit_unsent(&tcp, inner.node().config.socket_unsent_bytes);
             let app = app.clone();
             let service =
                 hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
@@ -99,7 +99,7 @@ impl Server {
                     tower::ServiceExt::oneshot(app.clone(), req)
                 });
             let http = http.clone();
-            let mut stop = inner.state.subscribe();
+            let mut stop = inner.node().state.subscribe();
             tokio::spawn(async move {
                 // Held until hyper lets go of the connection: closed, or handed over as a WebSocket.
                 let _handshake = handshake;

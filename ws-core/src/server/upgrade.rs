@@ -19,7 +19,6 @@
 //! (`max_handshakes`): past it a new connection is answered 503 and closed before its request is read.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
@@ -29,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::{Inner, Server};
+use super::Server;
 use crate::admission::{NoSlot, Slot};
 use crate::auth::{AuthRequest, ClientData, host_allowed, origin_allowed};
 use crate::stats::bump;
@@ -58,7 +57,7 @@ impl Server {
     /// Upgrades one HTTP request to a WebSocket client, or refuses it with an HTTP status (see the module
     /// table). [`handle_connection`] calls this; call it yourself from a handler with other extractors.
     pub async fn upgrade(&self, req: Request) -> Response {
-        let inner = self.inner();
+        let inner = self;
         match admit(inner, req).await {
             Ok(switching) => switching,
             Err(refusal) => refusal.answer(inner),
@@ -84,8 +83,8 @@ enum Refusal {
 
 impl Refusal {
     /// The HTTP answer, counted in `rejected_connections`.
-    fn answer(self, inner: &Inner) -> Response {
-        bump(&inner.stats.rejected_connections);
+    fn answer(self, inner: &Server) -> Response {
+        bump(&inner.node().stats.rejected_connections);
         let (status, reason) = match self {
             Self::Authenticator(response) => {
                 tracing::trace!(target: "ws_core::rejection", status = %response.status(), "upgrade refused by the authenticator");
@@ -133,8 +132,8 @@ impl Refusal {
 }
 
 /// Every gate in order; the client is registered before its `101` goes out.
-async fn admit(inner: &Arc<Inner>, mut req: Request) -> Result<Response, Refusal> {
-    if !inner.is_running() {
+async fn admit(inner: &Server, mut req: Request) -> Result<Response, Refusal> {
+    if !inner.node().is_running() {
         return Err(Refusal::ShuttingDown);
     }
     let accept_key = websocket_key(req.headers())?;
@@ -144,11 +143,11 @@ async fn admit(inner: &Arc<Inner>, mut req: Request) -> Result<Response, Refusal
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
     let data = authenticate(inner, req.uri(), req.headers(), peer).await?;
-    if data.metadata_bytes() > inner.config.max_metadata_bytes {
+    if data.metadata_bytes() > inner.node().config.max_metadata_bytes {
         tracing::warn!(target: "ws_core::serve", "the authenticator's metadata exceeds max_metadata_bytes");
         return Err(Refusal::MetadataTooLarge);
     }
-    let slot = Slot::reserve(inner, peer.map(|p| p.ip())).map_err(|no| match no {
+    let slot = Slot::reserve(inner.admission(), peer.map(|p| p.ip())).map_err(|no| match no {
         NoSlot::Full => Refusal::Full,
         NoSlot::PerIp => Refusal::PerIp,
     })?;
@@ -156,10 +155,11 @@ async fn admit(inner: &Arc<Inner>, mut req: Request) -> Result<Response, Refusal
         .extensions_mut()
         .remove::<OnUpgrade>()
         .ok_or(Refusal::NoUpgrade)?;
-    let compression = compression::negotiate::negotiate(&inner.config.compression, req.headers());
+    let compression =
+        compression::negotiate::negotiate(&inner.node().config.compression, req.headers());
     let registered = connection::register(inner.clone(), data, peer, compression);
-    if let Some(protocol) = &inner.app.protocol {
-        protocol.greet(registered.client(), req.uri());
+    if let Some(protocol) = &inner.app().protocol {
+        protocol.greet(registered.client().member(), req.uri());
     }
     tokio::spawn(registered.run_upgraded(on_upgrade, slot));
     let mut switching = Response::builder()
@@ -199,11 +199,11 @@ fn websocket_key(headers: &HeaderMap) -> Result<String, Refusal> {
     }
 }
 
-fn host_and_origin(inner: &Inner, headers: &HeaderMap) -> Result<(), Refusal> {
-    if !host_allowed(&inner.config.allowed_hosts, headers) {
+fn host_and_origin(inner: &Server, headers: &HeaderMap) -> Result<(), Refusal> {
+    if !host_allowed(&inner.node().config.allowed_hosts, headers) {
         return Err(Refusal::Host);
     }
-    if !origin_allowed(&inner.config.allowed_origins, headers) {
+    if !origin_allowed(&inner.node().config.allowed_origins, headers) {
         return Err(Refusal::Origin);
     }
     Ok(())
@@ -211,16 +211,16 @@ fn host_and_origin(inner: &Inner, headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// What the authenticator gives the client, within `handshake_timeout`.
 async fn authenticate(
-    inner: &Inner,
+    inner: &Server,
     uri: &Uri,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<ClientData, Refusal> {
-    let Some(auth) = &inner.app.auth else {
+    let Some(auth) = &inner.app().auth else {
         return Ok(ClientData::new());
     };
     let request = AuthRequest::new(uri.clone(), headers.clone(), peer);
-    match tokio::time::timeout(inner.config.handshake_timeout, auth(request)).await {
+    match tokio::time::timeout(inner.node().config.handshake_timeout, auth(request)).await {
         Ok(Ok(data)) => Ok(data),
         Ok(Err(refusal)) => Err(Refusal::Authenticator(Box::new(refusal))),
         Err(_) => Err(Refusal::AuthTimeout),

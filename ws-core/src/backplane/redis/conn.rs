@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use redis::aio::{AsyncPushSender, ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use super::config::{RedisConfig, Target};
 
@@ -65,7 +65,7 @@ pub(super) async fn connect(
             let client = builder.build()?;
             let conn = tokio::time::timeout(timeout, client.get_async_connection())
                 .await
-                .map_err(|_| super::link::timed_out())??;
+                .map_err(|_| timed_out())??;
             Ok(Conn::Cluster(conn))
         }
     }
@@ -213,4 +213,9 @@ impl Pipelines {
             .collect::<RedisResult<Vec<()>>>()
             .map(drop)
     }
+}
+
+/// The error a connection or command that took too long ends with.
+pub(super) fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }

@@ -26,19 +26,20 @@
 //! | [`Tracked`] | where this node's members of a group stand, and their recent frames |
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock};
 
 use redis::RedisError;
+use tokio::sync::mpsc;
 
+use super::config::RedisConfig;
 use super::conn::{Conn, Pipelines};
-use super::link::{millis, unix_millis};
-use super::shared::Shared;
-use super::wire::{self, Op};
+use super::wire::{self, Op, millis, unix_millis};
 use crate::backplane::{Backplane, MemoryBackplane};
-use crate::client::Client;
 use crate::error::Error;
 use crate::history::{
     History, HistoryReply, Position, outcome, position_frame, positioned, raw_frame, take_position,
 };
+use crate::member::Member;
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
 
@@ -117,11 +118,11 @@ impl Admissions {
     /// for a group admitted, a second for one refused), and forgets answers older than the life.
     pub(super) async fn refresh(
         &mut self,
-        shared: &Shared,
+        state: &HistoryState,
         conn: &mut Conn,
         groups: impl IntoIterator<Item = String>,
     ) -> Result<(), RedisError> {
-        let Some(history) = shared.history.config.get() else {
+        let Some(history) = state.kept.get() else {
             return Ok(());
         };
         let life = history.age();
@@ -147,7 +148,7 @@ impl Admissions {
             let admitted: i64 = redis::cmd("EVAL")
                 .arg(ADMIT)
                 .arg(1)
-                .arg(shared.config.histories_key())
+                .arg(state.keys.histories_key())
                 .arg(&group)
                 .arg(millis(life).max(1))
                 .arg(history.group_limit())
@@ -269,12 +270,47 @@ impl Tracked {
     }
 }
 
+/// History's bookkeeping on this node .
+#[derive(Debug)]
+pub(super) struct HistoryState {
+    /// This node's name among the nodes.
+    pub(super) node: String,
+    /// Where the keys and channels are.
+    pub(super) keys: RedisConfig,
+    /// The groups whose history this backplane keeps, once the server asked it to.
+    pub(super) kept: OnceLock<crate::history::History>,
+    /// Clients held back from a group's live frames until the subscriber has replayed what they missed.
+    pub(super) pending: Mutex<Pending>,
+    /// Per group with members here: the position of the last frame they were given.
+    pub(super) tracked: Mutex<HashMap<String, Tracked>>,
+    /// Recoveries and history requests for the subscriber.
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl HistoryState {
+    pub(super) fn new(node: String, keys: RedisConfig, commands: mpsc::Sender<Command>) -> Self {
+        Self {
+            node,
+            keys,
+            kept: OnceLock::new(),
+            pending: Mutex::default(),
+            tracked: Mutex::default(),
+            commands,
+        }
+    }
+
+    /// Whether `group` keeps history here.
+    pub(super) fn applies_to(&self, group: &str) -> bool {
+        self.kept.get().is_some_and(|h| h.applies_to(group))
+    }
+}
+
 /// Work for the subscriber, which alone delivers history frames and so can put a replay between them.
 #[derive(Debug)]
 pub(super) enum Command {
     /// Tell a client that joined where it stands and replay what it missed.
     Recover {
-        client: Client,
+        client: Member,
         group: String,
         wanted: Option<Position>,
         /// Where this node's members stood when it joined, when any had joined before it.
@@ -284,7 +320,7 @@ pub(super) enum Command {
     },
     /// Answer a `$history` request.
     Fetch {
-        client: Client,
+        client: Member,
         id: u64,
         group: String,
         since: u64,
@@ -339,12 +375,8 @@ impl Entry {
 
 impl Kept {
     /// Older than the history's age: gone, as on one node, even if the stream still has it.
-    fn expired(&self, shared: &Shared, now_ms: u64) -> bool {
-        let age = shared
-            .history
-            .config
-            .get()
-            .map_or(u64::MAX, |h| millis(h.age()));
+    fn expired(&self, state: &HistoryState, now_ms: u64) -> bool {
+        let age = state.kept.get().map_or(u64::MAX, |h| millis(h.age()));
         self.sent_ms
             .is_some_and(|sent| now_ms.saturating_sub(sent) > age)
     }
@@ -353,26 +385,26 @@ impl Kept {
 /// Joins `client` to a group through `local`; for a group with history, holds it back from live frames
 /// and asks the subscriber to tell it where it stands.
 pub(super) fn join(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
     group: &str,
-    client: &Client,
+    client: &Member,
 ) -> Result<bool, Error> {
-    if !shared.history.applies_to(group) {
+    if !state.applies_to(group) {
         return local.join(group, client);
     }
     // Taken before the client is held back: every frame delivered here after this point is either one it
     // gets live (not held yet, not a member yet: nothing) or one after this position, which it is replayed.
-    let joined_at = position_here(shared, group);
+    let joined_at = position_here(state, group);
     let joined_ms = unix_millis();
     let id = client.id().to_string();
-    lock(&shared.history.pending)
+    lock(&state.pending)
         .entry(group.to_owned())
         .or_default()
         .insert(id.clone());
     let joined = local.join(group, client);
     if !matches!(joined, Ok(true)) {
-        release(shared, group, &id);
+        release(state, group, &id);
         return joined;
     }
     let wanted = take_position(client, group);
@@ -384,16 +416,16 @@ pub(super) fn join(
         joined_at,
         joined_ms,
     };
-    if shared.history.commands.try_send(command).is_err() {
-        release(shared, group, &id);
+    if state.commands.try_send(command).is_err() {
+        release(state, group, &id);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
     }
     joined
 }
 
 /// Lets live frames of `group` reach the client again.
-fn release(shared: &Shared, group: &str, id: &str) {
-    let mut pending = lock(&shared.history.pending);
+fn release(state: &HistoryState, group: &str, id: &str) {
+    let mut pending = lock(&state.pending);
     if let Some(ids) = pending.get_mut(group) {
         ids.remove(id);
         if ids.is_empty() {
@@ -404,14 +436,14 @@ fn release(shared: &Shared, group: &str, id: &str) {
 
 /// Queues a `$history` request for the subscriber, or answers it at once when it cannot be.
 pub(super) fn fetch(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
-    client: &Client,
+    client: &Member,
     id: u64,
     group: &str,
     since: u64,
 ) {
-    let refusal = if !shared.history.applies_to(group) {
+    let refusal = if !state.applies_to(group) {
         Some(Error::not_found(format!("no history for {group:?}")))
     } else if !local.is_in_group(group, client.id()) {
         Some(Error::forbidden("only members read a group's history"))
@@ -422,8 +454,7 @@ pub(super) fn fetch(
             group: group.to_owned(),
             since,
         };
-        shared
-            .history
+        state
             .commands
             .try_send(command)
             .err()
@@ -447,7 +478,7 @@ pub(super) struct Unsent {
 /// Adds [`SCRIPT`] for `unsent` to the publisher's pipelines, on the group's slot; with `publish`
 /// empty, its reply (the packet to publish, or nil for a frame taken before) is not ignored.
 pub(super) fn invoke(
-    shared: &Shared,
+    state: &HistoryState,
     pipes: &mut Pipelines,
     script: &str,
     seq: u64,
@@ -455,11 +486,11 @@ pub(super) fn invoke(
     admitted: bool,
     publish: &str,
 ) {
-    let config = &shared.config;
+    let config = &state.keys;
     let group = &unsent.group;
-    let history = shared.history.config.get();
+    let history = state.kept.get();
     let (head, tail) = wire::encode_history(
-        &shared.node,
+        &state.node,
         seq,
         group,
         unsent.except.clone(),
@@ -471,7 +502,7 @@ pub(super) fn invoke(
     ScriptCall {
         history_key,
         stream_key: config.stream_key(group),
-        sent_key: config.sent_key(&shared.node, group),
+        sent_key: config.sent_key(&state.node, group),
         new_epoch: format!("{:016x}", rand::random::<u64>()),
         head,
         tail,
@@ -490,12 +521,12 @@ pub(super) fn invoke(
 
 /// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
 async fn head(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
 ) -> Result<Option<(String, u64)>, RedisError> {
     let (epoch, offset): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-        .arg(shared.config.history_key(group))
+        .arg(state.keys.history_key(group))
         .arg("epoch")
         .arg("offset")
         .query_async(reader)
@@ -508,11 +539,15 @@ type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
 /// Whether `group` has, or can get, history: it is in the set of groups with history, or the set is not
 /// full of groups active within the history's life.
-async fn has_room(shared: &Shared, reader: &mut Conn, group: &str) -> Result<bool, RedisError> {
-    let Some(history) = shared.history.config.get() else {
+async fn has_room(
+    state: &HistoryState,
+    reader: &mut Conn,
+    group: &str,
+) -> Result<bool, RedisError> {
+    let Some(history) = state.kept.get() else {
         return Ok(false);
     };
-    let key = shared.config.histories_key();
+    let key = state.keys.histories_key();
     let since = unix_millis().saturating_sub(millis(history.age()));
     let (member, active): (Option<f64>, usize) = redis::pipe()
         .zscore(&key, group)
@@ -524,19 +559,15 @@ async fn has_room(shared: &Shared, reader: &mut Conn, group: &str) -> Result<boo
 
 /// The kept frames with offsets from `from` to `to` (the latest when `None`).
 async fn read(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
     from: u64,
     to: Option<u64>,
 ) -> Result<Vec<Entry>, RedisError> {
-    let count = shared
-        .history
-        .config
-        .get()
-        .map_or(1, |h| h.frames_per_group());
+    let count = state.kept.get().map_or(1, |h| h.frames_per_group());
     let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-        .arg(shared.config.stream_key(group))
+        .arg(state.keys.stream_key(group))
         .arg(format!("{from}-0"))
         .arg(to.map_or_else(|| "+".to_owned(), |to| format!("{to}-0")))
         .arg("COUNT")
@@ -553,29 +584,29 @@ async fn read(
 
 /// Hands `entry` to the group's members here, but for the one it leaves out and those held back, and
 /// records it as the group's position here.
-fn deliver(shared: &Shared, local: &MemoryBackplane, group: &str, entry: &Entry) {
+fn deliver(state: &HistoryState, local: &MemoryBackplane, group: &str, entry: &Entry) {
     let kept = entry.kept(group);
     {
-        let pending = lock(&shared.history.pending);
+        let pending = lock(&state.pending);
         let held = pending.get(group);
         local.send_to_group_where(group, &kept.frame, |id| {
             !entry.except.iter().any(|e| e == id) && !held.is_some_and(|h| h.contains(id))
         });
     }
-    let Some(history) = shared.history.config.get() else {
+    let Some(history) = state.kept.get() else {
         return;
     };
     if entry.epoch.is_empty() {
         return;
     }
-    if let Some(t) = lock(&shared.history.tracked).get_mut(group) {
+    if let Some(t) = lock(&state.tracked).get_mut(group) {
         t.keep(&entry.epoch, kept, history);
     }
 }
 
 /// Where this node's members of `group` stand, if any member here joined it.
-fn position_here(shared: &Shared, group: &str) -> Option<(String, u64)> {
-    lock(&shared.history.tracked)
+fn position_here(state: &HistoryState, group: &str) -> Option<(String, u64)> {
+    lock(&state.tracked)
         .get(group)
         .map(|t| (t.epoch.clone(), t.offset))
 }
@@ -583,7 +614,7 @@ fn position_here(shared: &Shared, group: &str) -> Option<(String, u64)> {
 /// Applies a frame received from the channel or read back: delivered once, in order, after any frames
 /// before it that this node did not receive (read from the stream).
 pub(super) async fn apply(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
     reader: &mut Conn,
     group: &str,
@@ -592,21 +623,21 @@ pub(super) async fn apply(
     let Some(entry) = Entry::from_packet(packet) else {
         return Ok(());
     };
-    let Some((epoch, offset)) = position_here(shared, group) else {
+    let Some((epoch, offset)) = position_here(state, group) else {
         // No member here has joined it: nothing to deliver and nothing to remember.
         return Ok(());
     };
     if entry.epoch.is_empty() {
         // No room for the group's history: delivered as it is, like a frame of a group without history.
-        deliver(shared, local, group, &entry);
+        deliver(state, local, group, &entry);
         return Ok(());
     }
     let from = if epoch == entry.epoch {
         if entry.offset <= offset {
-            if rewound(shared, group, &entry) {
+            if rewound(state, group, &entry) {
                 // Redis lost frames this node had delivered (a failover without `WAIT`) and gives their
                 // numbers again: the history goes on from this frame.
-                deliver(shared, local, group, &entry);
+                deliver(state, local, group, &entry);
             }
             return Ok(());
         }
@@ -616,20 +647,20 @@ pub(super) async fn apply(
         1
     };
     if entry.offset > from {
-        let missed = read(shared, reader, group, from, Some(entry.offset - 1)).await?;
+        let missed = read(state, reader, group, from, Some(entry.offset - 1)).await?;
         for m in missed.iter().filter(|m| m.epoch == entry.epoch) {
-            deliver(shared, local, group, m);
+            deliver(state, local, group, m);
         }
     }
-    deliver(shared, local, group, &entry);
+    deliver(state, local, group, &entry);
     Ok(())
 }
 
 /// Whether `entry`, numbered at or before where this node's members stand, is another frame than the
 /// one this node delivered with that number: the history was rewound. A frame received twice (read back,
 /// then received) is the same one.
-fn rewound(shared: &Shared, group: &str, entry: &Entry) -> bool {
-    let tracked = lock(&shared.history.tracked);
+fn rewound(state: &HistoryState, group: &str, entry: &Entry) -> bool {
+    let tracked = lock(&state.tracked);
     let Some(delivered) = tracked
         .get(group)
         .and_then(|t| t.recent.iter().find(|k| k.offset == entry.offset))
@@ -642,16 +673,16 @@ fn rewound(shared: &Shared, group: &str, entry: &Entry) -> bool {
 /// After the subscription was (re)made: each group with members here gets, from the stream, what was
 /// published while this node was not listening.
 pub(super) async fn catch_up(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
     reader: &mut Conn,
 ) -> Result<(), RedisError> {
-    let groups: Vec<(String, (String, u64))> = lock(&shared.history.tracked)
+    let groups: Vec<(String, (String, u64))> = lock(&state.tracked)
         .iter()
         .map(|(g, t)| (g.clone(), (t.epoch.clone(), t.offset)))
         .collect();
     for (group, (known_epoch, known_offset)) in groups {
-        let Some((epoch, offset)) = head(shared, reader, &group).await? else {
+        let Some((epoch, offset)) = head(state, reader, &group).await? else {
             continue;
         };
         let from = if epoch == known_epoch {
@@ -662,26 +693,27 @@ pub(super) async fn catch_up(
         } else {
             1
         };
-        for entry in read(shared, reader, &group, from, Some(offset)).await? {
-            deliver(shared, local, &group, &entry);
+        for entry in read(state, reader, &group, from, Some(offset)).await? {
+            deliver(state, local, &group, &entry);
         }
     }
     Ok(())
 }
 
 /// Forgets the position of groups without members here (they are read from Redis again on a join).
-pub(super) fn forget_empty(shared: &Shared, local: &MemoryBackplane) {
-    let pending = lock(&shared.history.pending);
-    lock(&shared.history.tracked)
-        .retain(|group, _| pending.contains_key(group) || local.has_members(group));
+pub(super) fn forget_empty(state: &HistoryState, local: &MemoryBackplane) {
+    let pending = lock(&state.pending);
+    lock(&state.tracked).retain(|group, _| pending.contains_key(group) || local.has_members(group));
 }
 
 /// Runs a command; a Redis error is returned (the subscriber reconnects) after the client was answered.
+/// `follow` subscribes this node to a group's channel, which a recovery does before it reads the history.
 pub(super) async fn run(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
     reader: &mut Conn,
     command: Command,
+    follow: impl AsyncFnOnce(String) -> Result<(), RedisError>,
 ) -> Result<(), RedisError> {
     match command {
         Command::Recover {
@@ -697,15 +729,12 @@ pub(super) async fn run(
                 ms: joined_ms,
             };
             // Subscribed before the history is read: what comes after is received live.
-            let subscribed = shared
-                .subscriptions
-                .update(shared, local, [group.clone()])
-                .await;
+            let subscribed = follow(group.clone()).await;
             let done = match subscribed {
-                Ok(()) => recover(shared, local, reader, &client, &group, wanted, joined).await,
+                Ok(()) => recover(state, local, reader, &client, &group, wanted, joined).await,
                 Err(e) => Err(e),
             };
-            release(shared, &group, client.id().as_str());
+            release(state, &group, client.id().as_str());
             if done.is_err() {
                 let _ = client.send(position_frame(&group, None, failed, Some("unavailable")));
             }
@@ -716,7 +745,7 @@ pub(super) async fn run(
             id,
             group,
             since,
-        } => match fetch_from(shared, reader, &group, since, id).await {
+        } => match fetch_from(state, reader, &group, since, id).await {
             Ok(answer) => {
                 let _ = client.send(answer);
                 Ok(())
@@ -738,10 +767,10 @@ struct Joined {
 }
 
 async fn recover(
-    shared: &Shared,
+    state: &HistoryState,
     local: &MemoryBackplane,
     reader: &mut Conn,
-    client: &Client,
+    client: &Member,
     group: &str,
     wanted: Option<Position>,
     joined: Joined,
@@ -749,8 +778,8 @@ async fn recover(
     if !local.is_in_group(group, client.id()) {
         return Ok(());
     }
-    let (epoch, offset) = current(shared, reader, group).await?;
-    if epoch.is_empty() && !has_room(shared, reader, group).await? {
+    let (epoch, offset) = current(state, reader, group).await?;
+    if epoch.is_empty() && !has_room(state, reader, group).await? {
         let failed = wanted.as_ref().map(|_| false);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
         return Ok(());
@@ -760,15 +789,15 @@ async fn recover(
         (None, Some((at, o))) if at == epoch => Some(o),
         // The history restarted since the join: all of the new one came after it.
         (None, Some(_)) => Some(0),
-        (None, None) => joined_before(shared, reader, group, &epoch, offset, joined.ms).await?,
+        (None, None) => joined_before(state, reader, group, &epoch, offset, joined.ms).await?,
     };
     let mut missed = Vec::new();
     let mut first_kept = offset + 1;
     if let Some(start) = start.filter(|s| *s < offset) {
-        missed = kept_after(shared, reader, group, &epoch, start, offset).await?;
+        missed = kept_after(state, reader, group, &epoch, start, offset).await?;
         if wanted.is_some() {
             let now = unix_millis();
-            missed.retain(|k| !k.expired(shared, now));
+            missed.retain(|k| !k.expired(state, now));
         }
         first_kept = missed.first().map_or(offset + 1, |k| k.offset);
     }
@@ -793,14 +822,14 @@ async fn recover(
 /// The position of `group` a joining client is placed against: where this node's members stand, unless
 /// the history in Redis is another one (it restarted: Redis lost it, or it expired), or none joined here.
 async fn current(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
 ) -> Result<(String, u64), RedisError> {
-    let latest = head(shared, reader, group).await?.unwrap_or_default();
-    let Some((epoch, offset)) = position_here(shared, group) else {
+    let latest = head(state, reader, group).await?.unwrap_or_default();
+    let Some((epoch, offset)) = position_here(state, group) else {
         let t = Tracked::new(latest.0.clone(), latest.1);
-        lock(&shared.history.tracked).insert(group.to_owned(), t);
+        lock(&state.tracked).insert(group.to_owned(), t);
         return Ok(latest);
     };
     if epoch != latest.0 {
@@ -812,21 +841,21 @@ async fn current(
 /// The frames of `epoch` after `start`, up to `offset`: from this node's recent copy when it reaches
 /// back that far, else from the stream.
 async fn kept_after(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
     epoch: &str,
     start: u64,
     offset: u64,
 ) -> Result<Vec<Kept>, RedisError> {
-    let recent = lock(&shared.history.tracked)
+    let recent = lock(&state.tracked)
         .get(group)
         .filter(|t| t.epoch == epoch)
         .and_then(|t| t.after(start));
     if let Some(recent) = recent {
         return Ok(recent.into_iter().filter(|k| k.offset <= offset).collect());
     }
-    Ok(read(shared, reader, group, start + 1, Some(offset))
+    Ok(read(state, reader, group, start + 1, Some(offset))
         .await?
         .into_iter()
         .filter(|e| e.epoch == epoch && e.offset <= offset)
@@ -839,7 +868,7 @@ async fn kept_after(
 /// numbered after the join but received here before, or not yet, are its own too. `None`: every kept
 /// frame came before the join.
 async fn joined_before(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
     epoch: &str,
@@ -849,17 +878,13 @@ async fn joined_before(
     if epoch.is_empty() || offset == 0 {
         return Ok(None);
     }
-    let limit = shared
-        .history
-        .config
-        .get()
-        .map_or(1, |h| h.frames_per_group());
+    let limit = state.kept.get().map_or(1, |h| h.frames_per_group());
     let mut newest = offset;
     let mut looked = 0;
     while looked < limit && newest > 0 {
         let batch = 64.min(limit - looked) as u64;
         let oldest = newest.saturating_sub(batch - 1).max(1);
-        let entries = read(shared, reader, group, oldest, Some(newest)).await?;
+        let entries = read(state, reader, group, oldest, Some(newest)).await?;
         if entries.is_empty() {
             return Ok(Some(oldest - 1));
         }
@@ -876,23 +901,23 @@ async fn joined_before(
 
 /// The answer to `$history` request `id`, a `$reply` or an `$error`; `Err` for a Redis failure.
 async fn fetch_from(
-    shared: &Shared,
+    state: &HistoryState,
     reader: &mut Conn,
     group: &str,
     since: u64,
     id: u64,
 ) -> Result<Frame, RedisError> {
-    let Some((epoch, offset)) = head(shared, reader, group).await? else {
+    let Some((epoch, offset)) = head(state, reader, group).await? else {
         let err = Error::not_found(format!("no history for {group:?}"));
         return Ok(protocol::error_frame(Some(id), &err));
     };
     let now = unix_millis();
-    let kept: Vec<Kept> = read(shared, reader, group, since + 1, None)
+    let kept: Vec<Kept> = read(state, reader, group, since + 1, None)
         .await?
         .into_iter()
         .filter(|e| e.epoch == epoch)
         .map(|e| e.kept(group))
-        .filter(|k| !k.expired(shared, now))
+        .filter(|k| !k.expired(state, now))
         .collect();
     let first_kept = kept.first().map_or(offset + 1, |k| k.offset);
     let frames: Vec<Frame> = kept.into_iter().map(|k| k.frame).collect();

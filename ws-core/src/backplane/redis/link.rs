@@ -69,21 +69,6 @@ pub(super) async fn connect(shared: &Shared) -> Result<Conn, RedisError> {
     .await
 }
 
-pub(super) fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-}
-
-pub(super) fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Now, in milliseconds since the Unix epoch (0 on a clock set before it).
-pub(super) fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Runs a task of the link again whenever it panics (a bug, or a packet no check anticipated), so the
 /// link cannot die silently while `/stats` still says `connected`; returns once the task ends normally.
 pub(super) async fn supervise<'a, F, Fut>(shared: &Shared, name: &str, mut task: F)

@@ -114,6 +114,7 @@ mod subscriber;
 mod subscriptions;
 mod wire;
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, MutexGuard};
 
@@ -124,13 +125,14 @@ use self::cluster::ClusterView;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::cluster::fuzz_peer_input;
 pub use self::config::RedisConfig;
-use self::link::{supervise, unix_millis};
+use self::link::supervise;
 use self::shared::{Outgoing, Shared};
+use self::wire::unix_millis;
 use self::wire::{Change, Op};
 use super::{Backplane, BackplaneStats, MemoryBackplane};
-use crate::client::{Client, ClientId};
+use crate::client::id::ClientId;
 use crate::error::{Error, SendError};
-use crate::handler::BoxFuture;
+use crate::member::Member;
 use crate::protocol::Frame;
 use crate::sync::lock;
 
@@ -155,7 +157,7 @@ use crate::sync::lock;
 /// ```
 ///
 /// Membership queries ([`Server::group_members`](crate::Server::group_members),
-/// [`Server::groups`](crate::Server::groups), [`Client::groups`](crate::Client::groups) of a remote id,
+/// [`Server::groups`](crate::Server::groups), [`Member::groups`](crate::Client::groups) of a remote id,
 /// [`Server::send_to_client`](crate::Server::send_to_client) to a remote id) answer from this node's
 /// replica of the others, which is at most one heartbeat behind.
 /// [`Server::local_group_members`](crate::Server::local_group_members) returns handles, so it lists this
@@ -250,13 +252,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn send_to_group(&self, group: &str, frame: &Frame, except: &[ClientId]) {
-        if self
-            .shared
-            .history
-            .config
-            .get()
-            .is_some_and(|h| h.applies_to(group))
-        {
+        if self.shared.history.applies_to(group) {
             // Delivered here too when it comes back numbered, in the order every node sees.
             self.shared.enqueue(Outgoing::History {
                 group: group.to_owned(),
@@ -290,8 +286,8 @@ impl Backplane for RedisBackplane {
         }
     }
 
-    fn join(&self, group: &str, client: &Client) -> Result<bool, Error> {
-        let joined = history::join(&self.shared, &self.local, group, client)?;
+    fn join(&self, group: &str, client: &Member) -> Result<bool, Error> {
+        let joined = history::join(&self.shared.history, &self.local, group, client)?;
         if joined {
             self.shared.enqueue(Outgoing::Change(Change::Join {
                 group: group.to_owned(),
@@ -335,7 +331,7 @@ impl Backplane for RedisBackplane {
         groups
     }
 
-    fn local_group_members(&self, group: &str) -> Vec<Client> {
+    fn local_group_members(&self, group: &str) -> Vec<Member> {
         self.local.local_group_members(group)
     }
 
@@ -404,9 +400,9 @@ impl Backplane for RedisBackplane {
         true
     }
 
-    fn client_connected(&self, client: &Client) {
+    fn client_connected(&self, client: &Member) {
         let meta = client
-            .extension::<crate::presence::PresenceMeta>()
+            .extension::<crate::member::PresenceMeta>()
             .and_then(|m| serde_json::from_str(&m.0).ok());
         self.shared.enqueue(Outgoing::Change(Change::Connect {
             id: client.id().to_string(),
@@ -429,11 +425,11 @@ impl Backplane for RedisBackplane {
     }
 
     fn keep_history(&self, history: &crate::history::History) -> bool {
-        self.shared.history.config.set(history.clone()).is_ok()
+        self.shared.history.kept.set(history.clone()).is_ok()
     }
 
-    fn fetch_history(&self, client: &Client, id: u64, group: &str, since: u64) {
-        history::fetch(&self.shared, &self.local, client, id, group, since);
+    fn fetch_history(&self, client: &Member, id: u64, group: &str, since: u64) {
+        history::fetch(&self.shared.history, &self.local, client, id, group, since);
     }
 
     fn register_metrics(&self, registry: &mut Registry) {
@@ -462,7 +458,7 @@ impl Backplane for RedisBackplane {
         })
     }
 
-    fn close(&self) -> BoxFuture<()> {
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.shutdown.send_replace(true);
         let mut done = self.publisher_done.clone();
         let wait = self
@@ -490,7 +486,7 @@ mod tests {
         let unreachable = RedisConfig::new("redis://127.0.0.1:1/")
             .unwrap()
             .reconnect_delay(Duration::from_millis(1), Duration::from_millis(2));
-        let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
+        let backplane = RedisBackplane::start(server.node().local.clone(), unreachable);
         backplane.shared.link.publisher_up.store(true, Relaxed);
         backplane.shared.link.subscriber_up.store(true, Relaxed);
         let runs = std::cell::Cell::new(0);
@@ -515,7 +511,7 @@ mod tests {
             .build()
             .unwrap();
         let unreachable = RedisConfig::new("redis://127.0.0.1:1/").unwrap();
-        let backplane = RedisBackplane::start(server.inner().local.clone(), unreachable);
+        let backplane = RedisBackplane::start(server.node().local.clone(), unreachable);
         let payloads = || (0..50).map(|_| bytes::Bytes::from(vec![b'x'; 100]));
 
         // 10 messages fit; nobody applies them.

@@ -10,11 +10,13 @@ use tokio::time::MissedTickBehavior;
 
 use super::conn::{Conn, Pipelines, publish_command};
 use super::history::{self, Admissions};
-use super::link::{Backoff, FAREWELL_TIMEOUT, connect, millis, stopped, wait_or_stop};
+use super::link::{Backoff, FAREWELL_TIMEOUT, connect, stopped, wait_or_stop};
 use super::shared::{Outgoing, Shared};
+use super::wire::millis;
 use super::wire::{self, Change, Op};
+use crate::backplane::Backplane;
 use crate::backplane::MemoryBackplane;
-use crate::presence::PresenceMeta;
+use crate::member::PresenceMeta;
 
 /// Most messages sent in one pipeline.
 const BATCH: usize = 256;
@@ -99,7 +101,7 @@ impl Publisher<'_> {
     /// Connects, and with history loads the script and sends again what a lost connection cut.
     async fn connect(&mut self) -> Result<Conn, RedisError> {
         let mut conn = connect(self.shared).await?;
-        if self.shared.history.config.get().is_some() {
+        if self.shared.history.kept.get().is_some() {
             // Loaded on every connection: a Redis that restarted has forgotten it.
             self.script = redis::cmd("SCRIPT")
                 .arg("LOAD")
@@ -163,7 +165,9 @@ impl Publisher<'_> {
             })
             .collect();
         if !histories.is_empty() {
-            self.admissions.refresh(shared, conn, histories).await?;
+            self.admissions
+                .refresh(&shared.history, conn, histories)
+                .await?;
         }
         let mut fresh = Vec::new();
         for (message, size) in self.batch.drain(..) {
@@ -223,7 +227,7 @@ impl Publisher<'_> {
         } else {
             shared
                 .subscriptions
-                .update(shared, self.local, groups)
+                .update(&shared.config, &shared.history, self.local, groups)
                 .await
         };
         if let Err(e) = subscribed {
@@ -263,7 +267,9 @@ impl Publisher<'_> {
             self.keep_replicated(conn).await?;
         } else {
             let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
-            self.admissions.refresh(shared, conn, groups).await?;
+            self.admissions
+                .refresh(&shared.history, conn, groups)
+                .await?;
             let mut pipes = Pipelines::new(conn.is_cluster());
             self.keep(&mut pipes, 0, publish_command(conn.is_cluster()));
             pipes.run(conn).await?;
@@ -282,7 +288,7 @@ impl Publisher<'_> {
         for unsent in &self.unsent[first..] {
             let admitted = self.admissions.admitted(&unsent.group);
             history::invoke(
-                self.shared,
+                &self.shared.history,
                 pipes,
                 &self.script,
                 self.seq,
@@ -302,7 +308,9 @@ impl Publisher<'_> {
             return Ok(());
         };
         let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
-        self.admissions.refresh(shared, conn, groups).await?;
+        self.admissions
+            .refresh(&shared.history, conn, groups)
+            .await?;
         let mut keep = Pipelines::new(conn.is_cluster());
         self.keep(&mut keep, 0, "");
         keep.each(|pipe| {
@@ -342,10 +350,13 @@ impl Publisher<'_> {
     fn store_clients(&self, pipe: &mut redis::Pipeline, ids: impl IntoIterator<Item = String>) {
         let key = self.shared.config.membership_key(&self.shared.node);
         for id in ids {
-            match self.local.client(&id) {
+            match self.local.member(&id) {
                 Some(client) => {
                     let meta = client.extension::<PresenceMeta>();
-                    let field = wire::client_field(&client.groups(), meta.as_ref().map(|m| &*m.0));
+                    let field = wire::client_field(
+                        &self.local.client_groups(client.id()),
+                        meta.as_ref().map(|m| &*m.0),
+                    );
                     pipe.hset(&key, id, field)
                 }
                 None => pipe.hdel(&key, id),

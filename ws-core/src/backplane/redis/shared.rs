@@ -1,17 +1,16 @@
 //! What the backplane and its two tasks share, in parts by kind: the outgoing queue, the state of the
 //! link, the counters, the replica of the other nodes, history's bookkeeping and the subscriptions.
 
-use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
 use super::cluster::ClusterView;
 use super::config::RedisConfig;
-use super::history;
+use super::history::{self, HistoryState};
 use super::subscriptions::Subscriptions;
 use super::wire::{self, Change, Op};
 use crate::protocol::Frame;
@@ -73,26 +72,6 @@ pub(super) struct Counters {
     pub(super) lag: Histogram,
 }
 
-/// History's bookkeeping on this node (see [`history`]).
-#[derive(Debug)]
-pub(super) struct HistoryState {
-    /// The groups whose history this backplane keeps, once the server asked it to.
-    pub(super) config: OnceLock<crate::history::History>,
-    /// Clients held back from a group's live frames until the subscriber has replayed what they missed.
-    pub(super) pending: Mutex<history::Pending>,
-    /// Per group with members here: the position of the last frame they were given.
-    pub(super) tracked: Mutex<HashMap<String, history::Tracked>>,
-    /// Recoveries and history requests for the subscriber.
-    pub(super) commands: mpsc::Sender<history::Command>,
-}
-
-impl HistoryState {
-    /// Whether `group` keeps history here.
-    pub(super) fn applies_to(&self, group: &str) -> bool {
-        self.config.get().is_some_and(|h| h.applies_to(group))
-    }
-}
-
 /// One message waiting for the publisher.
 #[derive(Debug)]
 pub(super) enum Outgoing {
@@ -152,6 +131,7 @@ impl Shared {
         commands: mpsc::Sender<history::Command>,
     ) -> Self {
         Self {
+            history: HistoryState::new(node.clone(), config.clone(), commands),
             node,
             config,
             cluster: Mutex::new(ClusterView::default()),
@@ -175,12 +155,6 @@ impl Shared {
                 received_dropped: AtomicU64::new(0),
                 unreplicated: AtomicU64::new(0),
                 lag: crate::metrics::latency_histogram(),
-            },
-            history: HistoryState {
-                config: OnceLock::new(),
-                pending: Mutex::default(),
-                tracked: Mutex::default(),
-                commands,
             },
             subscriptions: Subscriptions::default(),
         }

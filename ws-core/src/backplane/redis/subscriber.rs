@@ -10,9 +10,10 @@ use redis::{PushInfo, PushKind, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::conn::timed_out;
 use super::conn::{self, Conn};
 use super::history::{self, Command};
-use super::link::{Backoff, stopped, timed_out, wait_or_stop};
+use super::link::{Backoff, stopped, wait_or_stop};
 use super::shared::{Outgoing, Shared};
 use super::wire::{self, Change, Op};
 use crate::backplane::{Backplane, MemoryBackplane};
@@ -93,8 +94,14 @@ async fn listen(
                 received(shared, local, &mut reader, &payload, &mut own_heartbeat).await
             }
             () = lost.notified() => Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))),
-            () = shared.subscriptions.ended_notified() => shared.subscriptions.restore(shared, local, &fixed).await,
-            Some(command) = commands.recv() => history::run(shared, local, &mut reader, command).await,
+            () = shared.subscriptions.ended_notified() => shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await,
+            Some(command) = commands.recv() => {
+                let follow = async |group| {
+                    let (keys, history) = (&shared.config, &shared.history);
+                    shared.subscriptions.update(keys, history, local, [group]).await
+                };
+                history::run(&shared.history, local, &mut reader, command, follow).await
+            },
             () = expiry => {
                 if let Some(deadline) = Instant::now().checked_sub(timeout) {
                     lock(&shared.cluster).expire(deadline.into_std());
@@ -102,17 +109,17 @@ async fn listen(
                 Ok(())
             }
             _ = ticker.tick() => {
-                history::forget_empty(shared, local);
+                history::forget_empty(&shared.history, local);
                 match Instant::now().checked_sub(timeout) {
                     Some(deadline) => {
                         lock(&shared.cluster).expire(deadline.into_std());
                         if own_heartbeat < deadline {
                             Err(timed_out())
                         } else {
-                            shared.subscriptions.reconcile(shared, local).await
+                            shared.subscriptions.reconcile(&shared.config, &shared.history, local).await
                         }
                     }
-                    None => shared.subscriptions.reconcile(shared, local).await,
+                    None => shared.subscriptions.reconcile(&shared.config, &shared.history, local).await,
                 }
             }
         };
@@ -157,12 +164,12 @@ async fn open(
     let conn = opened.await.map_err(|_| timed_out())??;
     shared
         .subscriptions
-        .start(shared, local, conn.clone(), fixed)
+        .start(&shared.config, &shared.history, local, conn.clone(), fixed)
         .await?;
     let mut reader = conn;
     // Subscribed first, then caught up: a frame published in between is both read and received, and
     // delivered once.
-    history::catch_up(shared, local, &mut reader).await?;
+    history::catch_up(&shared.history, local, &mut reader).await?;
     Ok(reader)
 }
 
@@ -257,7 +264,7 @@ async fn apply(
 ) -> Result<(), RedisError> {
     let now = std::time::Instant::now();
     if let Some(sent) = packet.sent_ms {
-        let lag_ms = super::unix_millis().saturating_sub(sent);
+        let lag_ms = wire::unix_millis().saturating_sub(sent);
         shared.counters.lag.observe(lag_ms as f64 / 1000.0);
     }
     match packet.op {
@@ -275,7 +282,7 @@ async fn apply(
             }
         }
         Op::History { ref group, .. } => {
-            history::apply(shared, local, reader, group, &packet).await?
+            history::apply(&shared.history, local, reader, group, &packet).await?
         }
         Op::Direct { ref to } => {
             if let Some(frame) = packet.frame() {
@@ -284,10 +291,10 @@ async fn apply(
             }
         }
         Op::JoinRequest { group, id } => {
-            let Some(client) = local.client(&id) else {
+            let Some(client) = local.member(&id) else {
                 return Ok(());
             };
-            match history::join(shared, local, &group, &client) {
+            match history::join(&shared.history, local, &group, &client) {
                 Ok(true) => shared.enqueue(Outgoing::Change(Change::Join { group, id })),
                 Ok(false) => {}
                 Err(e) => {

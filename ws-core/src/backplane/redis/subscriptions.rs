@@ -18,8 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis::RedisResult;
 
+use super::config::RedisConfig;
 use super::conn::Conn;
-use super::shared::Shared;
+use super::history::HistoryState;
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::sync::lock;
 
@@ -49,7 +50,8 @@ impl Subscriptions {
     /// channel of every group this node serves.
     pub(super) async fn start(
         &self,
-        shared: &Shared,
+        keys: &RedisConfig,
+        history: &HistoryState,
         local: &MemoryBackplane,
         mut conn: Conn,
         fixed: &[String],
@@ -57,9 +59,9 @@ impl Subscriptions {
         let mut state = self.state.lock().await;
         state.conn = None;
         state.groups.clear();
-        let groups = served(shared, local);
+        let groups = served(history, local);
         let mut all = fixed.to_vec();
-        all.extend(groups.iter().map(|g| shared.config.channel_group(g)));
+        all.extend(groups.iter().map(|g| keys.channel_group(g)));
         conn.subscribe(&all).await?;
         state.groups = groups;
         state.conn = Some(conn);
@@ -80,7 +82,8 @@ impl Subscriptions {
     /// one subscribes to what is served then.
     pub(super) async fn update(
         &self,
-        shared: &Shared,
+        keys: &RedisConfig,
+        history: &HistoryState,
         local: &MemoryBackplane,
         groups: impl IntoIterator<Item = String>,
     ) -> RedisResult<()> {
@@ -94,14 +97,14 @@ impl Subscriptions {
         };
         let (mut follow, mut drop) = (Vec::new(), Vec::new());
         for group in groups {
-            match (serves(shared, local, &group), subscribed.contains(&group)) {
+            match (serves(history, local, &group), subscribed.contains(&group)) {
                 (true, false) => follow.push(group),
                 (false, true) => drop.push(group),
                 _ => {}
             }
         }
-        let follow_channels = channels(shared, &follow);
-        let drop_channels = channels(shared, &drop);
+        let follow_channels = channels(keys, &follow);
+        let drop_channels = channels(keys, &drop);
         conn.subscribe(&follow_channels).await?;
         subscribed.extend(follow);
         for group in &drop {
@@ -115,12 +118,13 @@ impl Subscriptions {
     /// mended.
     pub(super) async fn reconcile(
         &self,
-        shared: &Shared,
+        keys: &RedisConfig,
+        history: &HistoryState,
         local: &MemoryBackplane,
     ) -> RedisResult<()> {
-        let mut groups = served(shared, local);
+        let mut groups = served(history, local);
         groups.extend(self.state.lock().await.groups.iter().cloned());
-        self.update(shared, local, groups).await
+        self.update(keys, history, local, groups).await
     }
 
     /// Redis says this node no longer listens to `channel`: asked for, or, on a cluster, because the
@@ -139,7 +143,8 @@ impl Subscriptions {
     /// fixed ones (`fixed`), and those of groups it serves.
     pub(super) async fn restore(
         &self,
-        shared: &Shared,
+        keys: &RedisConfig,
+        history: &HistoryState,
         local: &MemoryBackplane,
         fixed: &[String],
     ) -> RedisResult<()> {
@@ -149,7 +154,7 @@ impl Subscriptions {
         for channel in ended {
             if fixed.contains(&channel) {
                 again.push(channel);
-            } else if let Some(group) = shared.config.group_of_channel(&channel) {
+            } else if let Some(group) = keys.group_of_channel(&channel) {
                 groups.push(group);
             }
         }
@@ -167,7 +172,7 @@ impl Subscriptions {
                 subscribed.remove(group);
             }
         }
-        self.update(shared, local, groups).await
+        self.update(keys, history, local, groups).await
     }
 
     /// How many groups' channels are subscribed now.
@@ -177,20 +182,17 @@ impl Subscriptions {
 }
 
 /// Whether this node serves `group`: it has members of it, or a client held back while it joins it.
-fn serves(shared: &Shared, local: &MemoryBackplane, group: &str) -> bool {
-    local.has_members(group) || lock(&shared.history.pending).contains_key(group)
+fn serves(history: &HistoryState, local: &MemoryBackplane, group: &str) -> bool {
+    local.has_members(group) || lock(&history.pending).contains_key(group)
 }
 
 /// Every group this node serves.
-fn served(shared: &Shared, local: &MemoryBackplane) -> HashSet<String> {
+fn served(history: &HistoryState, local: &MemoryBackplane) -> HashSet<String> {
     let mut groups: HashSet<String> = local.groups().into_iter().collect();
-    groups.extend(lock(&shared.history.pending).keys().cloned());
+    groups.extend(lock(&history.pending).keys().cloned());
     groups
 }
 
-fn channels(shared: &Shared, groups: &[String]) -> Vec<String> {
-    groups
-        .iter()
-        .map(|g| shared.config.channel_group(g))
-        .collect()
+fn channels(keys: &RedisConfig, groups: &[String]) -> Vec<String> {
+    groups.iter().map(|g| keys.channel_group(g)).collect()
 }

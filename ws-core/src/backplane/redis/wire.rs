@@ -363,6 +363,18 @@ pub(super) fn membership_from_fields(fields: Vec<(String, Vec<u8>)>) -> Option<M
     Some(membership)
 }
 
+/// A duration in whole milliseconds, as the wire and the scripts count time.
+pub(super) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Now, in milliseconds since the Unix epoch (0 on a clock set before it): the `ts` of a packet.
+pub(super) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
