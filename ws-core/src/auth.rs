@@ -101,7 +101,7 @@ impl ClientData {
         Self::default()
     }
 
-    /// Attaches a metadata value (read later with [`Client::get_metadata`]). A value that cannot be
+    /// Attaches a metadata value (read later with [`Client::get_metadata`](crate::Client::get_metadata)). A value that cannot be
     /// represented as JSON is stored as `null`.
     #[must_use]
     pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
@@ -110,7 +110,7 @@ impl ClientData {
         self
     }
 
-    /// Attaches a typed extension (read later with [`Client::extension`]).
+    /// Attaches a typed extension (read later with [`Client::extension`](crate::Client::extension)).
     #[must_use]
     pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
         self.extensions

@@ -116,7 +116,7 @@ counters! {
     frames_compressed => Counter "frames_compressed" "Outgoing frames compressed, once per frame whatever its recipients",
 }
 
-/// Counters of a distributed backplane, part of [`StatsSnapshot`](crate::stats::StatsSnapshot).
+/// Counters of a distributed backplane, part of [`StatsSnapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BackplaneStats {
@@ -147,7 +147,7 @@ pub struct BackplaneStats {
     #[serde(default)]
     pub subscribed_groups: u64,
     /// History frames delivered although fewer replicas than asked had them when the wait ran out
-    /// ([`RedisConfig::wait_for_replicas`]): they may be lost if their master fails.
+    /// ([`RedisConfig::wait_for_replicas`](crate::backplane::RedisConfig::wait_for_replicas)): they may be lost if their master fails.
     #[serde(default)]
     pub unreplicated: u64,
 }

@@ -62,8 +62,8 @@ impl Client {
         self.member.is_connected()
     }
 
-    /// Sends a message to this client: a value of an outbound message set, a [`Message`](crate::protocol::Message) or a [`Frame`]
-    /// (for example [`Frame::envelope`], [`Frame::error`], or [`Frame::text`] in raw mode).
+    /// Sends a message to this client: a value of an outbound message set, a [`Message`](crate::protocol::Message) or a [`Frame`](crate::protocol::Frame)
+    /// (for example [`Frame::envelope`](crate::protocol::Frame::envelope), [`Frame::error`](crate::protocol::Frame::error), or [`Frame::text`](crate::protocol::Frame::text) in raw mode).
     ///
     /// The frame is queued and the call returns at once.
     ///
