@@ -14,9 +14,13 @@ use crate::client::id::ClientId;
 use crate::compression::negotiate::Negotiated;
 use crate::config::Config;
 use crate::member::{Limits, Member};
+use crate::protocol::Envelope;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Bounds;
 use crate::stats::{Stats, bump};
+
+/// A feature's answer to a system frame (`$positions`, `$history`) a client sent.
+pub(crate) type SystemFrame = Arc<dyn Fn(&Node, &Member, &Envelope) + Send + Sync>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunState {

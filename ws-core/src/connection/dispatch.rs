@@ -1,8 +1,8 @@
 //! Dispatch: what a data frame becomes once it has been read and admitted by the rate limit.
 //!
 //! In envelope mode a text frame is decoded into its envelope. The system frames (`$ping`, `$reply`/`$error`
-//! answering the server's own requests, and those of the features: [history](crate::history)'s
-//! `$positions` and `$history`) and unknown types are answered at once, without waiting behind a handler; every other frame is routed to its handler as a
+//! answering the server's own requests, and those a feature answers, such as history's `$positions` and
+//! `$history`) and unknown types are answered at once, without waiting behind a handler; every other frame is routed to its handler as a
 //! [`Call`], which the [pipeline](super::pipeline) runs in arrival order. A binary frame is refused with
 //! 1003. In raw mode every frame goes to the raw handler as it is. When a call ends, [`answer_call`] sends
 //! the request's `$reply` or `$error`.
@@ -170,8 +170,8 @@ pub(crate) fn route(server: &Server, client: &Client, incoming: Envelope) -> Opt
     ))
 }
 
-/// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them
-/// (history); `false` for a frame that is not one.
+/// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them;
+/// `false` for a frame that is not one.
 fn system_frame(server: &Server, client: &Client, incoming: &Envelope) -> bool {
     let id = incoming.id;
     match incoming.kind.as_str() {
@@ -183,15 +183,10 @@ fn system_frame(server: &Server, client: &Client, incoming: &Envelope) -> bool {
                 client.member().resolve(id, answer(incoming));
             }
         }
-        _ => {
-            let keeps_history = server.app().keeps_history;
-            return crate::history::requests::system_frame(
-                server.node(),
-                keeps_history,
-                client.member(),
-                incoming,
-            );
-        }
+        kind => match server.app().features.system_frames.get(kind) {
+            Some(answer) => answer(server.node(), client.member(), incoming),
+            None => return false,
+        },
     }
     true
 }

@@ -82,7 +82,7 @@ pub(crate) fn register(
     let client = Client::new(member, server.clone());
     let user = data.apply(client.member());
     // The features that follow each client (presence), before the backplane announces it.
-    for feature in &server.app().on_register {
+    for feature in &server.app().features.on_register {
         feature(&client);
     }
     let span = tracing::info_span!(

@@ -2,6 +2,7 @@
 //! missed in one group), answered on every node the same way.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -9,8 +10,8 @@ use serde_json::value::RawValue;
 use super::{Position, Positions};
 use crate::error::Error;
 use crate::member::Member;
-use crate::node::Node;
-use crate::protocol::{self, Envelope};
+use crate::node::SystemFrame;
+use crate::protocol;
 use crate::sync::lock;
 
 /// A `$history` request: a group, and the offset after which the client wants its frames.
@@ -47,52 +48,46 @@ fn set_positions(client: &Member, data: &str, max: usize, max_name: usize) {
     *lock(&positions.0) = kept;
 }
 
-/// Answers the system frames of history, `$positions` and `$history`; `false` for a frame of another type.
+/// History's system frames, `$positions` and `$history`, with their answers.
 ///
 /// Without history, `$positions` is acknowledged and ignored, and `$history` is `not_found`. With it, the
 /// positions are kept for the client's next joins, and `$history` goes to the backplane, which keeps the
 /// history: [`LocalHistory`] on one node, or one that took it over with
 /// [`Backplane::keep_history`](crate::backplane::Backplane::keep_history).
-pub(crate) fn system_frame(
-    node: &Node,
-    keeps_history: bool,
-    client: &Member,
-    incoming: &Envelope,
-) -> bool {
-    let id = incoming.id;
-    match incoming.kind.as_str() {
-        protocol::POSITIONS_TYPE => {
-            if keeps_history {
-                let config = &node.config;
-                set_positions(
-                    client,
-                    incoming.data_json(),
-                    config.max_groups_per_client,
-                    config.max_group_name_bytes,
-                );
-            }
-            if let Some(id) = id {
-                let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
-            }
+pub(crate) fn system_frames(keeps_history: bool) -> [(&'static str, SystemFrame); 2] {
+    let positions: SystemFrame = Arc::new(move |node, client, incoming| {
+        if keeps_history {
+            let config = &node.config;
+            set_positions(
+                client,
+                incoming.data_json(),
+                config.max_groups_per_client,
+                config.max_group_name_bytes,
+            );
         }
-        protocol::HISTORY_TYPE => {
-            let Some(id) = id else { return true };
-            if !keeps_history {
-                let err = Error::not_found("this server keeps no history");
+        if let Some(id) = incoming.id {
+            let _ = client.send(protocol::reply_frame(id, RawValue::NULL));
+        }
+    });
+    let history: SystemFrame = Arc::new(move |node, client, incoming| {
+        let Some(id) = incoming.id else { return };
+        if !keeps_history {
+            let err = Error::not_found("this server keeps no history");
+            let _ = client.send(protocol::error_frame(Some(id), &err));
+            return;
+        }
+        match HistoryRequest::parse(incoming.data_json()) {
+            Ok(request) => {
+                let (group, since) = (&request.group, request.since);
+                node.backplane.fetch_history(client, id, group, since);
+            }
+            Err(err) => {
                 let _ = client.send(protocol::error_frame(Some(id), &err));
-                return true;
-            }
-            match HistoryRequest::parse(incoming.data_json()) {
-                Ok(request) => {
-                    let (group, since) = (&request.group, request.since);
-                    node.backplane.fetch_history(client, id, group, since);
-                }
-                Err(err) => {
-                    let _ = client.send(protocol::error_frame(Some(id), &err));
-                }
             }
         }
-        _ => return false,
-    }
-    true
+    });
+    [
+        (protocol::POSITIONS_TYPE, positions),
+        (protocol::HISTORY_TYPE, history),
+    ]
 }

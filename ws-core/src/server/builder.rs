@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{App, AuthHook, Inner, RegisterHook, Route, Server};
+use super::{App, AuthHook, Features, Inner, RegisterHook, Route, Server};
 use crate::admission::Admission;
 use crate::auth::{AuthRequest, ClientData};
 use crate::backplane::{Backplane, MemoryBackplane};
@@ -355,7 +355,11 @@ impl ServerBuilder {
         let metrics = Metrics::default();
         let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone());
         let distributed = self.backplane.is_some();
-        let keeps_history = self.history.is_some();
+        let features = features(
+            self.history.is_some(),
+            self.presence,
+            self.protocol.as_ref(),
+        );
         let backplane: Box<dyn Backplane> = match (self.backplane, self.history) {
             (Some(factory), history) => {
                 let backplane = factory(local.clone());
@@ -373,15 +377,6 @@ impl ServerBuilder {
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
-        let on_register: Vec<RegisterHook> = match self.presence {
-            Some(presence) => {
-                let hub = Arc::new(crate::presence::PresenceHub::new(presence));
-                vec![Arc::new(move |client: &Client| {
-                    hub.client_registered(client)
-                })]
-            }
-            None => Vec::new(),
-        };
         let app = App {
             ws_config,
             routes: self
@@ -397,12 +392,7 @@ impl ServerBuilder {
             auth: self.auth,
             raw: self.raw,
             states: self.states,
-            keeps_history,
-            protocol: self
-                .protocol
-                .as_ref()
-                .map(crate::version::ServerProtocol::new),
-            on_register,
+            features,
         };
         let node = Node {
             config: self.config,
@@ -426,6 +416,30 @@ impl ServerBuilder {
         };
         Ok(Server::from_inner(Arc::new(inner)))
     }
+}
+
+/// The features that are on, as the connections see them: history's frames (answered whether history is
+/// on or not), presence's registration hook, and the protocol version's greeting.
+fn features(
+    keeps_history: bool,
+    presence: Option<crate::presence::Presence>,
+    protocol: Option<&crate::version::ProtocolVersion>,
+) -> Features {
+    let mut features = Features::default();
+    features
+        .system_frames
+        .extend(crate::history::requests::system_frames(keeps_history));
+    if let Some(presence) = presence {
+        let hub = Arc::new(crate::presence::PresenceHub::new(presence));
+        let registered: RegisterHook = Arc::new(move |client| hub.client_registered(client));
+        features.on_register.push(registered);
+    }
+    if let Some(protocol) = protocol.map(crate::version::ServerProtocol::new) {
+        features
+            .on_greet
+            .push(Arc::new(move |client, uri| protocol.greet(client, uri)));
+    }
+    features
 }
 
 #[cfg(test)]

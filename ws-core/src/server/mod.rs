@@ -24,10 +24,10 @@ use crate::config::Config;
 use crate::error::{Error, SendError};
 use crate::handler::{Endpoint, Middleware};
 use crate::hooks::Hooks;
-use crate::member::Abort;
+use crate::member::{Abort, Member};
 use crate::message::IntoFrame;
 use crate::metrics::Metrics;
-use crate::node::{Node, RunState};
+use crate::node::{Node, RunState, SystemFrame};
 use crate::raw::RawHandler;
 use crate::recipients::Recipients;
 use crate::stats::StatsSnapshot;
@@ -65,16 +65,28 @@ pub(crate) struct App {
     pub(crate) auth: Option<AuthHook>,
     pub(crate) raw: Option<RawHandler>,
     pub(crate) states: crate::extract::States,
-    /// Some groups keep history (kept by the backplane: see [`crate::history`]).
-    pub(crate) keeps_history: bool,
-    /// The protocol's fingerprint, when the application declared it.
-    pub(crate) protocol: Option<crate::version::ServerProtocol>,
-    /// What the features that are on do with each client registered, in order.
-    pub(crate) on_register: Vec<RegisterHook>,
+    /// What the features that are on add to each connection.
+    pub(crate) features: Features,
 }
 
-/// A feature's part in registering a client (presence keeps the client's meta).
+/// What the features that are on (history's frames, presence, protocol versions) add to a connection,
+/// in one place: the upgrade and the frame path ask here and name no feature.
+#[derive(Default)]
+pub(crate) struct Features {
+    /// The `$` types a feature answers, with its answer.
+    pub(crate) system_frames: HashMap<&'static str, SystemFrame>,
+    /// What each feature does with a client registered (presence keeps its meta), in order.
+    pub(crate) on_register: Vec<RegisterHook>,
+    /// What each feature tells a client as it is accepted, from the upgrade request's URI (a client
+    /// built for another protocol version is told so).
+    pub(crate) on_greet: Vec<GreetHook>,
+}
+
+/// A feature's part in registering a client.
 pub(crate) type RegisterHook = Arc<dyn Fn(&Client) + Send + Sync>;
+
+/// A feature's greeting of a client just accepted.
+pub(crate) type GreetHook = Arc<dyn Fn(&Member, &axum::http::Uri) + Send + Sync>;
 
 /// The server: registry of clients and groups, and the operations on them.
 ///

@@ -158,8 +158,8 @@ async fn admit(inner: &Server, mut req: Request) -> Result<Response, Refusal> {
     let compression =
         compression::negotiate::negotiate(&inner.node().config.compression, req.headers());
     let registered = connection::register(inner.clone(), data, peer, compression);
-    if let Some(protocol) = &inner.app().protocol {
-        protocol.greet(registered.client().member(), req.uri());
+    for greet in &inner.app().features.on_greet {
+        greet(registered.client().member(), req.uri());
     }
     tokio::spawn(registered.run_upgraded(on_upgrade, slot));
     let mut switching = Response::builder()

@@ -97,6 +97,14 @@ struct Publisher<'a> {
     admissions: Admissions,
 }
 
+/// What encoding a batch found: the clients whose entry in this node's key changed, and the groups
+/// they joined or left.
+#[derive(Default)]
+struct Encoded {
+    touched: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
 impl Publisher<'_> {
     /// Connects, and with history loads the script and sends again what a lost connection cut.
     async fn connect(&mut self) -> Result<Conn, RedisError> {
@@ -147,15 +155,28 @@ impl Publisher<'_> {
         }
     }
 
+    /// Sends one batch: admits the groups whose history it numbers, encodes every message into Redis
+    /// commands, follows the groups joined, stores the membership changed, stages the history frames,
+    /// and runs it all.
     async fn send_batch(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
-        let shared = self.shared;
-        let config = &shared.config;
-        let all = config.channel_all();
-        let mut pipes = Pipelines::new(conn.is_cluster());
-        // Clients whose entry in this node's key changed in this batch, and the groups they joined or left.
-        let mut touched = BTreeSet::new();
-        let mut groups = BTreeSet::new();
         let count = self.batch.len() as u64;
+        self.admit_histories(conn).await?;
+        let mut pipes = Pipelines::new(conn.is_cluster());
+        let first = self.unsent.len();
+        let Encoded { touched, groups } = self.encode(&mut pipes);
+        self.follow(groups).await;
+        let changes = !touched.is_empty();
+        if changes {
+            let key = self.shared.config.membership_key(&self.shared.node);
+            self.store_clients(pipes.on(&key), touched);
+        }
+        self.execute(pipes, conn, first, changes).await?;
+        self.shared.counters.published.fetch_add(count, Relaxed);
+        Ok(())
+    }
+
+    /// Asks, when it is time to, whether the groups of this batch's history frames may have history.
+    async fn admit_histories(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
         let histories: BTreeSet<String> = self
             .batch
             .iter()
@@ -164,15 +185,24 @@ impl Publisher<'_> {
                 _ => None,
             })
             .collect();
-        if !histories.is_empty() {
-            self.admissions
-                .refresh(&shared.history, conn, histories)
-                .await?;
+        if histories.is_empty() {
+            return Ok(());
         }
-        let mut fresh = Vec::new();
+        self.admissions
+            .refresh(&self.shared.history, conn, histories)
+            .await
+    }
+
+    /// Turns the batch into publications on `pipes`, and history frames into unsent ones numbered by
+    /// this node.
+    fn encode(&mut self, pipes: &mut Pipelines) -> Encoded {
+        let shared = self.shared;
+        let config = &shared.config;
+        let all = config.channel_all();
+        let mut encoded = Encoded::default();
         for (message, size) in self.batch.drain(..) {
             shared.outbox.queued_bytes.fetch_sub(size, Relaxed);
-            match message {
+            let (channel, payload) = match message {
                 Outgoing::Deliver {
                     node,
                     op,
@@ -184,9 +214,11 @@ impl Publisher<'_> {
                         (None, Op::Group { group, .. }) => config.channel_group(group),
                         (None, _) => all.clone(),
                     };
-                    let payload =
-                        wire::encode(&shared.node, self.seq, op, Some(&frame), Some(queued_ms));
-                    pipes.publish(&channel, payload);
+                    let seq = self.seq;
+                    (
+                        channel,
+                        wire::encode(&shared.node, seq, op, Some(&frame), Some(queued_ms)),
+                    )
                 }
                 Outgoing::History {
                     group,
@@ -195,65 +227,75 @@ impl Publisher<'_> {
                     queued_ms,
                 } => {
                     self.numbered += 1;
-                    fresh.push(history::Unsent {
+                    self.unsent.push(history::Unsent {
                         number: self.numbered,
                         group,
                         except,
                         frame,
                         queued_ms,
                     });
+                    continue;
                 }
                 Outgoing::Request { node, op } => {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
-                    pipes.publish(&config.channel_node(&node), payload);
+                    (config.channel_node(&node), payload)
                 }
                 Outgoing::Change(change) => {
                     self.seq += 1;
-                    touched.insert(change.id().to_owned());
+                    encoded.touched.insert(change.id().to_owned());
                     if let Change::Join { group, .. } | Change::Leave { group, .. } = &change {
-                        groups.insert(group.clone());
+                        encoded.groups.insert(group.clone());
                     }
                     let payload =
                         wire::encode(&shared.node, self.seq, Op::Change(change), None, None);
-                    pipes.publish(&all, payload);
+                    (all.clone(), payload)
                 }
-            }
+            };
+            pipes.publish(&channel, payload);
         }
-        // A join is published once this node listens to the group's channel, so a node that sends to
-        // the group because it sees the member reaches it; a group left is let go after.
-        // A failure is the subscriber's connection's: it subscribes to every group served when it is back.
-        let subscribed = if groups.is_empty() {
-            Ok(())
-        } else {
-            shared
-                .subscriptions
-                .update(&shared.config, &shared.history, self.local, groups)
-                .await
-        };
+        encoded
+    }
+
+    /// Subscribes to the groups joined in this batch before their joins are published, so a node that
+    /// sends to a group because it sees the member reaches it; a group left is let go after. A failure
+    /// is the subscriber's connection's: it subscribes to every group served when it is back.
+    async fn follow(&self, groups: BTreeSet<String>) {
+        if groups.is_empty() {
+            return;
+        }
+        let shared = self.shared;
+        let subscribed = shared
+            .subscriptions
+            .update(&shared.config, &shared.history, self.local, groups)
+            .await;
         if let Err(e) = subscribed {
             tracing::debug!(target: "ws_core::backplane", error = %e, "redis: a group subscription waits for the subscriber's next connection");
         }
-        let changes = !touched.is_empty();
-        if changes {
-            let key = config.membership_key(&shared.node);
-            self.store_clients(pipes.on(&key), touched);
-        }
-        let first = self.unsent.len();
-        self.unsent.extend(fresh);
-        if config.replicas.is_none() {
+    }
+
+    /// Runs the batch's commands with its history frames (those from `first` on are this batch's): in the same pipelines, or, when replicas must
+    /// have the frames first, kept there and published after `WAIT`.
+    async fn execute(
+        &mut self,
+        mut pipes: Pipelines,
+        conn: &mut Conn,
+        first: usize,
+        changes: bool,
+    ) -> Result<(), RedisError> {
+        let replicated = self.shared.config.replicas.is_some();
+        if !replicated {
             self.keep(&mut pipes, first, publish_command(conn.is_cluster()));
         }
         if let Err(e) = pipes.run(conn).await {
             if changes {
-                shared.outbox.changes_lost.store(true, Relaxed);
+                self.shared.outbox.changes_lost.store(true, Relaxed);
             }
             return Err(e);
         }
-        if config.replicas.is_some() {
+        if replicated {
             self.keep_replicated(conn).await?;
         }
         self.unsent.clear();
-        shared.counters.published.fetch_add(count, Relaxed);
         Ok(())
     }
 
