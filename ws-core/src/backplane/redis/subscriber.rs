@@ -100,7 +100,8 @@ async fn listen(
                     let (keys, history) = (&shared.config, &shared.history);
                     shared.subscriptions.update(keys, history, local, [group]).await
                 };
-                history::run(&shared.history, local, &mut reader, command, follow).await
+                let mut streams = shared.history.streams(&mut reader);
+                history::run(&shared.history, local, &mut streams, command, follow).await
             },
             () = expiry => {
                 if let Some(deadline) = Instant::now().checked_sub(timeout) {
@@ -169,7 +170,12 @@ async fn open(
     let mut reader = conn;
     // Subscribed first, then caught up: a frame published in between is both read and received, and
     // delivered once.
-    history::catch_up(&shared.history, local, &mut reader).await?;
+    history::catch_up(
+        &shared.history,
+        local,
+        &mut shared.history.streams(&mut reader),
+    )
+    .await?;
     Ok(reader)
 }
 
@@ -282,7 +288,14 @@ async fn apply(
             }
         }
         Op::History { ref group, .. } => {
-            history::apply(&shared.history, local, reader, group, &packet).await?
+            history::apply(
+                &shared.history,
+                local,
+                &mut shared.history.streams(reader),
+                group,
+                &packet,
+            )
+            .await?
         }
         Op::Direct { ref to } => {
             if let Some(frame) = packet.frame() {

@@ -27,6 +27,9 @@
 
 mod recovery;
 mod script;
+mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, OnceLock};
@@ -36,16 +39,17 @@ use tokio::sync::mpsc;
 
 use super::config::RedisConfig;
 use super::conn::Conn;
-use super::wire::{self, Op, millis, unix_millis};
+use super::wire::{self, millis, unix_millis};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::error::Error;
-use crate::history::{History, Position, position_frame, positioned, take_position};
+use crate::history::{History, Position, position_frame, take_position};
 use crate::member::Member;
 use crate::protocol::{self, Frame};
 use crate::sync::lock;
 
 pub(super) use self::recovery::run;
 pub(super) use self::script::{Admissions, SCRIPT, Unsent, invoke};
+use self::stream::{Entry, RedisStreams, Streams};
 
 /// Where this node's members of a group stand, and the frames they were given last.
 #[derive(Debug, Default)]
@@ -114,7 +118,7 @@ impl Tracked {
     }
 }
 
-/// History's bookkeeping on this node .
+/// History's bookkeeping on this node.
 #[derive(Debug)]
 pub(super) struct HistoryState {
     /// This node's name among the nodes.
@@ -141,6 +145,11 @@ impl HistoryState {
             tracked: Mutex::default(),
             commands,
         }
+    }
+
+    /// What Redis keeps of the histories, read on `conn`.
+    pub(super) fn streams<'a>(&'a self, conn: &'a mut Conn) -> RedisStreams<'a> {
+        RedisStreams::new(conn, &self.keys, self.kept.get())
     }
 
     /// Whether `group` keeps history here.
@@ -171,53 +180,16 @@ pub(super) enum Command {
     },
 }
 
-/// A frame of a group's history.
-struct Entry {
-    epoch: String,
-    offset: u64,
-    except: Vec<String>,
-    sent_ms: Option<u64>,
-    frame: Frame,
-}
-
-impl Entry {
-    fn from_packet(packet: &wire::Packet) -> Option<Self> {
-        let Op::History {
-            epoch,
-            offset,
-            except,
-            ..
-        } = &packet.op
-        else {
-            return None;
-        };
-        Some(Self {
-            epoch: epoch.clone(),
-            offset: *offset,
-            except: except.clone(),
-            sent_ms: packet.sent_ms,
-            frame: packet.frame()?,
-        })
-    }
-
-    fn positioned(&self, group: &str) -> Frame {
-        if self.epoch.is_empty() {
-            return self.frame.clone();
-        }
-        positioned(&self.frame, group, &self.epoch, self.offset)
-            .unwrap_or_else(|| self.frame.clone())
-    }
-
-    fn kept(&self, group: &str) -> Kept {
-        Kept {
-            offset: self.offset,
-            sent_ms: self.sent_ms,
-            frame: self.positioned(group),
-        }
-    }
-}
-
 impl Kept {
+    /// `entry` with its position written in.
+    fn of(entry: &Entry, group: &str) -> Self {
+        Self {
+            offset: entry.offset,
+            sent_ms: entry.sent_ms,
+            frame: entry.positioned(group),
+        }
+    }
+
     /// Older than the history's age: gone, as on one node, even if the stream still has it.
     fn expired(&self, state: &HistoryState, now_ms: u64) -> bool {
         let age = state.kept.get().map_or(u64::MAX, |h| millis(h.age()));
@@ -309,73 +281,10 @@ pub(super) fn fetch(
     }
 }
 
-/// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
-async fn head(
-    state: &HistoryState,
-    reader: &mut Conn,
-    group: &str,
-) -> Result<Option<(String, u64)>, RedisError> {
-    let (epoch, offset): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-        .arg(state.keys.history_key(group))
-        .arg("epoch")
-        .arg("offset")
-        .query_async(reader)
-        .await?;
-    Ok(epoch.map(|e| (e, offset.unwrap_or(0))))
-}
-
-/// A stream entry as `XRANGE` returns it: its id and its fields.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
-
-/// Whether `group` has, or can get, history: it is in the set of groups with history, or the set is not
-/// full of groups active within the history's life.
-async fn has_room(
-    state: &HistoryState,
-    reader: &mut Conn,
-    group: &str,
-) -> Result<bool, RedisError> {
-    let Some(history) = state.kept.get() else {
-        return Ok(false);
-    };
-    let key = state.keys.histories_key();
-    let since = unix_millis().saturating_sub(millis(history.age()));
-    let (member, active): (Option<f64>, usize) = redis::pipe()
-        .zscore(&key, group)
-        .zcount(&key, since, "+inf")
-        .query_async(reader)
-        .await?;
-    Ok(member.is_some() || active < history.group_limit())
-}
-
-/// The kept frames with offsets from `from` to `to` (the latest when `None`).
-async fn read(
-    state: &HistoryState,
-    reader: &mut Conn,
-    group: &str,
-    from: u64,
-    to: Option<u64>,
-) -> Result<Vec<Entry>, RedisError> {
-    let count = state.kept.get().map_or(1, |h| h.frames_per_group());
-    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-        .arg(state.keys.stream_key(group))
-        .arg(format!("{from}-0"))
-        .arg(to.map_or_else(|| "+".to_owned(), |to| format!("{to}-0")))
-        .arg("COUNT")
-        .arg(count)
-        .query_async(reader)
-        .await?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "p"))
-        .filter_map(|(_, packet)| wire::decode(&packet))
-        .filter_map(|packet| Entry::from_packet(&packet))
-        .collect())
-}
-
 /// Hands `entry` to the group's members here, but for the one it leaves out and those held back, and
 /// records it as the group's position here.
 fn deliver(state: &HistoryState, local: &MemoryBackplane, group: &str, entry: &Entry) {
-    let kept = entry.kept(group);
+    let kept = Kept::of(entry, group);
     {
         let pending = lock(&state.pending);
         let held = pending.get(group);
@@ -406,13 +315,24 @@ fn position_here(state: &HistoryState, group: &str) -> Option<(String, u64)> {
 pub(super) async fn apply(
     state: &HistoryState,
     local: &MemoryBackplane,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     group: &str,
     packet: &wire::Packet,
 ) -> Result<(), RedisError> {
-    let Some(entry) = Entry::from_packet(packet) else {
-        return Ok(());
-    };
+    match Entry::from_packet(packet) {
+        Some(entry) => apply_entry(state, local, reader, group, entry).await,
+        None => Ok(()),
+    }
+}
+
+/// Applies one frame of a group's history: see [`apply`].
+async fn apply_entry(
+    state: &HistoryState,
+    local: &MemoryBackplane,
+    reader: &mut impl Streams,
+    group: &str,
+    entry: Entry,
+) -> Result<(), RedisError> {
     let Some((epoch, offset)) = position_here(state, group) else {
         // No member here has joined it: nothing to deliver and nothing to remember.
         return Ok(());
@@ -437,7 +357,7 @@ pub(super) async fn apply(
         1
     };
     if entry.offset > from {
-        let missed = read(state, reader, group, from, Some(entry.offset - 1)).await?;
+        let missed = reader.read(group, from, Some(entry.offset - 1)).await?;
         for m in missed.iter().filter(|m| m.epoch == entry.epoch) {
             deliver(state, local, group, m);
         }
@@ -465,14 +385,14 @@ fn rewound(state: &HistoryState, group: &str, entry: &Entry) -> bool {
 pub(super) async fn catch_up(
     state: &HistoryState,
     local: &MemoryBackplane,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
 ) -> Result<(), RedisError> {
     let groups: Vec<(String, (String, u64))> = lock(&state.tracked)
         .iter()
         .map(|(g, t)| (g.clone(), (t.epoch.clone(), t.offset)))
         .collect();
     for (group, (known_epoch, known_offset)) in groups {
-        let Some((epoch, offset)) = head(state, reader, &group).await? else {
+        let Some((epoch, offset)) = reader.head(&group).await? else {
             continue;
         };
         let from = if epoch == known_epoch {
@@ -483,7 +403,7 @@ pub(super) async fn catch_up(
         } else {
             1
         };
-        for entry in read(state, reader, &group, from, Some(offset)).await? {
+        for entry in reader.read(&group, from, Some(offset)).await? {
             deliver(state, local, &group, &entry);
         }
     }

@@ -3,8 +3,8 @@
 
 use redis::RedisError;
 
-use super::{Command, HistoryState, Kept, Tracked, has_room, head, position_here, read, release};
-use crate::backplane::redis::conn::Conn;
+use super::stream::Streams;
+use super::{Command, HistoryState, Kept, Tracked, position_here, release};
 use crate::backplane::redis::wire::unix_millis;
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::error::Error;
@@ -18,7 +18,7 @@ use crate::sync::lock;
 pub(crate) async fn run(
     state: &HistoryState,
     local: &MemoryBackplane,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     command: Command,
     follow: impl AsyncFnOnce(String) -> Result<(), RedisError>,
 ) -> Result<(), RedisError> {
@@ -76,7 +76,7 @@ struct Joined {
 async fn recover(
     state: &HistoryState,
     local: &MemoryBackplane,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     client: &Member,
     group: &str,
     wanted: Option<Position>,
@@ -86,7 +86,7 @@ async fn recover(
         return Ok(());
     }
     let (epoch, offset) = current(state, reader, group).await?;
-    if epoch.is_empty() && !has_room(state, reader, group).await? {
+    if epoch.is_empty() && !reader.has_room(group).await? {
         let failed = wanted.as_ref().map(|_| false);
         let _ = client.send(position_frame(group, None, failed, Some("unavailable")));
         return Ok(());
@@ -130,10 +130,10 @@ async fn recover(
 /// the history in Redis is another one (it restarted: Redis lost it, or it expired), or none joined here.
 async fn current(
     state: &HistoryState,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     group: &str,
 ) -> Result<(String, u64), RedisError> {
-    let latest = head(state, reader, group).await?.unwrap_or_default();
+    let latest = reader.head(group).await?.unwrap_or_default();
     let Some((epoch, offset)) = position_here(state, group) else {
         let t = Tracked::new(latest.0.clone(), latest.1);
         lock(&state.tracked).insert(group.to_owned(), t);
@@ -149,7 +149,7 @@ async fn current(
 /// back that far, else from the stream.
 async fn kept_after(
     state: &HistoryState,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     group: &str,
     epoch: &str,
     start: u64,
@@ -162,11 +162,12 @@ async fn kept_after(
     if let Some(recent) = recent {
         return Ok(recent.into_iter().filter(|k| k.offset <= offset).collect());
     }
-    Ok(read(state, reader, group, start + 1, Some(offset))
+    Ok(reader
+        .read(group, start + 1, Some(offset))
         .await?
         .into_iter()
         .filter(|e| e.epoch == epoch && e.offset <= offset)
-        .map(|e| e.kept(group))
+        .map(|e| Kept::of(&e, group))
         .collect())
 }
 
@@ -176,7 +177,7 @@ async fn kept_after(
 /// frame came before the join.
 async fn joined_before(
     state: &HistoryState,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     group: &str,
     epoch: &str,
     offset: u64,
@@ -191,7 +192,7 @@ async fn joined_before(
     while looked < limit && newest > 0 {
         let batch = 64.min(limit - looked) as u64;
         let oldest = newest.saturating_sub(batch - 1).max(1);
-        let entries = read(state, reader, group, oldest, Some(newest)).await?;
+        let entries = reader.read(group, oldest, Some(newest)).await?;
         if entries.is_empty() {
             return Ok(Some(oldest - 1));
         }
@@ -209,21 +210,22 @@ async fn joined_before(
 /// The answer to `$history` request `id`, a `$reply` or an `$error`; `Err` for a Redis failure.
 async fn fetch_from(
     state: &HistoryState,
-    reader: &mut Conn,
+    reader: &mut impl Streams,
     group: &str,
     since: u64,
     id: u64,
 ) -> Result<Frame, RedisError> {
-    let Some((epoch, offset)) = head(state, reader, group).await? else {
+    let Some((epoch, offset)) = reader.head(group).await? else {
         let err = Error::not_found(format!("no history for {group:?}"));
         return Ok(protocol::error_frame(Some(id), &err));
     };
     let now = unix_millis();
-    let kept: Vec<Kept> = read(state, reader, group, since + 1, None)
+    let kept: Vec<Kept> = reader
+        .read(group, since + 1, None)
         .await?
         .into_iter()
         .filter(|e| e.epoch == epoch)
-        .map(|e| e.kept(group))
+        .map(|e| Kept::of(&e, group))
         .filter(|k| !k.expired(state, now))
         .collect();
     let first_kept = kept.first().map_or(offset + 1, |k| k.offset);
