@@ -11,7 +11,7 @@
 //! replicated: each node publishes its changes, numbered, and keeps its membership under a key that it
 //! updates with each change and that expires unless the node refreshes it, so a crashed node disappears
 //! by itself (see
-//! [`ClusterView`](cluster::ClusterView) for how a replica catches up after a lost message).
+//! [`Peers`](peers::Peers) for how a replica catches up after a lost message).
 //!
 //! The same nodes run on one Redis or on a Redis Cluster ([`RedisConfig::cluster`]): there, channels are
 //! shard channels, and every key and the channel of a group carry its hash tag, so each group lives on one
@@ -34,7 +34,7 @@
 //! | `subscriptions.rs` | the channels this node listens to: one per group it serves |
 //! | `conn.rs` | a connection to one Redis or a cluster, and pipelines by slot |
 //! | `link.rs` | what both tasks share: connecting, backoff, restart after a panic |
-//! | `cluster.rs` | the replica of the other nodes' clients and groups |
+//! | `peers.rs` | the replica of the other nodes' clients and groups |
 //! | `history.rs` | history on Redis: the scripts, recovery, `$history` |
 //! | `wire.rs` | the packets and the stored membership, encoded and decoded |
 //! | `config.rs` | [`RedisConfig`] |
@@ -42,7 +42,7 @@
 //! # Wire format, version 3
 //!
 //! Everything lives under the configured prefix `P` (default `ws`) and the wire version: nodes of another
-//! version on the same Redis form a separate cluster.
+//! version on the same Redis do not see these nodes.
 //!
 //! | name | kind | what |
 //! |---|---|---|
@@ -97,17 +97,17 @@
 //! node and one `HSET` of the client's entry (at most `max_groups_per_client` × `max_group_name_bytes`,
 //! 64 KiB with the defaults); every `heartbeat_interval` (1 s) a node publishes a heartbeat and extends
 //! its key's life. Every node keeps a replica of every other node's clients and groups: memory grows with
-//! the cluster's total membership, not with this node's.
+//! all the nodes' total membership, not with this node's.
 //!
 //! Order: on one Redis, what a node publishes reaches every other node in the order it was sent, whatever
 //! the channels. On a cluster, each channel is on its shard: one node's frames keep their order per group,
 //! per destination node, and among broadcasts, not across them.
 
-mod cluster;
 mod config;
 mod conn;
 mod history;
 mod link;
+mod peers;
 mod publisher;
 mod shared;
 mod subscriber;
@@ -121,11 +121,11 @@ use std::sync::{Arc, MutexGuard};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use self::cluster::ClusterView;
-#[cfg(feature = "fuzzing")]
-pub(crate) use self::cluster::fuzz_peer_input;
 pub use self::config::RedisConfig;
 use self::link::supervise;
+use self::peers::Peers;
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::peers::fuzz_peer_input;
 use self::shared::{Outgoing, Shared};
 use self::wire::unix_millis;
 use self::wire::{Change, Op};
@@ -219,7 +219,7 @@ impl RedisBackplane {
         }
     }
 
-    /// This node's name in the cluster (random, new at every start).
+    /// This node's name among its peers (random, new at every start).
     pub fn node_id(&self) -> &str {
         &self.shared.node
     }
@@ -233,8 +233,8 @@ impl RedisBackplane {
         });
     }
 
-    fn cluster(&self) -> MutexGuard<'_, ClusterView> {
-        lock(&self.shared.cluster)
+    fn peers(&self) -> MutexGuard<'_, Peers> {
+        lock(&self.shared.peers)
     }
 }
 
@@ -275,7 +275,7 @@ impl Backplane for RedisBackplane {
             return self.local.send_to_client(id, frame);
         }
         let id = id.as_str();
-        let owner = self.cluster().owner(id).map(str::to_owned);
+        let owner = self.peers().owner(id).map(str::to_owned);
         match owner {
             Some(node) => {
                 let op = Op::Direct { to: id.to_owned() };
@@ -320,13 +320,13 @@ impl Backplane for RedisBackplane {
     }
 
     fn is_in_group(&self, group: &str, id: &ClientId) -> bool {
-        self.local.is_in_group(group, id) || self.cluster().is_in_group(group, id.as_str())
+        self.local.is_in_group(group, id) || self.peers().is_in_group(group, id.as_str())
     }
 
     fn client_groups(&self, id: &ClientId) -> Vec<String> {
         let groups = self.local.client_groups(id);
         if groups.is_empty() && !self.local.has_client(id.as_str()) {
-            return self.cluster().groups_of(id.as_str());
+            return self.peers().groups_of(id.as_str());
         }
         groups
     }
@@ -337,7 +337,7 @@ impl Backplane for RedisBackplane {
 
     fn group_members(&self, group: &str) -> Vec<ClientId> {
         let mut remote = Vec::new();
-        self.cluster().member_ids(group, &mut remote);
+        self.peers().member_ids(group, &mut remote);
         let mut ids = self.local.group_members(group);
         ids.extend(remote.into_iter().map(ClientId::from));
         ids.sort();
@@ -347,7 +347,7 @@ impl Backplane for RedisBackplane {
 
     fn groups(&self) -> Vec<String> {
         let mut names = self.local.groups();
-        self.cluster().groups(&mut names);
+        self.peers().groups(&mut names);
         names.sort();
         names.dedup();
         names
@@ -360,10 +360,10 @@ impl Backplane for RedisBackplane {
     fn join_elsewhere(&self, group: &str, id: &ClientId) -> Result<bool, Error> {
         let id = id.as_str();
         let (owner, member) = {
-            let cluster = self.cluster();
+            let peers = self.peers();
             (
-                cluster.owner(id).map(str::to_owned),
-                cluster.is_in_group(group, id),
+                peers.owner(id).map(str::to_owned),
+                peers.is_in_group(group, id),
             )
         };
         let Some(node) = owner else {
@@ -383,10 +383,10 @@ impl Backplane for RedisBackplane {
     fn leave_elsewhere(&self, group: &str, id: &ClientId) -> bool {
         let id = id.as_str();
         let owner = {
-            let cluster = self.cluster();
-            cluster
+            let peers = self.peers();
+            peers
                 .is_in_group(group, id)
-                .then(|| cluster.owner(id).map(str::to_owned))
+                .then(|| peers.owner(id).map(str::to_owned))
                 .flatten()
         };
         let Some(node) = owner else {
@@ -416,12 +416,12 @@ impl Backplane for RedisBackplane {
     }
 
     fn presence_meta(&self, id: &ClientId) -> Option<Arc<str>> {
-        self.cluster().meta(id.as_str())
+        self.peers().meta(id.as_str())
     }
 
     fn membership_version(&self) -> Option<u64> {
         let local = self.local.membership_version().unwrap_or(0);
-        Some(local.wrapping_add(self.cluster().version()))
+        Some(local.wrapping_add(self.peers().version()))
     }
 
     fn keep_history(&self, history: &crate::history::History) -> bool {
@@ -445,7 +445,7 @@ impl Backplane for RedisBackplane {
         let s = &self.shared;
         Some(BackplaneStats {
             connected: s.link.connected(),
-            nodes: self.cluster().node_count() as u64,
+            nodes: self.peers().node_count() as u64,
             published: s.counters.published.load(Relaxed),
             received: s.counters.received.load(Relaxed),
             received_bytes: s.counters.received_bytes.load(Relaxed),

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
-use super::cluster::ClusterView;
 use super::config::RedisConfig;
 use super::history::{self, HistoryState};
+use super::peers::Peers;
 use super::subscriptions::Subscriptions;
 use super::wire::{self, Change, Op};
 use crate::protocol::Frame;
@@ -18,11 +18,11 @@ use crate::protocol::Frame;
 /// What the tasks and the backplane share.
 #[derive(Debug)]
 pub(super) struct Shared {
-    /// This node's name in the cluster.
+    /// This node's name among its peers.
     pub(super) node: String,
     pub(super) config: RedisConfig,
     /// The replica of the other nodes' clients and groups.
-    pub(super) cluster: Mutex<ClusterView>,
+    pub(super) peers: Mutex<Peers>,
     pub(super) outbox: Outbox,
     pub(super) link: LinkState,
     pub(super) counters: Counters,
@@ -134,7 +134,7 @@ impl Shared {
             history: HistoryState::new(node.clone(), config.clone(), commands),
             node,
             config,
-            cluster: Mutex::new(ClusterView::default()),
+            peers: Mutex::new(Peers::default()),
             outbox: Outbox {
                 outgoing,
                 queued_bytes: AtomicUsize::new(0),

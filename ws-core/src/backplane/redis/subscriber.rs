@@ -43,7 +43,7 @@ pub(super) async fn subscribe(
         shared.link.publisher_up.store(false, Relaxed);
         shared.link.subscriber_lost.notify_one();
         // Unreachable nodes are not members of anything this node can deliver to.
-        lock(&shared.cluster).clear();
+        lock(&shared.peers).clear();
         tracing::warn!(target: "ws_core::backplane", error = %ended, "redis: subscriber lost its connection");
         if was_up {
             shared.counters.reconnects.fetch_add(1, Relaxed);
@@ -52,7 +52,7 @@ pub(super) async fn subscribe(
             break;
         }
     }
-    lock(&shared.cluster).clear();
+    lock(&shared.peers).clear();
 }
 
 /// Subscribes, catches up, then applies what arrives until the connection is lost; returns why.
@@ -81,7 +81,7 @@ async fn listen(
     loop {
         // A silent node is forgotten when its time is up, not at this node's next tick, which may be up to
         // a heartbeat interval later.
-        let next_expiry = lock(&shared.cluster).next_expiry(timeout);
+        let next_expiry = lock(&shared.peers).next_expiry(timeout);
         let expiry = async {
             match next_expiry {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -105,7 +105,7 @@ async fn listen(
             },
             () = expiry => {
                 if let Some(deadline) = Instant::now().checked_sub(timeout) {
-                    lock(&shared.cluster).expire(deadline.into_std());
+                    lock(&shared.peers).expire(deadline.into_std());
                 }
                 Ok(())
             }
@@ -113,7 +113,7 @@ async fn listen(
                 history::forget_empty(&shared.history, local);
                 match Instant::now().checked_sub(timeout) {
                     Some(deadline) => {
-                        lock(&shared.cluster).expire(deadline.into_std());
+                        lock(&shared.peers).expire(deadline.into_std());
                         if own_heartbeat < deadline {
                             Err(timed_out())
                         } else {
@@ -320,23 +320,23 @@ async fn apply(
                 shared.enqueue(Outgoing::Change(Change::Leave { group, id }));
             }
         }
-        Op::Change(change) => lock(&shared.cluster).apply(&packet.node, packet.seq, change, now),
+        Op::Change(change) => lock(&shared.peers).apply(&packet.node, packet.seq, change, now),
         Op::Heartbeat => {
-            let stale = lock(&shared.cluster).heartbeat(&packet.node, packet.seq, now);
+            let stale = lock(&shared.peers).heartbeat(&packet.node, packet.seq, now);
             if stale {
                 let key = shared.config.membership_key(&packet.node);
                 let fields: Vec<(String, Vec<u8>)> =
                     redis::cmd("HGETALL").arg(key).query_async(reader).await?;
                 let membership = wire::membership_from_fields(fields);
-                let mut cluster = lock(&shared.cluster);
+                let mut peers = lock(&shared.peers);
                 match membership {
-                    Some(m) => cluster.replace(&packet.node, m, now),
+                    Some(m) => peers.replace(&packet.node, m, now),
                     // Not written yet: the node is read again at its next heartbeat.
-                    None => cluster.remove(&packet.node),
+                    None => peers.remove(&packet.node),
                 }
             }
         }
-        Op::Bye => lock(&shared.cluster).remove(&packet.node),
+        Op::Bye => lock(&shared.peers).remove(&packet.node),
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `ClusterView`: this node's replica of the other nodes' clients and groups.
+//! `Peers`: this node's replica of the other nodes' clients and groups.
 //!
 //! Each node numbers its membership changes. A replica applies a node's changes in order; when a number is
 //! missing (a message lost while Redis was unreachable, a node seen for the first time), the replica still
@@ -80,14 +80,14 @@ impl RemoteNode {
 
 /// The other nodes, as far as this node knows.
 #[derive(Debug, Default)]
-pub(super) struct ClusterView {
+pub(super) struct Peers {
     nodes: HashMap<String, RemoteNode>,
     owners: HashMap<String, String>,
     /// Counts changes to the replica, for presence.
     version: u64,
 }
 
-impl ClusterView {
+impl Peers {
     /// Applies change number `seq` of `node`.
     pub(super) fn apply(&mut self, node: &str, seq: u64, change: Change, now: Instant) {
         let remote = self
@@ -244,12 +244,12 @@ impl ClusterView {
     }
 }
 
-/// Decodes `data` as a packet from another node and applies what it says to a replica of the cluster,
+/// Decodes `data` as a packet from another node and applies what it says to a replica of the peers,
 /// and decodes it as a stored membership too: everything a peer (or whoever reaches Redis) controls.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_peer_input(data: &[u8]) {
     let now = std::time::Instant::now();
-    let mut view = ClusterView::default();
+    let mut view = Peers::default();
     if let Some(packet) = wire::decode(data) {
         let _ = packet.frame();
         match packet.op {
@@ -290,7 +290,7 @@ mod tests {
         }
     }
 
-    fn members(view: &ClusterView, group: &str) -> Vec<String> {
+    fn members(view: &Peers, group: &str) -> Vec<String> {
         let mut ids = Vec::new();
         view.member_ids(group, &mut ids);
         ids.sort();
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn in_order_changes_keep_the_node_in_sync() {
         let now = Instant::now();
-        let mut view = ClusterView::default();
+        let mut view = Peers::default();
         view.replace("n", Membership::default(), now);
         view.apply(
             "n",
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn a_gap_or_a_new_node_asks_for_a_read_at_the_next_heartbeat() {
         let now = Instant::now();
-        let mut view = ClusterView::default();
+        let mut view = Peers::default();
         view.apply("n", 4, join("g", "a"), now);
         assert!(view.is_in_group("g", "a"), "applied even out of sync");
         assert!(view.heartbeat("n", 4, now), "never read: must read");
@@ -366,7 +366,7 @@ mod tests {
     fn silent_and_departed_nodes_are_forgotten() {
         let start = Instant::now();
         let later = start + std::time::Duration::from_secs(10);
-        let mut view = ClusterView::default();
+        let mut view = Peers::default();
         view.apply("old", 1, join("g", "a"), start);
         view.apply("new", 1, join("g", "b"), later);
         view.apply("bye", 1, join("g", "c"), later);
