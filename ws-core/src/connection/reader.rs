@@ -82,7 +82,7 @@ pub(super) async fn run(
     client: &Client,
     continuations: &FrameCounter,
 ) -> ReadEnd {
-    let server = client.server().clone();
+    let server = client.server();
     let config = &server.node().config;
     let mut reader = Reader {
         server: &server,
