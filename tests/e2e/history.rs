@@ -712,3 +712,97 @@ async fn frames_delivered_before_a_replica_had_them_are_counted() {
     let unreplicated = || srv.server.stats().backplane.unwrap().unreplicated;
     assert_eq!(unreplicated(), 3);
 }
+
+/// Two nodes on a Redis without replicas, waiting up to 3 s for one (README "Failover"): a frame of a
+/// group with history waits alone. A frame to a group without history, sent after it, reaches a member
+/// on the other node first; a client that joins the group on the other node meanwhile is placed before
+/// the waiting frame (offset 0, nothing replayed) and gets it live, once, when its wait has ended.
+#[tokio::test]
+async fn a_frame_waiting_for_replicas_holds_up_no_other_traffic_and_reaches_no_one_early() {
+    let redis = RedisServer::start().await;
+    let waiting = |redis: &str| {
+        let config = RedisConfig::new(redis)
+            .unwrap()
+            .heartbeat_interval(Duration::from_millis(100))
+            .wait_for_replicas(1, Duration::from_secs(3));
+        history_server(History::new().groups(|g| g.starts_with("room")))
+            .backplane(move |local| RedisBackplane::start(local, config))
+    };
+    let a = spawn(waiting(&redis.url())).await;
+    let b = spawn(waiting(&redis.url())).await;
+    let mut sender = connect(&a).await;
+    let mut member = connect(&b).await;
+    for client in [&mut sender, &mut member] {
+        join_and_position(client, "room").await;
+        assert!(join(client, "plain").await.is_null(), "no history there");
+    }
+    // Both nodes see both members before anything is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sender
+        .send_json(json!({"type": "shout", "data": {"group": "room", "n": 1}}))
+        .await;
+    sender
+        .send_json(json!({"type": "shout", "data": {"group": "plain", "n": 2}}))
+        .await;
+    let first = member.next_of("said").await;
+    assert_eq!(
+        first["data"], 2,
+        "the frame without history came first: {first}"
+    );
+    assert!(first["pos"].is_null(), "{first}");
+
+    let mut late = connect(&b).await;
+    let (position, replayed) = join_and_position(&mut late, "room").await;
+    assert_eq!(position["data"]["offset"], 0, "{position}");
+    assert!(replayed.is_empty(), "{replayed:?}");
+
+    for client in [&mut member, &mut late] {
+        let frame = client.next_of("said").await;
+        assert_eq!(frame["data"], 1);
+        assert_eq!(frame["pos"]["offset"], 1, "{frame}");
+        assert_eq!(frame["pos"]["epoch"], position["data"]["epoch"], "{frame}");
+        client.expect_silence(Duration::from_millis(300)).await;
+    }
+    let unreplicated = a.server.stats().backplane.unwrap().unreplicated;
+    assert_eq!(unreplicated, 1);
+}
+
+/// After a wait that ran out (README "Failover"), a node asks the master for its replicas before the
+/// next wait: while it has fewer than asked for, frames are published at once, sooner than one wait's
+/// timeout, and counted in `unreplicated`.
+#[tokio::test]
+async fn while_the_master_lacks_replicas_frames_do_not_wait_out_the_timeout() {
+    let redis = RedisServer::start().await;
+    let timeout = Duration::from_secs(3);
+    let config = RedisConfig::new(&redis.url())
+        .unwrap()
+        .heartbeat_interval(Duration::from_millis(100))
+        .wait_for_replicas(1, timeout);
+    let srv = spawn(
+        history_server(History::new()).backplane(move |local| RedisBackplane::start(local, config)),
+    )
+    .await;
+    let mut client = connect(&srv).await;
+    join_and_position(&mut client, "room").await;
+    // The first frame waits out the timeout and shows the master short of replicas.
+    client
+        .send_json(json!({"type": "shout", "data": {"group": "room", "n": 0}}))
+        .await;
+    said(&mut client, 1).await;
+    for n in 1..=4 {
+        let sent = std::time::Instant::now();
+        client
+            .send_json(json!({"type": "shout", "data": {"group": "room", "n": n}}))
+            .await;
+        let (values, pos) = said(&mut client, 1).await;
+        assert_eq!(values, [n]);
+        assert_eq!(pos["offset"], n + 1, "{pos}");
+        assert!(
+            sent.elapsed() < timeout,
+            "frame {n} waited {:?}, as long as a wait",
+            sent.elapsed()
+        );
+    }
+    let unreplicated = srv.server.stats().backplane.unwrap().unreplicated;
+    assert_eq!(unreplicated, 5);
+}

@@ -161,7 +161,14 @@ impl RedisConfig {
     /// the replica had not received are gone from the history, though clients had them, and the next
     /// frames take their numbers. Waiting makes every frame a client has seen survive the failover of
     /// its master (with one replica per master and `replicas` 1), at the price of a round trip to the
-    /// replica per batch of frames; past `timeout` the frame is delivered anyway (and may be lost).
+    /// replica per round of frames. Past `timeout` the frame is delivered anyway (and may be lost), and
+    /// counted in `unreplicated`; the master is then asked for its replicas before each round, and while
+    /// it has fewer than `replicas` connected, frames are delivered at once and counted the same way.
+    ///
+    /// Only the frames of groups with history wait, each group's slot on its own: direct messages,
+    /// broadcasts, groups without history and groups on other shards do not queue behind a slow replica.
+    /// No frame reaches a client before its wait ended, by any path: nodes read a group's history back
+    /// only up to its last frame published.
     #[must_use]
     pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
         self.replicas = (replicas > 0).then_some((replicas, timeout));

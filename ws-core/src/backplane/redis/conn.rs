@@ -179,11 +179,6 @@ impl Pipelines {
             .ignore();
     }
 
-    /// Adds to the end of each pipeline what `add` adds.
-    pub(super) fn each(&mut self, add: impl FnMut(&mut Pipeline)) {
-        self.by_slot.values_mut().for_each(add);
-    }
-
     /// Runs every pipeline, one after the other, and returns the replies not ignored: each pipeline's in
     /// order, pipelines in no particular order.
     pub(super) async fn run_collecting(self, conn: &mut Conn) -> RedisResult<Vec<Value>> {

@@ -28,14 +28,15 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | [`RedisBackplane`]: the [`Backplane`] operations, each done here first, then queued for the others |
-//! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, history's bookkeeping, subscriptions |
+//! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, the peers, history's bookkeeping, subscriptions |
 //! | `publisher.rs` | the task that sends this node's traffic, membership changes and heartbeats |
 //! | `subscriber.rs` | the task that applies the other nodes' traffic and runs history's reads |
 //! | `subscriptions.rs` | the channels this node listens to: one per group it serves |
 //! | `conn.rs` | a connection to one Redis or a cluster, and pipelines by slot |
 //! | `link.rs` | what both tasks share: connecting, backoff, restart after a panic |
 //! | `peers.rs` | the replica of the other nodes' clients and groups |
-//! | `history.rs` | history on Redis: the scripts, recovery, `$history` |
+//! | `history/` | history on Redis: its bookkeeping, the scripts, recovery, `$history`, the reads recovery makes |
+//! | `replication.rs` | with `wait_for_replicas`: history frames kept, waited for and published per slot, off the publisher's path |
 //! | `wire.rs` | the packets and the stored membership, encoded and decoded |
 //! | `config.rs` | [`RedisConfig`] |
 //!
@@ -50,7 +51,7 @@
 //! | `P:v3:{g:G}:group` | channel, nodes with members of `G` subscribe | group sends to `G`, and its history frames |
 //! | `P:v3:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
 //! | `P:v3:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
-//! | `P:v3:{g:G}:history` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame |
+//! | `P:v3:{g:G}:history` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame; with `wait_for_replicas`, `confirmed` (`epoch:offset`), its latest frame published after its wait |
 //! | `P:v3:{g:G}:stream` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
 //! | `P:v3:histories` | sorted set, the same life | the groups with history, scored with the time they were last admitted: at most `max_groups` within `max_age` |
 //! | `P:v3:{g:G}:sent:N` | string, the same life | the number node `N` gave its latest frame for `G` that Redis took: a frame sent again after a lost connection is taken once |
@@ -109,6 +110,7 @@ mod history;
 mod link;
 mod peers;
 mod publisher;
+mod replication;
 mod shared;
 mod subscriber;
 mod subscriptions;

@@ -11,6 +11,7 @@ use tokio::time::MissedTickBehavior;
 use super::conn::{Conn, Pipelines, publish_command};
 use super::history::{self, Admissions};
 use super::link::{Backoff, FAREWELL_TIMEOUT, connect, stopped, wait_or_stop};
+use super::replication::{Replication, Waiting};
 use super::shared::{Outgoing, Shared};
 use super::wire::millis;
 use super::wire::{self, Change, Op};
@@ -41,6 +42,9 @@ pub(super) async fn publish(
         numbered: 0,
         unsent: Vec::new(),
         admissions: Admissions::default(),
+        replication: config
+            .replicas
+            .map(|_| Replication::new(shared.clone(), stop.clone())),
     };
     loop {
         let connected = tokio::select! {
@@ -95,6 +99,8 @@ struct Publisher<'a> {
     unsent: Vec<history::Unsent>,
     /// Which groups have room for history.
     admissions: Admissions,
+    /// With replicas to wait for: the slots' tasks that keep, wait for and publish history frames.
+    replication: Option<Replication>,
 }
 
 /// What encoding a batch found: the clients whose entry in this node's key changed, and the groups
@@ -227,13 +233,21 @@ impl Publisher<'_> {
                     queued_ms,
                 } => {
                     self.numbered += 1;
-                    self.unsent.push(history::Unsent {
+                    let unsent = history::Unsent {
                         number: self.numbered,
                         group,
                         except,
                         frame,
                         queued_ms,
-                    });
+                    };
+                    match &mut self.replication {
+                        Some(replication) => replication.hand_over(Waiting {
+                            admitted: self.admissions.admitted(&unsent.group),
+                            unsent,
+                            seq: self.seq,
+                        }),
+                        None => self.unsent.push(unsent),
+                    }
                     continue;
                 }
                 Outgoing::Request { node, op } => {
@@ -273,8 +287,8 @@ impl Publisher<'_> {
         }
     }
 
-    /// Runs the batch's commands with its history frames (those from `first` on are this batch's): in the same pipelines, or, when replicas must
-    /// have the frames first, kept there and published after `WAIT`.
+    /// Runs the batch's commands with its history frames (those from `first` on are this batch's); with
+    /// replicas to wait for, the history frames went to their slots' tasks instead.
     async fn execute(
         &mut self,
         mut pipes: Pipelines,
@@ -282,18 +296,12 @@ impl Publisher<'_> {
         first: usize,
         changes: bool,
     ) -> Result<(), RedisError> {
-        let replicated = self.shared.config.replicas.is_some();
-        if !replicated {
-            self.keep(&mut pipes, first, publish_command(conn.is_cluster()));
-        }
+        self.keep(&mut pipes, first, publish_command(conn.is_cluster()));
         if let Err(e) = pipes.run(conn).await {
             if changes {
                 self.shared.outbox.changes_lost.store(true, Relaxed);
             }
             return Err(e);
-        }
-        if replicated {
-            self.keep_replicated(conn).await?;
         }
         self.unsent.clear();
         Ok(())
@@ -305,17 +313,13 @@ impl Publisher<'_> {
             return Ok(());
         }
         let shared = self.shared;
-        if shared.config.replicas.is_some() {
-            self.keep_replicated(conn).await?;
-        } else {
-            let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
-            self.admissions
-                .refresh(&shared.history, conn, groups)
-                .await?;
-            let mut pipes = Pipelines::new(conn.is_cluster());
-            self.keep(&mut pipes, 0, publish_command(conn.is_cluster()));
-            pipes.run(conn).await?;
-        }
+        let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
+        self.admissions
+            .refresh(&shared.history, conn, groups)
+            .await?;
+        let mut pipes = Pipelines::new(conn.is_cluster());
+        self.keep(&mut pipes, 0, publish_command(conn.is_cluster()));
+        pipes.run(conn).await?;
         shared
             .counters
             .published
@@ -339,52 +343,6 @@ impl Publisher<'_> {
                 publish,
             );
         }
-    }
-
-    /// Keeps the unsent history frames, waits until the configured number of replicas of each master
-    /// that kept some has them (`WAIT`, one per slot), then publishes them: a frame a client sees survives
-    /// a failover of its master.
-    async fn keep_replicated(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
-        let shared = self.shared;
-        let Some((replicas, timeout)) = shared.config.replicas else {
-            return Ok(());
-        };
-        let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
-        self.admissions
-            .refresh(&shared.history, conn, groups)
-            .await?;
-        let mut keep = Pipelines::new(conn.is_cluster());
-        self.keep(&mut keep, 0, "");
-        keep.each(|pipe| {
-            pipe.cmd("WAIT").arg(replicas).arg(millis(timeout));
-        });
-        let replies = keep.run_collecting(conn).await?;
-        let mut publish = Pipelines::new(conn.is_cluster());
-        // Each slot's replies are its packets (nil for a frame taken before), then its `WAIT`'s count.
-        let mut waited = 0;
-        for reply in replies {
-            match reply {
-                redis::Value::BulkString(packet) => {
-                    // The packet names its group.
-                    if let Some(wire::Packet {
-                        op: Op::History { group, .. },
-                        ..
-                    }) = wire::decode(&packet)
-                    {
-                        publish.publish(&shared.config.channel_group(&group), packet);
-                        waited += 1;
-                    }
-                }
-                redis::Value::Int(acknowledged) => {
-                    if (acknowledged as usize) < replicas {
-                        shared.counters.unreplicated.fetch_add(waited, Relaxed);
-                    }
-                    waited = 0;
-                }
-                _ => {}
-            }
-        }
-        publish.run(conn).await
     }
 
     /// Adds to `pipe` the entries of `ids` in this node's key, as they are now (a client gone since is

@@ -221,7 +221,7 @@ async fn fetch_from(
     };
     let now = unix_millis();
     let kept: Vec<Kept> = reader
-        .read(group, since + 1, None)
+        .read(group, since + 1, Some(offset))
         .await?
         .into_iter()
         .filter(|e| e.epoch == epoch)

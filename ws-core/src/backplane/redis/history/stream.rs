@@ -54,6 +54,8 @@ impl Entry {
 /// The reads recovery makes of what Redis keeps.
 pub(crate) trait Streams {
     /// The history's epoch and latest offset, `None` when the group has none (never sent to, or expired).
+    /// With replicas to wait for, the latest offset is that of the last frame confirmed, published after
+    /// its wait.
     async fn head(&mut self, group: &str) -> Result<Option<(String, u64)>, RedisError>;
 
     /// Whether `group` has, or can get, history: it is among the groups with history, or they are fewer
@@ -97,13 +99,30 @@ impl<'a> RedisStreams<'a> {
 
 impl Streams for RedisStreams<'_> {
     async fn head(&mut self, group: &str) -> Result<Option<(String, u64)>, RedisError> {
-        let (epoch, offset): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-            .arg(self.keys.history_key(group))
-            .arg("epoch")
-            .arg("offset")
-            .query_async(self.conn)
-            .await?;
-        Ok(epoch.map(|e| (e, offset.unwrap_or(0))))
+        let (epoch, offset, confirmed): (Option<String>, Option<u64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(self.keys.history_key(group))
+                .arg("epoch")
+                .arg("offset")
+                .arg("confirmed")
+                .query_async(self.conn)
+                .await?;
+        let Some(epoch) = epoch else {
+            return Ok(None);
+        };
+        let offset = offset.unwrap_or(0);
+        if self.keys.replicas.is_none() {
+            return Ok(Some((epoch, offset)));
+        }
+        // Frames waiting for their replicas are kept but not confirmed: nothing past the confirmed one
+        // is read back.
+        let confirmed = confirmed
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .filter(|(e, _)| *e == epoch)
+            .and_then(|(_, o)| o.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(Some((epoch, offset.min(confirmed))))
     }
 
     async fn has_room(&mut self, group: &str) -> Result<bool, RedisError> {

@@ -1,0 +1,269 @@
+//! Waiting for replicas off the publisher's path ([`RedisConfig::wait_for_replicas`]).
+//!
+//! A history frame that a replica must have before any client sees it is kept in Redis, `WAIT`ed for and
+//! only then published, by a task of its group's slot: the publisher hands it over and goes on, so direct
+//! messages, broadcasts, membership, heartbeats and groups on other shards never queue behind a slow
+//! replica. One task per slot takes its frames in the order they came, a round at a time (all that waited
+//! meanwhile, up to [`ROUND`]); slots run side by side on a connection of their own, where a `WAIT` holds
+//! up its own shard only.
+//!
+//! **A master without its replicas** (after a failover, until the old master comes back as a replica) is
+//! seen from a `WAIT` that ran out: the slot's next rounds ask `ROLE` first and, while the master has
+//! fewer connected replicas than asked for, publish at once and count the frames in `unreplicated`,
+//! rather than wait out the timeout on every round. A frame whose wait ran out is published too, and
+//! counted the same way.
+//!
+//! **Nothing is read back before its wait ended.** Publishing a frame also marks it confirmed in its
+//! group's history hash (`confirmed`: epoch and offset); with replicas asked for, nodes read a group's
+//! history only up to its confirmed frame (a reconnecting node catching up, a joining client's replay, a
+//! `$history` answer), so a frame that is kept but still waiting reaches no client by any path.
+//!
+//! [`RedisConfig::wait_for_replicas`]: super::RedisConfig::wait_for_replicas
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use redis::cluster_routing::Slot;
+use redis::{RedisError, Value};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use super::conn::{Conn, Pipelines};
+use super::history::{self, Unsent};
+use super::link::{Backoff, connect, wait_or_stop};
+use super::shared::Shared;
+use super::wire::{self, Op, millis};
+
+/// Most frames one slot keeps, waits for and publishes in one round.
+pub(super) const ROUND: usize = 256;
+
+/// Frames waiting for one slot's task; past that, a frame is dropped and counted in `dropped`, as on the
+/// publisher's own queue.
+const WAITING: usize = 4 * ROUND;
+
+/// Sets a group's confirmed frame, unless its history is gone (the hash expired): a confirmation never
+/// creates a hash without a life.
+const CONFIRM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'confirmed', ARGV[1])
+end
+return 0
+";
+
+/// A history frame the publisher numbered and admitted, for its slot's task.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub(super) unsent: Unsent,
+    pub(super) admitted: bool,
+    /// The publisher's membership change number when it handed the frame over, for the packet's header.
+    pub(super) seq: u64,
+}
+
+/// The connection the slots' tasks share, and the history script's SHA-1 as loaded for it.
+type Link = Arc<Mutex<Option<(Conn, String)>>>;
+
+/// The slots' tasks, as the publisher hands frames to them.
+pub(super) struct Replication {
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    link: Link,
+    slots: HashMap<Slot, mpsc::Sender<Waiting>>,
+}
+
+impl Replication {
+    pub(super) fn new(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            shared,
+            stop,
+            link: Arc::default(),
+            slots: HashMap::new(),
+        }
+    }
+
+    /// Hands `waiting` to the task of its group's slot, starting it on first use.
+    pub(super) fn hand_over(&mut self, waiting: Waiting) {
+        let config = &self.shared.config;
+        let slot = if config.is_cluster() {
+            Slot::for_key(config.history_key(&waiting.unsent.group))
+        } else {
+            Slot::new(0).expect("slot 0 exists")
+        };
+        let sender = self.slots.entry(slot).or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(WAITING);
+            let task = wait_in_order(
+                self.shared.clone(),
+                self.link.clone(),
+                receiver,
+                self.stop.clone(),
+            );
+            tokio::spawn(task);
+            sender
+        });
+        match sender.try_send(waiting) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.counters.dropped.fetch_add(1, Relaxed);
+            }
+            // The task ended (it panicked): the next frame of the slot starts another.
+            Err(TrySendError::Closed(_)) => {
+                self.slots.remove(&slot);
+                self.shared.counters.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// One slot's task: rounds of keep, wait and publish, in the order the frames came, until the backplane
+/// stops. A round that fails is run again on a new connection (the script takes each frame once).
+async fn wait_in_order(
+    shared: Arc<Shared>,
+    link: Link,
+    mut waiting: mpsc::Receiver<Waiting>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    let mut short = false;
+    let mut round = Vec::with_capacity(ROUND);
+    loop {
+        if round.is_empty() {
+            let received = tokio::select! {
+                n = waiting.recv_many(&mut round, ROUND) => n,
+                () = super::link::stopped(&mut stop) => return,
+            };
+            if received == 0 {
+                return;
+            }
+        }
+        match run_round(&shared, &link, &mut short, &round).await {
+            Ok(()) => {
+                shared
+                    .counters
+                    .published
+                    .fetch_add(round.len() as u64, Relaxed);
+                round.clear();
+                backoff.reset();
+            }
+            Err(e) => {
+                tracing::warn!(target: "ws_core::backplane", error = %e, "redis: history frames wait for a connection to keep them");
+                *link.lock().await = None;
+                if wait_or_stop(backoff.next_delay(), &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the round's frames, waits for the replicas (unless the master is known to lack them), then
+/// publishes and confirms the frames.
+async fn run_round(
+    shared: &Shared,
+    link: &Link,
+    short: &mut bool,
+    round: &[Waiting],
+) -> Result<(), RedisError> {
+    let Some((replicas, timeout)) = shared.config.replicas else {
+        return Ok(());
+    };
+    let (mut conn, sha) = connection(shared, link).await?;
+    let key = shared.config.history_key(&round[0].unsent.group);
+    if *short {
+        *short = connected_replicas(&mut conn, &key).await? < replicas;
+    }
+    let cluster = conn.is_cluster();
+    let mut keep = Pipelines::new(cluster);
+    for w in round {
+        history::invoke(
+            &shared.history,
+            &mut keep,
+            &sha,
+            w.seq,
+            &w.unsent,
+            w.admitted,
+            "",
+        );
+    }
+    if !*short {
+        keep.on(&key).cmd("WAIT").arg(replicas).arg(millis(timeout));
+    }
+    let replies = keep.run_collecting(&mut conn).await?;
+    let mut publish = Pipelines::new(cluster);
+    let mut confirmed = BTreeMap::new();
+    let mut kept = 0;
+    let mut acknowledged = None;
+    for reply in replies {
+        match reply {
+            Value::BulkString(packet) => {
+                if let Some(wire::Packet {
+                    op:
+                        Op::History {
+                            group,
+                            epoch,
+                            offset,
+                            ..
+                        },
+                    ..
+                }) = wire::decode(&packet)
+                {
+                    publish.publish(&shared.config.channel_group(&group), packet);
+                    confirmed.insert(group, format!("{epoch}:{offset}"));
+                    kept += 1;
+                }
+            }
+            Value::Int(n) => acknowledged = Some(usize::try_from(n).unwrap_or(0)),
+            _ => {}
+        }
+    }
+    if acknowledged.is_none_or(|n| n < replicas) {
+        shared.counters.unreplicated.fetch_add(kept, Relaxed);
+        // Seen short: the next rounds ask `ROLE` before they wait.
+        *short = true;
+    }
+    for (group, at) in confirmed {
+        let key = shared.config.history_key(&group);
+        publish
+            .on(&key)
+            .cmd("EVAL")
+            .arg(CONFIRM)
+            .arg(1)
+            .arg(&key)
+            .arg(at)
+            .ignore();
+    }
+    publish.run(&mut conn).await
+}
+
+/// The shared connection, opened (with the history script loaded) when there is none.
+async fn connection(shared: &Shared, link: &Link) -> Result<(Conn, String), RedisError> {
+    let mut link = link.lock().await;
+    if let Some((conn, sha)) = link.as_ref() {
+        return Ok((conn.clone(), sha.clone()));
+    }
+    let mut conn = connect(shared).await?;
+    let sha = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(history::SCRIPT)
+        .query_async::<String>(&mut conn)
+        .await?;
+    *link = Some((conn.clone(), sha.clone()));
+    Ok((conn, sha))
+}
+
+/// How many replicas the master of `key`'s slot has connected, from its `ROLE`.
+async fn connected_replicas(conn: &mut Conn, key: &str) -> Result<usize, RedisError> {
+    let mut pipes = Pipelines::new(conn.is_cluster());
+    // The key routes the pipeline to the slot's master; `ROLE` names none.
+    pipes.on(key).cmd("EXISTS").arg(key).ignore().cmd("ROLE");
+    let replies = pipes.run_collecting(conn).await?;
+    Ok(match replies.first() {
+        Some(Value::Array(role)) => match role.as_slice() {
+            [Value::BulkString(kind), _, Value::Array(replicas), ..] if kind == b"master" => {
+                replicas.len()
+            }
+            _ => 0,
+        },
+        _ => 0,
+    })
+}
