@@ -10,7 +10,7 @@ use ws_core::history::History;
 use ws_core::protocol::Message;
 use ws_core::{Client, Config, Server, ServerBuilder};
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer, fast_cluster};
 use crate::support::{TestServer, WsClient, spawn};
 
 /// `join {group}` (a request), `say {group, n}`, relayed to the group but the sender, and `shout {group,
@@ -805,4 +805,54 @@ async fn while_the_master_lacks_replicas_frames_do_not_wait_out_the_timeout() {
     }
     let unreplicated = srv.server.stats().backplane.unwrap().unreplicated;
     assert_eq!(unreplicated, 5);
+}
+
+/// Two nodes on a Redis Cluster of three masters with a replica each, waiting up to 2 s for one replica
+/// (README "Failover"), with the replica of one group's master stopped (SIGSTOP): that group's frame
+/// waits out its timeout, while a frame to a group on another shard and one to a group without history,
+/// both sent after it, reach a member on the other node first.
+#[tokio::test]
+async fn a_stopped_replica_holds_up_only_its_own_shards_frames() {
+    let cluster = RedisCluster::start().await;
+    let slow_master = cluster.master_of("{g:room-slow}").await;
+    let mut healthy = None;
+    for n in 0..64 {
+        let group = format!("room-{n}");
+        if cluster.master_of(&format!("{{g:{group}}}")).await != slow_master {
+            healthy = Some(group);
+            break;
+        }
+    }
+    let healthy = healthy.expect("a group on another shard");
+    let replica = cluster.replica_of(slow_master).await;
+    let node = || {
+        let config = fast_cluster(&cluster).wait_for_replicas(1, Duration::from_secs(2));
+        history_server(History::new().groups(|g| g.starts_with("room")))
+            .backplane(move |local| RedisBackplane::start(local, config))
+    };
+    let a = spawn(node()).await;
+    let b = spawn(node()).await;
+    let mut sender = connect(&a).await;
+    let mut member = connect(&b).await;
+    for client in [&mut sender, &mut member] {
+        join_and_position(client, "room-slow").await;
+        join_and_position(client, &healthy).await;
+        assert!(join(client, "plain").await.is_null(), "no history there");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.signal(replica, "STOP").await;
+    for (group, n) in [("room-slow", 1), (healthy.as_str(), 2), ("plain", 3)] {
+        sender
+            .send_json(json!({"type": "shout", "data": {"group": group, "n": n}}))
+            .await;
+    }
+    let (values, _) = said(&mut member, 3).await;
+    cluster.signal(replica, "CONT").await;
+    assert_eq!(values.len(), 3);
+    assert_eq!(
+        values[2], 1,
+        "the stopped replica's shard came last: {values:?}"
+    );
+    let unreplicated = a.server.stats().backplane.unwrap().unreplicated;
+    assert_eq!(unreplicated, 1);
 }

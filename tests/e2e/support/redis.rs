@@ -430,6 +430,43 @@ impl RedisCluster {
         strings
     }
 
+    /// The port of a replica of the master on `master` (`CLUSTER NODES`).
+    pub(crate) async fn replica_of(&self, master: u16) -> u16 {
+        let nodes = Self::command_on(self.any(), &[b"CLUSTER", b"NODES"]).await;
+        let nodes = String::from_utf8_lossy(&nodes);
+        let port_of = |address: &str| address.split([':', '@']).nth(1)?.parse::<u16>().ok();
+        let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+        let master_id = lines
+            .iter()
+            .find(|f| f.len() > 2 && port_of(f[1]) == Some(master))
+            .map(|f| f[0])
+            .expect("the master is in CLUSTER NODES");
+        lines
+            .iter()
+            .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == master_id)
+            .and_then(|f| port_of(f[1]))
+            .expect("the master has a replica")
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the node on `port`: a stopped replica keeps its link to its
+    /// master open and acknowledges nothing.
+    pub(crate) async fn signal(&self, port: u16, signal: &str) {
+        let pid = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .and_then(Child::id)
+            .expect("a running node");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("kill on PATH");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
     /// Kills (SIGKILL) the master serving `key`, then waits until its replica has taken its place.
     pub(crate) async fn kill_master_of(&mut self, key: &str) -> u16 {
         let port = self.master_of(key).await;

@@ -123,6 +123,9 @@ impl Publisher<'_> {
                 .query_async::<String>(&mut conn)
                 .await?;
             self.resend(&mut conn).await?;
+            if let Some(replication) = &self.replication {
+                replication.open().await;
+            }
         }
         Ok(conn)
     }

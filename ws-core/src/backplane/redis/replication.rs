@@ -23,15 +23,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use redis::cluster_routing::Slot;
 use redis::{RedisError, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::conn::{Conn, Pipelines};
+use super::conn::{self, Conn, Pipelines};
 use super::history::{self, Unsent};
-use super::link::{Backoff, connect, wait_or_stop};
+use super::link::{Backoff, wait_or_stop};
 use super::shared::Shared;
 use super::wire::{self, Op, millis};
 
@@ -60,8 +61,8 @@ pub(super) struct Waiting {
     pub(super) seq: u64,
 }
 
-/// The connection the slots' tasks share, and the history script's SHA-1 as loaded for it.
-type Link = Arc<Mutex<Option<(Conn, String)>>>;
+/// The connection the slots' tasks share.
+type Link = Arc<Mutex<Option<Conn>>>;
 
 /// The slots' tasks, as the publisher hands frames to them.
 pub(super) struct Replication {
@@ -78,6 +79,15 @@ impl Replication {
             stop,
             link: Arc::default(),
             slots: HashMap::new(),
+        }
+    }
+
+    /// Opens the connection the slots' tasks share, if it is not open: called when the publisher has
+    /// connected, so it is there before a node stops answering (a cluster connection cannot be made
+    /// while one does).
+    pub(super) async fn open(&self) {
+        if let Err(e) = connection(&self.shared, &self.link).await {
+            tracing::warn!(target: "ws_core::backplane", error = %e, "redis: cannot connect for waiting on replicas yet");
         }
     }
 
@@ -125,6 +135,8 @@ async fn wait_in_order(
     let config = &shared.config;
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
     let mut short = false;
+    // The history script's SHA-1, once loaded on the slot's master by this task.
+    let mut script = None;
     let mut round = Vec::with_capacity(ROUND);
     loop {
         if round.is_empty() {
@@ -136,7 +148,7 @@ async fn wait_in_order(
                 return;
             }
         }
-        match run_round(&shared, &link, &mut short, &round).await {
+        match run_round(&shared, &link, &mut script, &mut short, &round).await {
             Ok(()) => {
                 shared
                     .counters
@@ -147,7 +159,13 @@ async fn wait_in_order(
             }
             Err(e) => {
                 tracing::warn!(target: "ws_core::backplane", error = %e, "redis: history frames wait for a connection to keep them");
-                *link.lock().await = None;
+                // A cluster connection heals itself (and a new one could not be made while a node is
+                // stopped); a single server's is made again.
+                let mut link = link.lock().await;
+                if link.as_ref().is_some_and(|conn| !conn.is_cluster()) {
+                    *link = None;
+                }
+                script = None;
                 if wait_or_stop(backoff.next_delay(), &mut stop).await {
                     return;
                 }
@@ -161,14 +179,19 @@ async fn wait_in_order(
 async fn run_round(
     shared: &Shared,
     link: &Link,
+    script: &mut Option<String>,
     short: &mut bool,
     round: &[Waiting],
 ) -> Result<(), RedisError> {
     let Some((replicas, timeout)) = shared.config.replicas else {
         return Ok(());
     };
-    let (mut conn, sha) = connection(shared, link).await?;
+    let mut conn = connection(shared, link).await?;
     let key = shared.config.history_key(&round[0].unsent.group);
+    let sha = match script {
+        Some(sha) => sha.clone(),
+        None => script.insert(load_script(&mut conn, &key).await?).clone(),
+    };
     if *short {
         *short = connected_replicas(&mut conn, &key).await? < replicas;
     }
@@ -235,20 +258,47 @@ async fn run_round(
     publish.run(&mut conn).await
 }
 
-/// The shared connection, opened (with the history script loaded) when there is none.
-async fn connection(shared: &Shared, link: &Link) -> Result<(Conn, String), RedisError> {
+/// The shared connection, opened when there is none.
+async fn connection(shared: &Shared, link: &Link) -> Result<Conn, RedisError> {
     let mut link = link.lock().await;
-    if let Some((conn, sha)) = link.as_ref() {
-        return Ok((conn.clone(), sha.clone()));
+    if let Some(conn) = link.as_ref() {
+        return Ok(conn.clone());
     }
-    let mut conn = connect(shared).await?;
-    let sha = redis::cmd("SCRIPT")
+    // A `WAIT` answers after its timeout at the latest: the connection waits that long for replies.
+    let config = &shared.config;
+    let wait = config
+        .replicas
+        .map_or(Duration::ZERO, |(_, timeout)| timeout);
+    let patient = config
+        .clone()
+        .node_timeout(config.node_timeout_value() + wait);
+    let conn = conn::connect(&patient, None::<fn(redis::PushInfo) -> Result<(), ()>>).await?;
+    *link = Some(conn.clone());
+    Ok(conn)
+}
+
+/// Loads the history script on the master of `key`'s slot and returns its SHA-1. Not `SCRIPT LOAD`
+/// alone, which a cluster connection sends to every node: a stopped replica would hold it up.
+async fn load_script(conn: &mut Conn, key: &str) -> Result<String, RedisError> {
+    let mut pipes = Pipelines::new(conn.is_cluster());
+    pipes
+        .on(key)
+        .cmd("EXISTS")
+        .arg(key)
+        .ignore()
+        .cmd("SCRIPT")
         .arg("LOAD")
-        .arg(history::SCRIPT)
-        .query_async::<String>(&mut conn)
-        .await?;
-    *link = Some((conn.clone(), sha.clone()));
-    Ok((conn, sha))
+        .arg(history::SCRIPT);
+    let replies = pipes.run_collecting(conn).await?;
+    match replies.into_iter().next() {
+        Some(Value::BulkString(sha)) => Ok(String::from_utf8_lossy(&sha).into_owned()),
+        Some(Value::SimpleString(sha)) => Ok(sha),
+        other => Err(RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "SCRIPT LOAD did not answer a SHA-1",
+            format!("{other:?}"),
+        ))),
+    }
 }
 
 /// How many replicas the master of `key`'s slot has connected, from its `ROLE`.
