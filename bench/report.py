@@ -35,6 +35,11 @@ METRICS = {
              ("server_cpu_us_per_delivery", "server CPU µs per delivery", False), ("delivered_pct", "delivered %", True),
              ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False), ("negotiated", "compressing subscribers", True)],
 }
+METRICS["groups"] = [("p99_us", "p99 µs", False), ("p50_us", "p50 µs", False), ("delivered", "delivered", True),
+                     ("expected", "expected", True), ("direct_p99_us", "direct messages: p99 µs", False),
+                     ("other_shards_p99_us", "other shards' groups: p99 µs", False),
+                     ("g0_shard_p99_us", "g0's shard's groups: p99 µs", False),
+                     ("replica_stopped", "g0's replica stopped", False)]
 METRICS["idle-deflate"] = METRICS["idle"]
 METRICS["cross"] = METRICS["fanout"][:6]
 METRICS["recover-redis"] = METRICS["recover"]
@@ -52,6 +57,7 @@ TITLES = {
     "stall": "A stalled subscriber: {0} subscribers at {1} msg/s for {2} s, without (0) and with (1) one more subscriber that never reads",
     "chat": "Chat fan-out: {0} subscribers in one group, one publisher at {1} msg/s, {2} s, a 1 KiB chat line; offer=1: the subscribers offer permessage-deflate (a server with it on compresses), offer=0: they do not",
     "idle-deflate": "Idle memory with permessage-deflate negotiated: {0} connections that offered it (server RSS growth)",
+    "groups": "Group sends across nodes: 4 nodes, 200 groups, {1} sends/s for {0} s, a direct message to a member on another node for every fourth (bench/src/bin/groups.rs); by backplane mode",
     "cursors": "Cursor storm: {0} clients in one room each sending {1} positions/s, relayed to the room, {2} s; one more client reads a tenth of what each is sent (64 KiB socket receive buffer). Age: how old a position is when read",
 }
 
@@ -59,7 +65,7 @@ out = []
 # Variants of one scenario (stall 0/1, cursor kinds) share a table: group by the scenario's own arguments.
 def base(args):
     kind, *params = args.split()
-    count = {"stall": 3, "cursors": 3, "chat": 3, "floor": 3}.get(kind)
+    count = {"stall": 3, "cursors": 3, "chat": 3, "floor": 3, "groups": 2}.get(kind)
     return " ".join([kind] + (params[:count] if count else params))
 
 def label(row):

@@ -11,7 +11,12 @@
 //!
 //! `MODE`: `one-node`; `redis URL` (one Redis); `cluster URL,URL,...` (a Redis Cluster, sharded pub/sub);
 //! `history` suffixes (`redis-history`, `cluster-history`) keep the groups' history in Redis, and
-//! `cluster-history-wait` waits for one replica before delivering (`RedisConfig::wait_for_replicas`).
+//! `cluster-history-wait` waits for one replica before delivering (`RedisConfig::wait_for_replicas`);
+//! `cluster-history-wait-stopped` does so with the replica of one master stopped (SIGSTOP) for the run.
+//!
+//! Beside the group sends, a direct message (`Server::send_to_client`) to a member on another node for
+//! every fourth send. Latencies are also given apart: direct messages, the groups on the shard of group
+//! `g0` (whose replica `-stopped` stops), and the groups on the other shards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,7 +33,9 @@ use ws_core::{Client, Config, Server};
 const GROUPS: usize = 200;
 
 fn usage() -> ! {
-    eprintln!("usage: groups one-node|redis|cluster[-history[-wait]] SECONDS RATE [URL[,URL...]]");
+    eprintln!(
+        "usage: groups one-node|redis|cluster[-history[-wait[-stopped]]] SECONDS RATE [URL[,URL...]]"
+    );
     std::process::exit(2)
 }
 
@@ -69,7 +76,7 @@ async fn main() -> std::io::Result<()> {
             .max_connections(0);
         let mut builder = Server::builder(config).on("join", |c: Client, m: Message| async move {
             let _ = c.join(m.data.as_str().unwrap_or_default());
-            let _ = c.send(Message::new("joined", m.data));
+            let _ = c.send(Message::new("joined", json!(c.id().as_str())));
         });
         if history {
             builder = builder.history(ws_core::history::History::new().max_messages(100));
@@ -99,7 +106,10 @@ async fn main() -> std::io::Result<()> {
     }
 
     let origin = Instant::now();
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    // Each delivery's latency, with what it was: a direct message (`None`) or a send to group `Some(n)`.
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<(Option<usize>, u64)>::new()));
+    // Each member: its node and its id.
+    let mut homes_and_ids = Vec::new();
     let delivered = Arc::new(AtomicU64::new(0));
     let mut members = 0;
     let mut readers = Vec::new();
@@ -120,9 +130,16 @@ async fn main() -> std::io::Result<()> {
                 .send(WsMessage::text(join))
                 .await
                 .map_err(std::io::Error::other)?;
-            // The reply: the join is done on this node.
+            // The reply, with the member's id: the join is done on this node.
             while let Some(Ok(frame)) = socket.next().await {
-                if frame.to_text().is_ok_and(|t| t.contains("joined")) {
+                let joined = frame
+                    .to_text()
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    .filter(|v| v["type"] == "joined");
+                if let Some(joined) = joined {
+                    let id = joined["data"].as_str().unwrap_or_default().to_owned();
+                    homes_and_ids.push((home, id));
                     break;
                 }
             }
@@ -136,7 +153,11 @@ async fn main() -> std::io::Result<()> {
                     };
                     if let Some(sent) = value["data"]["t"].as_u64() {
                         let now = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        latencies.lock().unwrap().push(now.saturating_sub(sent));
+                        let group = value["data"]["g"].as_u64().map(|g| g as usize);
+                        latencies
+                            .lock()
+                            .unwrap()
+                            .push((group, now.saturating_sub(sent)));
                         delivered.fetch_add(1, Relaxed);
                     }
                 }
@@ -145,6 +166,16 @@ async fn main() -> std::io::Result<()> {
     }
     // Joins have reached the other nodes' replicas, and their subscriptions are made.
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The shard of group `g0`, and, with `-stopped`, its replica stopped for the run.
+    let shard = match urls.first() {
+        Some(url) if mode.starts_with("cluster") => Shard::of(url, GROUPS).await,
+        _ => Shard::default(),
+    };
+    let stopped = match (&shard.replica_pid, mode.ends_with("-stopped")) {
+        (Some(pid), true) => signal(*pid, "STOP").await.then_some(*pid),
+        _ => None,
+    };
 
     let before: Vec<_> = servers.iter().map(|s| s.stats().backplane).collect();
     let cpu_before = redis_cpu_ms(&urls).await;
@@ -159,10 +190,19 @@ async fn main() -> std::io::Result<()> {
         let group = (n as usize) % GROUPS;
         let sender = if nodes == 1 { 0 } else { (group + 2) % nodes };
         let t = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-        servers[sender]
-            .to(&format!("g{group}"))
-            .send(Message::new("m", json!({"t": t, "pad": "x".repeat(200)})));
+        servers[sender].to(&format!("g{group}")).send(Message::new(
+            "m",
+            json!({"t": t, "g": group, "pad": "x".repeat(200)}),
+        ));
         expected += if group.is_multiple_of(2) { 2 } else { 1 };
+        if n % 4 == 0 {
+            let (home, id) = &homes_and_ids[(n as usize / 4) % homes_and_ids.len()];
+            let from = (home + 1) % nodes;
+            let direct = Message::new("m", json!({"t": t, "pad": "x".repeat(200)}));
+            if servers[from].send_to_client(id, direct).is_ok() {
+                expected += 1;
+            }
+        }
     }
     let sent_for = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -185,14 +225,24 @@ async fn main() -> std::io::Result<()> {
             _ => json!(null),
         })
         .collect();
-    let mut latencies = latencies.lock().unwrap().clone();
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
+    if let Some(pid) = stopped {
+        signal(pid, "CONT").await;
+    }
+    let latencies = latencies.lock().unwrap().clone();
+    let of = |pick: &dyn Fn(Option<usize>) -> bool| {
+        let mut picked: Vec<u64> = latencies
+            .iter()
+            .filter(|(what, _)| pick(*what))
+            .map(|(_, l)| *l)
+            .collect();
+        picked.sort_unstable();
+        picked
     };
+    let all = of(&|_| true);
+    let direct = of(&|what| what.is_none());
+    let on_shard = of(&|what| what.is_some_and(|g| shard.groups.contains(&g)));
+    let elsewhere = of(&|what| what.is_some_and(|g| !shard.groups.contains(&g)));
+    let at = |q: f64| quantile(&all, q);
     let shards = cpu_before.len().max(1);
     let cpu_ms: f64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).sum();
     println!(
@@ -209,6 +259,11 @@ async fn main() -> std::io::Result<()> {
             "delivered": delivered.load(Relaxed),
             "p50_us": at(0.50),
             "p99_us": at(0.99),
+            "direct_p99_us": quantile(&direct, 0.99),
+            "other_shards_p99_us": quantile(&elsewhere, 0.99),
+            "g0_shard_p99_us": quantile(&on_shard, 0.99),
+            "g0_shard_groups": shard.groups.len(),
+            "replica_stopped": stopped.is_some(),
             "per_node": per_node,
             "redis_cpu_ms": cpu_ms,
             "shards": shards,
@@ -266,4 +321,137 @@ fn info_cpu(info: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (field("used_cpu_user:") + field("used_cpu_sys:")) * 1000.0
+}
+
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The shard of group `g0` on a Redis Cluster: the groups whose keys are on its master, and the process
+/// id of a replica of that master.
+#[derive(Default)]
+struct Shard {
+    groups: Vec<usize>,
+    replica_pid: Option<u32>,
+}
+
+impl Shard {
+    async fn of(url: &str, groups: usize) -> Self {
+        let Some(addr) = url
+            .strip_prefix("redis://")
+            .map(|a| a.trim_end_matches('/'))
+        else {
+            return Self::default();
+        };
+        let nodes = command(addr, &["CLUSTER", "NODES"]).await;
+        let slot_of = |group: usize| {
+            let addr = addr.to_owned();
+            async move {
+                let reply = command(&addr, &["CLUSTER", "KEYSLOT", &format!("g:g{group}")]).await;
+                reply
+                    .trim()
+                    .trim_start_matches(':')
+                    .parse::<u16>()
+                    .unwrap_or(0)
+            }
+        };
+        // Each master's id and its slot ranges.
+        let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+        let masters: Vec<(&str, Vec<(u16, u16)>)> = lines
+            .iter()
+            .filter(|f| f.len() > 8 && f[2].contains("master"))
+            .map(|f| {
+                let ranges = f[8..]
+                    .iter()
+                    .filter_map(|r| {
+                        let mut ends = r.split('-').map(|e| e.parse::<u16>().ok());
+                        let first = ends.next()??;
+                        Some((first, ends.next().flatten().unwrap_or(first)))
+                    })
+                    .collect();
+                (f[0], ranges)
+            })
+            .collect();
+        let master_of = |slot: u16| {
+            masters
+                .iter()
+                .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+                .map(|(id, _)| *id)
+        };
+        let target = master_of(slot_of(0).await);
+        let mut on_shard = Vec::new();
+        for group in 0..groups {
+            if master_of(slot_of(group).await) == target {
+                on_shard.push(group);
+            }
+        }
+        let replica = lines
+            .iter()
+            .find(|f| f.len() > 3 && f[2].contains("slave") && Some(f[3]) == target)
+            .and_then(|f| f[1].split('@').next());
+        let replica_pid = match replica {
+            Some(replica) => info_section(replica, "server")
+                .await
+                .lines()
+                .find_map(|l| l.strip_prefix("process_id:"))
+                .and_then(|p| p.trim().parse().ok()),
+            None => None,
+        };
+        Self {
+            groups: on_shard,
+            replica_pid,
+        }
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to process `pid`; whether it was sent.
+async fn signal(pid: u32, signal: &str) -> bool {
+    tokio::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// One command to the Redis at `addr`, and its raw reply (up to 64 KiB).
+async fn command(addr: &str, args: &[&str]) -> String {
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut reply = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while reply.len() < 64 * 1024 && !complete(&reply) {
+        let read = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => reply.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Whether `reply` holds a whole integer, simple string, error or bulk string reply.
+fn complete(reply: &[u8]) -> bool {
+    let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    match reply.first() {
+        Some(b'$') => std::str::from_utf8(&reply[1..end])
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|n| n < 0 || reply.len() >= end + 2 + n as usize + 2),
+        Some(_) => true,
+        None => false,
+    }
 }

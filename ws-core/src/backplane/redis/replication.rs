@@ -212,6 +212,23 @@ async fn run_round(
         keep.on(&key).cmd("WAIT").arg(replicas).arg(millis(timeout));
     }
     let replies = keep.run_collecting(&mut conn).await?;
+    let (publish, kept, acknowledged) = publications(shared, cluster, replies);
+    if acknowledged.is_none_or(|n| n < replicas) {
+        shared.counters.unreplicated.fetch_add(kept, Relaxed);
+        // Seen short: the next rounds ask `ROLE` before they wait.
+        *short = true;
+    }
+    publish.run(&mut conn).await
+}
+
+/// From the replies of a round's scripts and `WAIT`: the publications of the kept frames with their
+/// groups' confirmations, how many frames were kept, and how many replicas acknowledged them (`None`
+/// when the round did not wait).
+fn publications(
+    shared: &Shared,
+    cluster: bool,
+    replies: Vec<Value>,
+) -> (Pipelines, u64, Option<usize>) {
     let mut publish = Pipelines::new(cluster);
     let mut confirmed = BTreeMap::new();
     let mut kept = 0;
@@ -239,11 +256,6 @@ async fn run_round(
             _ => {}
         }
     }
-    if acknowledged.is_none_or(|n| n < replicas) {
-        shared.counters.unreplicated.fetch_add(kept, Relaxed);
-        // Seen short: the next rounds ask `ROLE` before they wait.
-        *short = true;
-    }
     for (group, at) in confirmed {
         let key = shared.config.history_key(&group);
         publish
@@ -255,7 +267,7 @@ async fn run_round(
             .arg(at)
             .ignore();
     }
-    publish.run(&mut conn).await
+    (publish, kept, acknowledged)
 }
 
 /// The shared connection, opened when there is none.
