@@ -39,7 +39,8 @@ METRICS["groups"] = [("p99_us", "p99 µs", False), ("p50_us", "p50 µs", False),
                      ("expected", "expected", True), ("direct_p99_us", "direct messages: p99 µs", False),
                      ("other_shards_p99_us", "other shards' groups: p99 µs", False),
                      ("g0_shard_p99_us", "g0's shard's groups: p99 µs", False),
-                     ("replica_stopped", "g0's replica stopped", False)]
+                     ("replica_stopped", "g0's replica stopped", False),
+                     ("unreplicated", "frames counted unreplicated", False)]
 METRICS["idle-deflate"] = METRICS["idle"]
 METRICS["cross"] = METRICS["fanout"][:6]
 METRICS["recover-redis"] = METRICS["recover"]

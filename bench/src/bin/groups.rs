@@ -59,7 +59,7 @@ async fn main() -> std::io::Result<()> {
         _ => usage(),
     };
     let redis = redis.map(|r| {
-        if mode.ends_with("-wait") {
+        if mode.contains("-wait") {
             r.wait_for_replicas(1, Duration::from_secs(1))
         } else {
             r
@@ -264,6 +264,7 @@ async fn main() -> std::io::Result<()> {
             "g0_shard_p99_us": quantile(&on_shard, 0.99),
             "g0_shard_groups": shard.groups.len(),
             "replica_stopped": stopped.is_some(),
+            "unreplicated": after.iter().flatten().map(|b| b.unreplicated).sum::<u64>(),
             "per_node": per_node,
             "redis_cpu_ms": cpu_ms,
             "shards": shards,
@@ -359,7 +360,10 @@ impl Shard {
             }
         };
         // Each master's id and its slot ranges.
-        let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|l| l.trim_end().split(' ').collect())
+            .collect();
         let masters: Vec<(&str, Vec<(u16, u16)>)> = lines
             .iter()
             .filter(|f| f.len() > 8 && f[2].contains("master"))

@@ -179,12 +179,16 @@ impl Pipelines {
             .ignore();
     }
 
-    /// Runs every pipeline, one after the other, and returns the replies not ignored: each pipeline's in
-    /// order, pipelines in no particular order.
+    /// Runs every pipeline and returns the replies not ignored: each pipeline's in order, pipelines in
+    /// no particular order. On a cluster, the slots' pipelines run side by side.
     pub(super) async fn run_collecting(self, conn: &mut Conn) -> RedisResult<Vec<Value>> {
+        let runs = self.by_slot.into_values().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+        });
         let mut replies = Vec::new();
-        for pipe in self.by_slot.values() {
-            replies.extend(pipe.query_async::<Vec<Value>>(conn).await?);
+        for reply in futures_util::future::join_all(runs).await {
+            replies.extend(reply?);
         }
         Ok(replies)
     }

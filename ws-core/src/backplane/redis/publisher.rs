@@ -170,6 +170,9 @@ impl Publisher<'_> {
     async fn send_batch(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
         let count = self.batch.len() as u64;
         self.admit_histories(conn).await?;
+        if let Some(replication) = &mut self.replication {
+            replication.learn_masters(conn).await;
+        }
         let mut pipes = Pipelines::new(conn.is_cluster());
         let first = self.unsent.len();
         let Encoded { touched, groups } = self.encode(&mut pipes);

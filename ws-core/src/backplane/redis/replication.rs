@@ -3,9 +3,10 @@
 //! A history frame that a replica must have before any client sees it is kept in Redis, `WAIT`ed for and
 //! only then published, by a task of its group's slot: the publisher hands it over and goes on, so direct
 //! messages, broadcasts, membership, heartbeats and groups on other shards never queue behind a slow
-//! replica. One task per slot takes its frames in the order they came, a round at a time (all that waited
-//! meanwhile, up to [`ROUND`]); slots run side by side on a connection of their own, where a `WAIT` holds
-//! up its own shard only.
+//! replica. One task per shard (the master of the group's slot, from `CLUSTER SLOTS`; the one task on a
+//! single Redis) takes its frames in the order they came, a round at a time (all that waited meanwhile, up
+//! to [`ROUND`]), with one `WAIT` per round; shards run side by side on a connection of their own, where a
+//! `WAIT` holds up its own shard only.
 //!
 //! **A master without its replicas** (after a failover, until the old master comes back as a replica) is
 //! seen from a `WAIT` that ran out: the slot's next rounds ask `ROLE` first and, while the master has
@@ -23,9 +24,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::cluster_routing::Slot;
 use redis::{RedisError, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -36,12 +36,16 @@ use super::link::{Backoff, wait_or_stop};
 use super::shared::Shared;
 use super::wire::{self, Op, millis};
 
-/// Most frames one slot keeps, waits for and publishes in one round.
-pub(super) const ROUND: usize = 256;
+/// Most frames one shard keeps, waits for and publishes in one round: a shard whose replica is slow
+/// still publishes this many per wait.
+pub(super) const ROUND: usize = 1024;
 
-/// Frames waiting for one slot's task; past that, a frame is dropped and counted in `dropped`, as on the
+/// Frames waiting for one shard's task; past that, a frame is dropped and counted in `dropped`, as on the
 /// publisher's own queue.
-const WAITING: usize = 4 * ROUND;
+const WAITING: usize = 8 * ROUND;
+
+/// Slots on a Redis Cluster.
+const SLOTS: u16 = 16_384;
 
 /// Sets a group's confirmed frame, unless its history is gone (the hash expired): a confirmation never
 /// creates a hash without a life.
@@ -64,12 +68,16 @@ pub(super) struct Waiting {
 /// The connection the slots' tasks share.
 type Link = Arc<Mutex<Option<Conn>>>;
 
-/// The slots' tasks, as the publisher hands frames to them.
+/// The shards' tasks, as the publisher hands frames to them.
 pub(super) struct Replication {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     link: Link,
-    slots: HashMap<Slot, mpsc::Sender<Waiting>>,
+    /// Each shard's task, by its master's address (empty on a single Redis).
+    shards: HashMap<String, mpsc::Sender<Waiting>>,
+    /// Which master serves which slots, and when that was asked.
+    masters: Vec<(u16, u16, String)>,
+    asked: Option<Instant>,
 }
 
 impl Replication {
@@ -78,7 +86,30 @@ impl Replication {
             shared,
             stop,
             link: Arc::default(),
-            slots: HashMap::new(),
+            shards: HashMap::new(),
+            masters: Vec::new(),
+            asked: None,
+        }
+    }
+
+    /// Asks which master serves which slots, on a cluster, when it was not asked within the node
+    /// timeout: a shard's frames then go to its task even after a failover or a slot migration. Asked on
+    /// the publisher's connection (`conn`), which no `WAIT` holds up.
+    pub(super) async fn learn_masters(&mut self, conn: &mut Conn) {
+        let config = &self.shared.config;
+        let fresh = self
+            .asked
+            .is_some_and(|at| at.elapsed() < config.node_timeout_value());
+        if !config.is_cluster() || fresh {
+            return;
+        }
+        self.asked = Some(Instant::now());
+        let slots = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Value>(conn)
+            .await;
+        if let Ok(Value::Array(ranges)) = slots {
+            self.masters = ranges.iter().filter_map(master_of_range).collect();
         }
     }
 
@@ -91,15 +122,17 @@ impl Replication {
         }
     }
 
-    /// Hands `waiting` to the task of its group's slot, starting it on first use.
+    /// Hands `waiting` to the task of its group's shard, starting it on first use.
     pub(super) fn hand_over(&mut self, waiting: Waiting) {
-        let config = &self.shared.config;
-        let slot = if config.is_cluster() {
-            Slot::for_key(config.history_key(&waiting.unsent.group))
-        } else {
-            Slot::new(0).expect("slot 0 exists")
-        };
-        let sender = self.slots.entry(slot).or_insert_with(|| {
+        let key = self.shared.config.history_key(&waiting.unsent.group);
+        let slot = slot_of(&key);
+        let shard = self
+            .masters
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot))
+            .map(|(_, _, master)| master.clone())
+            .unwrap_or_default();
+        let sender = self.shards.entry(shard.clone()).or_insert_with(|| {
             let (sender, receiver) = mpsc::channel(WAITING);
             let task = wait_in_order(
                 self.shared.clone(),
@@ -115,16 +148,52 @@ impl Replication {
             Err(TrySendError::Full(_)) => {
                 self.shared.counters.dropped.fetch_add(1, Relaxed);
             }
-            // The task ended (it panicked): the next frame of the slot starts another.
+            // The task ended (it panicked): the next frame of the shard starts another.
             Err(TrySendError::Closed(_)) => {
-                self.slots.remove(&slot);
+                self.shards.remove(&shard);
                 self.shared.counters.dropped.fetch_add(1, Relaxed);
             }
         }
     }
 }
 
-/// One slot's task: rounds of keep, wait and publish, in the order the frames came, until the backplane
+/// The slot of `key`: CRC16 (XMODEM) of its hash tag, as Redis Cluster computes it.
+fn slot_of(key: &str) -> u16 {
+    let tag = key
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
+}
+
+/// A `CLUSTER SLOTS` entry as `(first, last, "host:port" of its master)`.
+fn master_of_range(range: &Value) -> Option<(u16, u16, String)> {
+    let Value::Array(fields) = range else {
+        return None;
+    };
+    let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+        (fields.first(), fields.get(1), fields.get(2))
+    else {
+        return None;
+    };
+    let host = match master.first()? {
+        Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
+        Value::SimpleString(host) => host.clone(),
+        _ => return None,
+    };
+    let Some(Value::Int(port)) = master.get(1) else {
+        return None;
+    };
+    Some((
+        u16::try_from(*first).ok()?,
+        u16::try_from(*last).ok()?,
+        format!("{host}:{port}"),
+    ))
+}
+
+/// One shard's task: rounds of keep, wait and publish, in the order the frames came, until the backplane
 /// stops. A round that fails is run again on a new connection (the script takes each frame once).
 async fn wait_in_order(
     shared: Arc<Shared>,
@@ -208,10 +277,19 @@ async fn run_round(
             "",
         );
     }
+    let mut replies = keep.run_collecting(&mut conn).await?;
     if !*short {
-        keep.on(&key).cmd("WAIT").arg(replicas).arg(millis(timeout));
+        // After every keep of the round, on the same connection to the same master: it covers them all.
+        let mut wait = Pipelines::new(cluster);
+        wait.on(&key)
+            .cmd("EXISTS")
+            .arg(&key)
+            .ignore()
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(millis(timeout));
+        replies.extend(wait.run_collecting(&mut conn).await?);
     }
-    let replies = keep.run_collecting(&mut conn).await?;
     let (publish, kept, acknowledged) = publications(shared, cluster, replies);
     if acknowledged.is_none_or(|n| n < replicas) {
         shared.counters.unreplicated.fetch_add(kept, Relaxed);
@@ -328,4 +406,17 @@ async fn connected_replicas(conn: &mut Conn, key: &str) -> Result<usize, RedisEr
         },
         _ => 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_on_the_slot_redis_cluster_gives_it() {
+        // `CLUSTER KEYSLOT`'s answers in the Redis documentation.
+        assert_eq!(slot_of("somekey"), 11_058);
+        assert_eq!(slot_of("foo{hash_tag}"), 2_515);
+        assert_eq!(slot_of("ws:v3:{g:room}:history"), slot_of("g:room"));
+    }
 }
