@@ -73,7 +73,8 @@ pub(super) struct Replication {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     link: Link,
-    /// Each shard's task, by its master's address (empty on a single Redis).
+    /// Each shard's task, by its master's address (empty on a single Redis, `slot N` for a slot whose
+    /// master is not known).
     shards: HashMap<String, mpsc::Sender<Waiting>>,
     /// Which master serves which slots, and when that was asked.
     masters: Vec<(u16, u16, String)>,
@@ -126,12 +127,16 @@ impl Replication {
     pub(super) fn hand_over(&mut self, waiting: Waiting) {
         let key = self.shared.config.history_key(&waiting.unsent.group);
         let slot = slot_of(&key);
-        let shard = self
-            .masters
-            .iter()
-            .find(|(first, last, _)| (*first..=*last).contains(&slot))
-            .map(|(_, _, master)| master.clone())
-            .unwrap_or_default();
+        // A master's slots share its task; a slot whose master is not known yet has its own, so a round's
+        // one `WAIT` always covers every frame of the round.
+        let shard = if self.shared.config.is_cluster() {
+            self.masters
+                .iter()
+                .find(|(first, last, _)| (*first..=*last).contains(&slot))
+                .map_or_else(|| format!("slot {slot}"), |(_, _, master)| master.clone())
+        } else {
+            String::new()
+        };
         let sender = self.shards.entry(shard.clone()).or_insert_with(|| {
             let (sender, receiver) = mpsc::channel(WAITING);
             let task = wait_in_order(
