@@ -217,13 +217,14 @@ export class Connection {
     };
   }
 
-  /** The URL of the next attempt, naming the protocol's fingerprint when there is one. */
+  /** The URL of the next attempt: the application's, asking for refusals as close frames (a browser
+   * shows a refused handshake only as 1006) and naming the protocol's fingerprint when there is one. */
   private address(): string {
     const url = typeof this.url === "function" ? this.url() : this.url;
-    if (this.protocol === undefined) return url;
     const [base = "", hash] = url.split("#", 2);
     const separator = base.includes("?") ? "&" : "?";
-    const named = `${base}${separator}ws_protocol=${encodeURIComponent(this.protocol)}`;
+    const fingerprint = this.protocol === undefined ? "" : `&ws_protocol=${encodeURIComponent(this.protocol)}`;
+    const named = `${base}${separator}ws_refusal=close${fingerprint}`;
     return hash === undefined ? named : `${named}#${hash}`;
   }
 

@@ -15,7 +15,7 @@ export type { CloseDecision, ReconnectOptions } from "./backoff.js";
 export { backoffDelay, closeCodePolicy } from "./backoff.js";
 export { WsClosedError, WsError, WsInvalidError, WsQueueFullError, WsRequestError, WsTimeoutError } from "./errors.js";
 export type { Envelope, StreamPosition } from "./envelope.js";
-export type { MetaOf, PresenceChange, PresenceView } from "./presence.js";
+export type { Member, MetaOf, PresenceChange, PresenceView } from "./presence.js";
 export { PRESENCE_DIFF, PRESENCE_STATE } from "./presence.js";
 export { ERROR, HISTORY, PING, PONG, POSITION, POSITIONS, REPLY } from "./envelope.js";
 export type {
@@ -31,5 +31,5 @@ export type {
 } from "./protocol.js";
 export type { Check, Mismatch, Path, Validators } from "./validate.js";
 export { all, any, array, bool, literal, never, nul, num, object, pathText, ref, some, str } from "./validate.js";
-export type { ConnectionInfo, Member, PresenceSnapshot, Store } from "./store.js";
+export type { ConnectionInfo, PresenceSnapshot, Store } from "./store.js";
 export { connectionInfoStore, connectionStore, errorStore, messageStore, presenceStore, recoveryStore } from "./store.js";

@@ -7,7 +7,7 @@
 import type { CloseInfo, ConnectionState, Recovery, WsClient } from "./client.js";
 import type { WsRequestError } from "./errors.js";
 import type { DataOf, MessageMeta, ProtocolShape, TypeOf } from "./protocol.js";
-import type { MetaOf } from "./presence.js";
+import type { Member, MetaOf } from "./presence.js";
 
 /** Something a UI can read now and be told of when it changes. */
 export interface Store<T> {
@@ -91,12 +91,6 @@ export function messageStore<P extends ProtocolShape, K extends TypeOf<P["server
   );
 }
 
-/** One member of a presence list. */
-export interface Member<M> {
-  id: string;
-  meta: M;
-}
-
 /** A group's presence: its members (in the order they arrived) and its count. */
 export interface PresenceSnapshot<M> {
   members: readonly Member<M>[];
@@ -111,7 +105,7 @@ export function presenceStore<P extends ProtocolShape>(
 ): Store<PresenceSnapshot<MetaOf<P>>> {
   const view = client.presence(group);
   const read = (): PresenceSnapshot<MetaOf<P>> => ({
-    members: [...view.members].map(([id, meta]) => ({ id, meta })),
+    members: view.members,
     count: view.count,
     countsOnly: view.countsOnly,
   });

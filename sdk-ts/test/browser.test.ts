@@ -2,9 +2,11 @@
 // through the generated client, list who is in their rooms, see each other typing, a room isolates a third, another user's question
 // is answered in the page, and screenshots are kept as artifacts. Then the React page (`/react`,
 // examples/chat/web/react/app.tsx): two pages join a room through `useRequest`, list each other through
-// `usePresence`, chat through `useMessage`, ask the server who they are, and carry on after the server
-// restarts (`useConnection` shows it, the page joins again), and a line the server refuses is explained
-// next to the field (`useLastError`); screenshot target/browser/chat-react.png.
+// `usePresence`, chat through `useMessage` (own lines marked, the newest kept in sight), ask the server who
+// they are, leave, and carry on after the server restarts (`useConnection` shows it, the page joins again);
+// a line the server refuses is explained next to the field (`useLastError`), a refused handshake shows its
+// status and reason without a reconnect loop, and an outdated page is told to reload; screenshot
+// target/browser/chat-react.png.
 // The page's socket negotiates permessage-deflate (the handshake as Chromium's DevTools saw it).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -153,24 +155,30 @@ async function stats(): Promise<{ frames_compressed: number; compressed_connecti
   return (await response.json()) as { frames_compressed: number; compressed_connections: number };
 }
 
-/** The React page (`/react`), logged in as `name`. */
-async function openReact(name: string): Promise<Page> {
+/** The React page (`/react`), logging in as `name`; `connected` waits until it says so. */
+async function openReact(name: string, connected = true): Promise<Page> {
   const page = watchInvalid(await browser.newPage({ viewport: { width: 820, height: 640 } }));
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
+  page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
   await page.goto(`http://${chat.host}:${chat.port}/react`);
   await page.fill("#login input", name);
   await page.click("#login button");
-  await page.waitForSelector(`text=connected as ${name}`);
-  assert.deepEqual(errors, []);
+  if (connected) {
+    await page.waitForSelector(`text=connected as ${name}`);
+    assert.deepEqual(errors, [], "no errors in the console (no favicon 404 either)");
+  }
   return page;
 }
 
 async function joinInReact(page: Page, room: string): Promise<void> {
   await page.fill("#join input", room);
   await page.click("#join button");
-  await page.waitForSelector(`text=in #${room}`);
+  await page.waitForSelector(`#rooms li[data-room="${room}"]`);
 }
+
+/** The member list the page shows for `room`. */
+const membersOf = (room: string) => `#rooms li[data-room="${room}"] .members`;
 
 async function sayInReact(page: Page, text: string): Promise<void> {
   await page.fill("#send input", text);
@@ -183,10 +191,12 @@ test("two React pages chat, list each other, ask who they are, and carry on afte
   try {
     await joinInReact(ann, "react");
     await joinInReact(bob, "react");
-    for (const page of [ann, bob]) await page.waitForSelector("#members:text-is('#react: ann, bob')");
+    for (const page of [ann, bob]) await page.waitForSelector(`${membersOf("react")}:text-is('#react: ann, bob')`);
 
     await sayInReact(bob, "hello from React");
-    await ann.waitForSelector("#log li:text-is('bob#react: hello from React')");
+    await ann.waitForSelector("#log li.chat:text-is('bob#react: hello from React')");
+    // One's own line is marked as such.
+    await bob.waitForSelector("#log li.own:text-is('bob#react: hello from React')");
 
     await ann.click("#whoami");
     await ann.waitForSelector("#me:text-is('ann (react)')");
@@ -204,7 +214,7 @@ test("two React pages chat, list each other, ask who they are, and carry on afte
     chat = await startChat(port);
     for (const page of [ann, bob]) {
       await page.waitForSelector("text=connected as", { timeout: 15_000 });
-      await page.waitForSelector("#members:text-is('#react: ann, bob')", { timeout: 15_000 });
+      await page.waitForSelector(`${membersOf("react")}:text-is('#react: ann, bob')`, { timeout: 15_000 });
     }
     await sayInReact(ann, "still here");
     await bob.waitForSelector("#log li:text-is('ann#react: still here')");
@@ -218,9 +228,69 @@ test("two React pages chat, list each other, ask who they are, and carry on afte
     const dir = join(root, "target", "browser");
     mkdirSync(dir, { recursive: true });
     await ann.screenshot({ path: join(dir, "chat-react.png") });
+
+    // Leaving: the room goes from the page, and from the other member's list.
+    await ann.click(`#rooms li[data-room="react"] button`);
+    await ann.waitForSelector(`#rooms li[data-room="react"]`, { state: "detached" });
+    await bob.waitForSelector(`${membersOf("react")}:text-is('#react: bob')`);
   } finally {
     await ann.close();
     await bob.close();
+  }
+});
+
+test("the React page's log keeps its newest line in sight", async () => {
+  const cay = await openReact("cay");
+  try {
+    for (let i = 1; i <= 40; i++) await sayInReact(cay, `line ${i}`);
+    await cay.waitForSelector("#log li:text-is('cay: line 40')");
+    const inSight = await cay.$eval("#log", (list) => {
+      const last = list.lastElementChild?.getBoundingClientRect();
+      const box = list.getBoundingClientRect();
+      return { scrolled: list.scrollTop > 0, last: last !== undefined && last.bottom <= box.bottom + 1 && last.top >= box.top };
+    });
+    assert.deepEqual(inSight, { scrolled: true, last: true });
+  } finally {
+    await cay.close();
+  }
+});
+
+test("a refused handshake shows its status and the server's reason, and is not retried", async () => {
+  // A user name over 32 characters: the chat's authenticator refuses it (HTTP 400; 3400 for the SDK).
+  const sockets: string[] = [];
+  const page = await openReact("n".repeat(33), false);
+  page.on("websocket", (socket) => sockets.push(socket.url()));
+  try {
+    await page.waitForSelector(
+      "#status:text-is('closed: refused by the server (HTTP 400: the user name longer than 32 characters)')",
+    );
+    sockets.length = 0;
+    await page.waitForTimeout(1_500);
+    assert.deepEqual(sockets, [], "no reconnect loop");
+    assert.equal(await page.textContent("#status"), "closed: refused by the server (HTTP 400: the user name longer than 32 characters)");
+  } finally {
+    await page.close();
+  }
+});
+
+test("a page built for another protocol version is told to reload", async () => {
+  const page = watchInvalid(await browser.newPage());
+  // An outdated page: its client names a fingerprint the server does not speak.
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(String(url).replace(/ws_protocol=[0-9a-f]+/, "ws_protocol=0000000000000000"), protocols);
+      }
+    };
+  });
+  try {
+    await page.goto(`http://${chat.host}:${chat.port}/react`);
+    await page.fill("#login input", "old");
+    await page.click("#login button");
+    await page.waitForSelector("#status:text-is('a new version is available — reload the page')");
+  } finally {
+    await page.close();
   }
 });
 

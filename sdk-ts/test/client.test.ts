@@ -42,7 +42,7 @@ describe("ws-core-client against examples/chat", () => {
     const listIs = (list: typeof view, want: string[]) =>
       new Promise<void>((resolve) => {
         const check = () => {
-          const names = [...list.members.values()].map((m) => m.user).sort();
+          const names = list.members.map((m) => m.meta.user).sort();
           if (list.count === want.length && JSON.stringify(names) === JSON.stringify(want)) {
             stop();
             resolve();
@@ -54,8 +54,9 @@ describe("ws-core-client against examples/chat", () => {
     const until = (want: string[]) => listIs(view, want);
     await ann.request("join", { room: "presence-room" });
     await until(["ann"]);
-    assert.equal(view.members.get(annId)?.user, "ann");
-    const joined = next<{ joins: string[] }>((l) => view.onChange((c) => l({ joins: [...c.joins.values()].map((m) => m.user) })));
+    assert.equal(view.get(annId)?.user, "ann");
+    assert.deepEqual(view.members, [{ id: annId, meta: { user: "ann" } }]);
+    const joined = next<{ joins: string[] }>((l) => view.onChange((c) => l({ joins: c.joins.map((m) => m.meta.user) })));
     await bob.request("join", { room: "presence-room" });
     assert.deepEqual((await joined).joins, ["bob"]);
     await until(["ann", "bob"]);
@@ -66,7 +67,7 @@ describe("ws-core-client against examples/chat", () => {
     bob.close();
     ann.close();
     assert.equal(view.count, 0);
-    assert.equal(view.members.size, 0);
+    assert.deepEqual(view.members, []);
   });
 
   test("error replies reject with the server's code", async () => {

@@ -1,9 +1,9 @@
 // The npm package as a user gets it: `npm pack` (with its README), installed into a fresh project, imported by name (and its
 // `/react` entry, beside React), its types resolved by `tsc` (a misuse of the client or of a hook is a type
-// error there too), and loaded by Node.
+// error there too), and loaded by Node; and installed by path from a fresh clone, where nothing is built.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -82,6 +82,34 @@ export function useLastChat(): string | undefined {
       { cwd: project, encoding: "utf8" },
     );
     assert.equal(loaded.trim(), "function function function");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("installed by path from a fresh clone, the package builds itself and loads", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ws-core-client-"));
+  try {
+    // What a clone holds of sdk-ts: no node_modules, no dist.
+    const clone = join(dir, "sdk-ts");
+    for (const entry of ["package.json", "package-lock.json", "tsconfig.json", "README.md", "src", "scripts"]) {
+      cpSync(join(sdk, entry), join(clone, entry), { recursive: true });
+    }
+    const project = join(dir, "app");
+    mkdirSync(project);
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+    // Offline: the build tools come from npm's cache, filled by this repository's own install.
+    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--silent", clone], {
+      cwd: project,
+      stdio: "pipe",
+    });
+    assert.ok(existsSync(join(clone, "dist", "index.js")), "npm's prepare step built dist/");
+    const loaded = execFileSync(
+      process.execPath,
+      ["--input-type=module", "-e", 'const m = await import("ws-core-client"); console.log(typeof m.createClient);'],
+      { cwd: project, encoding: "utf8" },
+    );
+    assert.equal(loaded.trim(), "function");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

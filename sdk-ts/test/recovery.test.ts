@@ -80,7 +80,7 @@ test("a client cut off while its room gets 150 messages ends with all of them, i
     await ann.request("join", { room: "history" });
     // Bob's first join may be answered before ann's: counted, not awaited as the next event.
     await until("bob's first joins", () => recoveries.length === 2);
-    await until("both in the room's presence", () => room.presence().members.size === 2);
+    await until("both in the room's presence", () => room.presence().members.length === 2);
 
     ann.send("chat", { text: "m0", room: "history" });
     await until("m0", () => heard.length === 1);

@@ -104,7 +104,8 @@ test("the backoff grows against a server that closes every connection at once", 
 });
 
 test("close codes that mean the client is at fault stop reconnection; 1008 slows it", async () => {
-  for (const code of [1003, 1007, 1009, 3409, 4001]) {
+  // 3400, 3401, 3403: a handshake the server refused as the client is (asked for as a close frame).
+  for (const code of [1003, 1007, 1009, 3400, 3401, 3403, 3409, 4001]) {
     const server = await bareServer((socket) => socket.close(code, "no"));
     const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 10 } });
     const closed = new Promise<number | undefined>((resolve) =>
@@ -116,13 +117,28 @@ test("close codes that mean the client is at fault stop reconnection; 1008 slows
     client.close();
     await server.close();
   }
-  const server = await bareServer((socket) => socket.close(1008, "rate limit exceeded"));
-  const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 300 } });
+  // 3429: a handshake refused for too many connections from one address is slowed like 1008.
+  for (const code of [1008, 3429]) {
+    const server = await bareServer((socket) => socket.close(code, "slow down"));
+    const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 300 } });
+    try {
+      await sleep(700);
+      // Every retry waits the longest delay: 1 + 700 / 300 connections, not hundreds.
+      assert.ok(server.connections() <= 3, `${server.connections()} connections in 700 ms after ${code}`);
+      assert.equal(client.state, "reconnecting");
+    } finally {
+      client.close();
+      await server.close();
+    }
+  }
+  // 3503: the server was full or stopping; it is retried with backoff.
+  const server = await bareServer((socket) => socket.close(3503, "too many connections"));
+  const client = chatClient(server.url, { reconnect: { baseDelayMs: 1, maxDelayMs: 10 } });
   try {
-    await sleep(700);
-    // Every retry waits the longest delay: 1 + 700 / 300 connections, not hundreds.
-    assert.ok(server.connections() <= 3, `${server.connections()} connections in 700 ms`);
-    assert.equal(client.state, "reconnecting");
+    await sleep(300);
+    assert.ok(server.connections() >= 5, `${server.connections()} connections in 300 ms after 3503`);
+    // Between a socket's open and its close the state is "open": what matters is that it never ends.
+    assert.notEqual(client.state, "closed");
   } finally {
     client.close();
     await server.close();
@@ -171,7 +187,7 @@ test("a server request with no handler is answered at once with unknown_type", a
   }
 });
 
-test("the protocol's fingerprint is named in every connection's URL, beside the application's query", async () => {
+test("every connection's URL asks for refusals as closes and names the protocol's fingerprint, beside the application's query", async () => {
   const urls: string[] = [];
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await once(server, "listening");
@@ -186,7 +202,8 @@ test("the protocol's fingerprint is named in every connection's URL, beside the 
   });
   try {
     for (let i = 0; i < 200 && urls.length < 2; i++) await sleep(10);
-    assert.deepEqual(urls, ["/ws?token=a%20b&ws_protocol=0123456789abcdef", "/ws?token=a%20b&ws_protocol=0123456789abcdef"]);
+    const url = "/ws?token=a%20b&ws_refusal=close&ws_protocol=0123456789abcdef";
+    assert.deepEqual(urls, [url, url]);
   } finally {
     client.close();
     for (const socket of server.clients) socket.terminate();

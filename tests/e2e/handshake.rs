@@ -360,3 +360,85 @@ async fn authenticator_metadata_past_its_bound_gets_500() {
     assert_eq!(srv.server.stats().connected_clients, 1);
     ok.close().await;
 }
+
+/// docs/protocol.md "Refusals a browser can read": with `ws_refusal=close` a refusal is a close frame with
+/// 3000 + the status and the refusal's text, after the upgrade; no client is registered, no slot taken.
+#[tokio::test]
+async fn a_refusal_asked_for_in_band_is_a_close_frame_with_3000_plus_the_status() {
+    let srv = spawn(
+        Server::builder(config().max_connections(1))
+            .auth(|req| async move {
+                match req.query("token").as_deref() {
+                    Some("good") => Ok(ClientData::new()),
+                    Some("banned") => Err(Error::forbidden("banned").into_response()),
+                    Some("long") => Err(Error::unauthorized("é".repeat(100)).into_response()),
+                    _ => Err(Error::unauthorized("bad token").into_response()),
+                }
+            })
+            .on_connect(|c| async move {
+                let _ = c.send(Frame::envelope("hello", &"welcome"));
+            }),
+    )
+    .await;
+    let cases = [
+        ("bad", 3401, "bad token".to_owned()),
+        ("banned", 3403, "banned".to_owned()),
+        // A close frame holds 123 bytes of reason: cut at a character boundary.
+        ("long", 3401, "é".repeat(61)),
+    ];
+    for (token, code, reason) in cases {
+        let mut refused =
+            WsClient::connect(&srv.url(&format!("/ws?ws_refusal=close&token={token}"))).await;
+        let closed = refused.recv_close().await;
+        assert_eq!(
+            (closed.code, closed.reason),
+            (code, reason),
+            "token {token}"
+        );
+    }
+    assert_eq!(srv.server.stats().connected_clients, 0);
+    assert_eq!(srv.server.stats().rejected_connections, 3);
+
+    // The one slot is free; once taken, the next client hears 3503 with the reason.
+    let mut client = WsClient::connect(&srv.url("/ws?ws_refusal=close&token=good")).await;
+    assert_eq!(
+        client.recv().await,
+        serde_json::json!({"type": "hello", "data": "welcome"})
+    );
+    let mut full = WsClient::connect(&srv.url("/ws?ws_refusal=close&token=good")).await;
+    let closed = full.recv_close().await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (3503, "too many connections")
+    );
+    // Without the parameter, the same refusal is the plain HTTP status.
+    assert_eq!(refused_status(srv.url("/ws?token=bad")).await, 401);
+    assert_eq!(refused_status(srv.url("/ws?token=good")).await, 503);
+    client.close().await;
+}
+
+/// docs/protocol.md "Refusals a browser can read": what cannot be upgraded is answered over HTTP even when
+/// the close is asked for.
+#[tokio::test]
+async fn a_request_that_cannot_be_upgraded_is_refused_over_http_even_in_band() {
+    let srv = spawn(Server::builder(config())).await;
+    let (status, _) = http(
+        srv.addr,
+        &format!(
+            "GET /ws?ws_refusal=close HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
+            srv.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = http(
+        srv.addr,
+        &format!(
+            "GET /ws?ws_refusal=close HTTP/1.1\r\nHost: {}\r\n\r\n",
+            srv.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 426);
+}

@@ -5,9 +5,10 @@ var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "sy
 
 // sdk-ts/src/backoff.ts
 function closeCodePolicy(code) {
-  if (code === 1002 || code === 1003 || code === 1007 || code === 1009 || code === 3409) return "stop";
+  if (code === 1008 || code === 3429) return "slow";
+  if (code === 1002 || code === 1003 || code === 1007 || code === 1009) return "stop";
+  if (code >= 3400 && code <= 3499 && code !== 3408) return "stop";
   if (code >= 4e3 && code <= 4999) return "stop";
-  if (code === 1008) return "slow";
   return "retry";
 }
 function backoffDelay(attempt, options, random) {
@@ -206,13 +207,14 @@ var Connection = class {
     socket.onerror = () => {
     };
   }
-  /** The URL of the next attempt, naming the protocol's fingerprint when there is one. */
+  /** The URL of the next attempt: the application's, asking for refusals as close frames (a browser
+   * shows a refused handshake only as 1006) and naming the protocol's fingerprint when there is one. */
   address() {
     const url = typeof this.url === "function" ? this.url() : this.url;
-    if (this.protocol === void 0) return url;
     const [base = "", hash] = url.split("#", 2);
     const separator = base.includes("?") ? "&" : "?";
-    const named = `${base}${separator}ws_protocol=${encodeURIComponent(this.protocol)}`;
+    const fingerprint = this.protocol === void 0 ? "" : `&ws_protocol=${encodeURIComponent(this.protocol)}`;
+    const named = `${base}${separator}ws_refusal=close${fingerprint}`;
     return hash === void 0 ? named : `${named}#${hash}`;
   }
   lost(code, reason) {
@@ -310,13 +312,18 @@ function entries(value) {
   }
   return map;
 }
+var listed = (map) => [...map].map(([id, meta]) => ({ id, meta }));
 var Presence = class {
   constructor(group) {
     __publicField(this, "group", group);
-    __publicField(this, "members", /* @__PURE__ */ new Map());
+    __publicField(this, "byId", /* @__PURE__ */ new Map());
+    __publicField(this, "members", []);
     __publicField(this, "count", 0);
     __publicField(this, "countsOnly", false);
     __publicField(this, "listeners", /* @__PURE__ */ new Set());
+  }
+  get(id) {
+    return this.byId.get(id);
   }
   onChange(listener) {
     this.listeners.add(listener);
@@ -330,30 +337,33 @@ var Presence = class {
     if (type === PRESENCE_STATE) {
       const members = entries(data.members);
       this.countsOnly = data.members === void 0;
-      for (const [id, meta] of this.members) if (!members.has(id)) leaves.set(id, meta);
-      for (const [id, meta] of members) if (!this.members.has(id)) joins.set(id, meta);
-      this.members = members;
+      for (const [id, meta] of this.byId) if (!members.has(id)) leaves.set(id, meta);
+      for (const [id, meta] of members) if (!this.byId.has(id)) joins.set(id, meta);
+      this.byId = members;
     } else {
       this.countsOnly = data.joins === void 0 && data.leaves === void 0;
       for (const [id, meta] of entries(data.leaves)) {
-        if (this.members.delete(id)) leaves.set(id, meta);
+        if (this.byId.delete(id)) leaves.set(id, meta);
       }
       for (const [id, meta] of entries(data.joins)) {
-        if (!this.members.has(id)) joins.set(id, meta);
-        this.members.set(id, meta);
+        if (!this.byId.has(id)) joins.set(id, meta);
+        this.byId.set(id, meta);
       }
     }
     this.count = count;
-    for (const listener of this.listeners) listener({ joins, leaves, count });
+    this.members = listed(this.byId);
+    const change = { joins: listed(joins), leaves: listed(leaves), count };
+    for (const listener of this.listeners) listener(change);
   }
   /** The connection is gone: the server forgot this client's groups, so the list is empty until a new
    * join brings a new state. */
   reset() {
-    if (this.members.size === 0 && this.count === 0) return;
+    if (this.byId.size === 0 && this.count === 0) return;
     const leaves = this.members;
-    this.members = /* @__PURE__ */ new Map();
+    this.byId = /* @__PURE__ */ new Map();
+    this.members = [];
     this.count = 0;
-    for (const listener of this.listeners) listener({ joins: /* @__PURE__ */ new Map(), leaves, count: 0 });
+    for (const listener of this.listeners) listener({ joins: [], leaves, count: 0 });
   }
 };
 
@@ -807,7 +817,7 @@ function log(html, cls) {
 function renderRooms() {
   $("rooms").innerHTML = [...joined].map((r) => {
     const view = client?.presence(r);
-    const names = view ? [...view.members.values()].map((m) => m.user).sort() : [];
+    const names = view ? view.members.map((m) => m.meta.user).sort() : [];
     return `<span data-room="${esc(r)}">#${esc(r)}: ${esc(names.join(", "))}</span>`;
   }).join("");
   const target = $("target");

@@ -33,7 +33,7 @@ function renderRooms(): void {
   $("rooms").innerHTML = [...joined]
     .map((r) => {
       const view = client?.presence(r);
-      const names = view ? [...view.members.values()].map((m) => m.user).sort() : [];
+      const names = view ? view.members.map((m) => m.meta.user).sort() : [];
       return `<span data-room="${esc(r)}">#${esc(r)}: ${esc(names.join(", "))}</span>`;
     })
     .join("");

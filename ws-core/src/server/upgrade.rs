@@ -17,6 +17,17 @@
 //!
 //! In front of those, [`Server::serve_app`] bounds the TCP connections that are not WebSocket clients
 //! (`max_handshakes`): past it a new connection is answered 503 and closed before its request is read.
+//!
+//! # Refusals a browser can read
+//!
+//! A browser's `WebSocket` never shows a refused handshake's status or body: the page only sees close
+//! 1006, the same as a lost network, and cannot tell "your token is wrong" from "the server is down". A
+//! well-formed upgrade whose query says `ws_refusal=close` (the SDK sends it) is therefore refused after
+//! the upgrade instead: `101`, then at once a close frame with code 3000 + the status (3400, 3401, 3403,
+//! 3429, 3500, 3503, ...) and the refusal's text as the reason (cut to the 123 bytes a close frame holds).
+//! Nothing reaches the application: no client is registered and no slot is taken. The close goes out
+//! within a place of `max_handshakes`; without a free place the refusal is the plain HTTP status. The
+//! first two rows (not a WebSocket upgrade, a bad key) are always plain HTTP: there is nothing to upgrade.
 
 use std::net::SocketAddr;
 
@@ -29,8 +40,15 @@ use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::Server;
-use crate::admission::{NoSlot, Slot};
+use axum::http::request::Parts;
+use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+
+use crate::admission::{Handshake, NoSlot, Slot};
 use crate::auth::{AuthRequest, ClientData, host_allowed, origin_allowed};
+use crate::close::CloseCode;
 use crate::stats::bump;
 use crate::{compression, connection};
 
@@ -57,12 +75,50 @@ impl Server {
     /// Upgrades one HTTP request to a WebSocket client, or refuses it with an HTTP status (see the module
     /// table). [`handle_connection`] calls this; call it yourself from a handler with other extractors.
     pub async fn upgrade(&self, req: Request) -> Response {
-        let inner = self;
-        match admit(inner, req).await {
-            Ok(switching) => switching,
-            Err(refusal) => refusal.answer(inner),
+        let (mut req, _body) = req.into_parts();
+        let in_band = refusal_in_band(&req.uri);
+        let accept_key = match websocket_key(&req.headers) {
+            Ok(key) => key,
+            Err(refusal) => return refusal.answer(self),
+        };
+        let Some(on_upgrade) = req.extensions.remove::<OnUpgrade>() else {
+            return Refusal::NoUpgrade.answer(self);
+        };
+        match admit(self, req, on_upgrade).await {
+            Ok(compression) => switching(accept_key, compression),
+            Err((refusal, on_upgrade)) if in_band => match Handshake::begin(self.admission()) {
+                Some(place) => {
+                    refusal
+                        .close_after_upgrade(self, accept_key, on_upgrade, place)
+                        .await
+                }
+                None => refusal.answer(self),
+            },
+            Err((refusal, _)) => refusal.answer(self),
         }
     }
+}
+
+/// Whether the query asks for refusals as close frames (`ws_refusal=close`).
+fn refusal_in_band(uri: &Uri) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .any(|(name, value)| name == "ws_refusal" && value == "close")
+}
+
+/// `101 Switching Protocols`, with the compression agreed on.
+fn switching(
+    accept_key: String,
+    compression: Option<compression::negotiate::Negotiated>,
+) -> Response {
+    let mut switching = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key);
+    if let Some(compression) = compression {
+        switching = switching.header(header::SEC_WEBSOCKET_EXTENSIONS, compression.response());
+    }
+    switching.body(Body::empty()).unwrap_or_default()
 }
 
 /// Why an upgrade was refused: one per gate, each answered with its HTTP status (the module table).
@@ -82,6 +138,44 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// Upgrades, then closes with 3000 + the status and the refusal's text (see the module docs).
+    async fn close_after_upgrade(
+        self,
+        inner: &Server,
+        accept_key: String,
+        on_upgrade: OnUpgrade,
+        place: Handshake,
+    ) -> Response {
+        let answer = self.answer(inner);
+        let status = answer.status().as_u16();
+        let Ok(code) = CloseCode::try_from(3000 + status) else {
+            return answer;
+        };
+        let text = axum::body::to_bytes(answer.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        let reason = close_reason(&String::from_utf8_lossy(&text));
+        let timeout = inner.node().config.handshake_timeout;
+        tokio::spawn(async move {
+            let _place = place;
+            let close = async {
+                let io = TokioIo::new(on_upgrade.await.ok()?);
+                let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                let frame = CloseFrame {
+                    code: u16::from(code).into(),
+                    reason: reason.into(),
+                };
+                ws.close(Some(frame)).await.ok()?;
+                // The peer's close answers ours; closing before it arrives could reset the connection
+                // with our frame unread.
+                while let Some(Ok(_)) = ws.next().await {}
+                Some(())
+            };
+            let _ = tokio::time::timeout(timeout, close).await;
+        });
+        switching(accept_key, None)
+    }
+
     /// The HTTP answer, counted in `rejected_connections`.
     fn answer(self, inner: &Server) -> Response {
         bump(&inner.node().stats.rejected_connections);
@@ -131,18 +225,54 @@ impl Refusal {
     }
 }
 
-/// Every gate in order; the client is registered before its `101` goes out.
-async fn admit(inner: &Server, mut req: Request) -> Result<Response, Refusal> {
+/// A close frame's reason: `text`'s first line, cut at a character boundary to the 123 bytes a close
+/// frame holds.
+fn close_reason(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut end = line.len().min(123);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_owned()
+}
+
+/// Every gate after the key, in order; the client is registered before its `101` goes out. A refusal
+/// hands back the upgrade, for a refusal after it.
+async fn admit(
+    inner: &Server,
+    req: Parts,
+    on_upgrade: OnUpgrade,
+) -> Result<Option<compression::negotiate::Negotiated>, (Refusal, OnUpgrade)> {
+    match gates(inner, &req).await {
+        Ok((data, slot)) => {
+            let compression =
+                compression::negotiate::negotiate(&inner.node().config.compression, &req.headers);
+            let peer = peer(&req);
+            let registered = connection::register(inner.clone(), data, peer, compression);
+            for greet in &inner.app().features.on_greet {
+                greet(registered.client().member(), &req.uri);
+            }
+            tokio::spawn(registered.run_upgraded(on_upgrade, slot));
+            Ok(compression)
+        }
+        Err(refusal) => Err((refusal, on_upgrade)),
+    }
+}
+
+fn peer(req: &Parts) -> Option<SocketAddr> {
+    req.extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
+}
+
+/// The gates from a running server to a free slot: what the client is, and its place.
+async fn gates(inner: &Server, req: &Parts) -> Result<(ClientData, Slot), Refusal> {
     if !inner.node().is_running() {
         return Err(Refusal::ShuttingDown);
     }
-    let accept_key = websocket_key(req.headers())?;
-    host_and_origin(inner, req.headers())?;
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
-    let data = authenticate(inner, req.uri(), req.headers(), peer).await?;
+    host_and_origin(inner, &req.headers)?;
+    let peer = peer(req);
+    let data = authenticate(inner, &req.uri, &req.headers, peer).await?;
     if data.metadata_bytes() > inner.node().config.max_metadata_bytes {
         tracing::warn!(target: "ws_core::serve", "the authenticator's metadata exceeds max_metadata_bytes");
         return Err(Refusal::MetadataTooLarge);
@@ -151,26 +281,7 @@ async fn admit(inner: &Server, mut req: Request) -> Result<Response, Refusal> {
         NoSlot::Full => Refusal::Full,
         NoSlot::PerIp => Refusal::PerIp,
     })?;
-    let on_upgrade = req
-        .extensions_mut()
-        .remove::<OnUpgrade>()
-        .ok_or(Refusal::NoUpgrade)?;
-    let compression =
-        compression::negotiate::negotiate(&inner.node().config.compression, req.headers());
-    let registered = connection::register(inner.clone(), data, peer, compression);
-    for greet in &inner.app().features.on_greet {
-        greet(registered.client().member(), req.uri());
-    }
-    tokio::spawn(registered.run_upgraded(on_upgrade, slot));
-    let mut switching = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key);
-    if let Some(compression) = compression {
-        switching = switching.header(header::SEC_WEBSOCKET_EXTENSIONS, compression.response());
-    }
-    Ok(switching.body(Body::empty()).unwrap_or_default())
+    Ok((data, slot))
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
