@@ -21,6 +21,7 @@ mod pipeline;
 mod presence;
 mod requests;
 mod server_api;
+mod sessions;
 mod shutdown;
 mod spans;
 mod support;

@@ -5,12 +5,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::http::{HeaderMap, Uri, header};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::member::Member;
+use crate::session::Session;
 
 /// The upgrade request as the authenticator sees it: headers, path and query, cookies.
 #[derive(Debug, Clone)]
@@ -80,6 +83,9 @@ pub struct ClientData {
     metadata: Vec<(String, Value)>,
     extensions: Vec<InsertExtension>,
     span_user: Option<String>,
+    user: Option<String>,
+    expires_at: Option<SystemTime>,
+    issued_at: Option<SystemTime>,
 }
 
 /// Inserts one typed extension into a new client.
@@ -91,6 +97,9 @@ impl fmt::Debug for ClientData {
             .field("metadata", &self.metadata)
             .field("extensions", &self.extensions.len())
             .field("span_user", &self.span_user)
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .field("issued_at", &self.issued_at)
             .finish()
     }
 }
@@ -126,6 +135,53 @@ impl ClientData {
         self
     }
 
+    /// Names the user the connection belongs to: whom [`Server::disconnect_user`](crate::Server::disconnect_user)
+    /// and [`Server::revoke_user`](crate::Server::revoke_user) reach, and (unless
+    /// [`span_user`](Self::span_user) names another) the `user` of its log lines. A refresh may not change
+    /// it (see [`session`](crate::session)).
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// When the credential expires: the connection is closed with 4001 past it, unless it refreshes (see
+    /// [`session`](crate::session)). Usually the token's `exp`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let data = ws_core::auth::ClientData::new()
+    ///     .user("ann")
+    ///     .expires_at(SystemTime::now() + Duration::from_secs(300));
+    /// ```
+    #[must_use]
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// When the credential was issued (a token's `iat`): a revocation of the user refuses credentials
+    /// issued before it, and lets newer ones in. Without it, every credential of a revoked user is refused
+    /// while the revocation lasts.
+    #[must_use]
+    pub fn issued_at(mut self, at: SystemTime) -> Self {
+        self.issued_at = Some(at);
+        self
+    }
+
+    /// The user named with [`user`](Self::user).
+    pub(crate) fn user_name(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub(crate) fn expiry(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    pub(crate) fn issued(&self) -> Option<SystemTime> {
+        self.issued_at
+    }
+
     /// What the metadata counts against `max_metadata_bytes`.
     pub(crate) fn metadata_bytes(&self) -> usize {
         self.metadata
@@ -134,16 +190,27 @@ impl ClientData {
             .sum()
     }
 
-    /// Attaches the metadata and extensions to `client`; returns the user its span names.
-    pub(crate) fn apply(self, client: &Member) -> Option<String> {
+    /// Attaches the metadata, extensions and session to a new client (`sessions`: whether every client
+    /// gets one, as when the server refreshes sessions); returns the user its span names.
+    pub(crate) fn apply(self, client: &Member, sessions: bool) -> Option<String> {
+        let span_user = self.span_user.clone().or_else(|| self.user.clone());
+        if sessions || self.user.is_some() || self.expires_at.is_some() {
+            let user = self.user.as_deref().map(Arc::from);
+            client.set_session(Session::new(user, self.expires_at));
+        }
+        self.apply_data(client);
+        span_user
+    }
+
+    /// Sets the metadata and extensions on `client`; the metadata's size was checked.
+    pub(crate) fn apply_data(self, client: &Member) {
         for (key, value) in self.metadata {
-            // Checked against the bound before the upgrade, and a `Value` always serializes.
+            // Checked against the bound before, and a `Value` always serializes.
             let _ = client.set_metadata(key, value);
         }
         for insert in self.extensions {
             insert(client);
         }
-        self.span_user
     }
 }
 

@@ -22,6 +22,8 @@
 //! | `max_group_name_bytes` | 256 | `join_group` fails with `limit_exceeded` (so one client's group names hold 64 KiB at most) |
 //! | `max_pending_requests` | 64 | `Client::request` fails with `limit_exceeded` |
 //! | `max_metadata_bytes` | 64 KiB | `Client::set_metadata` fails with `limit_exceeded`; metadata from the authenticator past it: HTTP 500 |
+//! | `session_grace` | 10 s | a connection past its credential's expiry without a refresh is closed with 4001 "token expired" (see [`session`](crate::session)) |
+//! | `max_revoked_users` | 100 000 | the revocation that ends first is forgotten early |
 //! | `compression` | off | with permessage-deflate on: a compressed message inflating past `max_message_size` closes 1009 (inflating stops there), one that does not inflate 1007 |
 //!
 //! # Memory a client can hold
@@ -170,6 +172,12 @@ pub struct Config {
     /// Bytes one client's metadata may hold: each key's length plus its value's JSON length. Default
     /// 64 KiB.
     pub max_metadata_bytes: usize,
+    /// How long past its expiry a connection may still refresh its session before it is closed with
+    /// 4001 (see [`session`](crate::session)); zero closes it at the expiry. Default 10 s.
+    pub session_grace: Duration,
+    /// Revoked users one node remembers ([`Server::revoke_user`](crate::Server::revoke_user)); past it,
+    /// the revocation that ends first is forgotten early. Default 100 000.
+    pub max_revoked_users: usize,
     /// permessage-deflate: off by default; see [`compression`](crate::compression) for what turning it
     /// on costs and guarantees.
     pub compression: Compression,
@@ -209,6 +217,8 @@ impl Default for Config {
             max_group_name_bytes: 256,
             max_pending_requests: 64,
             max_metadata_bytes: 64 * 1024,
+            session_grace: Duration::from_secs(10),
+            max_revoked_users: 100_000,
             compression: Compression::off(),
         }
     }
@@ -258,6 +268,8 @@ setters! {
     max_group_name_bytes: usize,
     max_pending_requests: usize,
     max_metadata_bytes: usize,
+    session_grace: Duration,
+    max_revoked_users: usize,
     compression: Compression,
 }
 
@@ -362,6 +374,7 @@ impl Config {
             ("max_group_name_bytes", self.max_group_name_bytes),
             ("max_pending_requests", self.max_pending_requests),
             ("max_metadata_bytes", self.max_metadata_bytes),
+            ("max_revoked_users", self.max_revoked_users),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

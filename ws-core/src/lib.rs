@@ -179,6 +179,7 @@ pub mod recipients;
 mod registry;
 mod send_queue;
 mod server;
+pub mod session;
 pub mod stats;
 mod sync;
 mod typed;

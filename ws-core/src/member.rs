@@ -25,6 +25,7 @@ use crate::error::{Error, ErrorCode, SendError};
 use crate::message::IntoFrame;
 use crate::protocol::{self, Frame};
 use crate::send_queue::{Bounds, PushError, Pushed, SendQueue, Stamp};
+use crate::session::Session;
 use crate::stats::{Stats, bump};
 use crate::sync::lock;
 
@@ -79,6 +80,8 @@ struct MemberInner {
     next_request_id: AtomicU64,
     /// Set when the client negotiated compression.
     compression: Option<Negotiated>,
+    /// Its user and expiry, when the authenticator named either or the server refreshes sessions.
+    session: OnceLock<Arc<Session>>,
     limits: Limits,
     /// The server's counters that delivery moves.
     stats: Arc<Stats>,
@@ -116,6 +119,7 @@ impl Member {
                 pending: Mutex::new(HashMap::new()),
                 next_request_id: AtomicU64::new(1),
                 compression,
+                session: OnceLock::new(),
                 limits,
                 stats,
             }),
@@ -360,6 +364,19 @@ impl Member {
             }
             notified.await;
         }
+    }
+
+    pub(crate) fn set_session(&self, session: Session) {
+        let _ = self.inner.session.set(Arc::new(session));
+    }
+
+    pub(crate) fn session(&self) -> Option<&Arc<Session>> {
+        self.inner.session.get()
+    }
+
+    /// The user its authenticator named ([`ClientData::user`](crate::auth::ClientData::user)).
+    pub fn user(&self) -> Option<&str> {
+        self.session().and_then(|s| s.user())
     }
 
     pub(crate) fn queue(&self) -> &SendQueue {

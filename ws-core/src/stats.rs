@@ -110,6 +110,10 @@ counters! {
     pong_timeouts => Counter "pong_timeouts" "Connections closed for missing pongs",
     /// Connections closed because a write blocked longer than `write_timeout`.
     write_timeouts => Counter "write_timeouts" "Connections closed for a blocked write",
+    /// Connections closed with 4001 past their credential's expiry and `session_grace`.
+    sessions_expired => Counter "sessions_expired" "Connections closed past their credential's expiry",
+    /// Sessions refreshed in-band (`$refresh` answered with `$reply`).
+    sessions_refreshed => Counter "sessions_refreshed" "Sessions refreshed in-band",
     /// Connections that negotiated permessage-deflate.
     compressed_connections => Counter "compressed_connections" "Connections that negotiated permessage-deflate",
     /// Outgoing frames compressed: once per frame, however many compressing clients it went to.

@@ -10,6 +10,7 @@ use crate::member::Member;
 use crate::protocol::Frame;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
+use crate::session::{Disconnect, Revocations, Target};
 
 /// The in-process backplane: this node's clients and groups, delivered from memory.
 ///
@@ -20,6 +21,7 @@ pub struct MemoryBackplane {
     clients: Arc<ClientRegistry>,
     groups: Arc<GroupRegistry>,
     fanout: Histogram,
+    revocations: Arc<Revocations>,
 }
 
 impl MemoryBackplane {
@@ -27,12 +29,45 @@ impl MemoryBackplane {
         clients: Arc<ClientRegistry>,
         groups: Arc<GroupRegistry>,
         fanout: Histogram,
+        revocations: Arc<Revocations>,
     ) -> Self {
         Self {
             clients,
             groups,
             fanout,
+            revocations,
         }
+    }
+
+    /// Applies a disconnection on this node: closes the connections it names, and records the user's
+    /// revocation. Returns how many connections it closed.
+    pub fn disconnect(&self, order: &Disconnect) -> usize {
+        if let (Target::User(user), Some(revocation)) = (&order.target, order.revocation) {
+            self.revocations.record(user, revocation);
+        }
+        let mut closed = 0;
+        let mut close = |member: &Member| {
+            member.close(order.code, order.reason.clone());
+            closed += 1;
+        };
+        match &order.target {
+            Target::Client(id) => {
+                if let Some(member) = self.clients.get(id.as_str()) {
+                    close(&member);
+                }
+            }
+            Target::User(user) => self.clients.for_each(|member| {
+                if member.user() == Some(user.as_str()) {
+                    close(member);
+                }
+            }),
+        }
+        closed
+    }
+
+    /// Whether a credential of `user` issued at `issued_at` is revoked on this node.
+    pub(crate) fn revoked(&self, user: &str, issued_at: Option<std::time::SystemTime>) -> bool {
+        self.revocations.refuses(user, issued_at)
     }
 
     /// This node's clients and groups, copied at once: what a distributed backplane stores for the

@@ -159,6 +159,12 @@ pub trait Backplane: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Carries a disconnection (and a user's revocation) to the other nodes, which apply it with
+    /// [`MemoryBackplane::disconnect`]; this node has applied it already. The default serves one node.
+    fn disconnect_elsewhere(&self, order: &crate::session::Disconnect) {
+        let _ = order;
+    }
+
     /// A client of this node connected (called once it is registered, before `on_connect` hooks run).
     fn client_connected(&self, member: &Member) {
         let _ = member;

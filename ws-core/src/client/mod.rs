@@ -47,6 +47,17 @@ impl Client {
         self.member.id()
     }
 
+    /// The user its authenticator named ([`ClientData::user`](crate::auth::ClientData::user)).
+    pub fn user(&self) -> Option<&str> {
+        self.member.user()
+    }
+
+    /// Time left before its credential expires, as a refresh last moved it; `None` when it does not
+    /// expire (see [`session`](crate::session)).
+    pub fn expires_in(&self) -> Option<std::time::Duration> {
+        self.member.session().and_then(|s| s.expires_in())
+    }
+
     /// The server this client is connected to.
     pub fn server(&self) -> Server {
         self.server.clone()

@@ -80,7 +80,15 @@ pub(crate) fn register(
 ) -> Registered {
     let member = server.node().add_member(compression);
     let client = Client::new(member, server.clone());
-    let user = data.apply(client.member());
+    let refreshes = server
+        .app()
+        .routes
+        .contains_key(crate::session::REFRESH_TYPE);
+    let user = data.apply(client.member(), refreshes);
+    // The expiry comes first, so the client can plan its refresh before anything else arrives.
+    if let Some(left) = client.member().session().and_then(|s| s.expires_in()) {
+        let _ = client.member().send(crate::session::session_frame(left));
+    }
     // The features that follow each client (presence), before the backplane announces it.
     for feature in &server.app().features.on_register {
         feature(&client);

@@ -90,6 +90,15 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     tokio::pin!(aborted);
     let close_requested = client.member().close_requested();
     tokio::pin!(close_requested);
+    let session = client.member().session().cloned();
+    let mut expiry_watched = session.is_some();
+    let expired = async move {
+        match session {
+            Some(session) => session.expired(config.session_grace).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     let mut batches: u32 = 0;
 
     loop {
@@ -112,6 +121,12 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
             _ = ping.tick() => send_ping(&mut sink, config.write_timeout).await,
+            () = &mut expired, if expiry_watched => {
+                expiry_watched = false;
+                bump(&server.node().stats.sessions_expired);
+                client.member().close(crate::session::TOKEN_EXPIRED, "token expired");
+                Ok(())
+            }
             () = &mut pong_check => {
                 let deadline = client.member().last_pong() + config.pong_timeout;
                 if deadline <= Instant::now().into_std() {

@@ -25,6 +25,8 @@ use crate::node::{Node, RunState};
 use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
+use crate::session::Revocations;
+use crate::session::refresh::RefreshHook;
 use crate::stats::Stats;
 use crate::typed;
 
@@ -291,6 +293,46 @@ impl ServerBuilder {
         self
     }
 
+    /// Refreshes sessions in-band: a client's `$refresh {"token"}` request is answered by `refresh`, which
+    /// checks the new token as the authenticator would and returns the connection's new [`ClientData`]
+    /// (its expiry, metadata and extensions replace what the connection had; see
+    /// [`session`](crate::session)). An `Err` is the request's `$error`, and changes nothing.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime};
+    /// use ws_core::auth::{AuthRequest, ClientData};
+    /// use ws_core::{Client, Config, Error, Server};
+    ///
+    /// /// The application's own check: the user a token names, and when it expires.
+    /// fn check(token: &str) -> Result<(String, SystemTime), Error> {
+    ///     let user = token.strip_prefix("valid:").ok_or_else(|| Error::unauthorized("bad token"))?;
+    ///     Ok((user.to_owned(), SystemTime::now() + Duration::from_secs(300)))
+    /// }
+    ///
+    /// let builder = Server::builder(Config::default())
+    ///     .auth(|req: AuthRequest| async move {
+    ///         let (user, expires) = check(&req.query("token").unwrap_or_default())?;
+    ///         Ok::<_, Error>(ClientData::new().user(user).expires_at(expires))
+    ///     })
+    ///     .on_refresh(|_client: Client, token: String| async move {
+    ///         let (user, expires) = check(&token)?;
+    ///         Ok(ClientData::new().user(user).expires_at(expires))
+    ///     });
+    /// ```
+    #[must_use]
+    pub fn on_refresh<F, Fut>(mut self, refresh: F) -> Self
+    where
+        F: Fn(Client, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ClientData, Error>> + Send + 'static,
+    {
+        let hook: RefreshHook = Arc::new(move |client, token| Box::pin(refresh(client, token)));
+        self.routes.insert(
+            crate::session::REFRESH_TYPE.to_owned(),
+            crate::session::refresh::endpoint(hook),
+        );
+        self
+    }
+
     /// Switches the server to raw mode: every text and binary frame goes to `handler` as it is, without the
     /// envelope. Message handlers and middleware are not used in raw mode.
     #[must_use]
@@ -353,7 +395,9 @@ impl ServerBuilder {
             self.config.max_group_name_bytes,
         ));
         let metrics = Metrics::default();
-        let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone());
+        let revocations = Arc::new(Revocations::new(self.config.max_revoked_users));
+        let local =
+            MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone(), revocations);
         let distributed = self.backplane.is_some();
         let features = features(
             self.history.is_some(),

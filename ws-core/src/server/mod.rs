@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::admission::Admission;
 use crate::client::{Client, ClientId};
-use crate::close;
+use crate::close::{self, CloseCode};
 use crate::config::Config;
 use crate::error::{Error, SendError};
 use crate::handler::{Endpoint, Middleware};
@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::node::{Node, RunState, SystemFrame};
 use crate::raw::RawHandler;
 use crate::recipients::Recipients;
+use crate::session::{Disconnect, Revocation, Target};
 use crate::stats::StatsSnapshot;
 
 pub(crate) type AuthHook = Arc<
@@ -266,6 +267,71 @@ impl Server {
         clients
             .map(|member| Client::new(member, self.clone()))
             .collect()
+    }
+
+    /// Closes one connection, on whichever node it is connected, with `code` and `reason`. Returns
+    /// whether it was connected to this node; on another node the close happens once that node hears of
+    /// it (see [`session`](crate::session)).
+    pub fn disconnect_client(
+        &self,
+        id: impl AsRef<str>,
+        code: CloseCode,
+        reason: impl Into<String>,
+    ) -> bool {
+        self.disconnect(Disconnect {
+            target: Target::Client(ClientId::from(id.as_ref())),
+            code,
+            reason: reason.into(),
+            revocation: None,
+        }) > 0
+    }
+
+    /// Closes every connection of `user` (as its authenticator named it with
+    /// [`ClientData::user`](crate::auth::ClientData::user)) on every node, with `code` and `reason`.
+    /// Returns how many were connected to this node.
+    pub fn disconnect_user(&self, user: &str, code: CloseCode, reason: impl Into<String>) -> usize {
+        self.disconnect(Disconnect {
+            target: Target::User(user.to_owned()),
+            code,
+            reason: reason.into(),
+            revocation: None,
+        })
+    }
+
+    /// Revokes `user` on every node: closes their connections with
+    /// [`REVOKED`](crate::session::REVOKED) (4003 "revoked"), and for `lasting` refuses their handshakes
+    /// and refreshes whose credential was issued before now (all of them when the authenticator gives no
+    /// [`issued_at`](crate::auth::ClientData::issued_at)) with 401 "token revoked". Make `lasting` as long
+    /// as the longest-lived credential. Returns how many connections were on this node.
+    ///
+    /// ```no_run
+    /// # fn ban(server: &ws_core::Server) {
+    /// server.revoke_user("mallory", std::time::Duration::from_secs(3600));
+    /// # }
+    /// ```
+    pub fn revoke_user(&self, user: &str, lasting: std::time::Duration) -> usize {
+        let revoked_at = std::time::SystemTime::now();
+        self.disconnect(Disconnect {
+            target: Target::User(user.to_owned()),
+            code: crate::session::REVOKED,
+            reason: "revoked".to_owned(),
+            revocation: Some(Revocation {
+                revoked_at,
+                until: revoked_at + lasting,
+            }),
+        })
+    }
+
+    fn disconnect(&self, order: Disconnect) -> usize {
+        let closed = self.inner.node.local.disconnect(&order);
+        let elsewhere = match order.target {
+            Target::Client(_) => closed == 0,
+            Target::User(_) => true,
+        };
+        if elsewhere {
+            self.inner.node.backplane.disconnect_elsewhere(&order);
+        }
+        closed
     }
 
     /// A snapshot of the counters.

@@ -11,6 +11,7 @@
 //! | `Origin` not allowed | 403 |
 //! | authenticator returned an error | the error's response: for an [`Error`](crate::Error), 401, or 403 for `forbidden`, 429 for `rate_limited` (see its `IntoResponse`) |
 //! | authenticator still running after `handshake_timeout` | 503 |
+//! | the authenticator's expiry has passed, or its user is revoked (see [`session`](crate::session)) | 401 |
 //! | authenticator's metadata larger than `max_metadata_bytes` | 500 |
 //! | `max_connections_per_ip` reached for the peer's address | 429 |
 //! | `max_connections` reached, or the server is stopping | 503 |
@@ -131,6 +132,10 @@ enum Refusal {
     /// The authenticator's own answer.
     Authenticator(Box<Response>),
     AuthTimeout,
+    /// The authenticator's expiry has passed already.
+    Expired,
+    /// The authenticator's user is revoked, and the credential was issued before the revocation.
+    Revoked,
     MetadataTooLarge,
     Full,
     PerIp,
@@ -196,6 +201,8 @@ impl Refusal {
             Self::Host => (StatusCode::FORBIDDEN, "host not allowed"),
             Self::Origin => (StatusCode::FORBIDDEN, "origin not allowed"),
             Self::AuthTimeout => (StatusCode::SERVICE_UNAVAILABLE, "authentication timed out"),
+            Self::Expired => (StatusCode::UNAUTHORIZED, "token expired"),
+            Self::Revoked => (StatusCode::UNAUTHORIZED, "token revoked"),
             Self::MetadataTooLarge => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "client metadata too large",
@@ -273,6 +280,17 @@ async fn gates(inner: &Server, req: &Parts) -> Result<(ClientData, Slot), Refusa
     host_and_origin(inner, &req.headers)?;
     let peer = peer(req);
     let data = authenticate(inner, &req.uri, &req.headers, peer).await?;
+    if data
+        .expiry()
+        .is_some_and(|at| at <= std::time::SystemTime::now())
+    {
+        return Err(Refusal::Expired);
+    }
+    if let Some(user) = data.user_name()
+        && inner.node().local.revoked(user, data.issued())
+    {
+        return Err(Refusal::Revoked);
+    }
     if data.metadata_bytes() > inner.node().config.max_metadata_bytes {
         tracing::warn!(target: "ws_core::serve", "the authenticator's metadata exceeds max_metadata_bytes");
         return Err(Refusal::MetadataTooLarge);

@@ -136,6 +136,7 @@ use crate::client::id::ClientId;
 use crate::error::{Error, SendError};
 use crate::member::Member;
 use crate::protocol::Frame;
+use crate::session::{Disconnect, Target};
 use crate::sync::lock;
 
 /// A [`Backplane`] that shares broadcasts, group sends, direct sends and membership between nodes through
@@ -400,6 +401,27 @@ impl Backplane for RedisBackplane {
         };
         self.shared.enqueue(Outgoing::Request { node, op });
         true
+    }
+
+    fn disconnect_elsewhere(&self, order: &Disconnect) {
+        let (client, user) = match &order.target {
+            Target::Client(id) => (Some(id.to_string()), None),
+            Target::User(user) => (None, Some(user.clone())),
+        };
+        let (revoked_at_ms, revoked_until_ms) = order.revocation.map_or((0, 0), |r| {
+            (
+                wire::system_millis(r.revoked_at),
+                wire::system_millis(r.until),
+            )
+        });
+        self.shared.enqueue(Outgoing::Order(Op::Disconnect {
+            client,
+            user,
+            code: order.code.as_u16(),
+            reason: order.reason.clone(),
+            revoked_at_ms,
+            revoked_until_ms,
+        }));
     }
 
     fn client_connected(&self, client: &Member) {

@@ -260,6 +260,10 @@ impl Publisher<'_> {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
                     (config.channel_node(&node), payload)
                 }
+                Outgoing::Order(op) => {
+                    let payload = wire::encode(&shared.node, self.seq, op, None, None);
+                    (all.clone(), payload)
+                }
                 Outgoing::Change(change) => {
                     self.seq += 1;
                     encoded.touched.insert(change.id().to_owned());

@@ -92,6 +92,8 @@ pub(super) enum Outgoing {
     },
     /// A request for one node (a join or leave of one of its clients).
     Request { node: String, op: Op },
+    /// An order for every other node (a disconnection).
+    Order(Op),
     /// A change of this node's membership.
     Change(Change),
 }
@@ -117,7 +119,7 @@ impl Outgoing {
                 // The epoch the script adds: 16 hex digits and its quotes.
                 wire::packet_len(&op, Some(frame)) + 32
             }
-            Self::Request { op, .. } => wire::packet_len(op, None),
+            Self::Request { op, .. } | Self::Order(op) => wire::packet_len(op, None),
             Self::Change(change) => wire::change_len(change),
         }
     }

@@ -18,6 +18,8 @@ use super::shared::{Outgoing, Shared};
 use super::wire::{self, Change, Op};
 use crate::backplane::{Backplane, MemoryBackplane};
 use crate::client::id::ClientId;
+use crate::close::CloseCode;
+use crate::session::{Disconnect, Revocation, Target};
 use crate::sync::lock;
 
 /// The receiver: subscribes to the broadcast channel, this node's and its groups', and applies what
@@ -319,6 +321,33 @@ async fn apply(
             if local.leave(&group, &ClientId::from(id.clone())) {
                 shared.enqueue(Outgoing::Change(Change::Leave { group, id }));
             }
+        }
+        Op::Disconnect {
+            client,
+            user,
+            code,
+            reason,
+            revoked_at_ms,
+            revoked_until_ms,
+        } => {
+            let target = match (client, user) {
+                (Some(id), _) => Target::Client(ClientId::from(id)),
+                (None, Some(user)) => Target::User(user),
+                (None, None) => return Ok(()),
+            };
+            let Ok(code) = CloseCode::try_from(code) else {
+                return Ok(());
+            };
+            let revocation = (revoked_until_ms > 0).then(|| Revocation {
+                revoked_at: wire::from_millis(revoked_at_ms),
+                until: wire::from_millis(revoked_until_ms),
+            });
+            local.disconnect(&Disconnect {
+                target,
+                code,
+                reason,
+                revocation,
+            });
         }
         Op::Change(change) => lock(&shared.peers).apply(&packet.node, packet.seq, change, now),
         Op::Heartbeat => {

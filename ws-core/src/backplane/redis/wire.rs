@@ -52,6 +52,20 @@ pub(super) enum Op {
     JoinRequest { group: String, id: String },
     /// Asks the node holding `id` (on its channel) to remove it from a group.
     LeaveRequest { group: String, id: String },
+    /// Close connections on every node: one client, or every client of a user; with `revoked_until_ms`
+    /// (Unix milliseconds; 0: none), also refuse that user's credentials issued before `revoked_at_ms`.
+    Disconnect {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        code: u16,
+        reason: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revoked_at_ms: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revoked_until_ms: u64,
+    },
     /// A membership change of the publishing node.
     Change(Change),
     /// The publishing node is alive; `seq` is its latest membership change.
@@ -369,6 +383,17 @@ pub(super) fn millis(d: std::time::Duration) -> u64 {
 }
 
 /// Now, in milliseconds since the Unix epoch (0 on a clock set before it): the `ts` of a packet.
+/// `at` in Unix milliseconds (0 before the epoch).
+pub(super) fn system_millis(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `ms` Unix milliseconds as a time.
+pub(super) fn from_millis(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
 pub(super) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -107,7 +107,8 @@ fn node(history: History) -> Node {
     let clients = Arc::new(ClientRegistry::default());
     let groups = Arc::new(GroupRegistry::new(16, 64));
     let fanout = crate::metrics::latency_histogram();
-    let local = MemoryBackplane::new(clients.clone(), groups, fanout);
+    let revocations = Arc::new(crate::session::Revocations::new(16));
+    let local = MemoryBackplane::new(clients.clone(), groups, fanout, revocations);
     Node {
         state,
         local,
