@@ -22,6 +22,7 @@ import type {
   TypeOf,
 } from "./protocol.js";
 import { Requests, frame } from "./requests.js";
+import { REFRESH, SESSION, SessionKeeper, type SessionExpiry } from "./session.js";
 
 export type { ClientOptions, CloseInfo, ConnectionState, WebSocketConstructor, WebSocketLike } from "./connection.js";
 export type { GroupHandle, HistoryPage, Recovery } from "./groups.js";
@@ -90,22 +91,32 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
   private readonly errorListeners = new Set<(error: WsRequestError) => void>();
   private readonly checked: Checked;
+  private readonly session: SessionKeeper | undefined;
 
   constructor(url: string | (() => string), options: ClientOptions) {
     const report = options.onInvalid ?? ((invalid) => console.warn("ws-core-client: invalid frame", invalid));
     this.checked = new Checked(options.validate || undefined, report);
-    this.connection = new Connection(url, options, {
+    this.session =
+      options.getToken &&
+      new SessionKeeper(options.getToken, options.refreshMarginMs ?? 10_000, {
+        refresh: (token) => this.requests.start<SessionExpiry>(REFRESH, { token }),
+        generation: () => this.connection.generation,
+        end: (reason) => this.connection.end(4001, reason),
+      });
+    const events = {
       // Before anything the application sends on open (its joins), so that joining again recovers.
-      opened: (send) => {
+      opened: (send: (text: string) => void) => {
         const positions = this.groups.positionsFrame();
         if (positions !== undefined) send(positions);
       },
-      frame: (text) => this.receive(text),
-      lost: (error) => {
+      frame: (text: string) => this.receive(text),
+      lost: (error: WsClosedError) => {
+        this.session?.stop();
         this.groups.reset();
         this.requests.failAll(error);
       },
-    });
+    };
+    this.connection = new Connection(url, options, events, this.session);
     this.requests = new Requests(
       this.connection,
       options.requestTimeoutMs ?? 10_000,
@@ -205,6 +216,10 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === SESSION) {
+      this.session?.announced((msg.data ?? {}) as SessionExpiry);
+      return;
+    }
     if (msg.type === POSITION) {
       this.groups.positioned(msg.data as Recovery & Partial<StreamPosition>);
       return;

@@ -8,6 +8,7 @@ import { backoffDelay, closeCodePolicy, type ReconnectOptions } from "./backoff.
 import { PING } from "./envelope.js";
 import { WsClosedError, WsError, WsQueueFullError } from "./errors.js";
 import type { InvalidFrame } from "./checked.js";
+import type { SessionKeeper } from "./session.js";
 import type { Validators } from "./validate.js";
 
 /** The subset of the standard `WebSocket` this client uses (browsers' and the `ws` package's both fit). */
@@ -62,6 +63,18 @@ export interface ClientOptions {
    * passes it), sent as the `ws_protocol` query parameter of every connection: a server that speaks
    * another version answers with `$error` `protocol_mismatch` (to `onError`) or closes with 3409. */
   protocol?: string;
+  /** Fetches a credential (for example from the application's login API). With it, the client calls it
+   * before each connection and sends the token as the `tokenParam` query parameter; when the server
+   * announces the session's expiry it refreshes in-band (`$refresh`) `refreshMarginMs` before, without
+   * reconnecting; after close 4001 ("token expired"), or a handshake refused with 3401 once, it fetches a
+   * new token and connects again. One fetch runs at a time; a failed one is retried with backoff. A
+   * refresh the server refuses (`unauthorized`, `forbidden`) ends the client for good (4001). */
+  getToken?: () => Promise<string>;
+  /** The query parameter the token travels in (default `token`). */
+  tokenParam?: string;
+  /** Refresh this long before the session expires, in ms (default 10 000), and never sooner than halfway
+   * through its life. */
+  refreshMarginMs?: number;
 }
 
 /** What the client above hears from its connection. */
@@ -102,11 +115,17 @@ export class Connection {
   private readonly heartbeatTimeoutMs: number;
   private readonly random: () => number;
   private readonly protocol: string | undefined;
+  private readonly tokenParam: string;
+  /** Whether the next socket needs a new token first (the first one, and after the token was refused). */
+  private needToken: boolean;
+  /** Handshakes refused with 3401 in a row: a fresh token refused too ends the retries. */
+  private tokenRefusals = 0;
 
   constructor(
     private readonly url: string | (() => string),
     options: ClientOptions,
     private readonly events: ConnectionEvents,
+    private readonly tokens?: SessionKeeper,
   ) {
     const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
@@ -128,6 +147,8 @@ export class Connection {
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
     this.random = options.random ?? Math.random;
     this.protocol = options.protocol;
+    this.tokenParam = options.tokenParam ?? "token";
+    this.needToken = tokens !== undefined;
     this.open();
   }
 
@@ -180,6 +201,21 @@ export class Connection {
     });
   }
 
+  /** Ends the client for good, naming `code` and `reason` (a refresh the server refused). */
+  end(code: number, reason: string): void {
+    if (this.closed) return;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
+    const socket = this.socket;
+    this.dropSocket();
+    socket?.close(1000, "");
+    this.closed = true;
+    this.ended = { code, reason };
+    this.queue.length = 0;
+    this.events.lost(this.closedError());
+    this.setState("closed", { code, reason });
+  }
+
   close(code = 1000, reason = ""): void {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
@@ -193,6 +229,25 @@ export class Connection {
   }
 
   private open(): void {
+    if (this.tokens && this.needToken) {
+      this.tokens.next().then(
+        () => {
+          if (this.closed) return;
+          this.needToken = false;
+          this.openSocket();
+        },
+        (error: unknown) => {
+          if (this.closed) return;
+          // No token, no connection: tried again like a connection that failed.
+          this.retry("retry", { code: 1006, reason: `getToken failed: ${error instanceof Error ? error.message : String(error)}` });
+        },
+      );
+      return;
+    }
+    this.openSocket();
+  }
+
+  private openSocket(): void {
     const socket = new this.WebSocketImpl(this.address());
     this.socket = socket;
     socket.onopen = () => {
@@ -207,6 +262,7 @@ export class Connection {
       for (const { text } of this.queue.splice(0)) socket.send(text);
     };
     socket.onmessage = (event) => {
+      this.tokenRefusals = 0;
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
       if (typeof event.data === "string") this.events.frame(event.data);
@@ -224,7 +280,9 @@ export class Connection {
     const [base = "", hash] = url.split("#", 2);
     const separator = base.includes("?") ? "&" : "?";
     const fingerprint = this.protocol === undefined ? "" : `&ws_protocol=${encodeURIComponent(this.protocol)}`;
-    const named = `${base}${separator}ws_refusal=close${fingerprint}`;
+    const token = this.tokens?.token;
+    const credential = token === undefined ? "" : `&${encodeURIComponent(this.tokenParam)}=${encodeURIComponent(token)}`;
+    const named = `${base}${separator}ws_refusal=close${fingerprint}${credential}`;
     return hash === undefined ? named : `${named}#${hash}`;
   }
 
@@ -235,7 +293,13 @@ export class Connection {
     this.events.lost(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closed) return;
     const policy = this.reconnect;
-    const decision = policy?.onClose(code) ?? "stop";
+    let decision = policy?.onClose(code) ?? "stop";
+    if (policy && this.tokens && (code === 4001 || (code === 3401 && this.tokenRefusals === 0))) {
+      // The token expired, or was refused: a new one may do.
+      if (code === 3401) this.tokenRefusals += 1;
+      this.needToken = true;
+      decision = "retry";
+    }
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
       // Final: what was queued and what is sent from now on fails at once, naming this close, rather than
       // waiting for a socket that will never open.
@@ -245,9 +309,22 @@ export class Connection {
       this.setState("closed", { code, reason });
       return;
     }
+    this.retry(decision, { code, reason });
+  }
+
+  /** Opens again after the delay `decision` asks for. */
+  private retry(decision: "retry" | "slow", close: CloseInfo): void {
+    const policy = this.reconnect;
+    if (!policy || this.attempt >= policy.maxAttempts) {
+      this.closed = true;
+      this.ended = close;
+      this.queue.length = 0;
+      this.setState("closed", close);
+      return;
+    }
     const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
     this.attempt += 1;
-    this.setState("reconnecting", { code, reason });
+    this.setState("reconnecting", close);
     this.reconnectTimer = setTimeout(() => this.open(), delay);
   }
 

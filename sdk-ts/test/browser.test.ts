@@ -15,6 +15,7 @@ import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { WsRequestError } from "../src/index.js";
 import {
+  startExample,
   chatClient,
   invalidInPages,
   joinRoomInPage,
@@ -291,6 +292,37 @@ test("a page built for another protocol version is told to reload", async () => 
     await page.waitForSelector("#status:text-is('a new version is available — reload the page')");
   } finally {
     await page.close();
+  }
+});
+
+test("with 5-second tokens a React page keeps its one socket for 30 s, and an admin's revocation closes it", async () => {
+  const tokens = await startExample("chat", 0, ["--token-ttl", "5"]);
+  const page = watchInvalid(await browser.newPage());
+  const sockets: string[] = [];
+  page.on("websocket", (socket) => sockets.push(socket.url()));
+  const base = `http://${tokens.host}:${tokens.port}`;
+  try {
+    await page.goto(`${base}/react`);
+    await page.fill("#login input", "tia");
+    await page.click("#login button");
+    await page.waitForSelector("text=connected as tia");
+    await page.waitForTimeout(30_000);
+    assert.equal(await page.textContent("#status"), "connected as tia");
+    assert.equal(sockets.length, 1, "no reconnection");
+    const stats = (await (await fetch(`${base}/stats`)).json()) as { sessions_refreshed: number; sessions_expired: number };
+    // Refreshed halfway through each 5-second token.
+    assert.ok(stats.sessions_refreshed >= 10, JSON.stringify(stats));
+    assert.equal(stats.sessions_expired, 0);
+
+    const admin = await (await fetch(`${base}/token?name=admin`)).text();
+    const refused = await fetch(`${base}/admin/disconnect?user=tia`, { method: "POST", headers: { authorization: "Bearer nope" } });
+    assert.equal(refused.status, 403);
+    const revoked = await fetch(`${base}/admin/disconnect?user=tia`, { method: "POST", headers: { authorization: `Bearer ${admin}` } });
+    assert.deepEqual(await revoked.json(), { closed: 1 });
+    await page.waitForSelector("#status:text-is('closed (4003: revoked)')");
+  } finally {
+    await page.close();
+    await tokens.stop();
   }
 });
 

@@ -5,34 +5,10 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { test } from "node:test";
-import { WebSocketServer, type WebSocket as ServerSocket } from "ws";
+import { WebSocketServer } from "ws";
 import { WsClosedError } from "../src/index.js";
-import { chatClient, startChat, type Chat } from "./support.js";
+import { bareServer, chatClient, sleep, startChat, type Chat } from "./support.js";
 
-/** A bare WebSocket server on a free loopback port; `received` holds every frame it got, parsed. */
-async function bareServer(onConnection: (socket: ServerSocket, index: number) => void = () => {}) {
-  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  await once(server, "listening");
-  const received: { type: string; id?: number; data?: unknown }[] = [];
-  let connections = 0;
-  server.on("connection", (socket) => {
-    socket.on("message", (data) => received.push(JSON.parse(String(data))));
-    onConnection(socket, connections++);
-  });
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `ws://127.0.0.1:${port}/ws`,
-    received,
-    connections: () => connections,
-    sockets: () => [...server.clients],
-    async close() {
-      for (const client of server.clients) client.terminate();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test("a request rejected while disconnected is not sent once the connection is back", async () => {
   const server = await startChat();

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createConnection, createServer } from "node:net";
 import { chromium, type Browser, type Page } from "playwright-core";
-import WebSocket from "ws";
+import WebSocket, { WebSocketServer, type WebSocket as ServerSocket } from "ws";
 import {
   createClient,
   type ClientOptions,
@@ -132,6 +132,7 @@ export function next<T>(subscribe: (listener: (data: T) => void) => () => void, 
   });
 }
 
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits until `done()` holds, checking every 10 ms; fails naming `what` after `timeoutMs`. */
@@ -216,3 +217,32 @@ export async function startRedis(): Promise<Redis> {
     },
   };
 }
+
+/** A bare WebSocket server on a free loopback port; `received` holds every frame it got, parsed, and
+ * `urls` the URL of each connection. */
+export async function bareServer(onConnection: (socket: ServerSocket, index: number) => void = () => {}) {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await once(server, "listening");
+  const received: { type: string; id?: number; data?: unknown; connection: number }[] = [];
+  const urls: string[] = [];
+  let connections = 0;
+  server.on("connection", (socket, request) => {
+    const connection = connections;
+    urls.push(request.url ?? "");
+    socket.on("message", (data) => received.push({ ...JSON.parse(String(data)), connection }));
+    onConnection(socket, connections++);
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/ws`,
+    received,
+    urls,
+    connections: () => connections,
+    sockets: () => [...server.clients],
+    async close() {
+      for (const client of server.clients) client.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+

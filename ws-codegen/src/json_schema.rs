@@ -167,8 +167,32 @@ fn history_and_presence_frames(side: Side) -> Vec<(String, Value)> {
     }
 }
 
+/// The frames of sessions (`ws_core::session`): the client's `$refresh` request, the server's `$session`.
+fn session_frames(side: Side) -> (String, Value) {
+    match side {
+        Side::Client => system(
+            "$refresh",
+            json!({
+                "type": "object",
+                "properties": {"token": {"type": "string", "maxLength": 8192}},
+                "required": ["token"],
+            }),
+            true,
+        ),
+        Side::Server => system(
+            "$session",
+            json!({
+                "type": "object",
+                "properties": {"expires_in_ms": {"type": ["integer", "null"], "minimum": 0}},
+                "required": ["expires_in_ms"],
+            }),
+            false,
+        ),
+    }
+}
+
 /// The frames every server and client may send besides their messages: `$reply` and `$error` (answers to
-/// requests either way), `$ping`/`$pong`, and those of history and presence.
+/// requests either way), `$ping`/`$pong`, and those of history, presence and sessions.
 pub(crate) fn system_frames(side: Side) -> Vec<(String, Value)> {
     let reply = json!({
         "title": "$reply",
@@ -197,6 +221,7 @@ pub(crate) fn system_frames(side: Side) -> Vec<(String, Value)> {
         )),
     }
     frames.extend(history_and_presence_frames(side));
+    frames.push(session_frames(side));
     frames
 }
 

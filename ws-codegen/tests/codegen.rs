@@ -111,10 +111,18 @@ fn serde_output_of_every_message_validates() {
         json!({"type": "$error", "id": 4, "data": {"code": "forbidden", "message": "no"}}),
         json!({"type": "$error", "data": {"code": "invalid_data", "message": "bad"}}),
         json!({"type": "$pong"}),
+        json!({"type": "$session", "data": {"expires_in_ms": 60_000}}),
+        json!({"type": "$reply", "id": 5, "data": {"expires_in_ms": null}}),
     ];
     for frame in &outbound {
         assert!(server.is_valid(frame), "{frame}");
     }
+    // Sessions' request: a token, at most 8 KiB.
+    let client = schema("schema/client-to-server.json");
+    let refresh = |token: &str| json!({"type": "$refresh", "id": 6, "data": {"token": token}});
+    assert!(client.is_valid(&refresh("t")));
+    assert!(!client.is_valid(&refresh(&"t".repeat(8193))));
+    assert!(!client.is_valid(&json!({"type": "$refresh", "id": 6, "data": {}})));
     // Each per-message file accepts its own frames.
     for sample in &samples {
         let frame = serde_json::to_value(sample).unwrap();

@@ -170,7 +170,7 @@ impl ClientData {
     }
 
     /// The user named with [`user`](Self::user).
-    pub(crate) fn user_name(&self) -> Option<&str> {
+    pub fn user_name(&self) -> Option<&str> {
         self.user.as_deref()
     }
 

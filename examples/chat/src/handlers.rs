@@ -16,14 +16,14 @@ use crate::protocol::{
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest user name (the token), in characters.
-const MAX_USER_CHARS: usize = 32;
+pub(crate) const MAX_USER_CHARS: usize = 32;
 
 /// Longest text of a chat message, direct message or question, in characters: one sender's message is
 /// copied into every recipient's queue, so its size is bounded well below `max_message_size`.
 const MAX_TEXT_CHARS: usize = 2000;
 
 /// `invalid_data`, reported even without a request, when `text` is longer than `max` characters.
-fn bounded(what: &str, text: &str, max: usize) -> Result<(), Error> {
+pub(crate) fn bounded(what: &str, text: &str, max: usize) -> Result<(), Error> {
     if text.chars().count() > max {
         return Err(Error::invalid_data(format!("{what} longer than {max} characters")).reported());
     }
@@ -33,11 +33,11 @@ fn bounded(what: &str, text: &str, max: usize) -> Result<(), Error> {
 /// Who a connection is, as its token says: stored on the client by the authenticator, and handed to
 /// handlers as `Extension<User>`.
 #[derive(Debug, Clone)]
-struct User {
+pub(crate) struct User {
     /// The name others see (the token).
-    name: String,
+    pub(crate) name: String,
     /// Whether the user may run admin commands (the token `admin`).
-    admin: bool,
+    pub(crate) admin: bool,
 }
 
 impl User {
@@ -58,7 +58,7 @@ async fn authenticate(req: AuthRequest) -> Result<ClientData, Error> {
         admin: token == "admin",
         name: token.clone(),
     };
-    Ok(ClientData::new().extension(user).span_user(token))
+    Ok(ClientData::new().extension(user).user(token))
 }
 
 #[on(Inbound::Chat)]
@@ -171,10 +171,32 @@ pub fn build(config: Config) -> Result<Server, ConfigError> {
     builder(config).build()
 }
 
+/// The chat server with expiring tokens (`--token-ttl`): a connection opens with a token of
+/// [`Tokens`](crate::tokens::Tokens), refreshes it in-band, and is closed with 4001 when it lets one expire.
+pub fn builder_with_tokens(config: Config, tokens: crate::tokens::Tokens) -> ServerBuilder {
+    let refresh = tokens.clone();
+    handlers(Server::builder(config))
+        .auth(move |req: AuthRequest| {
+            let data = req
+                .query("token")
+                .ok_or_else(|| Error::unauthorized("a ?token= is required"))
+                .and_then(|token| tokens.check(&token));
+            async move { data }
+        })
+        .on_refresh(move |_: Client, token: String| {
+            let data = refresh.check(&token);
+            async move { data }
+        })
+}
+
 /// The chat server, ready for more settings (such as a backplane) before it is built.
 pub fn builder(config: Config) -> ServerBuilder {
-    Server::builder(config)
-        .auth(authenticate)
+    handlers(Server::builder(config)).auth(authenticate)
+}
+
+/// Everything but the authenticator.
+fn handlers(builder: ServerBuilder) -> ServerBuilder {
+    builder
         // A page built for other messages is told so at once (`$error` `protocol_mismatch`).
         .protocol_version(
             ProtocolVersion::new()

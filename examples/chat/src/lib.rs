@@ -3,5 +3,6 @@
 
 mod handlers;
 pub mod protocol;
+pub mod tokens;
 
-pub use crate::handlers::{build, builder};
+pub use crate::handlers::{build, builder, builder_with_tokens};

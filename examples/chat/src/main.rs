@@ -5,7 +5,8 @@
 //!                      [--redis-wait REPLICAS] [--rate-limit N] [--burst N]
 //!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
 //!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
-//!                      [--compression on|off]
+//!                      [--compression on|off] [--token-ttl SECS [--token-secret SECRET]]
+//!                      [--session-grace SECS]
 //! ```
 //!
 //! permessage-deflate is on (`--compression off` turns it off): browsers offer it on every socket, and a
@@ -23,16 +24,30 @@
 //! some nodes of a Redis Cluster instead; `--redis-wait REPLICAS` delivers a room's message with history
 //! once that many replicas have it (waiting at most a second), so it survives a failover.
 //!
-//! Routes: `/` the page, `/ws?token=NAME` the socket, `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text),
-//! `/health`. The first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
+//! `--token-ttl SECS` makes tokens expire: the socket then wants a token from `GET /token?name=NAME` (an
+//! HS256 JWT lasting SECS, signed with `--token-secret`, random by default; give chat processes sharing a
+//! Redis the same one), the pages refresh it in-band before it expires, and a socket that lets it expire
+//! is closed with 4001 (`--session-grace SECS` after the expiry, 10 by default). Without it, the token is
+//! the user name itself.
+//!
+//! Routes: `/` the page, `/ws?token=TOKEN` the socket, `/token?name=NAME` a token (without
+//! `--token-ttl`, the name), `POST /admin/disconnect?user=NAME` with `Authorization: Bearer <admin's token>`
+//! (revokes NAME on every chat process: its sockets close with 4003, and its tokens issued so far are
+//! refused), `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text), `/health`. The
+//! first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use ws_core::Config;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use chat::tokens::Tokens;
 use ws_core::backplane::{RedisBackplane, RedisConfig};
 use ws_core::compression::Compression;
+use ws_core::{Config, Error, Server};
 
 const PAGE: &str = include_str!("../static/index.html");
 /// The page's script: `web/app.ts` with the SDK and the generated protocol, bundled (see `sdk-ts`).
@@ -57,16 +72,25 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let (config, redis, history) = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+    let Args {
+        config,
+        redis,
+        history,
+        tokens,
+    } = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
         eprintln!("chat: {message}");
         eprintln!(
             "usage: chat [--host HOST] [--port PORT] [--redis URL | --redis-cluster URL,...] \
              [--redis-wait REPLICAS] [--rate-limit N] [--burst N] \
-             [--max-connections N] [--max-message-size BYTES] [--allowed-origin ORIGIN]..."
+             [--max-connections N] [--max-message-size BYTES] [--allowed-origin ORIGIN]... \
+             [--token-ttl SECS [--token-secret SECRET]] [--session-grace SECS]"
         );
         std::process::exit(2)
     });
-    let mut builder = chat::builder(config.clone());
+    let mut builder = match &tokens {
+        Some(tokens) => chat::builder_with_tokens(config.clone(), tokens.clone()),
+        None => chat::builder(config.clone()),
+    };
     if let Some(frames) = history {
         builder = builder.history(ws_core::history::History::new().max_messages(frames));
     }
@@ -92,6 +116,11 @@ async fn main() {
             get(|| async { asset("text/javascript", REACT_APP) }),
         )
         .route("/health", get(|| async { "ok" }))
+        .route("/token", get(token).with_state(tokens.clone()))
+        .route(
+            "/admin/disconnect",
+            post(disconnect).with_state((server.clone(), tokens)),
+        )
         .route(
             "/stats",
             get({
@@ -125,6 +154,59 @@ async fn main() {
     }
 }
 
+/// A query's parameters, decoded.
+fn parameters(query: Option<String>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `GET /token?name=NAME`: a token for NAME; without `--token-ttl`, the name itself.
+async fn token(State(tokens): State<Option<Tokens>>, RawQuery(query): RawQuery) -> Response {
+    let query = parameters(query);
+    let name = query.get("name").map_or("", String::as_str);
+    let issued = match tokens {
+        Some(tokens) => tokens.issue(name),
+        // The name is the token; the socket's authenticator checks it.
+        None => Ok(name.to_owned()),
+    };
+    match issued {
+        Ok(token) => token.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/disconnect?user=NAME` with the admin's token as a bearer token: revokes NAME on every
+/// node for as long as a token lasts (an hour without `--token-ttl`). Answers `{"closed": N}`, the
+/// sockets closed on this node.
+async fn disconnect(
+    State((server, tokens)): State<(Server, Option<Tokens>)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = parameters(query);
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let admin = match (&tokens, bearer) {
+        (Some(tokens), Some(token)) => tokens
+            .check(token)
+            .is_ok_and(|data| data.user_name() == Some("admin")),
+        (None, Some(token)) => token == "admin",
+        (_, None) => false,
+    };
+    if !admin {
+        return Error::forbidden("the admin's token is required").into_response();
+    }
+    let Some(user) = query.get("user").filter(|u| !u.is_empty()) else {
+        return Error::invalid_data("?user= is required").into_response();
+    };
+    let lasting = tokens.map_or(Duration::from_secs(3600), |t| t.ttl());
+    let closed = server.revoke_user(user, lasting);
+    axum::Json(serde_json::json!({ "closed": closed })).into_response()
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .unwrap_or_else(|e| fail(&format!("cannot listen for SIGTERM: {e}")));
@@ -139,9 +221,15 @@ fn size(flag: &str, n: u64) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("{flag}: {n} is too large"))
 }
 
-fn parse_args(
-    mut args: impl Iterator<Item = String>,
-) -> Result<(Config, Option<RedisConfig>, Option<usize>), String> {
+/// What the command line asks for.
+struct Args {
+    config: Config,
+    redis: Option<RedisConfig>,
+    history: Option<usize>,
+    tokens: Option<Tokens>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut config = Config::default()
         .port(6001)
         .compression(Compression::deflate());
@@ -149,6 +237,8 @@ fn parse_args(
     let mut redis_wait = None;
     let mut history = None;
     let mut allowed_hosts = Vec::new();
+    let mut token_ttl = None;
+    let mut token_secret = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| {
@@ -181,6 +271,9 @@ fn parse_args(
             }
             "--redis-wait" => redis_wait = Some(size(&flag, number(&value)?)?),
             "--history" => history = Some(size(&flag, number(&value)?)?).filter(|&n| n > 0),
+            "--token-ttl" => token_ttl = Some(Duration::from_secs(number(&value)?)),
+            "--session-grace" => config.session_grace = Duration::from_secs(number(&value)?),
+            "--token-secret" => token_secret = Some(value),
             "--compression" => {
                 config.compression = match value.as_str() {
                     "on" => Compression::deflate(),
@@ -213,9 +306,25 @@ fn parse_args(
         let Some(with_redis) = redis else {
             return Err("--redis-wait needs --redis or --redis-cluster".to_owned());
         };
-        redis = Some(with_redis.wait_for_replicas(replicas, std::time::Duration::from_secs(1)));
+        redis = Some(with_redis.wait_for_replicas(replicas, Duration::from_secs(1)));
     }
-    Ok((config, redis, history))
+    let tokens = match token_ttl {
+        Some(ttl) => {
+            let secret = token_secret.unwrap_or_else(|| {
+                let bytes: [u8; 32] = rand::random();
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            });
+            Some(Tokens::new(secret.as_bytes(), ttl).map_err(|e| e.to_string())?)
+        }
+        None if token_secret.is_some() => return Err("--token-secret needs --token-ttl".to_owned()),
+        None => None,
+    };
+    Ok(Args {
+        config,
+        redis,
+        history,
+        tokens,
+    })
 }
 
 fn fail(message: &str) -> ! {

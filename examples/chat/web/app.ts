@@ -1,6 +1,7 @@
 // The chat page, on the typed client generated from the Rust enums: a wrong message name or payload here
 // is a type error. Bundled into ../static/app.js by sdk-ts/scripts/build-page.mjs.
 import { type Client, createClient, WsRequestError } from "../sdk/client.js";
+import { socketUrl, tokenFor } from "./token.js";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -87,10 +88,7 @@ function askInPage(user: string, question: string): Promise<{ answer: string }> 
 }
 
 function connect(name: string): Client {
-  const url = new URL("/ws", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.searchParams.set("token", name);
-  const next = createClient(url.toString());
+  const next = createClient(socketUrl(), { getToken: () => tokenFor(name) });
   next.onState((state, close) => {
     $("status").textContent = state === "open" ? `connected as ${name}` : `${state}${close ? ` (${close.code})` : ""}`;
     renderRooms();

@@ -82,9 +82,10 @@ var WsQueueFullError = class extends WsError {
 // sdk-ts/src/connection.ts
 var OPEN = 1;
 var Connection = class {
-  constructor(url, options, events) {
+  constructor(url, options, events, tokens) {
     __publicField(this, "url", url);
     __publicField(this, "events", events);
+    __publicField(this, "tokens", tokens);
     __publicField(this, "state", "connecting");
     /** Counts sockets opened, so an answer computed on one is not sent on the next. */
     __publicField(this, "generation", 0);
@@ -110,6 +111,11 @@ var Connection = class {
     __publicField(this, "heartbeatTimeoutMs");
     __publicField(this, "random");
     __publicField(this, "protocol");
+    __publicField(this, "tokenParam");
+    /** Whether the next socket needs a new token first (the first one, and after the token was refused). */
+    __publicField(this, "needToken");
+    /** Handshakes refused with 3401 in a row: a fresh token refused too ends the retries. */
+    __publicField(this, "tokenRefusals", 0);
     const impl = options.WebSocket ?? globalThis.WebSocket;
     if (!impl) throw new WsError("no WebSocket implementation: pass options.WebSocket (for example `ws` in Node)");
     this.WebSocketImpl = impl;
@@ -127,6 +133,8 @@ var Connection = class {
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 1e4;
     this.random = options.random ?? Math.random;
     this.protocol = options.protocol;
+    this.tokenParam = options.tokenParam ?? "token";
+    this.needToken = tokens !== void 0;
     this.open();
   }
   /** Sends `text` now, or queues it until a socket opens. Throws {@link WsClosedError} once closed and
@@ -173,6 +181,20 @@ var Connection = class {
       });
     });
   }
+  /** Ends the client for good, naming `code` and `reason` (a refresh the server refused). */
+  end(code, reason) {
+    if (this.closed) return;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
+    const socket = this.socket;
+    this.dropSocket();
+    socket?.close(1e3, "");
+    this.closed = true;
+    this.ended = { code, reason };
+    this.queue.length = 0;
+    this.events.lost(this.closedError());
+    this.setState("closed", { code, reason });
+  }
   close(code = 1e3, reason = "") {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
@@ -185,6 +207,23 @@ var Connection = class {
     this.setState("closed", { code, reason });
   }
   open() {
+    if (this.tokens && this.needToken) {
+      this.tokens.next().then(
+        () => {
+          if (this.closed) return;
+          this.needToken = false;
+          this.openSocket();
+        },
+        (error) => {
+          if (this.closed) return;
+          this.retry("retry", { code: 1006, reason: `getToken failed: ${error instanceof Error ? error.message : String(error)}` });
+        }
+      );
+      return;
+    }
+    this.openSocket();
+  }
+  openSocket() {
     const socket = new this.WebSocketImpl(this.address());
     this.socket = socket;
     socket.onopen = () => {
@@ -199,6 +238,7 @@ var Connection = class {
       for (const { text } of this.queue.splice(0)) socket.send(text);
     };
     socket.onmessage = (event) => {
+      this.tokenRefusals = 0;
       this.lastSeen = Date.now();
       this.pingSentAt = 0;
       if (typeof event.data === "string") this.events.frame(event.data);
@@ -214,7 +254,9 @@ var Connection = class {
     const [base = "", hash] = url.split("#", 2);
     const separator = base.includes("?") ? "&" : "?";
     const fingerprint = this.protocol === void 0 ? "" : `&ws_protocol=${encodeURIComponent(this.protocol)}`;
-    const named = `${base}${separator}ws_refusal=close${fingerprint}`;
+    const token = this.tokens?.token;
+    const credential = token === void 0 ? "" : `&${encodeURIComponent(this.tokenParam)}=${encodeURIComponent(token)}`;
+    const named = `${base}${separator}ws_refusal=close${fingerprint}${credential}`;
     return hash === void 0 ? named : `${named}#${hash}`;
   }
   lost(code, reason) {
@@ -223,7 +265,12 @@ var Connection = class {
     this.events.lost(new WsClosedError(`connection closed (${code}${reason ? `: ${reason}` : ""})`));
     if (this.closed) return;
     const policy = this.reconnect;
-    const decision = policy?.onClose(code) ?? "stop";
+    let decision = policy?.onClose(code) ?? "stop";
+    if (policy && this.tokens && (code === 4001 || code === 3401 && this.tokenRefusals === 0)) {
+      if (code === 3401) this.tokenRefusals += 1;
+      this.needToken = true;
+      decision = "retry";
+    }
     if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
       this.closed = true;
       this.ended = { code, reason };
@@ -231,9 +278,21 @@ var Connection = class {
       this.setState("closed", { code, reason });
       return;
     }
+    this.retry(decision, { code, reason });
+  }
+  /** Opens again after the delay `decision` asks for. */
+  retry(decision, close) {
+    const policy = this.reconnect;
+    if (!policy || this.attempt >= policy.maxAttempts) {
+      this.closed = true;
+      this.ended = close;
+      this.queue.length = 0;
+      this.setState("closed", close);
+      return;
+    }
     const delay = decision === "slow" ? policy.maxDelayMs : backoffDelay(this.attempt, policy, this.random);
     this.attempt += 1;
-    this.setState("reconnecting", { code, reason });
+    this.setState("reconnecting", close);
     this.reconnectTimer = setTimeout(() => this.open(), delay);
   }
   /** Forgets the current socket without waiting for its close handshake. */
@@ -518,6 +577,68 @@ function frame(type, data) {
   return data === void 0 || data === null ? { type } : { type, data };
 }
 
+// sdk-ts/src/session.ts
+var SESSION = "$session";
+var REFRESH = "$refresh";
+var MAX_RETRY_MS = 3e4;
+var SessionKeeper = class {
+  constructor(getToken, marginMs, host) {
+    __publicField(this, "getToken", getToken);
+    __publicField(this, "marginMs", marginMs);
+    __publicField(this, "host", host);
+    __publicField(this, "token");
+    __publicField(this, "fetching");
+    __publicField(this, "timer");
+    __publicField(this, "refreshing", false);
+    __publicField(this, "failures", 0);
+  }
+  /** A new token: the one being fetched, or a new fetch. Never two `getToken` calls at once. */
+  next() {
+    this.fetching ?? (this.fetching = Promise.resolve().then(() => this.getToken()).then((token) => this.token = token).finally(() => this.fetching = void 0));
+    return this.fetching;
+  }
+  /** The server said when the session expires: the refresh is planned `marginMs` before, and never
+   * sooner than halfway, so a short-lived token is not refreshed in a loop. */
+  announced(expiry) {
+    clearTimeout(this.timer);
+    const left = expiry.expires_in_ms;
+    if (typeof left !== "number") return;
+    this.planRefresh(Math.max(left - this.marginMs, left / 2));
+  }
+  /** The connection is gone: its plan with it (the next connection's `$session` plans again). */
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = void 0;
+  }
+  planRefresh(delayMs) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), delayMs);
+  }
+  async refresh() {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    const generation = this.host.generation();
+    try {
+      const token = await this.next();
+      if (generation !== this.host.generation()) return;
+      const expiry = await this.host.refresh(token);
+      this.failures = 0;
+      if (generation === this.host.generation()) this.announced(expiry);
+    } catch (error) {
+      if (generation !== this.host.generation()) return;
+      if (error instanceof WsRequestError && (error.code === "unauthorized" || error.code === "forbidden")) {
+        this.stop();
+        this.host.end(`refresh refused: ${error.message}`);
+        return;
+      }
+      this.failures += 1;
+      this.planRefresh(Math.min(MAX_RETRY_MS, 500 * 2 ** Math.min(this.failures, 10)));
+    } finally {
+      this.refreshing = false;
+    }
+  }
+};
+
 // sdk-ts/src/client.ts
 function createClient(url, options = {}) {
   return new Client(url, options);
@@ -531,9 +652,15 @@ var Client = class {
     __publicField(this, "handlers", /* @__PURE__ */ new Map());
     __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
     __publicField(this, "checked");
+    __publicField(this, "session");
     const report = options.onInvalid ?? ((invalid) => console.warn("ws-core-client: invalid frame", invalid));
     this.checked = new Checked(options.validate || void 0, report);
-    this.connection = new Connection(url, options, {
+    this.session = options.getToken && new SessionKeeper(options.getToken, options.refreshMarginMs ?? 1e4, {
+      refresh: (token) => this.requests.start(REFRESH, { token }),
+      generation: () => this.connection.generation,
+      end: (reason) => this.connection.end(4001, reason)
+    });
+    const events = {
       // Before anything the application sends on open (its joins), so that joining again recovers.
       opened: (send) => {
         const positions = this.groups.positionsFrame();
@@ -541,10 +668,12 @@ var Client = class {
       },
       frame: (text) => this.receive(text),
       lost: (error) => {
+        this.session?.stop();
         this.groups.reset();
         this.requests.failAll(error);
       }
-    });
+    };
+    this.connection = new Connection(url, options, events, this.session);
     this.requests = new Requests(
       this.connection,
       options.requestTimeoutMs ?? 1e4,
@@ -622,6 +751,10 @@ var Client = class {
       return;
     }
     if (msg.type === PONG) return;
+    if (msg.type === SESSION) {
+      this.session?.announced(msg.data ?? {});
+      return;
+    }
     if (msg.type === POSITION) {
       this.groups.positioned(msg.data);
       return;

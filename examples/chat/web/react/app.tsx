@@ -6,6 +6,7 @@ import { createRoot } from "react-dom/client";
 import { createWsReact } from "ws-core-client/react";
 import { createClient } from "../../sdk/client.js";
 import type { Protocol } from "../../sdk/protocol.js";
+import { socketUrl, tokenFor } from "../token.js";
 
 const { WsProvider, useClient, useConnection, useLastError, useMessage, useRequest, usePresence } =
   createWsReact<Protocol>();
@@ -172,9 +173,8 @@ function App() {
       </main>
     );
   }
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?token=${encodeURIComponent(name)}`;
   return (
-    <WsProvider connect={() => createClient(url)} fallback={<p>connecting…</p>}>
+    <WsProvider connect={() => createClient(socketUrl(), { getToken: () => tokenFor(name) })} fallback={<p>connecting…</p>}>
       <Chat name={name} />
     </WsProvider>
   );
