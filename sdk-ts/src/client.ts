@@ -22,11 +22,12 @@ import type {
   TypeOf,
 } from "./protocol.js";
 import { Requests, frame } from "./requests.js";
-import { REFRESH, SESSION, SessionKeeper, type SessionExpiry } from "./session.js";
+import { LEFT, REFRESH, SESSION, SessionKeeper, type Left, type SessionExpiry } from "./session.js";
 
 export type { ClientOptions, CloseInfo, ConnectionState, WebSocketConstructor, WebSocketLike } from "./connection.js";
 export type { GroupHandle, HistoryPage, Recovery } from "./groups.js";
 export type { InvalidFrame } from "./checked.js";
+export type { Left } from "./session.js";
 
 /** A typed client of one protocol `P` (the `Protocol` interface ws-codegen generates). */
 export interface WsClient<P extends ProtocolShape> {
@@ -72,6 +73,10 @@ export interface WsClient<P extends ProtocolShape> {
   onState(listener: (state: ConnectionState, close?: CloseInfo) => void): () => void;
   /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
   onError(listener: (error: WsRequestError) => void): () => void;
+  /** Listens to the server taking this client out of a group (`$left`): its membership ended
+   * (`"expired"`), or a refreshed token no longer grants it (`"unauthorized"`). The group's presence list
+   * is emptied first. */
+  onLeft(listener: (left: Left) => void): () => void;
   /** Resolves once the connection is open. */
   ready(): Promise<void>;
   /** Closes for good: no reconnection; pending requests reject with {@link WsClosedError}. */
@@ -90,6 +95,7 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly listeners = new Map<string, Set<(data: unknown, meta: MessageMeta) => void>>();
   private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
   private readonly errorListeners = new Set<(error: WsRequestError) => void>();
+  private readonly leftListeners = new Set<(left: Left) => void>();
   private readonly checked: Checked;
   private readonly session: SessionKeeper | undefined;
 
@@ -194,6 +200,11 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     return () => this.errorListeners.delete(listener);
   }
 
+  onLeft(listener: (left: Left) => void): () => void {
+    this.leftListeners.add(listener);
+    return () => this.leftListeners.delete(listener);
+  }
+
   ready(): Promise<void> {
     return this.connection.ready();
   }
@@ -218,6 +229,14 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     if (msg.type === PONG) return;
     if (msg.type === SESSION) {
       this.session?.announced((msg.data ?? {}) as SessionExpiry);
+      return;
+    }
+    if (msg.type === LEFT) {
+      const left = (msg.data ?? {}) as Partial<Left>;
+      if (typeof left.group !== "string") return;
+      this.groups.presence(left.group).reset();
+      const told: Left = { group: left.group, reason: String(left.reason ?? "") };
+      for (const listener of this.leftListeners) listener(told);
       return;
     }
     if (msg.type === POSITION) {

@@ -17,8 +17,8 @@ export { WsClosedError, WsError, WsInvalidError, WsQueueFullError, WsRequestErro
 export type { Envelope, StreamPosition } from "./envelope.js";
 export type { Member, MetaOf, PresenceChange, PresenceView } from "./presence.js";
 export { PRESENCE_DIFF, PRESENCE_STATE } from "./presence.js";
-export type { SessionExpiry } from "./session.js";
-export { REFRESH, SESSION } from "./session.js";
+export type { Left, SessionExpiry } from "./session.js";
+export { LEFT, REFRESH, SESSION } from "./session.js";
 export { ERROR, HISTORY, PING, PONG, POSITION, POSITIONS, REPLY } from "./envelope.js";
 export type {
   DataArgs,

@@ -13,6 +13,16 @@ export const SESSION = "$session";
 /** The `type` of the request that gives the connection a new token. */
 export const REFRESH = "$refresh";
 
+/** The `type` of the server's word that this client was taken out of a group. */
+export const LEFT = "$left";
+
+/** A group this client was taken out of, and why: `"expired"` (its membership ended) or `"unauthorized"`
+ * (a refreshed token no longer grants it). */
+export interface Left {
+  group: string;
+  reason: string;
+}
+
 /** The data of `$session`, and the reply to `$refresh`: time left, `null` for a session that does not expire. */
 export interface SessionExpiry {
   expires_in_ms: number | null;

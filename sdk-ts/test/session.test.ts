@@ -207,3 +207,21 @@ test("two askers of a token share one getToken call", async () => {
   assert.deepEqual([a, b, calls, keeper.token], ["t1", "t1", 1, "t1"]);
   assert.equal(await keeper.next(), "t2", "a later ask fetches again");
 });
+
+test("$left empties the group's presence list and tells onLeft why", async () => {
+  const server = await bareServer((socket) => {
+    socket.send(JSON.stringify({ type: "$presence_state", data: { group: "a", count: 1, members: { c1: { user: "ann" } } } }));
+    setTimeout(() => socket.send(JSON.stringify({ type: "$left", data: { group: "a", reason: "expired" } })), 300);
+  });
+  const client = chatClient(server.url);
+  try {
+    const leaving = new Promise((resolve) => client.onLeft(resolve));
+    await until("ann listed", () => client.presence("a").members.length === 1);
+    const left = await leaving;
+    assert.deepEqual(left, { group: "a", reason: "expired" });
+    assert.deepEqual(client.presence("a").members, []);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});

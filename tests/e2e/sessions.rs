@@ -1,6 +1,7 @@
 //! Sessions (`ws_core::session`, docs/guide/sessions.md): a credential's expiry, then `session_grace`,
 //! then close 4001; `$refresh` answered in order with the connection's other frames; a refresh's bad
-//! input; disconnection and revocation, on one node and across two nodes on Redis.
+//! input; disconnection and revocation, on one node and across two nodes on Redis; joins checked, and
+//! memberships that end.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use ws_core::auth::{AuthRequest, ClientData};
 use ws_core::extract::Extension;
 use ws_core::protocol::Message;
-use ws_core::session::{MAX_TOKEN_BYTES, REVOKED, TOKEN_EXPIRED};
+use ws_core::session::{MAX_TOKEN_BYTES, Membership, REVOKED, TOKEN_EXPIRED};
 use ws_core::{Client, Error, Server, ServerBuilder};
 
 use crate::support::redis::{RedisServer, fast, linked, node};
@@ -345,4 +346,91 @@ async fn a_revocation_reaches_every_node() {
             .disconnect_client(&bob_id, ws_core::close::NORMAL, "by id")
     );
     assert_eq!(bob_on_b.recv_close().await.reason, "by id");
+}
+
+/// The groups a token grants, as `room` (for good) or `room:ms` (for that long): `a:400,b`.
+#[derive(Clone)]
+struct Grants(Vec<(String, Option<Duration>)>);
+
+fn grants(spec: &str) -> Grants {
+    let grant = |item: &str| match item.split_once(':') {
+        Some((room, ms)) => (room.to_owned(), ms.parse().ok().map(Duration::from_millis)),
+        None => (item.to_owned(), None),
+    };
+    Grants(
+        spec.split(',')
+            .filter(|s| !s.is_empty())
+            .map(grant)
+            .collect(),
+    )
+}
+
+/// Joins checked against the token's grants: `?grants=` at the handshake, the token of a `$refresh`.
+fn checked_joins() -> ServerBuilder {
+    Server::builder(config())
+        .auth(|req: AuthRequest| async move {
+            let spec = req.query("grants").unwrap_or_default();
+            Ok::<_, Error>(ClientData::new().user("ann").extension(grants(&spec)))
+        })
+        .on_refresh(|_: Client, token: String| async move {
+            Ok(ClientData::new().extension(grants(&token)))
+        })
+        .authorize_join(|member: &ws_core::member::Member, group: &str| {
+            let Grants(grants) = member.extension::<Grants>().unwrap_or(Grants(Vec::new()));
+            match grants.iter().find(|(room, _)| room == group) {
+                Some((_, Some(lasting))) => Ok(Membership::until(SystemTime::now() + *lasting)),
+                Some((_, None)) => Ok(Membership::granted()),
+                None => Err(Error::forbidden(format!("not granted: {group}"))),
+            }
+        })
+        .on("join", |c: Client, m: Message| async move {
+            c.join(m.data.as_str().unwrap_or_default())
+        })
+}
+
+/// ws_core::session "Per-group authorization": the check refuses a join, grants one for good and one
+/// that ends; the ended one is left and the client told.
+#[tokio::test]
+async fn a_join_check_refuses_grants_and_ends_memberships() {
+    let srv = spawn(checked_joins()).await;
+    let mut client = WsClient::connect(&srv.url("/ws?grants=a:400,b")).await;
+    let refused = client.ask("join", json!("c"), 1).await;
+    assert_eq!(
+        refused["data"],
+        json!({"code": "forbidden", "message": "not granted: c"})
+    );
+    assert_eq!(client.ask("join", json!("a"), 2).await["data"], true);
+    assert_eq!(client.ask("join", json!("b"), 3).await["data"], true);
+    // The server's own join goes through the check too.
+    let id = srv.server.local_clients()[0].id().clone();
+    assert!(srv.server.join_group(&id, "c").is_err());
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$left", "data": {"group": "a", "reason": "expired"}})
+    );
+    assert!(srv.server.group_members("a").is_empty());
+    assert_eq!(srv.server.group_members("b"), [id]);
+}
+
+/// ws_core::session "Per-group authorization": a refresh checks every group again with the new token:
+/// one it no longer grants is left at once, one it grants for a while ends then.
+#[tokio::test]
+async fn a_refresh_checks_every_group_again() {
+    let srv = spawn(checked_joins()).await;
+    let mut client = WsClient::connect(&srv.url("/ws?grants=a,b")).await;
+    assert_eq!(client.ask("join", json!("a"), 1).await["data"], true);
+    assert_eq!(client.ask("join", json!("b"), 2).await["data"], true);
+    client.send_json(refresh("b:300", 3)).await;
+    let mut left = Vec::new();
+    let answer = client.answer_collecting(3, |frame| left.push(frame)).await;
+    assert_eq!(answer["type"], "$reply", "{answer}");
+    assert_eq!(
+        left,
+        [json!({"type": "$left", "data": {"group": "a", "reason": "unauthorized"}})]
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "$left", "data": {"group": "b", "reason": "expired"}})
+    );
+    assert!(srv.server.groups().is_empty());
 }

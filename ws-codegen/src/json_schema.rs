@@ -167,10 +167,11 @@ fn history_and_presence_frames(side: Side) -> Vec<(String, Value)> {
     }
 }
 
-/// The frames of sessions (`ws_core::session`): the client's `$refresh` request, the server's `$session`.
-fn session_frames(side: Side) -> (String, Value) {
+/// The frames of sessions (`ws_core::session`): the client's `$refresh` request, the server's `$session`
+/// and `$left`.
+fn session_frames(side: Side) -> Vec<(String, Value)> {
     match side {
-        Side::Client => system(
+        Side::Client => vec![system(
             "$refresh",
             json!({
                 "type": "object",
@@ -178,16 +179,30 @@ fn session_frames(side: Side) -> (String, Value) {
                 "required": ["token"],
             }),
             true,
-        ),
-        Side::Server => system(
-            "$session",
-            json!({
-                "type": "object",
-                "properties": {"expires_in_ms": {"type": ["integer", "null"], "minimum": 0}},
-                "required": ["expires_in_ms"],
-            }),
-            false,
-        ),
+        )],
+        Side::Server => vec![
+            system(
+                "$session",
+                json!({
+                    "type": "object",
+                    "properties": {"expires_in_ms": {"type": ["integer", "null"], "minimum": 0}},
+                    "required": ["expires_in_ms"],
+                }),
+                false,
+            ),
+            system(
+                "$left",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "group": {"type": "string"},
+                        "reason": {"enum": ["expired", "unauthorized"]},
+                    },
+                    "required": ["group", "reason"],
+                }),
+                false,
+            ),
+        ],
     }
 }
 
@@ -221,7 +236,7 @@ pub(crate) fn system_frames(side: Side) -> Vec<(String, Value)> {
         )),
     }
     frames.extend(history_and_presence_frames(side));
-    frames.push(session_frames(side));
+    frames.extend(session_frames(side));
     frames
 }
 

@@ -112,6 +112,7 @@ fn serde_output_of_every_message_validates() {
         json!({"type": "$error", "data": {"code": "invalid_data", "message": "bad"}}),
         json!({"type": "$pong"}),
         json!({"type": "$session", "data": {"expires_in_ms": 60_000}}),
+        json!({"type": "$left", "data": {"group": "r", "reason": "expired"}}),
         json!({"type": "$reply", "id": 5, "data": {"expires_in_ms": null}}),
     ];
     for frame in &outbound {

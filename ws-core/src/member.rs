@@ -290,8 +290,9 @@ impl Member {
         lock(&self.inner.extensions).insert(std::any::TypeId::of::<T>(), Box::new(value));
     }
 
-    /// A copy of the typed value stored with [`Client::insert_extension`].
-    pub(crate) fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+    /// A copy of the typed value stored with [`Client::insert_extension`](crate::Client::insert_extension)
+    /// or the authenticator's [`ClientData::extension`](crate::auth::ClientData::extension).
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
         lock(&self.inner.extensions)
             .get(&std::any::TypeId::of::<T>())
             .and_then(|v| v.downcast_ref::<T>())

@@ -10,7 +10,7 @@ use crate::member::Member;
 use crate::protocol::Frame;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
-use crate::session::{Disconnect, Revocations, Target};
+use crate::session::{Disconnect, Membership, Policy, Target};
 
 /// The in-process backplane: this node's clients and groups, delivered from memory.
 ///
@@ -21,7 +21,7 @@ pub struct MemoryBackplane {
     clients: Arc<ClientRegistry>,
     groups: Arc<GroupRegistry>,
     fanout: Histogram,
-    revocations: Arc<Revocations>,
+    policy: Arc<Policy>,
 }
 
 impl MemoryBackplane {
@@ -29,13 +29,13 @@ impl MemoryBackplane {
         clients: Arc<ClientRegistry>,
         groups: Arc<GroupRegistry>,
         fanout: Histogram,
-        revocations: Arc<Revocations>,
+        policy: Arc<Policy>,
     ) -> Self {
         Self {
             clients,
             groups,
             fanout,
-            revocations,
+            policy,
         }
     }
 
@@ -43,7 +43,7 @@ impl MemoryBackplane {
     /// revocation. Returns how many connections it closed.
     pub fn disconnect(&self, order: &Disconnect) -> usize {
         if let (Target::User(user), Some(revocation)) = (&order.target, order.revocation) {
-            self.revocations.record(user, revocation);
+            self.policy.revocations.record(user, revocation);
         }
         let mut closed = 0;
         let mut close = |member: &Member| {
@@ -67,7 +67,17 @@ impl MemoryBackplane {
 
     /// Whether a credential of `user` issued at `issued_at` is revoked on this node.
     pub(crate) fn revoked(&self, user: &str, issued_at: Option<std::time::SystemTime>) -> bool {
-        self.revocations.refuses(user, issued_at)
+        self.policy.revocations.refuses(user, issued_at)
+    }
+
+    /// Whether the application checks joins.
+    pub(crate) fn checks_joins(&self) -> bool {
+        self.policy.authorize.is_some()
+    }
+
+    /// What the application's join check grants `member` in `group`.
+    pub(crate) fn authorize(&self, member: &Member, group: &str) -> Result<Membership, Error> {
+        self.policy.authorize(member, group)
     }
 
     /// This node's clients and groups, copied at once: what a distributed backplane stores for the
@@ -167,14 +177,35 @@ impl Backplane for MemoryBackplane {
     }
 
     fn join(&self, group: &str, member: &Member) -> Result<bool, Error> {
-        self.groups.join(group, member)
+        let membership = self.authorize(member, group)?;
+        let joined = self.groups.join(group, member)?;
+        if let Some(session) = member.session() {
+            session.set_membership(group, membership.ends_at());
+        }
+        Ok(joined)
     }
 
     fn leave(&self, group: &str, id: &ClientId) -> bool {
+        if let Some(session) = self
+            .clients
+            .get(id.as_str())
+            .as_ref()
+            .and_then(Member::session)
+        {
+            session.forget_membership(Some(group));
+        }
         self.groups.leave(group, id)
     }
 
     fn leave_all(&self, id: &ClientId) -> Vec<String> {
+        if let Some(session) = self
+            .clients
+            .get(id.as_str())
+            .as_ref()
+            .and_then(Member::session)
+        {
+            session.forget_membership(None);
+        }
         self.groups.leave_all(id)
     }
 

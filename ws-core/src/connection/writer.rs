@@ -3,6 +3,7 @@
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::member::Abort;
 use crate::send_queue::{self, Stamp};
+use crate::session::{Event, Session};
 use crate::stats::bump;
 
 type Sink = SplitSink<Ws, WsMessage>;
@@ -91,14 +93,8 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     let close_requested = client.member().close_requested();
     tokio::pin!(close_requested);
     let session = client.member().session().cloned();
-    let mut expiry_watched = session.is_some();
-    let expired = async move {
-        match session {
-            Some(session) => session.expired(config.session_grace).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expired);
+    let mut watching = session.is_some();
+    let mut session_event = next_session_event(session.as_ref(), config.session_grace);
     let mut batches: u32 = 0;
 
     loop {
@@ -121,10 +117,20 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
             }
             _ = ping.tick() => send_ping(&mut sink, config.write_timeout).await,
-            () = &mut expired, if expiry_watched => {
-                expiry_watched = false;
-                bump(&server.node().stats.sessions_expired);
-                client.member().close(crate::session::TOKEN_EXPIRED, "token expired");
+            event = &mut session_event, if watching => {
+                match event {
+                    Event::Expired => {
+                        watching = false;
+                        bump(&server.node().stats.sessions_expired);
+                        client.member().close(crate::session::TOKEN_EXPIRED, "token expired");
+                    }
+                    Event::MembershipEnded(group) => {
+                        if client.leave(&group) {
+                            let _ = client.send(crate::session::left_frame(&group, "expired"));
+                        }
+                        session_event = next_session_event(session.as_ref(), config.session_grace);
+                    }
+                }
                 Ok(())
             }
             () = &mut pong_check => {
@@ -142,6 +148,17 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
             give_up(client, err);
             return sink;
         }
+    }
+}
+
+/// What the connection's session waits for next; never, without a session.
+fn next_session_event(
+    session: Option<&Arc<Session>>,
+    grace: Duration,
+) -> Pin<Box<dyn Future<Output = Event> + Send>> {
+    match session {
+        Some(session) => Box::pin(session.clone().next_event(grace)),
+        None => Box::pin(std::future::pending()),
     }
 }
 

@@ -25,8 +25,8 @@ use crate::node::{Node, RunState};
 use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
-use crate::session::Revocations;
 use crate::session::refresh::RefreshHook;
+use crate::session::{JoinCheck, Membership, Policy, Revocations};
 use crate::stats::Stats;
 use crate::typed;
 
@@ -57,6 +57,7 @@ pub struct ServerBuilder {
     raw: Option<RawHandler>,
     states: States,
     backplane: Option<BackplaneFactory>,
+    authorize_join: Option<JoinCheck>,
 }
 
 impl Server {
@@ -92,6 +93,7 @@ impl ServerBuilder {
             raw: None,
             states: States::default(),
             backplane: None,
+            authorize_join: None,
         }
     }
 
@@ -333,6 +335,39 @@ impl ServerBuilder {
         self
     }
 
+    /// Checks every join of a client of this node before it happens (the role of Phoenix's `join/3`):
+    /// `check` sees the client (its user, its extensions: the claims its token carried) and the group,
+    /// and grants a [`Membership`], for good or until a time, or refuses with the join's error. A
+    /// membership that ends takes the client out of the group with `$left`; a refresh checks every group
+    /// again (see [`session`](crate::session)).
+    ///
+    /// ```
+    /// use ws_core::member::Member;
+    /// use ws_core::session::Membership;
+    /// use ws_core::{Config, Error, Server};
+    ///
+    /// /// The rooms a token lets its bearer into, put there by the authenticator.
+    /// #[derive(Clone)]
+    /// struct Rooms(Vec<String>);
+    ///
+    /// let builder = Server::builder(Config::default()).authorize_join(|member: &Member, group: &str| {
+    ///     let rooms = member.extension::<Rooms>().unwrap_or(Rooms(Vec::new()));
+    ///     if rooms.0.iter().any(|r| r == group) {
+    ///         Ok(Membership::granted())
+    ///     } else {
+    ///         Err(Error::forbidden(format!("not a member of {group}")))
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn authorize_join<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&crate::member::Member, &str) -> Result<Membership, Error> + Send + Sync + 'static,
+    {
+        self.authorize_join = Some(Arc::new(check));
+        self
+    }
+
     /// Switches the server to raw mode: every text and binary frame goes to `handler` as it is, without the
     /// envelope. Message handlers and middleware are not used in raw mode.
     #[must_use]
@@ -395,9 +430,11 @@ impl ServerBuilder {
             self.config.max_group_name_bytes,
         ));
         let metrics = Metrics::default();
-        let revocations = Arc::new(Revocations::new(self.config.max_revoked_users));
-        let local =
-            MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone(), revocations);
+        let policy = Arc::new(Policy {
+            revocations: Revocations::new(self.config.max_revoked_users),
+            authorize: self.authorize_join,
+        });
+        let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone(), policy);
         let distributed = self.backplane.is_some();
         let features = features(
             self.history.is_some(),

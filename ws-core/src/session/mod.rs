@@ -18,6 +18,13 @@
 //!   expiry), or the hook's `$error`, which changes nothing: the old expiry still runs. A token that names
 //!   another user than the connection's is `forbidden`, a revoked one `unauthorized`. Without a hook,
 //!   `$refresh` is an unknown type. It counts against the rate limit like any frame.
+//! - **Per-group authorization.** With a join check ([`ServerBuilder::authorize_join`](crate::ServerBuilder::authorize_join)),
+//!   every join of a client of this node — by its handlers, by [`Server::join_group`](crate::Server::join_group),
+//!   or asked by another node — runs the check first, with the client's extensions (its token's claims);
+//!   an `Err` is the join's error and the client stays out. The [`Membership`] it grants may end: past
+//!   that time the client leaves the group and is told with `$left {"group", "reason": "expired"}`. A
+//!   refresh runs the check again for every group the client is in, with the new token's extensions: a
+//!   granted membership gets its new end, a refused one is left (`"reason": "unauthorized"`).
 //! - **Disconnection and revocation on every node.** [`Server::disconnect_client`](crate::Server::disconnect_client),
 //!   [`Server::disconnect_user`](crate::Server::disconnect_user) and
 //!   [`Server::revoke_user`](crate::Server::revoke_user) reach the connections of every node the
@@ -51,12 +58,74 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const SESSION_TYPE: &str = "$session";
 /// The `type` of a client's request to refresh its session.
 pub const REFRESH_TYPE: &str = "$refresh";
+/// The `type` of the frame that tells a client it was taken out of a group: its membership ended, or a
+/// refresh no longer grants it.
+pub const LEFT_TYPE: &str = "$left";
+
+/// What a join check grants ([`ServerBuilder::authorize_join`](crate::ServerBuilder::authorize_join)): a
+/// membership for as long as the client stays, or one that ends.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use ws_core::session::Membership;
+///
+/// let trial = Membership::until(SystemTime::now() + Duration::from_secs(600));
+/// assert!(trial.ends_at().is_some());
+/// assert_eq!(Membership::granted().ends_at(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Membership {
+    until: Option<SystemTime>,
+}
+
+impl Membership {
+    /// A membership that lasts as long as the client stays in the group.
+    #[must_use]
+    pub fn granted() -> Self {
+        Self { until: None }
+    }
+
+    /// A membership that ends at `at`, unless a refresh grants it again.
+    #[must_use]
+    pub fn until(at: SystemTime) -> Self {
+        Self { until: Some(at) }
+    }
+
+    /// When it ends, if it does.
+    #[must_use]
+    pub fn ends_at(&self) -> Option<SystemTime> {
+        self.until
+    }
+}
+
+/// The application's check of a join.
+pub(crate) type JoinCheck =
+    Arc<dyn Fn(&crate::member::Member, &str) -> Result<Membership, crate::Error> + Send + Sync>;
+
+/// What the writer of a connection with a session waits for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The credential expired, and the grace passed.
+    Expired,
+    /// The client's membership of this group ended.
+    MembershipEnded(String),
+}
+
+/// The `$left` frame.
+pub(crate) fn left_frame(group: &str, reason: &str) -> crate::protocol::Frame {
+    crate::protocol::Frame::envelope(
+        LEFT_TYPE,
+        &serde_json::json!({"group": group, "reason": reason}),
+    )
+}
 
 /// One connection's session: its user and its expiry, which a refresh moves.
 #[derive(Debug)]
 pub(crate) struct Session {
     user: Option<Arc<str>>,
     expiry: Mutex<Option<SystemTime>>,
+    /// The memberships that end, by group: at most `max_groups_per_client`, as the groups themselves.
+    memberships: Mutex<HashMap<String, SystemTime>>,
     changed: Notify,
 }
 
@@ -65,7 +134,75 @@ impl Session {
         Self {
             user,
             expiry: Mutex::new(expiry),
+            memberships: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+        }
+    }
+
+    /// Records when the client's membership of `group` ends (`None`: it does not).
+    pub(crate) fn set_membership(&self, group: &str, ends: Option<SystemTime>) {
+        let mut memberships = lock(&self.memberships);
+        match ends {
+            Some(at) => {
+                memberships.insert(group.to_owned(), at);
+            }
+            None => {
+                if memberships.remove(group).is_none() {
+                    return;
+                }
+            }
+        }
+        drop(memberships);
+        self.changed.notify_waiters();
+    }
+
+    /// The client left `group`, or all its groups (`None`).
+    pub(crate) fn forget_membership(&self, group: Option<&str>) {
+        let mut memberships = lock(&self.memberships);
+        match group {
+            Some(group) => {
+                memberships.remove(group);
+            }
+            None => memberships.clear(),
+        }
+    }
+
+    /// Resolves with the next thing due: the credential's expiry plus `grace`, or the end of a
+    /// membership (taken out of the list), whichever comes first and still holds when it comes.
+    pub(crate) async fn next_event(self: Arc<Self>, grace: Duration) -> Event {
+        loop {
+            // Created before the reads: `notify_waiters` reaches a `Notified` from its creation on.
+            let changed = self.changed.notified();
+            let expiry = *lock(&self.expiry);
+            let membership = lock(&self.memberships)
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(group, at)| (group.clone(), *at));
+            let expires = expiry.map(|at| left_until(at) + grace);
+            let ends = membership.as_ref().map(|(_, at)| left_until(*at));
+            let wait = match (expires, ends) {
+                (None, None) => {
+                    changed.await;
+                    continue;
+                }
+                (Some(d), None) | (None, Some(d)) => d,
+                (Some(a), Some(b)) => a.min(b),
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {
+                    if expires == Some(wait) && *lock(&self.expiry) == expiry {
+                        return Event::Expired;
+                    }
+                    if let Some((group, at)) = membership {
+                        let mut memberships = lock(&self.memberships);
+                        if memberships.get(&group) == Some(&at) && at <= SystemTime::now() {
+                            memberships.remove(&group);
+                            return Event::MembershipEnded(group);
+                        }
+                    }
+                }
+                () = changed => {}
+            }
         }
     }
 
@@ -82,27 +219,6 @@ impl Session {
     pub(crate) fn set_expiry(&self, expiry: Option<SystemTime>) {
         *lock(&self.expiry) = expiry;
         self.changed.notify_waiters();
-    }
-
-    /// Resolves once the expiry plus `grace` has passed without a refresh moving it.
-    pub(crate) async fn expired(&self, grace: Duration) {
-        loop {
-            // Created before the read: `notify_waiters` reaches a `Notified` from its creation on.
-            let changed = self.changed.notified();
-            let expiry = *lock(&self.expiry);
-            let Some(at) = expiry else {
-                changed.await;
-                continue;
-            };
-            tokio::select! {
-                () = tokio::time::sleep(left_until(at) + grace) => {
-                    if *lock(&self.expiry) == Some(at) {
-                        return;
-                    }
-                }
-                () = changed => {}
-            }
-        }
     }
 }
 
@@ -164,6 +280,35 @@ pub struct Revocation {
     pub revoked_at: SystemTime,
     /// When it ends.
     pub until: SystemTime,
+}
+
+/// What this node holds against sessions: its revocations, and the application's join check.
+pub(crate) struct Policy {
+    pub(crate) revocations: Revocations,
+    pub(crate) authorize: Option<JoinCheck>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("revocations", &self.revocations)
+            .field("authorize", &self.authorize.is_some())
+            .finish()
+    }
+}
+
+impl Policy {
+    /// What the join check grants `member` in `group` (everything, without one).
+    pub(crate) fn authorize(
+        &self,
+        member: &crate::member::Member,
+        group: &str,
+    ) -> Result<Membership, crate::Error> {
+        match &self.authorize {
+            Some(check) => check(member, group),
+            None => Ok(Membership::granted()),
+        }
+    }
 }
 
 /// The revocations this node knows of, by user, bounded.

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorCode};
 use crate::handler::{BoxFuture, Endpoint, Reply, Request};
 use crate::stats::bump;
 
-use super::{Expiry, MAX_TOKEN_BYTES};
+use super::{Expiry, MAX_TOKEN_BYTES, Session, left_frame};
 
 /// The application's check of a new token: the connection's new data, or why not.
 pub(crate) type RefreshHook =
@@ -68,6 +68,26 @@ fn refresh(client: &Client, data: ClientData) -> Result<Reply, Error> {
     }
     session.set_expiry(data.expiry());
     data.apply_data(member);
+    if node.local.checks_joins() {
+        check_groups_again(client, session);
+    }
     bump(&node.stats.sessions_refreshed);
     Reply::json(&Expiry::from(session.expires_in()))
+}
+
+/// Runs the join check again for every group the client is in, with its new extensions: a granted
+/// membership gets its new end, a refused one is left and the client told.
+fn check_groups_again(client: &Client, session: &Session) {
+    let server = client.server();
+    let local = &server.node().local;
+    for group in client.groups() {
+        match local.authorize(client.member(), &group) {
+            Ok(membership) => session.set_membership(&group, membership.ends_at()),
+            Err(_) => {
+                if client.leave(&group) {
+                    let _ = client.send(left_frame(&group, "unauthorized"));
+                }
+            }
+        }
+    }
 }

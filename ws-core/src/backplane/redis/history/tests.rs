@@ -107,8 +107,11 @@ fn node(history: History) -> Node {
     let clients = Arc::new(ClientRegistry::default());
     let groups = Arc::new(GroupRegistry::new(16, 64));
     let fanout = crate::metrics::latency_histogram();
-    let revocations = Arc::new(crate::session::Revocations::new(16));
-    let local = MemoryBackplane::new(clients.clone(), groups, fanout, revocations);
+    let policy = Arc::new(crate::session::Policy {
+        revocations: crate::session::Revocations::new(16),
+        authorize: None,
+    });
+    let local = MemoryBackplane::new(clients.clone(), groups, fanout, policy);
     Node {
         state,
         local,
