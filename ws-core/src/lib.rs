@@ -217,6 +217,8 @@ pub mod guide {
     pub struct Scaling;
     #[doc = include_str!("../../docs/guide/sdk.md")]
     pub struct Sdk;
+    #[doc = include_str!("../../docs/guide/sessions.md")]
+    pub struct Sessions;
     #[doc = include_str!("../../docs/guide/testing.md")]
     pub struct Testing;
     #[doc = include_str!("../../docs/guide/observability.md")]

@@ -10,7 +10,8 @@ use crate::member::Member;
 use crate::protocol::Frame;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
-use crate::session::{Disconnect, Membership, Policy, Target};
+use crate::session::policy::Policy;
+use crate::session::{Disconnect, Membership, Target};
 
 /// The in-process backplane: this node's clients and groups, delivered from memory.
 ///

@@ -25,8 +25,9 @@ use crate::node::{Node, RunState};
 use crate::protocol::Message;
 use crate::raw::{RawHandler, RawMessage};
 use crate::registry::ClientRegistry;
+use crate::session::policy::{JoinCheck, Policy};
 use crate::session::refresh::RefreshHook;
-use crate::session::{JoinCheck, Membership, Policy, Revocations};
+use crate::session::{Membership, Revocations};
 use crate::stats::Stats;
 use crate::typed;
 

@@ -11,7 +11,7 @@
 //!   (401 "token expired").
 //! - **Refresh in-band.** With a refresh hook ([`ServerBuilder::on_refresh`](crate::ServerBuilder::on_refresh)),
 //!   a client sends the request `$refresh {"token": "..."}` (at most [`MAX_TOKEN_BYTES`]). The hook checks
-//!   the token as the authenticator would and returns the connection's new [`ClientData`]: its expiry
+//!   the token as the authenticator would and returns the connection's new [`ClientData`](crate::auth::ClientData): its expiry
 //!   replaces the old one (none: the connection no longer expires), its metadata and extensions are set
 //!   before the reply goes out, so every frame the client sends after the `$refresh` is handled with
 //!   them (frames are handled in order). The answer is `$reply {"expires_in_ms": N}` (`null`: no
@@ -35,6 +35,7 @@
 //!   [`max_revoked_users`](crate::Config::max_revoked_users) revocations; past it, the one that ends
 //!   first is forgotten early.
 
+pub(crate) mod policy;
 pub(crate) mod refresh;
 
 use std::collections::HashMap;
@@ -97,10 +98,6 @@ impl Membership {
         self.until
     }
 }
-
-/// The application's check of a join.
-pub(crate) type JoinCheck =
-    Arc<dyn Fn(&crate::member::Member, &str) -> Result<Membership, crate::Error> + Send + Sync>;
 
 /// What the writer of a connection with a session waits for.
 #[derive(Debug, PartialEq, Eq)]
@@ -280,35 +277,6 @@ pub struct Revocation {
     pub revoked_at: SystemTime,
     /// When it ends.
     pub until: SystemTime,
-}
-
-/// What this node holds against sessions: its revocations, and the application's join check.
-pub(crate) struct Policy {
-    pub(crate) revocations: Revocations,
-    pub(crate) authorize: Option<JoinCheck>,
-}
-
-impl std::fmt::Debug for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy")
-            .field("revocations", &self.revocations)
-            .field("authorize", &self.authorize.is_some())
-            .finish()
-    }
-}
-
-impl Policy {
-    /// What the join check grants `member` in `group` (everything, without one).
-    pub(crate) fn authorize(
-        &self,
-        member: &crate::member::Member,
-        group: &str,
-    ) -> Result<Membership, crate::Error> {
-        match &self.authorize {
-            Some(check) => check(member, group),
-            None => Ok(Membership::granted()),
-        }
-    }
 }
 
 /// The revocations this node knows of, by user, bounded.

@@ -107,7 +107,7 @@ fn node(history: History) -> Node {
     let clients = Arc::new(ClientRegistry::default());
     let groups = Arc::new(GroupRegistry::new(16, 64));
     let fanout = crate::metrics::latency_histogram();
-    let policy = Arc::new(crate::session::Policy {
+    let policy = Arc::new(crate::session::policy::Policy {
         revocations: crate::session::Revocations::new(16),
         authorize: None,
     });
