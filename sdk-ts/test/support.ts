@@ -223,13 +223,12 @@ export async function startRedis(): Promise<Redis> {
 export async function bareServer(onConnection: (socket: ServerSocket, index: number) => void = () => {}) {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await once(server, "listening");
-  const received: { type: string; id?: number; data?: unknown; connection: number }[] = [];
+  const received: { type: string; id?: number; data?: unknown }[] = [];
   const urls: string[] = [];
   let connections = 0;
   server.on("connection", (socket, request) => {
-    const connection = connections;
     urls.push(request.url ?? "");
-    socket.on("message", (data) => received.push({ ...JSON.parse(String(data)), connection }));
+    socket.on("message", (data) => received.push(JSON.parse(String(data))));
     onConnection(socket, connections++);
   });
   const port = (server.address() as { port: number }).port;
