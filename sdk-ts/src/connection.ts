@@ -333,7 +333,9 @@ export class Connection {
     clearInterval(this.heartbeatTimer);
     const socket = this.socket;
     if (!socket) return;
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    // Closing a socket still connecting makes Node's `ws` emit an error, which must have a listener.
+    socket.onerror = () => {};
     this.socket = undefined;
   }
 

@@ -300,7 +300,9 @@ var Connection = class {
     clearInterval(this.heartbeatTimer);
     const socket = this.socket;
     if (!socket) return;
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    socket.onerror = () => {
+    };
     this.socket = void 0;
   }
   startHeartbeat() {
@@ -580,6 +582,7 @@ function frame(type, data) {
 // sdk-ts/src/session.ts
 var SESSION = "$session";
 var REFRESH = "$refresh";
+var LEFT = "$left";
 var MAX_RETRY_MS = 3e4;
 var SessionKeeper = class {
   constructor(getToken, marginMs, host) {
@@ -651,6 +654,7 @@ var Client = class {
     __publicField(this, "listeners", /* @__PURE__ */ new Map());
     __publicField(this, "handlers", /* @__PURE__ */ new Map());
     __publicField(this, "errorListeners", /* @__PURE__ */ new Set());
+    __publicField(this, "leftListeners", /* @__PURE__ */ new Set());
     __publicField(this, "checked");
     __publicField(this, "session");
     const report = options.onInvalid ?? ((invalid) => console.warn("ws-core-client: invalid frame", invalid));
@@ -732,6 +736,10 @@ var Client = class {
     this.errorListeners.add(listener);
     return () => this.errorListeners.delete(listener);
   }
+  onLeft(listener) {
+    this.leftListeners.add(listener);
+    return () => this.leftListeners.delete(listener);
+  }
   ready() {
     return this.connection.ready();
   }
@@ -753,6 +761,14 @@ var Client = class {
     if (msg.type === PONG) return;
     if (msg.type === SESSION) {
       this.session?.announced(msg.data ?? {});
+      return;
+    }
+    if (msg.type === LEFT) {
+      const left = msg.data ?? {};
+      if (typeof left.group !== "string") return;
+      this.groups.presence(left.group).reset();
+      const told = { group: left.group, reason: String(left.reason ?? "") };
+      for (const listener of this.leftListeners) listener(told);
       return;
     }
     if (msg.type === POSITION) {
