@@ -9,13 +9,6 @@ export type InboundAddNote = {
 
 export type InboundListNotes = null;
 
-export type InboundRefresh = {
-  /**
-   * A token from `POST /login`.
-   */
-  token: string;
-};
-
 export type Note = {
   /**
    * Its number, from 1.
@@ -33,22 +26,10 @@ export type Note = {
 
 export type OutboundNoteAdded = Note;
 
-export type Session = {
-  /**
-   * The user.
-   */
-  user: string;
-  /**
-   * When the token expires, in seconds since the Unix epoch.
-   */
-  expires_at: number;
-};
-
 /** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request). */
 export interface ClientMessages {
   list_notes: { data: InboundListNotes; reply: Array<Note> };
   add_note: { data: InboundAddNote; reply: Note };
-  refresh: { data: InboundRefresh; reply: Session };
 }
 
 /** Messages the server sends, by wire name: `reply` is what the client answers when the server sends it as a request (`never`: not a request). */
@@ -63,8 +44,8 @@ export interface Protocol {
 }
 
 /** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so a server built from other enums can say this client is outdated (ws-core's `version`). */
-export const PROTOCOL_FINGERPRINT = "0424ef8ce3511ed8";
+export const PROTOCOL_FINGERPRINT = "e918c4b80c4108dc";
 
 /** Wire names of every message, in declaration order. */
-export const CLIENT_MESSAGE_TYPES = ["list_notes", "add_note", "refresh"] as const;
+export const CLIENT_MESSAGE_TYPES = ["list_notes", "add_note"] as const;
 export const SERVER_MESSAGE_TYPES = ["note_added"] as const;

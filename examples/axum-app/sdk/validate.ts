@@ -6,15 +6,10 @@ import { array, type Check, nul, num, object, ref, some, str, type Validators } 
 const c: Record<string, Check> = {};
 c["InboundAddNote"] = object({ text: str() }, ["text"]);
 c["InboundListNotes"] = nul;
-c["InboundRefresh"] = object({ token: str() }, ["token"]);
 c["Note"] = object({ author: str(), id: num(true, 0, 18446744073709551615), text: str() }, [
   "id",
   "author",
   "text",
-]);
-c["Session"] = object({ expires_at: num(true, 0, 18446744073709551615), user: str() }, [
-  "user",
-  "expires_at",
 ]);
 /** Definitions of server → client types. */
 const s: Record<string, Check> = {};
@@ -28,11 +23,7 @@ s["OutboundNoteAdded"] = ref(s, "Note");
 /** The checks of this protocol's frames: pass them as `validate` to `createClient` (the generated `client.ts` does). */
 export const validators: Validators = {
   server: { note_added: ref(s, "OutboundNoteAdded") },
-  serverReplies: { list_notes: array(ref(c, "Note")), add_note: ref(c, "Note"), refresh: ref(c, "Session") },
-  client: {
-    list_notes: some([nul, ref(c, "InboundListNotes")], false),
-    add_note: ref(c, "InboundAddNote"),
-    refresh: ref(c, "InboundRefresh"),
-  },
+  serverReplies: { list_notes: array(ref(c, "Note")), add_note: ref(c, "Note") },
+  client: { list_notes: some([nul, ref(c, "InboundListNotes")], false), add_note: ref(c, "InboundAddNote") },
   clientReplies: {},
 };

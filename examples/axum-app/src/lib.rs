@@ -15,10 +15,12 @@
 //! 10 s (408 past it) and take bodies up to 16 KiB (413 past it). Every request is traced by
 //! `tower-http`'s `TraceLayer`, every connection and message by ws-core's spans (`RUST_LOG=debug`).
 //!
-//! On the socket: `list_notes` (reply: the notes), `add_note {text}` (reply: the note; every client
-//! gets `note_added`), and `refresh {token}` (reply: `{user, expires_at}`), which moves the connection's
-//! expiry to that of a newer token for the same user. A connection still open when its token expires is
-//! closed with [`TOKEN_EXPIRED`] (4001, "token expired"); the SDK does not reconnect after a 4xxx close.
+//! On the socket: `list_notes` (reply: the notes) and `add_note {text}` (reply: the note; every client
+//! gets `note_added`). The connection carries its token's expiry as ws-core's session: `$refresh
+//! {token}` with a newer token of the same user moves it (reply: `{expires_in_ms}`; another user's token
+//! is `forbidden`), and a connection still open when its token expires is closed with
+//! [`TOKEN_EXPIRED`](ws_core::session::TOKEN_EXPIRED) (4001, "token expired"): this application gives
+//! no grace past the expiry. The SDK's `getToken` refreshes before it and logs in again after it.
 //!
 //! The WebSocket handlers reach the application's state the axum way, as sub-states: [`Notes`] and
 //! [`Tokens`] are the same values in [`AppState`] (for the REST handlers) and in the ws-core server
@@ -44,13 +46,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use ws_core::auth::{AuthRequest, ClientData};
-use ws_core::close::CloseCode;
 use ws_core::config::ConfigError;
 use ws_core::extract::State as MessageState;
 use ws_core::{Client, Config, Error, Server, on, payload, ws_messages};
 
-/// The close code of a connection whose token expired.
-pub const TOKEN_EXPIRED: CloseCode = CloseCode::application(4001);
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 1000;
 /// Notes kept; the oldest goes when a new one would pass it.
@@ -94,12 +93,6 @@ pub enum Inbound {
     AddNote {
         /// Up to [`MAX_NOTE_CHARS`] characters.
         text: String,
-    },
-    /// Moves the connection's expiry to a newer token's (same user).
-    #[ws(reply = Session)]
-    Refresh {
-        /// A token from `POST /login`.
-        token: String,
     },
 }
 
@@ -328,41 +321,6 @@ async fn add_note(
     Ok(note)
 }
 
-#[on(Inbound::Refresh)]
-async fn refresh(
-    client: Client,
-    MessageState(tokens): MessageState<Tokens>,
-    msg: inbound::Refresh,
-) -> Result<Session, Error> {
-    let session = tokens.check(&msg.token)?;
-    if session.user != user(&client) {
-        return Err(Error::forbidden("the token is another user's"));
-    }
-    client.insert_extension(session.clone());
-    Ok(session)
-}
-
-/// Closes `client` with [`TOKEN_EXPIRED`] when its session expires, unless a `refresh` moved the expiry;
-/// returns early when the client leaves.
-async fn expire(client: Client) {
-    loop {
-        let Some(session) = client.extension::<Session>() else {
-            return;
-        };
-        let left = session.expires_at.saturating_sub(now_secs());
-        if left == 0 {
-            client.close(TOKEN_EXPIRED, "token expired");
-            return;
-        }
-        // Awake every 5 s at most to notice a gone client, whose task then ends: a long-lived token does not
-        // keep a sleeping task per past connection.
-        tokio::time::sleep(Duration::from_secs(left.min(5))).await;
-        if !client.is_connected() {
-            return;
-        }
-    }
-}
-
 /// The WebSocket server: its handlers reach [`Notes`] and [`Tokens`] as states.
 ///
 /// # Errors
@@ -374,7 +332,9 @@ pub fn websocket_server(
     tokens: Tokens,
 ) -> Result<Server, ConfigError> {
     let check = tokens.clone();
-    Server::builder(settings.ws.clone())
+    let refresh = tokens.clone();
+    // The socket closes at the token's expiry, as the REST routes refuse it from then on.
+    Server::builder(settings.ws.clone().session_grace(Duration::ZERO))
         .protocol_version(
             ws_core::version::ProtocolVersion::new()
                 .messages::<Inbound>()
@@ -383,25 +343,28 @@ pub fn websocket_server(
         .with_state(notes)
         .with_state(tokens)
         .auth(move |req: AuthRequest| {
-            let session = upgrade_token(&req)
+            let data = upgrade_token(&req)
                 .ok_or_else(|| Error::unauthorized("a token is required"))
-                .and_then(|token| check.check(&token));
-            async move {
-                let session = session?;
-                Ok::<_, Error>(
-                    ClientData::new()
-                        .span_user(&session.user)
-                        .extension(session),
-                )
-            }
+                .and_then(|token| check.check(&token))
+                .map(client_data);
+            async move { data }
         })
-        .on_connect(|client| async move {
-            tokio::spawn(expire(client));
+        .on_refresh(move |_: Client, token: String| {
+            let data = refresh.check(&token).map(client_data);
+            async move { data }
         })
         .handle(list_notes)
         .handle(add_note)
-        .handle(refresh)
         .build()
+}
+
+/// What a token gives its connection: its user and expiry (ws-core's session) and the [`Session`] the
+/// handlers read.
+fn client_data(session: Session) -> ClientData {
+    ClientData::new()
+        .user(&session.user)
+        .expires_at(UNIX_EPOCH + Duration::from_secs(session.expires_at))
+        .extension(session)
 }
 
 /// Why the application cannot start.
