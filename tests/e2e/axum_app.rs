@@ -179,7 +179,9 @@ async fn an_expired_token_closes_its_socket_with_4001() {
     let refused = refreshed.ask("$refresh", json!({"token": bob}), 1).await;
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
     let reply = refreshed.ask("$refresh", json!({"token": newer}), 2).await;
-    let left = reply["data"]["expires_in_ms"].as_u64().expect("expires_in_ms");
+    let left = reply["data"]["expires_in_ms"]
+        .as_u64()
+        .expect("expires_in_ms");
     assert!(left > 1000, "{reply}");
 
     let closed = kept.recv_close().await;

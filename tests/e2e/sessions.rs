@@ -434,3 +434,33 @@ async fn a_refresh_checks_every_group_again() {
     );
     assert!(srv.server.groups().is_empty());
 }
+
+/// docs/protocol.md "Answers to bad input": `$refresh` takes a rate-limit token like any frame; a flood
+/// is closed with 1008 and its hook stops being run.
+#[tokio::test]
+async fn a_refresh_flood_is_rate_limited_like_any_frame() {
+    let srv = spawn(with_sessions(Server::builder(
+        config().message_rate_limit(5).message_burst_size(5),
+    )))
+    .await;
+    let mut client = connect(&srv, &token("ann", Duration::from_secs(60))).await;
+    session_frame(&mut client).await;
+    for id in 1..=50 {
+        client
+            .send_json(refresh(&token("ann", Duration::from_secs(60)), id))
+            .await;
+    }
+    let closed = client.recv_close().await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1008, "rate limit exceeded")
+    );
+    // The burst's refreshes run; the rest were never read.
+    eventually("the admitted refreshes ran", || async {
+        srv.server.stats().sessions_refreshed >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refreshed = srv.server.stats().sessions_refreshed;
+    assert!(refreshed <= 6, "{refreshed} refreshes ran");
+}
