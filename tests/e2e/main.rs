@@ -20,6 +20,7 @@ mod metrics;
 mod pipeline;
 mod presence;
 mod requests;
+mod rust_client;
 mod server_api;
 mod sessions;
 mod shutdown;

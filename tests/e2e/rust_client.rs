@@ -1,0 +1,190 @@
+//! `ws-client`, the typed Rust client, against the chat's own server and enums: requests and replies
+//! both ways, group messages, `$error` as typed errors, reconnection after a close it retries, and a
+//! final close that ends it.
+
+use std::time::Duration;
+
+use chat::protocol::{Answer, Inbound, Outbound, RoomJoined, inbound, outbound};
+use ws_client::testing::{TestServer, serve};
+use ws_client::{Client, ClientError, Incoming, State};
+use ws_core::close::{self, CloseCode};
+use ws_core::error::ErrorCode;
+use ws_core::{Error, Server};
+
+use crate::support::{config, eventually};
+
+type ChatClient = Client<Inbound, Outbound>;
+
+async fn chat() -> TestServer {
+    serve(chat::builder(config())).await
+}
+
+/// The next message; an `$error` fails the test.
+async fn next_message(client: &ChatClient) -> (Outbound, Option<String>) {
+    let next = tokio::time::timeout(Duration::from_secs(5), client.next()).await;
+    match next
+        .expect("a message within 5 s")
+        .expect("the client is open")
+    {
+        Incoming::Message { message, from } => (message, from),
+        Incoming::Error(e) => panic!("unexpected $error: {e:?}"),
+    }
+}
+
+async fn welcome(client: &ChatClient) -> String {
+    match next_message(client).await {
+        (Outbound::Welcome { client_id, .. }, _) => client_id,
+        (other, _) => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// README "A typed Rust client": requests typed by the variant's reply, messages by the outbound enum,
+/// the server's requests answered by a typed handler, `$error` as `ClientError::Server`.
+#[tokio::test]
+async fn requests_messages_and_server_requests_are_typed() {
+    let srv = chat().await;
+    let ann: ChatClient = srv.client("token=ann").await.expect("ann connects");
+    let bob: ChatClient = srv.client("token=bob").await.expect("bob connects");
+    let ann_id = welcome(&ann).await;
+    let bob_id = welcome(&bob).await;
+
+    let joined: RoomJoined = ann
+        .request(inbound::Join { room: "r".into() })
+        .await
+        .expect("join");
+    assert_eq!((joined.room.as_str(), joined.joined), ("r", true));
+    bob.request(inbound::Join { room: "r".into() })
+        .await
+        .expect("join");
+    ann.send(Inbound::Chat {
+        text: "hi".into(),
+        room: Some("r".into()),
+    })
+    .expect("send");
+    match next_message(&bob).await {
+        (Outbound::Chat { text, user, room }, from) => {
+            assert_eq!(
+                (text.as_str(), user.as_str(), room.as_deref()),
+                ("hi", "ann", Some("r"))
+            );
+            assert_eq!(from.as_deref(), Some(ann_id.as_str()));
+        }
+        other => panic!("expected the chat line, got {other:?}"),
+    }
+    let me = ann.request(inbound::Whoami).await.expect("whoami");
+    assert_eq!(
+        (me.user.as_str(), me.groups.as_slice()),
+        ("ann", &["r".to_owned()][..])
+    );
+
+    // The server asks bob on ann's behalf; bob's typed handler answers.
+    bob.handle(|ask: outbound::Ask| async move {
+        Ok(Answer {
+            answer: format!("{} asked: {}", ask.user, ask.question),
+        })
+    });
+    let answer = ann
+        .request(inbound::Ask {
+            to: bob_id,
+            question: "tea?".into(),
+        })
+        .await
+        .expect("bob answers");
+    assert_eq!(answer.answer, "ann asked: tea?");
+
+    // `$error` answering a request, and one answering a send.
+    match ann.request(inbound::AdminPurge).await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code(), &ErrorCode::Forbidden),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    ann.send(Inbound::Chat {
+        text: "x".repeat(2001),
+        room: None,
+    })
+    .expect("send");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ann.next())
+            .await
+            .expect("in time")
+        {
+            Some(Incoming::Error(e)) => {
+                assert_eq!(
+                    (e.code(), e.message()),
+                    (&ErrorCode::InvalidData, "text longer than 2000 characters")
+                );
+                break;
+            }
+            Some(Incoming::Message { .. }) => continue,
+            None => panic!("closed"),
+        }
+    }
+    ann.close();
+    bob.close();
+}
+
+/// A close the policy retries (1001) brings the client back; a request in flight then fails with
+/// `Lost`, and requests after it are answered on the new connection.
+#[tokio::test]
+async fn a_retried_close_reconnects() {
+    let srv = chat().await;
+    let ann: ChatClient = srv.client("token=ann").await.expect("connects");
+    let first = welcome(&ann).await;
+    assert!(
+        srv.server
+            .disconnect_client(&first, close::GOING_AWAY, "restart")
+    );
+    eventually("a second connection", || async {
+        srv.server.stats().total_connections == 2
+    })
+    .await;
+    let second = welcome(&ann).await;
+    assert_ne!(first, second);
+    assert_eq!(ann.state(), State::Open);
+    let me = ann
+        .request(inbound::Whoami)
+        .await
+        .expect("answered after the reconnection");
+    assert_eq!(me.client_id, second);
+    ann.close();
+}
+
+/// A final close (4xxx, 34xx) ends reconnection: every later call fails at once, naming it.
+#[tokio::test]
+async fn a_final_close_ends_the_client() {
+    let srv = serve(
+        Server::builder(config())
+            .on_connect(|c| async move { c.close(CloseCode::application(4000), "go away") }),
+    )
+    .await;
+    let client: ChatClient = srv.client("").await.expect("connects once");
+    let closed = loop {
+        if let State::Closed(close) = client.state() {
+            break close;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let close = closed.expect("the server's close");
+    assert_eq!((close.code, close.reason.as_str()), (4000, "go away"));
+    match client.send(Inbound::Chat {
+        text: "hi".into(),
+        room: None,
+    }) {
+        Err(ClientError::Closed(Some(c))) => assert_eq!(c.code, 4000),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(srv.server.stats().total_connections, 1, "not reconnected");
+
+    // A handshake refused as the client is: `connect` fails, naming the refusal.
+    let refusing =
+        serve(Server::builder(config()).auth(|_| async {
+            Err::<ws_core::auth::ClientData, _>(Error::unauthorized("bad token"))
+        }))
+        .await;
+    match refusing.client::<Inbound, Outbound>("").await {
+        Err(ClientError::Closed(Some(c))) => {
+            assert_eq!((c.code, c.reason.as_str()), (3401, "bad token"))
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+}

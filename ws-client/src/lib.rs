@@ -1,0 +1,59 @@
+//! A typed Rust client of ws-core servers, typed by the server's own message enums: no generated code.
+//!
+//! What it guarantees:
+//!
+//! - **Types end to end.** `send` takes the client → server enum, `request` a variant's payload and
+//!   returns its declared reply type, `next` gives the server → client enum, `handle` answers the
+//!   server's requests with the reply type the server expects. A wrong message or reply type does not
+//!   compile.
+//! - **The same wire as the TypeScript SDK.** Every connection names the protocol's fingerprint
+//!   (`ws_protocol`); a handshake refused with HTTP status S is the close 3000 + S with the body's first
+//!   line as reason, as the SDK is told; `$error` answers are [`ClientError::Server`] with the server's
+//!   code and message.
+//! - **Reconnection with the same policy.** After a close its policy retries ([`close_policy`]) the client
+//!   connects again with jittered backoff; a final close (3409, 34xx, 4xxx, 1002, ...) ends it and every
+//!   later call fails at once with [`ClientError::Closed`], naming the close. Requests in flight when a
+//!   connection is lost fail with [`ClientError::Lost`]; frames sent meanwhile wait in a bounded queue.
+//! - **Bounded.** The queue of frames to write (`max_queue`, 1 024), the requests waiting
+//!   (1 000), the messages waiting for [`Client::next`] (`message_buffer`, 1 024; past it new ones are
+//!   dropped and counted, so a client that only makes requests never stalls its connection).
+//!
+//! ```no_run
+//! use ws_client::{Client, Incoming};
+//! use ws_core::{payload, ws_messages};
+//!
+//! #[payload]
+//! pub struct Joined { pub room: String }
+//!
+//! #[ws_messages]
+//! pub enum Inbound {
+//!     Chat { text: String },
+//!     #[ws(reply = Joined)]
+//!     Join { room: String },
+//! }
+//!
+//! #[ws_messages(outbound)]
+//! pub enum Outbound {
+//!     Chat { text: String, user: String },
+//! }
+//!
+//! # async fn run() -> Result<(), ws_client::ClientError> {
+//! let client = Client::<Inbound, Outbound>::connect("ws://127.0.0.1:6001/ws?token=ann").await?;
+//! let joined: Joined = client.request(inbound::Join { room: "rust".into() }).await?;
+//! client.send(Inbound::Chat { text: format!("hello #{}", joined.room) })?;
+//! while let Some(Incoming::Message { message: Outbound::Chat { text, user }, .. }) = client.next().await {
+//!     println!("{user}: {text}");
+//! }
+//! # Ok(()) }
+//! # fn main() {}
+//! ```
+
+mod client;
+mod driver;
+mod error;
+mod policy;
+pub mod testing;
+
+pub use client::{Client, ClientBuilder, Incoming, State};
+pub use error::{ClientError, CloseInfo};
+pub use policy::{Backoff, CloseDecision, close_policy};
