@@ -19,15 +19,18 @@ async fn chat() -> TestServer {
     serve(chat::builder(config())).await
 }
 
-/// The next message; an `$error` fails the test.
+/// The next message, skipping what is not one; an `$error` fails the test.
 async fn next_message(client: &ChatClient) -> (Outbound, Option<String>) {
-    let next = tokio::time::timeout(Duration::from_secs(5), client.next()).await;
-    match next
-        .expect("a message within 5 s")
-        .expect("the client is open")
-    {
-        Incoming::Message { message, from } => (message, from),
-        Incoming::Error(e) => panic!("unexpected $error: {e:?}"),
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), client.next()).await;
+        match next
+            .expect("a message within 5 s")
+            .expect("the client is open")
+        {
+            Incoming::Message { message, from } => return (message, from),
+            Incoming::Error(e) => panic!("unexpected $error: {e:?}"),
+            _ => {}
+        }
     }
 }
 
@@ -114,7 +117,7 @@ async fn requests_messages_and_server_requests_are_typed() {
                 );
                 break;
             }
-            Some(Incoming::Message { .. }) => continue,
+            Some(_) => continue,
             None => panic!("closed"),
         }
     }
@@ -187,4 +190,80 @@ async fn a_final_close_ends_the_client() {
         }
         other => panic!("expected the refusal, got {other:?}"),
     }
+}
+
+/// The chat texts `client` gets until `last`, skipping other messages; recoveries are collected.
+async fn texts_until(
+    client: &ChatClient,
+    last: &str,
+    recoveries: &mut Vec<Option<bool>>,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), client.next()).await;
+        match next.expect("a frame within 5 s").expect("open") {
+            Incoming::Message {
+                message: Outbound::Chat { text, .. },
+                ..
+            } => {
+                let done = text == last;
+                texts.push(text);
+                if done {
+                    return texts;
+                }
+            }
+            Incoming::Recovery { recovered, .. } => recoveries.push(recovered),
+            Incoming::Error(e) => panic!("unexpected $error: {e:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// README "History and recovery", from the Rust client: a connection cut by the server while its room
+/// gets messages; joining again after the reconnection replays what was missed, once each, in order.
+#[tokio::test]
+async fn a_cut_connection_recovers_what_it_missed() {
+    let history = ws_core::history::History::new().max_messages(100);
+    let srv = serve(chat::builder(config()).history(history)).await;
+    let ann: ChatClient = srv.client("token=ann").await.expect("ann");
+    let bob: ChatClient = srv.client("token=bob").await.expect("bob");
+    let first = welcome(&ann).await;
+    welcome(&bob).await;
+    for client in [&ann, &bob] {
+        client
+            .request(inbound::Join { room: "h".into() })
+            .await
+            .expect("join");
+    }
+    let say = |i: u32| Inbound::Chat {
+        text: format!("line {i}"),
+        room: Some("h".into()),
+    };
+    for i in 1..=5 {
+        bob.send(say(i)).expect("send");
+    }
+    let mut recoveries = Vec::new();
+    let mut texts = texts_until(&ann, "line 5", &mut recoveries).await;
+
+    assert!(
+        srv.server
+            .disconnect_client(&first, close::GOING_AWAY, "cut")
+    );
+    for i in 6..=10 {
+        bob.send(say(i)).expect("send");
+    }
+    welcome(&ann).await;
+    ann.request(inbound::Join { room: "h".into() })
+        .await
+        .expect("join again");
+    texts.extend(texts_until(&ann, "line 10", &mut recoveries).await);
+    let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, want, "each line once, in order");
+    assert_eq!(
+        recoveries,
+        [None, Some(true)],
+        "a first join, then a recovery"
+    );
+    ann.close();
+    bob.close();
 }

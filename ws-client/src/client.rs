@@ -18,6 +18,7 @@ use ws_core::message::{InboundMessages, Variant, WsMessages};
 use crate::driver::{self, Outgoing};
 use crate::error::{ClientError, CloseInfo};
 use crate::policy::{Backoff, CloseDecision, close_policy};
+use crate::positions::{Position, Positions};
 
 /// Where the connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,7 @@ pub enum State {
 
 /// What the server sent that is not an answer to a request.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Incoming<O> {
     /// A message of the server → client set, with the client it was relayed for (`from`).
     Message {
@@ -42,6 +44,17 @@ pub enum Incoming<O> {
     },
     /// An `$error` that answers no request (a `send` the server refused).
     Error(ws_core::Error),
+    /// Where this client stands in a group with history, told as it joins: `recovered` is `Some(true)`
+    /// when the frames it missed while disconnected follow (once each, in order), `Some(false)` with a
+    /// `reason` (`expired`, `epoch`, `unavailable`) when they cannot, `None` on a first join.
+    Recovery {
+        /// The group.
+        group: String,
+        /// Whether what was missed follows.
+        recovered: Option<bool>,
+        /// Why not.
+        reason: Option<String>,
+    },
 }
 
 type Answer = oneshot::Sender<Result<Box<RawValue>, ClientError>>;
@@ -58,6 +71,7 @@ pub(crate) struct Shared {
     pub(crate) handlers: Mutex<HashMap<&'static str, ServerHandler>>,
     pub(crate) state: watch::Sender<State>,
     pub(crate) dropped: AtomicU64,
+    pub(crate) positions: Mutex<Positions>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,6 +163,7 @@ impl ClientBuilder {
             handlers: Mutex::new(HashMap::new()),
             state: watch::Sender::new(State::Connecting),
             dropped: AtomicU64::new(0),
+            positions: Mutex::new(Positions::default()),
         });
         let (outgoing, queue) = mpsc::channel(self.max_queue);
         let (delivered, incoming) = mpsc::channel(self.message_buffer);
@@ -405,4 +420,6 @@ pub(crate) struct Envelope<'a> {
     pub(crate) from: Option<String>,
     #[serde(default, borrow)]
     pub(crate) data: Option<&'a RawValue>,
+    #[serde(default)]
+    pub(crate) pos: Option<Position>,
 }

@@ -143,6 +143,16 @@ type Socket =
 
 impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
     async fn serve(&self, mut ws: Socket, queue: &mut mpsc::Receiver<Outgoing>) -> Ended {
+        // First, where the client was in each group with history, so joining again recovers.
+        let positions = lock(&self.shared.positions).frame();
+        if let Some(frame) = positions
+            && let Err(e) = ws.send(WsMessage::text(frame)).await
+        {
+            return Ended::Lost(CloseInfo {
+                code: 1006,
+                reason: e.to_string(),
+            });
+        }
         loop {
             tokio::select! {
                 outgoing = queue.recv() => match outgoing {
@@ -197,10 +207,16 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
             return;
         };
         let data = envelope.data.map_or("null", |d| d.get());
+        if let Some(pos) = &envelope.pos
+            && !lock(&self.shared.positions).advance(pos)
+        {
+            return;
+        }
         match (envelope.kind, envelope.id) {
             ("$reply", Some(id)) => self.answer(id, Ok(data)),
             ("$error", Some(id)) => self.answer(id, Err(server_error(data))),
             ("$error", None) => self.deliver(Incoming::Error(server_error(data))),
+            ("$position", None) => self.positioned(data),
             (kind, _) if kind.starts_with('$') => {}
             (kind, Some(id)) => self.server_request(kind, id, data),
             (_, None) => match serde_json::from_str::<O>(text) {
@@ -213,6 +229,30 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
                 }
             },
         }
+    }
+
+    /// A `$position`: the client's standing in a group it joined.
+    fn positioned(&self, data: &str) {
+        #[derive(serde::Deserialize)]
+        struct Standing {
+            group: String,
+            epoch: Option<String>,
+            offset: Option<u64>,
+            recovered: Option<bool>,
+            reason: Option<String>,
+        }
+        let Ok(standing) = serde_json::from_str::<Standing>(data) else {
+            return;
+        };
+        if standing.recovered != Some(true) {
+            let at = standing.epoch.as_deref().zip(standing.offset);
+            lock(&self.shared.positions).restart(&standing.group, at);
+        }
+        self.deliver(Incoming::Recovery {
+            group: standing.group,
+            recovered: standing.recovered,
+            reason: standing.reason,
+        });
     }
 
     fn answer(&self, id: u64, answer: Result<&str, ws_core::Error>) {

@@ -14,6 +14,10 @@
 //!   connects again with jittered backoff; a final close (3409, 34xx, 4xxx, 1002, ...) ends it and every
 //!   later call fails at once with [`ClientError::Closed`], naming the close. Requests in flight when a
 //!   connection is lost fail with [`ClientError::Lost`]; frames sent meanwhile wait in a bounded queue.
+//! - **Recovery.** The client keeps its position in each group with history and sends it first on every
+//!   connection (`$positions`); joining such a group again after a lost connection replays what it
+//!   missed, once each, in order ([`Incoming::Recovery`] says whether it could). The application joins
+//!   again, as it joined first (joins belong to a connection).
 //! - **Bounded.** The queue of frames to write (`max_queue`, 1 024), the requests waiting
 //!   (1 000), the messages waiting for [`Client::next`] (`message_buffer`, 1 024; past it new ones are
 //!   dropped and counted, so a client that only makes requests never stalls its connection).
@@ -52,6 +56,7 @@ mod client;
 mod driver;
 mod error;
 mod policy;
+mod positions;
 pub mod testing;
 
 pub use client::{Client, ClientBuilder, Incoming, State};
