@@ -14,5 +14,35 @@
 pub mod deflate;
 pub mod floor;
 
+use ws_core::{payload, ws_messages};
+
+/// What `echo` carries and answers, for the typed Rust client (`loadgen reqrep-typed`).
+#[payload]
+#[derive(Debug, Clone, Copy)]
+pub struct Count {
+    /// The request's number.
+    pub n: u64,
+}
+
+/// The benchmark's client → server messages the typed client sends.
+#[ws_messages]
+#[derive(Debug)]
+pub enum BenchInbound {
+    /// Answered with its own data.
+    #[ws(reply = Count)]
+    Echo {
+        /// The request's number.
+        n: u64,
+    },
+}
+
+/// The benchmark's server → client messages (what `reqrep-typed` may get besides its replies).
+#[ws_messages(outbound)]
+#[derive(Debug)]
+pub enum BenchOutbound {
+    /// A fan-out frame's count.
+    Publish(Count),
+}
+
 /// The group every fan-out subscriber joins.
 pub const GROUP: &str = "bench";

@@ -6,6 +6,7 @@
 //! loadgen cursors URL CLIENTS RATE SECONDS TYPE               # TYPE: cursor (latest) or cursor_plain
 //! loadgen ask     URL SECONDS                                # ours only: server → client requests
 //! loadgen reqrep  URL CLIENTS SECONDS
+//! loadgen reqrep-typed URL CLIENTS SECONDS   (the same with ws-client, the typed Rust client)
 //! loadgen idle    URL CONNECTIONS HOLD_SECONDS [OFFER]           # OFFER 1: the connections offer permessage-deflate
 //! loadgen storm   URL CONNECTIONS
 //! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
@@ -58,6 +59,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use bench::deflate::Subscriber;
+use bench::{BenchInbound, BenchOutbound, bench_inbound};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -666,6 +668,43 @@ async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
     })
 }
 
+/// `reqrep` with `ws-client`, the typed Rust client, as the load: the cost of its types, queue and task.
+async fn reqrep_typed(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = ws_client::Client::<BenchInbound, BenchOutbound>::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let sent = Instant::now();
+                match client.request(bench_inbound::Echo { n }).await {
+                    Ok(reply) if reply.n == n => lat.push(sent.elapsed().as_micros() as u64),
+                    _ => break,
+                }
+            }
+            client.close();
+            lat
+        }));
+    }
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await.unwrap_or_default());
+    }
+    let secs = start.elapsed().as_secs_f64().max(seconds as f64);
+    lat.sort_unstable();
+    json!({
+        "scenario": "reqrep-typed", "clients": clients, "seconds": seconds, "replies": lat.len(),
+        "replies_per_sec": lat.len() as f64 / secs,
+        "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
+    })
+}
+
 async fn presence(url: &str, members: usize, rate: u64, seconds: u64) -> serde_json::Value {
     let frames = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -1002,6 +1041,7 @@ async fn main() {
             cursors(url, num(2) as usize, num(3), num(4), kind).await
         }
         "reqrep" => reqrep(url, num(2) as usize, num(3)).await,
+        "reqrep-typed" => reqrep_typed(url, num(2) as usize, num(3)).await,
         "ask" => ask(url, num(2)).await,
         "idle" => {
             let offer = args.get(4).is_some_and(|s| s == "1");
@@ -1021,7 +1061,7 @@ async fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen fanout|cursors|ask|reqrep|idle|storm|presence|recover|chat URL ... (see the module docs)"
+        "usage: loadgen fanout|cursors|ask|reqrep|reqrep-typed|idle|storm|presence|recover|chat URL ... (see the module docs)"
     );
     std::process::exit(2)
 }
