@@ -57,7 +57,8 @@ pub enum Incoming<O> {
     },
 }
 
-type Answer = oneshot::Sender<Result<Box<RawValue>, ClientError>>;
+/// A request's answer: the reply's `data` as JSON text, or why not.
+type Answer = oneshot::Sender<Result<String, ClientError>>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Answers one server request: its `data`, as JSON text, to the reply's JSON or an error.
 pub(crate) type ServerHandler =
@@ -336,7 +337,7 @@ where
                 return Err(ClientError::Timeout);
             }
         };
-        serde_json::from_str(reply.get()).map_err(|e| ClientError::InvalidReply(e.to_string()))
+        serde_json::from_str(&reply).map_err(|e| ClientError::InvalidReply(e.to_string()))
     }
 
     /// The next message or unanswered `$error` from the server, in arrival order; `None` once the client

@@ -259,11 +259,7 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
         let Some(waiting) = lock(&self.shared.pending).remove(&id) else {
             return;
         };
-        let answer = answer.map_err(ClientError::Server).and_then(|data| {
-            serde_json::value::RawValue::from_string(data.to_owned())
-                .map_err(|e| ClientError::InvalidReply(e.to_string()))
-        });
-        let _ = waiting.send(answer);
+        let _ = waiting.send(answer.map(str::to_owned).map_err(ClientError::Server));
     }
 
     fn deliver(&self, incoming: Incoming<O>) {
