@@ -85,6 +85,13 @@ async fn session_frame(client: &mut WsClient) -> u64 {
         .expect("expires_in_ms")
 }
 
+/// The id of `user`'s connection on `server`.
+fn id_of(server: &Server, user: &str) -> ws_core::ClientId {
+    let clients = server.local_clients();
+    let client = clients.iter().find(|c| c.user() == Some(user)).expect(user);
+    client.id().clone()
+}
+
 fn refresh(token: &str, id: u64) -> Value {
     json!({"type": "$refresh", "data": {"token": token}, "id": id})
 }
@@ -249,14 +256,7 @@ async fn disconnections_and_revocations_on_one_node() {
     for client in [&mut ann1, &mut ann2, &mut bob] {
         session_frame(client).await;
     }
-    let bob_id = srv
-        .server
-        .local_clients()
-        .into_iter()
-        .find(|c| c.user() == Some("bob"))
-        .expect("bob")
-        .id()
-        .clone();
+    let bob_id = id_of(&srv.server, "bob");
     assert!(
         srv.server
             .disconnect_client(&bob_id, ws_core::close::NORMAL, "bye")
@@ -333,14 +333,7 @@ async fn a_revocation_reaches_every_node() {
         .await;
     }
     // A client of another node is closed by id too.
-    let bob_id = b
-        .server
-        .local_clients()
-        .into_iter()
-        .find(|c| c.user() == Some("bob"))
-        .expect("bob")
-        .id()
-        .clone();
+    let bob_id = id_of(&b.server, "bob");
     assert!(
         !a.server
             .disconnect_client(&bob_id, ws_core::close::NORMAL, "by id")

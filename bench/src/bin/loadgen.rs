@@ -654,6 +654,16 @@ async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
             lat
         }));
     }
+    replies("reqrep", clients, seconds, tasks).await
+}
+
+/// The result of a closed request/reply loop: each task gives its latencies in microseconds.
+async fn replies(
+    scenario: &str,
+    clients: usize,
+    seconds: u64,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+) -> serde_json::Value {
     let start = Instant::now();
     let mut lat = Vec::new();
     for task in tasks {
@@ -662,7 +672,7 @@ async fn reqrep(url: &str, clients: usize, seconds: u64) -> serde_json::Value {
     let secs = start.elapsed().as_secs_f64().max(seconds as f64);
     lat.sort_unstable();
     json!({
-        "scenario": "reqrep", "clients": clients, "seconds": seconds, "replies": lat.len(),
+        "scenario": scenario, "clients": clients, "seconds": seconds, "replies": lat.len(),
         "replies_per_sec": lat.len() as f64 / secs,
         "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
     })
@@ -691,18 +701,7 @@ async fn reqrep_typed(url: &str, clients: usize, seconds: u64) -> serde_json::Va
             lat
         }));
     }
-    let start = Instant::now();
-    let mut lat = Vec::new();
-    for task in tasks {
-        lat.extend(task.await.unwrap_or_default());
-    }
-    let secs = start.elapsed().as_secs_f64().max(seconds as f64);
-    lat.sort_unstable();
-    json!({
-        "scenario": "reqrep-typed", "clients": clients, "seconds": seconds, "replies": lat.len(),
-        "replies_per_sec": lat.len() as f64 / secs,
-        "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
-    })
+    replies("reqrep-typed", clients, seconds, tasks).await
 }
 
 async fn presence(url: &str, members: usize, rate: u64, seconds: u64) -> serde_json::Value {
