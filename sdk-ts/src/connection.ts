@@ -4,7 +4,7 @@
  * nothing of what the frames mean; the client above it does.
  */
 
-import { backoffDelay, closeCodePolicy, type ReconnectOptions } from "./backoff.js";
+import { backoffDelay, closeCodePolicy, type CloseDecision, type ReconnectOptions } from "./backoff.js";
 import { PING } from "./envelope.js";
 import { WsClosedError, WsError, WsQueueFullError } from "./errors.js";
 import type { InvalidFrame } from "./checked.js";
@@ -300,22 +300,15 @@ export class Connection {
       this.needToken = true;
       decision = "retry";
     }
-    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
-      // Final: what was queued and what is sent from now on fails at once, naming this close, rather than
-      // waiting for a socket that will never open.
-      this.closed = true;
-      this.ended = { code, reason };
-      this.queue.length = 0;
-      this.setState("closed", { code, reason });
-      return;
-    }
     this.retry(decision, { code, reason });
   }
 
-  /** Opens again after the delay `decision` asks for. */
-  private retry(decision: "retry" | "slow", close: CloseInfo): void {
+  /** Opens again after the delay `decision` asks for, unless the policy says to stay closed. */
+  private retry(decision: CloseDecision, close: CloseInfo): void {
     const policy = this.reconnect;
-    if (!policy || this.attempt >= policy.maxAttempts) {
+    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
+      // Final: what was queued and what is sent from now on fails at once, naming this close, rather than
+      // waiting for a socket that will never open.
       this.closed = true;
       this.ended = close;
       this.queue.length = 0;

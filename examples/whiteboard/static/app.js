@@ -271,19 +271,12 @@ var Connection = class {
       this.needToken = true;
       decision = "retry";
     }
-    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
-      this.closed = true;
-      this.ended = { code, reason };
-      this.queue.length = 0;
-      this.setState("closed", { code, reason });
-      return;
-    }
     this.retry(decision, { code, reason });
   }
-  /** Opens again after the delay `decision` asks for. */
+  /** Opens again after the delay `decision` asks for, unless the policy says to stay closed. */
   retry(decision, close) {
     const policy = this.reconnect;
-    if (!policy || this.attempt >= policy.maxAttempts) {
+    if (!policy || decision === "stop" || this.attempt >= policy.maxAttempts) {
       this.closed = true;
       this.ended = close;
       this.queue.length = 0;
