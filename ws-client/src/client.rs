@@ -13,12 +13,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
-use ws_core::message::{InboundMessages, Variant, WsMessages};
+use ws_protocol::Error;
+use ws_protocol::message::{InboundMessages, Variant, WsMessages};
+use ws_protocol::version::ProtocolVersion;
 
 use crate::driver::{self, Outgoing};
 use crate::error::{ClientError, CloseInfo};
 use crate::policy::{Backoff, CloseDecision, close_policy};
 use crate::positions::{Position, Positions};
+use crate::runtime::{self, MaybeSend};
 
 /// Where the connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +46,7 @@ pub enum Incoming<O> {
         from: Option<String>,
     },
     /// An `$error` that answers no request (a `send` the server refused).
-    Error(ws_core::Error),
+    Error(Error),
     /// Where this client stands in a group with history, told as it joins: `recovered` is `Some(true)`
     /// when the frames it missed while disconnected follow (once each, in order), `Some(false)` with a
     /// `reason` (`expired`, `epoch`, `unavailable`) when they cannot, `None` on a first join.
@@ -59,10 +62,13 @@ pub enum Incoming<O> {
 
 /// A request's answer: the reply's `data` as JSON text, or why not.
 type Answer = oneshot::Sender<Result<String, ClientError>>;
+#[cfg(not(target_arch = "wasm32"))]
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+#[cfg(target_arch = "wasm32")]
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 /// Answers one server request: its `data`, as JSON text, to the reply's JSON or an error.
 pub(crate) type ServerHandler =
-    Arc<dyn Fn(&str) -> BoxFuture<Result<serde_json::Value, ws_core::Error>> + Send + Sync>;
+    Arc<dyn Fn(&str) -> BoxFuture<Result<serde_json::Value, Error>> + Send + Sync>;
 
 /// What the handle and the task share.
 pub(crate) struct Shared {
@@ -152,7 +158,7 @@ impl ClientBuilder {
         I: InboundMessages,
         O: WsMessages + DeserializeOwned,
     {
-        let fingerprint = ws_core::version::ProtocolVersion::new()
+        let fingerprint = ProtocolVersion::new()
             .messages::<I>()
             .messages::<O>()
             .fingerprint();
@@ -173,7 +179,7 @@ impl ClientBuilder {
             backoff: self.backoff,
             stable_after: self.stable_after,
         };
-        tokio::spawn(driver::run::<O>(
+        runtime::spawn(driver::run::<O>(
             settings,
             shared.clone(),
             queue,
@@ -189,14 +195,14 @@ impl ClientBuilder {
         };
         let mut state = client.shared.state.subscribe();
         let opened = state.wait_for(|s| !matches!(s, State::Connecting));
-        match tokio::time::timeout(self.connect_timeout, opened).await {
-            Ok(Ok(state)) => match &*state {
+        match runtime::timeout(self.connect_timeout, opened).await {
+            Some(Ok(state)) => match &*state {
                 State::Open => {}
                 State::Closed(close) => return Err(ClientError::Closed(close.clone())),
                 State::Connecting => unreachable!("waited for another state"),
             },
-            Ok(Err(_)) => return Err(ClientError::Closed(None)),
-            Err(_) => {
+            Some(Err(_)) => return Err(ClientError::Closed(None)),
+            None => {
                 client.close();
                 return Err(ClientError::Timeout);
             }
@@ -329,10 +335,10 @@ where
             lock(&self.shared.pending).remove(&id);
             return Err(e);
         }
-        let reply = match tokio::time::timeout(self.request_timeout, answered).await {
-            Ok(Ok(reply)) => reply?,
-            Ok(Err(_)) => return Err(ClientError::Closed(None)),
-            Err(_) => {
+        let reply = match runtime::timeout(self.request_timeout, answered).await {
+            Some(Ok(reply)) => reply?,
+            Some(Err(_)) => return Err(ClientError::Closed(None)),
+            None => {
                 lock(&self.shared.pending).remove(&id);
                 return Err(ClientError::Timeout);
             }
@@ -353,16 +359,16 @@ where
     where
         V: Variant<Set = O>,
         F: Fn(V) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V::Reply, ws_core::Error>> + Send + 'static,
+        Fut: Future<Output = Result<V::Reply, Error>> + MaybeSend + 'static,
     {
         let handler = Arc::new(handler);
         let run: ServerHandler = Arc::new(move |data: &str| {
             let decoded = serde_json::from_str::<V>(data);
             let handler = handler.clone();
             Box::pin(async move {
-                let payload = decoded.map_err(|e| ws_core::Error::invalid_data(e.to_string()))?;
+                let payload = decoded.map_err(|e| Error::invalid_data(e.to_string()))?;
                 let reply = handler(payload).await?;
-                serde_json::to_value(reply).map_err(ws_core::Error::internal)
+                serde_json::to_value(reply).map_err(Error::internal)
             })
         });
         lock(&self.shared.handlers).insert(V::NAME, run);

@@ -5,18 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use ws_protocol::Error;
+use ws_protocol::error::ErrorCode;
 
 use crate::client::{Envelope, Incoming, Shared, State, decide, lock};
 use crate::error::{ClientError, CloseInfo};
 use crate::policy::{Backoff, CloseDecision};
+use crate::runtime;
+use crate::transport::{Received, Socket, Transport};
 
 /// What waits to be written.
 #[derive(Debug)]
@@ -48,15 +47,21 @@ pub(crate) struct Settings {
     pub(crate) stable_after: Duration,
 }
 
-/// The application's URL naming the protocol's fingerprint. Refusals stay HTTP answers, which this
-/// client reads (unlike a browser): [`refusal`] turns them into the close codes the TS SDK gets.
+/// The application's URL naming the protocol's fingerprint, and asking for refusals in-band where the
+/// transport cannot read an HTTP answer (the browser's): either way a refusal reaches the policy as the
+/// close 3000 + status, as the TS SDK gets it.
 pub(crate) fn address(url: &str, fingerprint: &str) -> String {
     let (base, fragment) = match url.split_once('#') {
         Some((base, fragment)) => (base, Some(fragment)),
         None => (url, None),
     };
     let separator = if base.contains('?') { '&' } else { '?' };
-    let named = format!("{base}{separator}ws_protocol={fingerprint}");
+    let refusals = if Socket::IN_BAND_REFUSALS {
+        "&ws_refusal=close"
+    } else {
+        ""
+    };
+    let named = format!("{base}{separator}ws_protocol={fingerprint}{refusals}");
     match fragment {
         Some(fragment) => format!("{named}#{fragment}"),
         None => named,
@@ -71,7 +76,7 @@ enum Ended {
     Closed,
 }
 
-pub(crate) async fn run<O: DeserializeOwned + Send + 'static>(
+pub(crate) async fn run<O: DeserializeOwned + runtime::MaybeSend + 'static>(
     settings: Settings,
     shared: Arc<Shared>,
     mut queue: mpsc::Receiver<Outgoing>,
@@ -81,11 +86,11 @@ pub(crate) async fn run<O: DeserializeOwned + Send + 'static>(
     let mut attempt = 0;
     let mut connection = 0;
     loop {
-        let close = match tokio_tungstenite::connect_async(settings.url.as_str()).await {
-            Ok((ws, _)) => {
+        let close = match Socket::connect(&settings.url).await {
+            Ok(ws) => {
                 connection += 1;
                 shared.state.send_replace(State::Open);
-                let opened = Instant::now();
+                let opened = runtime::now_ms();
                 let link = Link {
                     shared: &shared,
                     replies: &replies,
@@ -93,7 +98,7 @@ pub(crate) async fn run<O: DeserializeOwned + Send + 'static>(
                     connection,
                 };
                 let ended = link.serve(ws, &mut queue).await;
-                if opened.elapsed() >= settings.stable_after {
+                if runtime::now_ms() - opened >= settings.stable_after.as_secs_f64() * 1000.0 {
                     attempt = 0;
                 }
                 match ended {
@@ -101,7 +106,7 @@ pub(crate) async fn run<O: DeserializeOwned + Send + 'static>(
                     Ended::Lost(close) => close,
                 }
             }
-            Err(e) => refusal(e),
+            Err(close) => close,
         };
         shared.fail_pending(|| ClientError::Lost(close.clone()));
         let decision = decide(&close, &settings.backoff, attempt);
@@ -124,7 +129,7 @@ pub(crate) async fn run<O: DeserializeOwned + Send + 'static>(
             let _ = state.wait_for(|s| matches!(s, State::Closed(_))).await;
         };
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = runtime::sleep(delay) => {}
             () = closed => return,
         }
     }
@@ -138,20 +143,14 @@ struct Link<'a, O> {
     connection: u64,
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
+impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
     async fn serve(&self, mut ws: Socket, queue: &mut mpsc::Receiver<Outgoing>) -> Ended {
         // First, where the client was in each group with history, so joining again recovers.
         let positions = lock(&self.shared.positions).frame();
         if let Some(frame) = positions
-            && let Err(e) = ws.send(WsMessage::text(frame)).await
+            && let Err(close) = ws.send(frame).await
         {
-            return Ended::Lost(CloseInfo {
-                code: 1006,
-                reason: e.to_string(),
-            });
+            return Ended::Lost(close);
         }
         loop {
             tokio::select! {
@@ -162,38 +161,18 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
                         if given_up || stale {
                             continue;
                         }
-                        if let Err(e) = ws.send(WsMessage::text(text)).await {
-                            return Ended::Lost(CloseInfo { code: 1006, reason: e.to_string() });
+                        if let Err(close) = ws.send(text).await {
+                            return Ended::Lost(close);
                         }
                     }
                     Some(Outgoing::Close) | None => {
-                        let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                            ws.close(Some(frame)).await?;
-                            while ws.next().await.is_some() {}
-                            Ok::<_, tokio_tungstenite::tungstenite::Error>(())
-                        })
-                        .await;
+                        ws.close().await;
                         return Ended::Closed;
                     }
                 },
-                read = ws.next() => match read {
-                    Some(Ok(WsMessage::Text(text))) => self.receive(text.as_str()),
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let close = frame.map_or(CloseInfo { code: 1005, reason: String::new() }, |f| CloseInfo {
-                            code: f.code.into(),
-                            reason: f.reason.to_string(),
-                        });
-                        // Answer the close, so the server's side ends cleanly.
-                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                            while ws.next().await.is_some() {}
-                        })
-                        .await;
-                        return Ended::Lost(close);
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Ended::Lost(CloseInfo { code: 1006, reason: e.to_string() }),
-                    None => return Ended::Lost(CloseInfo { code: 1006, reason: "connection lost".to_owned() }),
+                read = ws.receive() => match read {
+                    Received::Text(text) => self.receive(&text),
+                    Received::Closed(close) => return Ended::Lost(close),
                 },
             }
         }
@@ -255,7 +234,7 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
         });
     }
 
-    fn answer(&self, id: u64, answer: Result<&str, ws_core::Error>) {
+    fn answer(&self, id: u64, answer: Result<&str, Error>) {
         let Some(waiting) = lock(&self.shared.pending).remove(&id) else {
             return;
         };
@@ -273,7 +252,7 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
         let handler = lock(&self.shared.handlers).get(kind).cloned();
         let replies = self.replies.clone();
         let connection = self.connection;
-        let answer = move |result: Result<serde_json::Value, ws_core::Error>| {
+        let answer = move |result: Result<serde_json::Value, Error>| {
             let frame = match result {
                 Ok(data) => json!({"type": "$reply", "id": id, "data": data}),
                 Err(e) => {
@@ -287,55 +266,25 @@ impl<O: DeserializeOwned + Send + 'static> Link<'_, O> {
             }
         };
         let Some(handler) = handler else {
-            let unknown = ws_core::Error::new(
-                ws_core::error::ErrorCode::UnknownType,
-                format!("no handler for {kind:?}"),
-            );
+            let unknown = Error::new(ErrorCode::UnknownType, format!("no handler for {kind:?}"));
             let _ = replies.try_send(answer(Err(unknown)));
             return;
         };
         let running = handler(data);
-        tokio::spawn(async move {
+        runtime::spawn(async move {
             let _ = replies.send(answer(running.await)).await;
         });
     }
 }
 
-/// A failed handshake as a close: HTTP status S as 3000 + S with the body's first line (what a
-/// `ws_refusal=close` client is told), anything else as 1006.
-fn refusal(error: tokio_tungstenite::tungstenite::Error) -> CloseInfo {
-    use tokio_tungstenite::tungstenite::Error;
-    match error {
-        Error::Http(response) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            let reason = String::from_utf8_lossy(body)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            CloseInfo {
-                code: 3000 + response.status().as_u16(),
-                reason,
-            }
-        }
-        other => CloseInfo {
-            code: 1006,
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn server_error(data: &str) -> ws_core::Error {
+fn server_error(data: &str) -> Error {
     #[derive(serde::Deserialize)]
     struct Body {
         code: String,
         message: String,
     }
     match serde_json::from_str::<Body>(data) {
-        Ok(body) => ws_core::Error::new(
-            ws_core::error::ErrorCode::from_wire(&body.code),
-            body.message,
-        ),
-        Err(e) => ws_core::Error::invalid_data(format!("malformed $error: {e}")),
+        Ok(body) => Error::new(ErrorCode::from_wire(&body.code), body.message),
+        Err(e) => Error::invalid_data(format!("malformed $error: {e}")),
     }
 }

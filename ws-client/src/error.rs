@@ -25,7 +25,7 @@ impl fmt::Display for CloseInfo {
 #[derive(Debug)]
 pub enum ClientError {
     /// The server answered the request with `$error`: its code and message.
-    Server(ws_core::Error),
+    Server(ws_protocol::Error),
     /// No answer within the request's timeout.
     Timeout,
     /// The connection was lost before the answer came (the request may or may not have run).

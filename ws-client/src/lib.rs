@@ -57,8 +57,12 @@ mod driver;
 mod error;
 mod policy;
 mod positions;
+mod runtime;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+mod transport;
 
 pub use client::{Client, ClientBuilder, Incoming, State};
 pub use error::{ClientError, CloseInfo};
 pub use policy::{Backoff, CloseDecision, close_policy};
+pub use runtime::MaybeSend;

@@ -62,6 +62,6 @@ impl Backoff {
             return self.max;
         }
         let bound = self.base.saturating_mul(1 << attempt.min(30)).min(self.max);
-        bound.mul_f64(rand::random::<f64>())
+        bound.mul_f64(crate::runtime::random())
     }
 }

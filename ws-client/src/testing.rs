@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
-use ws_core::message::{InboundMessages, WsMessages};
 use ws_core::{Server, ServerBuilder};
+use ws_protocol::message::{InboundMessages, WsMessages};
 
 use crate::{Client, ClientError};
 

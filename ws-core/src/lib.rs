@@ -157,8 +157,6 @@ pub mod close;
 pub mod compression;
 pub mod config;
 mod connection;
-pub mod delivery;
-pub mod error;
 pub mod extract;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -190,6 +188,8 @@ pub use schemars;
 /// The TypeScript generator payload types implement (`#[payload]` derives it).
 pub use ts_rs;
 pub use ws_macros::{on, payload, ws_messages};
+/// Delivery policies and error codes, shared with clients through `ws-protocol`.
+pub use ws_protocol::{delivery, error};
 
 pub use crate::client::{Client, ClientId};
 pub use crate::config::Config;
@@ -228,9 +228,6 @@ pub mod guide {
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[ws_messages]` and `#[on]` generate; not a stable API.
-    pub use crate::message::{VariantNamed, decode_payload, unknown_type, variant_hash};
     pub use crate::typed::{assert_argument, assert_inbound, assert_last_argument, assert_reply};
-    pub use schemars;
-    pub use serde;
-    pub use ts_rs;
+    pub use ws_protocol::__private::*;
 }

@@ -16,9 +16,9 @@ impl ClientRegistry {
     /// Registers a client built around a fresh id that no connected client has.
     pub(crate) fn insert_new(&self, make: impl FnOnce(ClientId) -> Member) -> Member {
         let mut clients = write(&self.clients);
-        let mut id = ClientId::random();
+        let mut id = crate::client::id::random();
         while clients.contains_key(&id) {
-            id = ClientId::random();
+            id = crate::client::id::random();
         }
         let client = make(id.clone());
         clients.insert(id, client.clone());

@@ -40,144 +40,14 @@
 //! [`ServerBuilder::protocol_version`]: crate::ServerBuilder::protocol_version
 //! [`close::PROTOCOL_MISMATCH`]: crate::close::PROTOCOL_MISMATCH
 
-use std::fmt::Write as _;
-
 use axum::http::Uri;
-use schemars::{JsonSchema, SchemaGenerator};
-use serde_json::Value;
+
+pub use ws_protocol::version::*;
 
 use crate::close;
 use crate::error::{Error, ErrorCode};
 use crate::member::Member;
-use crate::message::{Direction, Variant, VariantVisitor, WsMessages, variant_hash};
 use crate::protocol;
-
-/// The query parameter a client names its protocol's fingerprint with.
-pub const QUERY_PARAMETER: &str = "ws_protocol";
-
-/// The wire contract a server speaks: the fingerprint of its message sets, and what it does with a
-/// client built for another (see the [module docs](self)).
-#[derive(Debug, Clone, Default)]
-pub struct ProtocolVersion {
-    /// One line per message: direction, name, request or not, payload and reply schemas.
-    messages: Vec<String>,
-    /// Definitions of nested types, by direction and name.
-    definitions: Vec<String>,
-    close_others: bool,
-}
-
-impl ProtocolVersion {
-    /// No messages yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a message set (an enum declared with `#[ws_messages]`).
-    #[must_use]
-    pub fn messages<M: WsMessages>(mut self) -> Self {
-        let mut visitor = Describe {
-            direction: match M::DIRECTION {
-                Direction::ClientToServer => "client",
-                Direction::ServerToClient => "server",
-            },
-            generator: SchemaGenerator::default(),
-            lines: Vec::new(),
-        };
-        M::visit_variants(&mut visitor);
-        let direction = visitor.direction;
-        for (name, schema) in visitor.generator.take_definitions(true) {
-            self.definitions
-                .push(format!("{direction} {name} {}", canonical(&schema)));
-        }
-        self.messages.extend(visitor.lines);
-        self
-    }
-
-    /// Closes a client that names another fingerprint, after telling it why, instead of serving it.
-    #[must_use]
-    pub fn close_others(mut self) -> Self {
-        self.close_others = true;
-        self
-    }
-
-    /// The fingerprint: 16 hex digits.
-    pub fn fingerprint(&self) -> String {
-        let mut lines: Vec<&str> = self
-            .messages
-            .iter()
-            .chain(&self.definitions)
-            .map(String::as_str)
-            .collect();
-        lines.sort_unstable();
-        lines.dedup();
-        format!("{:016x}", variant_hash(&lines.join("\n")))
-    }
-}
-
-struct Describe {
-    direction: &'static str,
-    generator: SchemaGenerator,
-    lines: Vec<String>,
-}
-
-impl Describe {
-    fn schema<T: JsonSchema>(&mut self) -> String {
-        canonical(&self.generator.subschema_for::<T>().to_value())
-    }
-}
-
-impl VariantVisitor for Describe {
-    fn visit<P: Variant>(&mut self) {
-        let data = self.schema::<P>();
-        let reply = if P::HAS_REPLY {
-            self.schema::<P::Reply>()
-        } else {
-            String::new()
-        };
-        self.lines.push(format!(
-            "{} {} {} {data} {reply}",
-            self.direction,
-            P::NAME,
-            P::HAS_REPLY
-        ));
-    }
-}
-
-/// JSON text with every object's keys sorted: the same for the same value, however the build orders maps.
-fn canonical(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}:", Value::String(key.clone()));
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
 
 /// The protocol a server speaks, as built: its fingerprint, computed once.
 pub(crate) struct ServerProtocol {
@@ -189,7 +59,7 @@ impl ServerProtocol {
     pub(crate) fn new(version: &ProtocolVersion) -> Self {
         Self {
             fingerprint: version.fingerprint(),
-            close_others: version.close_others,
+            close_others: version.closes_others(),
         }
     }
 
@@ -209,16 +79,5 @@ impl ServerProtocol {
         if self.close_others {
             client.close(close::PROTOCOL_MISMATCH, "protocol mismatch");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_sorted_at_every_depth() {
-        let value: Value = serde_json::from_str(r#"{"b":[{"y":1,"x":2}],"a":null}"#).unwrap();
-        assert_eq!(canonical(&value), r#"{"a":null,"b":[{"x":2,"y":1}]}"#);
     }
 }

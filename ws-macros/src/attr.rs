@@ -84,6 +84,12 @@ pub(crate) fn default_crate() -> syn::Path {
     syn::parse_quote!(::ws_core)
 }
 
+/// `::ws_protocol`, the default of the macros as `ws_protocol` re-exports them (for crates that declare
+/// messages without depending on the server, such as a protocol crate shared with a wasm client).
+pub(crate) fn protocol_crate() -> syn::Path {
+    syn::parse_quote!(::ws_protocol)
+}
+
 /// `crate = path`, the path to `ws_core` when it is not a direct dependency under that name.
 fn crate_path(meta: &ParseNestedMeta<'_>, krate: &mut Option<syn::Path>) -> syn::Result<()> {
     if krate.is_some() {
@@ -94,7 +100,11 @@ fn crate_path(meta: &ParseNestedMeta<'_>, krate: &mut Option<syn::Path>) -> syn:
 }
 
 /// Parses the arguments of `#[ws_messages(...)]`.
-pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
+pub(crate) fn messages_args(
+    args: TokenStream,
+    cx: &mut Ctxt,
+    default: fn() -> syn::Path,
+) -> MessagesArgs {
     let mut direction: Option<Direction> = None;
     let mut rename_all: Option<RenameRule> = None;
     let mut krate: Option<syn::Path> = None;
@@ -141,7 +151,7 @@ pub(crate) fn messages_args(args: TokenStream, cx: &mut Ctxt) -> MessagesArgs {
     MessagesArgs {
         direction: direction.unwrap_or(Direction::Inbound),
         rename_all: rename_all.unwrap_or(RenameRule::Snake),
-        krate: krate.unwrap_or_else(default_crate),
+        krate: krate.unwrap_or_else(default),
     }
 }
 

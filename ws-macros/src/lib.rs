@@ -78,11 +78,26 @@ use crate::ctxt::Ctxt;
 /// ```
 #[proc_macro_attribute]
 pub fn ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
+    messages_with_default(args, input, attr::default_crate)
+}
+
+/// [`ws_messages`] with `::ws_protocol` as the default path, as `ws_protocol::ws_messages`.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn protocol_ws_messages(args: TokenStream, input: TokenStream) -> TokenStream {
+    messages_with_default(args, input, attr::protocol_crate)
+}
+
+fn messages_with_default(
+    args: TokenStream,
+    input: TokenStream,
+    default: fn() -> syn::Path,
+) -> TokenStream {
     let original = match syn::parse::<syn::ItemEnum>(input.clone()) {
         Ok(item) => without_helper_attributes(item).into_token_stream().into(),
         Err(_) => input.clone(),
     };
-    expand_or_original(original, || messages(args.into(), input.into()))
+    expand_or_original(original, || messages(args.into(), input.into(), default))
 }
 
 /// The enum as the user wrote it, minus the attributes only this macro understands, so a failed expansion
@@ -186,6 +201,7 @@ fn expand_or_original(
 pub(crate) fn messages(
     args: proc_macro2::TokenStream,
     input: proc_macro2::TokenStream,
+    default: fn() -> syn::Path,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let item: syn::ItemEnum = syn::parse2(input).map_err(|e| {
         syn::Error::new(
@@ -194,7 +210,7 @@ pub(crate) fn messages(
         )
     })?;
     let mut cx = Ctxt::default();
-    let parsed_args = attr::messages_args(args, &mut cx);
+    let parsed_args = attr::messages_args(args, &mut cx, default);
     check::enum_shape(&item, &mut cx);
     check::no_serde_naming(&item, &mut cx);
     let set = model::message_set(parsed_args, item, &mut cx);
@@ -264,6 +280,21 @@ pub(crate) fn handler(
 /// ```
 #[proc_macro_attribute]
 pub fn payload(args: TokenStream, input: TokenStream) -> TokenStream {
+    payload_with_crate(args, input, attr::default_crate)
+}
+
+/// [`payload`] deriving through `::ws_protocol`, as `ws_protocol::payload`.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn protocol_payload(args: TokenStream, input: TokenStream) -> TokenStream {
+    payload_with_crate(args, input, attr::protocol_crate)
+}
+
+fn payload_with_crate(
+    args: TokenStream,
+    input: TokenStream,
+    krate: fn() -> syn::Path,
+) -> TokenStream {
     expand_or_original(input.clone(), || {
         if !args.is_empty() {
             let args: proc_macro2::TokenStream = args.into();
@@ -273,6 +304,6 @@ pub fn payload(args: TokenStream, input: TokenStream) -> TokenStream {
             ));
         }
         let item: syn::DeriveInput = syn::parse(input)?;
-        Ok(expand::payload(&item))
+        Ok(expand::payload(&item, &krate()))
     })
 }

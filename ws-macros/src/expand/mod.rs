@@ -1,4 +1,5 @@
-//! Code generation: every generated item goes through `::ws_core` paths, and impls sit in `const _` blocks.
+//! Code generation: every generated item goes through the crate path (`::ws_core`, `::ws_protocol`, or the
+//! user's `crate = path`), and impls sit in `const _` blocks.
 
 mod handler;
 mod messages;
@@ -6,23 +7,26 @@ mod messages;
 mod tests;
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{ToTokens, quote};
 
 pub(crate) use self::handler::handler;
 pub(crate) use self::messages::message_set;
 
-/// The derives every type carried in messages needs, through `ws_core`'s re-exports.
-pub(crate) fn payload(item: &syn::DeriveInput) -> TokenStream {
+/// The derives every type carried in messages needs, through the crate's re-exports.
+pub(crate) fn payload(item: &syn::DeriveInput, krate: &syn::Path) -> TokenStream {
+    let path =
+        |name: &str| format!("{}::__private::{name}", krate.to_token_stream()).replace(' ', "");
+    let (serde, ts_rs, schemars) = (path("serde"), path("ts_rs"), path("schemars"));
     quote! {
         #[derive(
-            ::ws_core::__private::serde::Serialize,
-            ::ws_core::__private::serde::Deserialize,
-            ::ws_core::__private::ts_rs::TS,
-            ::ws_core::__private::schemars::JsonSchema
+            #krate::__private::serde::Serialize,
+            #krate::__private::serde::Deserialize,
+            #krate::__private::ts_rs::TS,
+            #krate::__private::schemars::JsonSchema
         )]
-        #[serde(crate = "::ws_core::__private::serde")]
-        #[ts(crate = "::ws_core::__private::ts_rs", optional_fields = nullable)]
-        #[schemars(crate = "::ws_core::__private::schemars")]
+        #[serde(crate = #serde)]
+        #[ts(crate = #ts_rs, optional_fields = nullable)]
+        #[schemars(crate = #schemars)]
         #item
     }
 }

@@ -23,6 +23,7 @@ fn chat_inbound_messages() {
                 AdminPurge,
             }
         },
+        crate::attr::default_crate,
     )
     .expect("expands");
     insta::assert_snapshot!(pretty(output));
@@ -38,6 +39,7 @@ fn chat_outbound_messages() {
                 UserLeft,
             }
         },
+        crate::attr::default_crate,
     )
     .expect("expands");
     insta::assert_snapshot!(pretty(output));
@@ -73,6 +75,7 @@ fn errors_are_collected_not_stopped_at_the_first() {
                 C,
             }
         },
+        crate::attr::default_crate,
     )
     .expect_err("invalid");
     let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();

@@ -1,7 +1,7 @@
 //! Delivery policies: what happens to an outbound frame when its recipient is behind.
 //!
 //! Every frame is queued for its recipient and written in order. What differs is the case where the
-//! recipient's [send queue](crate::config) already holds frames it has not read yet:
+//! recipient's send queue (`ws_core::config`) already holds frames it has not read yet:
 //!
 //! | policy | declared with | when the recipient is behind |
 //! |---|---|---|
@@ -14,7 +14,7 @@
 //! order around it. Volatile frames are for what is worthless late (typing indicators, "someone is here"
 //! pings); latest-value frames for state that only matters as of now (cursors, progress, prices).
 //!
-//! The policy travels with the [`Frame`](crate::protocol::Frame): a broadcast serializes the message and its key once,
+//! The policy travels with the server's frame (`ws_core::protocol::Frame`): a broadcast serializes the message and its key once,
 //! and every recipient's queue applies the policy to its own backlog, without an allocation per recipient.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,9 +23,9 @@ use std::sync::Arc;
 /// A variant's declared delivery policy, as `#[ws_messages(outbound)]` records it on [`Variant`](crate::message::Variant).
 ///
 /// ```
-/// use ws_core::delivery::DeliveryPolicy;
-/// use ws_core::message::Variant;
-/// use ws_core::ws_messages;
+/// use ws_protocol::delivery::DeliveryPolicy;
+/// use ws_protocol::message::Variant;
+/// use ws_protocol::ws_messages;
 ///
 /// #[ws_messages(outbound)]
 /// pub enum Outbound {
@@ -67,19 +67,17 @@ impl DeliveryPolicy {
     }
 }
 
-/// The policy of one serialized [`Frame`](crate::protocol::Frame), with the key of a latest-value frame.
+/// The policy of one serialized frame, with the key of a latest-value frame.
 ///
 /// Typed messages get theirs from the variant's attribute; untyped frames from
-/// [`Frame::with_delivery`](crate::protocol::Frame::with_delivery).
+/// `ws_core::protocol::Frame::with_delivery`.
 ///
 /// ```
-/// use ws_core::delivery::Delivery;
-/// use ws_core::protocol::{Frame, Message};
+/// use ws_protocol::delivery::Delivery;
 ///
-/// let user = "ann";
-/// let cursor = Message::new("cursor", serde_json::json!({"user": user, "x": 1}));
-/// let frame = Frame::from_message(&cursor).with_delivery(Delivery::latest_by("cursor", &user));
-/// assert_eq!(frame.delivery(), &Delivery::latest_by("cursor", &"ann"));
+/// let user = String::from("ann");
+/// assert_eq!(Delivery::latest_by("cursor", &user), Delivery::latest_by("cursor", "ann"));
+/// assert_ne!(Delivery::latest_by("cursor", "ann"), Delivery::latest_by("cursor", "bob"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Delivery {
@@ -126,7 +124,8 @@ impl LatestKey {
     }
 
     /// A key from its [`text`](Self::text), as built here or as another node sent it.
-    pub(crate) fn from_text(text: String) -> Self {
+    #[doc(hidden)]
+    pub fn from_text(text: String) -> Self {
         let text = text.into_boxed_str();
         let mut hasher = DefaultHasher::new();
         text.hash(&mut hasher);
@@ -136,12 +135,15 @@ impl LatestKey {
         }))
     }
 
-    #[cfg(feature = "redis")]
-    pub(crate) fn text(&self) -> &str {
+    /// The key as text, what a node sends another.
+    #[doc(hidden)]
+    pub fn text(&self) -> &str {
         &self.0.text
     }
 
-    pub(crate) fn hash(&self) -> u64 {
+    /// The key's hash, computed once.
+    #[doc(hidden)]
+    pub fn hash(&self) -> u64 {
         self.0.hash
     }
 }

@@ -110,8 +110,8 @@ impl fmt::Display for ErrorCode {
 /// [`Error::detail`].
 ///
 /// ```
-/// use ws_core::Error;
-/// use ws_core::error::ErrorCode;
+/// use ws_protocol::Error;
+/// use ws_protocol::error::ErrorCode;
 ///
 /// let err = Error::forbidden("admins only");
 /// assert_eq!(err.code(), &ErrorCode::Forbidden);
@@ -188,7 +188,7 @@ impl Error {
     /// caused it was not a request. `invalid_data` errors are always reported.
     ///
     /// ```
-    /// let err = ws_core::Error::not_found("no such user").reported();
+    /// let err = ws_protocol::Error::not_found("no such user").reported();
     /// assert!(err.is_reported());
     /// ```
     #[must_use]
@@ -250,13 +250,13 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-impl axum::response::IntoResponse for Error {
+impl axum_core::response::IntoResponse for Error {
     /// The HTTP answer when an authenticator refuses an upgrade with this error: 401 for `unauthorized`,
     /// 403 for `forbidden`, 429 for `rate_limited` and `limit_exceeded`, 404 for `not_found`, 400 for
     /// `invalid_data`, 500 for `internal`, 503 for `overloaded`, 401 for every other code. The body is
     /// the error's message.
-    fn into_response(self) -> axum::response::Response {
-        use axum::http::StatusCode;
+    fn into_response(self) -> axum_core::response::Response {
+        use http::StatusCode;
         let status = match self.code {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -275,9 +275,9 @@ impl axum::response::IntoResponse for Error {
 /// Converts into an [`Error`] (`not_found` or `limit_exceeded`) when a handler passes it on with `?`.
 ///
 /// ```
-/// use ws_core::SendError;
+/// use ws_protocol::SendError;
 ///
-/// let err = ws_core::Error::from(SendError::Disconnected);
+/// let err = ws_protocol::Error::from(SendError::Disconnected);
 /// assert_eq!(err.code().as_str(), "not_found");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
