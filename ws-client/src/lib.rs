@@ -18,6 +18,12 @@
 //!   connection (`$positions`); joining such a group again after a lost connection replays what it
 //!   missed, once each, in order ([`Incoming::Recovery`] says whether it could). The application joins
 //!   again, as it joined first (joins belong to a connection).
+//! - **Native and in the browser.** Natively it runs on tokio with tokio-tungstenite; compiled for
+//!   `wasm32-unknown-unknown` it uses the page's `WebSocket` and event loop, asks for refusals in-band
+//!   (`ws_refusal=close`, so a refusal is still the close 3000 + status), and a [`handle`](Client::handle)
+//!   future need not be `Send` ([`MaybeSend`]). A browser crate cannot depend on `ws-core`: declare the
+//!   enums in a crate that depends on `ws-protocol` alone (`use ws_protocol::{payload, ws_messages};`)
+//!   and share it with the server. [`testing`] is native only.
 //! - **Bounded.** The queue of frames to write (`max_queue`, 1 024), the requests waiting
 //!   (1 000), the messages waiting for [`Client::next`] (`message_buffer`, 1 024; past it new ones are
 //!   dropped and counted, so a client that only makes requests never stalls its connection).
