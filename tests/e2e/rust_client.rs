@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat::protocol::{Answer, Inbound, Outbound, RoomJoined, inbound, outbound};
 use ws_client::testing::{TestServer, serve};
-use ws_client::{Client, ClientError, Incoming, State};
+use ws_client::{Client, ClientError, Incoming, Member, PresenceChange, State};
 use ws_core::close::{self, CloseCode};
 use ws_core::error::ErrorCode;
 use ws_core::{Error, Server};
@@ -266,4 +266,119 @@ async fn a_cut_connection_recovers_what_it_missed() {
     );
     ann.close();
     bob.close();
+}
+
+/// The next presence change of `client` that `wanted` accepts, skipping everything else.
+async fn presence_change(
+    client: &ChatClient,
+    wanted: impl Fn(&PresenceChange) -> bool,
+) -> PresenceChange {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), client.next()).await;
+        match next
+            .expect("a change within 5 s")
+            .expect("the client is open")
+        {
+            Incoming::Presence(change) if wanted(&change) => return change,
+            _ => {}
+        }
+    }
+}
+
+fn listed(change: &[Member], id: &str) -> bool {
+    change.iter().any(|m| m.id == id)
+}
+
+/// README "A typed Rust client": presence lists kept as the TypeScript SDK keeps them — the state on
+/// join, each join and leave told as a change, the meta read as the server's type, and every list emptied
+/// when the connection goes (memberships end with it).
+#[tokio::test]
+async fn presence_lists_follow_joins_leaves_and_a_lost_connection() {
+    let srv = chat().await;
+    let ann: ChatClient = srv.client("token=ann").await.expect("ann connects");
+    let bob: ChatClient = srv.client("token=bob").await.expect("bob connects");
+    let ann_id = welcome(&ann).await;
+    let bob_id = welcome(&bob).await;
+    assert!(ann.presence("r").is_none());
+
+    ann.request(inbound::Join { room: "r".into() })
+        .await
+        .expect("ann joins");
+    bob.request(inbound::Join { room: "r".into() })
+        .await
+        .expect("bob joins");
+    presence_change(&ann, |c| c.group == "r" && listed(&c.joins, &bob_id)).await;
+    let list = ann.presence("r").expect("ann's list of r");
+    assert_eq!(
+        (list.count, list.members.len(), list.counts_only),
+        (2, 2, false)
+    );
+    let bob_shows: chat::protocol::Member = list
+        .get(&bob_id)
+        .expect("bob listed")
+        .meta_as()
+        .expect("the chat's meta type");
+    assert_eq!(bob_shows.user, "bob");
+
+    bob.request(inbound::Leave { room: "r".into() })
+        .await
+        .expect("bob leaves");
+    let left = presence_change(&ann, |c| listed(&c.leaves, &bob_id)).await;
+    assert_eq!((left.group.as_str(), left.count), ("r", 1));
+    let list = ann.presence("r").expect("ann's list of r");
+    assert_eq!(
+        list.members
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        [ann_id.as_str()]
+    );
+
+    assert!(
+        srv.server
+            .disconnect_client(&ann_id, close::GOING_AWAY, "cut")
+    );
+    let emptied = presence_change(&ann, |c| c.group == "r").await;
+    assert!(listed(&emptied.leaves, &ann_id) && emptied.count == 0);
+    assert!(
+        ann.presence("r").is_none(),
+        "no list until the group is joined again"
+    );
+    ann.close();
+    bob.close();
+}
+
+/// README "A typed Rust client": headers go with every handshake (an authenticator that reads
+/// `authorization` lets the client in); without them the refusal is the close 3401, which ends it.
+#[tokio::test]
+async fn handshake_headers_reach_the_authenticator() {
+    let srv = serve(Server::builder(config()).auth(|req| async move {
+        match req.header("authorization") {
+            Some("Bearer s3cret") => Ok(ws_core::auth::ClientData::new()),
+            _ => Err(Error::unauthorized("no bearer token")),
+        }
+    }))
+    .await;
+    let with = Client::builder(srv.url(""))
+        .header(
+            ws_client::http::header::AUTHORIZATION,
+            ws_client::http::HeaderValue::from_static("Bearer s3cret"),
+        )
+        .connect::<Inbound, Outbound>()
+        .await
+        .expect("the header lets it in");
+    assert_eq!(with.state(), State::Open);
+    with.close();
+    match Client::builder(srv.url(""))
+        .connect::<Inbound, Outbound>()
+        .await
+    {
+        Err(ClientError::Closed(Some(close))) => {
+            assert_eq!(
+                (close.code, close.reason.as_str()),
+                (3401, "no bearer token")
+            );
+        }
+        other => panic!("expected the close 3401, got {other:?}"),
+    }
 }

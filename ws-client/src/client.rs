@@ -21,6 +21,7 @@ use crate::driver::{self, Outgoing};
 use crate::error::{ClientError, CloseInfo};
 use crate::policy::{Backoff, CloseDecision, close_policy};
 use crate::positions::{Position, Positions};
+use crate::presence::{Presence, PresenceChange, Presences};
 use crate::runtime::{self, MaybeSend};
 
 /// Where the connection is.
@@ -47,6 +48,17 @@ pub enum Incoming<O> {
     },
     /// An `$error` that answers no request (a `send` the server refused).
     Error(Error),
+    /// A group's presence list changed ([`Client::presence`] has the list now); when a connection is lost,
+    /// every list empties (memberships end with their connection), told as one change per group.
+    Presence(PresenceChange),
+    /// The server ended this client's membership of `group` (`$left`): a session's grant for it ran out or
+    /// was withdrawn (`reason`, such as `expired` or `revoked`).
+    Left {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
     /// Where this client stands in a group with history, told as it joins: `recovered` is `Some(true)`
     /// when the frames it missed while disconnected follow (once each, in order), `Some(false)` with a
     /// `reason` (`expired`, `epoch`, `unavailable`) when they cannot, `None` on a first join.
@@ -79,6 +91,7 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<State>,
     pub(crate) dropped: AtomicU64,
     pub(crate) positions: Mutex<Positions>,
+    pub(crate) presence: Mutex<Presences>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,10 +107,17 @@ impl Shared {
     }
 }
 
+/// Extra handshake headers: native only, a browser sends its own.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Headers = Vec<(http::HeaderName, http::HeaderValue)>;
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Headers = ();
+
 /// Settings of a [`Client`]; [`Client::builder`] starts from the defaults.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     url: String,
+    headers: Headers,
     backoff: Backoff,
     request_timeout: Duration,
     connect_timeout: Duration,
@@ -108,6 +128,24 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// A header sent with every handshake, such as `authorization` for an authenticator that reads it
+    /// (native only: a browser sends its own headers, so pass a token in the URL there).
+    ///
+    /// ```
+    /// use ws_client::Client;
+    /// use ws_client::http::{HeaderValue, header};
+    ///
+    /// let builder = Client::builder("ws://127.0.0.1:6001/ws")
+    ///     .header(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+    /// # let _ = builder;
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    #[must_use]
+    pub fn header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// Reconnection delays (default: 250 ms doubling to 10 s, unlimited attempts).
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
@@ -171,11 +209,13 @@ impl ClientBuilder {
             state: watch::Sender::new(State::Connecting),
             dropped: AtomicU64::new(0),
             positions: Mutex::new(Positions::default()),
+            presence: Mutex::new(Presences::default()),
         });
         let (outgoing, queue) = mpsc::channel(self.max_queue);
         let (delivered, incoming) = mpsc::channel(self.message_buffer);
         let settings = driver::Settings {
             url,
+            headers: self.headers,
             backoff: self.backoff,
             stable_after: self.stable_after,
         };
@@ -251,6 +291,7 @@ impl Client<(), ()> {
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             url: url.into(),
+            headers: Headers::default(),
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -372,6 +413,13 @@ where
             })
         });
         lock(&self.shared.handlers).insert(V::NAME, run);
+    }
+
+    /// The presence list of `group` as this client last heard it (`None` before the server's first
+    /// `$presence_state` for it, and after the membership ended). Lists are kept for 1 024 groups and
+    /// 10 000 members each at most; a longer list keeps its count.
+    pub fn presence(&self, group: &str) -> Option<Presence> {
+        lock(&self.shared.presence).get(group)
     }
 
     /// Server messages dropped because [`next`](Self::next) was not called often enough.

@@ -43,6 +43,7 @@ impl Outgoing {
 
 pub(crate) struct Settings {
     pub(crate) url: String,
+    pub(crate) headers: crate::client::Headers,
     pub(crate) backoff: Backoff,
     pub(crate) stable_after: Duration,
 }
@@ -86,7 +87,7 @@ pub(crate) async fn run<O: DeserializeOwned + runtime::MaybeSend + 'static>(
     let mut attempt = 0;
     let mut connection = 0;
     loop {
-        let close = match Socket::connect(&settings.url).await {
+        let close = match Socket::connect(&settings.url, &settings.headers).await {
             Ok(ws) => {
                 connection += 1;
                 shared.state.send_replace(State::Open);
@@ -100,6 +101,11 @@ pub(crate) async fn run<O: DeserializeOwned + runtime::MaybeSend + 'static>(
                 let ended = link.serve(ws, &mut queue).await;
                 if runtime::now_ms() - opened >= settings.stable_after.as_secs_f64() * 1000.0 {
                     attempt = 0;
+                }
+                // Memberships end with their connection: so do the presence lists.
+                let emptied = lock(&shared.presence).reset();
+                for change in emptied {
+                    link.deliver(Incoming::Presence(change));
                 }
                 match ended {
                     Ended::Closed => return,
@@ -196,6 +202,14 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
             ("$error", Some(id)) => self.answer(id, Err(server_error(data))),
             ("$error", None) => self.deliver(Incoming::Error(server_error(data))),
             ("$position", None) => self.positioned(data),
+            ("$presence_state", None) | ("$presence_diff", None) => {
+                let state = envelope.kind == "$presence_state";
+                let change = lock(&self.shared.presence).apply(state, data);
+                if let Some(change) = change {
+                    self.deliver(Incoming::Presence(change));
+                }
+            }
+            ("$left", None) => self.left(data),
             (kind, _) if kind.starts_with('$') => {}
             (kind, Some(id)) => self.server_request(kind, id, data),
             (_, None) => match serde_json::from_str::<O>(text) {
@@ -231,6 +245,27 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
             group: standing.group,
             recovered: standing.recovered,
             reason: standing.reason,
+        });
+    }
+
+    /// A `$left`: a membership the server ended (a session's grant ran out, or was withdrawn).
+    fn left(&self, data: &str) {
+        #[derive(serde::Deserialize)]
+        struct Left {
+            group: String,
+            #[serde(default)]
+            reason: String,
+        }
+        let Ok(left) = serde_json::from_str::<Left>(data) else {
+            return;
+        };
+        let emptied = lock(&self.shared.presence).forget(&left.group);
+        if let Some(change) = emptied {
+            self.deliver(Incoming::Presence(change));
+        }
+        self.deliver(Incoming::Left {
+            group: left.group,
+            reason: left.reason,
         });
     }
 

@@ -18,6 +18,9 @@
 //!   connection (`$positions`); joining such a group again after a lost connection replays what it
 //!   missed, once each, in order ([`Incoming::Recovery`] says whether it could). The application joins
 //!   again, as it joined first (joins belong to a connection).
+//! - **Presence.** [`Client::presence`] is a group's member list, kept from the server's frames as the
+//!   TypeScript SDK keeps it; each change is an [`Incoming::Presence`], and the lists empty when a
+//!   connection is lost.
 //! - **Native and in the browser.** Natively it runs on tokio with tokio-tungstenite; compiled for
 //!   `wasm32-unknown-unknown` it uses the page's `WebSocket` and event loop, asks for refusals in-band
 //!   (`ws_refusal=close`, so a refusal is still the close 3000 + status), and a [`handle`](Client::handle)
@@ -63,6 +66,7 @@ mod driver;
 mod error;
 mod policy;
 mod positions;
+mod presence;
 mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -70,5 +74,9 @@ mod transport;
 
 pub use client::{Client, ClientBuilder, Incoming, State};
 pub use error::{ClientError, CloseInfo};
+/// The `http` crate's header types, for [`ClientBuilder::header`].
+#[cfg(not(target_arch = "wasm32"))]
+pub use http;
 pub use policy::{Backoff, CloseDecision, close_policy};
+pub use presence::{Member, Presence, PresenceChange};
 pub use runtime::MaybeSend;

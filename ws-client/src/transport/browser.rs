@@ -6,6 +6,7 @@ use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{Received, Transport};
+use crate::client::Headers;
 use crate::error::CloseInfo;
 use crate::runtime;
 
@@ -45,7 +46,7 @@ fn lost(reason: impl Into<String>) -> CloseInfo {
 impl Transport for Socket {
     const IN_BAND_REFUSALS: bool = true;
 
-    async fn connect(url: &str) -> Result<Self, CloseInfo> {
+    async fn connect(url: &str, (): &Headers) -> Result<Self, CloseInfo> {
         let ws = WebSocket::new(url).map_err(|e| lost(format!("{e:?}")))?;
         // The page's event loop hands over what the browser already buffered; the driver reads it at
         // once and passes it on to bounded queues, so this channel holds no more than the browser did.

@@ -1,6 +1,7 @@
 //! The socket, behind one small trait: tokio-tungstenite natively, the browser's `WebSocket` on
 //! `wasm32`. The driver is written once against [`Transport`]; the build picks the backend.
 
+use crate::client::Headers;
 use crate::error::CloseInfo;
 
 #[cfg(target_arch = "wasm32")]
@@ -30,8 +31,9 @@ pub(crate) trait Transport: Sized {
     /// same close itself.
     const IN_BAND_REFUSALS: bool;
 
-    /// Opens a connection; a refusal is the close a client is told (3000 + status, the body's first line).
-    async fn connect(url: &str) -> Result<Self, CloseInfo>;
+    /// Opens a connection with the handshake's extra `headers` (native only: a browser sends its own);
+    /// a refusal is the close a client is told (3000 + status, the body's first line).
+    async fn connect(url: &str, headers: &Headers) -> Result<Self, CloseInfo>;
 
     /// Writes one text frame.
     async fn send(&mut self, text: String) -> Result<(), CloseInfo>;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
 use super::{Received, Transport};
+use crate::client::Headers;
 use crate::error::CloseInfo;
 
 type Stream =
@@ -27,8 +29,12 @@ fn lost(error: &Error) -> CloseInfo {
 impl Transport for Socket {
     const IN_BAND_REFUSALS: bool = false;
 
-    async fn connect(url: &str) -> Result<Self, CloseInfo> {
-        match tokio_tungstenite::connect_async(url).await {
+    async fn connect(url: &str, headers: &Headers) -> Result<Self, CloseInfo> {
+        let mut request = url.into_client_request().map_err(|e| lost(&e))?;
+        for (name, value) in headers {
+            request.headers_mut().append(name, value.clone());
+        }
+        match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(Self(ws)),
             Err(e) => Err(refusal(e)),
         }
