@@ -25,9 +25,12 @@ pub(crate) mod redis;
 /// How long any single expectation may wait before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// A server on a free loopback port (`ws_client::testing::serve`, which stops it when dropped), with the
+/// raw-frame helpers of this suite.
 pub(crate) struct TestServer {
     pub(crate) server: Server,
     pub(crate) addr: SocketAddr,
+    _serving: ws_client::testing::TestServer,
 }
 
 impl TestServer {
@@ -42,15 +45,12 @@ impl TestServer {
 
 /// Serves `builder` on 127.0.0.1 with a free port.
 pub(crate) async fn spawn(builder: ServerBuilder) -> TestServer {
-    let server = builder.build().expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = server.router();
-    let serving = server.clone();
-    tokio::spawn(async move { serving.serve_app(listener, app).await });
-    TestServer { server, addr }
+    let serving = ws_client::testing::serve(builder).await;
+    TestServer {
+        server: serving.server.clone(),
+        addr: serving.addr,
+        _serving: serving,
+    }
 }
 
 pub(crate) fn config() -> ws_core::Config {
