@@ -25,6 +25,7 @@ mod server_api;
 mod sessions;
 mod shutdown;
 mod spans;
+mod streams;
 mod support;
 mod typed;
 mod version;

@@ -24,6 +24,10 @@
 //! | `max_metadata_bytes` | 64 KiB | `Client::set_metadata` fails with `limit_exceeded`; metadata from the authenticator past it: HTTP 500 |
 //! | `session_grace` | 10 s | a connection past its credential's expiry without a refresh is closed with 4001 "token expired" (see [`session`](crate::session)) |
 //! | `max_revoked_users` | 100 000 | the revocation that ends first is forgotten early |
+//! | `max_streams_per_client` / `max_streams` | 16 / 10 000 | a stream request gets `$error` `limit_exceeded` (per client) or `overloaded` (the node) |
+//! | `stream_window_bytes` | 64 KiB | a stream's producer waits while its reader's send queue holds more (see [`stream`](crate::stream)) |
+//! | `stream_kept_chunks` / `stream_kept_bytes` | 1 000 / 256 KiB per stream | the oldest chunk kept for a resume is dropped (a resume from before it: `$error` `expired`); with no reader, the producer waits instead |
+//! | `stream_resume_timeout` | 30 s | a stream without a reader that long is cancelled; an ended one is forgotten that long after its end |
 //! | `compression` | off | with permessage-deflate on: a compressed message inflating past `max_message_size` closes 1009 (inflating stops there), one that does not inflate 1007 |
 //!
 //! # Memory a client can hold
@@ -178,6 +182,20 @@ pub struct Config {
     /// Revoked users one node remembers ([`Server::revoke_user`](crate::Server::revoke_user)); past it,
     /// the revocation that ends first is forgotten early. Default 100 000.
     pub max_revoked_users: usize,
+    /// Streams one client may read at once ([`stream`](crate::stream)). Default 16.
+    pub max_streams_per_client: usize,
+    /// Streams one node keeps at once, running or ended but still resumable. Default 10 000.
+    pub max_streams: usize,
+    /// Bytes a stream's reader may have waiting in its send queue before the producer's next
+    /// [`Chunks::send`](crate::stream::Chunks::send) waits. Default 64 KiB.
+    pub stream_window_bytes: usize,
+    /// Chunks a stream keeps for a reader that resumes after a lost connection. Default 1 000.
+    pub stream_kept_chunks: usize,
+    /// Bytes of item JSON a stream keeps for a resume. Default 256 KiB.
+    pub stream_kept_bytes: usize,
+    /// How long a stream waits for its reader to resume before it is cancelled, and how long an ended
+    /// stream stays resumable. Default 30 s.
+    pub stream_resume_timeout: Duration,
     /// permessage-deflate: off by default; see [`compression`](crate::compression) for what turning it
     /// on costs and guarantees.
     pub compression: Compression,
@@ -219,6 +237,12 @@ impl Default for Config {
             max_metadata_bytes: 64 * 1024,
             session_grace: Duration::from_secs(10),
             max_revoked_users: 100_000,
+            max_streams_per_client: 16,
+            max_streams: 10_000,
+            stream_window_bytes: 64 * 1024,
+            stream_kept_chunks: 1000,
+            stream_kept_bytes: 256 * 1024,
+            stream_resume_timeout: Duration::from_secs(30),
             compression: Compression::off(),
         }
     }
@@ -270,6 +294,12 @@ setters! {
     max_metadata_bytes: usize,
     session_grace: Duration,
     max_revoked_users: usize,
+    max_streams_per_client: usize,
+    max_streams: usize,
+    stream_window_bytes: usize,
+    stream_kept_chunks: usize,
+    stream_kept_bytes: usize,
+    stream_resume_timeout: Duration,
     compression: Compression,
 }
 
@@ -375,6 +405,11 @@ impl Config {
             ("max_pending_requests", self.max_pending_requests),
             ("max_metadata_bytes", self.max_metadata_bytes),
             ("max_revoked_users", self.max_revoked_users),
+            ("max_streams_per_client", self.max_streams_per_client),
+            ("max_streams", self.max_streams),
+            ("stream_window_bytes", self.stream_window_bytes),
+            ("stream_kept_chunks", self.stream_kept_chunks),
+            ("stream_kept_bytes", self.stream_kept_bytes),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
@@ -388,6 +423,7 @@ impl Config {
             ("message_timeout", self.message_timeout),
             ("hook_timeout", self.hook_timeout),
             ("close_timeout", self.close_timeout),
+            ("stream_resume_timeout", self.stream_resume_timeout),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, v)| v.is_zero()) {
             return Err(ConfigError::Zero(name));

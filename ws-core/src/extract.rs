@@ -17,6 +17,7 @@
 //! | [`RequestId`] | the frame's `id`, if it is a request |
 //! | [`State<T>`] | a value given to [`ServerBuilder::with_state`](crate::ServerBuilder::with_state) |
 //! | [`Extension<T>`] | a typed value stored on the client (for example by the authenticator) |
+//! | [`Chunks<T>`](crate::stream::Chunks) | the stream that answers a `#[ws(stream = T)]` request; `T` must be the variant's item type |
 //!
 //! Implement [`FromMessageParts`] for your own extractors.
 
@@ -30,6 +31,7 @@ use crate::handler::Request;
 use crate::message::Variant;
 use crate::protocol::Message;
 use crate::server::Server;
+use crate::stream::Chunks;
 
 /// The decoded message and its request, from which handler arguments are extracted.
 pub struct HandlerContext<V> {
@@ -184,6 +186,21 @@ impl<V> FromMessageParts<V> for Server {
 /// The frame's request id: `Some` when the client expects a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestId(pub Option<u64>);
+
+impl<V: Variant> FromMessageParts<V> for Chunks<V::Item> {
+    fn from_message_parts(cx: &HandlerContext<V>) -> Result<Self, Error> {
+        const {
+            assert!(
+                V::IS_STREAM,
+                "`Chunks<T>` is an argument of handlers for variants declared `#[ws(stream = T)]`"
+            );
+        }
+        cx.request
+            .stream()
+            .map(|stream| Chunks::new(stream.clone()))
+            .ok_or_else(|| Error::internal("a stream variant handled outside its stream"))
+    }
+}
 
 impl<V> FromMessageParts<V> for RequestId {
     fn from_message_parts(cx: &HandlerContext<V>) -> Result<Self, Error> {

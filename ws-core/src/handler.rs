@@ -22,6 +22,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::protocol::{Envelope, Message};
 use crate::server::Server;
+use crate::stream::Stream;
 pub use crate::typed::{AnyReply, Handled, Handler, IntoReply};
 
 /// A boxed, sendable future, as handlers and hooks are stored.
@@ -35,6 +36,8 @@ pub(crate) type Middleware =
 pub struct Request {
     client: Client,
     incoming: Envelope,
+    /// The stream that answers it, for a variant declared `#[ws(stream = T)]`.
+    stream: Option<Arc<Stream>>,
 }
 
 impl fmt::Debug for Request {
@@ -49,7 +52,21 @@ impl fmt::Debug for Request {
 
 impl Request {
     pub(crate) fn new(client: Client, incoming: Envelope) -> Self {
-        Self { client, incoming }
+        Self {
+            client,
+            incoming,
+            stream: None,
+        }
+    }
+
+    /// The request of a stream, answered through `stream`.
+    pub(crate) fn with_stream(mut self, stream: Arc<Stream>) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
+        self.stream.as_ref()
     }
 
     /// The client that sent the frame.

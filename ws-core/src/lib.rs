@@ -179,6 +179,7 @@ mod send_queue;
 mod server;
 pub mod session;
 pub mod stats;
+pub mod stream;
 mod sync;
 mod typed;
 pub mod version;

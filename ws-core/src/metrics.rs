@@ -50,6 +50,7 @@
 //! | `ws_handler_errors_total`, `ws_handler_panics_total` | counter | | handler failures |
 //! | `ws_pong_timeouts_total`, `ws_write_timeouts_total` | counter | | dead or stuck peers |
 //! | `ws_sessions_expired_total`, `ws_sessions_refreshed_total` | counter | | connections closed past their credential's expiry, sessions refreshed in-band |
+//! | `ws_streams_started_total`, `ws_streams_cancelled_total`, `ws_streams_resumed_total` | counter | | streams opened, cancelled (by `$cancel` or not resumed in time), resumed on a new connection |
 //! | `ws_handler_duration_seconds` | histogram | `type` | time from a handler's start to its end |
 //! | `ws_fanout_recipients` | histogram | | clients of this node reached by one broadcast or group send |
 //! | `ws_send_queue_lag_seconds` | histogram | | how long a write batch's oldest frame waited in its send queue (sampled: each connection's first batch and every 16th) |

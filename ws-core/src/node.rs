@@ -18,6 +18,7 @@ use crate::protocol::Envelope;
 use crate::registry::ClientRegistry;
 use crate::send_queue::Bounds;
 use crate::stats::{Stats, bump};
+use crate::stream::Streams;
 
 /// A feature's answer to a system frame (`$positions`, `$history`) a client sent.
 pub(crate) type SystemFrame = Arc<dyn Fn(&Node, &Member, &Envelope) + Send + Sync>;
@@ -42,6 +43,8 @@ pub(crate) struct Node {
     pub(crate) distributed: bool,
     pub(crate) stats: Arc<Stats>,
     pub(crate) state: watch::Sender<RunState>,
+    /// This node's streams: running, or ended and still resumable.
+    pub(crate) streams: Arc<Streams>,
 }
 
 impl Node {
@@ -87,5 +90,6 @@ impl Node {
         self.backplane.leave_all(id);
         self.clients.remove(id);
         self.backplane.client_disconnected(id);
+        self.streams.detach(id);
     }
 }

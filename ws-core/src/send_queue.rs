@@ -33,11 +33,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::delivery::{Delivery, LatestKey};
@@ -143,6 +144,10 @@ pub(crate) struct SendQueue {
     max_bytes: usize,
     max_lag_ms: u32,
     volatile_bytes: usize,
+    /// Wakes producers waiting for the queue to drain ([`SendQueue::space`]); notified only while one
+    /// waits (`space_wanted`), so the write path pays one relaxed load otherwise.
+    space: Notify,
+    space_wanted: AtomicBool,
 }
 
 /// One waiting frame. Kept to one cache line: a fan-out writes one of these per recipient, and a backlog
@@ -259,6 +264,8 @@ impl SendQueue {
                 .unwrap_or(u32::MAX)
                 .min(u32::MAX / 2),
             volatile_bytes: bounds.volatile_bytes,
+            space: Notify::new(),
+            space_wanted: AtomicBool::new(false),
         }
     }
 
@@ -363,6 +370,34 @@ impl SendQueue {
     pub(crate) fn release(&self, bytes: usize) {
         let mut state = lock(&self.state);
         state.bytes = state.bytes.saturating_sub(bytes);
+        drop(state);
+        self.wake_producers();
+    }
+
+    fn wake_producers(&self) {
+        if self.space_wanted.load(Ordering::Relaxed)
+            && self.space_wanted.swap(false, Ordering::SeqCst)
+        {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// Waits until the queue holds at most `limit` bytes, or is closed (a stream's producer waits here
+    /// for its reader).
+    pub(crate) async fn space(&self, limit: usize) {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.space_wanted.store(true, Ordering::SeqCst);
+            {
+                let state = lock(&self.state);
+                if state.closed || state.bytes <= limit {
+                    return;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// The writer is gone: later pushes fail, and what is queued is freed.
@@ -373,9 +408,11 @@ impl SendQueue {
         state.latest = None;
         state.bytes = 0;
         state.writer = None;
+        drop(state);
+        self.wake_producers();
     }
 
-    #[cfg(test)]
+    /// Bytes waiting, as the bounds count them.
     pub(crate) fn queued_bytes(&self) -> usize {
         lock(&self.state).bytes
     }

@@ -114,6 +114,12 @@ counters! {
     sessions_expired => Counter "sessions_expired" "Connections closed past their credential's expiry",
     /// Sessions refreshed in-band (`$refresh` answered with `$reply`).
     sessions_refreshed => Counter "sessions_refreshed" "Sessions refreshed in-band",
+    /// Streams opened (requests of a `#[ws(stream = T)]` variant).
+    streams_started => Counter "streams_started" "Streams opened",
+    /// Streams cancelled by their reader (`$cancel`) or not resumed in time.
+    streams_cancelled => Counter "streams_cancelled" "Streams cancelled",
+    /// Streams resumed by a reader on a new connection (`$resume`).
+    streams_resumed => Counter "streams_resumed" "Streams resumed after a lost connection",
     /// Connections that negotiated permessage-deflate.
     compressed_connections => Counter "compressed_connections" "Connections that negotiated permessage-deflate",
     /// Outgoing frames compressed: once per frame, however many compressing clients it went to.

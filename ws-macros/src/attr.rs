@@ -1,5 +1,5 @@
 //! Attribute parsing: `#[ws_messages(outbound, rename_all = "...")]` and
-//! `#[ws(rename = "...", reply = T, volatile, latest = "field")]`.
+//! `#[ws(rename = "...", reply = T, stream = T, volatile, latest = "field")]`.
 
 use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
@@ -8,7 +8,9 @@ use syn::{Attribute, LitStr, Type};
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
 
-use crate::symbol::{CRATE, INBOUND, LATEST, OUTBOUND, RENAME, RENAME_ALL, REPLY, VOLATILE, WS};
+use crate::symbol::{
+    CRATE, INBOUND, LATEST, OUTBOUND, RENAME, RENAME_ALL, REPLY, STREAM, VOLATILE, WS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -194,6 +196,8 @@ pub(crate) enum Delivery {
 pub(crate) struct VariantArgs {
     pub(crate) rename: Option<LitStr>,
     pub(crate) reply: Option<Type>,
+    /// `stream = T`: the request is answered with a stream of `T`.
+    pub(crate) stream: Option<Type>,
     /// The policy and where it is written.
     pub(crate) delivery: Option<(Delivery, Span)>,
 }
@@ -217,6 +221,13 @@ pub(crate) fn variant_args(attrs: &[Attribute], cx: &mut Ctxt) -> VariantArgs {
                 }
                 args.reply = Some(ty);
                 Ok(())
+            } else if meta.path.is_ident(STREAM) {
+                let ty: Type = meta.value()?.parse()?;
+                if args.stream.is_some() {
+                    return Err(syn::Error::new_spanned(&ty, "duplicate `stream`"));
+                }
+                args.stream = Some(ty);
+                Ok(())
             } else if meta.path.is_ident(VOLATILE) || meta.path.is_ident(LATEST) {
                 let span = meta.path.require_ident()?.span();
                 if args.delivery.is_some() {
@@ -235,7 +246,7 @@ pub(crate) fn variant_args(attrs: &[Attribute], cx: &mut Ctxt) -> VariantArgs {
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown `ws` attribute; expected `rename = \"...\"`, `reply = Type`, `volatile`, `latest` or `latest = \"field\"`",
+                    "unknown `ws` attribute; expected `rename = \"...\"`, `reply = Type`, `stream = Type`, `volatile`, `latest` or `latest = \"field\"`",
                 ))
             }
         });

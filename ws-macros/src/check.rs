@@ -84,6 +84,28 @@ pub(crate) fn unique_names(set: &MessageSet, cx: &mut Ctxt) {
     }
 }
 
+/// Rule: a stream answers a client's request: `stream = T` is for inbound variants, and a request is
+/// answered by a reply or by a stream, not both.
+pub(crate) fn streams(set: &MessageSet, cx: &mut Ctxt) {
+    for variant in &set.variants {
+        let Some(stream) = &variant.stream else {
+            continue;
+        };
+        if set.direction == Direction::Outbound {
+            cx.error_spanned_by(
+                stream,
+                "`stream` answers a client's request: declare it on a client → server variant (`#[ws_messages]`)",
+            );
+        }
+        if variant.reply.is_some() {
+            cx.error_spanned_by(
+                stream,
+                "a request is answered by a `reply` or by a `stream`, not both",
+            );
+        }
+    }
+}
+
 /// Rule: delivery policies are for outbound messages that are not requests, and `latest = "field"` names
 /// a field of the variant.
 pub(crate) fn delivery_policies(set: &MessageSet, cx: &mut Ctxt) {

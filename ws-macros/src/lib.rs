@@ -217,6 +217,7 @@ pub(crate) fn messages(
     check::reserved_names(&set, &mut cx);
     check::unique_names(&set, &mut cx);
     check::delivery_policies(&set, &mut cx);
+    check::streams(&set, &mut cx);
     cx.check()?;
     Ok(expand::message_set(&set))
 }

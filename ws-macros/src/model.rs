@@ -20,6 +20,8 @@ pub(crate) struct MessageVariant {
     pub(crate) wire_span: Span,
     pub(crate) shape: Shape,
     pub(crate) reply: Option<Type>,
+    /// `#[ws(stream = T)]`: the item type of the stream that answers the request.
+    pub(crate) stream: Option<Type>,
     /// `#[ws(volatile)]` or `#[ws(latest)]`, where it is written; `None` is reliable.
     pub(crate) delivery: Option<(attr::Delivery, Span)>,
     /// The variant's attributes without `#[ws]` (docs and the like).
@@ -94,6 +96,7 @@ pub(crate) fn message_set(args: MessagesArgs, item: ItemEnum, cx: &mut Ctxt) -> 
                 wire_span,
                 shape,
                 reply: parsed.reply,
+                stream: parsed.stream,
                 delivery: parsed.delivery,
                 attrs: variant.attrs.iter().filter(|a| !a.path().is_ident(WS)).cloned().collect(),
             })

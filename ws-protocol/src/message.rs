@@ -91,8 +91,14 @@ pub trait Variant: Serialize + DeserializeOwned + Send + TS + JsonSchema + 'stat
     type Set: WsMessages;
     /// What a request of this type is answered with (`()` when the variant declares no `reply`).
     type Reply: Serialize + Send + TS + JsonSchema + 'static;
+    /// What a stream request is answered with, item by item (`#[ws(stream = T)]`; `()` when the variant
+    /// declares no stream).
+    type Item: Serialize + DeserializeOwned + Send + TS + JsonSchema + 'static;
     /// Whether the variant declares a reply (`#[ws(reply = T)]`), i.e. is meant to be sent as a request.
     const HAS_REPLY: bool;
+    /// Whether the variant declares a stream (`#[ws(stream = T)]`): a request answered by items of
+    /// [`Item`](Self::Item), then an end.
+    const IS_STREAM: bool = false;
     /// The wire name.
     const NAME: &'static str;
     /// How the message is delivered to a client that is behind (`#[ws(volatile)]`, `#[ws(latest)]`).

@@ -5,7 +5,7 @@
 //!
 //! - **One name for one contract.** [`ProtocolVersion::fingerprint`] is 16 hex digits computed from every
 //!   message of the sets given (wire name, direction, whether it is a request, and the JSON Schema of its
-//!   payload and reply, nested types included), independent of the order the sets are given in and of how
+//!   payload, reply and stream item, nested types included), independent of the order the sets are given in and of how
 //!   the build orders JSON keys. ws-codegen writes the same fingerprint into the generated SDK
 //!   (`PROTOCOL_FINGERPRINT`), which sends it as the `ws_protocol` query parameter of every connection.
 //! - **An outdated client is told, once, first.** With `ServerBuilder::protocol_version`, a ws-core
@@ -132,12 +132,18 @@ impl VariantVisitor for Describe {
         } else {
             String::new()
         };
-        self.lines.push(format!(
+        let mut line = format!(
             "{} {} {} {data} {reply}",
             self.direction,
             P::NAME,
             P::HAS_REPLY
-        ));
+        );
+        // Only streams add to the line, so the fingerprint of a protocol without one stays as it was.
+        if P::IS_STREAM {
+            line.push_str(" stream ");
+            line.push_str(&self.schema::<P::Item>());
+        }
+        self.lines.push(line);
     }
 }
 

@@ -11,14 +11,18 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::pipeline::{Call, Job, Pipeline};
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+
+use super::pipeline::{Call, Job, Pipeline, handler_panicked};
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::error::{Error, ErrorCode};
 use crate::handler::{Next, Reply, Request};
 use crate::protocol::{self, Envelope};
 use crate::raw::{RawHandler, RawMessage};
-use crate::server::Server;
+use crate::server::{Route, Server};
 use crate::stats::bump;
 
 /// A data frame as read.
@@ -162,12 +166,65 @@ pub(crate) fn route(server: &Server, client: &Client, incoming: Envelope) -> Opt
         }
         return None;
     };
+    if route.stream {
+        start_stream(server, client, route, incoming);
+        return None;
+    }
     Some(Call::new(
         id,
         Next::new(server.app().middleware.clone(), route.endpoint.clone()),
         Request::new(client.clone(), incoming),
         route.duration.clone(),
     ))
+}
+
+/// Runs a stream's handler in a task of its own, beside the client's other handlers (see
+/// [`stream`](crate::stream)); its end, error or panic ends the stream.
+fn start_stream(server: &Server, client: &Client, route: &Route, incoming: Envelope) {
+    let Some(id) = incoming.id else {
+        let err = Error::invalid_data(format!(
+            "{:?} is answered with a stream: send it as a request, with an id",
+            incoming.kind
+        ));
+        let _ = client.send(protocol::error_frame(None, &err));
+        return;
+    };
+    let streams = server.node().streams.clone();
+    let stream = match streams.open(client.member(), id) {
+        Ok(stream) => stream,
+        Err(err) => {
+            let _ = client.send(protocol::error_frame(Some(id), &err));
+            return;
+        }
+    };
+    let request = Request::new(client.clone(), incoming).with_stream(stream.clone());
+    let call = Call::new(
+        Some(id),
+        Next::new(server.app().middleware.clone(), route.endpoint.clone()),
+        request,
+        route.duration.clone(),
+    );
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| call.start()));
+    let (server, client) = (server.clone(), client.clone());
+    let ending = stream.clone();
+    let ends = streams.clone();
+    let task = tokio::spawn(async move {
+        let outcome = match started {
+            Ok(running) => AssertUnwindSafe(running).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        let result = match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => {
+                bump(&server.node().stats.handler_errors);
+                server.app().hooks.error(&client, &err);
+                Err(err)
+            }
+            Err(panic) => Err(handler_panicked(&server, &client, &*panic)),
+        };
+        ends.ended(&ending, result);
+    });
+    streams.started(&stream, task.abort_handle());
 }
 
 /// Answers a system frame: `$ping`, `$reply` and `$error` here, the others by the feature that owns them;

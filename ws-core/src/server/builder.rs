@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use crate::session::policy::{JoinCheck, Policy};
 use crate::session::refresh::RefreshHook;
 use crate::session::{Membership, Revocations};
 use crate::stats::Stats;
+use crate::stream::Streams;
 use crate::typed;
 
 type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + Send>;
@@ -49,6 +50,8 @@ type BackplaneFactory = Box<dyn FnOnce(MemoryBackplane) -> Box<dyn Backplane> + 
 pub struct ServerBuilder {
     config: Config,
     routes: HashMap<String, Endpoint>,
+    /// The types whose requests are answered with a stream (`#[ws(stream = T)]`).
+    streams: HashSet<String>,
     presence: Option<crate::presence::Presence>,
     history: Option<crate::history::History>,
     protocol: Option<crate::version::ProtocolVersion>,
@@ -85,6 +88,7 @@ impl ServerBuilder {
         Self {
             config,
             routes: HashMap::new(),
+            streams: HashSet::new(),
             presence: None,
             history: None,
             protocol: None,
@@ -155,7 +159,11 @@ impl ServerBuilder {
         H: Handler<V, Args>,
         V: Variant,
     {
-        self.route(V::NAME, typed::endpoint(handler))
+        let mut this = self.route(V::NAME, typed::endpoint(handler));
+        if V::IS_STREAM {
+            this.streams.insert(V::NAME.to_owned());
+        }
+        this
     }
 
     /// Makes a value available to typed handlers through the [`State<T>`](crate::extract::State) argument (one value
@@ -437,10 +445,13 @@ impl ServerBuilder {
         });
         let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone(), policy);
         let distributed = self.backplane.is_some();
+        let stats = Arc::new(Stats::default());
+        let streams = Arc::new(Streams::new(&self.config, stats.clone()));
         let features = features(
             self.history.is_some(),
             self.presence,
             self.protocol.as_ref(),
+            &streams,
         );
         let backplane: Box<dyn Backplane> = match (self.backplane, self.history) {
             (Some(factory), history) => {
@@ -466,7 +477,15 @@ impl ServerBuilder {
                 .into_iter()
                 .map(|(kind, endpoint)| {
                     let duration = metrics.handler_duration(&kind);
-                    (kind, Route { endpoint, duration })
+                    let stream = self.streams.contains(&kind);
+                    (
+                        kind,
+                        Route {
+                            endpoint,
+                            duration,
+                            stream,
+                        },
+                    )
                 })
                 .collect(),
             middleware: self.middleware.into(),
@@ -482,8 +501,9 @@ impl ServerBuilder {
             backplane,
             local,
             distributed,
-            stats: Arc::new(Stats::default()),
+            stats,
             state: watch::Sender::new(RunState::Running),
+            streams,
         };
         let admission = Admission::new(
             node.config.max_connections,
@@ -506,11 +526,15 @@ fn features(
     keeps_history: bool,
     presence: Option<crate::presence::Presence>,
     protocol: Option<&crate::version::ProtocolVersion>,
+    streams: &Arc<Streams>,
 ) -> Features {
     let mut features = Features::default();
     features
         .system_frames
         .extend(crate::history::requests::system_frames(keeps_history));
+    features
+        .system_frames
+        .extend(crate::stream::requests::system_frames(streams.clone()));
     if let Some(presence) = presence {
         let hub = Arc::new(crate::presence::PresenceHub::new(presence));
         let registered: RegisterHook = Arc::new(move |client| hub.client_registered(client));

@@ -46,6 +46,8 @@ pub(crate) type AuthHook = Arc<
 pub(crate) struct Route {
     pub(crate) endpoint: Endpoint,
     pub(crate) duration: prometheus_client::metrics::histogram::Histogram,
+    /// Whether a request is answered with a stream, run beside the client's other handlers.
+    pub(crate) stream: bool,
 }
 
 /// The server's state, in three parts: what the application declared ([`App`]), what every connection

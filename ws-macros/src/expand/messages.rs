@@ -346,6 +346,10 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         None => quote!(()),
     };
     let has_reply = v.reply.is_some();
+    let (item, is_stream) = match &v.stream {
+        Some(ty) => (quote!(#ty), true),
+        None => (quote!(()), false),
+    };
     let delivery = delivery_policy(set, v);
     let payload = format_ident!("__ws_payload");
     let (into_enum, from_enum) = match &v.shape {
@@ -379,7 +383,9 @@ fn variant_impls(set: &MessageSet, v: &MessageVariant) -> TokenStream {
         impl #krate::message::Variant for #module::#variant {
             type Set = #ident;
             type Reply = #reply;
+            type Item = #item;
             const HAS_REPLY: bool = #has_reply;
+            const IS_STREAM: bool = #is_stream;
             const NAME: &'static str = #wire;
             const DELIVERY: #krate::delivery::DeliveryPolicy = #delivery;
         }
