@@ -13,6 +13,7 @@ use ws_core::{Config, Error, Server, close, on, payload, ws_messages};
 use crate::support::{TestServer, WsClient, eventually, spawn};
 
 #[payload]
+#[derive(Debug)]
 pub(crate) struct Token {
     pub(crate) n: u32,
     pub(crate) text: String,
@@ -329,4 +330,62 @@ async fn refusals_are_answered() {
         .ask("$resume", json!({"stream": key, "after": 0}), 5)
         .await;
     assert_eq!(expired["data"]["code"], "expired", "{expired}");
+}
+
+#[ws_messages(outbound)]
+pub(crate) enum Outbound {
+    Note { text: String },
+}
+
+type StreamClient = ws_client::Client<Inbound, Outbound>;
+
+/// README "Typed streams": the Rust client reads a stream typed by the variant's item, resumes it by itself
+/// after the server cut its connection after item 300 (every item once, in order), and gets a handler's
+/// error typed.
+#[tokio::test]
+async fn the_rust_client_resumes_across_a_cut_and_types_the_error() {
+    let (srv, _) = server(Config::default()).await;
+    let client: StreamClient = StreamClient::connect(srv.url("/ws"))
+        .await
+        .expect("connects");
+    let mut tokens = client
+        .stream(inbound::Count {
+            to: 1000,
+            pad: 20,
+            delay_ms: 1,
+        })
+        .expect("stream opened");
+    for n in 1..=300 {
+        let token = tokens.next().await.expect("an item").expect("not an error");
+        assert_eq!(token.n, n);
+    }
+    let reader = srv.server.local_clients()[0].id().clone();
+    assert!(
+        srv.server
+            .disconnect_client(&reader, close::GOING_AWAY, "cut")
+    );
+    for n in 301..=1000 {
+        let token = tokens.next().await.expect("an item").expect("not an error");
+        assert_eq!(token.n, n, "each item once, in order");
+    }
+    assert!(tokens.next().await.is_none(), "the end after item 1000");
+    assert_eq!(srv.server.stats().total_connections, 2);
+    assert_eq!(srv.server.stats().streams_resumed, 1);
+
+    let mut failing = client
+        .stream(inbound::Fail { after: 2 })
+        .expect("stream opened");
+    assert_eq!(failing.next().await.unwrap().unwrap().n, 1);
+    assert_eq!(failing.next().await.unwrap().unwrap().n, 2);
+    match failing.next().await {
+        Some(Err(ws_client::ClientError::Server(e))) => {
+            assert_eq!(
+                (e.code().as_str(), e.message()),
+                ("forbidden", "no more for you")
+            );
+        }
+        other => panic!("expected the handler's error, got {other:?}"),
+    }
+    assert!(failing.next().await.is_none());
+    client.close();
 }

@@ -23,6 +23,7 @@ use crate::policy::{Backoff, CloseDecision, close_policy};
 use crate::positions::{Position, Positions};
 use crate::presence::{Presence, PresenceChange, Presences};
 use crate::runtime::{self, MaybeSend};
+use crate::stream::{self, Streaming, Streams};
 
 /// Where the connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,7 @@ pub(crate) struct Shared {
     pub(crate) dropped: AtomicU64,
     pub(crate) positions: Mutex<Positions>,
     pub(crate) presence: Mutex<Presences>,
+    pub(crate) streams: Arc<Mutex<Streams>>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -210,6 +212,7 @@ impl ClientBuilder {
             dropped: AtomicU64::new(0),
             positions: Mutex::new(Positions::default()),
             presence: Mutex::new(Presences::default()),
+            streams: Arc::new(Mutex::new(Streams::default())),
         });
         let (outgoing, queue) = mpsc::channel(self.max_queue);
         let (delivered, incoming) = mpsc::channel(self.message_buffer);
@@ -387,6 +390,39 @@ where
         serde_json::from_str(&reply).map_err(|e| ClientError::InvalidReply(e.to_string()))
     }
 
+    /// Sends a request of a variant declared `#[ws(stream = T)]` and returns its items as they come.
+    /// The client resumes the stream by itself after a lost connection (each item once, in order);
+    /// dropping the [`Streaming`] cancels it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Closed`] once closed for good; [`ClientError::QueueFull`] past 64 streams at once
+    /// or past `max_queue`.
+    pub fn stream<V>(&self, payload: V) -> Result<Streaming<V::Item>, ClientError>
+    where
+        V: Variant<Set = I>,
+    {
+        const {
+            assert!(
+                V::IS_STREAM,
+                "`Client::stream` takes a variant declared `#[ws(stream = T)]`; use `request` or `send`"
+            );
+        }
+        self.ended()?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = RequestFrame {
+            kind: V::NAME,
+            data: &payload,
+            id,
+        };
+        let text =
+            serde_json::to_string(&frame).map_err(|e| ClientError::InvalidReply(e.to_string()))?;
+        let streaming = stream::open(&self.shared.streams, id, self.outgoing.clone())
+            .ok_or(ClientError::QueueFull)?;
+        self.push(Outgoing::frame(text, None))?;
+        Ok(streaming)
+    }
+
     /// The next message or unanswered `$error` from the server, in arrival order; `None` once the client
     /// is closed for good and everything was read.
     pub async fn next(&self) -> Option<Incoming<O>> {
@@ -438,6 +474,7 @@ where
             open
         });
         self.shared.fail_pending(|| ClientError::Closed(None));
+        lock(&self.shared.streams).close(|| ClientError::Closed(None));
     }
 
     fn ended(&self) -> Result<(), ClientError> {
@@ -477,4 +514,6 @@ pub(crate) struct Envelope<'a> {
     pub(crate) data: Option<&'a RawValue>,
     #[serde(default)]
     pub(crate) pos: Option<Position>,
+    #[serde(default)]
+    pub(crate) seq: Option<u64>,
 }

@@ -115,8 +115,10 @@ pub(crate) async fn run<O: DeserializeOwned + runtime::MaybeSend + 'static>(
             Err(close) => close,
         };
         shared.fail_pending(|| ClientError::Lost(close.clone()));
+        lock(&shared.streams).lost(&close);
         let decision = decide(&close, &settings.backoff, attempt);
         if decision == CloseDecision::Stop || matches!(*shared.state.borrow(), State::Closed(_)) {
+            lock(&shared.streams).close(|| ClientError::Closed(Some(close.clone())));
             shared.state.send_if_modified(|state| {
                 let open = !matches!(state, State::Closed(_));
                 if open {
@@ -157,6 +159,13 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
             && let Err(close) = ws.send(frame).await
         {
             return Ended::Lost(close);
+        }
+        // Then the streams this client was reading, from the last item it got.
+        let resumes = lock(&self.shared.streams).resumes();
+        for frame in resumes {
+            if let Err(close) = ws.send(frame).await {
+                return Ended::Lost(close);
+            }
         }
         loop {
             tokio::select! {
@@ -199,7 +208,28 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
         }
         match (envelope.kind, envelope.id) {
             ("$reply", Some(id)) => self.answer(id, Ok(data)),
+            ("$error", Some(id)) if lock(&self.shared.streams).contains(id) => {
+                lock(&self.shared.streams).failed(id, server_error(data));
+            }
             ("$error", Some(id)) => self.answer(id, Err(server_error(data))),
+            ("$stream", Some(id)) => {
+                #[derive(serde::Deserialize)]
+                struct Opened {
+                    stream: String,
+                }
+                if let Ok(opened) = serde_json::from_str::<Opened>(data) {
+                    lock(&self.shared.streams).opened(id, opened.stream);
+                }
+            }
+            ("$chunk", Some(id)) => {
+                let cancel = envelope
+                    .seq
+                    .and_then(|seq| lock(&self.shared.streams).chunk(id, seq, data));
+                if let Some(cancel) = cancel {
+                    let _ = self.replies.try_send(cancel);
+                }
+            }
+            ("$end", Some(id)) => lock(&self.shared.streams).ended(id),
             ("$error", None) => self.deliver(Incoming::Error(server_error(data))),
             ("$position", None) => self.positioned(data),
             ("$presence_state", None) | ("$presence_diff", None) => {

@@ -68,6 +68,7 @@ mod policy;
 mod positions;
 mod presence;
 mod runtime;
+mod stream;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod transport;
@@ -80,3 +81,4 @@ pub use http;
 pub use policy::{Backoff, CloseDecision, close_policy};
 pub use presence::{Member, Presence, PresenceChange};
 pub use runtime::MaybeSend;
+pub use stream::Streaming;

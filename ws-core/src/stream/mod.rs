@@ -488,7 +488,11 @@ impl Streams {
         for stream in streams {
             let generation = {
                 let mut state = lock(&stream.state);
-                if state.reader.as_ref().is_none_or(|r| r.member.id() != member) {
+                if state
+                    .reader
+                    .as_ref()
+                    .is_none_or(|r| r.member.id() != member)
+                {
                     continue;
                 }
                 state.reader = None;
