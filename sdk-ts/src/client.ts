@@ -13,15 +13,20 @@ import { PRESENCE_DIFF, PRESENCE_STATE, type MetaOf, type PresenceView } from ".
 import type {
   DataArgs,
   DataOf,
+  ItemOf,
   MessageMeta,
   ProtocolShape,
   ReplyOf,
   RequestArgs,
   RequestOptions,
   RequestTypeOf,
+  StreamArgs,
+  StreamOptions,
+  StreamTypeOf,
   TypeOf,
 } from "./protocol.js";
 import { Requests, frame } from "./requests.js";
+import { Streams } from "./streams.js";
 import { LEFT, REFRESH, SESSION, SessionKeeper, type Left, type SessionExpiry } from "./session.js";
 
 export type { ClientOptions, CloseInfo, ConnectionState, WebSocketConstructor, WebSocketLike } from "./connection.js";
@@ -71,6 +76,16 @@ export interface WsClient<P extends ProtocolShape> {
   history(group: string, since?: number): Promise<HistoryPage>;
   /** Listens to state changes (`open`, `reconnecting`, ...); returns a function that stops listening. */
   onState(listener: (state: ConnectionState, close?: CloseInfo) => void): () => void;
+  /** Sends a request answered by a stream (a variant declared `#[ws(stream = T)]`) and returns its items
+   * as they come, for `for await`. A lost connection is resumed by the client (each item once, in order);
+   * `break` or `options.signal` cancels it, and the server stops producing. The loop throws
+   * {@link WsRequestError} for the handler's error or a resume the server cannot serve (`expired`,
+   * `not_found`), {@link WsClosedError} when the connection went before the stream began or the client
+   * closed for good, and {@link WsQueueFullError} past 1 024 items waiting for the loop. */
+  stream<K extends StreamTypeOf<P["client"]>>(
+    type: K,
+    ...args: StreamArgs<DataOf<P["client"], K>>
+  ): AsyncIterableIterator<ItemOf<P["client"], K>>;
   /** Listens to `$error` frames that answer no request (for example `invalid_data`). */
   onError(listener: (error: WsRequestError) => void): () => void;
   /** Listens to the server taking this client out of a group (`$left`): its membership ended
@@ -91,6 +106,7 @@ export function createClient<P extends ProtocolShape>(url: string | (() => strin
 class Client<P extends ProtocolShape> implements WsClient<P> {
   private readonly connection: Connection;
   private readonly requests: Requests;
+  private readonly streams: Streams;
   private readonly groups = new Groups<MetaOf<P>>();
   private readonly listeners = new Map<string, Set<(data: unknown, meta: MessageMeta) => void>>();
   private readonly handlers = new Map<string, (data: unknown, meta: MessageMeta) => unknown>();
@@ -114,12 +130,14 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       opened: (send: (text: string) => void) => {
         const positions = this.groups.positionsFrame();
         if (positions !== undefined) send(positions);
+        for (const resume of this.streams.resumes()) send(resume);
       },
       frame: (text: string) => this.receive(text),
       lost: (error: WsClosedError) => {
         this.session?.stop();
         this.groups.reset();
         this.requests.failAll(error);
+        this.streams.lost(error);
       },
     };
     this.connection = new Connection(url, options, events, this.session);
@@ -129,6 +147,10 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       options.maxPendingRequests ?? 1_000,
       (type, reply) => this.checked.reply(type, reply),
     );
+    this.streams = new Streams(this.connection, () => this.requests.allocate());
+    this.connection.onState((state) => {
+      if (state === "closed") this.streams.closeAll(this.connection.closedError());
+    });
   }
 
   get state(): ConnectionState {
@@ -150,6 +172,16 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
     const invalid = this.checked.sent(frame(type, data));
     if (invalid) return Promise.reject(invalid);
     return this.requests.start<ReplyOf<P["client"], K>>(type, data, options?.timeoutMs);
+  }
+
+  stream<K extends StreamTypeOf<P["client"]>>(
+    type: K,
+    ...args: StreamArgs<DataOf<P["client"], K>>
+  ): AsyncIterableIterator<ItemOf<P["client"], K>> {
+    const [data, options] = args as [unknown, StreamOptions | undefined];
+    const invalid = this.checked.sent(frame(type, data));
+    if (invalid) throw invalid;
+    return this.streams.open<ItemOf<P["client"], K>>(type, data, options);
   }
 
   on<K extends TypeOf<P["server"]>>(type: K, listener: (data: DataOf<P["server"], K>, meta: MessageMeta) => void): () => void {
@@ -221,6 +253,7 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
   private receive(text: string): void {
     const msg = parseEnvelope(text);
     if (!msg) return;
+    if (this.streams.receive(msg)) return;
     if (msg.type === REPLY || msg.type === ERROR) {
       const unanswered = this.requests.answer(msg);
       if (unanswered) for (const listener of this.errorListeners) listener(unanswered);

@@ -23,14 +23,19 @@ export { ERROR, HISTORY, PING, PONG, POSITION, POSITIONS, REPLY } from "./envelo
 export type {
   DataArgs,
   DataOf,
+  ItemOf,
   MessageMeta,
   ProtocolShape,
   ReplyOf,
   RequestArgs,
   RequestOptions,
   RequestTypeOf,
+  StreamArgs,
+  StreamOptions,
+  StreamTypeOf,
   TypeOf,
 } from "./protocol.js";
+export { CANCEL, CHUNK, END, RESUME, STREAM } from "./streams.js";
 export type { Check, Mismatch, Path, Validators } from "./validate.js";
 export { all, any, array, bool, literal, never, nul, num, object, pathText, ref, some, str } from "./validate.js";
 export type { ConnectionInfo, PresenceSnapshot, Store } from "./store.js";

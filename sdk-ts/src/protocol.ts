@@ -18,6 +18,26 @@ export type DataOf<M, K extends keyof M> = M[K] extends { data: infer D } ? D : 
 /** The reply type of message `K` (`never` when it is not a request). */
 export type ReplyOf<M, K extends keyof M> = M[K] extends { reply: infer R } ? R : never;
 
+/** The item type of stream `K` (`never` when it is not a stream). */
+export type ItemOf<M, K extends keyof M> = M[K] extends { item: infer I } ? I : never;
+
+/** Wire names of the messages answered with a stream of items (`#[ws(stream = T)]`). */
+export type StreamTypeOf<M> = {
+  [K in keyof M]: [ItemOf<M, K>] extends [never] ? never : K;
+}[keyof M] &
+  string;
+
+/** Arguments of `stream` after the type: the payload (optional when `null`), then the options. */
+export type StreamArgs<D> = [D] extends [null]
+  ? [data?: null, options?: StreamOptions]
+  : [data: D, options?: StreamOptions];
+
+/** Options of one stream. */
+export interface StreamOptions {
+  /** Cancels the stream: the loop ends with the signal's reason, and the server stops its producer. */
+  signal?: AbortSignal;
+}
+
 /** Wire names of the messages that are requests (have a reply type). */
 export type RequestTypeOf<M> = {
   [K in keyof M]: [ReplyOf<M, K>] extends [never] ? never : K;

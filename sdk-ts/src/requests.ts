@@ -33,8 +33,7 @@ export class Requests {
     if (this.pending.size >= this.maxPending) {
       return Promise.reject(new WsQueueFullError(`${this.maxPending} requests are already waiting`));
     }
-    const id = this.nextId;
-    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    const id = this.allocate();
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
@@ -46,6 +45,13 @@ export class Requests {
         this.settle(id, (p) => p.reject(error as Error));
       }
     });
+  }
+
+  /** A fresh id (1 up to 2^53 − 1, then 1 again): requests and streams share them. */
+  allocate(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    return id;
   }
 
   /** Settles the request a `$reply` or `$error` answers; returns an `$error` that answers none. */

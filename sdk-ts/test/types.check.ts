@@ -22,6 +22,21 @@ export function typeChecks(client: WsClient<Protocol>): void {
     return [text, from];
   });
   client.handle("ask", (data) => ({ answer: data.question }));
+  void (async () => {
+    for await (const word of client.stream("assistant", { prompt: "hi" }, { signal: new AbortController().signal })) {
+      const text: string = word.text;
+      const index: number = word.index;
+      // @ts-expect-error: an item is a `Word`, whose `text` is a string
+      const wrong: number = word.text;
+      void [text, index, wrong];
+    }
+  })();
+  // @ts-expect-error: `join` is answered with a reply, not a stream
+  void client.stream("join", { room: "r" });
+  // @ts-expect-error: a stream's payload is checked like a message's
+  void client.stream("assistant", { prompt: 1 });
+  // @ts-expect-error: a stream is not a request
+  void client.request("assistant", { prompt: "hi" });
 
   // @ts-expect-error: no such message type
   client.send("chatt", { text: "hi" });

@@ -49,6 +49,10 @@ fn add_direction(
                 "messages": [{"$ref": format!("#/channels/socket/messages/{reply_key}")}],
             });
         }
+        // A stream request is answered by `$stream`, `$chunk` frames carrying this item, then `$end`.
+        if let Some(item) = &message.item_schema {
+            operation["x-stream"] = json!({"item": item, "frames": ["$stream", "$chunk", "$end"]});
+        }
         operations.insert(format!("{action}:{}", message.name), operation);
     }
 }

@@ -280,5 +280,9 @@ pub(crate) fn message(
     if let Some(reply) = &message.reply_schema {
         doc.insert("x-reply".into(), reply.clone());
     }
+    // One item's `data`, when the request is answered with a stream of `$chunk` frames.
+    if let Some(item) = &message.item_schema {
+        doc.insert("x-stream".into(), item.clone());
+    }
     Value::Object(doc)
 }

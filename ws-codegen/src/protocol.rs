@@ -26,6 +26,10 @@ pub struct MessageDef {
     pub data_schema: Value,
     /// JSON Schema of the reply's `data`, when the message is a request.
     pub reply_schema: Option<Value>,
+    /// TypeScript type of one item, when the request is answered with a stream (`#[ws(stream = T)]`).
+    pub item_ts: Option<String>,
+    /// JSON Schema of one item's `data` (each `$chunk`), when the request is answered with a stream.
+    pub item_schema: Option<Value>,
     /// How the server delivers it to a client that is behind (server → client messages).
     pub delivery: DeliveryPolicy,
 }
@@ -138,6 +142,8 @@ impl VariantVisitor for Collector<'_> {
         let reply_ts = P::HAS_REPLY.then(|| self.ts_of::<P::Reply>());
         let data_schema = self.schema_of::<P>();
         let reply_schema = P::HAS_REPLY.then(|| self.schema_of::<P::Reply>());
+        let item_ts = P::IS_STREAM.then(|| self.ts_of::<P::Item>());
+        let item_schema = P::IS_STREAM.then(|| self.schema_of::<P::Item>());
         // A payload that decodes from `null` may be sent without `data`, exactly as the server reads it.
         let unit = serde_json::from_str::<P>("null").is_ok();
         self.messages.push(MessageDef {
@@ -147,6 +153,8 @@ impl VariantVisitor for Collector<'_> {
             unit,
             data_schema,
             reply_schema,
+            item_ts,
+            item_schema,
             delivery: P::DELIVERY,
         });
     }

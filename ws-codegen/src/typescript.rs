@@ -20,9 +20,14 @@ fn message_map(out: &mut String, name: &str, doc: &str, direction: &DirectionDef
         if let Some(doc) = m.delivery_doc() {
             let _ = writeln!(out, "  /** {doc} */");
         }
+        // Only a stream names an item, so the map of a protocol without streams stays as it was.
+        let item = m
+            .item_ts
+            .as_deref()
+            .map_or(String::new(), |item| format!(" item: {item};"));
         let _ = writeln!(
             out,
-            "  {:?}: {{ data: {}; reply: {reply} }};",
+            "  {:?}: {{ data: {}; reply: {reply};{item} }};",
             m.name, m.data_ts
         );
     }
@@ -59,7 +64,7 @@ pub(crate) fn render(protocol: &Protocol, header: &str) -> String {
     message_map(
         &mut out,
         "ClientMessages",
-        "Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request).",
+        "Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request), `item` what each `$chunk` of a stream carries (`client.stream`).",
         &protocol.client_to_server,
     );
     message_map(

@@ -26,7 +26,7 @@ export type Note = {
 
 export type OutboundNoteAdded = Note;
 
-/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request). */
+/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request), `item` what each `$chunk` of a stream carries (`client.stream`). */
 export interface ClientMessages {
   list_notes: { data: InboundListNotes; reply: Array<Note> };
   add_note: { data: InboundAddNote; reply: Note };

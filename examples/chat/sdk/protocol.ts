@@ -20,6 +20,13 @@ export type InboundAsk = {
   question: string;
 };
 
+export type InboundAssistant = {
+  /**
+   * What to ask.
+   */
+  prompt: string;
+};
+
 export type InboundChat = {
   /**
    * The text.
@@ -175,7 +182,18 @@ export type WhoAmI = {
   groups: Array<string>;
 };
 
-/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request). */
+export type Word = {
+  /**
+   * The word, with the space before it when it is not the first.
+   */
+  text: string;
+  /**
+   * Its place in the answer, from 0.
+   */
+  index: number;
+};
+
+/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request), `item` what each `$chunk` of a stream carries (`client.stream`). */
 export interface ClientMessages {
   chat: { data: InboundChat; reply: never };
   join: { data: InboundJoin; reply: RoomJoined };
@@ -185,6 +203,7 @@ export interface ClientMessages {
   typing: { data: InboundTyping; reply: never };
   whoami: { data: InboundWhoami; reply: WhoAmI };
   "admin:purge": { data: InboundAdminPurge; reply: Purged };
+  assistant: { data: InboundAssistant; reply: never; item: Word };
 }
 
 /** Messages the server sends, by wire name: `reply` is what the client answers when the server sends it as a request (`never`: not a request). */
@@ -206,7 +225,7 @@ export interface Protocol {
 }
 
 /** This protocol's fingerprint: the generated `createClient` sends it on connection (`ws_protocol`), so a server built from other enums can say this client is outdated (ws-core's `version`). */
-export const PROTOCOL_FINGERPRINT = "9c6e1c0a5ea3e3c4";
+export const PROTOCOL_FINGERPRINT = "d4c796c5d17e10be";
 
 /** Wire names of every message, in declaration order. */
 export const CLIENT_MESSAGE_TYPES = [
@@ -218,5 +237,6 @@ export const CLIENT_MESSAGE_TYPES = [
   "typing",
   "whoami",
   "admin:purge",
+  "assistant",
 ] as const;
 export const SERVER_MESSAGE_TYPES = ["welcome", "chat", "dm", "typing", "ask"] as const;

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use ws_core::auth::{AuthRequest, ClientData};
 use ws_core::config::ConfigError;
-use ws_core::extract::Extension;
+use ws_core::extract::{Extension, State};
+use ws_core::stream::Chunks;
 use ws_core::version::ProtocolVersion;
 use ws_core::{Client, Config, Error, Server, ServerBuilder, on};
 
 use crate::protocol::{
-    Answer, Inbound, Member, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, inbound, outbound,
+    Answer, Inbound, Member, Outbound, Purged, RoomJoined, RoomLeft, WhoAmI, Word, inbound,
+    outbound,
 };
 
 /// How long a client has to answer another client's question.
@@ -166,6 +168,60 @@ async fn purge(Extension(user): Extension<User>) -> Result<Purged, Error> {
     Ok(Purged { purged: true })
 }
 
+/// How the assistant answers: how many words, how far apart (a stand-in for a model's tokens).
+#[derive(Debug, Clone, Copy)]
+pub struct AssistantPace {
+    /// Words in an answer.
+    pub words: u32,
+    /// The pause after each word.
+    pub delay: Duration,
+}
+
+impl Default for AssistantPace {
+    fn default() -> Self {
+        Self {
+            words: 60,
+            delay: Duration::from_millis(60),
+        }
+    }
+}
+
+/// The words the assistant answers `prompt` with: always the same for the same prompt and length.
+fn answer_words(prompt: &str, words: u32) -> impl Iterator<Item = String> {
+    const TEXT: &str = "a typed stream carries each word to the page as it is made and a page that                         loses its connection picks the answer up where it broke with nothing lost and                         nothing twice";
+    let topic: String = prompt
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opening = format!("You asked about \u{201c}{topic}\u{201d}: here is what I know.");
+    let text = opening
+        .split(' ')
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(TEXT.split(' ').map(str::to_owned).cycle());
+    text.take(words as usize)
+        .enumerate()
+        .map(|(i, word)| if i == 0 { word } else { format!(" {word}") })
+}
+
+#[on(Inbound::Assistant)]
+async fn assistant(
+    State(pace): State<AssistantPace>,
+    mut words: Chunks<Word>,
+    msg: inbound::Assistant,
+) -> Result<(), Error> {
+    if msg.prompt.trim().is_empty() {
+        return Err(Error::invalid_data("ask the assistant something"));
+    }
+    for (index, text) in (0..).zip(answer_words(&msg.prompt, pace.words)) {
+        words.send(Word { text, index }).await?;
+        tokio::time::sleep(pace.delay).await;
+    }
+    Ok(())
+}
+
 /// The chat server with every handler registered.
 pub fn build(config: Config) -> Result<Server, ConfigError> {
     builder(config).build()
@@ -221,4 +277,6 @@ fn handlers(builder: ServerBuilder) -> ServerBuilder {
         .handle(ask)
         .handle(whoami)
         .handle(purge)
+        .handle(assistant)
+        .with_state(AssistantPace::default())
 }

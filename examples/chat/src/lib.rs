@@ -5,4 +5,4 @@ mod handlers;
 pub mod protocol;
 pub mod tokens;
 
-pub use crate::handlers::{build, builder, builder_with_tokens};
+pub use crate::handlers::{AssistantPace, build, builder, builder_with_tokens};

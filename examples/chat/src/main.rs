@@ -6,7 +6,7 @@
 //!                      [--max-connections N] [--max-connections-per-ip N] [--max-message-size BYTES]
 //!                      [--allowed-origin O]... [--allowed-host NAME]... [--history FRAMES]
 //!                      [--compression on|off] [--token-ttl SECS [--token-secret SECRET]]
-//!                      [--session-grace SECS]
+//!                      [--session-grace SECS] [--assistant-words N] [--assistant-delay-ms MS]
 //! ```
 //!
 //! permessage-deflate is on (`--compression off` turns it off): browsers offer it on every socket, and a
@@ -30,10 +30,15 @@
 //! is closed with 4001 (`--session-grace SECS` after the expiry, 10 by default). Without it, the token is
 //! the user name itself.
 //!
+//! The assistant (`assistant` in the protocol) answers a prompt word by word, as a stream: N words (60
+//! by default), MS milliseconds apart (60 by default) — a stand-in for a model's tokens, the same for the
+//! same prompt.
+//!
 //! Routes: `/` the page, `/ws?token=TOKEN` the socket, `/token?name=NAME` a token (without
 //! `--token-ttl`, the name), `POST /admin/disconnect?user=NAME` with `Authorization: Bearer <admin's token>`
 //! (revokes NAME on every chat process: its sockets close with 4003, and its tokens issued so far are
-//! refused), `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text), `/health`. The
+//! refused), `POST /admin/cut?user=NAME` likewise (closes NAME's sockets on this process with 1001, as a
+//! restarting server would: its pages reconnect and resume what they were reading), `/stats` JSON counters, `/metrics` the Prometheus metrics (OpenMetrics text), `/health`. The
 //! first line on stdout is `listening on http://HOST:PORT` (port 0 picks a free port).
 
 use std::collections::HashMap;
@@ -77,20 +82,23 @@ async fn main() {
         redis,
         history,
         tokens,
+        assistant,
     } = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
         eprintln!("chat: {message}");
         eprintln!(
             "usage: chat [--host HOST] [--port PORT] [--redis URL | --redis-cluster URL,...] \
              [--redis-wait REPLICAS] [--rate-limit N] [--burst N] \
              [--max-connections N] [--max-message-size BYTES] [--allowed-origin ORIGIN]... \
-             [--token-ttl SECS [--token-secret SECRET]] [--session-grace SECS]"
+             [--token-ttl SECS [--token-secret SECRET]] [--session-grace SECS] \
+             [--assistant-words N] [--assistant-delay-ms MS]"
         );
         std::process::exit(2)
     });
     let mut builder = match &tokens {
         Some(tokens) => chat::builder_with_tokens(config.clone(), tokens.clone()),
         None => chat::builder(config.clone()),
-    };
+    }
+    .with_state(assistant);
     if let Some(frames) = history {
         builder = builder.history(ws_core::history::History::new().max_messages(frames));
     }
@@ -119,8 +127,9 @@ async fn main() {
         .route("/token", get(token).with_state(tokens.clone()))
         .route(
             "/admin/disconnect",
-            post(disconnect).with_state((server.clone(), tokens)),
+            post(disconnect).with_state((server.clone(), tokens.clone())),
         )
+        .route("/admin/cut", post(cut).with_state((server.clone(), tokens)))
         .route(
             "/stats",
             get({
@@ -184,12 +193,42 @@ async fn disconnect(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let user = match admin_target(tokens.as_ref(), query, &headers) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    let lasting = tokens.map_or(Duration::from_secs(3600), |t| t.ttl());
+    let closed = server.revoke_user(&user, lasting);
+    axum::Json(serde_json::json!({ "closed": closed })).into_response()
+}
+
+/// `POST /admin/cut?user=NAME` with the admin's token: closes NAME's sockets on this node with 1001, which
+/// its pages reconnect after. Answers `{"closed": N}`.
+async fn cut(
+    State((server, tokens)): State<(Server, Option<Tokens>)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let user = match admin_target(tokens.as_ref(), query, &headers) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    let closed = server.disconnect_user(&user, ws_core::close::GOING_AWAY, "cut by the admin");
+    axum::Json(serde_json::json!({ "closed": closed })).into_response()
+}
+
+/// The `?user=` of an admin request that carries the admin's token as a bearer token.
+fn admin_target(
+    tokens: Option<&Tokens>,
+    query: Option<String>,
+    headers: &HeaderMap,
+) -> Result<String, Error> {
     let query = parameters(query);
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let admin = match (&tokens, bearer) {
+    let admin = match (tokens, bearer) {
         (Some(tokens), Some(token)) => tokens
             .check(token)
             .is_ok_and(|data| data.user_name() == Some("admin")),
@@ -197,14 +236,13 @@ async fn disconnect(
         (_, None) => false,
     };
     if !admin {
-        return Error::forbidden("the admin's token is required").into_response();
+        return Err(Error::forbidden("the admin's token is required"));
     }
-    let Some(user) = query.get("user").filter(|u| !u.is_empty()) else {
-        return Error::invalid_data("?user= is required").into_response();
-    };
-    let lasting = tokens.map_or(Duration::from_secs(3600), |t| t.ttl());
-    let closed = server.revoke_user(user, lasting);
-    axum::Json(serde_json::json!({ "closed": closed })).into_response()
+    query
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .ok_or_else(|| Error::invalid_data("?user= is required"))
 }
 
 async fn shutdown_signal() {
@@ -227,6 +265,8 @@ struct Args {
     redis: Option<RedisConfig>,
     history: Option<usize>,
     tokens: Option<Tokens>,
+    /// How the assistant answers.
+    assistant: chat::AssistantPace,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -239,6 +279,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut allowed_hosts = Vec::new();
     let mut token_ttl = None;
     let mut token_secret = None;
+    let mut assistant = chat::AssistantPace::default();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| {
@@ -274,6 +315,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--token-ttl" => token_ttl = Some(Duration::from_secs(number(&value)?)),
             "--session-grace" => config.session_grace = Duration::from_secs(number(&value)?),
             "--token-secret" => token_secret = Some(value),
+            "--assistant-words" => {
+                assistant.words = u32::try_from(number(&value)?)
+                    .map_err(|_| format!("{flag}: {value} is too large"))?
+            }
+            "--assistant-delay-ms" => assistant.delay = Duration::from_millis(number(&value)?),
             "--compression" => {
                 config.compression = match value.as_str() {
                     "on" => Compression::deflate(),
@@ -324,6 +370,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         redis,
         history,
         tokens,
+        assistant,
     })
 }
 

@@ -52,6 +52,12 @@ pub enum Inbound {
     /// Purge everything (admins only; a request).
     #[ws(rename = "admin:purge", reply = Purged)]
     AdminPurge,
+    /// Ask the assistant: its answer comes back word by word (a stream), resumed after a lost connection.
+    #[ws(stream = Word)]
+    Assistant {
+        /// What to ask.
+        prompt: String,
+    },
 }
 
 /// What the server sends.
@@ -147,6 +153,16 @@ pub struct WhoAmI {
 pub struct Purged {
     /// Always true.
     pub purged: bool,
+}
+
+/// One word of the assistant's answer.
+#[payload]
+#[derive(Debug, Clone)]
+pub struct Word {
+    /// The word, with the space before it when it is not the first.
+    pub text: String,
+    /// Its place in the answer, from 0.
+    pub index: u32,
 }
 
 /// What each member of a room shows the others in the room's presence list.

@@ -171,7 +171,7 @@ export type StrokeData = {
   points: Array<Point>;
 };
 
-/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request). */
+/** Messages the client sends, by wire name: `data` is the payload, `reply` what a request of that type is answered with (`never`: not a request), `item` what each `$chunk` of a stream carries (`client.stream`). */
 export interface ClientMessages {
   join: { data: InboundJoin; reply: Joined };
   stroke: { data: InboundStroke; reply: never };
