@@ -28,7 +28,19 @@ import {
 } from "react";
 import type { ConnectionState, Recovery, WsClient } from "./client.js";
 import type { MetaOf } from "./presence.js";
-import type { DataOf, MessageMeta, ProtocolShape, ReplyOf, RequestArgs, RequestTypeOf, TypeOf } from "./protocol.js";
+import type {
+  DataArgs,
+  DataOf,
+  ItemOf,
+  MessageMeta,
+  ProtocolShape,
+  ReplyOf,
+  RequestArgs,
+  RequestTypeOf,
+  StreamOptions,
+  StreamTypeOf,
+  TypeOf,
+} from "./protocol.js";
 import type { WsRequestError } from "./errors.js";
 import {
   connectionInfoStore,
@@ -49,6 +61,17 @@ export interface RequestState<R> {
   /** The last answer, kept until the next one. */
   data: R | undefined;
   /** Why the last request failed (`WsRequestError`, `WsTimeoutError`, ...), if it did. */
+  error: Error | undefined;
+}
+
+/** Where a stream started with {@link WsReact.useStream} is. */
+export interface StreamState<T> {
+  /** The items so far, in order (a new array after each). */
+  items: readonly T[];
+  /** `idle` before `start`; `streaming`; `done` after its end; `cancelled` after `cancel` (or another
+   * `start`); `failed` with `error`. A lost connection stays `streaming`: the client resumes it. */
+  state: "idle" | "streaming" | "done" | "cancelled" | "failed";
+  /** Why it failed (`WsRequestError` with the handler's code, `WsClosedError`, ...). */
   error: Error | undefined;
 }
 
@@ -79,6 +102,14 @@ export interface WsReact<P extends ProtocolShape> {
     type: K,
   ): RequestState<ReplyOf<P["client"], K>> & {
     run(...args: RequestArgs<DataOf<P["client"], K>>): Promise<ReplyOf<P["client"], K>>;
+  };
+  /** A stream of `type`: `start(data)` sends the request (cancelling one still running), and `items` grow
+   * as they come; `cancel()` stops it on the server. Cancelled when the component unmounts. */
+  useStream<K extends StreamTypeOf<P["client"]>>(
+    type: K,
+  ): StreamState<ItemOf<P["client"], K>> & {
+    start(...data: DataArgs<DataOf<P["client"], K>>): void;
+    cancel(): void;
   };
   /** A group's presence list (members in arrival order, count). */
   usePresence(group: string): PresenceSnapshot<MetaOf<P>>;
@@ -173,6 +204,47 @@ export function createWsReact<P extends ProtocolShape>(): WsReact<P> {
         [client, type],
       );
       return { ...state, run };
+    },
+    useStream<K extends StreamTypeOf<P["client"]>>(type: K) {
+      type Item = ItemOf<P["client"], K>;
+      const client = useClient();
+      const [state, setState] = useState<StreamState<Item>>({ items: [], state: "idle", error: undefined });
+      const running = useRef<AbortController | undefined>(undefined);
+      const cancel = useCallback(() => {
+        running.current?.abort();
+        running.current = undefined;
+      }, []);
+      useEffect(() => cancel, [cancel]);
+      const start = useCallback(
+        (...data: DataArgs<DataOf<P["client"], K>>) => {
+          running.current?.abort();
+          const controller = new AbortController();
+          running.current = controller;
+          setState({ items: [], state: "streaming", error: undefined });
+          void (async () => {
+            try {
+              // The payload's type was checked by `start`'s signature; the options come after it.
+              const open = client.stream.bind(client) as unknown as (
+                type: K,
+                data: unknown,
+                options: StreamOptions,
+              ) => AsyncIterable<Item>;
+              for await (const item of open(type, data[0] ?? null, { signal: controller.signal })) {
+                if (controller.signal.aborted) return;
+                setState((s) => ({ ...s, items: [...s.items, item] }));
+              }
+              setState((s) => ({ ...s, state: "done" }));
+            } catch (error) {
+              if (controller.signal.aborted) setState((s) => ({ ...s, state: "cancelled" }));
+              else setState((s) => ({ ...s, state: "failed", error: error as Error }));
+            } finally {
+              if (running.current === controller) running.current = undefined;
+            }
+          })();
+        },
+        [client, type],
+      );
+      return { ...state, start, cancel };
     },
     usePresence(group) {
       const client = useClient();

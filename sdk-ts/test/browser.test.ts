@@ -7,7 +7,9 @@
 // a line the server refuses is explained next to the field (`useLastError`), a refused handshake shows its
 // status and reason without a reconnect loop, and an outdated page is told to reload; screenshot
 // target/browser/chat-react.png.
-// The page's socket negotiates permessage-deflate (the handshake as Chromium's DevTools saw it).
+// The page's socket negotiates permessage-deflate (the handshake as Chromium's DevTools saw it). The
+// assistant's answer (a typed stream) fills the plain and the React page word by word, across a
+// server-side cut of each page's socket, with no word lost or repeated.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -323,6 +325,47 @@ test("with 5-second tokens a React page keeps its one socket for 30 s, and an ad
   } finally {
     await page.close();
     await tokens.stop();
+  }
+});
+
+test("the assistant's answer streams into both pages and survives a server-side cut: no word lost or repeated", async () => {
+  const words = 80;
+  const assistant = await startExample("chat", 0, ["--assistant-words", String(words), "--assistant-delay-ms", "25"]);
+  const base = `http://${assistant.host}:${assistant.port}`;
+  const prompt = "what is a typed stream";
+  const reference = chatClient(assistant.url("ref"));
+  let expected = "";
+  for await (const word of reference.stream("assistant", { prompt })) expected += word.text;
+  reference.close();
+  const cut = async (user: string) => {
+    const response = await fetch(`${base}/admin/cut?user=${user}`, { method: "POST", headers: { authorization: "Bearer admin" } });
+    assert.deepEqual(await response.json(), { closed: 1 });
+  };
+  const plain = await openChatPage(browser, assistant, "una");
+  const react = watchInvalid(await browser.newPage({ viewport: { width: 820, height: 640 } }));
+  try {
+    await react.goto(`${base}/react`);
+    await react.fill("#login input", "ula");
+    await react.click("#login button");
+    await react.waitForSelector("text=connected as ula");
+    for (const [page, user] of [
+      [plain, "una"],
+      [react, "ula"],
+    ] as const) {
+      await page.fill("#prompt", prompt);
+      await page.click("#assistant button:not(.secondary)");
+      await page.waitForFunction(() => Number(document.querySelector<HTMLElement>("#answer")?.dataset["words"]) >= 20);
+      await cut(user);
+      await page.waitForSelector('#answer[data-state="done"]', { timeout: 15_000 });
+      assert.equal(await page.textContent("#answer"), expected, `${user}'s page shows the whole answer once`);
+      assert.equal(await page.getAttribute("#answer", "data-words"), String(words));
+    }
+    mkdirSync(join(root, "target", "browser"), { recursive: true });
+    await react.screenshot({ path: join(root, "target", "browser", "chat-assistant.png") });
+  } finally {
+    await plain.close();
+    await react.close();
+    await assistant.stop();
   }
 });
 

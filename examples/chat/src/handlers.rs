@@ -188,7 +188,9 @@ impl Default for AssistantPace {
 
 /// The words the assistant answers `prompt` with: always the same for the same prompt and length.
 fn answer_words(prompt: &str, words: u32) -> impl Iterator<Item = String> {
-    const TEXT: &str = "a typed stream carries each word to the page as it is made and a page that                         loses its connection picks the answer up where it broke with nothing lost and                         nothing twice";
+    const TEXT: &str = "a typed stream carries each word to the page as it is made and a page that \
+                        loses its connection picks the answer up where it broke with nothing lost and \
+                        nothing twice";
     let topic: String = prompt
         .split_whitespace()
         .take(8)
@@ -196,11 +198,11 @@ fn answer_words(prompt: &str, words: u32) -> impl Iterator<Item = String> {
         .join(" ");
     let opening = format!("You asked about \u{201c}{topic}\u{201d}: here is what I know.");
     let text = opening
-        .split(' ')
+        .split_whitespace()
         .map(str::to_owned)
         .collect::<Vec<_>>()
         .into_iter()
-        .chain(TEXT.split(' ').map(str::to_owned).cycle());
+        .chain(TEXT.split_whitespace().map(str::to_owned).cycle());
     text.take(words as usize)
         .enumerate()
         .map(|(i, word)| if i == 0 { word } else { format!(" {word}") })

@@ -160,6 +160,40 @@ $("leave").addEventListener("click", async () => {
   log(`left #${esc(room)}`, "system");
 });
 
+// The assistant's answer streams in word by word; a lost connection is resumed by the client, so the
+// answer goes on where it broke. Asking again, or Stop, cancels the answer on the server.
+let asking: AbortController | undefined;
+
+$("assistant").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!client) return;
+  asking?.abort();
+  const controller = new AbortController();
+  asking = controller;
+  const answer = $("answer");
+  answer.textContent = "";
+  answer.dataset["state"] = "streaming";
+  answer.dataset["words"] = "0";
+  try {
+    const prompt = $<HTMLInputElement>("prompt").value;
+    for await (const word of client.stream("assistant", { prompt }, { signal: controller.signal })) {
+      answer.textContent += word.text;
+      answer.dataset["words"] = String(word.index + 1);
+    }
+    answer.dataset["state"] = "done";
+  } catch (error) {
+    if (controller.signal.aborted) {
+      answer.dataset["state"] = "stopped";
+      return;
+    }
+    answer.dataset["state"] = "failed";
+    const message = error instanceof WsRequestError ? `${error.code}: ${error.message}` : String(error);
+    log(`the assistant could not answer: ${esc(message)}`, "error");
+  }
+});
+
+$("stop").addEventListener("click", () => asking?.abort());
+
 $("text").addEventListener("input", () => {
   // At most one `typing` every 2 s while the user types.
   if (Date.now() - lastTyping < 2000) return;

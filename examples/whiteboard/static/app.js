@@ -524,8 +524,7 @@ var Requests = class {
     if (this.pending.size >= this.maxPending) {
       return Promise.reject(new WsQueueFullError(`${this.maxPending} requests are already waiting`));
     }
-    const id = this.nextId;
-    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    const id = this.allocate();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.settle(id, (p) => p.reject(new WsTimeoutError(`no answer to "${type}" within ${timeoutMs} ms`)));
@@ -537,6 +536,12 @@ var Requests = class {
         this.settle(id, (p) => p.reject(error));
       }
     });
+  }
+  /** A fresh id (1 up to 2^53 − 1, then 1 again): requests and streams share them. */
+  allocate() {
+    const id = this.nextId;
+    this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
+    return id;
   }
   /** Settles the request a `$reply` or `$error` answers; returns an `$error` that answers none. */
   answer(msg) {
@@ -570,6 +575,153 @@ var Requests = class {
 };
 function frame(type, data) {
   return data === void 0 || data === null ? { type } : { type, data };
+}
+
+// sdk-ts/src/streams.ts
+var STREAM = "$stream";
+var CHUNK = "$chunk";
+var END = "$end";
+var CANCEL = "$cancel";
+var RESUME = "$resume";
+var MAX_BUFFERED = 1024;
+var Streams = class {
+  constructor(connection, allocate, maxStreams = 64) {
+    __publicField(this, "connection", connection);
+    __publicField(this, "allocate", allocate);
+    __publicField(this, "maxStreams", maxStreams);
+    __publicField(this, "byId", /* @__PURE__ */ new Map());
+  }
+  /** Sends stream request `type` and returns its items as they come. */
+  open(type, data, options = {}) {
+    const signal = options.signal;
+    const id = this.allocate();
+    const state = { key: void 0, last: 0, items: [], end: void 0, wake: void 0 };
+    const fail = (error) => this.finish(id, error);
+    if (this.connection.closed) {
+      state.end = this.connection.closedError();
+    } else if (this.byId.size >= this.maxStreams) {
+      state.end = new WsQueueFullError(`${this.maxStreams} streams are already open`);
+    } else if (signal?.aborted) {
+      state.end = abortError(signal);
+    } else {
+      this.byId.set(id, state);
+      try {
+        this.connection.write(JSON.stringify({ ...frame(type, data), id }));
+      } catch (error) {
+        fail(error);
+      }
+    }
+    const onAbort = () => {
+      if (signal) this.cancel(id, abortError(signal));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const streams = this;
+    const iterator = {
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+      async next() {
+        for (; ; ) {
+          if (state.items.length > 0) return { value: state.items.shift(), done: false };
+          if (state.end !== void 0) {
+            signal?.removeEventListener("abort", onAbort);
+            const end = state.end;
+            state.end = null;
+            if (end !== null) throw end;
+            return { value: void 0, done: true };
+          }
+          await new Promise((resolve) => state.wake = resolve);
+        }
+      },
+      async return() {
+        signal?.removeEventListener("abort", onAbort);
+        streams.cancel(id, null);
+        state.items = [];
+        state.end = null;
+        return { value: void 0, done: true };
+      }
+    };
+    return iterator;
+  }
+  /** Routes a frame of one of this client's streams; `false` for any other frame. */
+  receive(msg) {
+    const state = msg.id === void 0 ? void 0 : this.byId.get(msg.id);
+    if (!state || msg.id === void 0) return false;
+    const id = msg.id;
+    switch (msg.type) {
+      case STREAM: {
+        const key = msg.data?.stream;
+        if (typeof key === "string") state.key = key;
+        return true;
+      }
+      case CHUNK: {
+        const seq = typeof msg.seq === "number" ? msg.seq : 0;
+        if (seq <= state.last) return true;
+        state.last = seq;
+        if (state.items.length >= MAX_BUFFERED) {
+          this.cancel(id, new WsQueueFullError(`more than ${MAX_BUFFERED} items waited for the loop`));
+          return true;
+        }
+        state.items.push(msg.data ?? null);
+        wake(state);
+        return true;
+      }
+      case END:
+        this.finish(id, null);
+        return true;
+      case "$error": {
+        const body = msg.data ?? {};
+        this.finish(id, new WsRequestError(String(body.code ?? "unknown"), String(body.message ?? "")));
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+  /** The `$resume` of every stream waiting for a new connection: sent first on it. */
+  resumes() {
+    const frames = [];
+    for (const [id, state] of this.byId) {
+      if (state.key !== void 0) {
+        frames.push(JSON.stringify({ type: RESUME, id, data: { stream: state.key, after: state.last } }));
+      }
+    }
+    return frames;
+  }
+  /** The connection is gone: a stream whose key is known waits for the next one; the others fail. */
+  lost(error) {
+    for (const [id, state] of [...this.byId]) if (state.key === void 0) this.finish(id, error);
+  }
+  /** The client is closed for good: every stream fails with `error`. */
+  closeAll(error) {
+    for (const id of [...this.byId.keys()]) this.finish(id, error);
+  }
+  finish(id, end) {
+    const state = this.byId.get(id);
+    if (!state) return;
+    this.byId.delete(id);
+    if (state.end === void 0) state.end = end;
+    wake(state);
+  }
+  /** Stops stream `id`: the server drops its producer; the loop ends with `end` (`null`: quietly). */
+  cancel(id, end) {
+    if (!this.byId.has(id)) return;
+    this.finish(id, end);
+    if (this.connection.state === "open") {
+      try {
+        this.connection.write(JSON.stringify({ type: CANCEL, data: { id } }));
+      } catch {
+      }
+    }
+  }
+};
+function wake(state) {
+  const wake2 = state.wake;
+  state.wake = void 0;
+  wake2?.();
+}
+function abortError(signal) {
+  return signal.reason instanceof Error ? signal.reason : new DOMException("the stream was cancelled", "AbortError");
 }
 
 // sdk-ts/src/session.ts
@@ -643,6 +795,7 @@ var Client = class {
   constructor(url, options) {
     __publicField(this, "connection");
     __publicField(this, "requests");
+    __publicField(this, "streams");
     __publicField(this, "groups", new Groups());
     __publicField(this, "listeners", /* @__PURE__ */ new Map());
     __publicField(this, "handlers", /* @__PURE__ */ new Map());
@@ -662,12 +815,14 @@ var Client = class {
       opened: (send) => {
         const positions = this.groups.positionsFrame();
         if (positions !== void 0) send(positions);
+        for (const resume of this.streams.resumes()) send(resume);
       },
       frame: (text) => this.receive(text),
       lost: (error) => {
         this.session?.stop();
         this.groups.reset();
         this.requests.failAll(error);
+        this.streams.lost(error);
       }
     };
     this.connection = new Connection(url, options, events, this.session);
@@ -677,6 +832,10 @@ var Client = class {
       options.maxPendingRequests ?? 1e3,
       (type, reply) => this.checked.reply(type, reply)
     );
+    this.streams = new Streams(this.connection, () => this.requests.allocate());
+    this.connection.onState((state) => {
+      if (state === "closed") this.streams.closeAll(this.connection.closedError());
+    });
   }
   get state() {
     return this.connection.state;
@@ -692,6 +851,12 @@ var Client = class {
     const invalid = this.checked.sent(frame(type, data));
     if (invalid) return Promise.reject(invalid);
     return this.requests.start(type, data, options?.timeoutMs);
+  }
+  stream(type, ...args) {
+    const [data, options] = args;
+    const invalid = this.checked.sent(frame(type, data));
+    if (invalid) throw invalid;
+    return this.streams.open(type, data, options);
   }
   on(type, listener) {
     let set = this.listeners.get(type);
@@ -746,6 +911,7 @@ var Client = class {
   receive(text) {
     const msg = parseEnvelope(text);
     if (!msg) return;
+    if (this.streams.receive(msg)) return;
     if (msg.type === REPLY || msg.type === ERROR) {
       const unanswered = this.requests.answer(msg);
       if (unanswered) for (const listener of this.errorListeners) listener(unanswered);

@@ -8,7 +8,7 @@ import { createClient } from "../../sdk/client.js";
 import type { Protocol } from "../../sdk/protocol.js";
 import { socketUrl, tokenFor } from "../token.js";
 
-const { WsProvider, useClient, useConnection, useLastError, useMessage, useRequest, usePresence } =
+const { WsProvider, useClient, useConnection, useLastError, useMessage, useRequest, usePresence, useStream } =
   createWsReact<Protocol>();
 
 /** One line of the log. */
@@ -115,6 +115,7 @@ function Chat({ name }: { name: string }) {
         </button>{" "}
         <span id="me">{whoami.loading ? "asking…" : whoami.data ? `${whoami.data.user} (${whoami.data.groups.join(", ") || "no rooms"})` : ""}</span>
       </p>
+      <Assistant />
       <ul id="log" ref={logList}>
         {lines.map((line) => (
           <li key={line.key} className={line.kind}>
@@ -123,6 +124,34 @@ function Chat({ name }: { name: string }) {
         ))}
       </ul>
     </main>
+  );
+}
+
+/** The assistant: its answer streams in word by word (`useStream`), and goes on where it broke after a
+ * lost connection. */
+function Assistant() {
+  const answer = useStream("assistant");
+  const [prompt, setPrompt] = useState("");
+  return (
+    <>
+      <form
+        id="assistant"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (prompt.trim()) answer.start({ prompt });
+        }}
+      >
+        <input id="prompt" value={prompt} onChange={(e) => setPrompt(e.target.value)} placeholder="ask the assistant" />
+        <button>Ask</button>{" "}
+        <button type="button" className="secondary" id="stop" onClick={answer.cancel}>
+          Stop
+        </button>
+      </form>
+      <p id="answer" data-state={answer.state} data-words={answer.items.length}>
+        {answer.items.map((word) => word.text).join("")}
+      </p>
+      {answer.error && <p id="assistant-error">the assistant could not answer: {answer.error.message}</p>}
+    </>
   );
 }
 
