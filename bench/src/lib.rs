@@ -34,6 +34,27 @@ pub enum BenchInbound {
         /// The request's number.
         n: u64,
     },
+    /// Answered with a stream of `chunks` items, numbered from 1, each with `pad` bytes of text.
+    #[ws(stream = Chunk)]
+    Stream {
+        /// Items in the stream.
+        chunks: u64,
+        /// Bytes of text in each.
+        pad: usize,
+    },
+    /// Closes the sender's connection with 1001, as a restarting server would (its streams wait for a
+    /// resume).
+    Cut,
+}
+
+/// One item of a `stream`.
+#[payload]
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// The item's number, from 1.
+    pub n: u64,
+    /// Padding.
+    pub text: String,
 }
 
 /// The benchmark's server → client messages (what `reqrep-typed` may get besides its replies).

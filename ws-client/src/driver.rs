@@ -15,6 +15,7 @@ use crate::client::{Envelope, Incoming, Shared, State, decide, lock};
 use crate::error::{ClientError, CloseInfo};
 use crate::policy::{Backoff, CloseDecision};
 use crate::runtime;
+use crate::stream::StreamShared;
 use crate::transport::{Received, Socket, Transport};
 
 /// What waits to be written.
@@ -167,44 +168,77 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
                 return Ended::Lost(close);
             }
         }
+        // A stream whose reader is behind by a full buffer: the socket is not read until it catches up, so
+        // the server's producer waits (its window fills) instead of this client's memory growing.
+        let mut full: Option<Arc<StreamShared>> = None;
         loop {
+            if let Some(stream) = full.take() {
+                let held = stream.clone();
+                let space = held.space();
+                tokio::pin!(space);
+                space.as_mut().enable();
+                if stream.is_full() {
+                    full = Some(stream);
+                    tokio::select! {
+                        outgoing = queue.recv() => {
+                            if let Some(ended) = self.write(&mut ws, outgoing).await {
+                                return ended;
+                            }
+                        }
+                        () = space => {}
+                    }
+                    continue;
+                }
+            }
             tokio::select! {
-                outgoing = queue.recv() => match outgoing {
-                    Some(Outgoing::Frame { text, request, connection }) => {
-                        let given_up = request.is_some_and(|id| !lock(&self.shared.pending).contains_key(&id));
-                        let stale = connection.is_some_and(|c| c != self.connection);
-                        if given_up || stale {
-                            continue;
-                        }
-                        if let Err(close) = ws.send(text).await {
-                            return Ended::Lost(close);
-                        }
+                outgoing = queue.recv() => {
+                    if let Some(ended) = self.write(&mut ws, outgoing).await {
+                        return ended;
                     }
-                    Some(Outgoing::Close) | None => {
-                        ws.close().await;
-                        return Ended::Closed;
-                    }
-                },
+                }
                 read = ws.receive() => match read {
-                    Received::Text(text) => self.receive(&text),
+                    Received::Text(text) => full = self.receive(&text),
                     Received::Closed(close) => return Ended::Lost(close),
                 },
             }
         }
     }
 
+    /// Writes what the application queued; `Some` when that ends the connection.
+    async fn write(&self, ws: &mut Socket, outgoing: Option<Outgoing>) -> Option<Ended> {
+        match outgoing {
+            Some(Outgoing::Frame {
+                text,
+                request,
+                connection,
+            }) => {
+                let given_up =
+                    request.is_some_and(|id| !lock(&self.shared.pending).contains_key(&id));
+                let stale = connection.is_some_and(|c| c != self.connection);
+                if given_up || stale {
+                    return None;
+                }
+                ws.send(text).await.err().map(Ended::Lost)
+            }
+            Some(Outgoing::Close) | None => {
+                ws.close().await;
+                Some(Ended::Closed)
+            }
+        }
+    }
+
     /// Routes one text frame: an answer to its request, a server request to its handler, a message or
-    /// an unanswered `$error` to the application.
-    fn receive(&self, text: &str) {
+    /// an unanswered `$error` to the application. Returns the stream whose buffer a chunk filled.
+    fn receive(&self, text: &str) -> Option<Arc<StreamShared>> {
         let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(text) else {
             tracing::debug!(target: "ws_client", "a frame that is not an envelope was skipped");
-            return;
+            return None;
         };
         let data = envelope.data.map_or("null", |d| d.get());
         if let Some(pos) = &envelope.pos
             && !lock(&self.shared.positions).advance(pos)
         {
-            return;
+            return None;
         }
         match (envelope.kind, envelope.id) {
             ("$reply", Some(id)) => self.answer(id, Ok(data)),
@@ -222,12 +256,8 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
                 }
             }
             ("$chunk", Some(id)) => {
-                let cancel = envelope
-                    .seq
-                    .and_then(|seq| lock(&self.shared.streams).chunk(id, seq, data));
-                if let Some(cancel) = cancel {
-                    let _ = self.replies.try_send(cancel);
-                }
+                let seq = envelope.seq?;
+                return lock(&self.shared.streams).chunk(id, seq, data);
             }
             ("$end", Some(id)) => lock(&self.shared.streams).ended(id),
             ("$error", None) => self.deliver(Incoming::Error(server_error(data))),
@@ -252,6 +282,7 @@ impl<O: DeserializeOwned + runtime::MaybeSend + 'static> Link<'_, O> {
                 }
             },
         }
+        None
     }
 
     /// A `$position`: the client's standing in a group it joined.

@@ -16,8 +16,8 @@ use crate::client::lock;
 use crate::driver::Outgoing;
 use crate::error::{ClientError, CloseInfo};
 
-/// Items a stream holds for [`Streaming::next`], at most; past it the stream fails with
-/// [`ClientError::QueueFull`] and is cancelled.
+/// Items a stream holds for [`Streaming::next`]; at that many, the connection's socket is not read until
+/// the reader takes one, so the server's producer waits instead of this client's memory growing.
 pub(crate) const STREAM_BUFFER: usize = 1024;
 /// Streams one client reads at once, at most (the server's default per client is 16).
 pub(crate) const MAX_STREAMS: usize = 64;
@@ -30,13 +30,35 @@ struct Buffer {
     end: Option<Result<(), ClientError>>,
 }
 
+/// One stream's buffer, shared by its reader and the connection's task.
+pub(crate) struct StreamShared {
+    buffer: Mutex<Buffer>,
+    /// Wakes the reader: an item or the end arrived.
+    items: Notify,
+    /// Wakes the connection's task: the reader took an item, or is gone.
+    space: Notify,
+}
+
+impl StreamShared {
+    /// Whether the buffer is full and its reader still there.
+    pub(crate) fn is_full(&self) -> bool {
+        let buffer = lock(&self.buffer);
+        buffer.items.len() >= STREAM_BUFFER && buffer.end.is_none()
+    }
+
+    /// Resolves once the reader took an item or went away.
+    pub(crate) fn space(&self) -> tokio::sync::futures::Notified<'_> {
+        self.space.notified()
+    }
+}
+
 /// One stream as the connection's task sees it.
 struct Entry {
     /// The server's key, once `$stream` came: what a resume names.
     key: Option<String>,
     /// The last `seq` received.
     last: u64,
-    buffer: Arc<(Mutex<Buffer>, Notify)>,
+    buffer: Arc<StreamShared>,
 }
 
 /// The client's streams, by request id.
@@ -48,9 +70,9 @@ pub(crate) struct Streams {
 impl Streams {
     fn finish(&mut self, id: u64, end: Result<(), ClientError>) {
         if let Some(entry) = self.by_id.remove(&id) {
-            let (buffer, notify) = &*entry.buffer;
-            lock(buffer).end.get_or_insert(end);
-            notify.notify_waiters();
+            lock(&entry.buffer.buffer).end.get_or_insert(end);
+            entry.buffer.items.notify_waiters();
+            entry.buffer.space.notify_waiters();
         }
     }
 
@@ -66,29 +88,21 @@ impl Streams {
         }
     }
 
-    /// A `$chunk`: kept for the reader unless seen already; `Some(cancel)` when the reader's buffer was
-    /// full and the stream failed.
-    pub(crate) fn chunk(&mut self, id: u64, seq: u64, item: &str) -> Option<Outgoing> {
+    /// A `$chunk`: kept for the reader unless seen already; returns the stream when its buffer is now
+    /// full, so the connection's task waits for the reader before it reads on.
+    pub(crate) fn chunk(&mut self, id: u64, seq: u64, item: &str) -> Option<Arc<StreamShared>> {
         let entry = self.by_id.get_mut(&id)?;
         if seq <= entry.last {
             return None;
         }
         entry.last = seq;
-        let (buffer, notify) = &*entry.buffer;
         let full = {
-            let mut buffer = lock(buffer);
-            let full = buffer.items.len() >= STREAM_BUFFER;
-            if !full {
-                buffer.items.push_back(item.to_owned());
-            }
-            full
+            let mut buffer = lock(&entry.buffer.buffer);
+            buffer.items.push_back(item.to_owned());
+            buffer.items.len() >= STREAM_BUFFER
         };
-        notify.notify_waiters();
-        if full {
-            self.finish(id, Err(ClientError::QueueFull));
-            return Some(cancel_frame(id));
-        }
-        None
+        entry.buffer.items.notify_waiters();
+        full.then(|| entry.buffer.clone())
     }
 
     /// `$end`.
@@ -148,7 +162,11 @@ pub(crate) fn open<T>(
     id: u64,
     outgoing: mpsc::Sender<Outgoing>,
 ) -> Option<Streaming<T>> {
-    let buffer = Arc::new((Mutex::new(Buffer::default()), Notify::new()));
+    let buffer = Arc::new(StreamShared {
+        buffer: Mutex::new(Buffer::default()),
+        items: Notify::new(),
+        space: Notify::new(),
+    });
     {
         let mut streams = lock(streams);
         if streams.by_id.len() >= MAX_STREAMS {
@@ -174,7 +192,7 @@ pub(crate) fn open<T>(
 /// The items of one stream, in order, each once, across reconnections; dropping it cancels the stream.
 pub struct Streaming<T> {
     id: u64,
-    buffer: Arc<(Mutex<Buffer>, Notify)>,
+    buffer: Arc<StreamShared>,
     streams: Arc<Mutex<Streams>>,
     outgoing: mpsc::Sender<Outgoing>,
     done: bool,
@@ -196,21 +214,20 @@ impl<T: DeserializeOwned> Streaming<T> {
     ///
     /// `Some(Err(_))`, once, when the stream failed: [`ClientError::Server`] for the handler's error or a
     /// resume the server could not serve (`expired`, `not_found`), [`ClientError::Lost`] when the
-    /// connection went before the stream began, [`ClientError::QueueFull`] when more than 1 024 items
-    /// waited for `next`, [`ClientError::Closed`], [`ClientError::InvalidReply`] for an item that does
-    /// not fit `T` (the stream is cancelled then).
+    /// connection went before the stream began, [`ClientError::Closed`], [`ClientError::InvalidReply`]
+    /// for an item that does not fit `T` (the stream is cancelled then). A reader that falls 1 024 items
+    /// behind holds the connection's reading until it takes one: the server's producer waits meanwhile.
     pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
         if self.done {
             return None;
         }
         let shared = self.buffer.clone();
-        let (buffer, notify) = &*shared;
         loop {
-            let waiting = notify.notified();
+            let waiting = shared.items.notified();
             tokio::pin!(waiting);
             waiting.as_mut().enable();
             let (item, end) = {
-                let mut buffer = lock(buffer);
+                let mut buffer = lock(&shared.buffer);
                 let item = buffer.items.pop_front();
                 let end = if item.is_none() {
                     buffer.end.take()
@@ -220,6 +237,7 @@ impl<T: DeserializeOwned> Streaming<T> {
                 (item, end)
             };
             if let Some(item) = item {
+                shared.space.notify_waiters();
                 return Some(serde_json::from_str(&item).map_err(|e| {
                     self.cancel();
                     ClientError::InvalidReply(e.to_string())
@@ -248,5 +266,8 @@ impl<T> Drop for Streaming<T> {
         if streams.by_id.remove(&self.id).is_some() {
             let _ = self.outgoing.try_send(cancel_frame(self.id));
         }
+        // The connection's task may wait for this reader: it is gone.
+        lock(&self.buffer.buffer).end.get_or_insert(Ok(()));
+        self.buffer.space.notify_waiters();
     }
 }

@@ -12,7 +12,16 @@
 //! loadgen presence URL MEMBERS JOINS_PER_SEC SECONDS            # ours with presence on
 //! loadgen recover URL CLIENTS MISSED                            # ours with history on (memory or Redis)
 //! loadgen chat    URL SUBSCRIBERS RATE SECONDS OFFER            # OFFER 1: subscribers offer permessage-deflate
+//! loadgen streams URL STREAMS CHUNKS PAD                       # ours: STREAMS typed streams at once, each on its own connection
+//! loadgen resume  URL CHUNKS PAD ROUNDS                        # ours: a stream cut by the server half-way, resumed
 //! ```
+//!
+//! Streams: STREAMS clients (`ws-client`) each read a typed stream of CHUNKS items of PAD bytes, all at
+//! once; it reports items per second over all of them, each stream's time to its end (p50, p99), and the
+//! items that came out of order or twice (none expected). Resume: ROUNDS times, a stream of CHUNKS items
+//! is read half-way, the server closes the connection (`cut`), and the client reconnects and resumes; it
+//! reports the gap between the cut and the next item (reconnection and `$resume`, the client's backoff at
+//! 1 ms) beside the time a new connection takes to its first item of a new stream.
 //!
 //! Chat: fan-out of a 1 KiB chat line (`{"t", "text"}`, words that differ from line to line) to subscribers
 //! read by hand-framed sockets (`bench::deflate`) that offer permessage-deflate or not and count the bytes
@@ -60,6 +69,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use bench::deflate::Subscriber;
 use bench::{BenchInbound, BenchOutbound, bench_inbound};
+use ws_client::{Backoff, Client};
+
+type BenchClient = Client<BenchInbound, BenchOutbound>;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -704,6 +716,113 @@ async fn reqrep_typed(url: &str, clients: usize, seconds: u64) -> serde_json::Va
     replies("reqrep-typed", clients, seconds, tasks).await
 }
 
+/// STREAMS typed streams read at once, each on its own connection.
+async fn streams(url: &str, streams: usize, chunks: u64, pad: usize) -> serde_json::Value {
+    let mut clients = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let client = BenchClient::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        clients.push(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(streams);
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            let mut items = client
+                .stream(bench_inbound::Stream { chunks, pad })
+                .expect("a stream");
+            let (mut expected, mut disordered) = (1, 0u64);
+            while Instant::now() < deadline {
+                match items.next().await {
+                    Some(Ok(chunk)) => {
+                        if chunk.n != expected {
+                            disordered += 1;
+                        }
+                        expected = chunk.n + 1;
+                    }
+                    _ => break,
+                }
+            }
+            let took = start.elapsed().as_micros() as u64;
+            client.close();
+            (expected - 1, disordered, took)
+        }));
+    }
+    let (mut items, mut disordered, mut took) = (0, 0, Vec::new());
+    for task in tasks {
+        let (n, d, t) = task.await.unwrap_or_default();
+        items += n;
+        disordered += d;
+        took.push(t);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    took.sort_unstable();
+    json!({
+        "scenario": "streams", "streams": streams, "chunks": chunks, "pad": pad, "items": items,
+        "items_per_sec": items as f64 / secs, "seconds": secs,
+        "stream_p50_ms": percentile(&took, 0.50), "stream_p99_ms": percentile(&took, 0.99),
+        "out_of_order_or_twice": disordered,
+    })
+}
+
+/// A stream cut by the server half-way and resumed, ROUNDS times; beside it, a new connection's first item.
+async fn resume(url: &str, chunks: u64, pad: usize, rounds: u64) -> serde_json::Value {
+    let fast = Backoff {
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+        max_attempts: None,
+    };
+    let (mut gaps, mut fresh, mut lost) = (Vec::new(), Vec::new(), 0u64);
+    for _ in 0..rounds {
+        let opened = Instant::now();
+        let client = Client::builder(url)
+            .backoff(fast)
+            .connect::<BenchInbound, BenchOutbound>()
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let mut items = client
+            .stream(bench_inbound::Stream { chunks, pad })
+            .expect("a stream");
+        let mut expected = 1;
+        // After the cut, the longest pause between two items: the items queued before the close arrive at
+        // once, then the connection is lost, reconnected and the stream resumed.
+        let (mut previous, mut gap, mut cut) = (Instant::now(), 0, false);
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_secs(10), items.next()).await
+        {
+            if chunk.n == 1 {
+                fresh.push(opened.elapsed().as_micros() as u64);
+            }
+            if cut {
+                gap = gap.max(previous.elapsed().as_micros() as u64);
+            }
+            previous = Instant::now();
+            if chunk.n != expected {
+                lost += 1;
+            }
+            expected = chunk.n + 1;
+            if chunk.n == chunks / 2 {
+                client.send(BenchInbound::Cut).expect("cut sent");
+                cut = true;
+            }
+        }
+        gaps.push(gap);
+        lost += chunks + 1 - expected;
+        client.close();
+    }
+    gaps.sort_unstable();
+    fresh.sort_unstable();
+    json!({
+        "scenario": "resume", "chunks": chunks, "pad": pad, "rounds": rounds,
+        "resume_gap_p50_ms": percentile(&gaps, 0.50), "resume_gap_p99_ms": percentile(&gaps, 0.99),
+        "new_stream_first_item_p50_ms": percentile(&fresh, 0.50),
+        "new_stream_first_item_p99_ms": percentile(&fresh, 0.99),
+        "items_lost_or_twice": lost,
+    })
+}
+
 async fn presence(url: &str, members: usize, rate: u64, seconds: u64) -> serde_json::Value {
     let frames = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -1053,6 +1172,8 @@ async fn main() {
             let offer = args.get(5).is_some_and(|s| s == "1");
             chat(url, num(2) as usize, num(3), num(4), offer).await
         }
+        "streams" => streams(url, num(2) as usize, num(3), num(4) as usize).await,
+        "resume" => resume(url, num(2), num(3) as usize, num(4)).await,
         _ => usage(),
     };
     println!("{result}");
@@ -1060,7 +1181,7 @@ async fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen fanout|cursors|ask|reqrep|reqrep-typed|idle|storm|presence|recover|chat URL ... (see the module docs)"
+        "usage: loadgen fanout|cursors|ask|reqrep|reqrep-typed|idle|storm|presence|recover|chat|streams|resume URL ... (see the module docs)"
     );
     std::process::exit(2)
 }

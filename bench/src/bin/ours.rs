@@ -10,15 +10,38 @@
 //! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
 //! the group keeps a history of its last FRAMES frames (in Redis, with a URL); with `BENCH_PRESENCE=1` it has
 //! presence; with `BENCH_DEFLATE=1`, permessage-deflate on (`Compression::deflate()`, its defaults).
+//! `stream` answers with a typed stream of `chunks` items (`ws_core::stream`), as fast as the reader takes
+//! them; `cut` closes the sender's connection with 1001, so its client resumes what it was reading.
 
 use std::time::Duration;
 
+use bench::{BenchInbound, Chunk, bench_inbound};
 use ws_core::backplane::{RedisBackplane, RedisConfig};
 use ws_core::compression::Compression;
 use ws_core::delivery::Delivery;
 use ws_core::handler::Request;
 use ws_core::protocol::Frame;
-use ws_core::{Config, Error, Server};
+use ws_core::stream::Chunks;
+use ws_core::{Client, Config, Error, Server, close, on};
+
+#[on(BenchInbound::Stream)]
+async fn stream(mut chunks: Chunks<Chunk>, msg: bench_inbound::Stream) -> Result<(), Error> {
+    let text = "x".repeat(msg.pad);
+    for n in 1..=msg.chunks {
+        chunks
+            .send(Chunk {
+                n,
+                text: text.clone(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[on(BenchInbound::Cut)]
+async fn cut(client: Client) {
+    client.close(close::GOING_AWAY, "cut");
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -75,7 +98,9 @@ async fn main() -> std::io::Result<()> {
         .on("echo", |req: Request| async move {
             let data: Box<serde_json::value::RawValue> = req.decode()?;
             Ok::<_, Error>(data)
-        });
+        })
+        .handle(stream)
+        .handle(cut);
     if let Some(redis) = redis {
         builder = builder.backplane(move |local| RedisBackplane::start(local, redis));
     }

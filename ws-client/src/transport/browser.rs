@@ -102,7 +102,7 @@ impl Transport for Socket {
         }
     }
 
-    async fn close(mut self) {
+    async fn close(&mut self) {
         let _ = self.ws.close_with_code_and_reason(1000, "");
         let _ = runtime::timeout(std::time::Duration::from_secs(1), async {
             while let Some(event) = self.events.recv().await {

@@ -42,5 +42,5 @@ pub(crate) trait Transport: Sized {
     async fn receive(&mut self) -> Received;
 
     /// Closes with 1000 and waits, at most a second, for the server's answer.
-    async fn close(self);
+    async fn close(&mut self);
 }

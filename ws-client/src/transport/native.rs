@@ -78,7 +78,7 @@ impl Transport for Socket {
         }
     }
 
-    async fn close(mut self) {
+    async fn close(&mut self) {
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
