@@ -1,5 +1,6 @@
 //! Typed streams (`ws_core::stream`): a request answered by chunks, read whole, cancelled, resumed after a
-//! cut, held back by a slow reader, ended by a handler's error, and the limits and refusals around them.
+//! cut (on its node, and through another node of a Redis backplane), held back by a slow reader, ended by a
+//! handler's error, and the limits and refusals around them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,9 @@ use ws_core::extract::State;
 use ws_core::stream::Chunks;
 use ws_core::{Config, Error, Server, close, on, payload, ws_messages};
 
+use ws_core::backplane::{RedisBackplane, RedisConfig};
+
+use crate::support::redis::{RedisServer, fast, linked};
 use crate::support::{TestServer, WsClient, eventually, spawn};
 
 #[payload]
@@ -388,4 +392,64 @@ async fn the_rust_client_resumes_across_a_cut_and_types_the_error() {
     }
     assert!(failing.next().await.is_none());
     client.close();
+}
+
+/// README "Typed streams": through a Redis backplane, a reader cut from the node that runs its stream
+/// resumes through another node — chunks 301 to 1 000 once each, in order, then the end — and a resume of a
+/// key no node keeps is `not_found`.
+#[tokio::test]
+async fn a_stream_resumes_through_another_node() {
+    let redis = RedisServer::start().await;
+    let work = Work::default();
+    let node = |redis: RedisConfig| {
+        Server::builder(Config::default().port(0))
+            .with_state(work.clone())
+            .handle(count)
+            .handle(fail)
+            .backplane(move |local| RedisBackplane::start(local, redis))
+    };
+    let a = spawn(node(fast(&redis.url()))).await;
+    let b = spawn(node(fast(&redis.url()))).await;
+    linked(&[&a.server, &b.server], 1).await;
+
+    let mut first = connect(&a).await;
+    first
+        .send_json(
+            json!({"type": "count", "id": 1, "data": {"to": 1000, "pad": 20, "delay_ms": 1}}),
+        )
+        .await;
+    let key = opened(&mut first, 1).await;
+    chunks(&mut first, 1, 1, 300).await;
+    let reader = a.server.local_clients()[0].id().clone();
+    assert!(
+        a.server
+            .disconnect_client(&reader, close::GOING_AWAY, "cut")
+    );
+    drop(first);
+
+    let mut second = connect(&b).await;
+    second
+        .send_json(json!({"type": "$resume", "id": 2, "data": {"stream": key, "after": 300}}))
+        .await;
+    assert_eq!(opened(&mut second, 2).await, key);
+    chunks(&mut second, 2, 301, 1000).await;
+    let end = end(&mut second, 2).await;
+    assert_eq!(
+        (&end["type"], &end["data"]["count"]),
+        (&json!("$end"), &json!(1000))
+    );
+    assert_eq!(
+        a.server.stats().streams_resumed,
+        1,
+        "the node running the stream served it"
+    );
+
+    let unknown = second
+        .ask(
+            "$resume",
+            json!({"stream": "0123456789abcdef0123456789abcdef", "after": 0}),
+            3,
+        )
+        .await;
+    assert_eq!(unknown["data"]["code"], "not_found", "{unknown}");
 }

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -12,17 +12,34 @@ use crate::registry::ClientRegistry;
 use crate::send_queue::Stamp;
 use crate::session::policy::Policy;
 use crate::session::{Disconnect, Membership, Target};
+use crate::stream::StreamOrder;
 
 /// The in-process backplane: this node's clients and groups, delivered from memory.
 ///
 /// Fan-out walks the recipients under a read lock and hands each one a clone of the same frame (a
 /// reference-count increment); nothing blocks, because pushing onto a send queue never waits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryBackplane {
     clients: Arc<ClientRegistry>,
     groups: Arc<GroupRegistry>,
     fanout: Histogram,
     policy: Arc<Policy>,
+    /// What this node does with a stream order from another node (its streams, once the server is built).
+    stream_orders: Arc<OnceLock<StreamOrders>>,
+}
+
+/// Applies a stream order from another node.
+pub(crate) type StreamOrders = Arc<dyn Fn(&StreamOrder) + Send + Sync>;
+
+impl std::fmt::Debug for MemoryBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackplane")
+            .field("clients", &self.clients)
+            .field("groups", &self.groups)
+            .field("fanout", &self.fanout)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryBackplane {
@@ -37,7 +54,21 @@ impl MemoryBackplane {
             groups,
             fanout,
             policy,
+            stream_orders: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Applies a stream order another node sent (see [`StreamOrder`]): a backplane of your own calls this
+    /// with what [`Backplane::stream_order_elsewhere`] carried.
+    pub fn stream_order(&self, order: &StreamOrder) {
+        if let Some(apply) = self.stream_orders.get() {
+            apply(order);
+        }
+    }
+
+    /// Where this node's stream orders go: its streams.
+    pub(crate) fn on_stream_order(&self, apply: StreamOrders) {
+        let _ = self.stream_orders.set(apply);
     }
 
     /// Applies a disconnection on this node: closes the connections it names, and records the user's

@@ -165,6 +165,14 @@ pub trait Backplane: Send + Sync + Debug + 'static {
         let _ = order;
     }
 
+    /// Carries a stream order to the other nodes (a reader resuming, or cancelling, a stream that another
+    /// node runs: see [`stream`](crate::stream)), which apply it with
+    /// [`MemoryBackplane::stream_order`]. The default serves one node: a resume of a stream it does not run
+    /// is `not_found`.
+    fn stream_order_elsewhere(&self, order: &crate::stream::StreamOrder) {
+        let _ = order;
+    }
+
     /// A client of this node connected (called once it is registered, before `on_connect` hooks run).
     fn client_connected(&self, member: &Member) {
         let _ = member;

@@ -446,7 +446,7 @@ impl ServerBuilder {
         let local = MemoryBackplane::new(clients.clone(), groups, metrics.fanout.clone(), policy);
         let distributed = self.backplane.is_some();
         let stats = Arc::new(Stats::default());
-        let streams = Arc::new(Streams::new(&self.config, stats.clone()));
+        let streams = Streams::new(&self.config, stats.clone());
         let features = features(
             self.history.is_some(),
             self.presence,
@@ -510,14 +510,43 @@ impl ServerBuilder {
             node.config.max_connections_per_ip,
             node.config.max_handshakes,
         );
+        let node = Arc::new(node);
+        if node.distributed {
+            link_streams(&node);
+        }
         let inner = Inner {
-            node: Arc::new(node),
+            node,
             app,
             metrics,
             admission: Arc::new(admission),
         };
         Ok(Server::from_inner(Arc::new(inner)))
     }
+}
+
+/// Lets readers resume, through any node, the streams this node runs, and this node's readers the streams
+/// of others: frames to a client elsewhere and orders go through the backplane.
+fn link_streams(node: &Arc<Node>) {
+    let sending = Arc::downgrade(node);
+    let ordering = Arc::downgrade(node);
+    node.streams.link(crate::stream::Links {
+        send: Arc::new(move |client, frame| {
+            sending
+                .upgrade()
+                .is_some_and(|node| node.backplane.send_to_client(client, frame).is_ok())
+        }),
+        order: Arc::new(move |order| {
+            if let Some(node) = ordering.upgrade() {
+                node.backplane.stream_order_elsewhere(order);
+            }
+        }),
+    });
+    let streams = Arc::downgrade(&node.streams);
+    node.local.on_stream_order(Arc::new(move |order| {
+        if let Some(streams) = streams.upgrade() {
+            streams.order(order);
+        }
+    }));
 }
 
 /// The features that are on, as the connections see them: history's frames (answered whether history is

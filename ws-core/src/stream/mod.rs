@@ -54,14 +54,17 @@
 //!   than `stream_window_bytes`, so a slow reader slows its producer down; the server holds at most that
 //!   window plus one item in the reader's queue and the kept chunks per stream, whatever the producer
 //!   does.
-//! - **One node.** Streams live in the memory of the node their handler runs on: a reader resumes there
-//!   (behind a load balancer, on the node that holds the stream). A node that restarts forgets its
-//!   streams (`not_found`).
+//! - **Any node resumes.** A stream lives in the memory of the node its handler runs on. With a
+//!   backplane that links nodes (Redis), a reader that comes back to another node resumes through it:
+//!   that node asks the others ([`StreamOrder::Resume`]), and the node running the stream sends the replay
+//!   and the rest to the reader through the backplane (without the window: the reader's node applies its
+//!   send-queue bounds). No answer within two seconds is `not_found`, as is a stream whose node stopped
+//!   or restarted. A `$cancel` reaches the node running the stream the same way.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -140,10 +143,53 @@ enum End {
     Failed(Error),
 }
 
-/// Who reads a stream now: a connection and the request id its frames carry.
+/// Sends a frame to a client of another node (through the backplane); `false` when no node has it.
+pub(crate) type RemoteSend = Arc<dyn Fn(&ClientId, &Frame) -> bool + Send + Sync>;
+
+/// Where a stream's reader is.
+enum ReaderAt {
+    /// A connection of this node: the producer waits on its send queue.
+    Here(Member),
+    /// A client of another node, reached through the backplane: no window (its node's send-queue bounds
+    /// apply there).
+    Elsewhere(ClientId, RemoteSend),
+}
+
+/// Who reads a stream now, and the request id its frames carry.
 struct Reader {
-    member: Member,
+    at: ReaderAt,
     id: u64,
+}
+
+impl Reader {
+    fn send(&self, frame: Frame) -> bool {
+        match &self.at {
+            ReaderAt::Here(member) => member.send(frame).is_ok(),
+            ReaderAt::Elsewhere(client, send) => send(client, &frame),
+        }
+    }
+
+    fn client(&self) -> &ClientId {
+        match &self.at {
+            ReaderAt::Here(member) => member.id(),
+            ReaderAt::Elsewhere(client, _) => client,
+        }
+    }
+
+    /// The reader's connection, when it is on this node and still connected.
+    fn here(&self) -> Option<&Member> {
+        match &self.at {
+            ReaderAt::Here(member) if member.is_connected() => Some(member),
+            _ => None,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        match &self.at {
+            ReaderAt::Here(member) => member.is_connected(),
+            ReaderAt::Elsewhere(..) => true,
+        }
+    }
 }
 
 struct State {
@@ -167,6 +213,8 @@ pub(crate) struct Stream {
     /// Wakes a producer waiting for a reader (a resume) or for room among the kept chunks.
     changed: Notify,
     task: OnceLock<AbortHandle>,
+    /// The node's streams, which forget this one when its reader does not come back.
+    streams: Weak<Streams>,
     window: usize,
     kept_chunks: usize,
     kept_bytes: usize,
@@ -203,7 +251,7 @@ fn end_frame(id: u64, end: &End) -> Frame {
 }
 
 impl Stream {
-    async fn push(&self, item: Box<RawValue>) -> Result<(), Error> {
+    async fn push(self: &Arc<Self>, item: Box<RawValue>) -> Result<(), Error> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -213,17 +261,16 @@ impl Stream {
                 if state.cancelled || state.ended.is_some() {
                     return Err(Error::not_found("the stream is over"));
                 }
-                let behind = state
-                    .reader
-                    .as_ref()
-                    .filter(|r| r.member.is_connected())
-                    .map(|r| r.member.queue().queued_bytes() > self.window);
+                let behind = state.reader.as_ref().filter(|r| r.connected()).map(|r| {
+                    r.here()
+                        .is_some_and(|m| m.queue().queued_bytes() > self.window)
+                });
                 match behind {
                     Some(false) => {
                         self.keep(&mut state, item);
                         return Ok(());
                     }
-                    Some(true) => state.reader.as_ref().map(|r| r.member.clone()),
+                    Some(true) => state.reader.as_ref().and_then(|r| r.here().cloned()),
                     None if state.kept.len() < self.kept_chunks
                         && state.kept_bytes + item.get().len() <= self.kept_bytes =>
                     {
@@ -247,16 +294,18 @@ impl Stream {
 
     /// Numbers `item`, keeps it for a resume and sends it to the reader, under the lock a resume takes, so
     /// a resumed reader gets the replay before anything live.
-    fn keep(&self, state: &mut State, item: Box<RawValue>) {
+    fn keep(self: &Arc<Self>, state: &mut State, item: Box<RawValue>) {
         state.seq += 1;
         let seq = state.seq;
         if let Some(reader) = &state.reader
-            && reader
-                .member
-                .send(chunk_frame(reader.id, seq, &item))
-                .is_err()
+            && !reader.send(chunk_frame(reader.id, seq, &item))
         {
+            // The reader is gone (a client elsewhere that left): wait for a resume, for a while.
             state.reader = None;
+            state.generation += 1;
+            if let Some(streams) = self.streams.upgrade() {
+                streams.await_resume(self.clone(), state.generation);
+            }
         }
         state.kept_bytes += item.get().len();
         state.kept.push_back((seq, item));
@@ -270,9 +319,59 @@ impl Stream {
     }
 }
 
+/// An order about a stream, between nodes: a reader that comes back to another node than its stream's
+/// resumes it through the backplane (`Backplane::stream_order_elsewhere`, applied with
+/// `MemoryBackplane::stream_order`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamOrder {
+    /// Client `reader` (on the sending node) resumes stream `key` after `after`, as its request `id`.
+    Resume {
+        /// The stream's key.
+        key: String,
+        /// The last `seq` the reader got.
+        after: u64,
+        /// The reader.
+        reader: ClientId,
+        /// The reader's request id.
+        id: u64,
+        /// The reader's user, checked against the stream's.
+        user: Option<String>,
+    },
+    /// The node holding the stream answered `reader`'s request `id` (the chunks, or an `$error`).
+    Answered {
+        /// The reader.
+        reader: ClientId,
+        /// Its request id.
+        id: u64,
+    },
+    /// Client `reader` cancels the stream it reads with request `id`.
+    Cancel {
+        /// The reader.
+        reader: ClientId,
+        /// Its request id.
+        id: u64,
+    },
+}
+
+/// How a node's streams reach the other nodes, when a backplane links them.
+pub(crate) struct Links {
+    /// A frame for a client of another node.
+    pub(crate) send: RemoteSend,
+    /// An order for every other node.
+    pub(crate) order: Arc<dyn Fn(&StreamOrder) + Send + Sync>,
+}
+
+/// How long a resume of a stream this node does not hold waits for another node to answer it.
+const ELSEWHERE_WAIT: Duration = Duration::from_secs(2);
+
 /// The streams of one node, by key and by reader.
 pub(crate) struct Streams {
     by_key: Mutex<HashMap<String, Arc<Stream>>>,
+    /// Resumes sent to the other nodes and not answered yet: (reader, request id).
+    asked_elsewhere: Mutex<HashSet<(ClientId, u64)>>,
+    links: OnceLock<Links>,
+    this: Weak<Streams>,
     max_per_client: usize,
     max: usize,
     window: usize,
@@ -291,9 +390,12 @@ struct Resume {
 }
 
 impl Streams {
-    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Self {
-        Self {
+    pub(crate) fn new(config: &Config, stats: Arc<Stats>) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             by_key: Mutex::new(HashMap::new()),
+            asked_elsewhere: Mutex::new(HashSet::new()),
+            links: OnceLock::new(),
+            this: this.clone(),
             max_per_client: config.max_streams_per_client,
             max: config.max_streams,
             window: config.stream_window_bytes,
@@ -301,7 +403,12 @@ impl Streams {
             kept_bytes: config.stream_kept_bytes,
             resume_timeout: config.stream_resume_timeout,
             stats,
-        }
+        })
+    }
+
+    /// Links this node's streams to the other nodes: readers may resume through any of them.
+    pub(crate) fn link(&self, links: Links) {
+        let _ = self.links.set(links);
     }
 
     fn reading(&self, member: &Member) -> usize {
@@ -313,7 +420,7 @@ impl Streams {
                     && state
                         .reader
                         .as_ref()
-                        .is_some_and(|r| r.member.id() == member.id())
+                        .is_some_and(|r| r.client() == member.id())
             })
             .count()
     }
@@ -339,7 +446,7 @@ impl Streams {
                 kept_bytes: 0,
                 seq: 0,
                 reader: Some(Reader {
-                    member: member.clone(),
+                    at: ReaderAt::Here(member.clone()),
                     id,
                 }),
                 generation: 0,
@@ -348,6 +455,7 @@ impl Streams {
             }),
             changed: Notify::new(),
             task: OnceLock::new(),
+            streams: self.this.clone(),
             window: self.window,
             kept_chunks: self.kept_chunks,
             kept_bytes: self.kept_bytes,
@@ -384,7 +492,7 @@ impl Streams {
                 return;
             }
             if let Some(reader) = &state.reader {
-                let _ = reader.member.send(end_frame(reader.id, &end));
+                reader.send(end_frame(reader.id, &end));
             }
             state.ended = Some(end);
         }
@@ -397,21 +505,36 @@ impl Streams {
         });
     }
 
-    /// `$cancel {id}` from `member`: stops the stream it reads with request `id`.
+    /// `$cancel {id}` from `member`: stops the stream it reads with request `id`, here or on the node
+    /// that runs it.
     pub(crate) fn cancel(&self, member: &Member, id: u64) {
+        if !self.cancel_for(member.id(), id)
+            && let Some(links) = self.links.get()
+        {
+            (links.order)(&StreamOrder::Cancel {
+                reader: member.id().clone(),
+                id,
+            });
+        }
+    }
+
+    /// Stops the stream `reader` reads with request `id`; whether this node runs it.
+    fn cancel_for(&self, reader: &ClientId, id: u64) -> bool {
         let found = lock(&self.by_key)
             .values()
             .find(|s| {
                 lock(&s.state)
                     .reader
                     .as_ref()
-                    .is_some_and(|r| r.id == id && r.member.id() == member.id())
+                    .is_some_and(|r| r.id == id && r.client() == reader)
             })
             .cloned();
-        if let Some(stream) = found {
-            self.stop(&stream);
-            bump(&self.stats.streams_cancelled);
-        }
+        let Some(stream) = found else {
+            return false;
+        };
+        self.stop(&stream);
+        bump(&self.stats.streams_cancelled);
+        true
     }
 
     /// Ends `stream` without a word to its reader, stops its producer, and forgets it.
@@ -429,22 +552,62 @@ impl Streams {
         lock(&self.by_key).remove(&stream.key);
     }
 
-    /// `$resume {stream, after}` as request `id` of `member`.
-    pub(crate) fn resume(
-        self: &Arc<Self>,
-        member: &Member,
-        id: u64,
-        data: &str,
-    ) -> Result<(), Error> {
+    /// `$resume {stream, after}` as request `id` of `member`: served here when this node runs the stream,
+    /// else asked of the other nodes (answered `not_found` when none does within two seconds).
+    pub(crate) fn resume(&self, member: &Member, id: u64, data: &str) -> Result<(), Error> {
         let resume: Resume =
             serde_json::from_str(data).map_err(|e| Error::invalid_data(format!("$resume: {e}")))?;
+        let not_kept =
+            || Error::not_found("no such stream: it ended long ago, was cancelled, or never began");
         let stream = lock(&self.by_key).get(&resume.stream).cloned();
-        let stream = stream.ok_or_else(|| {
-            Error::not_found(
-                "no such stream here: it ended long ago, was cancelled, or never began",
-            )
-        })?;
-        if stream.user.is_some() && stream.user.as_deref() != member.user() {
+        if let Some(stream) = stream {
+            let reader = Reader {
+                at: ReaderAt::Here(member.clone()),
+                id,
+            };
+            return self.attach(&stream, reader, resume.after, member.user());
+        }
+        let Some(links) = self.links.get() else {
+            return Err(not_kept());
+        };
+        let asked = (member.id().clone(), id);
+        {
+            let mut asked_elsewhere = lock(&self.asked_elsewhere);
+            if asked_elsewhere.len() >= self.max {
+                return Err(not_kept());
+            }
+            asked_elsewhere.insert(asked.clone());
+        }
+        (links.order)(&StreamOrder::Resume {
+            key: resume.stream,
+            after: resume.after,
+            reader: member.id().clone(),
+            id,
+            user: member.user().map(str::to_owned),
+        });
+        let (streams, member) = (self.this.clone(), member.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(ELSEWHERE_WAIT).await;
+            let unanswered = streams
+                .upgrade()
+                .is_some_and(|s| lock(&s.asked_elsewhere).remove(&asked));
+            if unanswered {
+                let _ = member.send(protocol::error_frame(Some(id), &not_kept()));
+            }
+        });
+        Ok(())
+    }
+
+    /// Makes `reader` the stream's reader after `after`: `$stream`, the kept chunks after it, and the end
+    /// if the stream is over.
+    fn attach(
+        &self,
+        stream: &Arc<Stream>,
+        reader: Reader,
+        after: u64,
+        user: Option<&str>,
+    ) -> Result<(), Error> {
+        if stream.user.is_some() && stream.user.as_deref() != user {
             return Err(Error::forbidden("another user's stream"));
         }
         {
@@ -453,28 +616,25 @@ impl Streams {
                 return Err(Error::not_found("the stream was cancelled"));
             }
             let first_kept = state.kept.front().map_or(state.seq + 1, |(seq, _)| *seq);
-            if resume.after + 1 < first_kept {
+            if after + 1 < first_kept {
                 return Err(Error::custom(
                     "expired",
                     format!(
                         "chunks {}..{} are no longer kept (a stream keeps its last {})",
-                        resume.after + 1,
+                        after + 1,
                         first_kept - 1,
                         self.kept_chunks
                     ),
                 ));
             }
-            let _ = member.send(opened_frame(id, &stream.key));
-            for (seq, item) in state.kept.iter().filter(|(seq, _)| *seq > resume.after) {
-                let _ = member.send(chunk_frame(id, *seq, item));
+            reader.send(opened_frame(reader.id, &stream.key));
+            for (seq, item) in state.kept.iter().filter(|(seq, _)| *seq > after) {
+                reader.send(chunk_frame(reader.id, *seq, item));
             }
             if let Some(end) = &state.ended {
-                let _ = member.send(end_frame(id, end));
+                reader.send(end_frame(reader.id, end));
             }
-            state.reader = Some(Reader {
-                member: member.clone(),
-                id,
-            });
+            state.reader = Some(reader);
             state.generation += 1;
         }
         bump(&self.stats.streams_resumed);
@@ -482,17 +642,50 @@ impl Streams {
         Ok(())
     }
 
+    /// An order from another node.
+    pub(crate) fn order(&self, order: &StreamOrder) {
+        match order {
+            StreamOrder::Resume {
+                key,
+                after,
+                reader,
+                id,
+                user,
+            } => {
+                let Some(links) = self.links.get() else {
+                    return;
+                };
+                let Some(stream) = lock(&self.by_key).get(key).cloned() else {
+                    return;
+                };
+                let remote = Reader {
+                    at: ReaderAt::Elsewhere(reader.clone(), links.send.clone()),
+                    id: *id,
+                };
+                if let Err(err) = self.attach(&stream, remote, *after, user.as_deref()) {
+                    (links.send)(reader, &protocol::error_frame(Some(*id), &err));
+                }
+                (links.order)(&StreamOrder::Answered {
+                    reader: reader.clone(),
+                    id: *id,
+                });
+            }
+            StreamOrder::Answered { reader, id } => {
+                lock(&self.asked_elsewhere).remove(&(reader.clone(), *id));
+            }
+            StreamOrder::Cancel { reader, id } => {
+                self.cancel_for(reader, *id);
+            }
+        }
+    }
+
     /// `member`'s connection is gone: its streams wait `stream_resume_timeout` for a resume, then stop.
-    pub(crate) fn detach(self: &Arc<Self>, member: &ClientId) {
+    pub(crate) fn detach(&self, member: &ClientId) {
         let streams: Vec<Arc<Stream>> = lock(&self.by_key).values().cloned().collect();
         for stream in streams {
             let generation = {
                 let mut state = lock(&stream.state);
-                if state
-                    .reader
-                    .as_ref()
-                    .is_none_or(|r| r.member.id() != member)
-                {
+                if state.reader.as_ref().is_none_or(|r| r.client() != member) {
                     continue;
                 }
                 state.reader = None;
@@ -503,17 +696,24 @@ impl Streams {
                 state.generation
             };
             stream.changed.notify_waiters();
-            let streams = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(streams.resume_timeout).await;
-                let abandoned = {
-                    let state = lock(&stream.state);
-                    state.generation == generation && state.ended.is_none()
-                };
-                if abandoned {
-                    streams.stop(&stream);
-                }
-            });
+            self.await_resume(stream, generation);
         }
+    }
+
+    /// Stops `stream` if its reader has not changed since `generation` within `stream_resume_timeout`.
+    fn await_resume(&self, stream: Arc<Stream>, generation: u64) {
+        let streams = self.this.clone();
+        let timeout = self.resume_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let abandoned = {
+                let state = lock(&stream.state);
+                state.generation == generation && state.ended.is_none()
+            };
+            if abandoned && let Some(streams) = streams.upgrade() {
+                streams.stop(&stream);
+                bump(&streams.stats.streams_cancelled);
+            }
+        });
     }
 }

@@ -403,6 +403,10 @@ impl Backplane for RedisBackplane {
         true
     }
 
+    fn stream_order_elsewhere(&self, order: &crate::stream::StreamOrder) {
+        self.shared.enqueue(Outgoing::Order(wire::stream_op(order)));
+    }
+
     fn disconnect_elsewhere(&self, order: &Disconnect) {
         let (client, user) = match &order.target {
             Target::Client(id) => (Some(id.to_string()), None),

@@ -349,6 +349,18 @@ async fn apply(
                 revocation,
             });
         }
+        Op::Stream {
+            kind,
+            key,
+            after,
+            reader,
+            id,
+            user,
+        } => {
+            if let Some(order) = wire::stream_order(&kind, key, after, reader, id, user) {
+                local.stream_order(&order);
+            }
+        }
         Op::Change(change) => lock(&shared.peers).apply(&packet.node, packet.seq, change, now),
         Op::Heartbeat => {
             let stale = lock(&shared.peers).heartbeat(&packet.node, packet.seq, now);

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::id::ClientId;
 use crate::delivery::{Delivery, LatestKey};
 use crate::protocol::Frame;
+use crate::stream::StreamOrder;
 
 /// The version of everything below, part of every channel and key name and of every header: nodes of
 /// different versions on one Redis do not see each other, and a packet of another version is ignored.
@@ -65,6 +66,20 @@ pub(super) enum Op {
         revoked_at_ms: u64,
         #[serde(default, skip_serializing_if = "is_zero")]
         revoked_until_ms: u64,
+    },
+    /// A stream order (`ws_core::stream::StreamOrder`): `kind` `resume`, `answered` or `cancel`, about
+    /// the stream `reader` (a client of the publishing node for `resume` and `cancel`) reads with request
+    /// `id`. Nodes of this wire version that came before streams ignore the packet.
+    Stream {
+        kind: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        after: u64,
+        reader: String,
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// A membership change of the publishing node.
     Change(Change),
@@ -398,6 +413,53 @@ pub(super) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A stream order as published.
+pub(super) fn stream_op(order: &StreamOrder) -> Op {
+    let (kind, key, after, reader, id, user) = match order {
+        StreamOrder::Resume {
+            key,
+            after,
+            reader,
+            id,
+            user,
+        } => ("resume", key.clone(), *after, reader, *id, user.clone()),
+        StreamOrder::Answered { reader, id } => ("answered", String::new(), 0, reader, *id, None),
+        StreamOrder::Cancel { reader, id } => ("cancel", String::new(), 0, reader, *id, None),
+    };
+    Op::Stream {
+        kind: kind.to_owned(),
+        key,
+        after,
+        reader: reader.to_string(),
+        id,
+        user,
+    }
+}
+
+/// The stream order a published one stands for; `None` for a kind this node does not know.
+pub(super) fn stream_order(
+    kind: &str,
+    key: String,
+    after: u64,
+    reader: String,
+    id: u64,
+    user: Option<String>,
+) -> Option<StreamOrder> {
+    let reader = ClientId::from(reader);
+    match kind {
+        "resume" => Some(StreamOrder::Resume {
+            key,
+            after,
+            reader,
+            id,
+            user,
+        }),
+        "answered" => Some(StreamOrder::Answered { reader, id }),
+        "cancel" => Some(StreamOrder::Cancel { reader, id }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
