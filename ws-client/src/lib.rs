@@ -18,6 +18,10 @@
 //!   connection (`$positions`); joining such a group again after a lost connection replays what it
 //!   missed, once each, in order ([`Incoming::Recovery`] says whether it could). The application joins
 //!   again, as it joined first (joins belong to a connection).
+//! - **Streams.** [`Client::stream`] sends a request of a `#[ws(stream = T)]` variant and returns its
+//!   items as a [`Streaming<T>`]; after a lost connection the client resumes it (`$resume` with the last
+//!   item's `seq`), so each item comes once, in order; dropping it cancels the stream on the server. A
+//!   reader 1 024 items behind holds back the connection's reading, so the server's producer waits.
 //! - **Presence.** [`Client::presence`] is a group's member list, kept from the server's frames as the
 //!   TypeScript SDK keeps it; each change is an [`Incoming::Presence`], and the lists empty when a
 //!   connection is lost.
