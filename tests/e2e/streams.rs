@@ -200,7 +200,15 @@ async fn a_cancel_stops_the_handler() {
 #[tokio::test]
 async fn a_stream_cut_after_300_chunks_resumes_where_it_broke() {
     let (srv, _) = server(Config::default()).await;
-    let mut first = connect(&srv).await;
+    cut_after_300_then_resume(&srv, &srv).await;
+    assert_eq!(srv.server.stats().streams_resumed, 1);
+}
+
+/// Starts a stream of 1 000 chunks on `runs`, reads 300, has `runs` cut the connection, resumes the
+/// stream on a new connection to `resumes_on`, and checks chunks 301 to 1 000 once each, in order, then the
+/// end.
+async fn cut_after_300_then_resume(runs: &TestServer, resumes_on: &TestServer) {
+    let mut first = connect(runs).await;
     first
         .send_json(
             json!({"type": "count", "id": 1, "data": {"to": 1000, "pad": 20, "delay_ms": 1}}),
@@ -208,23 +216,24 @@ async fn a_stream_cut_after_300_chunks_resumes_where_it_broke() {
         .await;
     let key = opened(&mut first, 1).await;
     chunks(&mut first, 1, 1, 300).await;
-    let reader = srv.server.local_clients()[0].id().clone();
+    let reader = runs.server.local_clients()[0].id().clone();
     assert!(
-        srv.server
+        runs.server
             .disconnect_client(&reader, close::GOING_AWAY, "cut")
     );
     drop(first);
 
-    let mut second = connect(&srv).await;
+    let mut second = connect(resumes_on).await;
     second
         .send_json(json!({"type": "$resume", "id": 2, "data": {"stream": key, "after": 300}}))
         .await;
     assert_eq!(opened(&mut second, 2).await, key);
     chunks(&mut second, 2, 301, 1000).await;
     let end = end(&mut second, 2).await;
-    assert_eq!(end["type"], "$end");
-    assert_eq!(end["data"]["count"], 1000);
-    assert_eq!(srv.server.stats().streams_resumed, 1);
+    assert_eq!(
+        (&end["type"], &end["data"]["count"]),
+        (&json!("$end"), &json!(1000))
+    );
 }
 
 /// README "Typed streams": a reader that does not read holds its producer back, so the server's memory
@@ -412,39 +421,15 @@ async fn a_stream_resumes_through_another_node() {
     let b = spawn(node(fast(&redis.url()))).await;
     linked(&[&a.server, &b.server], 1).await;
 
-    let mut first = connect(&a).await;
-    first
-        .send_json(
-            json!({"type": "count", "id": 1, "data": {"to": 1000, "pad": 20, "delay_ms": 1}}),
-        )
-        .await;
-    let key = opened(&mut first, 1).await;
-    chunks(&mut first, 1, 1, 300).await;
-    let reader = a.server.local_clients()[0].id().clone();
-    assert!(
-        a.server
-            .disconnect_client(&reader, close::GOING_AWAY, "cut")
-    );
-    drop(first);
-
-    let mut second = connect(&b).await;
-    second
-        .send_json(json!({"type": "$resume", "id": 2, "data": {"stream": key, "after": 300}}))
-        .await;
-    assert_eq!(opened(&mut second, 2).await, key);
-    chunks(&mut second, 2, 301, 1000).await;
-    let end = end(&mut second, 2).await;
-    assert_eq!(
-        (&end["type"], &end["data"]["count"]),
-        (&json!("$end"), &json!(1000))
-    );
+    cut_after_300_then_resume(&a, &b).await;
     assert_eq!(
         a.server.stats().streams_resumed,
         1,
         "the node running the stream served it"
     );
 
-    let unknown = second
+    let mut other = connect(&b).await;
+    let unknown = other
         .ask(
             "$resume",
             json!({"stream": "0123456789abcdef0123456789abcdef", "after": 0}),

@@ -358,15 +358,7 @@ where
         V: Variant<Set = I>,
         V::Reply: DeserializeOwned,
     {
-        self.ended()?;
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = RequestFrame {
-            kind: V::NAME,
-            data: &payload,
-            id,
-        };
-        let text =
-            serde_json::to_string(&frame).map_err(|e| ClientError::InvalidReply(e.to_string()))?;
+        let (id, text) = self.request_frame(&payload)?;
         let (answer, answered) = oneshot::channel();
         {
             let mut pending = lock(&self.shared.pending);
@@ -408,19 +400,25 @@ where
                 "`Client::stream` takes a variant declared `#[ws(stream = T)]`; use `request` or `send`"
             );
         }
-        self.ended()?;
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = RequestFrame {
-            kind: V::NAME,
-            data: &payload,
-            id,
-        };
-        let text =
-            serde_json::to_string(&frame).map_err(|e| ClientError::InvalidReply(e.to_string()))?;
+        let (id, text) = self.request_frame(&payload)?;
         let streaming = stream::open(&self.shared.streams, id, self.outgoing.clone())
             .ok_or(ClientError::QueueFull)?;
         self.push(Outgoing::frame(text, None))?;
         Ok(streaming)
+    }
+
+    /// A fresh request id and the request's frame, once the client is not closed.
+    fn request_frame<V: Variant>(&self, payload: &V) -> Result<(u64, String), ClientError> {
+        self.ended()?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = RequestFrame {
+            kind: V::NAME,
+            data: payload,
+            id,
+        };
+        let text =
+            serde_json::to_string(&frame).map_err(|e| ClientError::InvalidReply(e.to_string()))?;
+        Ok((id, text))
     }
 
     /// The next message or unanswered `$error` from the server, in arrival order; `None` once the client
