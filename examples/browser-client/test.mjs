@@ -18,6 +18,7 @@ const expected = {
   asked: "true by wasm",
   error: "forbidden: not for you",
   reconnected: "new connection: true",
+  streamed: "100 numbers, in order once each: true",
   closed: "closed",
 };
 

@@ -8,7 +8,7 @@
 //! `scripts/wasm-test` builds the page with `wasm-bindgen`, starts the server, and checks in Chromium that
 //! every typed path works over the browser's own WebSocket: a refusal, a request and its reply, a room
 //! message, a request from the server answered by the page, an `$error`, a server-side cut followed by
-//! a reconnection, and a final close.
+//! a reconnection, a typed stream resumed across another cut, and a final close.
 
 use ws_protocol::{payload, ws_messages};
 
@@ -63,6 +63,14 @@ pub enum Inbound {
     Secret,
     /// Have the server close this connection (1001), as a restarting server would.
     Kick,
+    /// The numbers 1 to `to`, as a stream, `delay_ms` apart.
+    #[ws(stream = u32)]
+    Count {
+        /// The last number.
+        to: u32,
+        /// The pause after each.
+        delay_ms: u64,
+    },
 }
 
 /// What the server sends.

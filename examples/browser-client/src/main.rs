@@ -14,6 +14,7 @@ use axum::routing::get;
 use browser_client::{Confirmed, Inbound, Joined, Outbound, inbound, outbound};
 use ws_core::auth::ClientData;
 use ws_core::extract::Extension;
+use ws_core::stream::Chunks;
 use ws_core::version::ProtocolVersion;
 use ws_core::{Client, Config, Error, Server, close, on};
 
@@ -52,6 +53,15 @@ async fn secret() -> Result<String, Error> {
     Err(Error::forbidden("not for you"))
 }
 
+#[on(Inbound::Count)]
+async fn count(mut numbers: Chunks<u32>, msg: inbound::Count) -> Result<(), Error> {
+    for n in 1..=msg.to {
+        numbers.send(n).await?;
+        tokio::time::sleep(Duration::from_millis(msg.delay_ms)).await;
+    }
+    Ok(())
+}
+
 #[on(Inbound::Kick)]
 async fn kick(client: Client) {
     client.close(close::GOING_AWAY, "restarting");
@@ -87,6 +97,7 @@ async fn main() {
         .handle(ask_me)
         .handle(secret)
         .handle(kick)
+        .handle(count)
         .build()
         .unwrap_or_else(|e| fail(&e.to_string()));
     let page = dir.join("index.html");
