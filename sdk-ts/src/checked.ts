@@ -41,7 +41,7 @@ export class Checked {
   ): WsInvalidError | undefined {
     const validators = this.validators;
     if (!validators) return undefined;
-    const check: Check | undefined = validators[table][type];
+    const check: Check | undefined = validators[table]?.[type];
     const mismatch = check ? check(frame.data ?? null, "data") : unknownType;
     if (!mismatch) return undefined;
     this.report({ direction, type, path: mismatch.path, expected: mismatch.expected, frame });
@@ -57,6 +57,13 @@ export class Checked {
   reply(type: string, frame: Envelope): WsInvalidError | undefined {
     return this.validators && type in this.validators.serverReplies
       ? this.check("serverReplies", "received", type, frame)
+      : undefined;
+  }
+
+  /** One item of the stream that answers this client's request of `type`. */
+  item(type: string, frame: Envelope): WsInvalidError | undefined {
+    return this.validators?.serverItems && type in this.validators.serverItems
+      ? this.check("serverItems", "received", type, frame)
       : undefined;
   }
 

@@ -147,7 +147,11 @@ class Client<P extends ProtocolShape> implements WsClient<P> {
       options.maxPendingRequests ?? 1_000,
       (type, reply) => this.checked.reply(type, reply),
     );
-    this.streams = new Streams(this.connection, () => this.requests.allocate());
+    this.streams = new Streams(
+      this.connection,
+      () => this.requests.allocate(),
+      (type, chunk) => this.checked.item(type, chunk),
+    );
     this.connection.onState((state) => {
       if (state === "closed") this.streams.closeAll(this.connection.closedError());
     });

@@ -28,6 +28,8 @@ export const RESUME = "$resume";
 
 
 interface State {
+  /** The request's type, which its items are checked by. */
+  type: string;
   key: string | undefined;
   last: number;
   items: unknown[];
@@ -45,6 +47,8 @@ export class Streams {
   constructor(
     private readonly connection: Connection,
     private readonly allocate: () => number,
+    /** The error an item of a stream of `type` fails with, when it does not fit its type. */
+    private readonly checkItem: (type: string, chunk: Envelope) => Error | undefined,
     private readonly maxStreams = 64,
   ) {}
 
@@ -52,7 +56,7 @@ export class Streams {
   open<T>(type: string, data: unknown, options: StreamOptions = {}): AsyncIterableIterator<T> {
     const signal = options.signal;
     const id = this.allocate();
-    const state: State = { key: undefined, last: 0, items: [], end: undefined, wake: undefined };
+    const state: State = { type, key: undefined, last: 0, items: [], end: undefined, wake: undefined };
     const fail = (error: Error): void => this.finish(id, error);
     if (this.connection.closed) {
       state.end = this.connection.closedError();
@@ -116,6 +120,11 @@ export class Streams {
         const seq = typeof msg.seq === "number" ? msg.seq : 0;
         if (seq <= state.last) return true;
         state.last = seq;
+        const invalid = this.checkItem(state.type, msg);
+        if (invalid) {
+          this.cancel(id, invalid);
+          return true;
+        }
         if (state.items.length >= MAX_BUFFERED) {
           this.cancel(id, new WsQueueFullError(`more than ${MAX_BUFFERED} items waited for the loop`));
           return true;

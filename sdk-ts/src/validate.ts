@@ -33,6 +33,8 @@ export interface Validators {
   server: Readonly<Record<string, Check>>;
   /** The reply's `data` to each client request. */
   serverReplies: Readonly<Record<string, Check>>;
+  /** Each item's `data` of the stream that answers a client request (absent: the protocol has none). */
+  serverItems?: Readonly<Record<string, Check>>;
   /** The `data` of each client → server message. */
   client: Readonly<Record<string, Check>>;
   /** The reply's `data` to each server request. */

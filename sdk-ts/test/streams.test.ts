@@ -1,11 +1,12 @@
 // Typed streams in the client (src/streams.ts, `client.stream`): against the chat's assistant, an answer
 // read whole with `for await`; the same answer across a server-side cut (POST /admin/cut), resumed with
 // every word once and in order; `break` and an AbortSignal cancelling the stream on the server; the
-// handler's error thrown typed; a stream refused past the client's bound.
+// handler's error thrown typed; a stream refused past the client's bound; an item that does not fit the
+// generated validators ending the loop and cancelling the stream.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { WsRequestError } from "../src/index.js";
-import { chatClient, sleep, startExample, type Chat } from "./support.js";
+import { WsInvalidError, WsRequestError } from "../src/index.js";
+import { bareServer, chatClient, sleep, startExample, type Chat } from "./support.js";
 
 const WORDS = 300;
 let chat: Chat;
@@ -130,5 +131,33 @@ test("more streams than the server allows at once: the one too many ends with li
     for (const stream of open) await stream.return?.();
   } finally {
     client.close();
+  }
+});
+
+test("an item that does not fit its type ends the loop with WsInvalidError, and the stream is cancelled", async () => {
+  const server = await bareServer((socket) => {
+    socket.on("message", (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; id?: number };
+      if (frame.type !== "assistant") return;
+      socket.send(JSON.stringify({ type: "$stream", id: frame.id, data: { stream: "k" } }));
+      socket.send(JSON.stringify({ type: "$chunk", id: frame.id, seq: 1, data: { text: "fine", index: 0 } }));
+      socket.send(JSON.stringify({ type: "$chunk", id: frame.id, seq: 2, data: { text: 5, index: 1 } }));
+    });
+  });
+  const client = chatClient(server.url);
+  try {
+    const seen: string[] = [];
+    await assert.rejects(
+      async () => {
+        for await (const word of client.stream("assistant", { prompt: "p" })) seen.push(word.text);
+      },
+      (error: unknown) => error instanceof WsInvalidError && /text/.test(error.message),
+    );
+    assert.deepEqual(seen, ["fine"]);
+    await sleep(100);
+    assert.ok(server.received.some((frame) => frame.type === "$cancel"), "the stream is cancelled on the server");
+  } finally {
+    client.close();
+    await server.close();
   }
 });

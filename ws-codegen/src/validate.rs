@@ -54,15 +54,22 @@ pub(crate) fn render(protocol: &Protocol, package: &str, header: &str) -> Result
             writeln!(out, "{var}[{name:?}] = {check};").unwrap_or_default();
         }
     }
-    let server = messages(&protocol.server_to_client, "s", false)?;
-    let server_replies = messages(&protocol.client_to_server, "c", true)?;
-    let client = messages(&protocol.client_to_server, "c", false)?;
-    let client_replies = messages(&protocol.server_to_client, "s", true)?;
+    let server = messages(&protocol.server_to_client, "s", Part::Data)?;
+    let server_replies = messages(&protocol.client_to_server, "c", Part::Reply)?;
+    let client = messages(&protocol.client_to_server, "c", Part::Data)?;
+    let client_replies = messages(&protocol.server_to_client, "s", Part::Reply)?;
+    let server_items = messages(&protocol.client_to_server, "c", Part::Item)?;
+    // Only a protocol with streams gets the table, so the others' files stay as they were.
+    let items = if server_items == "{  }" {
+        String::new()
+    } else {
+        format!("  serverItems: {server_items},\n")
+    };
     write!(
         out,
         "\n/** The checks of this protocol's frames: pass them as `validate` to `createClient` (the generated \
          `client.ts` does). */\nexport const validators: Validators = {{\n  server: {server},\n  serverReplies: \
-         {server_replies},\n  client: {client},\n  clientReplies: {client_replies},\n}};\n"
+         {server_replies},\n{items}  client: {client},\n  clientReplies: {client_replies},\n}};\n"
     )
     .unwrap_or_default();
     // Only what is called: a project compiled with `noUnusedLocals` takes the file as it is.
@@ -87,21 +94,34 @@ fn calls(text: &str, helper: &str) -> bool {
     })
 }
 
-/// `{ "type": check, ... }` for the messages of one direction: their `data`, or their replies.
-fn messages(direction: &DirectionDef, var: &str, replies: bool) -> Result<String, String> {
+/// What of a message a table of checks is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Data,
+    Reply,
+    /// Each item of the stream answering it.
+    Item,
+}
+
+/// `{ "type": check, ... }` for the messages of one direction: their `data`, their replies, or the items
+/// of the streams that answer them.
+fn messages(direction: &DirectionDef, var: &str, part: Part) -> Result<String, String> {
     let mut entries = Vec::new();
     for message in &direction.messages {
-        let schema = if replies {
-            match &message.reply_schema {
+        let schema = match part {
+            Part::Data => &message.data_schema,
+            Part::Reply => match &message.reply_schema {
                 Some(schema) => schema,
                 None => continue,
-            }
-        } else {
-            &message.data_schema
+            },
+            Part::Item => match &message.item_schema {
+                Some(schema) => schema,
+                None => continue,
+            },
         };
         let check = expr(schema, var).map_err(|e| format!("message {:?}: {e}", message.name))?;
         // A unit payload may be left out, which the frame gives as `null`.
-        let check = if !replies && message.unit {
+        let check = if part == Part::Data && message.unit {
             format!("some([nul, {check}], false)")
         } else {
             check

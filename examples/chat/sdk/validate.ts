@@ -48,6 +48,7 @@ export const validators: Validators = {
     whoami: ref(c, "WhoAmI"),
     "admin:purge": ref(c, "Purged"),
   },
+  serverItems: { assistant: ref(c, "Word") },
   client: {
     chat: ref(c, "InboundChat"),
     join: ref(c, "InboundJoin"),

@@ -332,7 +332,7 @@ var Checked = class {
   check(table, direction, type, frame2) {
     const validators2 = this.validators;
     if (!validators2) return void 0;
-    const check = validators2[table][type];
+    const check = validators2[table]?.[type];
     const mismatch = check ? check(frame2.data ?? null, "data") : unknownType;
     if (!mismatch) return void 0;
     this.report({ direction, type, path: mismatch.path, expected: mismatch.expected, frame: frame2 });
@@ -345,6 +345,10 @@ var Checked = class {
   /** The server's reply to this client's request of `type`. */
   reply(type, frame2) {
     return this.validators && type in this.validators.serverReplies ? this.check("serverReplies", "received", type, frame2) : void 0;
+  }
+  /** One item of the stream that answers this client's request of `type`. */
+  item(type, frame2) {
+    return this.validators?.serverItems && type in this.validators.serverItems ? this.check("serverItems", "received", type, frame2) : void 0;
   }
   /** A message or request the application sends. */
   sent(frame2) {
@@ -585,9 +589,10 @@ var CANCEL = "$cancel";
 var RESUME = "$resume";
 var MAX_BUFFERED = 1024;
 var Streams = class {
-  constructor(connection, allocate, maxStreams = 64) {
+  constructor(connection, allocate, checkItem, maxStreams = 64) {
     __publicField(this, "connection", connection);
     __publicField(this, "allocate", allocate);
+    __publicField(this, "checkItem", checkItem);
     __publicField(this, "maxStreams", maxStreams);
     __publicField(this, "byId", /* @__PURE__ */ new Map());
   }
@@ -595,7 +600,7 @@ var Streams = class {
   open(type, data, options = {}) {
     const signal = options.signal;
     const id = this.allocate();
-    const state = { key: void 0, last: 0, items: [], end: void 0, wake: void 0 };
+    const state = { type, key: void 0, last: 0, items: [], end: void 0, wake: void 0 };
     const fail = (error) => this.finish(id, error);
     if (this.connection.closed) {
       state.end = this.connection.closedError();
@@ -658,6 +663,11 @@ var Streams = class {
         const seq = typeof msg.seq === "number" ? msg.seq : 0;
         if (seq <= state.last) return true;
         state.last = seq;
+        const invalid = this.checkItem(state.type, msg);
+        if (invalid) {
+          this.cancel(id, invalid);
+          return true;
+        }
         if (state.items.length >= MAX_BUFFERED) {
           this.cancel(id, new WsQueueFullError(`more than ${MAX_BUFFERED} items waited for the loop`));
           return true;
@@ -832,7 +842,11 @@ var Client = class {
       options.maxPendingRequests ?? 1e3,
       (type, reply) => this.checked.reply(type, reply)
     );
-    this.streams = new Streams(this.connection, () => this.requests.allocate());
+    this.streams = new Streams(
+      this.connection,
+      () => this.requests.allocate(),
+      (type, chunk) => this.checked.item(type, chunk)
+    );
     this.connection.onState((state) => {
       if (state === "closed") this.streams.closeAll(this.connection.closedError());
     });
@@ -1090,6 +1104,7 @@ var validators = {
     whoami: ref(c, "WhoAmI"),
     "admin:purge": ref(c, "Purged")
   },
+  serverItems: { assistant: ref(c, "Word") },
   client: {
     chat: ref(c, "InboundChat"),
     join: ref(c, "InboundJoin"),
