@@ -80,8 +80,9 @@ export interface WsClient<P extends ProtocolShape> {
    * as they come, for `for await`. A lost connection is resumed by the client (each item once, in order);
    * `break` or `options.signal` cancels it, and the server stops producing. The loop throws
    * {@link WsRequestError} for the handler's error or a resume the server cannot serve (`expired`,
-   * `not_found`), {@link WsClosedError} when the connection went before the stream began or the client
-   * closed for good, and {@link WsQueueFullError} past 1 024 items waiting for the loop. */
+   * `not_found`), {@link WsInvalidError} for an item that does not fit the protocol's validators (the
+   * stream is cancelled), {@link WsClosedError} when the connection went before the stream began or the
+   * client closed for good, and {@link WsQueueFullError} past 1 024 items waiting for the loop. */
   stream<K extends StreamTypeOf<P["client"]>>(
     type: K,
     ...args: StreamArgs<DataOf<P["client"], K>>
