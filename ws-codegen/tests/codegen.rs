@@ -246,7 +246,12 @@ fn typescript_protocol_map_matches_the_enums() {
     assert!(ts.contains("  chat: { data: InboundChat; reply: never };"));
     assert!(ts.contains("export type InboundWhoami = null;"));
     assert!(ts.contains("room?: string | null"));
-    assert!(ts.contains("export const CLIENT_MESSAGE_TYPES = [\n  \"chat\",\n  \"join\",\n  \"leave\",\n  \"dm\",\n  \"ask\",\n  \"typing\",\n  \"whoami\",\n  \"admin:purge\",\n] as const;"), "{ts}");
+    assert!(ts.contains("export const CLIENT_MESSAGE_TYPES = [\n  \"chat\",\n  \"join\",\n  \"leave\",\n  \"dm\",\n  \"ask\",\n  \"typing\",\n  \"whoami\",\n  \"admin:purge\",\n  \"assistant\",\n] as const;"), "{ts}");
+    // A stream names its item; the other messages' entries stay as they were.
+    assert!(
+        ts.contains("  assistant: { data: InboundAssistant; reply: never; item: Word };"),
+        "{ts}"
+    );
     assert!(ts.contains(
         "  /** Volatile: the server skips it for a client that is behind, instead of queueing it. */\n  typing: { data: OutboundTyping; reply: never };"
     ));
