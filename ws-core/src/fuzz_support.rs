@@ -206,11 +206,12 @@ pub fn connection(data: &[u8]) -> u64 {
             return;
         };
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
-        let io = CountingIo::other(server_end, server.node());
+        let (io, writer) = CountingIo::other(server_end, server.node());
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(server.app().ws_config)).await;
         let served = tokio::spawn(
-            connection::register(server.clone(), ClientData::new(), None, None).run(ws, slot),
+            connection::register(server.clone(), ClientData::new(), None, None)
+                .run(ws, writer, slot),
         );
         let (mut from_server, mut to_server) = tokio::io::split(client_end);
         let drained = tokio::spawn(async move {

@@ -1,5 +1,7 @@
-//! The upgraded socket as a connection sees it: the bytes that cross it are counted, and the client's frame
-//! headers are followed as they pass, without copying or buffering anything.
+//! The upgraded socket's read side as a connection sees it: the bytes read are counted, and the client's
+//! frame headers are followed as they pass, without copying or buffering anything. The write side is the
+//! write task's alone ([`SocketWriter`]); what the protocol layer writes on its own (pongs, the reply to a
+//! close) is handed to it through [`Replies`].
 //!
 //! Following the headers gives two guarantees the protocol layer does not:
 //!
@@ -10,7 +12,8 @@
 //!   [`MessageTimeout`] and the reader closes the connection with 1008.
 //! - **A client that stops reading is told from a server that is behind.** Each write the kernel refuses
 //!   (its buffers for the peer are full) and each one it takes are reported to the client's send queue
-//!   ([`WriteStall`]), which drops the client once its socket has taken nothing for `send_queue_max_lag`.
+//!   ([`WriteStall`](crate::send_queue::WriteStall), by the [`SocketWriter`]), which drops the client once
+//!   its socket has taken nothing for `send_queue_max_lag`.
 //! - **Every frame can take a rate-limit token.** The protocol layer hands a fragmented message over as
 //!   one; the continuation frames it was made of are counted here ([`FrameCounter`]) so the reader
 //!   charges them too.
@@ -25,11 +28,12 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::{Instant, Sleep};
 
+use super::outgoing::{Replies, SocketWriter, WriteHalf};
 use crate::compression::inflate::Inflater;
 use crate::node::Node;
-use crate::send_queue::{Stamp, WriteStall};
 use crate::stats::Stats;
 
 /// The error a read fails with once a message has taken longer than `message_timeout` to arrive.
@@ -193,16 +197,19 @@ impl FrameTracker {
     }
 }
 
-/// The connection's WebSocket over its counting socket.
+/// The connection's WebSocket over its socket's read side.
 pub(crate) type Ws = tokio_tungstenite::WebSocketStream<CountingIo>;
 
-/// The upgraded socket, counting the bytes that really cross it and following the client's frames.
+/// The upgraded socket's read side, counting the bytes that really cross it and following the client's
+/// frames; what the protocol layer writes through it goes to the write task's [`Replies`].
 ///
 /// Behind [`Server::serve_app`](crate::Server::serve_app) the socket is the accepted `TcpStream` itself,
-/// taken back from hyper, so an abandoned connection can be reset (see [`CountingIo::reset_on_close`]);
-/// behind another HTTP server it is hyper's `Upgraded`, whatever that wraps.
+/// taken back from hyper and split in two owned halves, so an abandoned connection can be reset (see
+/// [`SocketWriter::reset_on_close`]); behind another HTTP server it is hyper's `Upgraded`, whatever that
+/// wraps.
 pub(crate) struct CountingIo {
-    io: UpgradedIo,
+    io: ReadHalf,
+    replies: Arc<Replies>,
     /// Where the bytes crossing the socket are counted.
     stats: Arc<Stats>,
     /// How long one message may take to arrive, from its first byte to its last.
@@ -210,15 +217,13 @@ pub(crate) struct CountingIo {
     frames: FrameTracker,
     /// For a client that compresses: the stream as the frame parser reads it, inflated.
     inflater: Option<Box<Inflater>>,
-    /// Where refused and accepted writes are reported, once the socket is its client's.
-    stall: Option<WriteStall>,
 }
 
-enum UpgradedIo {
-    /// The TCP socket, and what hyper had read past the HTTP request (the first frames, if the client sent
-    /// them at once), to be read first.
-    Tcp(TcpStream, bytes::Bytes),
-    Other(Pin<Box<dyn Stream>>),
+enum ReadHalf {
+    /// The TCP socket's read half, and what hyper had read past the HTTP request (the first frames, if
+    /// the client sent them at once), to be read first.
+    Tcp(OwnedReadHalf, bytes::Bytes),
+    Other(tokio::io::ReadHalf<Pin<Box<dyn Stream>>>),
 }
 
 /// Any other byte stream: hyper's `Upgraded` behind a foreign HTTP server, or an in-memory pipe.
@@ -227,57 +232,62 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> Stream for T {}
 
 impl CountingIo {
-    pub(crate) fn new(upgraded: hyper::upgrade::Upgraded, node: &Node, compressed: bool) -> Self {
-        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // An empty slice of hyper's read buffer would still keep the whole buffer alive.
-            Ok(parts) if parts.read_buf.is_empty() => {
-                UpgradedIo::Tcp(parts.io.into_inner(), bytes::Bytes::new())
+    /// The upgraded socket in its two sides.
+    pub(crate) fn new(
+        upgraded: hyper::upgrade::Upgraded,
+        node: &Node,
+        compressed: bool,
+    ) -> (Self, SocketWriter) {
+        let (read, write) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (read, write) = parts.io.into_inner().into_split();
+                // An empty slice of hyper's read buffer would still keep the whole buffer alive.
+                let early = if parts.read_buf.is_empty() {
+                    bytes::Bytes::new()
+                } else {
+                    parts.read_buf
+                };
+                (ReadHalf::Tcp(read, early), WriteHalf::Tcp(write))
             }
-            Ok(parts) => UpgradedIo::Tcp(parts.io.into_inner(), parts.read_buf),
-            Err(upgraded) => UpgradedIo::Other(Box::pin(TokioIo::new(upgraded))),
+            Err(upgraded) => split_other(Box::pin(TokioIo::new(upgraded))),
         };
-        let mut io = Self::with(io, node);
+        let (mut io, writer) = Self::with(read, write, node);
         if compressed {
             io.inflater = Some(Box::new(Inflater::new(node.config.max_message_size)));
         }
-        io
+        (io, writer)
     }
 
-    /// Any byte stream, such as an in-memory pipe.
+    /// Any byte stream, such as an in-memory pipe, in its two sides.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn other(io: impl Stream + 'static, node: &Node) -> Self {
-        Self::with(UpgradedIo::Other(Box::pin(io)), node)
+    pub(crate) fn other(io: impl Stream + 'static, node: &Node) -> (Self, SocketWriter) {
+        let (read, write) = split_other(Box::pin(io));
+        Self::with(read, write, node)
     }
 
-    fn with(io: UpgradedIo, node: &Node) -> Self {
-        Self {
-            io,
+    fn with(read: ReadHalf, write: WriteHalf, node: &Node) -> (Self, SocketWriter) {
+        let replies = Arc::new(Replies::default());
+        let writer = SocketWriter::new(write, replies.clone(), node.stats.clone());
+        let io = Self {
+            io: read,
+            replies,
             stats: node.stats.clone(),
             message_timeout: node.config.message_timeout,
             frames: FrameTracker::new(),
             inflater: None,
-            stall: None,
-        }
+        };
+        (io, writer)
     }
 
     /// The client's continuation frames not yet charged to its rate limit.
     pub(crate) fn continuations(&self) -> FrameCounter {
         self.frames.continuations.clone()
     }
+}
 
-    /// Reports the writes the kernel refuses and takes to `stall`, the client's send queue's.
-    pub(crate) fn report_writes_to(&mut self, stall: WriteStall) {
-        self.stall = Some(stall);
-    }
-
-    /// Makes closing the socket send a reset instead of a FIN behind unsent data: for a connection given
-    /// up on, whose peer does not read, the kernel would otherwise keep its whole send buffer (up to
-    /// megabytes) until the FIN gets through.
-    pub(crate) fn reset_on_close(&self) {
-        if let UpgradedIo::Tcp(tcp, _) = &self.io {
-            let _ = tcp.set_zero_linger();
-        }
-    }
+fn split_other(io: Pin<Box<dyn Stream>>) -> (ReadHalf, WriteHalf) {
+    let (read, write) = tokio::io::split(io);
+    (ReadHalf::Other(read), WriteHalf::Other(write))
 }
 
 impl AsyncRead for CountingIo {
@@ -323,7 +333,7 @@ impl CountingIo {
         let this = self;
         let before = buf.filled().len();
         let polled = match &mut this.io {
-            UpgradedIo::Tcp(_, pending) if !pending.is_empty() => {
+            ReadHalf::Tcp(_, pending) if !pending.is_empty() => {
                 let n = pending.len().min(buf.remaining());
                 buf.put_slice(&pending.split_to(n));
                 if pending.is_empty() {
@@ -331,8 +341,8 @@ impl CountingIo {
                 }
                 Poll::Ready(Ok(()))
             }
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
-            UpgradedIo::Other(io) => io.as_mut().poll_read(cx, buf),
+            ReadHalf::Tcp(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
+            ReadHalf::Other(io) => Pin::new(io).poll_read(cx, buf),
         };
         let read = &buf.filled()[before..];
         let eof = read.is_empty();
@@ -358,45 +368,23 @@ impl CountingIo {
     }
 }
 
+/// The protocol layer's own writes (pongs, the reply to a close) wait for the write task, which alone
+/// writes to the socket; it flushes them.
 impl AsyncWrite for CountingIo {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
-            UpgradedIo::Other(io) => io.as_mut().poll_write(cx, buf),
-        };
-        match polled {
-            Poll::Ready(Ok(n)) if n > 0 => {
-                self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                if let Some(stall) = &self.stall {
-                    stall.progressed();
-                }
-            }
-            Poll::Pending => {
-                if let Some(stall) = &self.stall {
-                    stall.refused(Stamp::now());
-                }
-            }
-            _ => {}
-        }
-        polled
+        self.replies.poll_push(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_flush(cx),
-            UpgradedIo::Other(io) => io.as_mut().poll_flush(cx),
-        }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            UpgradedIo::Tcp(tcp, _) => Pin::new(tcp).poll_shutdown(cx),
-            UpgradedIo::Other(io) => io.as_mut().poll_shutdown(cx),
-        }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -26,6 +26,7 @@
 
 mod dispatch;
 mod io;
+mod outgoing;
 mod pipeline;
 mod reader;
 mod writer;
@@ -36,18 +37,17 @@ pub(crate) use self::dispatch::{answer_call, route};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use hyper::upgrade::OnUpgrade;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::Instrument;
 
 pub(crate) use self::io::{CountingIo, Ws};
+pub(crate) use self::outgoing::SocketWriter;
 use self::pipeline::bounded_hook;
 use self::pipeline::handler_panicked;
 use crate::admission::Slot;
@@ -134,31 +134,35 @@ impl Registered {
             self.abandon();
             return;
         };
-        let io = CountingIo::new(upgraded, self.server.node(), self.compression.is_some());
+        let (io, writer) =
+            CountingIo::new(upgraded, self.server.node(), self.compression.is_some());
         let config = Some(self.server.app().ws_config);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-        self.run(ws, slot).await;
+        self.run(ws, writer, slot).await;
     }
 
-    /// Starts the write task on the upgraded socket and returns the rest of the connection's life as a
-    /// future.
+    /// Starts the write task on the socket's write half and returns the rest of the connection's life (the
+    /// read side's) as a future.
     ///
     /// The work up to the write task's start is done here, outside the returned future: an `async fn`
-    /// keeps its arguments for its whole life, so taking the socket (336 bytes) as an argument would keep
-    /// that space in every idle connection's task.
-    pub(crate) fn run(self, mut ws: Ws, slot: Slot) -> impl Future<Output = ()> + Send {
+    /// keeps its arguments for its whole life, so taking the socket as an argument would keep that space
+    /// in every idle connection's task.
+    pub(crate) fn run(
+        self,
+        ws: Ws,
+        mut writer: SocketWriter,
+        slot: Slot,
+    ) -> impl Future<Output = ()> + Send {
         let Self {
             server,
             client,
             span,
             ..
         } = self;
-        ws.get_mut()
-            .report_writes_to(client.member().queue().write_stall());
+        writer.report_writes_to(client.member().queue().write_stall());
         let continuations = ws.get_ref().continuations();
-        let (sink, stream) = ws.split();
-        let writer = tokio::spawn(writer::run(sink, client.clone()).instrument(span.clone()));
-        serve(server, client, stream, continuations, writer, slot).instrument(span)
+        let writer = tokio::spawn(writer::run(writer, client.clone()).instrument(span.clone()));
+        serve(server, client, ws, continuations, writer, slot).instrument(span)
     }
 
     /// The upgrade never completed (the peer left, or took longer than `handshake_timeout`): the client
@@ -180,7 +184,7 @@ impl Registered {
 async fn serve(
     server: Server,
     client: Client,
-    mut stream: SplitStream<Ws>,
+    mut stream: Ws,
     continuations: io::FrameCounter,
     writer: JoinHandle<writer::Ended>,
     slot: Slot,
@@ -193,19 +197,14 @@ async fn serve(
     client.member().queue().close();
     if let Ok(ended) = ended {
         if ended.reset {
-            if let Ok(ws) = stream.reunite(ended.sink) {
-                ws.get_ref().reset_on_close();
-            }
+            ended.writer.reset_on_close();
         } else if end == reader::ReadEnd::Failed {
-            // Boxed: rare, and its state (the reunited socket) would otherwise enlarge every connection's task.
-            Box::pin(drain_raw(
-                stream,
-                ended.sink,
-                server.node().config.close_timeout,
-            ))
-            .await;
+            // Boxed: rare, and its state would otherwise enlarge every connection's task.
+            Box::pin(drain_raw(&mut stream, server.node().config.close_timeout)).await;
         }
+        ended.writer.release();
     }
+    drop(stream);
 
     client.member().mark_gone();
     client.member().drop_pending();
@@ -231,10 +230,7 @@ async fn guarded(server: &Server, client: &Client, hook: crate::handler::BoxFutu
 }
 
 /// Reads and discards raw bytes until the peer closes, goes quiet, or `limit` passes.
-async fn drain_raw(stream: SplitStream<Ws>, sink: SplitSink<Ws, WsMessage>, limit: Duration) {
-    let Ok(mut ws) = stream.reunite(sink) else {
-        return;
-    };
+async fn drain_raw(ws: &mut Ws, limit: Duration) {
     let io: &mut CountingIo = ws.get_mut();
     let deadline = Instant::now() + limit;
     let mut buf = vec![0u8; 8 * 1024];

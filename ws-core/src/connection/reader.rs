@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -77,11 +76,7 @@ impl Reader<'_> {
     }
 }
 
-pub(super) async fn run(
-    stream: &mut SplitStream<Ws>,
-    client: &Client,
-    continuations: &FrameCounter,
-) -> ReadEnd {
+pub(super) async fn run(stream: &mut Ws, client: &Client, continuations: &FrameCounter) -> ReadEnd {
     let server = client.server();
     let config = &server.node().config;
     let mut reader = Reader {

@@ -1,5 +1,5 @@
-//! The write task: drains the send queue in batches (feed every queued frame, flush once), pings, and
-//! watches the pong deadline.
+//! The write task: drains the send queue in batches (every queued frame in one vectored write), writes
+//! the protocol layer's replies between them, pings, and watches the pong deadline.
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
@@ -7,22 +7,18 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
-use super::io::Ws;
+use super::outgoing::SocketWriter;
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::member::Abort;
 use crate::send_queue::{self, Stamp};
 use crate::session::{Event, Session};
 use crate::stats::bump;
-
-type Sink = SplitSink<Ws, WsMessage>;
 
 /// Frames written per flush at most; bounds the time between two checks of the abort signal.
 const BATCH: usize = 64;
@@ -47,24 +43,30 @@ pub(super) fn close_message(code: CloseCode, reason: &str) -> WsMessage {
     }))
 }
 
-/// How the write task ended: the sink, and whether the socket should be reset rather than closed.
+/// How the write task ended: the write half, and whether the socket should be reset rather than closed.
 pub(super) struct Ended {
-    pub(super) sink: Sink,
+    pub(super) writer: SocketWriter,
     /// The connection was given up on (dropped, timed out) and its peer could not take a close frame.
     pub(super) reset: bool,
 }
 
-pub(super) async fn run(sink: Sink, client: Client) -> Ended {
-    let mut sink = write_until_end(sink, &client).await;
+pub(super) async fn run(mut writer: SocketWriter, client: Client) -> Ended {
+    write_until_end(&mut writer, &client).await;
     let server = client.server();
     let metrics = server.metrics();
     let reset = match client.member().abort_reason() {
-        None | Some(Abort::Finished) => false,
+        None => false,
+        // The client closed: the reply to its close frame, handed over by the protocol layer, goes out.
+        Some(Abort::Finished) => {
+            let write_timeout = server.node().config.write_timeout;
+            let _ = tokio::time::timeout(write_timeout, writer.write()).await;
+            false
+        }
         // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
         Some(Abort::SlowConsumer) => {
             metrics.server_disconnect(close::POLICY_VIOLATION.into());
-            let close = close_message(close::POLICY_VIOLATION, "send queue full");
-            let sent = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(close)).await;
+            writer.push(close_message(close::POLICY_VIOLATION, "send queue full"));
+            let sent = tokio::time::timeout(SLOW_CLOSE_GRACE, writer.write()).await;
             !matches!(sent, Ok(Ok(())))
         }
         Some(Abort::PongTimeout | Abort::WriteTimeout | Abort::ShutdownDeadline) => {
@@ -72,10 +74,10 @@ pub(super) async fn run(sink: Sink, client: Client) -> Ended {
             true
         }
     };
-    Ended { sink, reset }
+    Ended { writer, reset }
 }
 
-async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
+async fn write_until_end(writer: &mut SocketWriter, client: &Client) {
     let server = client.server();
     let frames = client.member().queue();
     let config = &server.node().config;
@@ -92,6 +94,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     tokio::pin!(aborted);
     let close_requested = client.member().close_requested();
     tokio::pin!(close_requested);
+    let replies = writer.replies().clone();
     let session = client.member().session().cloned();
     let mut watching = session.is_some();
     let mut session_event = next_session_event(session.as_ref(), config.session_grace);
@@ -100,23 +103,24 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
     loop {
         let outcome = tokio::select! {
             biased;
-            () = &mut aborted => return sink,
+            () = &mut aborted => return,
             () = &mut close_requested => {
-                write_close(&mut sink, &mut batch, client, aborted.as_mut()).await;
-                return sink;
+                write_close(writer, &mut batch, client, aborted.as_mut()).await;
+                return;
             }
+            () = replies.ready() => write_batch(writer, &mut batch, client, aborted.as_mut()).await,
             received = frames.recv_many(&mut batch, BATCH) => {
                 let Some((_, oldest)) = received else {
-                    return sink;
+                    return;
                 };
                 if batches.is_multiple_of(LAG_SAMPLE) {
                     let lag = Stamp::now().millis_since(oldest);
                     server.metrics().send_queue_lag.observe(f64::from(lag) / 1000.0);
                 }
                 batches = batches.wrapping_add(1);
-                write_batch(&mut sink, &mut batch, client, aborted.as_mut()).await
+                write_batch(writer, &mut batch, client, aborted.as_mut()).await
             }
-            _ = ping.tick() => send_ping(&mut sink, config.write_timeout).await,
+            _ = ping.tick() => send_ping(writer, config.write_timeout).await,
             event = &mut session_event, if watching => {
                 match event {
                     Event::Expired => {
@@ -138,7 +142,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
                 if deadline <= Instant::now().into_std() {
                     bump(&server.node().stats.pong_timeouts);
                     client.member().abort(Abort::PongTimeout);
-                    return sink;
+                    return;
                 }
                 pong_check.as_mut().reset(deadline.into());
                 Ok(())
@@ -146,7 +150,7 @@ async fn write_until_end(mut sink: Sink, client: &Client) -> Sink {
         };
         if let Err(err) = outcome {
             give_up(client, err);
-            return sink;
+            return;
         }
     }
 }
@@ -165,7 +169,7 @@ fn next_session_event(
 /// Writes what was queued before the close, then the close frame. At most one queue's worth goes first,
 /// so a busy broadcaster cannot keep the close waiting.
 async fn write_close(
-    sink: &mut Sink,
+    writer: &mut SocketWriter,
     batch: &mut Vec<WsMessage>,
     client: &Client,
     mut aborted: Pin<&mut impl Future<Output = ()>>,
@@ -186,23 +190,23 @@ async fn write_close(
         budget = budget.saturating_sub(send_queue::cost(&frame));
         batch.push(frame);
         if batch.len() == BATCH
-            && write_batch(sink, batch, client, aborted.as_mut())
+            && write_batch(writer, batch, client, aborted.as_mut())
                 .await
                 .is_err()
         {
             return;
         }
     }
-    if !batch.is_empty() && write_batch(sink, batch, client, aborted).await.is_err() {
+    if !batch.is_empty() && write_batch(writer, batch, client, aborted).await.is_err() {
         return;
     }
-    let close = sink.send(close_message(code, &reason));
-    let _ = tokio::time::timeout(config.write_timeout, close).await;
+    writer.push(close_message(code, &reason));
+    let _ = tokio::time::timeout(config.write_timeout, writer.write()).await;
 }
 
-async fn send_ping(sink: &mut Sink, write_timeout: Duration) -> Result<(), WriteError> {
-    let ping = sink.send(WsMessage::Ping(Default::default()));
-    match tokio::time::timeout(write_timeout, ping).await {
+async fn send_ping(writer: &mut SocketWriter, write_timeout: Duration) -> Result<(), WriteError> {
+    writer.push(WsMessage::Ping(Default::default()));
+    match tokio::time::timeout(write_timeout, writer.write()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(WriteError::Io),
         Err(_) => Err(WriteError::Timeout),
@@ -223,10 +227,11 @@ fn give_up(client: &Client, err: WriteError) {
     }
 }
 
-/// Writes and flushes `batch`. A client dropped meanwhile (a slow consumer whose socket is full) stops the
-/// write at once rather than after `write_timeout`, so its connection and buffers go without delay.
+/// Writes `batch` (and the protocol layer's replies before it). A client dropped meanwhile (a slow consumer
+/// whose socket is full) stops the write at once rather than after `write_timeout`, so its connection and
+/// buffers go without delay.
 async fn write_batch(
-    sink: &mut Sink,
+    writer: &mut SocketWriter,
     batch: &mut Vec<WsMessage>,
     client: &Client,
     aborted: Pin<&mut impl Future<Output = ()>>,
@@ -234,13 +239,11 @@ async fn write_batch(
     let server = client.server();
     let count = batch.len() as u64;
     let bytes: usize = batch.iter().map(send_queue::cost).sum();
+    for frame in batch.drain(..) {
+        writer.push(frame);
+    }
     let written = {
-        let mut write = pin!(async {
-            for frame in batch.drain(..) {
-                sink.feed(frame).await?;
-            }
-            sink.flush().await
-        });
+        let mut write = pin!(writer.write());
         // Most batches go out in their first poll: the timer is armed only for a write the socket did not
         // take at once, since registering and cancelling one per batch is a cost every delivery of a
         // fan-out pays.
