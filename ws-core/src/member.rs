@@ -63,10 +63,17 @@ pub struct Member {
     inner: Arc<MemberInner>,
 }
 
+/// Laid out in declaration order: a fan-out touches every recipient's queue, liveness, compression and
+/// counters, so those come first, together, and the rest after.
+#[repr(C)]
 struct MemberInner {
-    id: ClientId,
     queue: SendQueue,
     alive: AtomicBool,
+    /// Set when the client negotiated compression.
+    compression: Option<Negotiated>,
+    /// The server's counters that delivery moves.
+    stats: Arc<Stats>,
+    id: ClientId,
     abort: OnceLock<Abort>,
     abort_notify: Notify,
     close_request: Mutex<Option<(CloseCode, String)>>,
@@ -78,13 +85,9 @@ struct MemberInner {
     last_pong_ms: AtomicU64,
     pending: Mutex<HashMap<u64, AnswerSender>>,
     next_request_id: AtomicU64,
-    /// Set when the client negotiated compression.
-    compression: Option<Negotiated>,
     /// Its user and expiry, when the authenticator named either or the server refreshes sessions.
     session: OnceLock<Arc<Session>>,
     limits: Limits,
-    /// The server's counters that delivery moves.
-    stats: Arc<Stats>,
 }
 
 impl fmt::Debug for Member {

@@ -34,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -82,10 +82,11 @@ impl Stamp {
 }
 
 /// Since when the client's socket has refused the server's writes: set by the socket when a write finds
-/// the kernel's buffers full, cleared as soon as the kernel takes bytes again. Shared by the client's
-/// queue, which reads it on every push, and its socket, which writes it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WriteStall(Arc<AtomicU32>);
+/// the kernel's buffers full, cleared as soon as the kernel takes bytes again. Part of the client's queue,
+/// which reads it on every push (beside the queue's lock, in the cache line a push touches anyway), and
+/// written by its socket.
+#[derive(Debug, Default)]
+pub(crate) struct WriteStall(AtomicU32);
 
 impl WriteStall {
     /// The socket could not take a write as of `now`; an earlier refusal not since ended stands.
@@ -137,7 +138,9 @@ pub(crate) struct Bounds {
     pub(crate) volatile_bytes: usize,
 }
 
+/// Laid out in declaration order: what a push reads comes first, together.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct SendQueue {
     state: Mutex<State>,
     stall: WriteStall,
@@ -323,8 +326,8 @@ impl SendQueue {
     }
 
     /// What the client's socket reports its refused writes to.
-    pub(crate) fn write_stall(&self) -> WriteStall {
-        self.stall.clone()
+    pub(crate) fn write_stall(&self) -> &WriteStall {
+        &self.stall
     }
 
     /// Waits for frames and moves up to `max` of them into `batch`; returns how many, and when the first of

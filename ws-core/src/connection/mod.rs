@@ -159,7 +159,7 @@ impl Registered {
             span,
             ..
         } = self;
-        writer.report_writes_to(client.member().queue().write_stall());
+        writer.report_writes_to(client.member().clone());
         let continuations = ws.get_ref().continuations();
         let writer = tokio::spawn(writer::run(writer, client.clone()).instrument(span.clone()));
         serve(server, client, ws, continuations, writer, slot).instrument(span)
