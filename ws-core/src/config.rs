@@ -115,7 +115,9 @@ pub struct Config {
     /// socket). A frame larger than the buffer is still read whole, in several reads; raise it for clients
     /// that send large messages in bursts.
     pub read_buffer_size: usize,
-    /// Bytes buffered before a write reaches the socket, within one batch. Default 16 KiB.
+    /// The buffer a connection's write task keeps between two writes, for the frame headers and small
+    /// frames of a batch (larger payloads are written from their shared bytes, not copied). Default
+    /// 16 KiB: a batch that needs more has it while it is written, and the excess is freed after.
     pub write_buffer_size: usize,
     /// Unsent bytes the kernel may hold for one client's socket (`TCP_NOTSENT_LOWAT`, on Linux, for
     /// sockets accepted by [`Server::serve`](crate::Server::serve) and

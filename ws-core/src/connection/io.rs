@@ -267,7 +267,12 @@ impl CountingIo {
 
     fn with(read: ReadHalf, write: WriteHalf, node: &Node) -> (Self, SocketWriter) {
         let replies = Arc::new(Replies::default());
-        let writer = SocketWriter::new(write, replies.clone(), node.stats.clone());
+        let writer = SocketWriter::new(
+            write,
+            replies.clone(),
+            node.stats.clone(),
+            node.config.write_buffer_size,
+        );
         let io = Self {
             io: read,
             replies,

@@ -3,9 +3,11 @@
 //!
 //! Two tasks serve a connection. The read task decodes and rate-limits frames, answers at once what needs
 //! no handler, and runs the client's handlers one at a time, in arrival order, while it goes on reading
-//! (the [pipeline]); the `on_connect` hooks run there first. The write task drains the client's send queue,
-//! writing every queued frame and then flushing once, and sends pings. Neither holds a lock shared with
-//! other clients while it touches the socket. The `on_disconnect` hooks run once both tasks are done.
+//! (the [pipeline]); the `on_connect` hooks run there first. The write task owns the socket's write half:
+//! it drains the client's send queue, every queued frame in one vectored write ([`outgoing`]), writes the
+//! protocol layer's own answers (pongs, the reply to a close) between frames, and sends pings. Neither
+//! holds a lock shared with other clients while it touches the socket. The `on_disconnect` hooks run once
+//! both tasks are done.
 //!
 //! A connection given up on (a slow consumer that cannot take its 1008 close frame, a write blocked past
 //! `write_timeout`, a missing pong, the shutdown deadline) is reset rather than closed: a FIN would wait

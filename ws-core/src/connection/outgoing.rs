@@ -15,10 +15,12 @@
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::tungstenite::Message;
@@ -37,9 +39,6 @@ use crate::sync::lock;
 /// CPU copying slices in the kernel with one slice per payload, against 9 % for one contiguous buffer.
 const SHARED_FROM: usize = 2 * 1024;
 
-/// A batch buffer larger than this (left by a burst of mid-sized frames) is freed once written.
-const KEEP_HEAD: usize = 16 * 1024;
-
 /// Reply bytes the protocol layer may leave waiting for the write task; past this, its write waits (it
 /// goes on reading, and retries the write later), so a client that floods pings and does not read cannot
 /// grow it.
@@ -48,13 +47,17 @@ const MAX_REPLIES: usize = 4 * 1024;
 /// What the protocol layer writes on its own (pongs, the reply to a client's close), waiting for the write
 /// task. Shared by the connection's read side, which fills it, and its [`SocketWriter`], which empties it.
 #[derive(Debug, Default)]
-pub(crate) struct Replies(Mutex<RepliesState>);
+pub(crate) struct Replies {
+    state: Mutex<RepliesState>,
+    /// Whether `state` holds bytes: the write task checks it on every turn of its loop, without the lock.
+    pending: AtomicBool,
+    /// The write task, while it waits for something to write.
+    writer: AtomicWaker,
+}
 
 #[derive(Debug, Default)]
 struct RepliesState {
     bytes: Vec<u8>,
-    /// The write task, while it waits for something to write.
-    writer: Option<Waker>,
     /// The protocol layer, while its write waits for room.
     blocked: Option<Waker>,
     /// Nothing more goes out: the server's close frame was written, or the write task ended.
@@ -64,7 +67,7 @@ struct RepliesState {
 impl Replies {
     /// Takes `buf` from the protocol layer (whole), or waits for room.
     pub(crate) fn poll_push(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         if state.closed {
             // After the server's close frame nothing may follow it; an answer to the client's close
             // that crossed ours is not needed.
@@ -75,36 +78,36 @@ impl Replies {
             return Poll::Pending;
         }
         state.bytes.extend_from_slice(buf);
-        let writer = state.writer.take();
+        self.pending.store(true, Ordering::Release);
         drop(state);
-        if let Some(writer) = writer {
-            writer.wake();
-        }
+        self.writer.wake();
         Poll::Ready(Ok(buf.len()))
     }
 
     /// Waits until there are reply bytes to write.
     pub(crate) async fn ready(&self) {
         poll_fn(|cx| {
-            let mut state = lock(&self.0);
-            if !state.bytes.is_empty() {
+            if self.pending.load(Ordering::Acquire) {
                 return Poll::Ready(());
             }
-            match &state.writer {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => state.writer = Some(cx.waker().clone()),
+            self.writer.register(cx.waker());
+            // Bytes pushed between the check and the registration found no waker to wake.
+            if self.pending.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            Poll::Pending
         })
         .await;
     }
 
     /// Moves the waiting reply bytes to the end of `out`.
     fn take(&self, out: &mut Vec<u8>) {
-        let mut state = lock(&self.0);
-        if state.bytes.is_empty() {
+        if !self.pending.load(Ordering::Acquire) {
             return;
         }
+        let mut state = lock(&self.state);
+        self.pending.store(false, Ordering::Relaxed);
         if out.is_empty() {
             std::mem::swap(out, &mut state.bytes);
         } else {
@@ -119,9 +122,10 @@ impl Replies {
 
     /// Nothing more is written: later replies are discarded, and a blocked write goes on.
     pub(crate) fn close(&self) {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         state.closed = true;
         state.bytes = Vec::new();
+        self.pending.store(false, Ordering::Relaxed);
         let blocked = state.blocked.take();
         drop(state);
         if let Some(blocked) = blocked {
@@ -157,10 +161,17 @@ pub(crate) struct SocketWriter {
     encoded: usize,
     /// Bytes of the batch already written.
     done: usize,
+    /// A batch buffer larger than this (left by a burst) is freed once written (`write_buffer_size`).
+    keep: usize,
 }
 
 impl SocketWriter {
-    pub(crate) fn new(half: WriteHalf, replies: Arc<Replies>, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        half: WriteHalf,
+        replies: Arc<Replies>,
+        stats: Arc<Stats>,
+        keep: usize,
+    ) -> Self {
         Self {
             half,
             replies,
@@ -171,6 +182,7 @@ impl SocketWriter {
             replied: 0,
             encoded: 0,
             done: 0,
+            keep,
         }
     }
 
@@ -257,7 +269,7 @@ impl SocketWriter {
         self.frames.clear();
         self.encoded = 0;
         self.done = 0;
-        if self.head.capacity() > KEEP_HEAD {
+        if self.head.capacity() > self.keep {
             self.head = Vec::new();
         }
         if closes {
@@ -310,9 +322,7 @@ fn poll_write_vectored(
     };
     match &polled {
         Poll::Ready(Ok(n)) if *n > 0 => {
-            stats
-                .bytes_sent
-                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+            stats.bytes_sent.fetch_add(*n as u64, Ordering::Relaxed);
             if let Some(stall) = stall {
                 stall.progressed();
             }
@@ -347,6 +357,7 @@ mod tests {
             WriteHalf::Other(write),
             Arc::new(Replies::default()),
             Arc::new(Stats::default()),
+            16 * 1024,
         );
         (writer, theirs)
     }
