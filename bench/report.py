@@ -40,7 +40,8 @@ METRICS["groups"] = [("p99_us", "p99 µs", False), ("p50_us", "p50 µs", False),
                      ("other_shards_p99_us", "other shards' groups: p99 µs", False),
                      ("g0_shard_p99_us", "g0's shard's groups: p99 µs", False),
                      ("replica_stopped", "g0's replica stopped", False),
-                     ("unreplicated", "frames counted unreplicated", False)]
+                     ("unreplicated", "frames counted unreplicated", False),
+                     ("failover_first_delivery_ms", "g0's master killed: ms to its shard's first delivery", False)]
 METRICS["idle-deflate"] = METRICS["idle"]
 METRICS["cross"] = METRICS["fanout"][:6]
 METRICS["recover-redis"] = METRICS["recover"]

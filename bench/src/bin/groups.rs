@@ -12,7 +12,10 @@
 //! `MODE`: `one-node`; `redis URL` (one Redis); `cluster URL,URL,...` (a Redis Cluster, sharded pub/sub);
 //! `history` suffixes (`redis-history`, `cluster-history`) keep the groups' history in Redis, and
 //! `cluster-history-wait` waits for one replica before delivering (`RedisConfig::wait_for_replicas`);
-//! `cluster-history-wait-stopped` does so with the replica of one master stopped (SIGSTOP) for the run.
+//! `cluster-history-wait-stopped` does so with the replica of one master stopped (SIGSTOP) for the run;
+//! `cluster-history-wait-killed` kills that master (SIGKILL) halfway through the sends, and reports what
+//! the failover cost: when the first frame sent after the kill to a group of its shard arrived, how many
+//! of those frames arrived, and the latencies of each kind of traffic before and after the kill.
 //!
 //! Beside the group sends, a direct message (`Server::send_to_client`) to a member on another node for
 //! every fourth send. Latencies are also given apart: direct messages, the groups on the shard of group
@@ -34,7 +37,7 @@ const GROUPS: usize = 200;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: groups one-node|redis|cluster[-history[-wait[-stopped]]] SECONDS RATE [URL[,URL...]]"
+        "usage: groups one-node|redis|cluster[-history[-wait[-stopped|-killed]]] SECONDS RATE [URL[,URL...]]"
     );
     std::process::exit(2)
 }
@@ -106,8 +109,10 @@ async fn main() -> std::io::Result<()> {
     }
 
     let origin = Instant::now();
-    // Each delivery's latency, with what it was: a direct message (`None`) or a send to group `Some(n)`.
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::<(Option<usize>, u64)>::new()));
+    // Each delivery: what it was (a direct message, `None`, or a send to group `Some(n)`), when it was sent
+    // (µs since `origin`) and its latency.
+    type Delivery = (Option<usize>, u64, u64);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<Delivery>::new()));
     // Each member: its node and its id.
     let mut homes_and_ids = Vec::new();
     let delivered = Arc::new(AtomicU64::new(0));
@@ -157,7 +162,7 @@ async fn main() -> std::io::Result<()> {
                         latencies
                             .lock()
                             .unwrap()
-                            .push((group, now.saturating_sub(sent)));
+                            .push((group, sent, now.saturating_sub(sent)));
                         delivered.fetch_add(1, Relaxed);
                     }
                 }
@@ -185,8 +190,18 @@ async fn main() -> std::io::Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let total = rate * seconds;
     let mut expected = 0u64;
+    // With `-killed`: when g0's master was killed (µs since `origin`), and the shard's frames sent after.
+    let mut killed_at = None;
+    let mut shard_sent_after_kill = 0u64;
     for n in 0..total {
         ticker.tick().await;
+        if n == total / 2
+            && mode.ends_with("-killed")
+            && let Some(pid) = shard.master_pid
+            && signal(pid, "KILL").await
+        {
+            killed_at = Some(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
         let group = (n as usize) % GROUPS;
         let sender = if nodes == 1 { 0 } else { (group + 2) % nodes };
         let t = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -195,6 +210,9 @@ async fn main() -> std::io::Result<()> {
             json!({"t": t, "g": group, "pad": "x".repeat(200)}),
         ));
         expected += if group.is_multiple_of(2) { 2 } else { 1 };
+        if killed_at.is_some() && shard.groups.contains(&group) {
+            shard_sent_after_kill += if group.is_multiple_of(2) { 2 } else { 1 };
+        }
         if n % 4 == 0 {
             let (home, id) = &homes_and_ids[(n as usize / 4) % homes_and_ids.len()];
             let from = (home + 1) % nodes;
@@ -205,7 +223,7 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let sent_for = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while delivered.load(Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -229,15 +247,47 @@ async fn main() -> std::io::Result<()> {
         signal(pid, "CONT").await;
     }
     let latencies = latencies.lock().unwrap().clone();
-    let of = |pick: &dyn Fn(Option<usize>) -> bool| {
+    let picked = |pick: &dyn Fn(Option<usize>, u64) -> bool| {
         let mut picked: Vec<u64> = latencies
             .iter()
-            .filter(|(what, _)| pick(*what))
-            .map(|(_, l)| *l)
+            .filter(|(what, sent, _)| pick(*what, *sent))
+            .map(|(_, _, l)| *l)
             .collect();
         picked.sort_unstable();
         picked
     };
+    let of = |pick: &dyn Fn(Option<usize>) -> bool| picked(&|what, _| pick(what));
+    let on_g0_shard = |what: Option<usize>| what.is_some_and(|g| shard.groups.contains(&g));
+    // Around the kill: each kind of traffic sent before it and after it.
+    let failover = killed_at.map(|kill| {
+        let before = |what: &dyn Fn(Option<usize>) -> bool| {
+            quantile(&picked(&|w, sent| what(w) && sent < kill), 0.99)
+        };
+        let after = |what: &dyn Fn(Option<usize>) -> bool| {
+            quantile(&picked(&|w, sent| what(w) && sent >= kill), 0.99)
+        };
+        let shard_after: Vec<_> = latencies
+            .iter()
+            .filter(|(what, sent, _)| on_g0_shard(*what) && *sent >= kill)
+            .collect();
+        let first_after_ms = shard_after
+            .iter()
+            .map(|(_, sent, latency)| sent + latency)
+            .min()
+            .map(|arrived| (arrived - kill) as f64 / 1000.0);
+        json!({
+            "killed_at_s": kill as f64 / 1e6,
+            "g0_shard_sent_after_kill": shard_sent_after_kill,
+            "g0_shard_delivered_after_kill": shard_after.len(),
+            "g0_shard_first_delivery_after_kill_ms": first_after_ms,
+            "direct_p99_us_before_after": [before(&|w| w.is_none()), after(&|w| w.is_none())],
+            "other_shards_p99_us_before_after": [
+                before(&|w| w.is_some() && !on_g0_shard(w)),
+                after(&|w| w.is_some() && !on_g0_shard(w)),
+            ],
+            "g0_shard_p99_us_before_after": [before(&on_g0_shard), after(&on_g0_shard)],
+        })
+    });
     let all = of(&|_| true);
     let direct = of(&|what| what.is_none());
     let on_shard = of(&|what| what.is_some_and(|g| shard.groups.contains(&g)));
@@ -264,7 +314,12 @@ async fn main() -> std::io::Result<()> {
             "g0_shard_p99_us": quantile(&on_shard, 0.99),
             "g0_shard_groups": shard.groups.len(),
             "replica_stopped": stopped.is_some(),
+            "failover_first_delivery_ms": failover
+                .as_ref()
+                .and_then(|f| f["g0_shard_first_delivery_after_kill_ms"].as_f64()),
+            "failover": failover,
             "unreplicated": after.iter().flatten().map(|b| b.unreplicated).sum::<u64>(),
+            "backplane_dropped": after.iter().flatten().map(|b| b.dropped + b.received_dropped).sum::<u64>(),
             "per_node": per_node,
             "redis_cpu_ms": cpu_ms,
             "shards": shards,
@@ -332,10 +387,11 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
 }
 
 /// The shard of group `g0` on a Redis Cluster: the groups whose keys are on its master, and the process
-/// id of a replica of that master.
+/// ids of that master and of a replica of it.
 #[derive(Default)]
 struct Shard {
     groups: Vec<usize>,
+    master_pid: Option<u32>,
     replica_pid: Option<u32>,
 }
 
@@ -396,22 +452,28 @@ impl Shard {
             .iter()
             .find(|f| f.len() > 3 && f[2].contains("slave") && Some(f[3]) == target)
             .and_then(|f| f[1].split('@').next());
-        let replica_pid = match replica {
-            Some(replica) => info_section(replica, "server")
-                .await
-                .lines()
-                .find_map(|l| l.strip_prefix("process_id:"))
-                .and_then(|p| p.trim().parse().ok()),
-            None => None,
-        };
+        let master = lines
+            .iter()
+            .find(|f| f.len() > 1 && Some(f[0]) == target)
+            .and_then(|f| f[1].split('@').next());
         Self {
             groups: on_shard,
-            replica_pid,
+            master_pid: pid_of(master).await,
+            replica_pid: pid_of(replica).await,
         }
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to process `pid`; whether it was sent.
+/// The process id of the Redis at `addr`.
+async fn pid_of(addr: Option<&str>) -> Option<u32> {
+    info_section(addr?, "server")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`; whether it was sent.
 async fn signal(pid: u32, signal: &str) -> bool {
     tokio::process::Command::new("kill")
         .arg(format!("-{signal}"))
