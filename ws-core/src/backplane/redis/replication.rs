@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,12 @@ pub(super) struct Replication {
     link: Link,
     /// Each shard's task, by its master's address (empty on a single Redis, `slot N` for a slot whose
     /// master is not known).
-    shards: HashMap<String, mpsc::Sender<Waiting>>,
+    shards: HashMap<String, Shard>,
+    /// The shard each slot's frames went to last. A slot whose master changed (a failover, a migration)
+    /// stays with its old task until that task has published everything it was handed: the keeping
+    /// script takes a group's frames once and in order, so a frame kept by the new task first would make
+    /// the old task's older frames look kept already, and they would never be published.
+    slots: HashMap<u16, String>,
     /// Which master serves which slots, and when that was asked.
     masters: Vec<(u16, u16, String)>,
     asked: Option<Instant>,
@@ -88,6 +94,7 @@ impl Replication {
             stop,
             link: Arc::default(),
             shards: HashMap::new(),
+            slots: HashMap::new(),
             masters: Vec::new(),
             asked: None,
         }
@@ -129,7 +136,7 @@ impl Replication {
         let slot = slot_of(&key);
         // A master's slots share its task; a slot whose master is not known yet has its own, so a round's
         // one `WAIT` always covers every frame of the round.
-        let shard = if self.shared.config.is_cluster() {
+        let learned = if self.shared.config.is_cluster() {
             self.masters
                 .iter()
                 .find(|(first, last, _)| (*first..=*last).contains(&slot))
@@ -137,19 +144,37 @@ impl Replication {
         } else {
             String::new()
         };
-        let sender = self.shards.entry(shard.clone()).or_insert_with(|| {
+        let shard = match self.slots.get(&slot) {
+            Some(before)
+                if *before != learned && self.shards.get(before).is_some_and(Shard::busy) =>
+            {
+                before.clone()
+            }
+            _ => learned,
+        };
+        if self.slots.get(&slot) != Some(&shard) {
+            self.slots.insert(slot, shard.clone());
+        }
+        let task = self.shards.entry(shard.clone()).or_insert_with(|| {
             let (sender, receiver) = mpsc::channel(WAITING);
+            let unpublished = Arc::new(AtomicUsize::new(0));
             let task = wait_in_order(
                 self.shared.clone(),
                 self.link.clone(),
                 receiver,
+                unpublished.clone(),
                 self.stop.clone(),
             );
             tokio::spawn(task);
-            sender
+            Shard {
+                sender,
+                unpublished,
+            }
         });
-        match sender.try_send(waiting) {
-            Ok(()) => {}
+        match task.sender.try_send(waiting) {
+            Ok(()) => {
+                task.unpublished.fetch_add(1, Relaxed);
+            }
             Err(TrySendError::Full(_)) => {
                 self.shared.counters.dropped.fetch_add(1, Relaxed);
             }
@@ -159,6 +184,19 @@ impl Replication {
                 self.shared.counters.dropped.fetch_add(1, Relaxed);
             }
         }
+    }
+}
+
+/// One shard's task, as the publisher hands it frames.
+struct Shard {
+    sender: mpsc::Sender<Waiting>,
+    /// Frames handed to the task and not yet published.
+    unpublished: Arc<AtomicUsize>,
+}
+
+impl Shard {
+    fn busy(&self) -> bool {
+        self.unpublished.load(Relaxed) > 0
     }
 }
 
@@ -199,11 +237,14 @@ fn master_of_range(range: &Value) -> Option<(u16, u16, String)> {
 }
 
 /// One shard's task: rounds of keep, wait and publish, in the order the frames came, until the backplane
-/// stops. A round that fails is run again on a new connection (the script takes each frame once).
+/// stops. A round that fails is run again on a new connection; frames it already kept are not kept again
+/// (the script takes each frame once) but waited for and published from what their keeping returned, so
+/// a master lost during a round's `WAIT` loses none of its frames.
 async fn wait_in_order(
     shared: Arc<Shared>,
     link: Link,
     mut waiting: mpsc::Receiver<Waiting>,
+    unpublished: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     let config = &shared.config;
@@ -212,6 +253,8 @@ async fn wait_in_order(
     // The history script's SHA-1, once loaded on the slot's master by this task.
     let mut script = None;
     let mut round = Vec::with_capacity(ROUND);
+    // The replies of the round's keeping, once it succeeded: what a retry publishes.
+    let mut kept = None;
     loop {
         if round.is_empty() {
             let received = tokio::select! {
@@ -222,12 +265,14 @@ async fn wait_in_order(
                 return;
             }
         }
-        match run_round(&shared, &link, &mut script, &mut short, &round).await {
+        match run_round(&shared, &link, &mut script, &mut short, &round, &mut kept).await {
             Ok(()) => {
+                kept = None;
                 shared
                     .counters
                     .published
                     .fetch_add(round.len() as u64, Relaxed);
+                unpublished.fetch_sub(round.len(), Relaxed);
                 round.clear();
                 backoff.reset();
             }
@@ -256,6 +301,7 @@ async fn run_round(
     script: &mut Option<String>,
     short: &mut bool,
     round: &[Waiting],
+    kept: &mut Option<Vec<Value>>,
 ) -> Result<(), RedisError> {
     let Some((replicas, timeout)) = shared.config.replicas else {
         return Ok(());
@@ -270,19 +316,22 @@ async fn run_round(
         *short = connected_replicas(&mut conn, &key).await? < replicas;
     }
     let cluster = conn.is_cluster();
-    let mut keep = Pipelines::new(cluster);
-    for w in round {
-        history::invoke(
-            &shared.history,
-            &mut keep,
-            &sha,
-            w.seq,
-            &w.unsent,
-            w.admitted,
-            "",
-        );
+    if kept.is_none() {
+        let mut keep = Pipelines::new(cluster);
+        for w in round {
+            history::invoke(
+                &shared.history,
+                &mut keep,
+                &sha,
+                w.seq,
+                &w.unsent,
+                w.admitted,
+                "",
+            );
+        }
+        *kept = Some(keep.run_collecting(&mut conn).await?);
     }
-    let mut replies = keep.run_collecting(&mut conn).await?;
+    let mut replies = kept.clone().unwrap_or_default();
     if !*short {
         // After every keep of the round, on the same connection to the same master: it covers them all.
         let mut wait = Pipelines::new(cluster);
