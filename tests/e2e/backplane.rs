@@ -699,6 +699,65 @@ fn send_burst(
     })
 }
 
+/// A master that stops answering holds up its own shard's traffic only (README "Failover"): with the
+/// master of one group stopped (SIGSTOP), a line to that group, then one to a group on another shard and
+/// a broadcast, sent from node A: the member on node B gets the other two while the stopped master still
+/// serves its slots (the cluster has not replaced it yet), so they did not wait for the first one's
+/// answer (which comes after the node timeout, longer here than the cluster takes to fail over).
+#[tokio::test]
+async fn a_stopped_master_holds_up_only_its_own_shard() {
+    let cluster = RedisCluster::start().await;
+    // Longer than the cluster takes to replace a master (`--cluster-node-timeout 1000`): a line that
+    // waited for the stopped master's answer would come after the failover.
+    let cfg = fast_cluster(&cluster).node_timeout(Duration::from_secs(5));
+    let channel = |group: &str| format!("ws:v3:{{g:{group}}}:group");
+    let everyone = cluster.master_of("ws:v3:all").await;
+    let mut groups = Vec::new();
+    for n in 0..64 {
+        let group = format!("room-{n}");
+        let master = cluster.master_of(&channel(&group)).await;
+        if groups.is_empty() && master != everyone {
+            groups.push((group, master));
+        } else if groups.len() == 1 && master != groups[0].1 {
+            groups.push((group, master));
+            break;
+        }
+    }
+    let [(stuck, stopped), (healthy, _)] =
+        <[_; 2]>::try_from(groups).expect("groups on two shards");
+    let a = spawn(node(&cfg)).await;
+    let b = spawn(node(&cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut b1, b1_id) = client(&b).await;
+    for group in [&stuck, &healthy] {
+        join(&mut b1, group).await;
+    }
+    eventually("node a sees b's member in both groups", || async {
+        member_ids(&a, &stuck).contains(&b1_id) && member_ids(&a, &healthy).contains(&b1_id)
+    })
+    .await;
+
+    cluster.signal(stopped, "STOP").await;
+    a.server.to(&stuck).send(Message::new("line", "stuck"));
+    // Sent once the first is on its way to the stopped master.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.server.to(&healthy).send(Message::new("line", "healthy"));
+    a.server.all().send(Message::new("line", "everyone"));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let frame = b1.recv().await;
+        got.push(frame["data"].as_str().unwrap_or_default().to_owned());
+    }
+    let serving = cluster.master_of(&channel(&stuck)).await;
+    cluster.signal(stopped, "CONT").await;
+    got.sort();
+    assert_eq!(got, ["everyone", "healthy"]);
+    assert_eq!(
+        serving, stopped,
+        "the lines came only once the cluster had replaced the stopped master"
+    );
+}
+
 /// Bob, on the second of two chat processes on a Redis Cluster, sends 400 messages to a room with history,
 /// one every 10 ms; the master that keeps the room is killed 60 ms in, so he goes on sending through the
 /// election and past it (the nodes learn the new master while frames sent before are still waiting).

@@ -166,6 +166,8 @@ impl Drop for RedisServer {
 pub(crate) struct RedisCluster {
     dir: std::path::PathBuf,
     nodes: Vec<ClusterNode>,
+    /// The ports of the nodes stopped (SIGSTOP), which answer nothing.
+    stopped: std::sync::Mutex<Vec<u16>>,
 }
 
 struct ClusterNode {
@@ -236,7 +238,11 @@ impl RedisCluster {
             .await
             .expect("redis-cli on PATH");
         assert!(created.success(), "redis-cli --cluster create failed");
-        let cluster = Self { dir, nodes };
+        let cluster = Self {
+            dir,
+            nodes,
+            stopped: std::sync::Mutex::default(),
+        };
         cluster.wait_until_ok().await;
         cluster
     }
@@ -251,9 +257,10 @@ impl RedisCluster {
 
     /// A server of a node still running, to send commands to.
     fn any(&self) -> u16 {
+        let stopped = self.stopped.lock().expect("not poisoned").clone();
         self.nodes
             .iter()
-            .find(|n| n.child.is_some())
+            .find(|n| n.child.is_some() && !stopped.contains(&n.port))
             .expect("a running node")
             .port
     }
@@ -465,10 +472,22 @@ impl RedisCluster {
             .await
             .expect("kill on PATH");
         assert!(sent.success(), "kill -{signal} {pid}");
+        let mut stopped = self.stopped.lock().expect("not poisoned");
+        stopped.retain(|p| *p != port);
+        if signal == "STOP" {
+            stopped.push(port);
+        }
     }
 
     /// Kills (SIGKILL) the master serving `key`, then waits until its replica has taken its place.
     pub(crate) async fn kill_master_of(&mut self, key: &str) -> u16 {
+        let port = self.kill_master(key).await;
+        self.wait_for_failover(key, port).await;
+        port
+    }
+
+    /// Kills (SIGKILL) the master serving `key` and returns its port at once.
+    pub(crate) async fn kill_master(&mut self, key: &str) -> u16 {
         let port = self.master_of(key).await;
         let node = self
             .nodes
@@ -478,6 +497,11 @@ impl RedisCluster {
         if let Some(mut child) = node.child.take() {
             child.kill().await.expect("kill redis-server");
         }
+        port
+    }
+
+    /// Waits until a replica serves `key` in place of the master on `port`, and the cluster is whole.
+    pub(crate) async fn wait_for_failover(&self, key: &str, port: u16) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while self.serving(key).await.is_none_or(|p| p == port) {
             assert!(
@@ -487,7 +511,6 @@ impl RedisCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.wait_until_ok().await;
-        port
     }
 }
 

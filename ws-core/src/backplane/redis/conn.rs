@@ -13,10 +13,10 @@ use std::collections::HashMap;
 
 use redis::aio::{AsyncPushSender, ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use super::config::{RedisConfig, Target};
+use super::topology::slot_of;
 
 /// A connection to the configured Redis: cloning it is cheap, and clones share the connection.
 #[derive(Clone)]
@@ -63,7 +63,9 @@ pub(super) async fn connect(
                 builder = builder.push_sender(push);
             }
             let client = builder.build()?;
-            let conn = tokio::time::timeout(timeout, client.get_async_connection())
+            // The seeds are asked, then every node is connected to, each within `timeout`: a stopped
+            // node costs one timeout per step, and holds up no other connection than this one.
+            let conn = tokio::time::timeout(timeout * 3, client.get_async_connection())
                 .await
                 .map_err(|_| timed_out())??;
             Ok(Conn::Cluster(conn))
@@ -148,7 +150,22 @@ pub(super) fn publish_command(cluster: bool) -> &'static str {
 /// commands for that slot in the order they were added.
 pub(super) struct Pipelines {
     cluster: bool,
-    by_slot: HashMap<Slot, Pipeline>,
+    by_slot: HashMap<u16, Slotted>,
+}
+
+/// One slot's pipeline, and what it publishes.
+#[derive(Default)]
+pub(super) struct Slotted {
+    pub(super) pipe: Pipeline,
+    /// The indices in `pipe` of plain publications ([`Pipelines::publish`]): Redis pub/sub is at most
+    /// once, so a pipeline that failed is sent again without them.
+    pub(super) plain: Vec<usize>,
+    /// The messages it publishes: plain publications and history frames.
+    pub(super) messages: u64,
+    /// The payload bytes of those.
+    pub(super) bytes: usize,
+    /// A key or channel of the slot, to route commands that name none.
+    pub(super) key: String,
 }
 
 impl Pipelines {
@@ -159,32 +176,50 @@ impl Pipelines {
         }
     }
 
+    fn slotted(&mut self, key: &str) -> &mut Slotted {
+        let slot = if self.cluster { slot_of(key) } else { 0 };
+        let slotted = self.by_slot.entry(slot).or_default();
+        if slotted.key.is_empty() {
+            key.clone_into(&mut slotted.key);
+        }
+        slotted
+    }
+
     /// The pipeline for the commands on `key` (or on channel `key`).
     pub(super) fn on(&mut self, key: &str) -> &mut Pipeline {
-        let slot = if self.cluster {
-            Slot::for_key(key)
-        } else {
-            Slot::new(0).expect("slot 0 exists")
-        };
-        self.by_slot.entry(slot).or_default()
+        &mut self.slotted(key).pipe
+    }
+
+    /// The pipeline for the commands on `key` that publish one message of `bytes` (a history frame's
+    /// script).
+    pub(super) fn publishing_on(&mut self, key: &str, bytes: usize) -> &mut Pipeline {
+        let slotted = self.slotted(key);
+        slotted.messages += 1;
+        slotted.bytes += bytes;
+        &mut slotted.pipe
     }
 
     /// Adds a publication of `payload` on `channel`, its reply ignored.
-    pub(super) fn publish(&mut self, channel: &str, payload: impl redis::ToRedisArgs) {
+    pub(super) fn publish(&mut self, channel: &str, payload: &[u8]) {
         let command = publish_command(self.cluster);
-        self.on(channel)
-            .cmd(command)
-            .arg(channel)
-            .arg(payload)
-            .ignore();
+        let slotted = self.slotted(channel);
+        slotted.plain.push(slotted.pipe.len());
+        slotted.messages += 1;
+        slotted.bytes += payload.len();
+        slotted.pipe.cmd(command).arg(channel).arg(payload).ignore();
+    }
+
+    /// Each slot's pipeline, with its slot.
+    pub(super) fn into_slots(self) -> impl Iterator<Item = (u16, Slotted)> {
+        self.by_slot.into_iter()
     }
 
     /// Runs every pipeline and returns the replies not ignored: each pipeline's in order, pipelines in
     /// no particular order. On a cluster, the slots' pipelines run side by side.
     pub(super) async fn run_collecting(self, conn: &mut Conn) -> RedisResult<Vec<Value>> {
-        let runs = self.by_slot.into_values().map(|pipe| {
+        let runs = self.by_slot.into_values().map(|slotted| {
             let mut conn = conn.clone();
-            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+            async move { slotted.pipe.query_async::<Vec<Value>>(&mut conn).await }
         });
         let mut replies = Vec::new();
         for reply in futures_util::future::join_all(runs).await {
@@ -196,15 +231,9 @@ impl Pipelines {
     /// Runs every pipeline; on a cluster, the slots' pipelines run side by side. The first error is
     /// returned, after all have run.
     pub(super) async fn run(self, conn: &mut Conn) -> RedisResult<()> {
-        if !self.cluster {
-            for pipe in self.by_slot.values() {
-                pipe.query_async::<()>(conn).await?;
-            }
-            return Ok(());
-        }
-        let runs = self.by_slot.into_values().map(|pipe| {
+        let runs = self.by_slot.into_values().map(|slotted| {
             let mut conn = conn.clone();
-            async move { pipe.query_async::<()>(&mut conn).await }
+            async move { slotted.pipe.query_async::<()>(&mut conn).await }
         });
         futures_util::future::join_all(runs)
             .await

@@ -107,6 +107,7 @@
 mod config;
 mod conn;
 mod history;
+mod lanes;
 mod link;
 mod peers;
 mod publisher;
@@ -114,6 +115,7 @@ mod replication;
 mod shared;
 mod subscriber;
 mod subscriptions;
+mod topology;
 mod wire;
 
 use std::pin::Pin;

@@ -1,18 +1,21 @@
-//! The publisher: this node's traffic to Redis, in pipelines, and its heartbeats.
+//! The publisher: this node's traffic to Redis, in pipelines handed to the shards' lanes, and its
+//! heartbeats.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use redis::RedisError;
-use tokio::sync::{mpsc, watch};
+use redis::{RedisError, RedisResult, Value};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::conn::{Conn, Pipelines, publish_command};
-use super::history::{self, Admissions};
+use super::history::{self, Admissions, Unsent};
+use super::lanes::Lanes;
 use super::link::{Backoff, FAREWELL_TIMEOUT, connect, stopped, wait_or_stop};
 use super::replication::{Replication, Waiting};
 use super::shared::{Outgoing, Shared};
+use super::topology::Topology;
 use super::wire::millis;
 use super::wire::{self, Change, Op};
 use crate::backplane::Backplane;
@@ -40,8 +43,10 @@ pub(super) async fn publish(
         batch: Vec::with_capacity(BATCH),
         script: String::new(),
         numbered: 0,
-        unsent: Vec::new(),
         admissions: Admissions::default(),
+        topology: Topology::default(),
+        lanes: Lanes::new(shared.clone(), stop.clone()),
+        beat: None,
         replication: config
             .replicas
             .map(|_| Replication::new(shared.clone(), stop.clone())),
@@ -95,37 +100,46 @@ struct Publisher<'a> {
     script: String,
     /// The number of this node's latest frame for a group with history.
     numbered: u64,
-    /// History frames of a pipeline that failed (at most one batch): sent first on the next connection.
-    unsent: Vec<history::Unsent>,
     /// Which groups have room for history.
     admissions: Admissions,
+    /// Which master serves which slots.
+    topology: Topology,
+    /// The shards' lanes, which send what the publisher encodes.
+    lanes: Lanes,
+    /// The replies of the heartbeat under way: whether this node's key was still there.
+    beat: Option<oneshot::Receiver<RedisResult<Vec<Value>>>>,
     /// With replicas to wait for: the slots' tasks that keep, wait for and publish history frames.
     replication: Option<Replication>,
 }
 
-/// What encoding a batch found: the clients whose entry in this node's key changed, and the groups
-/// they joined or left.
+/// What encoding a batch found: the clients whose entry in this node's key changed, the groups they
+/// joined or left, and the frames for groups with history that the publisher's lanes keep.
 #[derive(Default)]
 struct Encoded {
     touched: BTreeSet<String>,
     groups: BTreeSet<String>,
+    histories: Vec<Unsent>,
 }
 
 impl Publisher<'_> {
-    /// Connects, and with history loads the script and sends again what a lost connection cut.
+    /// Connects, with history loads the script, and starts a lane (and a task waiting for replicas) for
+    /// each shard, so each has its connection before one fails.
     async fn connect(&mut self) -> Result<Conn, RedisError> {
-        let mut conn = connect(self.shared).await?;
-        if self.shared.history.kept.get().is_some() {
+        let shared = self.shared;
+        let mut conn = connect(shared).await?;
+        if shared.history.kept.get().is_some() {
             // Loaded on every connection: a Redis that restarted has forgotten it.
             self.script = redis::cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(history::SCRIPT)
                 .query_async::<String>(&mut conn)
                 .await?;
-            self.resend(&mut conn).await?;
-            if let Some(replication) = &self.replication {
-                replication.open().await;
-            }
+        }
+        let key = shared.config.membership_key(&shared.node);
+        self.topology.learn(&shared.config, &conn, &key).await;
+        self.lanes.open(&self.topology);
+        if let Some(replication) = &mut self.replication {
+            replication.open(&self.topology);
         }
         Ok(conn)
     }
@@ -145,15 +159,21 @@ impl Publisher<'_> {
             let result = tokio::select! {
                 biased;
                 () = stopped(stop) => return None,
-                _ = ticker.tick() => self.heartbeat(conn).await,
-                // Redis went away under the subscriber (a restart, say), which counted this connection as
-                // down: it is up again once it has answered.
+                _ = ticker.tick() => {
+                    self.heartbeat();
+                    Ok(())
+                }
+                // Redis went away under the subscriber (a restart, say), which counted the publisher as
+                // down: it is up again once a heartbeat has been answered.
                 () = shared.link.subscriber_lost.notified() => {
-                    let answered = self.heartbeat(conn).await;
-                    if answered.is_ok() {
-                        shared.link.publisher_up.store(true, Relaxed);
-                    }
-                    answered
+                    self.heartbeat();
+                    Ok(())
+                }
+                beat = async { self.beat.as_mut().expect("a heartbeat under way").await },
+                    if self.beat.is_some() => {
+                    self.beat = None;
+                    self.beaten(beat.unwrap_or_else(|_| Err(super::conn::timed_out())));
+                    Ok(())
                 }
                 // Never closed: the backplane's shared state holds a sender until the tasks stop.
                 _ = queue.recv_many(&mut self.batch, BATCH) => self.send_batch(conn).await,
@@ -165,25 +185,25 @@ impl Publisher<'_> {
     }
 
     /// Sends one batch: admits the groups whose history it numbers, encodes every message into Redis
-    /// commands, follows the groups joined, stores the membership changed, stages the history frames,
-    /// and runs it all.
+    /// commands, follows the groups joined, stores the membership changed, adds the history frames, and
+    /// hands it all to the shards' lanes.
     async fn send_batch(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
-        let count = self.batch.len() as u64;
+        let shared = self.shared;
         self.admit_histories(conn).await?;
-        if let Some(replication) = &mut self.replication {
-            replication.learn_masters(conn).await;
-        }
+        let key = shared.config.membership_key(&shared.node);
+        self.topology.refresh(&shared.config, conn, &key);
         let mut pipes = Pipelines::new(conn.is_cluster());
-        let first = self.unsent.len();
-        let Encoded { touched, groups } = self.encode(&mut pipes);
+        let Encoded {
+            touched,
+            groups,
+            histories,
+        } = self.encode(&mut pipes);
+        self.keep(&mut pipes, &histories, publish_command(conn.is_cluster()));
         self.follow(groups).await;
-        let changes = !touched.is_empty();
-        if changes {
-            let key = self.shared.config.membership_key(&self.shared.node);
+        if !touched.is_empty() {
             self.store_clients(pipes.on(&key), touched);
         }
-        self.execute(pipes, conn, first, changes).await?;
-        self.shared.counters.published.fetch_add(count, Relaxed);
+        self.lanes.send(&self.topology, pipes);
         Ok(())
     }
 
@@ -247,12 +267,15 @@ impl Publisher<'_> {
                         queued_ms,
                     };
                     match &mut self.replication {
-                        Some(replication) => replication.hand_over(Waiting {
-                            admitted: self.admissions.admitted(&unsent.group),
-                            unsent,
-                            seq: self.seq,
-                        }),
-                        None => self.unsent.push(unsent),
+                        Some(replication) => replication.hand_over(
+                            &self.topology,
+                            Waiting {
+                                admitted: self.admissions.admitted(&unsent.group),
+                                unsent,
+                                seq: self.seq,
+                            },
+                        ),
+                        None => encoded.histories.push(unsent),
                     }
                     continue;
                 }
@@ -275,7 +298,7 @@ impl Publisher<'_> {
                     (all.clone(), payload)
                 }
             };
-            pipes.publish(&channel, payload);
+            pipes.publish(&channel, &payload);
         }
         encoded
     }
@@ -297,51 +320,9 @@ impl Publisher<'_> {
         }
     }
 
-    /// Runs the batch's commands with its history frames (those from `first` on are this batch's); with
-    /// replicas to wait for, the history frames went to their slots' tasks instead.
-    async fn execute(
-        &mut self,
-        mut pipes: Pipelines,
-        conn: &mut Conn,
-        first: usize,
-        changes: bool,
-    ) -> Result<(), RedisError> {
-        self.keep(&mut pipes, first, publish_command(conn.is_cluster()));
-        if let Err(e) = pipes.run(conn).await {
-            if changes {
-                self.shared.outbox.changes_lost.store(true, Relaxed);
-            }
-            return Err(e);
-        }
-        self.unsent.clear();
-        Ok(())
-    }
-
-    /// Publishes again the history frames of a pipeline that failed; Redis skips those it had taken.
-    async fn resend(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
-        if self.unsent.is_empty() {
-            return Ok(());
-        }
-        let shared = self.shared;
-        let groups: Vec<String> = self.unsent.iter().map(|u| u.group.clone()).collect();
-        self.admissions
-            .refresh(&shared.history, conn, groups)
-            .await?;
-        let mut pipes = Pipelines::new(conn.is_cluster());
-        self.keep(&mut pipes, 0, publish_command(conn.is_cluster()));
-        pipes.run(conn).await?;
-        shared
-            .counters
-            .published
-            .fetch_add(self.unsent.len() as u64, Relaxed);
-        self.unsent.clear();
-        Ok(())
-    }
-
-    /// Adds the history script for the unsent frames from `first` on, publishing with `publish` (or
-    /// returning the packet, with `publish` empty).
-    fn keep(&self, pipes: &mut Pipelines, first: usize, publish: &str) {
-        for unsent in &self.unsent[first..] {
+    /// Adds the history script for `histories`, publishing with `publish`.
+    fn keep(&self, pipes: &mut Pipelines, histories: &[Unsent], publish: &str) {
+        for unsent in histories {
             let admitted = self.admissions.admitted(&unsent.group);
             history::invoke(
                 &self.shared.history,
@@ -378,9 +359,23 @@ impl Publisher<'_> {
 
     /// Writes this node's key from scratch (after a change was lost, on a new connection, or when the key
     /// vanished), then extends its life and announces the latest change number. Otherwise the key is
-    /// already up to date, change by change, and only its life is extended.
-    async fn heartbeat(&mut self, conn: &mut Conn) -> Result<(), RedisError> {
+    /// already up to date, change by change, and only its life is extended. Sent through the lanes, in
+    /// order with the changes before it; the one before must have been answered.
+    fn heartbeat(&mut self) {
         let shared = self.shared;
+        let cluster = shared.config.is_cluster();
+        let mut beat = Pipelines::new(cluster);
+        // Announced even while the key's shard has not answered the last one: the others, and this node's
+        // subscriber, hear from it through the broadcast channel's shard.
+        let announce = |beat: &mut Pipelines, seq| {
+            let packet = wire::encode(&shared.node, seq, Op::Heartbeat, None, None);
+            beat.publish(&shared.config.channel_all(), &packet);
+        };
+        if self.beat.is_some() {
+            announce(&mut beat, self.seq);
+            self.lanes.send(&self.topology, beat);
+            return;
+        }
         if shared.outbox.changes_lost.swap(false, Relaxed) {
             // The others cannot have seen this number: they will read the whole membership.
             self.seq += 1;
@@ -388,9 +383,9 @@ impl Publisher<'_> {
         }
         let key = shared.config.membership_key(&shared.node);
         let ttl = i64::try_from(millis(shared.config.node_timeout_value())).unwrap_or(i64::MAX);
-        let rewrite = !self.stored;
-        let mut pipe = redis::pipe();
-        if rewrite {
+        let mut pipes = Pipelines::new(cluster);
+        let pipe = pipes.on(&key);
+        if !self.stored {
             // Once per connection or loss: the only time the whole membership is copied.
             pipe.atomic().del(&key).ignore();
             let ids = self
@@ -399,21 +394,32 @@ impl Publisher<'_> {
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>();
-            self.store_clients(&mut pipe, ids);
+            self.store_clients(pipe, ids);
         }
         pipe.pexpire(&key, ttl);
-        let (kept,): (redis::Value,) = pipe.query_async(conn).await?;
-        // A key that vanished (Redis restarted without persistence, or evicted it) is written again.
-        let kept = matches!(kept, redis::Value::Int(1) | redis::Value::Boolean(true));
-        self.stored = kept;
-        let beat = wire::encode(&shared.node, self.seq, Op::Heartbeat, None, None);
-        redis::cmd(publish_command(conn.is_cluster()))
-            .arg(shared.config.channel_all())
-            .arg(beat)
-            .query_async::<()>(conn)
-            .await?;
-        shared.counters.published.fetch_add(1, Relaxed);
-        Ok(())
+        self.beat = Some(self.lanes.ask(&self.topology, pipes));
+        // Taken for stored until the answer says otherwise: the changes that follow update it.
+        self.stored = true;
+        announce(&mut beat, self.seq);
+        self.lanes.send(&self.topology, beat);
+    }
+
+    /// Takes a heartbeat's answer: a key that vanished (Redis restarted without persistence, or evicted
+    /// it), or a heartbeat that failed, has the next one write it again.
+    fn beaten(&mut self, answer: RedisResult<Vec<Value>>) {
+        let link = &self.shared.link;
+        match answer.as_deref() {
+            Ok([kept, ..]) => {
+                link.publisher_up.store(true, Relaxed);
+                if !matches!(kept, Value::Int(1) | Value::Boolean(true)) {
+                    self.stored = false;
+                }
+            }
+            Ok([]) | Err(_) => {
+                link.publisher_up.store(false, Relaxed);
+                self.stored = false;
+            }
+        }
     }
 
     /// Removes this node's key and tells the others it is leaving, so they forget its clients at once.
@@ -423,7 +429,7 @@ impl Publisher<'_> {
         let key = shared.config.membership_key(&shared.node);
         pipes.on(&key).del(&key).ignore();
         let bye = wire::encode(&shared.node, self.seq, Op::Bye, None, None);
-        pipes.publish(&shared.config.channel_all(), bye);
+        pipes.publish(&shared.config.channel_all(), &bye);
         let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipes.run(conn)).await;
     }
 }

@@ -25,16 +25,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::{RedisError, Value};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::conn::{self, Conn, Pipelines};
 use super::history::{self, Unsent};
 use super::link::{Backoff, wait_or_stop};
 use super::shared::Shared;
+use super::topology::{Placement, Topology, slot_of};
 use super::wire::{self, Op, millis};
 
 /// Most frames one shard keeps, waits for and publishes in one round: a shard whose replica is slow
@@ -44,9 +45,6 @@ pub(super) const ROUND: usize = 1024;
 /// Frames waiting for one shard's task; past that, a frame is dropped and counted in `dropped`, as on the
 /// publisher's own queue.
 const WAITING: usize = 8 * ROUND;
-
-/// Slots on a Redis Cluster.
-const SLOTS: u16 = 16_384;
 
 /// Sets a group's confirmed frame, unless its history is gone (the hash expired): a confirmation never
 /// creates a hash without a life.
@@ -66,25 +64,17 @@ pub(super) struct Waiting {
     pub(super) seq: u64,
 }
 
-/// The connection the slots' tasks share.
-type Link = Arc<Mutex<Option<Conn>>>;
-
 /// The shards' tasks, as the publisher hands frames to them.
 pub(super) struct Replication {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-    link: Link,
     /// Each shard's task, by its master's address (empty on a single Redis, `slot N` for a slot whose
     /// master is not known).
     shards: HashMap<String, Shard>,
-    /// The shard each slot's frames went to last. A slot whose master changed (a failover, a migration)
-    /// stays with its old task until that task has published everything it was handed: the keeping
-    /// script takes a group's frames once and in order, so a frame kept by the new task first would make
-    /// the old task's older frames look kept already, and they would never be published.
-    slots: HashMap<u16, String>,
-    /// Which master serves which slots, and when that was asked.
-    masters: Vec<(u16, u16, String)>,
-    asked: Option<Instant>,
+    /// The keeping script takes a group's frames once and in order, so a frame kept by a new task first
+    /// would make the old task's older frames look kept already, and they would never be published: a
+    /// slot stays with its old task until that task has published everything it was handed.
+    placement: Placement,
 }
 
 impl Replication {
@@ -92,85 +82,34 @@ impl Replication {
         Self {
             shared,
             stop,
-            link: Arc::default(),
             shards: HashMap::new(),
-            slots: HashMap::new(),
-            masters: Vec::new(),
-            asked: None,
+            placement: Placement::default(),
         }
     }
 
-    /// Asks which master serves which slots, on a cluster, when it was not asked within the node
-    /// timeout: a shard's frames then go to its task even after a failover or a slot migration. Asked on
-    /// the publisher's connection (`conn`), which no `WAIT` holds up.
-    pub(super) async fn learn_masters(&mut self, conn: &mut Conn) {
-        let config = &self.shared.config;
-        let fresh = self
-            .asked
-            .is_some_and(|at| at.elapsed() < config.node_timeout_value());
-        if !config.is_cluster() || fresh {
-            return;
+    /// Starts a task for each shard known that has none, so each has its connection before a node stops
+    /// answering (while one does, a new cluster connection takes the node timeout to make).
+    pub(super) fn open(&mut self, topology: &Topology) {
+        if !self.shared.config.is_cluster() {
+            self.task(String::new());
         }
-        self.asked = Some(Instant::now());
-        let slots = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async::<Value>(conn)
-            .await;
-        if let Ok(Value::Array(ranges)) = slots {
-            self.masters = ranges.iter().filter_map(master_of_range).collect();
+        for shard in topology.shards() {
+            self.task(shard.to_owned());
         }
     }
 
-    /// Opens the connection the slots' tasks share, if it is not open: called when the publisher has
-    /// connected, so it is there before a node stops answering (a cluster connection cannot be made
-    /// while one does).
-    pub(super) async fn open(&self) {
-        if let Err(e) = connection(&self.shared, &self.link).await {
-            tracing::warn!(target: "ws_core::backplane", error = %e, "redis: cannot connect for waiting on replicas yet");
-        }
-    }
-
-    /// Hands `waiting` to the task of its group's shard, starting it on first use.
-    pub(super) fn hand_over(&mut self, waiting: Waiting) {
+    /// Hands `waiting` to the task of its group's shard, starting it on first use. A master's slots share
+    /// its task; a slot whose master is not known yet has its own, so a round's one `WAIT` always covers
+    /// every frame of the round.
+    pub(super) fn hand_over(&mut self, topology: &Topology, waiting: Waiting) {
         let key = self.shared.config.history_key(&waiting.unsent.group);
-        let slot = slot_of(&key);
-        // A master's slots share its task; a slot whose master is not known yet has its own, so a round's
-        // one `WAIT` always covers every frame of the round.
-        let learned = if self.shared.config.is_cluster() {
-            self.masters
-                .iter()
-                .find(|(first, last, _)| (*first..=*last).contains(&slot))
-                .map_or_else(|| format!("slot {slot}"), |(_, _, master)| master.clone())
-        } else {
-            String::new()
-        };
-        let shard = match self.slots.get(&slot) {
-            Some(before)
-                if *before != learned && self.shards.get(before).is_some_and(Shard::busy) =>
-            {
-                before.clone()
-            }
-            _ => learned,
-        };
-        if self.slots.get(&slot) != Some(&shard) {
-            self.slots.insert(slot, shard.clone());
-        }
-        let task = self.shards.entry(shard.clone()).or_insert_with(|| {
-            let (sender, receiver) = mpsc::channel(WAITING);
-            let unpublished = Arc::new(AtomicUsize::new(0));
-            let task = wait_in_order(
-                self.shared.clone(),
-                self.link.clone(),
-                receiver,
-                unpublished.clone(),
-                self.stop.clone(),
-            );
-            tokio::spawn(task);
-            Shard {
-                sender,
-                unpublished,
-            }
-        });
+        let shards = &self.shards;
+        let shard = self
+            .placement
+            .place(topology, &self.shared.config, slot_of(&key), |shard| {
+                shards.get(shard).is_some_and(Shard::busy)
+            });
+        let task = self.task(shard.clone());
         match task.sender.try_send(waiting) {
             Ok(()) => {
                 task.unpublished.fetch_add(1, Relaxed);
@@ -184,6 +123,24 @@ impl Replication {
                 self.shared.counters.dropped.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// The task of `shard`, started on first use.
+    fn task(&mut self, shard: String) -> &Shard {
+        self.shards.entry(shard).or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(WAITING);
+            let unpublished = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(wait_in_order(
+                self.shared.clone(),
+                receiver,
+                unpublished.clone(),
+                self.stop.clone(),
+            ));
+            Shard {
+                sender,
+                unpublished,
+            }
+        })
     }
 }
 
@@ -200,49 +157,12 @@ impl Shard {
     }
 }
 
-/// The slot of `key`: CRC16 (XMODEM) of its hash tag, as Redis Cluster computes it.
-fn slot_of(key: &str) -> u16 {
-    let tag = key
-        .split_once('{')
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
-}
-
-/// A `CLUSTER SLOTS` entry as `(first, last, "host:port" of its master)`.
-fn master_of_range(range: &Value) -> Option<(u16, u16, String)> {
-    let Value::Array(fields) = range else {
-        return None;
-    };
-    let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
-        (fields.first(), fields.get(1), fields.get(2))
-    else {
-        return None;
-    };
-    let host = match master.first()? {
-        Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
-        Value::SimpleString(host) => host.clone(),
-        _ => return None,
-    };
-    let Some(Value::Int(port)) = master.get(1) else {
-        return None;
-    };
-    Some((
-        u16::try_from(*first).ok()?,
-        u16::try_from(*last).ok()?,
-        format!("{host}:{port}"),
-    ))
-}
-
 /// One shard's task: rounds of keep, wait and publish, in the order the frames came, until the backplane
 /// stops. A round that fails is run again on a new connection; frames it already kept are not kept again
 /// (the script takes each frame once) but waited for and published from what their keeping returned, so
 /// a master lost during a round's `WAIT` loses none of its frames.
 async fn wait_in_order(
     shared: Arc<Shared>,
-    link: Link,
     mut waiting: mpsc::Receiver<Waiting>,
     unpublished: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
@@ -255,6 +175,9 @@ async fn wait_in_order(
     let mut round = Vec::with_capacity(ROUND);
     // The replies of the round's keeping, once it succeeded: what a retry publishes.
     let mut kept = None;
+    // The task's own connection: a `WAIT` holds up the replies of its master's connection, and a cluster
+    // connection that refreshes its view of the cluster holds up everything sent on it.
+    let mut conn = None;
     loop {
         if round.is_empty() {
             let received = tokio::select! {
@@ -265,7 +188,16 @@ async fn wait_in_order(
                 return;
             }
         }
-        match run_round(&shared, &link, &mut script, &mut short, &round, &mut kept).await {
+        match run_round(
+            &shared,
+            &mut conn,
+            &mut script,
+            &mut short,
+            &round,
+            &mut kept,
+        )
+        .await
+        {
             Ok(()) => {
                 kept = None;
                 shared
@@ -278,11 +210,9 @@ async fn wait_in_order(
             }
             Err(e) => {
                 tracing::warn!(target: "ws_core::backplane", error = %e, "redis: history frames wait for a connection to keep them");
-                // A cluster connection heals itself (and a new one could not be made while a node is
-                // stopped); a single server's is made again.
-                let mut link = link.lock().await;
-                if link.as_ref().is_some_and(|conn| !conn.is_cluster()) {
-                    *link = None;
+                // A cluster connection heals itself; a single server's is made again.
+                if conn.as_ref().is_some_and(|conn: &Conn| !conn.is_cluster()) {
+                    conn = None;
                 }
                 script = None;
                 if wait_or_stop(backoff.next_delay(), &mut stop).await {
@@ -297,7 +227,7 @@ async fn wait_in_order(
 /// publishes and confirms the frames.
 async fn run_round(
     shared: &Shared,
-    link: &Link,
+    conn: &mut Option<Conn>,
     script: &mut Option<String>,
     short: &mut bool,
     round: &[Waiting],
@@ -306,14 +236,17 @@ async fn run_round(
     let Some((replicas, timeout)) = shared.config.replicas else {
         return Ok(());
     };
-    let mut conn = connection(shared, link).await?;
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(connection(shared).await?),
+    };
     let key = shared.config.history_key(&round[0].unsent.group);
     let sha = match script {
         Some(sha) => sha.clone(),
-        None => script.insert(load_script(&mut conn, &key).await?).clone(),
+        None => script.insert(load_script(conn, &key).await?).clone(),
     };
     if *short {
-        *short = connected_replicas(&mut conn, &key).await? < replicas;
+        *short = connected_replicas(conn, &key).await? < replicas;
     }
     let cluster = conn.is_cluster();
     if kept.is_none() {
@@ -329,7 +262,7 @@ async fn run_round(
                 "",
             );
         }
-        *kept = Some(keep.run_collecting(&mut conn).await?);
+        *kept = Some(keep.run_collecting(conn).await?);
     }
     let mut replies = kept.clone().unwrap_or_default();
     if !*short {
@@ -342,7 +275,7 @@ async fn run_round(
             .cmd("WAIT")
             .arg(replicas)
             .arg(millis(timeout));
-        replies.extend(wait.run_collecting(&mut conn).await?);
+        replies.extend(wait.run_collecting(conn).await?);
     }
     let (publish, kept, acknowledged) = publications(shared, cluster, replies);
     if acknowledged.is_none_or(|n| n < replicas) {
@@ -350,7 +283,7 @@ async fn run_round(
         // Seen short: the next rounds ask `ROLE` before they wait.
         *short = true;
     }
-    publish.run(&mut conn).await
+    publish.run(conn).await
 }
 
 /// From the replies of a round's scripts and `WAIT`: the publications of the kept frames with their
@@ -379,7 +312,7 @@ fn publications(
                     ..
                 }) = wire::decode(&packet)
                 {
-                    publish.publish(&shared.config.channel_group(&group), packet);
+                    publish.publish(&shared.config.channel_group(&group), &packet);
                     confirmed.insert(group, format!("{epoch}:{offset}"));
                     kept += 1;
                 }
@@ -402,12 +335,8 @@ fn publications(
     (publish, kept, acknowledged)
 }
 
-/// The shared connection, opened when there is none.
-async fn connection(shared: &Shared, link: &Link) -> Result<Conn, RedisError> {
-    let mut link = link.lock().await;
-    if let Some(conn) = link.as_ref() {
-        return Ok(conn.clone());
-    }
+/// A connection for a shard's task, which waits for `WAIT`'s replies.
+async fn connection(shared: &Shared) -> Result<Conn, RedisError> {
     // A `WAIT` answers after its timeout at the latest: the connection waits that long for replies.
     let config = &shared.config;
     let wait = config
@@ -416,9 +345,7 @@ async fn connection(shared: &Shared, link: &Link) -> Result<Conn, RedisError> {
     let patient = config
         .clone()
         .node_timeout(config.node_timeout_value() + wait);
-    let conn = conn::connect(&patient, None::<fn(redis::PushInfo) -> Result<(), ()>>).await?;
-    *link = Some(conn.clone());
-    Ok(conn)
+    conn::connect(&patient, None::<fn(redis::PushInfo) -> Result<(), ()>>).await
 }
 
 /// Loads the history script on the master of `key`'s slot and returns its SHA-1. Not `SCRIPT LOAD`
@@ -460,17 +387,4 @@ async fn connected_replicas(conn: &mut Conn, key: &str) -> Result<usize, RedisEr
         },
         _ => 0,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_is_on_the_slot_redis_cluster_gives_it() {
-        // `CLUSTER KEYSLOT`'s answers in the Redis documentation.
-        assert_eq!(slot_of("somekey"), 11_058);
-        assert_eq!(slot_of("foo{hash_tag}"), 2_515);
-        assert_eq!(slot_of("ws:v3:{g:room}:history"), slot_of("g:room"));
-    }
 }

@@ -48,11 +48,15 @@ pub(super) struct LinkState {
     /// The subscriber lost its connection: the publisher's, to the same Redis, counts as down until it has
     /// answered again.
     pub(super) subscriber_lost: tokio::sync::Notify,
+    /// The publisher's lanes whose last pipeline failed (a shard out of reach).
+    pub(super) lanes_failing: AtomicUsize,
 }
 
 impl LinkState {
     pub(super) fn connected(&self) -> bool {
-        self.publisher_up.load(Relaxed) && self.subscriber_up.load(Relaxed)
+        self.publisher_up.load(Relaxed)
+            && self.subscriber_up.load(Relaxed)
+            && self.lanes_failing.load(Relaxed) == 0
     }
 }
 
@@ -146,6 +150,7 @@ impl Shared {
                 publisher_up: AtomicBool::new(false),
                 subscriber_up: AtomicBool::new(false),
                 subscriber_lost: tokio::sync::Notify::new(),
+                lanes_failing: AtomicUsize::new(0),
             },
             counters: Counters {
                 published: AtomicU64::new(0),

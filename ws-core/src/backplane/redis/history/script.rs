@@ -203,7 +203,11 @@ pub(crate) fn invoke(
         unsent.queued_ms,
     );
     let history_key = config.history_key(group);
-    let pipe = pipes.on(&history_key);
+    let pipe = if publish.is_empty() {
+        pipes.on(&history_key)
+    } else {
+        pipes.publishing_on(&history_key, head.len() + tail.len())
+    };
     ScriptCall {
         history_key,
         stream_key: config.stream_key(group),

@@ -1,0 +1,434 @@
+//! The publisher's lanes: one per shard, each sending its shard's commands in order, on a connection of
+//! its own.
+//!
+//! The publisher turns each batch into one pipeline per slot and hands each to its shard's lane without
+//! waiting for Redis. A lane runs what it was handed in order, merging what waited meanwhile into one
+//! pipeline; lanes run side by side. So a shard that is slow, or has lost its master while the cluster
+//! elects another, holds up its own slots only: direct messages, broadcasts, membership and the groups
+//! of other shards go on (one cluster connection for all would not do: while it refreshes its view of
+//! the cluster it sends nothing at all).
+//!
+//! **What a failure costs.** A pipeline that fails is sent again, with backoff, until it is taken or the
+//! backplane stops, but without its plain publications: Redis pub/sub is at most once, and Redis may have
+//! taken them before the connection broke, so they are dropped and counted in `dropped`. Its history
+//! frames (which the history script takes once, by number) and membership writes (which set what is,
+//! not what changed) are sent until taken. A lost publication may have been a membership change: the
+//! next heartbeat then makes the other nodes read this node's whole membership.
+//!
+//! **Bounds.** A lane holds at most `queue_bytes` of payloads; past it, what the publisher hands it is
+//! dropped and counted, so a shard without a master cannot take the memory of the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+
+use redis::{ErrorKind, Pipeline, RedisResult, ServerErrorKind, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::conn::{Conn, Pipelines, Slotted};
+use super::history;
+use super::link::{Backoff, connect, stopped, wait_or_stop};
+use super::shared::Shared;
+use super::topology::{Placement, Topology};
+
+/// Most pipelines a lane merges into one.
+const MERGED: usize = 64;
+
+/// Pipelines waiting for one lane, at most (the bytes they hold are bounded too).
+const WAITING: usize = 4096;
+
+/// What a lane is handed: one slot's pipeline, and whoever waits for its replies.
+struct Work {
+    slot: u16,
+    slotted: Slotted,
+    /// The replies not ignored, for a pipeline that is run alone and not sent again when it fails.
+    reply: Option<oneshot::Sender<RedisResult<Vec<Value>>>>,
+}
+
+/// One lane, as the publisher hands it work.
+struct Lane {
+    sender: mpsc::Sender<Work>,
+    /// Pipelines handed to the lane and not yet done.
+    pending: Arc<AtomicUsize>,
+    /// Payload bytes those hold.
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The lanes, by shard.
+pub(super) struct Lanes {
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    lanes: HashMap<String, Lane>,
+    placement: Placement,
+}
+
+impl Lanes {
+    pub(super) fn new(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            shared,
+            stop,
+            lanes: HashMap::new(),
+            placement: Placement::default(),
+        }
+    }
+
+    /// Starts a lane for each shard known that has none, so each has its connection before a shard fails
+    /// (while one is stopped, a new cluster connection takes the node timeout to make).
+    pub(super) fn open(&mut self, topology: &Topology) {
+        if !self.shared.config.is_cluster() {
+            self.lane(String::new());
+        }
+        for shard in topology.shards() {
+            self.lane(shard.to_owned());
+        }
+    }
+
+    /// Hands each of `pipes`' pipelines to its shard's lane.
+    pub(super) fn send(&mut self, topology: &Topology, pipes: Pipelines) {
+        for (slot, slotted) in pipes.into_slots() {
+            self.hand_over(topology, slot, slotted, None);
+        }
+    }
+
+    /// Hands `pipes` (of one slot) to its shard's lane, to be run alone; its replies, or its error, go
+    /// to the receiver returned.
+    pub(super) fn ask(
+        &mut self,
+        topology: &Topology,
+        pipes: Pipelines,
+    ) -> oneshot::Receiver<RedisResult<Vec<Value>>> {
+        let (sender, receiver) = oneshot::channel();
+        let mut sender = Some(sender);
+        for (slot, slotted) in pipes.into_slots() {
+            self.hand_over(topology, slot, slotted, sender.take());
+        }
+        receiver
+    }
+
+    fn hand_over(
+        &mut self,
+        topology: &Topology,
+        slot: u16,
+        slotted: Slotted,
+        reply: Option<oneshot::Sender<RedisResult<Vec<Value>>>>,
+    ) {
+        let lanes = &self.lanes;
+        let shard = self
+            .placement
+            .place(topology, &self.shared.config, slot, |shard| {
+                lanes
+                    .get(shard)
+                    .is_some_and(|lane| lane.pending.load(Relaxed) > 0)
+            });
+        let limit = self.shared.config.queue_bytes;
+        let lane = self.lane(shard.clone());
+        let size = slotted.bytes;
+        let messages = slotted.messages;
+        if lane.bytes.load(Relaxed) + size > limit && lane.pending.load(Relaxed) > 0 {
+            self.refused(messages);
+            return;
+        }
+        lane.bytes.fetch_add(size, Relaxed);
+        lane.pending.fetch_add(1, Relaxed);
+        let (pending, bytes) = (lane.pending.clone(), lane.bytes.clone());
+        let refused = match lane.sender.try_send(Work {
+            slot,
+            slotted,
+            reply,
+        }) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            // The lane ended (it panicked): the next pipeline for the shard starts another.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        };
+        pending.fetch_sub(1, Relaxed);
+        bytes.fetch_sub(size, Relaxed);
+        if refused {
+            self.lanes.remove(&shard);
+        }
+        self.refused(messages);
+    }
+
+    /// Counts `messages` a lane could not take; one may have been a membership change.
+    fn refused(&self, messages: u64) {
+        self.shared.counters.dropped.fetch_add(messages, Relaxed);
+        self.shared.outbox.changes_lost.store(true, Relaxed);
+    }
+
+    /// The lane of `shard`, started on first use.
+    fn lane(&mut self, shard: String) -> &Lane {
+        self.lanes.entry(shard).or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(WAITING);
+            let lane = Lane {
+                sender,
+                pending: Arc::default(),
+                bytes: Arc::default(),
+            };
+            tokio::spawn(run(
+                self.shared.clone(),
+                receiver,
+                lane.pending.clone(),
+                lane.bytes.clone(),
+                self.stop.clone(),
+            ));
+            lane
+        })
+    }
+}
+
+/// One lane: what it is handed, in order, until the backplane stops.
+async fn run(
+    shared: Arc<Shared>,
+    mut work: mpsc::Receiver<Work>,
+    pending: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = None;
+    let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
+    let mut failing = false;
+    let mut waiting = Vec::with_capacity(MERGED);
+    loop {
+        if waiting.is_empty() {
+            let received = tokio::select! {
+                n = work.recv_many(&mut waiting, MERGED) => n,
+                () = stopped(&mut stop) => return,
+            };
+            if received == 0 {
+                return;
+            }
+        }
+        let (done_bytes, done) = match next_of(&mut waiting) {
+            Next::Alone(work) => {
+                let result = query(&shared, &mut conn, &work.slotted.pipe).await;
+                note(&shared, &mut failing, result.is_ok());
+                if let Some(reply) = work.reply {
+                    let _ = reply.send(result);
+                }
+                (work.slotted.bytes, 1)
+            }
+            Next::Merged(mut runs) => {
+                let done = (
+                    runs.iter().map(|m| m.bytes).sum(),
+                    runs.iter().map(|m| m.works).sum(),
+                );
+                loop {
+                    let failed = run_side_by_side(&shared, &mut conn, &mut runs).await;
+                    note(&shared, &mut failing, failed.is_none());
+                    let Some(e) = failed else {
+                        break;
+                    };
+                    tracing::warn!(target: "ws_core::backplane", error = %e, "redis: a shard's lane sends a pipeline again");
+                    if runs.is_empty() || wait_or_stop(backoff.next_delay(), &mut stop).await {
+                        break;
+                    }
+                }
+                done
+            }
+        };
+        backoff.reset();
+        bytes.fetch_sub(done_bytes, Relaxed);
+        pending.fetch_sub(done, Relaxed);
+    }
+}
+
+/// What a lane runs next.
+enum Next {
+    Alone(Work),
+    /// One pipeline per slot: a cluster takes no pipeline across slots.
+    Merged(Vec<Merged>),
+}
+
+/// Runs each slot's pipeline of `runs`, side by side, and keeps in `runs` those that failed, without
+/// their plain publications; returns the first error.
+async fn run_side_by_side(
+    shared: &Shared,
+    conn: &mut Option<Conn>,
+    runs: &mut Vec<Merged>,
+) -> Option<redis::RedisError> {
+    let made = match conn {
+        Some(made) => made.clone(),
+        None => match connect(shared).await {
+            Ok(made) => conn.insert(made).clone(),
+            Err(e) => return Some(e),
+        },
+    };
+    let results = futures_util::future::join_all(runs.iter().map(|m| {
+        let mut made = made.clone();
+        async move { m.pipe.query_async::<()>(&mut made).await }
+    }))
+    .await;
+    let mut first = None;
+    let mut failed = Vec::new();
+    for (mut merged, result) in runs.drain(..).zip(results) {
+        match result {
+            Ok(()) => {
+                shared
+                    .counters
+                    .published
+                    .fetch_add(merged.messages, Relaxed);
+            }
+            Err(e) => {
+                merged.without_plain(shared);
+                if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
+                    load_script(&mut made.clone(), &merged.key).await;
+                }
+                // A single Redis's connection is made again after it broke; a cluster's heals itself.
+                if e.is_unrecoverable_error() && !made.is_cluster() {
+                    *conn = None;
+                    shared.counters.reconnects.fetch_add(1, Relaxed);
+                }
+                if !merged.pipe.is_empty() {
+                    failed.push(merged);
+                }
+                first.get_or_insert(e);
+            }
+        }
+    }
+    *runs = failed;
+    first
+}
+
+/// The next of `waiting` (none of which has been run): the first alone if it awaits replies, else all
+/// before the first that does, merged.
+fn next_of(waiting: &mut Vec<Work>) -> Next {
+    match waiting.iter().position(|w| w.reply.is_some()) {
+        Some(0) => Next::Alone(waiting.remove(0)),
+        Some(at) => {
+            let rest: Vec<Work> = waiting.drain(at..).collect();
+            let merged = Merged::by_slot(waiting.drain(..));
+            waiting.extend(rest);
+            Next::Merged(merged)
+        }
+        None => Next::Merged(Merged::by_slot(waiting.drain(..))),
+    }
+}
+
+/// Several pipelines of a lane as one.
+struct Merged {
+    pipe: Pipeline,
+    plain: Vec<usize>,
+    messages: u64,
+    bytes: usize,
+    works: usize,
+    key: String,
+}
+
+impl Merged {
+    /// The works' pipelines merged, one per slot, each in the order they came.
+    fn by_slot(works: impl Iterator<Item = Work>) -> Vec<Self> {
+        let mut by_slot: Vec<(u16, Vec<Work>)> = Vec::new();
+        for work in works {
+            match by_slot.iter_mut().find(|(slot, _)| *slot == work.slot) {
+                Some((_, same)) => same.push(work),
+                None => by_slot.push((work.slot, vec![work])),
+            }
+        }
+        by_slot
+            .into_iter()
+            .map(|(_, works)| Self::of(works.into_iter()))
+            .collect()
+    }
+
+    fn of(works: impl Iterator<Item = Work>) -> Self {
+        let mut merged = Self {
+            pipe: Pipeline::new(),
+            plain: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            works: 0,
+            key: String::new(),
+        };
+        for work in works {
+            let slotted = work.slotted;
+            if merged.works == 0 {
+                merged.pipe = slotted.pipe;
+                merged.plain = slotted.plain;
+                merged.key = slotted.key;
+            } else {
+                let base = merged.pipe.len();
+                merged
+                    .plain
+                    .extend(slotted.plain.iter().map(|at| base + at));
+                for cmd in slotted.pipe.cmd_iter() {
+                    merged.pipe.add_command(cmd.clone());
+                }
+            }
+            merged.messages += slotted.messages;
+            merged.bytes += slotted.bytes;
+            merged.works += 1;
+        }
+        merged
+    }
+
+    /// Takes the plain publications out of the pipeline, counting them dropped: they may have been
+    /// taken already, and pub/sub is at most once.
+    fn without_plain(&mut self, shared: &Shared) {
+        if self.plain.is_empty() {
+            return;
+        }
+        let mut kept = Pipeline::new();
+        for (at, cmd) in self.pipe.cmd_iter().enumerate() {
+            if self.plain.binary_search(&at).is_err() {
+                kept.add_command(cmd.clone());
+            }
+        }
+        let dropped = self.plain.len() as u64;
+        self.pipe = kept;
+        self.plain.clear();
+        self.messages -= dropped;
+        shared.counters.dropped.fetch_add(dropped, Relaxed);
+        // One may have been a membership change: the next heartbeat makes the others read it all.
+        shared.outbox.changes_lost.store(true, Relaxed);
+    }
+}
+
+/// Runs `pipe` on the lane's connection, making it first if there is none. A single Redis's connection
+/// is made again after it broke; a cluster connection heals itself.
+async fn query<T: redis::FromRedisValue>(
+    shared: &Shared,
+    conn: &mut Option<Conn>,
+    pipe: &Pipeline,
+) -> RedisResult<T> {
+    let made = match conn {
+        Some(made) => made,
+        None => conn.insert(connect(shared).await?),
+    };
+    let result = pipe.query_async::<T>(made).await;
+    if let Err(e) = &result
+        && e.is_unrecoverable_error()
+        && !made.is_cluster()
+    {
+        *conn = None;
+        shared.counters.reconnects.fetch_add(1, Relaxed);
+    }
+    result
+}
+
+/// Counts the lane among the failing ones while its last command failed.
+fn note(shared: &Shared, failing: &mut bool, ok: bool) {
+    let was_failing = std::mem::replace(failing, !ok);
+    if was_failing && ok {
+        shared.link.lanes_failing.fetch_sub(1, Relaxed);
+    } else if !was_failing && !ok {
+        shared.link.lanes_failing.fetch_add(1, Relaxed);
+    }
+}
+
+/// Loads the history script on the master of `key`'s slot, which lost it (it restarted empty, or was a
+/// replica that missed it).
+async fn load_script(conn: &mut Conn, key: &str) {
+    let mut pipes = Pipelines::new(conn.is_cluster());
+    pipes
+        .on(key)
+        .cmd("EXISTS")
+        .arg(key)
+        .ignore()
+        .cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(history::SCRIPT);
+    if let Err(e) = pipes.run(conn).await {
+        tracing::debug!(target: "ws_core::backplane", error = %e, "redis: cannot load the history script yet");
+    }
+}
