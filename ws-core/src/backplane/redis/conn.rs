@@ -164,6 +164,8 @@ pub(super) struct Slotted {
     pub(super) messages: u64,
     /// The payload bytes of those.
     pub(super) bytes: usize,
+    /// Whether it announces this node's heartbeat.
+    pub(super) beat: bool,
     /// A key or channel of the slot, to route commands that name none.
     pub(super) key: String,
 }
@@ -207,6 +209,12 @@ impl Pipelines {
         slotted.messages += 1;
         slotted.bytes += payload.len();
         slotted.pipe.cmd(command).arg(channel).arg(payload).ignore();
+    }
+
+    /// Adds the announcement of this node's heartbeat, `packet`, on `channel`.
+    pub(super) fn publish_beat(&mut self, channel: &str, packet: &[u8]) {
+        self.publish(channel, packet);
+        self.slotted(channel).beat = true;
     }
 
     /// Each slot's pipeline, with its slot.

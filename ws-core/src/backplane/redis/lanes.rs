@@ -9,8 +9,10 @@
 //! the cluster it sends nothing at all).
 //!
 //! **What a failure costs.** A pipeline that fails is sent again, with backoff, until it is taken or the
-//! backplane stops, but without its plain publications: Redis pub/sub is at most once, and Redis may have
-//! taken them before the connection broke, so they are dropped and counted in `dropped`. Its history
+//! backplane stops. One that Redis refused (`CLUSTERDOWN` while the cluster elects a master, `TRYAGAIN`,
+//! `MASTERDOWN`, `LOADING`) is sent again whole: nothing of it ran. One whose connection broke or timed
+//! out is sent again without its plain publications: Redis pub/sub is at most once, and Redis may have
+//! taken them before the connection broke, so they are dropped and counted in `dropped`; its history
 //! frames (which the history script takes once, by number) and membership writes (which set what is,
 //! not what changed) are sent until taken. A lost publication may have been a membership change: the
 //! next heartbeat then makes the other nodes read this node's whole membership.
@@ -31,6 +33,7 @@ use super::history;
 use super::link::{Backoff, connect, stopped, wait_or_stop};
 use super::shared::Shared;
 use super::topology::{Placement, Topology};
+use crate::sync::lock;
 
 /// Most pipelines a lane merges into one.
 const MERGED: usize = 64;
@@ -268,9 +271,25 @@ async fn run_side_by_side(
                     .counters
                     .published
                     .fetch_add(merged.messages, Relaxed);
+                if merged.beat {
+                    lock(&shared.link.beat_unanswered).get_or_insert_with(std::time::Instant::now);
+                }
             }
             Err(e) => {
-                merged.without_plain(shared);
+                // Refused as a whole (the cluster is down while it elects, a master loads its data):
+                // nothing ran, all of it is sent again. Otherwise some may have run.
+                let refused = matches!(
+                    e.kind(),
+                    ErrorKind::Server(
+                        ServerErrorKind::ClusterDown
+                            | ServerErrorKind::TryAgain
+                            | ServerErrorKind::MasterDown
+                            | ServerErrorKind::BusyLoading
+                    )
+                );
+                if !refused {
+                    merged.without_plain(shared);
+                }
                 if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
                     load_script(&mut made.clone(), &merged.key).await;
                 }
@@ -313,6 +332,8 @@ struct Merged {
     bytes: usize,
     works: usize,
     key: String,
+    /// Whether it announces this node's heartbeat.
+    beat: bool,
 }
 
 impl Merged {
@@ -339,6 +360,7 @@ impl Merged {
             bytes: 0,
             works: 0,
             key: String::new(),
+            beat: false,
         };
         for work in works {
             let slotted = work.slotted;
@@ -355,6 +377,7 @@ impl Merged {
                     merged.pipe.add_command(cmd.clone());
                 }
             }
+            merged.beat |= slotted.beat;
             merged.messages += slotted.messages;
             merged.bytes += slotted.bytes;
             merged.works += 1;

@@ -369,7 +369,7 @@ impl Publisher<'_> {
         // subscriber, hear from it through the broadcast channel's shard.
         let announce = |beat: &mut Pipelines, seq| {
             let packet = wire::encode(&shared.node, seq, Op::Heartbeat, None, None);
-            beat.publish(&shared.config.channel_all(), &packet);
+            beat.publish_beat(&shared.config.channel_all(), &packet);
         };
         if self.beat.is_some() {
             announce(&mut beat, self.seq);

@@ -50,6 +50,9 @@ pub(super) struct LinkState {
     pub(super) subscriber_lost: tokio::sync::Notify,
     /// The publisher's lanes whose last pipeline failed (a shard out of reach).
     pub(super) lanes_failing: AtomicUsize,
+    /// When Redis took the oldest of this node's heartbeats that its subscriber has not heard since: one
+    /// unheard for `node_timeout` means the subscriber's link is broken.
+    pub(super) beat_unanswered: Mutex<Option<std::time::Instant>>,
 }
 
 impl LinkState {
@@ -151,6 +154,7 @@ impl Shared {
                 subscriber_up: AtomicBool::new(false),
                 subscriber_lost: tokio::sync::Notify::new(),
                 lanes_failing: AtomicUsize::new(0),
+                beat_unanswered: Mutex::new(None),
             },
             counters: Counters {
                 published: AtomicU64::new(0),

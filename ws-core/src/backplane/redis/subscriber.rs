@@ -79,11 +79,20 @@ async fn listen(
     let timeout = config.node_timeout_value();
     let mut ticker = tokio::time::interval(config.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // When this node last heard its own heartbeat; the one Redis took and it has not heard yet, if any.
     let mut own_heartbeat = Instant::now();
+    lock(&shared.link.beat_unanswered).take();
+    // A cluster node's connection lost: subscribing again in the background, so the other shards' traffic
+    // goes on meanwhile.
+    let mut resubscribing = Resubscribing::new(config);
     loop {
         // A silent node is forgotten when its time is up, not at this node's next tick, which may be up to
-        // a heartbeat interval later.
-        let next_expiry = lock(&shared.peers).next_expiry(timeout);
+        // a heartbeat interval later; but only for a silence this node heard itself through (a cluster
+        // that elects a master refuses every publication for a while: the silence is then everyone's).
+        let heard = own_heartbeat + config.heartbeat_interval;
+        let next_expiry = lock(&shared.peers)
+            .next_expiry(timeout)
+            .filter(|at| Instant::from_std(*at) < heard);
         let expiry = async {
             match next_expiry {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -95,7 +104,22 @@ async fn listen(
                 buffered.release(payload.len());
                 received(shared, local, &mut reader, &payload, &mut own_heartbeat).await
             }
-            () = lost.notified() => Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))),
+            () = lost.notified() => {
+                if reader.is_cluster() {
+                    resubscribing.start(shared, &reader, &fixed).await;
+                    Ok(())
+                } else {
+                    Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)))
+                }
+            }
+            () = resubscribing.done() => {
+                // What was published on the lost node's channels meanwhile is read from the streams.
+                let caught_up = history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await;
+                if caught_up.is_ok() {
+                    resubscribing.backoff.reset();
+                }
+                caught_up
+            }
             () = shared.subscriptions.ended_notified() => shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await,
             Some(command) = commands.recv() => {
                 let follow = async |group| {
@@ -106,7 +130,7 @@ async fn listen(
                 history::run(&shared.history, local, &mut streams, command, follow).await
             },
             () = expiry => {
-                if let Some(deadline) = Instant::now().checked_sub(timeout) {
+                if let Some(deadline) = Instant::now().min(heard).checked_sub(timeout) {
                     lock(&shared.peers).expire(deadline.into_std());
                 }
                 Ok(())
@@ -115,9 +139,13 @@ async fn listen(
                 history::forget_empty(&shared.history, local);
                 match Instant::now().checked_sub(timeout) {
                     Some(deadline) => {
-                        lock(&shared.peers).expire(deadline.into_std());
-                        if own_heartbeat < deadline {
-                            Err(timed_out())
+                        if let Some(silent) = Instant::now().min(heard).checked_sub(timeout) {
+                            lock(&shared.peers).expire(silent.into_std());
+                        }
+                        // Broken somewhere: a heartbeat Redis took has not come back.
+                        let unanswered = *lock(&shared.link.beat_unanswered);
+                        if unanswered.is_some_and(|at| at < deadline.into_std()) {
+                            return timed_out();
                         } else {
                             shared.subscriptions.reconcile(&shared.config, &shared.history, local).await
                         }
@@ -126,8 +154,73 @@ async fn listen(
                 }
             }
         };
-        if let Err(e) = result {
-            return e;
+        match result {
+            Ok(()) => {}
+            // On a cluster, a command that failed had one shard out of reach (it may be electing a
+            // master): the others' traffic goes on, and the subscriptions are made again until that shard
+            // answers. What proves the whole link broken is this node's heartbeat not coming back.
+            Err(e) if reader.is_cluster() => {
+                tracing::warn!(target: "ws_core::backplane", error = %e, "redis: a shard is out of reach; subscribing again");
+                resubscribing.start(shared, &reader, &fixed).await;
+            }
+            Err(e) => return e,
+        }
+    }
+}
+
+/// Subscribing again to every channel after a cluster node's connection was lost, until each is
+/// subscribed where its slot is served now (after a failover, on the promoted replica). The cluster
+/// connection subscribes a node it reconnects to again, but not the slots that moved away from it; a
+/// subscription to a channel already subscribed to changes nothing.
+struct Resubscribing {
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Grows with each start until the catch-up after one succeeds.
+    backoff: Backoff,
+}
+
+impl Resubscribing {
+    fn new(config: &super::config::RedisConfig) -> Self {
+        Self {
+            task: None,
+            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+        }
+    }
+
+    /// Starts again from the channels as they are now, after a backoff.
+    async fn start(&mut self, shared: &Arc<Shared>, reader: &Conn, fixed: &[String]) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let channels = shared.subscriptions.channels(&shared.config, fixed).await;
+        let (shared, mut conn) = (shared.clone(), reader.clone());
+        let first = self.backoff.next_delay();
+        self.task = Some(tokio::spawn(async move {
+            tokio::time::sleep(first).await;
+            let config = &shared.config;
+            let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+            while let Err(e) = conn.subscribe(&channels).await {
+                tracing::debug!(target: "ws_core::backplane", error = %e, "redis: subscribing again after a node was lost");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }));
+    }
+
+    /// Resolves once the subscriptions are back; never while none is under way.
+    async fn done(&mut self) {
+        match &mut self.task {
+            Some(task) => {
+                let _ = task.await;
+                self.task = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Resubscribing {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
@@ -232,6 +325,7 @@ async fn received(
     if packet.node == shared.node && !matches!(packet.op, Op::History { .. }) {
         if packet.op == Op::Heartbeat {
             *own_heartbeat = Instant::now();
+            lock(&shared.link.beat_unanswered).take();
         }
         return Ok(());
     }

@@ -69,6 +69,14 @@ impl Subscriptions {
         Ok(())
     }
 
+    /// The channels subscribed to: `fixed` and the groups', as they are now.
+    pub(super) async fn channels(&self, keys: &RedisConfig, fixed: &[String]) -> Vec<String> {
+        let state = self.state.lock().await;
+        let mut all = fixed.to_vec();
+        all.extend(state.groups.iter().map(|g| keys.channel_group(g)));
+        all
+    }
+
     /// Forgets the connection (it was lost): nothing is subscribed until the next [`start`](Self::start).
     pub(super) async fn stop(&self) {
         let mut state = self.state.lock().await;
