@@ -188,7 +188,12 @@ async fn run(
     bytes: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut conn = None;
+    // Made at once, while every node answers: a cluster connection made while one is stopped takes the
+    // node timeout.
+    let mut conn = tokio::select! {
+        made = connect(&shared) => made.ok(),
+        () = stopped(&mut stop) => return,
+    };
     let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
     let mut failing = false;
     let mut waiting = Vec::with_capacity(MERGED);

@@ -29,14 +29,16 @@
 //! |---|---|
 //! | `mod.rs` | [`RedisBackplane`]: the [`Backplane`] operations, each done here first, then queued for the others |
 //! | `shared.rs` | what the backplane and its tasks share, by kind: outgoing queue, link state, counters, the peers, history's bookkeeping, subscriptions |
-//! | `publisher.rs` | the task that sends this node's traffic, membership changes and heartbeats |
+//! | `publisher.rs` | the task that encodes this node's traffic, membership changes and heartbeats into pipelines |
+//! | `lanes.rs` | one lane per shard, on a connection of its own, that sends those pipelines in order |
+//! | `topology.rs` | which master serves which slot, and which lane or task each slot's work goes to |
 //! | `subscriber.rs` | the task that applies the other nodes' traffic and runs history's reads |
 //! | `subscriptions.rs` | the channels this node listens to: one per group it serves |
 //! | `conn.rs` | a connection to one Redis or a cluster, and pipelines by slot |
 //! | `link.rs` | what both tasks share: connecting, backoff, restart after a panic |
 //! | `peers.rs` | the replica of the other nodes' clients and groups |
 //! | `history/` | history on Redis: its bookkeeping, the scripts, recovery, `$history`, the reads recovery makes |
-//! | `replication.rs` | with `wait_for_replicas`: history frames kept, waited for and published per slot, off the publisher's path |
+//! | `replication.rs` | with `wait_for_replicas`: history frames kept, waited for and published per shard, off the publisher's path |
 //! | `wire.rs` | the packets and the stored membership, encoded and decoded |
 //! | `config.rs` | [`RedisConfig`] |
 //!

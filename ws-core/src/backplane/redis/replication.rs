@@ -176,8 +176,12 @@ async fn wait_in_order(
     // The replies of the round's keeping, once it succeeded: what a retry publishes.
     let mut kept = None;
     // The task's own connection: a `WAIT` holds up the replies of its master's connection, and a cluster
-    // connection that refreshes its view of the cluster holds up everything sent on it.
-    let mut conn = None;
+    // connection that refreshes its view of the cluster holds up everything sent on it. Made at once,
+    // while every node answers: one made while a node is stopped takes the node timeout.
+    let mut conn = tokio::select! {
+        made = connection(&shared) => made.ok(),
+        () = super::link::stopped(&mut stop) => return,
+    };
     loop {
         if round.is_empty() {
             let received = tokio::select! {

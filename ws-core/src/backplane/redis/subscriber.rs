@@ -120,7 +120,14 @@ async fn listen(
                 }
                 caught_up
             }
-            () = shared.subscriptions.ended_notified() => shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await,
+            () = shared.subscriptions.ended_notified() => {
+                // A channel whose slot moved: subscribed again where it is now, then what was published
+                // there before is read from the streams.
+                match shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await {
+                    Ok(()) => history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await,
+                    Err(e) => Err(e),
+                }
+            }
             Some(command) = commands.recv() => {
                 let follow = async |group| {
                     let (keys, history) = (&shared.config, &shared.history);
@@ -193,14 +200,19 @@ impl Resubscribing {
         }
         let channels = shared.subscriptions.channels(&shared.config, fixed).await;
         let (shared, mut conn) = (shared.clone(), reader.clone());
-        let first = self.backoff.next_delay();
+        // Short enough not to leave a promoted master's channels unsubscribed long.
+        let first = self
+            .backoff
+            .next_delay()
+            .min(shared.config.heartbeat_interval);
         self.task = Some(tokio::spawn(async move {
             tokio::time::sleep(first).await;
-            let config = &shared.config;
-            let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+            // Tried again at the shortest delay, not backing off: each try waits for the shard's answer
+            // or the node timeout, and a channel not yet subscribed where its slot now is loses what is
+            // published on it.
             while let Err(e) = conn.subscribe(&channels).await {
                 tracing::debug!(target: "ws_core::backplane", error = %e, "redis: subscribing again after a node was lost");
-                tokio::time::sleep(backoff.next_delay()).await;
+                tokio::time::sleep(shared.config.reconnect_min).await;
             }
         }));
     }
