@@ -699,6 +699,48 @@ fn send_burst(
     })
 }
 
+/// The channel of `group`.
+fn group_channel(group: &str) -> String {
+    format!("ws:v3:{{g:{group}}}:group")
+}
+
+/// Two groups with their masters: the first on a shard other than the broadcast channel's, the second
+/// on yet another.
+async fn groups_on_two_shards(cluster: &RedisCluster) -> [(String, u16); 2] {
+    let everyone = cluster.master_of("ws:v3:all").await;
+    let mut groups = Vec::new();
+    for n in 0..64 {
+        let group = format!("room-{n}");
+        let master = cluster.master_of(&group_channel(&group)).await;
+        if groups.is_empty() && master != everyone {
+            groups.push((group, master));
+        } else if groups.len() == 1 && master != groups[0].1 {
+            groups.push((group, master));
+            break;
+        }
+    }
+    <[_; 2]>::try_from(groups).expect("groups on two shards")
+}
+
+/// Two linked nodes, and a client of the second in both `groups`, seen there by the first.
+async fn member_of_both(
+    cfg: &RedisConfig,
+    groups: [&str; 2],
+) -> (TestServer, TestServer, WsClient) {
+    let a = spawn(node(cfg)).await;
+    let b = spawn(node(cfg)).await;
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut b1, b1_id) = client(&b).await;
+    for group in groups {
+        join(&mut b1, group).await;
+    }
+    eventually("node a sees b's member in both groups", || async {
+        groups.iter().all(|g| member_ids(&a, g).contains(&b1_id))
+    })
+    .await;
+    (a, b, b1)
+}
+
 /// A master that stops answering holds up its own shard's traffic only (README "Failover"): with the
 /// master of one group stopped (SIGSTOP), a line to that group, then one to a group on another shard and
 /// a broadcast, sent from node A: the member on node B gets the other two while the stopped master still
@@ -710,32 +752,8 @@ async fn a_stopped_master_holds_up_only_its_own_shard() {
     // Longer than the cluster takes to replace a master (`--cluster-node-timeout 1000`): a line that
     // waited for the stopped master's answer would come after the failover.
     let cfg = fast_cluster(&cluster).node_timeout(Duration::from_secs(5));
-    let channel = |group: &str| format!("ws:v3:{{g:{group}}}:group");
-    let everyone = cluster.master_of("ws:v3:all").await;
-    let mut groups = Vec::new();
-    for n in 0..64 {
-        let group = format!("room-{n}");
-        let master = cluster.master_of(&channel(&group)).await;
-        if groups.is_empty() && master != everyone {
-            groups.push((group, master));
-        } else if groups.len() == 1 && master != groups[0].1 {
-            groups.push((group, master));
-            break;
-        }
-    }
-    let [(stuck, stopped), (healthy, _)] =
-        <[_; 2]>::try_from(groups).expect("groups on two shards");
-    let a = spawn(node(&cfg)).await;
-    let b = spawn(node(&cfg)).await;
-    linked(&[&a.server, &b.server], 1).await;
-    let (mut b1, b1_id) = client(&b).await;
-    for group in [&stuck, &healthy] {
-        join(&mut b1, group).await;
-    }
-    eventually("node a sees b's member in both groups", || async {
-        member_ids(&a, &stuck).contains(&b1_id) && member_ids(&a, &healthy).contains(&b1_id)
-    })
-    .await;
+    let [(stuck, stopped), (healthy, _)] = groups_on_two_shards(&cluster).await;
+    let (a, _b, mut b1) = member_of_both(&cfg, [&stuck, &healthy]).await;
 
     cluster.signal(stopped, "STOP").await;
     a.server.to(&stuck).send(Message::new("line", "stuck"));
@@ -748,7 +766,7 @@ async fn a_stopped_master_holds_up_only_its_own_shard() {
         let frame = b1.recv().await;
         got.push(frame["data"].as_str().unwrap_or_default().to_owned());
     }
-    let serving = cluster.master_of(&channel(&stuck)).await;
+    let serving = cluster.master_of(&group_channel(&stuck)).await;
     cluster.signal(stopped, "CONT").await;
     got.sort();
     assert_eq!(got, ["everyone", "healthy"]);
@@ -768,31 +786,8 @@ async fn a_stopped_master_holds_up_only_its_own_shard() {
 async fn a_killed_master_holds_up_only_its_own_shard() {
     let mut cluster = RedisCluster::start().await;
     let cfg = fast_cluster(&cluster);
-    let channel = |group: &str| format!("ws:v3:{{g:{group}}}:group");
-    let everyone = cluster.master_of("ws:v3:all").await;
-    let mut groups = Vec::new();
-    for n in 0..64 {
-        let group = format!("room-{n}");
-        let master = cluster.master_of(&channel(&group)).await;
-        if groups.is_empty() && master != everyone {
-            groups.push((group, master));
-        } else if groups.len() == 1 && master != groups[0].1 {
-            groups.push((group, master));
-            break;
-        }
-    }
-    let [(dying, _), (healthy, _)] = <[_; 2]>::try_from(groups).expect("groups on two shards");
-    let a = spawn(node(&cfg)).await;
-    let b = spawn(node(&cfg)).await;
-    linked(&[&a.server, &b.server], 1).await;
-    let (mut b1, b1_id) = client(&b).await;
-    for group in [&dying, &healthy] {
-        join(&mut b1, group).await;
-    }
-    eventually("node a sees b's member in both groups", || async {
-        member_ids(&a, &dying).contains(&b1_id) && member_ids(&a, &healthy).contains(&b1_id)
-    })
-    .await;
+    let [(dying, _), (healthy, _)] = groups_on_two_shards(&cluster).await;
+    let (a, _b, mut b1) = member_of_both(&cfg, [&dying, &healthy]).await;
 
     let server = a.server.clone();
     let (to_healthy, to_dying) = (healthy.clone(), dying.clone());
@@ -804,9 +799,11 @@ async fn a_killed_master_holds_up_only_its_own_shard() {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = cluster.kill_master(&channel(&dying)).await;
+    let killed = cluster.kill_master(&group_channel(&dying)).await;
     sender.await.expect("a sent every line");
-    cluster.wait_for_failover(&channel(&dying), killed).await;
+    cluster
+        .wait_for_failover(&group_channel(&dying), killed)
+        .await;
     let mut after = 0;
     let (mut healthy_lines, mut dying_lines) = (Vec::new(), Vec::<String>::new());
     while dying_lines.last().is_none_or(|l| l != "after") {

@@ -29,7 +29,7 @@ use redis::{ErrorKind, Pipeline, RedisResult, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::conn::{Conn, Pipelines, Slotted};
-use super::history;
+use super::history::load_script;
 use super::link::{Backoff, connect, stopped, wait_or_stop};
 use super::shared::Shared;
 use super::topology::{Placement, Topology};
@@ -295,8 +295,10 @@ async fn run_side_by_side(
                 if !refused {
                     merged.without_plain(shared);
                 }
-                if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
-                    load_script(&mut made.clone(), &merged.key).await;
+                if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                    && let Err(e) = load_script(&mut made.clone(), &merged.key).await
+                {
+                    tracing::debug!(target: "ws_core::backplane", error = %e, "redis: cannot load the history script yet");
                 }
                 // A single Redis's connection is made again after it broke; a cluster's heals itself.
                 if e.is_unrecoverable_error() && !made.is_cluster() {
@@ -441,22 +443,5 @@ fn note(shared: &Shared, failing: &mut bool, ok: bool) {
         shared.link.lanes_failing.fetch_sub(1, Relaxed);
     } else if !was_failing && !ok {
         shared.link.lanes_failing.fetch_add(1, Relaxed);
-    }
-}
-
-/// Loads the history script on the master of `key`'s slot, which lost it (it restarted empty, or was a
-/// replica that missed it).
-async fn load_script(conn: &mut Conn, key: &str) {
-    let mut pipes = Pipelines::new(conn.is_cluster());
-    pipes
-        .on(key)
-        .cmd("EXISTS")
-        .arg(key)
-        .ignore()
-        .cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(history::SCRIPT);
-    if let Err(e) = pipes.run(conn).await {
-        tracing::debug!(target: "ws_core::backplane", error = %e, "redis: cannot load the history script yet");
     }
 }

@@ -32,7 +32,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{self, Conn, Pipelines};
-use super::history::{self, Unsent};
+use super::history::{self, Unsent, load_script};
 use super::link::{Backoff, wait_or_stop};
 use super::shared::Shared;
 use super::topology::{Placement, Topology, slot_of};
@@ -350,30 +350,6 @@ async fn connection(shared: &Shared) -> Result<Conn, RedisError> {
         .clone()
         .node_timeout(config.node_timeout_value() + wait);
     conn::connect(&patient, None::<fn(redis::PushInfo) -> Result<(), ()>>).await
-}
-
-/// Loads the history script on the master of `key`'s slot and returns its SHA-1. Not `SCRIPT LOAD`
-/// alone, which a cluster connection sends to every node: a stopped replica would hold it up.
-async fn load_script(conn: &mut Conn, key: &str) -> Result<String, RedisError> {
-    let mut pipes = Pipelines::new(conn.is_cluster());
-    pipes
-        .on(key)
-        .cmd("EXISTS")
-        .arg(key)
-        .ignore()
-        .cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(history::SCRIPT);
-    let replies = pipes.run_collecting(conn).await?;
-    match replies.into_iter().next() {
-        Some(Value::BulkString(sha)) => Ok(String::from_utf8_lossy(&sha).into_owned()),
-        Some(Value::SimpleString(sha)) => Ok(sha),
-        other => Err(RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "SCRIPT LOAD did not answer a SHA-1",
-            format!("{other:?}"),
-        ))),
-    }
 }
 
 /// How many replicas the master of `key`'s slot has connected, from its `ROLE`.

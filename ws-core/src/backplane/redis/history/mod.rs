@@ -48,7 +48,7 @@ use crate::protocol::{self, Frame};
 use crate::sync::lock;
 
 pub(super) use self::recovery::run;
-pub(super) use self::script::{Admissions, SCRIPT, Unsent, invoke};
+pub(super) use self::script::{Admissions, SCRIPT, Unsent, invoke, load_script};
 use self::stream::{Entry, RedisStreams, Streams};
 
 /// Where this node's members of a group stand, and the frames they were given last.

@@ -132,6 +132,30 @@ impl Admissions {
     }
 }
 
+/// Loads the history script on the master of `key`'s slot and returns its SHA-1. Not `SCRIPT LOAD`
+/// alone, which a cluster connection sends to every node: a stopped replica would hold it up.
+pub(crate) async fn load_script(conn: &mut Conn, key: &str) -> Result<String, RedisError> {
+    let mut pipes = Pipelines::new(conn.is_cluster());
+    pipes
+        .on(key)
+        .cmd("EXISTS")
+        .arg(key)
+        .ignore()
+        .cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(SCRIPT);
+    let replies = pipes.run_collecting(conn).await?;
+    match replies.into_iter().next() {
+        Some(redis::Value::BulkString(sha)) => Ok(String::from_utf8_lossy(&sha).into_owned()),
+        Some(redis::Value::SimpleString(sha)) => Ok(sha),
+        other => Err(RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "SCRIPT LOAD did not answer a SHA-1",
+            format!("{other:?}"),
+        ))),
+    }
+}
+
 /// One run of [`SCRIPT`], its keys and arguments by name.
 struct ScriptCall<'a> {
     history_key: String,
