@@ -160,6 +160,9 @@ impl Publisher<'_> {
                 biased;
                 () = stopped(stop) => return None,
                 _ = ticker.tick() => {
+                    // Asked here too: a node that sends nothing still learns that a slot moved.
+                    let key = shared.config.membership_key(&shared.node);
+                    self.topology.refresh(&shared.config, conn, &key, &shared.link.slots_moved);
                     self.heartbeat();
                     Ok(())
                 }
@@ -191,7 +194,8 @@ impl Publisher<'_> {
         let shared = self.shared;
         self.admit_histories(conn).await?;
         let key = shared.config.membership_key(&shared.node);
-        self.topology.refresh(&shared.config, conn, &key);
+        self.topology
+            .refresh(&shared.config, conn, &key, &shared.link.slots_moved);
         let mut pipes = Pipelines::new(conn.is_cluster());
         let Encoded {
             touched,

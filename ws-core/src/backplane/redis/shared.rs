@@ -48,6 +48,9 @@ pub(super) struct LinkState {
     /// The subscriber lost its connection: the publisher's, to the same Redis, counts as down until it has
     /// answered again.
     pub(super) subscriber_lost: tokio::sync::Notify,
+    /// The publisher saw a slot served by another master than before (a failover, a migration): the
+    /// subscriber reads from the streams what it may have missed while its subscription moved.
+    pub(super) slots_moved: tokio::sync::Notify,
     /// The publisher's lanes whose last pipeline failed (a shard out of reach).
     pub(super) lanes_failing: AtomicUsize,
     /// When Redis took the oldest of this node's heartbeats that its subscriber has not heard since: one
@@ -153,6 +156,7 @@ impl Shared {
                 publisher_up: AtomicBool::new(false),
                 subscriber_up: AtomicBool::new(false),
                 subscriber_lost: tokio::sync::Notify::new(),
+                slots_moved: tokio::sync::Notify::new(),
                 lanes_failing: AtomicUsize::new(0),
                 beat_unanswered: Mutex::new(None),
             },

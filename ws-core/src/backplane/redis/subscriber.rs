@@ -120,6 +120,11 @@ async fn listen(
                 }
                 caught_up
             }
+            () = shared.link.slots_moved.notified() => {
+                // The cluster connection follows a moved channel by itself; what was published there
+                // before it did is read from the streams.
+                history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await
+            }
             () = shared.subscriptions.ended_notified() => {
                 // A channel whose slot moved: subscribed again where it is now, then what was published
                 // there before is read from the streams.

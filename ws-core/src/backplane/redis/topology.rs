@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use redis::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::config::RedisConfig;
 use super::conn::{Conn, Pipelines};
@@ -42,11 +42,15 @@ impl Topology {
 
     /// Takes the answer to the last question if it came, and asks again, without waiting, if the last
     /// question is older than the node timeout: a slot's work then goes to its new master's task soon
-    /// after a failover or a migration. Nothing waits for Redis here.
-    pub(super) fn refresh(&mut self, config: &RedisConfig, conn: &Conn, key: &str) {
+    /// after a failover or a migration. Nothing waits for Redis here. When the answer shows a slot
+    /// moved, `moved` is notified.
+    pub(super) fn refresh(&mut self, config: &RedisConfig, conn: &Conn, key: &str, moved: &Notify) {
         if let Some(answer) = &mut self.answer {
             match answer.try_recv() {
                 Ok(masters) => {
+                    if masters != self.masters {
+                        moved.notify_one();
+                    }
                     self.masters = masters;
                     self.answer = None;
                 }
