@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ws_core::backplane::{RedisBackplane, RedisConfig};
+use ws_core::backplane::{Backplane, RedisBackplane, RedisConfig};
 use ws_core::config::ConfigError;
 use ws_core::history::History;
 use ws_core::protocol::Message;
@@ -302,12 +302,17 @@ fn node(redis: &str) -> ServerBuilder {
 
 /// [`node`] with other history settings.
 fn node_with(redis: &str, history: History) -> ServerBuilder {
-    let redis = RedisConfig::new(redis)
+    let redis = quick(redis);
+    history_server(history).backplane(move |local| RedisBackplane::start(local, redis))
+}
+
+/// The backplane settings of [`node`].
+fn quick(redis: &str) -> RedisConfig {
+    RedisConfig::new(redis)
         .unwrap()
         .heartbeat_interval(Duration::from_millis(100))
         .node_timeout(Duration::from_secs(1))
-        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200));
-    history_server(history).backplane(move |local| RedisBackplane::start(local, redis))
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
 }
 
 /// Joins `group` and returns `$position` once both it and the join's reply arrived (on a cluster it comes
@@ -683,6 +688,44 @@ async fn frames_sent_right_after_a_redis_restart_reach_every_member_once() {
         );
         assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
         member.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+/// A node whose backplane connected before the server set its history up (as happens when another
+/// thread runs the backplane's tasks first, on a loaded host) numbers and delivers its frames to a group
+/// with history like any other: members on both nodes get each once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_backplane_connected_before_its_history_was_set_up_delivers_its_frames() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let config = quick(&url);
+    let late =
+        history_server(History::new().groups(|g| g.starts_with("room"))).backplane(move |local| {
+            let backplane = RedisBackplane::start(local, config);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !backplane.stats().is_some_and(|s| s.connected) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the backplane connects"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            backplane
+        });
+    let (a, b) = (spawn(node(&url)).await, spawn(late).await);
+    let mut reader = connect(&a).await;
+    join_and_position(&mut reader, "room").await;
+    let mut watcher = connect(&b).await;
+    join_and_position(&mut watcher, "room").await;
+    let mut sender = connect(&b).await;
+    join_and_position(&mut sender, "room").await;
+    for n in 1..=3 {
+        say(&mut sender, "room", n).await;
+    }
+    for member in [&mut reader, &mut watcher] {
+        let (values, last) = said(member, 3).await;
+        assert_eq!(values, [1, 2, 3]);
+        assert_eq!(last["offset"], 3, "numbered in Redis");
     }
 }
 

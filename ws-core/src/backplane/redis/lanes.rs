@@ -292,12 +292,14 @@ async fn run_side_by_side(
                             | ServerErrorKind::BusyLoading
                     )
                 );
-                if !refused {
-                    merged.without_plain(shared);
+                // Redis answered every command, and refused only the history scripts: the rest ran.
+                let noscript = e.kind() == ErrorKind::Server(ServerErrorKind::NoScript);
+                if noscript {
+                    merged.without_plain(shared, Taken::Yes);
+                } else if !refused {
+                    merged.without_plain(shared, Taken::Maybe);
                 }
-                if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-                    && let Err(e) = load_script(&mut made.clone(), &merged.key).await
-                {
+                if noscript && let Err(e) = load_script(&mut made.clone(), &merged.key).await {
                     tracing::debug!(target: "ws_core::backplane", error = %e, "redis: cannot load the history script yet");
                 }
                 // A single Redis's connection is made again after it broke; a cluster's heals itself.
@@ -392,9 +394,9 @@ impl Merged {
         merged
     }
 
-    /// Takes the plain publications out of the pipeline, counting them dropped: they may have been
-    /// taken already, and pub/sub is at most once.
-    fn without_plain(&mut self, shared: &Shared) {
+    /// Takes the plain publications out of the pipeline before it is sent again: pub/sub is at most
+    /// once. Counted published if Redis `taken` them, else dropped.
+    fn without_plain(&mut self, shared: &Shared, taken: Taken) {
         if self.plain.is_empty() {
             return;
         }
@@ -404,14 +406,34 @@ impl Merged {
                 kept.add_command(cmd.clone());
             }
         }
-        let dropped = self.plain.len() as u64;
+        let plain = self.plain.len() as u64;
         self.pipe = kept;
         self.plain.clear();
-        self.messages -= dropped;
-        shared.counters.dropped.fetch_add(dropped, Relaxed);
-        // One may have been a membership change: the next heartbeat makes the others read it all.
-        shared.outbox.changes_lost.store(true, Relaxed);
+        self.messages -= plain;
+        let beat = std::mem::take(&mut self.beat);
+        match taken {
+            Taken::Yes => {
+                shared.counters.published.fetch_add(plain, Relaxed);
+                if beat {
+                    lock(&shared.link.beat_unanswered).get_or_insert_with(std::time::Instant::now);
+                }
+            }
+            Taken::Maybe => {
+                shared.counters.dropped.fetch_add(plain, Relaxed);
+                // One may have been a membership change: the next heartbeat makes the others read it all.
+                shared.outbox.changes_lost.store(true, Relaxed);
+            }
+        }
     }
+}
+
+/// Whether Redis took the commands of a pipeline that failed.
+#[derive(Clone, Copy)]
+enum Taken {
+    /// It answered each: the failure was some commands' own.
+    Yes,
+    /// The connection broke or timed out: some may have run.
+    Maybe,
 }
 
 /// Runs `pipe` on the lane's connection, making it first if there is none. A single Redis's connection

@@ -41,7 +41,6 @@ pub(super) async fn publish(
         seq: 0,
         stored: false,
         batch: Vec::with_capacity(BATCH),
-        script: String::new(),
         numbered: 0,
         admissions: Admissions::default(),
         topology: Topology::default(),
@@ -96,8 +95,6 @@ struct Publisher<'a> {
     /// have missed it.
     stored: bool,
     batch: Vec<(Outgoing, usize)>,
-    /// The history script's SHA-1, as loaded on this connection.
-    script: String,
     /// The number of this node's latest frame for a group with history.
     numbered: u64,
     /// Which groups have room for history.
@@ -128,11 +125,12 @@ impl Publisher<'_> {
         let shared = self.shared;
         let mut conn = connect(shared).await?;
         if shared.history.kept.get().is_some() {
-            // Loaded on every connection: a Redis that restarted has forgotten it.
-            self.script = redis::cmd("SCRIPT")
+            // Loaded on every connection: a Redis that restarted has forgotten it. A history set up after
+            // this point has its first frames answered `NOSCRIPT`, and the lane loads it then.
+            redis::cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(history::SCRIPT)
-                .query_async::<String>(&mut conn)
+                .query_async::<()>(&mut conn)
                 .await?;
         }
         let key = shared.config.membership_key(&shared.node);
@@ -331,7 +329,6 @@ impl Publisher<'_> {
             history::invoke(
                 &self.shared.history,
                 pipes,
-                &self.script,
                 self.seq,
                 unsent,
                 admitted,

@@ -170,8 +170,8 @@ async fn wait_in_order(
     let config = &shared.config;
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
     let mut short = false;
-    // The history script's SHA-1, once loaded on the slot's master by this task.
-    let mut script = None;
+    // Whether this task loaded the history script on the slot's master since its last error.
+    let mut loaded = false;
     let mut round = Vec::with_capacity(ROUND);
     // The replies of the round's keeping, once it succeeded: what a retry publishes.
     let mut kept = None;
@@ -195,7 +195,7 @@ async fn wait_in_order(
         match run_round(
             &shared,
             &mut conn,
-            &mut script,
+            &mut loaded,
             &mut short,
             &round,
             &mut kept,
@@ -218,7 +218,7 @@ async fn wait_in_order(
                 if conn.as_ref().is_some_and(|conn: &Conn| !conn.is_cluster()) {
                     conn = None;
                 }
-                script = None;
+                loaded = false;
                 if wait_or_stop(backoff.next_delay(), &mut stop).await {
                     return;
                 }
@@ -232,7 +232,7 @@ async fn wait_in_order(
 async fn run_round(
     shared: &Shared,
     conn: &mut Option<Conn>,
-    script: &mut Option<String>,
+    loaded: &mut bool,
     short: &mut bool,
     round: &[Waiting],
     kept: &mut Option<Vec<Value>>,
@@ -245,10 +245,10 @@ async fn run_round(
         None => conn.insert(connection(shared).await?),
     };
     let key = shared.config.history_key(&round[0].unsent.group);
-    let sha = match script {
-        Some(sha) => sha.clone(),
-        None => script.insert(load_script(conn, &key).await?).clone(),
-    };
+    if !*loaded {
+        load_script(conn, &key).await?;
+        *loaded = true;
+    }
     if *short {
         *short = connected_replicas(conn, &key).await? < replicas;
     }
@@ -256,15 +256,7 @@ async fn run_round(
     if kept.is_none() {
         let mut keep = Pipelines::new(cluster);
         for w in round {
-            history::invoke(
-                &shared.history,
-                &mut keep,
-                &sha,
-                w.seq,
-                &w.unsent,
-                w.admitted,
-                "",
-            );
+            history::invoke(&shared.history, &mut keep, w.seq, &w.unsent, w.admitted, "");
         }
         *kept = Some(keep.run_collecting(conn).await?);
     }

@@ -1,6 +1,7 @@
 //! The Lua scripts history runs in Redis, and how the publisher calls them.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use redis::RedisError;
 
@@ -132,9 +133,17 @@ impl Admissions {
     }
 }
 
-/// Loads the history script on the master of `key`'s slot and returns its SHA-1. Not `SCRIPT LOAD`
-/// alone, which a cluster connection sends to every node: a stopped replica would hold it up.
-pub(crate) async fn load_script(conn: &mut Conn, key: &str) -> Result<String, RedisError> {
+/// [`SCRIPT`]'s SHA-1, by which `EVALSHA` names it. Known without asking Redis: a frame encoded before
+/// any connection loaded the script (the history may be set up after the publisher connected) names it
+/// right, and runs once a `NOSCRIPT` answer had it loaded.
+pub(crate) fn script_sha() -> &'static str {
+    static SCRIPT_HASH: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SCRIPT));
+    SCRIPT_HASH.get_hash()
+}
+
+/// Loads the history script on the master of `key`'s slot. Not `SCRIPT LOAD` alone, which a cluster
+/// connection sends to every node: a stopped replica would hold it up.
+pub(crate) async fn load_script(conn: &mut Conn, key: &str) -> Result<(), RedisError> {
     let mut pipes = Pipelines::new(conn.is_cluster());
     pipes
         .on(key)
@@ -143,17 +152,9 @@ pub(crate) async fn load_script(conn: &mut Conn, key: &str) -> Result<String, Re
         .ignore()
         .cmd("SCRIPT")
         .arg("LOAD")
-        .arg(SCRIPT);
-    let replies = pipes.run_collecting(conn).await?;
-    match replies.into_iter().next() {
-        Some(redis::Value::BulkString(sha)) => Ok(String::from_utf8_lossy(&sha).into_owned()),
-        Some(redis::Value::SimpleString(sha)) => Ok(sha),
-        other => Err(RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "SCRIPT LOAD did not answer a SHA-1",
-            format!("{other:?}"),
-        ))),
-    }
+        .arg(SCRIPT)
+        .ignore();
+    pipes.run(conn).await
 }
 
 /// One run of [`SCRIPT`], its keys and arguments by name.
@@ -175,9 +176,9 @@ struct ScriptCall<'a> {
 
 impl ScriptCall<'_> {
     /// Adds the call to `pipe`, keys and arguments in the order the script names them.
-    fn add_to(&self, pipe: &mut redis::Pipeline, sha: &str) {
+    fn add_to(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("EVALSHA")
-            .arg(sha)
+            .arg(script_sha())
             .arg(3)
             .arg(&self.history_key)
             .arg(&self.stream_key)
@@ -209,7 +210,6 @@ pub(crate) struct Unsent {
 pub(crate) fn invoke(
     state: &HistoryState,
     pipes: &mut Pipelines,
-    script: &str,
     seq: u64,
     unsent: &Unsent,
     admitted: bool,
@@ -246,7 +246,7 @@ pub(crate) fn invoke(
         admitted,
         publish,
     }
-    .add_to(pipe, script);
+    .add_to(pipe);
     if !publish.is_empty() {
         pipe.ignore();
     }
