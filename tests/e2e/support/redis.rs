@@ -199,29 +199,7 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("a directory for the cluster's files");
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let port = cluster_port();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-                // A replica may always take over: it is never far behind here, and a test must not wait for
-                // the data age Redis would otherwise require.
-                .args(["--cluster-replica-validity-factor", "0"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("redis-server on PATH (scripts/test installs Debian's redis-server)");
-            nodes.push(ClusterNode {
-                port,
-                child: Some(child),
-            });
-        }
-        for node in &nodes {
-            wait_for_port(node.port).await;
+            nodes.push(start_node(&dir).await);
         }
         let addresses: Vec<String> = nodes
             .iter()
@@ -514,14 +492,44 @@ impl RedisCluster {
     }
 }
 
-async fn wait_for_port(port: u16) {
+/// Starts one node of a cluster in `dir` on a free port and waits until it listens. A port found free may
+/// be taken by another test before the node binds it: the node then exits at once, and starts again on
+/// another port.
+async fn start_node(dir: &std::path::Path) -> ClusterNode {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    loop {
+        let port = cluster_port();
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+            // A replica may always take over: it is never far behind here, and a test must not wait for
+            // the data age Redis would otherwise require.
+            .args(["--cluster-replica-validity-factor", "0"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server on PATH (scripts/test installs Debian's redis-server)");
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return ClusterNode {
+                    port,
+                    child: Some(child),
+                };
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

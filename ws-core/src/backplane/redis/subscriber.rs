@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use redis::{PushInfo, PushKind, RedisError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -85,6 +86,7 @@ async fn listen(
     // A cluster node's connection lost: subscribing again in the background, so the other shards' traffic
     // goes on meanwhile.
     let mut resubscribing = Resubscribing::new(config);
+    let mut catching_up = CatchingUp::new();
     loop {
         // A silent node is forgotten when its time is up, not at this node's next tick, which may be up to
         // a heartbeat interval later; but only for a silence this node heard itself through (a cluster
@@ -114,24 +116,27 @@ async fn listen(
             }
             () = resubscribing.done() => {
                 // What was published on the lost node's channels meanwhile is read from the streams.
-                let caught_up = history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await;
-                if caught_up.is_ok() {
-                    resubscribing.backoff.reset();
-                }
-                caught_up
+                resubscribing.backoff.reset();
+                catching_up.start(shared, &reader);
+                Ok(())
             }
             () = shared.link.slots_moved.notified() => {
                 // The cluster connection follows a moved channel by itself; what was published there
                 // before it did is read from the streams.
-                history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await
+                catching_up.start(shared, &reader);
+                Ok(())
             }
             () = shared.subscriptions.ended_notified() => {
                 // A channel whose slot moved: subscribed again where it is now, then what was published
                 // there before is read from the streams.
-                match shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await {
-                    Ok(()) => history::catch_up(&shared.history, local, &mut shared.history.streams(&mut reader)).await,
-                    Err(e) => Err(e),
+                let restored = shared.subscriptions.restore(&shared.config, &shared.history, local, &fixed).await;
+                if restored.is_ok() {
+                    catching_up.start(shared, &reader);
                 }
+                restored
+            }
+            missed = catching_up.next() => {
+                history::apply_missed(&shared.history, local, &mut shared.history.streams(&mut reader), missed).await
             }
             Some(command) = commands.recv() => {
                 let follow = async |group| {
@@ -235,6 +240,84 @@ impl Resubscribing {
 }
 
 impl Drop for Resubscribing {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// At most this many groups' streams are read at once when catching up, and at most this many groups'
+/// frames read back wait for the subscriber.
+const CATCH_UP_GROUPS: usize = 16;
+
+/// Reading back, in the background, what each group with members here missed while a cluster node was
+/// out of reach or a slot moved. The reads run beside the subscriber's other work: a group whose shard
+/// has no master yet waits for the election without holding up the other shards' traffic (read in line,
+/// they held up every frame of the node until the election ended). What is read comes back to the
+/// subscriber, which applies it in order with what it received meanwhile.
+struct CatchingUp {
+    task: Option<tokio::task::JoinHandle<()>>,
+    found: mpsc::Receiver<history::Missed>,
+    sender: mpsc::Sender<history::Missed>,
+}
+
+impl CatchingUp {
+    fn new() -> Self {
+        let (sender, found) = mpsc::channel(CATCH_UP_GROUPS);
+        Self {
+            task: None,
+            found,
+            sender,
+        }
+    }
+
+    /// Reads every group again from where this node stands now, replacing a catch-up under way (what it
+    /// read already is applied, and changes nothing applied twice).
+    fn start(&mut self, shared: &Arc<Shared>, reader: &Conn) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let groups = history::tracked(&shared.history);
+        let (shared, reader, sender) = (shared.clone(), reader.clone(), self.sender.clone());
+        self.task = Some(tokio::spawn(async move {
+            futures_util::stream::iter(groups)
+                .for_each_concurrent(CATCH_UP_GROUPS, |(group, known)| {
+                    let (shared, mut conn, sender) = (shared.clone(), reader.clone(), sender.clone());
+                    async move {
+                        let config = &shared.config;
+                        let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+                        loop {
+                            let mut streams = shared.history.streams(&mut conn);
+                            match history::missed(&mut streams, group.clone(), known.clone()).await {
+                                Ok(Some(missed)) => {
+                                    let _ = sender.send(missed).await;
+                                    return;
+                                }
+                                Ok(None) => return,
+                                Err(e) => {
+                                    tracing::debug!(target: "ws_core::backplane", %group, error = %e, "redis: a group's stream is out of reach; reading it again");
+                                    tokio::time::sleep(backoff.next_delay()).await;
+                                }
+                            }
+                        }
+                    }
+                })
+                .await;
+        }));
+    }
+
+    /// The next group's frames read back.
+    async fn next(&mut self) -> history::Missed {
+        match self.found.recv().await {
+            Some(missed) => missed,
+            // This holds a sender: never closed.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for CatchingUp {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();

@@ -387,25 +387,62 @@ pub(super) async fn catch_up(
     local: &MemoryBackplane,
     reader: &mut impl Streams,
 ) -> Result<(), RedisError> {
-    let groups: Vec<(String, (String, u64))> = lock(&state.tracked)
+    for (group, known) in tracked(state) {
+        if let Some(missed) = missed(reader, group, known).await? {
+            for entry in &missed.entries {
+                deliver(state, local, &missed.group, entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where this node stands in each group with members here: the epoch and offset of what it delivered last.
+pub(super) fn tracked(state: &HistoryState) -> Vec<(String, (String, u64))> {
+    lock(&state.tracked)
         .iter()
         .map(|(g, t)| (g.clone(), (t.epoch.clone(), t.offset)))
-        .collect();
-    for (group, (known_epoch, known_offset)) in groups {
-        let Some((epoch, offset)) = reader.head(&group).await? else {
-            continue;
-        };
-        let from = if epoch == known_epoch {
-            if offset <= known_offset {
-                continue;
-            }
-            known_offset + 1
-        } else {
-            1
-        };
-        for entry in reader.read(&group, from, Some(offset)).await? {
-            deliver(state, local, &group, &entry);
+        .collect()
+}
+
+/// What `group`'s stream holds past `known` (the epoch and offset this node stands at): from the next
+/// offset in the same epoch, from the first in a new one. `None` when there is nothing past it.
+pub(super) async fn missed(
+    reader: &mut impl Streams,
+    group: String,
+    (known_epoch, known_offset): (String, u64),
+) -> Result<Option<Missed>, RedisError> {
+    let Some((epoch, offset)) = reader.head(&group).await? else {
+        return Ok(None);
+    };
+    let from = if epoch == known_epoch {
+        if offset <= known_offset {
+            return Ok(None);
         }
+        known_offset + 1
+    } else {
+        1
+    };
+    let entries = reader.read(&group, from, Some(offset)).await?;
+    Ok(Some(Missed { group, entries }))
+}
+
+/// A group's frames read back from its stream, in order, for [`apply_missed`].
+pub(super) struct Missed {
+    group: String,
+    entries: Vec<Entry>,
+}
+
+/// Applies frames read back while this node went on receiving: each as if received, so what arrived
+/// meanwhile is not delivered twice and what is still missing is read.
+pub(super) async fn apply_missed(
+    state: &HistoryState,
+    local: &MemoryBackplane,
+    reader: &mut impl Streams,
+    missed: Missed,
+) -> Result<(), RedisError> {
+    for entry in missed.entries {
+        apply_entry(state, local, reader, &missed.group, entry).await?;
     }
     Ok(())
 }
