@@ -850,6 +850,101 @@ async fn while_the_master_lacks_replicas_frames_do_not_wait_out_the_timeout() {
     assert_eq!(unreplicated, 5);
 }
 
+/// A master killed on a Redis Cluster whose other masters go on serving (`cluster-require-full-coverage
+/// no`, README "Failover"): what a node missed is read back in the background, so while the cluster
+/// elects a replica, a group with history on another shard keeps reaching its member on that node. Node
+/// A sends to such a group every 10 ms, through the kill and the election; the member on node B gets
+/// every frame, in order, and each one sent until a quarter of a second before the replica was seen
+/// serving reached it before that (read back in line, they waited for the election).
+#[tokio::test]
+async fn a_shard_electing_a_master_holds_up_no_other_groups_frames() {
+    let mut cluster = RedisCluster::start_with_partial_coverage().await;
+    let dying = "room-dying";
+    let dying_key = format!("{{g:{dying}}}");
+    let dying_master = cluster.master_of(&dying_key).await;
+    let mut healthy = None;
+    for n in 0..64 {
+        let group = format!("room-{n}");
+        if cluster.master_of(&format!("{{g:{group}}}")).await != dying_master {
+            healthy = Some(group);
+            break;
+        }
+    }
+    let healthy = healthy.expect("a group on another shard");
+    let node = || {
+        let config = fast_cluster(&cluster);
+        history_server(History::new().groups(|g| g.starts_with("room")))
+            .backplane(move |local| RedisBackplane::start(local, config))
+    };
+    let (a, b) = (spawn(node()).await, spawn(node()).await);
+    let mut sender = connect(&a).await;
+    let mut member = connect(&b).await;
+    for client in [&mut sender, &mut member] {
+        join_and_position(client, dying).await;
+        join_and_position(client, &healthy).await;
+    }
+    let to = healthy.clone();
+    let sending = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for n in 1..=400u64 {
+            sender
+                .send_json(json!({"type": "say", "data": {"group": to, "n": n}}))
+                .await;
+            sent.push(std::time::Instant::now());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = cluster.kill_master(&dying_key).await;
+    // When a replica was first seen serving the dead master's slots.
+    let cluster = std::sync::Arc::new(cluster);
+    let watched = cluster.clone();
+    let watching = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while watched
+            .serving(&dying_key)
+            .await
+            .is_none_or(|p| p == killed)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica took over"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::time::Instant::now()
+    });
+    let (mut values, mut received) = (Vec::new(), Vec::new());
+    while values.len() < 400 {
+        let frame = member.recv().await;
+        if frame["type"] == "said" {
+            values.push(frame["data"].as_u64().unwrap());
+            received.push(std::time::Instant::now());
+        }
+    }
+    let sent = sending.await.expect("every frame sent");
+    assert_eq!(
+        values,
+        (1..=400).collect::<Vec<u64>>(),
+        "each frame once, in order"
+    );
+    let replaced = watching.await.expect("a replica took over");
+    let late: Vec<u64> = values
+        .iter()
+        .zip(&received)
+        .filter(|(n, at)| {
+            let sent_at = sent[usize::try_from(**n).unwrap() - 1];
+            sent_at + Duration::from_millis(250) < replaced && **at > replaced
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "frames held until the other shard had a master again: {late:?}"
+    );
+}
+
 /// Two nodes on a Redis Cluster of three masters with a replica each, waiting up to 2 s for one replica
 /// (README "Failover"), with the replica of one group's master stopped (SIGSTOP): that group's frame
 /// waits out its timeout, while a frame to a group on another shard and one to a group without history,

@@ -191,6 +191,16 @@ fn cluster_port() -> u16 {
 impl RedisCluster {
     /// Starts six nodes, joins them into a cluster and waits until every node says it is ok.
     pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start), with `cluster-require-full-coverage no`: while a slot has no master, the
+    /// masters go on serving theirs.
+    pub(crate) async fn start_with_partial_coverage() -> Self {
+        Self::start_with(&["--cluster-require-full-coverage", "no"]).await
+    }
+
+    async fn start_with(settings: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "ws-redis-cluster-{}-{}",
             std::process::id(),
@@ -199,7 +209,7 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("a directory for the cluster's files");
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            nodes.push(start_node(&dir).await);
+            nodes.push(start_node(&dir, settings).await);
         }
         let addresses: Vec<String> = nodes
             .iter()
@@ -284,7 +294,7 @@ impl RedisCluster {
     }
 
     /// The port of the master that serves `key`'s slot now, if one does.
-    async fn serving(&self, key: &str) -> Option<u16> {
+    pub(crate) async fn serving(&self, key: &str) -> Option<u16> {
         let slot = self.slot_of(key).await;
         self.masters()
             .await
@@ -495,7 +505,7 @@ impl RedisCluster {
 /// Starts one node of a cluster in `dir` on a free port and waits until it listens. A port found free may
 /// be taken by another test before the node binds it: the node then exits at once, and starts again on
 /// another port.
-async fn start_node(dir: &std::path::Path) -> ClusterNode {
+async fn start_node(dir: &std::path::Path, settings: &[&str]) -> ClusterNode {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let port = cluster_port();
@@ -507,6 +517,7 @@ async fn start_node(dir: &std::path::Path) -> ClusterNode {
             .args(["--cluster-replica-validity-factor", "0"])
             .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
             .args(["--save", "", "--appendonly", "no"])
+            .args(settings)
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
