@@ -850,6 +850,17 @@ async fn while_the_master_lacks_replicas_frames_do_not_wait_out_the_timeout() {
     assert_eq!(unreplicated, 5);
 }
 
+/// A group with history whose master is not the one on `port`.
+async fn group_off(cluster: &RedisCluster, port: u16) -> String {
+    for n in 0..64 {
+        let group = format!("room-{n}");
+        if cluster.master_of(&format!("{{g:{group}}}")).await != port {
+            return group;
+        }
+    }
+    panic!("no group on another shard");
+}
+
 /// A master killed on a Redis Cluster whose other masters go on serving (`cluster-require-full-coverage
 /// no`, README "Failover"): what a node missed is read back in the background, so while the cluster
 /// elects a replica, a group with history on another shard keeps reaching its member on that node. Node
@@ -862,15 +873,7 @@ async fn a_shard_electing_a_master_holds_up_no_other_groups_frames() {
     let dying = "room-dying";
     let dying_key = format!("{{g:{dying}}}");
     let dying_master = cluster.master_of(&dying_key).await;
-    let mut healthy = None;
-    for n in 0..64 {
-        let group = format!("room-{n}");
-        if cluster.master_of(&format!("{{g:{group}}}")).await != dying_master {
-            healthy = Some(group);
-            break;
-        }
-    }
-    let healthy = healthy.expect("a group on another shard");
+    let healthy = group_off(&cluster, dying_master).await;
     let node = || {
         let config = fast_cluster(&cluster);
         history_server(History::new().groups(|g| g.starts_with("room")))
@@ -953,15 +956,7 @@ async fn a_shard_electing_a_master_holds_up_no_other_groups_frames() {
 async fn a_stopped_replica_holds_up_only_its_own_shards_frames() {
     let cluster = RedisCluster::start().await;
     let slow_master = cluster.master_of("{g:room-slow}").await;
-    let mut healthy = None;
-    for n in 0..64 {
-        let group = format!("room-{n}");
-        if cluster.master_of(&format!("{{g:{group}}}")).await != slow_master {
-            healthy = Some(group);
-            break;
-        }
-    }
-    let healthy = healthy.expect("a group on another shard");
+    let healthy = group_off(&cluster, slow_master).await;
     let replica = cluster.replica_of(slow_master).await;
     let node = || {
         let config = fast_cluster(&cluster).wait_for_replicas(1, Duration::from_secs(2));
