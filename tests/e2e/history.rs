@@ -330,6 +330,13 @@ async fn join_and_position(client: &mut WsClient, group: &str) -> (Value, Vec<u6
     (position, replayed)
 }
 
+/// A client of `srv` that joined `group` and got its position.
+async fn member_of(srv: &TestServer, group: &str) -> WsClient {
+    let mut client = connect(srv).await;
+    join_and_position(&mut client, group).await;
+    client
+}
+
 /// Comes back on `srv` with the position `(epoch, offset)` in `group`, and returns the `$position`
 /// answer and the `count` frames that follow it.
 async fn come_back(
@@ -372,10 +379,8 @@ async fn nodes_number_a_group_once_and_a_client_recovers_on_any_node() {
         json!({"group": "room"}),
         "no frame yet: no epoch"
     );
-    let mut sender = connect(&b).await;
-    join_and_position(&mut sender, "room").await;
-    let mut watcher = connect(&c).await;
-    join_and_position(&mut watcher, "room").await;
+    let mut sender = member_of(&b, "room").await;
+    let mut watcher = member_of(&c, "room").await;
 
     say(&mut sender, "room", 1).await;
     let (values, pos) = said(&mut reader, 1).await;
@@ -452,12 +457,9 @@ async fn delivery_and_recovery_survive_a_redis_restart() {
     let mut redis = RedisServer::start_durable().await;
     let url = redis.url();
     let (a, b) = (spawn(node(&url)).await, spawn(node(&url)).await);
-    let mut sender = connect(&b).await;
-    join_and_position(&mut sender, "room").await;
-    let mut watcher = connect(&a).await;
-    join_and_position(&mut watcher, "room").await;
-    let mut reader = connect(&a).await;
-    join_and_position(&mut reader, "room").await;
+    let mut sender = member_of(&b, "room").await;
+    let mut watcher = member_of(&a, "room").await;
+    let mut reader = member_of(&a, "room").await;
 
     for n in 1..=100 {
         say(&mut sender, "room", n).await;
@@ -510,11 +512,9 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
         spawn(node_with(&url, one_group())).await,
         spawn(node_with(&url, one_group())).await,
     );
-    let mut member = connect(&a).await;
-    join_and_position(&mut member, "first").await;
+    let mut member = member_of(&a, "first").await;
     join_and_position(&mut member, "second").await;
-    let mut sender = connect(&b).await;
-    join_and_position(&mut sender, "first").await;
+    let mut sender = member_of(&b, "first").await;
     join_and_position(&mut sender, "second").await;
 
     say(&mut sender, "first", 1).await;
@@ -560,10 +560,8 @@ async fn history_in_redis_is_bounded_in_groups_across_the_cluster() {
 async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_is_busy() {
     let redis = RedisServer::start().await;
     let node = spawn(node_with(&redis.url(), History::new().max_messages(2_000))).await;
-    let mut reader = connect(&node).await;
-    join_and_position(&mut reader, "big").await;
-    let mut loader = connect(&node).await;
-    join_and_position(&mut loader, "big").await;
+    let mut reader = member_of(&node, "big").await;
+    let mut loader = member_of(&node, "big").await;
     for n in 1..=2_000 {
         say(&mut loader, "big", n).await;
     }
@@ -597,10 +595,8 @@ async fn a_sender_gets_its_own_frames_right_after_its_join_while_the_subscriber_
 async fn a_history_lost_by_redis_is_told_as_a_new_epoch_on_a_node_with_members() {
     let mut redis = RedisServer::start().await;
     let node = spawn(node(&redis.url())).await;
-    let mut member = connect(&node).await;
-    join_and_position(&mut member, "room").await;
-    let mut away = connect(&node).await;
-    join_and_position(&mut away, "room").await;
+    let mut member = member_of(&node, "room").await;
+    let mut away = member_of(&node, "room").await;
     say(&mut member, "room", 1).await;
     let (_, pos) = said(&mut away, 1).await;
     let epoch = pos["epoch"].clone();
@@ -713,12 +709,9 @@ async fn a_node_whose_backplane_connected_before_its_history_was_set_up_delivers
             backplane
         });
     let (a, b) = (spawn(node(&url)).await, spawn(late).await);
-    let mut reader = connect(&a).await;
-    join_and_position(&mut reader, "room").await;
-    let mut watcher = connect(&b).await;
-    join_and_position(&mut watcher, "room").await;
-    let mut sender = connect(&b).await;
-    join_and_position(&mut sender, "room").await;
+    let mut reader = member_of(&a, "room").await;
+    let mut watcher = member_of(&b, "room").await;
+    let mut sender = member_of(&b, "room").await;
     for n in 1..=3 {
         say(&mut sender, "room", n).await;
     }
@@ -742,8 +735,7 @@ async fn frames_delivered_before_a_replica_had_them_are_counted() {
         history_server(History::new()).backplane(move |local| RedisBackplane::start(local, config)),
     )
     .await;
-    let mut client = connect(&srv).await;
-    join_and_position(&mut client, "room").await;
+    let mut client = member_of(&srv, "room").await;
     for n in 0..3 {
         client
             .send_json(json!({"type": "shout", "data": {"group": "room", "n": n}}))
@@ -825,8 +817,7 @@ async fn while_the_master_lacks_replicas_frames_do_not_wait_out_the_timeout() {
         history_server(History::new()).backplane(move |local| RedisBackplane::start(local, config)),
     )
     .await;
-    let mut client = connect(&srv).await;
-    join_and_position(&mut client, "room").await;
+    let mut client = member_of(&srv, "room").await;
     // The first frame waits out the timeout and shows the master short of replicas.
     client
         .send_json(json!({"type": "shout", "data": {"group": "room", "n": 0}}))
