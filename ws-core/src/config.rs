@@ -16,7 +16,7 @@
 //! | `handshake_timeout` | 10 s | the HTTP connection is dropped (slow request headers, or an upgrade never completed); an authenticator still running gets the request answered 503 |
 //! | `message_timeout` | 30 s | a message not complete this long after its first byte (a trickled frame, a fragmented message without its last fragment): close 1008 |
 //! | `hook_timeout` | 10 s | an `on_connect` or `on_disconnect` hook still running is dropped and reported to `on_error` |
-//! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close |
+//! | `close_timeout` | 5 s | after a close frame, input is discarded this long at most while waiting for the peer's close; a reply to the peer's close not written by then is given up |
 //! | `shutdown_timeout` | 10 s | [`Server::stop`](crate::Server::stop) aborts whoever has not closed by then |
 //! | `max_groups_per_client` | 256 | `join_group` fails with `limit_exceeded` |
 //! | `max_group_name_bytes` | 256 | `join_group` fails with `limit_exceeded` (so one client's group names hold 64 KiB at most) |
@@ -163,7 +163,8 @@ pub struct Config {
     /// Time one `on_connect` or `on_disconnect` hook may run; past it the hook is dropped and
     /// `on_error` is told, so a hung hook cannot keep a client's slot and groups. Default 10 s.
     pub hook_timeout: Duration,
-    /// Time the server waits for the peer's close frame after sending its own. Default 5 s.
+    /// Time the server waits for the peer's close frame after sending its own, and the longest its reply
+    /// to a peer's close may take to be written. Default 5 s.
     pub close_timeout: Duration,
     /// Time [`Server::stop`](crate::Server::stop) lets clients drain and close. Default 10 s.
     pub shutdown_timeout: Duration,

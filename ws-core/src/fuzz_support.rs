@@ -182,11 +182,10 @@ pub fn dispatch(data: &[u8]) {
             let result = call.start().await;
             answer_call(server, &client, id, result);
         }
-        while let Some(message) = client.member().queue().try_recv() {
-            client
-                .member()
-                .queue()
-                .release(crate::send_queue::cost(&message));
+        let (queue, mut frames) = (client.member().queue(), Vec::new());
+        while let Some(taken) = queue.try_recv_many(&mut frames, 64) {
+            queue.release(taken.bytes);
+            frames.clear();
         }
         client.member().mark_gone();
         client.member().drop_pending();

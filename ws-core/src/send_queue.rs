@@ -237,9 +237,13 @@ impl State {
         }
     }
 
-    /// Takes up to `n` frames from the front.
-    fn take(&mut self, n: usize, out: &mut Vec<Message>) {
-        out.extend(self.entries.drain(..n).map(|e| e.message));
+    /// Moves up to `n` frames from the front into `out`; returns the bytes they count for.
+    fn take(&mut self, n: usize, out: &mut impl Extend<Message>) -> usize {
+        let mut bytes = 0;
+        out.extend(self.entries.drain(..n).map(|e| {
+            bytes += cost(&e.message);
+            e.message
+        }));
         if let Some(index) = &mut self.latest {
             for seq in index.head..index.head + n as u64 {
                 if let Some(hash) = index.by_seq.remove(&seq) {
@@ -254,7 +258,18 @@ impl State {
                 self.entries = VecDeque::new();
             }
         }
+        bytes
     }
+}
+
+/// What [`SendQueue::recv_many`] handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) frames: usize,
+    /// The bytes the frames count for, to [`release`](SendQueue::release) once they are written.
+    pub(crate) bytes: usize,
+    /// When the first of them was queued.
+    pub(crate) oldest: Stamp,
 }
 
 impl SendQueue {
@@ -330,13 +345,13 @@ impl SendQueue {
         &self.stall
     }
 
-    /// Waits for frames and moves up to `max` of them into `batch`; returns how many, and when the first of
-    /// them was queued. `None` once the queue is closed and empty.
+    /// Waits for frames and moves up to `max` of them into `batch` (the write task hands them straight to
+    /// its socket's writer). `None` once the queue is closed and empty.
     pub(crate) async fn recv_many(
         &self,
-        batch: &mut Vec<Message>,
+        batch: &mut impl Extend<Message>,
         max: usize,
-    ) -> Option<(usize, Stamp)> {
+    ) -> Option<Taken> {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
             if state.entries.is_empty() {
@@ -349,15 +364,34 @@ impl SendQueue {
                 }
                 return Poll::Pending;
             }
-            let n = state.entries.len().min(max);
-            let oldest = state.entries[0].queued;
-            state.take(n, batch);
-            Poll::Ready(Some((n, oldest)))
+            Poll::Ready(Some(Self::take(&mut state, max, batch)))
         })
         .await
     }
 
+    /// Moves up to `max` queued frames into `batch` without waiting; `None` when none is queued.
+    pub(crate) fn try_recv_many(
+        &self,
+        batch: &mut impl Extend<Message>,
+        max: usize,
+    ) -> Option<Taken> {
+        let mut state = lock(&self.state);
+        (!state.entries.is_empty()).then(|| Self::take(&mut state, max, batch))
+    }
+
+    fn take(state: &mut State, max: usize, batch: &mut impl Extend<Message>) -> Taken {
+        let frames = state.entries.len().min(max);
+        let oldest = state.entries[0].queued;
+        let bytes = state.take(frames, batch);
+        Taken {
+            frames,
+            bytes,
+            oldest,
+        }
+    }
+
     /// Takes one queued frame without waiting.
+    #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<Message> {
         let mut state = lock(&self.state);
         if state.entries.is_empty() {
@@ -575,7 +609,7 @@ mod tests {
             async move {
                 let mut batch = Vec::new();
                 let received = q.recv_many(&mut batch, 10).await;
-                (received.map(|(n, _)| n), batch)
+                (received.map(|taken| taken.frames), batch)
             }
         });
         tokio::task::yield_now().await;
@@ -589,7 +623,7 @@ mod tests {
         while q
             .recv_many(&mut batch, 64)
             .await
-            .is_some_and(|(n, _)| n == 64)
+            .is_some_and(|taken| taken.frames == 64)
         {}
         assert_eq!(batch.len(), 500);
         assert_eq!(lock(&q.state).entries.capacity(), 0, "burst buffer freed");

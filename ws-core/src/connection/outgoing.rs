@@ -24,7 +24,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 use super::io::Stream;
@@ -150,10 +150,12 @@ pub(crate) struct SocketWriter {
     half: WriteHalf,
     replies: Arc<Replies>,
     stats: Arc<Stats>,
-    /// The client whose queue the writes are reported to.
-    stall: Option<Member>,
+    /// The client whose send queue the writes are reported to.
+    member: Option<Member>,
     /// The frames of the batch being written.
     frames: Vec<(FrameHeader, Bytes)>,
+    /// The batch ends with the server's close frame: nothing may follow it.
+    closes: bool,
     /// The protocol layer's replies taken for this batch, then the headers of its first `encoded` frames,
     /// each followed by its payload when that is small.
     head: Vec<u8>,
@@ -176,8 +178,9 @@ impl SocketWriter {
             half,
             replies,
             stats,
-            stall: None,
+            member: None,
             frames: Vec::new(),
+            closes: false,
             head: Vec::new(),
             replied: 0,
             encoded: 0,
@@ -188,7 +191,7 @@ impl SocketWriter {
 
     /// Reports the writes the kernel refuses and takes to `member`'s send queue.
     pub(crate) fn report_writes_to(&mut self, member: Member) {
-        self.stall = Some(member);
+        self.member = Some(member);
     }
 
     /// The protocol layer's replies waiting for this writer.
@@ -203,7 +206,10 @@ impl SocketWriter {
             Message::Binary(data) => (data_header(OpData::Binary), data),
             Message::Ping(data) => parts(Frame::ping(data)),
             Message::Pong(data) => parts(Frame::pong(data)),
-            Message::Close(close) => parts(Frame::close(close)),
+            Message::Close(close) => {
+                self.closes = true;
+                parts(Frame::close(close))
+            }
             Message::Frame(frame) => parts(frame),
         };
         self.frames.push(frame);
@@ -228,7 +234,7 @@ impl SocketWriter {
         let Self {
             half,
             stats,
-            stall,
+            member,
             frames,
             head,
             replied,
@@ -254,7 +260,7 @@ impl SocketWriter {
         IoSlice::advance_slices(&mut rest, *done);
         while !rest.is_empty() {
             let n =
-                poll_fn(|cx| poll_write_vectored(half, cx, rest, stats, stall.as_ref())).await?;
+                poll_fn(|cx| poll_write_vectored(half, cx, rest, stats, member.as_ref())).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -262,17 +268,13 @@ impl SocketWriter {
             IoSlice::advance_slices(&mut rest, n);
         }
         drop(slices);
-        let closes = self
-            .frames
-            .iter()
-            .any(|(header, _)| header.opcode == OpCode::Control(Control::Close));
         self.frames.clear();
         self.encoded = 0;
         self.done = 0;
         if self.head.capacity() > self.keep {
             self.head = Vec::new();
         }
-        if closes {
+        if std::mem::take(&mut self.closes) {
             self.replies.close();
         }
         Ok(())
@@ -296,6 +298,15 @@ impl SocketWriter {
     }
 }
 
+/// The send queue hands its frames straight to the writer's batch.
+impl Extend<Message> for SocketWriter {
+    fn extend<I: IntoIterator<Item = Message>>(&mut self, messages: I) {
+        for message in messages {
+            self.push(message);
+        }
+    }
+}
+
 fn data_header(opcode: OpData) -> FrameHeader {
     FrameHeader {
         opcode: OpCode::Data(opcode),
@@ -313,9 +324,9 @@ fn poll_write_vectored(
     cx: &mut Context<'_>,
     slices: &[IoSlice<'_>],
     stats: &Stats,
-    stall: Option<&Member>,
+    member: Option<&Member>,
 ) -> Poll<io::Result<usize>> {
-    let stall = stall.map(|member| member.queue().write_stall());
+    let stall = member.map(|member| member.queue().write_stall());
     let polled = match half {
         WriteHalf::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, slices),
         WriteHalf::Other(io) => Pin::new(io).poll_write_vectored(cx, slices),

@@ -16,7 +16,7 @@ use super::outgoing::SocketWriter;
 use crate::client::Client;
 use crate::close::{self, CloseCode};
 use crate::member::Abort;
-use crate::send_queue::{self, Stamp};
+use crate::send_queue::{Stamp, Taken};
 use crate::session::{Event, Session};
 use crate::stats::bump;
 
@@ -56,10 +56,12 @@ pub(super) async fn run(mut writer: SocketWriter, client: Client) -> Ended {
     let metrics = server.metrics();
     let reset = match client.member().abort_reason() {
         None => false,
-        // The client closed: the reply to its close frame, handed over by the protocol layer, goes out.
+        // The client closed: the reply to its close frame, handed over by the protocol layer, goes out
+        // within `close_timeout`, the bound on the closing handshake (a peer that sent its close and stopped
+        // reading does not hold the connection for a whole `write_timeout`).
         Some(Abort::Finished) => {
-            let write_timeout = server.node().config.write_timeout;
-            let _ = tokio::time::timeout(write_timeout, writer.write()).await;
+            let close_timeout = server.node().config.close_timeout;
+            let _ = tokio::time::timeout(close_timeout, writer.write()).await;
             false
         }
         // A slow consumer is told why (1008), if its socket takes the close frame within a short grace.
@@ -81,8 +83,6 @@ async fn write_until_end(writer: &mut SocketWriter, client: &Client) {
     let server = client.server();
     let frames = client.member().queue();
     let config = &server.node().config;
-    // Grows on first use: an idle connection keeps no batch buffer.
-    let mut batch = Vec::new();
     let start = Instant::now();
     let mut ping = tokio::time::interval_at(start + config.ping_interval, config.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -105,20 +105,20 @@ async fn write_until_end(writer: &mut SocketWriter, client: &Client) {
             biased;
             () = &mut aborted => return,
             () = &mut close_requested => {
-                write_close(writer, &mut batch, client, aborted.as_mut()).await;
+                write_close(writer, client, aborted.as_mut()).await;
                 return;
             }
-            () = replies.ready() => write_batch(writer, &mut batch, client, aborted.as_mut()).await,
-            received = frames.recv_many(&mut batch, BATCH) => {
-                let Some((_, oldest)) = received else {
+            () = replies.ready() => write_batch(writer, None, client, aborted.as_mut()).await,
+            taken = frames.recv_many(writer, BATCH) => {
+                let Some(taken) = taken else {
                     return;
                 };
                 if batches.is_multiple_of(LAG_SAMPLE) {
-                    let lag = Stamp::now().millis_since(oldest);
+                    let lag = Stamp::now().millis_since(taken.oldest);
                     server.metrics().send_queue_lag.observe(f64::from(lag) / 1000.0);
                 }
                 batches = batches.wrapping_add(1);
-                write_batch(writer, &mut batch, client, aborted.as_mut()).await
+                write_batch(writer, Some(taken), client, aborted.as_mut()).await
             }
             _ = ping.tick() => send_ping(writer, config.write_timeout).await,
             event = &mut session_event, if watching => {
@@ -166,11 +166,11 @@ fn next_session_event(
     }
 }
 
-/// Writes what was queued before the close, then the close frame. At most one queue's worth goes first,
-/// so a busy broadcaster cannot keep the close waiting.
+/// Writes what was queued before the close, then the close frame. About one queue's worth goes first (the
+/// batch that passes `send_queue_max_bytes` is the last), so a busy broadcaster cannot keep the close
+/// waiting.
 async fn write_close(
     writer: &mut SocketWriter,
-    batch: &mut Vec<WsMessage>,
     client: &Client,
     mut aborted: Pin<&mut impl Future<Output = ()>>,
 ) {
@@ -184,21 +184,16 @@ async fn write_close(
     let frames = client.member().queue();
     let mut budget = config.send_queue_max_bytes;
     while budget > 0 {
-        let Some(frame) = frames.try_recv() else {
+        let Some(taken) = frames.try_recv_many(writer, BATCH) else {
             break;
         };
-        budget = budget.saturating_sub(send_queue::cost(&frame));
-        batch.push(frame);
-        if batch.len() == BATCH
-            && write_batch(writer, batch, client, aborted.as_mut())
-                .await
-                .is_err()
+        budget = budget.saturating_sub(taken.bytes);
+        if write_batch(writer, Some(taken), client, aborted.as_mut())
+            .await
+            .is_err()
         {
             return;
         }
-    }
-    if !batch.is_empty() && write_batch(writer, batch, client, aborted).await.is_err() {
-        return;
     }
     writer.push(close_message(code, &reason));
     let _ = tokio::time::timeout(config.write_timeout, writer.write()).await;
@@ -227,21 +222,16 @@ fn give_up(client: &Client, err: WriteError) {
     }
 }
 
-/// Writes `batch` (and the protocol layer's replies before it). A client dropped meanwhile (a slow consumer
-/// whose socket is full) stops the write at once rather than after `write_timeout`, so its connection and
-/// buffers go without delay.
+/// Writes the batch `taken` from the send queue into `writer` (none: only the protocol layer's replies),
+/// and the replies before it. A client dropped meanwhile (a slow consumer whose socket is full) stops the
+/// write at once rather than after `write_timeout`, so its connection and buffers go without delay.
 async fn write_batch(
     writer: &mut SocketWriter,
-    batch: &mut Vec<WsMessage>,
+    taken: Option<Taken>,
     client: &Client,
     aborted: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), WriteError> {
     let server = client.server();
-    let count = batch.len() as u64;
-    let bytes: usize = batch.iter().map(send_queue::cost).sum();
-    for frame in batch.drain(..) {
-        writer.push(frame);
-    }
     let written = {
         let mut write = pin!(writer.write());
         // Most batches go out in their first poll: the timer is armed only for a write the socket did not
@@ -256,13 +246,15 @@ async fn write_batch(
             },
         }
     };
-    batch.clear();
-    client.member().queue().release(bytes);
+    if let Some(taken) = taken {
+        client.member().queue().release(taken.bytes);
+    }
     let Some(written) = written else {
         return Err(WriteError::Aborted);
     };
     match written {
         Ok(Ok(())) => {
+            let count = taken.map_or(0, |taken| taken.frames as u64);
             server
                 .node()
                 .stats
