@@ -13,6 +13,7 @@ use ws_core::{Client, Config, Error, Server, ws_messages};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::support::deflate::{DeflateClient, WireFrame};
 use crate::support::{WAIT, WsClient, config, spawn};
 
 #[ws_messages(outbound)]
@@ -368,4 +369,55 @@ async fn concurrent_senders_keep_their_order_and_no_reader_is_dropped() {
         assert!(next.values().all(|&n| n == LINES), "{next:?}");
     }
     assert_eq!(srv.server.stats().slow_consumer_drops, 0);
+}
+
+/// Sends `first`, then `second` after `gap`, to the requesting client.
+fn two_frames_apart(config: Config, gap: Duration) -> ws_core::ServerBuilder {
+    Server::builder(config).on("go", move |req: Request| async move {
+        req.client().send(Outbound::Chat {
+            text: "first".into(),
+        })?;
+        tokio::time::sleep(gap).await;
+        req.client().send(Outbound::Chat {
+            text: "second".into(),
+        })?;
+        Ok::<_, Error>(())
+    })
+}
+
+/// `write_delay`: the write task waits that long once frames are queued, and sends what was queued
+/// meanwhile with them in one write (one read on loopback); by default each goes out when queued.
+#[tokio::test]
+async fn write_delay_sends_the_frames_queued_meanwhile_in_one_write() {
+    let gap = Duration::from_millis(400);
+    let texts = |frames: Vec<WireFrame>| -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| {
+                serde_json::from_str::<Value>(&f.text()).expect("JSON")["data"]["text"].to_string()
+            })
+            .collect()
+    };
+
+    let delayed = spawn(two_frames_apart(
+        config().write_delay(Duration::from_secs(1)),
+        gap,
+    ))
+    .await;
+    let mut client = DeflateClient::connect(delayed.addr, "/ws", None).await;
+    let asked = std::time::Instant::now();
+    client.send_frame(true, false, 1, br#"{"type":"go"}"#).await;
+    let frames = client.frames_of_next_read().await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "written after the delay, not {:?} after the request",
+        asked.elapsed()
+    );
+    assert_eq!(texts(frames), [r#""first""#, r#""second""#]);
+
+    let at_once = spawn(two_frames_apart(config(), gap)).await;
+    let mut client = DeflateClient::connect(at_once.addr, "/ws", None).await;
+    client.send_frame(true, false, 1, br#"{"type":"go"}"#).await;
+    assert_eq!(texts(client.frames_of_next_read().await), [r#""first""#]);
+    assert_eq!(texts(client.frames_of_next_read().await), [r#""second""#]);
 }

@@ -136,6 +136,15 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// How long one write to a client's socket may block. Default 10 s.
     pub write_timeout: Duration,
+    /// How long a connection's write task waits, once frames are queued for it, to gather more before it
+    /// writes. Each write to a socket costs the server a system call, several microseconds on a loopback
+    /// or cloud host, whether it carries one frame or sixty-four: a client sent many messages a second
+    /// costs a fraction of that when they go out together. The price is latency: every frame, replies
+    /// included, may wait this long. Default 0: frames are written as soon as the write task runs, which
+    /// sends everything queued meanwhile in one write. A few milliseconds suit feeds sending hundreds of
+    /// messages a second to each client (BENCHMARKS.md measures 5 and 20 ms). What waits counts against
+    /// `send_queue_max_bytes` like any queued frame, so keep the delay well below what fills it.
+    pub write_delay: Duration,
     /// Messages per second a client may send; 0 disables rate limiting. Default 100.
     pub message_rate_limit: u32,
     /// Messages a client may send at once above the rate. Default 200.
@@ -222,6 +231,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
             message_rate_limit: 100,
             message_burst_size: 200,
             send_queue_max_bytes: 1024 * 1024,
@@ -279,6 +289,7 @@ setters! {
     ping_interval: Duration,
     pong_timeout: Duration,
     write_timeout: Duration,
+    write_delay: Duration,
     message_rate_limit: u32,
     message_burst_size: u32,
     send_queue_max_bytes: usize,

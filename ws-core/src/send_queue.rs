@@ -237,13 +237,9 @@ impl State {
         }
     }
 
-    /// Moves up to `n` frames from the front into `out`; returns the bytes they count for.
-    fn take(&mut self, n: usize, out: &mut impl Extend<Message>) -> usize {
-        let mut bytes = 0;
-        out.extend(self.entries.drain(..n).map(|e| {
-            bytes += cost(&e.message);
-            e.message
-        }));
+    /// Moves `n` frames from the front into `out`.
+    fn take(&mut self, n: usize, out: &mut impl Extend<Message>) {
+        out.extend(self.entries.drain(..n).map(|e| e.message));
         if let Some(index) = &mut self.latest {
             for seq in index.head..index.head + n as u64 {
                 if let Some(hash) = index.by_seq.remove(&seq) {
@@ -258,7 +254,6 @@ impl State {
                 self.entries = VecDeque::new();
             }
         }
-        bytes
     }
 }
 
@@ -270,6 +265,20 @@ pub(crate) struct Taken {
     pub(crate) bytes: usize,
     /// When the first of them was queued.
     pub(crate) oldest: Stamp,
+}
+
+impl Taken {
+    /// These frames, then `later` ones.
+    pub(crate) fn and(self, later: Option<Self>) -> Self {
+        match later {
+            Some(later) => Self {
+                frames: self.frames + later.frames,
+                bytes: self.bytes + later.bytes,
+                oldest: self.oldest,
+            },
+            None => self,
+        }
+    }
 }
 
 impl SendQueue {
@@ -345,12 +354,14 @@ impl SendQueue {
         &self.stall
     }
 
-    /// Waits for frames and moves up to `max` of them into `batch` (the write task hands them straight to
-    /// its socket's writer). `None` once the queue is closed and empty.
+    /// Waits for frames and moves them into `batch` (the write task hands them straight to its socket's
+    /// writer): up to `max_frames`, and no more once they count `max_bytes` (the first is taken whatever
+    /// its size). `None` once the queue is closed and empty.
     pub(crate) async fn recv_many(
         &self,
         batch: &mut impl Extend<Message>,
-        max: usize,
+        max_frames: usize,
+        max_bytes: usize,
     ) -> Option<Taken> {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
@@ -364,25 +375,38 @@ impl SendQueue {
                 }
                 return Poll::Pending;
             }
-            Poll::Ready(Some(Self::take(&mut state, max, batch)))
+            Poll::Ready(Some(Self::take(&mut state, max_frames, max_bytes, batch)))
         })
         .await
     }
 
-    /// Moves up to `max` queued frames into `batch` without waiting; `None` when none is queued.
+    /// [`recv_many`](Self::recv_many) without waiting; `None` when no frame is queued.
     pub(crate) fn try_recv_many(
         &self,
         batch: &mut impl Extend<Message>,
-        max: usize,
+        max_frames: usize,
+        max_bytes: usize,
     ) -> Option<Taken> {
         let mut state = lock(&self.state);
-        (!state.entries.is_empty()).then(|| Self::take(&mut state, max, batch))
+        (!state.entries.is_empty()).then(|| Self::take(&mut state, max_frames, max_bytes, batch))
     }
 
-    fn take(state: &mut State, max: usize, batch: &mut impl Extend<Message>) -> Taken {
-        let frames = state.entries.len().min(max);
+    fn take(
+        state: &mut State,
+        max_frames: usize,
+        max_bytes: usize,
+        batch: &mut impl Extend<Message>,
+    ) -> Taken {
+        let (mut frames, mut bytes) = (0, 0);
+        for entry in &state.entries {
+            if frames == max_frames || (frames > 0 && bytes >= max_bytes) {
+                break;
+            }
+            frames += 1;
+            bytes += cost(&entry.message);
+        }
         let oldest = state.entries[0].queued;
-        let bytes = state.take(frames, batch);
+        state.take(frames, batch);
         Taken {
             frames,
             bytes,
@@ -601,6 +625,25 @@ mod tests {
         assert!(q.try_recv().is_none());
     }
 
+    #[test]
+    fn a_batch_stops_at_its_byte_limit_but_always_takes_one_frame() {
+        let now = Stamp::now();
+        let q = queue(1 << 20);
+        q.push_frame(&Frame::text("x".repeat(10_000)), now).unwrap();
+        for _ in 0..5 {
+            q.push_frame(&Frame::text("y".repeat(100)), now).unwrap();
+        }
+        let mut batch = Vec::new();
+        let one = q.try_recv_many(&mut batch, 64, 300).unwrap();
+        assert_eq!((one.frames, one.bytes), (1, 10_000 + ENTRY_COST));
+        // 164 bytes each: the second passes 300, the third is left.
+        let two = q.try_recv_many(&mut batch, 64, 300).unwrap();
+        assert_eq!((two.frames, two.bytes), (2, 2 * (100 + ENTRY_COST)));
+        let rest = q.try_recv_many(&mut batch, 2, usize::MAX).unwrap();
+        assert_eq!(rest.frames, 2, "the frame limit");
+        assert_eq!(batch.len(), 5);
+    }
+
     #[tokio::test]
     async fn recv_many_wakes_on_push_and_gives_back_a_burst_buffer() {
         let q = std::sync::Arc::new(queue(1 << 20));
@@ -608,7 +651,7 @@ mod tests {
             let q = q.clone();
             async move {
                 let mut batch = Vec::new();
-                let received = q.recv_many(&mut batch, 10).await;
+                let received = q.recv_many(&mut batch, 10, usize::MAX).await;
                 (received.map(|taken| taken.frames), batch)
             }
         });
@@ -621,7 +664,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         while q
-            .recv_many(&mut batch, 64)
+            .recv_many(&mut batch, 64, usize::MAX)
             .await
             .is_some_and(|taken| taken.frames == 64)
         {}

@@ -9,7 +9,8 @@
 //! answer. With a Redis
 //! URL the node joins a cluster through the Redis backplane. With `BENCH_HISTORY=FRAMES` in the environment,
 //! the group keeps a history of its last FRAMES frames (in Redis, with a URL); with `BENCH_PRESENCE=1` it has
-//! presence; with `BENCH_DEFLATE=1`, permessage-deflate on (`Compression::deflate()`, its defaults).
+//! presence; with `BENCH_DEFLATE=1`, permessage-deflate on (`Compression::deflate()`, its defaults); with
+//! `BENCH_WRITE_DELAY_MS=N`, `write_delay` of N ms.
 //! `stream` answers with a typed stream of `chunks` items (`ws_core::stream`), as fast as the reader takes
 //! them; `cut` closes the sender's connection with 1001, so its client resumes what it was reading.
 
@@ -55,6 +56,13 @@ async fn main() -> std::io::Result<()> {
         .max_connections(0);
     if std::env::var("BENCH_DEFLATE").is_ok_and(|v| v == "1") {
         config = config.compression(Compression::deflate());
+    }
+    // BENCH_WRITE_DELAY_MS=N: `write_delay` of N ms (a tuned configuration; the default is 0).
+    if let Some(ms) = std::env::var("BENCH_WRITE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config = config.write_delay(std::time::Duration::from_millis(ms));
     }
     let redis = match std::env::args().nth(2) {
         Some(url) => Some(RedisConfig::new(&url).map_err(std::io::Error::other)?),

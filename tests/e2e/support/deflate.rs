@@ -77,6 +77,37 @@ impl DeflateClient {
         }
     }
 
+    /// The frames of the socket's next read (none buffered before it): bytes the server wrote in one
+    /// system call arrive in one read on loopback, so this shows what went out together.
+    pub(crate) async fn frames_of_next_read(&mut self) -> Vec<WireFrame> {
+        assert!(
+            self.tcp.buffer().is_empty(),
+            "bytes left from an earlier read"
+        );
+        let mut bytes = vec![0; 64 * 1024];
+        let n = tokio::time::timeout(WAIT, self.tcp.get_mut().read(&mut bytes))
+            .await
+            .expect("bytes in time")
+            .expect("read");
+        let mut rest = &bytes[..n];
+        let mut frames = Vec::new();
+        while !rest.is_empty() {
+            let (len, at) = match rest[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+                127 => panic!("a frame larger than one read"),
+                n => (usize::from(n), 2),
+            };
+            frames.push(WireFrame {
+                fin: rest[0] & 0x80 != 0,
+                rsv1: rest[0] & 0x40 != 0,
+                opcode: rest[0] & 0x0f,
+                payload: rest[at..at + len].to_vec(),
+            });
+            rest = &rest[at + len..];
+        }
+        frames
+    }
+
     /// The close code the server closed with.
     pub(crate) async fn close_code(&mut self) -> u16 {
         loop {
