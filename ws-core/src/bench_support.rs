@@ -29,7 +29,7 @@ pub fn detached_client(server: &Server) -> Client {
 pub fn drain(client: &Client) -> usize {
     let queue = client.member().queue();
     let (mut n, mut frames) = (0, Vec::new());
-    while let Some(taken) = queue.try_recv_many(&mut frames, 64, usize::MAX) {
+    while let Some(taken) = queue.try_recv_many(&mut frames, 64) {
         queue.release(taken.bytes);
         n += taken.frames;
         frames.clear();

@@ -183,7 +183,7 @@ pub fn dispatch(data: &[u8]) {
             answer_call(server, &client, id, result);
         }
         let (queue, mut frames) = (client.member().queue(), Vec::new());
-        while let Some(taken) = queue.try_recv_many(&mut frames, 64, usize::MAX) {
+        while let Some(taken) = queue.try_recv_many(&mut frames, 64) {
             queue.release(taken.bytes);
             frames.clear();
         }

@@ -354,14 +354,12 @@ impl SendQueue {
         &self.stall
     }
 
-    /// Waits for frames and moves them into `batch` (the write task hands them straight to its socket's
-    /// writer): up to `max_frames`, and no more once they count `max_bytes` (the first is taken whatever
-    /// its size). `None` once the queue is closed and empty.
+    /// Waits for frames and moves up to `max` of them into `batch` (the write task hands them straight to
+    /// its socket's writer). `None` once the queue is closed and empty.
     pub(crate) async fn recv_many(
         &self,
         batch: &mut impl Extend<Message>,
-        max_frames: usize,
-        max_bytes: usize,
+        max: usize,
     ) -> Option<Taken> {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
@@ -375,7 +373,7 @@ impl SendQueue {
                 }
                 return Poll::Pending;
             }
-            Poll::Ready(Some(Self::take(&mut state, max_frames, max_bytes, batch)))
+            Poll::Ready(Some(Self::take(&mut state, max, batch)))
         })
         .await
     }
@@ -384,27 +382,19 @@ impl SendQueue {
     pub(crate) fn try_recv_many(
         &self,
         batch: &mut impl Extend<Message>,
-        max_frames: usize,
-        max_bytes: usize,
+        max: usize,
     ) -> Option<Taken> {
         let mut state = lock(&self.state);
-        (!state.entries.is_empty()).then(|| Self::take(&mut state, max_frames, max_bytes, batch))
+        (!state.entries.is_empty()).then(|| Self::take(&mut state, max, batch))
     }
 
-    fn take(
-        state: &mut State,
-        max_frames: usize,
-        max_bytes: usize,
-        batch: &mut impl Extend<Message>,
-    ) -> Taken {
-        let (mut frames, mut bytes) = (0, 0);
-        for entry in &state.entries {
-            if frames == max_frames || (frames > 0 && bytes >= max_bytes) {
-                break;
-            }
-            frames += 1;
-            bytes += cost(&entry.message);
-        }
+    fn take(state: &mut State, max: usize, batch: &mut impl Extend<Message>) -> Taken {
+        let frames = state.entries.len().min(max);
+        let bytes = state
+            .entries
+            .range(..frames)
+            .map(|e| cost(&e.message))
+            .sum();
         let oldest = state.entries[0].queued;
         state.take(frames, batch);
         Taken {
@@ -625,25 +615,6 @@ mod tests {
         assert!(q.try_recv().is_none());
     }
 
-    #[test]
-    fn a_batch_stops_at_its_byte_limit_but_always_takes_one_frame() {
-        let now = Stamp::now();
-        let q = queue(1 << 20);
-        q.push_frame(&Frame::text("x".repeat(10_000)), now).unwrap();
-        for _ in 0..5 {
-            q.push_frame(&Frame::text("y".repeat(100)), now).unwrap();
-        }
-        let mut batch = Vec::new();
-        let one = q.try_recv_many(&mut batch, 64, 300).unwrap();
-        assert_eq!((one.frames, one.bytes), (1, 10_000 + ENTRY_COST));
-        // 164 bytes each: the second passes 300, the third is left.
-        let two = q.try_recv_many(&mut batch, 64, 300).unwrap();
-        assert_eq!((two.frames, two.bytes), (2, 2 * (100 + ENTRY_COST)));
-        let rest = q.try_recv_many(&mut batch, 2, usize::MAX).unwrap();
-        assert_eq!(rest.frames, 2, "the frame limit");
-        assert_eq!(batch.len(), 5);
-    }
-
     #[tokio::test]
     async fn recv_many_wakes_on_push_and_gives_back_a_burst_buffer() {
         let q = std::sync::Arc::new(queue(1 << 20));
@@ -651,7 +622,7 @@ mod tests {
             let q = q.clone();
             async move {
                 let mut batch = Vec::new();
-                let received = q.recv_many(&mut batch, 10, usize::MAX).await;
+                let received = q.recv_many(&mut batch, 10).await;
                 (received.map(|taken| taken.frames), batch)
             }
         });
@@ -664,7 +635,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         while q
-            .recv_many(&mut batch, 64, usize::MAX)
+            .recv_many(&mut batch, 64)
             .await
             .is_some_and(|taken| taken.frames == 64)
         {}

@@ -21,13 +21,8 @@ use crate::send_queue::{Stamp, Taken};
 use crate::session::{Event, Session};
 use crate::stats::bump;
 
-/// Frames written per flush at most; bounds the time between two checks of the abort signal. A server
-/// behind on many clients sends each of them this many frames per system call: 256 rather than 64 halved
-/// the p50 latency of a fan-out to 5 000 clients at 600 messages a second (BENCHMARKS.md).
-const BATCH: usize = 256;
-/// Bytes per flush at most, beyond the first frame: the small frames of a batch are copied beside their
-/// headers into the write task's buffer, and this bounds that copy.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Frames written per flush at most; bounds the time between two checks of the abort signal.
+const BATCH: usize = 64;
 /// One write batch in this many has its queue lag recorded: a fan-out to thousands of clients writes
 /// millions of batches a second, and reading the clock and updating the histogram for each cost a fifth
 /// of a core in the fan-out benchmark.
@@ -115,23 +110,19 @@ async fn write_until_end(writer: &mut SocketWriter, client: &Client) {
                 return;
             }
             () = replies.ready() => write_batch(writer, None, client, aborted.as_mut()).await,
-            taken = frames.recv_many(writer, BATCH, BATCH_BYTES) => {
+            taken = frames.recv_many(writer, BATCH) => {
                 let Some(mut taken) = taken else {
                     return;
                 };
                 let delay = config.write_delay;
-                if !delay.is_zero() && taken.frames < BATCH && taken.bytes < BATCH_BYTES {
+                if !delay.is_zero() && taken.frames < BATCH {
                     // Frames queued during the delay do not wake this task: it is not waiting on the queue.
                     tokio::select! {
                         biased;
                         () = &mut aborted => return,
                         () = tokio::time::sleep(delay) => {}
                     }
-                    taken = taken.and(frames.try_recv_many(
-                        writer,
-                        BATCH - taken.frames,
-                        BATCH_BYTES - taken.bytes,
-                    ));
+                    taken = taken.and(frames.try_recv_many(writer, BATCH - taken.frames));
                 }
                 if batches.is_multiple_of(LAG_SAMPLE) {
                     let lag = Stamp::now().millis_since(taken.oldest);
@@ -204,7 +195,7 @@ async fn write_close(
     let frames = client.member().queue();
     let mut budget = config.send_queue_max_bytes;
     while budget > 0 {
-        let Some(taken) = frames.try_recv_many(writer, BATCH, BATCH_BYTES) else {
+        let Some(taken) = frames.try_recv_many(writer, BATCH) else {
             break;
         };
         budget = budget.saturating_sub(taken.bytes);
