@@ -138,7 +138,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// How long a connection's write task waits, once frames are queued for it, to gather more before it
     /// writes. Each write to a socket costs the server a system call, several microseconds on a loopback
-    /// or cloud host, whether it carries one frame or hundreds: a client sent many messages a second
+    /// or cloud host, whether it carries one frame or sixty-four: a client sent many messages a second
     /// costs a fraction of that when they go out together. The price is latency: every frame, replies
     /// included, may wait this long. Default 0: frames are written as soon as the write task runs, which
     /// sends everything queued meanwhile in one write. A few milliseconds suit feeds sending hundreds of
