@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bench::deflate::{client_frame, upgrade};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::WAIT;
@@ -68,7 +68,7 @@ impl DeflateClient {
     /// The next frame from the server, pings skipped.
     pub(crate) async fn next_frame(&mut self) -> WireFrame {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.read_frame())
+            let frame = tokio::time::timeout(WAIT, read_frame(&mut self.tcp))
                 .await
                 .expect("a frame in time");
             if frame.opcode != 9 {
@@ -92,18 +92,7 @@ impl DeflateClient {
         let mut rest = &bytes[..n];
         let mut frames = Vec::new();
         while !rest.is_empty() {
-            let (len, at) = match rest[1] & 0x7f {
-                126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
-                127 => panic!("a frame larger than one read"),
-                n => (usize::from(n), 2),
-            };
-            frames.push(WireFrame {
-                fin: rest[0] & 0x80 != 0,
-                rsv1: rest[0] & 0x40 != 0,
-                opcode: rest[0] & 0x0f,
-                payload: rest[at..at + len].to_vec(),
-            });
-            rest = &rest[at + len..];
+            frames.push(read_frame(&mut rest).await);
         }
         frames
     }
@@ -117,24 +106,25 @@ impl DeflateClient {
             }
         }
     }
+}
 
-    async fn read_frame(&mut self) -> WireFrame {
-        let mut head = [0; 2];
-        self.tcp.read_exact(&mut head).await.expect("frame head");
-        let len = match head[1] & 0x7f {
-            126 => u64::from(self.tcp.read_u16().await.expect("length")),
-            127 => self.tcp.read_u64().await.expect("length"),
-            n => u64::from(n),
-        };
-        assert_eq!(head[1] & 0x80, 0, "a server frame is never masked");
-        let mut payload = vec![0; usize::try_from(len).expect("length")];
-        self.tcp.read_exact(&mut payload).await.expect("payload");
-        WireFrame {
-            fin: head[0] & 0x80 != 0,
-            rsv1: head[0] & 0x40 != 0,
-            opcode: head[0] & 0x0f,
-            payload,
-        }
+/// One frame from the server, read from `from`.
+async fn read_frame(from: &mut (impl AsyncRead + Unpin)) -> WireFrame {
+    let mut head = [0; 2];
+    from.read_exact(&mut head).await.expect("frame head");
+    let len = match head[1] & 0x7f {
+        126 => u64::from(from.read_u16().await.expect("length")),
+        127 => from.read_u64().await.expect("length"),
+        n => u64::from(n),
+    };
+    assert_eq!(head[1] & 0x80, 0, "a server frame is never masked");
+    let mut payload = vec![0; usize::try_from(len).expect("length")];
+    from.read_exact(&mut payload).await.expect("payload");
+    WireFrame {
+        fin: head[0] & 0x80 != 0,
+        rsv1: head[0] & 0x40 != 0,
+        opcode: head[0] & 0x0f,
+        payload,
     }
 }
 
