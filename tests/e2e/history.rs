@@ -942,15 +942,19 @@ async fn a_shard_electing_a_master_holds_up_no_other_groups_frames() {
 /// Two nodes on a Redis Cluster of three masters with a replica each, waiting up to 2 s for one replica
 /// (README "Failover"), with the replica of one group's master stopped (SIGSTOP): that group's frame
 /// waits out its timeout, while a frame to a group on another shard and one to a group without history,
-/// both sent after it, reach a member on the other node first.
+/// both sent after it, reach a member on the other node first. Once the stopped replica has been silent
+/// for more than two seconds it no longer counts: the group's next frame is published at once, sooner
+/// than a wait's timeout, and counted in `unreplicated` (its master still lists the replica as
+/// connected).
 #[tokio::test]
 async fn a_stopped_replica_holds_up_only_its_own_shards_frames() {
     let cluster = RedisCluster::start().await;
     let slow_master = cluster.master_of("{g:room-slow}").await;
     let healthy = group_off(&cluster, slow_master).await;
     let replica = cluster.replica_of(slow_master).await;
+    let timeout = Duration::from_secs(2);
     let node = || {
-        let config = fast_cluster(&cluster).wait_for_replicas(1, Duration::from_secs(2));
+        let config = fast_cluster(&cluster).wait_for_replicas(1, timeout);
         history_server(History::new().groups(|g| g.starts_with("room")))
             .backplane(move |local| RedisBackplane::start(local, config))
     };
@@ -971,12 +975,27 @@ async fn a_stopped_replica_holds_up_only_its_own_shards_frames() {
             .await;
     }
     let (values, _) = said(&mut member, 3).await;
-    cluster.signal(replica, "CONT").await;
     assert_eq!(values.len(), 3);
     assert_eq!(
         values[2], 1,
         "the stopped replica's shard came last: {values:?}"
     );
+    // The replica was stopped just over `timeout` ago: a little longer and it has been silent for three
+    // whole seconds.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = std::time::Instant::now();
+    sender
+        .send_json(json!({"type": "shout", "data": {"group": "room-slow", "n": 4}}))
+        .await;
+    let (values, pos) = said(&mut member, 1).await;
+    let waited = sent.elapsed();
+    cluster.signal(replica, "CONT").await;
+    assert_eq!(values, [4]);
+    assert_eq!(pos["offset"], 2, "{pos}");
+    assert!(
+        waited < timeout,
+        "the frame waited {waited:?} for a replica silent for seconds"
+    );
     let unreplicated = a.server.stats().backplane.unwrap().unreplicated;
-    assert_eq!(unreplicated, 1);
+    assert_eq!(unreplicated, 2);
 }

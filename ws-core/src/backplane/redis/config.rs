@@ -163,7 +163,8 @@ impl RedisConfig {
     /// its master (with one replica per master and `replicas` 1), at the price of a round trip to the
     /// replica per round of frames. Past `timeout` the frame is delivered anyway (and may be lost), and
     /// counted in `unreplicated`; the master is then asked for its replicas before each round, and while
-    /// it has fewer than `replicas` connected, frames are delivered at once and counted the same way.
+    /// it has fewer than `replicas` connected and acknowledging (a replica silent for more than two
+    /// seconds does not count), frames are delivered at once and counted the same way.
     ///
     /// Only the frames of groups with history wait, each group's slot on its own: direct messages,
     /// broadcasts, groups without history and groups on other shards do not queue behind a slow replica.

@@ -9,10 +9,13 @@
 //! `WAIT` holds up its own shard only.
 //!
 //! **A master without its replicas** (after a failover, until the old master comes back as a replica) is
-//! seen from a `WAIT` that ran out: the slot's next rounds ask `ROLE` first and, while the master has
-//! fewer connected replicas than asked for, publish at once and count the frames in `unreplicated`,
-//! rather than wait out the timeout on every round. A frame whose wait ran out is published too, and
-//! counted the same way.
+//! seen from a `WAIT` that ran out: the slot's next rounds ask the master for its replicas first (`INFO
+//! replication`) and, while it has fewer than asked for that are connected and acknowledging, publish at
+//! once and count the frames in `unreplicated`, rather than wait out the timeout on every round. A
+//! replica acknowledges every second; one silent for longer than [`SILENT`] (stopped, cut off, stuck)
+//! keeps its connection for up to `repl-timeout` (a minute by default) but would only make every round
+//! wait out its timeout, so it does not count. A frame whose wait ran out is published too, and counted
+//! the same way.
 //!
 //! **Nothing is read back before its wait ended.** Publishing a frame also marks it confirmed in its
 //! group's history hash (`confirmed`: epoch and offset); with replicas asked for, nodes read a group's
@@ -41,6 +44,11 @@ use super::wire::{self, Op, millis};
 /// Most frames one shard keeps, waits for and publishes in one round: a shard whose replica is slow
 /// still publishes this many per wait.
 pub(super) const ROUND: usize = 1024;
+
+/// How long a replica may go without acknowledging the master's stream before it stops counting as one
+/// that `WAIT` could hear from (Redis's `lag`, whole seconds since its last acknowledgement; a replica
+/// acknowledges every second, so a healthy one shows 0 or 1, and 2 now and then on a loaded host).
+const SILENT: u64 = 2;
 
 /// Frames waiting for one shard's task; past that, a frame is dropped and counted in `dropped`, as on the
 /// publisher's own queue.
@@ -250,7 +258,7 @@ async fn run_round(
         *loaded = true;
     }
     if *short {
-        *short = connected_replicas(conn, &key).await? < replicas;
+        *short = acknowledging_replicas(conn, &key).await? < replicas;
     }
     let cluster = conn.is_cluster();
     if kept.is_none() {
@@ -276,7 +284,7 @@ async fn run_round(
     let (publish, kept, acknowledged) = publications(shared, cluster, replies);
     if acknowledged.is_none_or(|n| n < replicas) {
         shared.counters.unreplicated.fetch_add(kept, Relaxed);
-        // Seen short: the next rounds ask `ROLE` before they wait.
+        // Seen short: the next rounds ask for the replicas before they wait.
         *short = true;
     }
     publish.run(conn).await
@@ -344,19 +352,73 @@ async fn connection(shared: &Shared) -> Result<Conn, RedisError> {
     conn::connect(&patient, None::<fn(redis::PushInfo) -> Result<(), ()>>).await
 }
 
-/// How many replicas the master of `key`'s slot has connected, from its `ROLE`.
-async fn connected_replicas(conn: &mut Conn, key: &str) -> Result<usize, RedisError> {
+/// How many replicas the master of `key`'s slot has that are connected and heard from within [`SILENT`],
+/// from its `INFO replication`.
+async fn acknowledging_replicas(conn: &mut Conn, key: &str) -> Result<usize, RedisError> {
     let mut pipes = Pipelines::new(conn.is_cluster());
-    // The key routes the pipeline to the slot's master; `ROLE` names none.
-    pipes.on(key).cmd("EXISTS").arg(key).ignore().cmd("ROLE");
+    // The key routes the pipeline to the slot's master; `INFO` names none.
+    pipes
+        .on(key)
+        .cmd("EXISTS")
+        .arg(key)
+        .ignore()
+        .cmd("INFO")
+        .arg("replication");
     let replies = pipes.run_collecting(conn).await?;
     Ok(match replies.first() {
-        Some(Value::Array(role)) => match role.as_slice() {
-            [Value::BulkString(kind), _, Value::Array(replicas), ..] if kind == b"master" => {
-                replicas.len()
-            }
-            _ => 0,
-        },
+        Some(Value::BulkString(info)) => acknowledging(&String::from_utf8_lossy(info)),
+        Some(Value::VerbatimString { text, .. }) => acknowledging(text),
         _ => 0,
     })
+}
+
+/// The replicas an `INFO replication` answer lists as online and heard from within [`SILENT`]: lines
+/// `slaveN:ip=…,port=…,state=online,offset=…,lag=…`. A replica answers for a master of its own only.
+fn acknowledging(info: &str) -> usize {
+    if !info.lines().any(|line| line.trim_end() == "role:master") {
+        return 0;
+    }
+    info.lines()
+        .filter(|line| {
+            line.strip_prefix("slave")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .filter(|line| {
+            let field = |name: &str| {
+                line.split([':', ',']).find_map(|kv| {
+                    kv.strip_prefix(name)
+                        .and_then(|rest| rest.strip_prefix('='))
+                })
+            };
+            field("state") == Some("online")
+                && field("lag")
+                    .and_then(|lag| lag.trim().parse::<u64>().ok())
+                    .is_some_and(|lag| lag <= SILENT)
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acknowledging;
+
+    #[test]
+    fn replicas_count_while_online_and_heard_from_lately() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+            slave0:ip=127.0.0.1,port=7004,state=online,offset=9120,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7005,state=online,offset=8000,lag=2\r\n\
+            slave2:ip=127.0.0.1,port=7006,state=online,offset=4410,lag=3\r\n\
+            slave_expires_tracked_keys:0\r\nmaster_repl_offset:9120\r\n";
+        assert_eq!(acknowledging(info), 2, "lag 3 is past SILENT");
+        let syncing =
+            "role:master\r\nslave0:ip=127.0.0.1,port=7004,state=wait_bgsave,offset=0,lag=0\r\n";
+        assert_eq!(acknowledging(syncing), 0, "not online yet");
+        let replica = "role:slave\r\nmaster_host:127.0.0.1\r\nslave_read_repl_offset:1\r\n";
+        assert_eq!(
+            acknowledging(replica),
+            0,
+            "a replica has no replicas to wait for"
+        );
+        assert_eq!(acknowledging(""), 0);
+    }
 }
