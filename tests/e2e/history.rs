@@ -802,6 +802,56 @@ async fn a_frame_waiting_for_replicas_holds_up_no_other_traffic_and_reaches_no_o
     assert_eq!(unreplicated, 1);
 }
 
+/// A node that reconnects while a frame waits for its replicas reads the group's history back only up to
+/// its last frame published (README "Failover"): two nodes on a Redis without replicas, waiting up to 3 s
+/// for one; node A sends a frame, then every subscriber connection is cut (`CLIENT KILL TYPE pubsub`).
+/// Node B reconnects and reads from the stream what it missed while the frame, kept already, still
+/// waits: its member gets the frame once, when the wait has ended, not from that read.
+#[tokio::test]
+async fn a_node_catching_up_reads_no_frame_still_waiting_for_its_replicas() {
+    let redis = RedisServer::start().await;
+    let timeout = Duration::from_secs(3);
+    let waiting = |redis: &str| {
+        let config = quick(redis).wait_for_replicas(1, timeout);
+        history_server(History::new().groups(|g| g.starts_with("room")))
+            .backplane(move |local| RedisBackplane::start(local, config))
+    };
+    let a = spawn(waiting(&redis.url())).await;
+    let b = spawn(waiting(&redis.url())).await;
+    let mut sender = member_of(&a, "room").await;
+    let mut member = member_of(&b, "room").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reconnects = || b.server.stats().backplane.unwrap().reconnects;
+    let before = reconnects();
+    let sent = std::time::Instant::now();
+    sender
+        .send_json(json!({"type": "shout", "data": {"group": "room", "n": 1}}))
+        .await;
+    // The frame is kept at once, then waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = redis
+        .command(&[b"CLIENT", b"KILL", b"TYPE", b"pubsub"])
+        .await;
+    assert_ne!(killed, b":0\r\n", "no subscriber connection was cut");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while reconnects() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node B did not reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (values, pos) = said(&mut member, 1).await;
+    let waited = sent.elapsed();
+    assert_eq!(values, [1]);
+    assert_eq!(pos["offset"], 1, "{pos}");
+    assert!(
+        waited >= timeout - Duration::from_millis(200),
+        "the frame reached the member {waited:?} after it was sent, before its wait ended"
+    );
+    member.expect_silence(Duration::from_millis(300)).await;
+}
+
 /// After a wait that ran out (README "Failover"), a node asks the master for its replicas before the
 /// next wait: while it has fewer than asked for, frames are published at once, sooner than one wait's
 /// timeout, and counted in `unreplicated`.
