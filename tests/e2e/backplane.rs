@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ws_core::backplane::RedisConfig;
+use ws_core::backplane::{RedisBackplane, RedisConfig};
 use ws_core::protocol::Message;
 
 use crate::support::redis::{
@@ -854,6 +854,139 @@ async fn a_killed_master_holds_up_only_its_own_shard() {
     assert!(
         numbers.windows(2).all(|w| w[0] < w[1]),
         "the killed shard's group, out of order or twice: {dying_lines:?}"
+    );
+}
+
+/// Direct messages while the shard of the receiving node's channel elects a master (README "Failover";
+/// the cluster serves the other shards meanwhile, `cluster-require-full-coverage no`). Node A sends a
+/// direct message to a client of node B every 10 ms, before, through and after the kill of the master
+/// of B's channel: none arrives twice, and of those sent from 600 ms after the kill until a quarter of a
+/// second before a replica was seen serving, none waits for the election (each comes by one of B's spare
+/// channels; before, they all waited or were lost), and at most one in twenty is lost (pub/sub is at
+/// most once: a few are, when the cluster marks the master failed).
+#[tokio::test]
+async fn direct_messages_go_on_while_the_shard_of_the_receivers_channel_elects() {
+    let mut cluster = RedisCluster::start_with_partial_coverage().await;
+    let cfg = fast_cluster(&cluster);
+    let a = spawn(node(&cfg)).await;
+    let b_node = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = {
+        let (cfg, b_node) = (cfg.clone(), b_node.clone());
+        spawn(node(&cfg.clone()).backplane(move |local| {
+            let backplane = RedisBackplane::start(local, cfg);
+            *b_node.lock().unwrap() = backplane.node_id().to_owned();
+            backplane
+        }))
+        .await
+    };
+    linked(&[&a.server, &b.server], 1).await;
+    let (mut a1, _) = client(&a).await;
+    let (mut b1, b1_id) = client(&b).await;
+    // Node A knows B's client once a message reaches it.
+    let mut tries = 0;
+    loop {
+        a1.send_json(json!({"type": "dm", "data": {"to": b1_id, "text": "hello"}}))
+            .await;
+        if tokio::time::timeout(Duration::from_millis(100), b1.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "node A never reached node B's client");
+    }
+    tokio::time::sleep(QUIET).await;
+    while tokio::time::timeout(Duration::from_millis(50), b1.recv())
+        .await
+        .is_ok()
+    {}
+
+    let channel = format!("ws:v3:node:{}", b_node.lock().unwrap());
+    let to = b1_id.clone();
+    let sending = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for n in 0..500u64 {
+            a1.send_json(json!({"type": "dm", "data": {"to": to, "text": n}}))
+                .await;
+            sent.push(std::time::Instant::now());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = std::time::Instant::now();
+    let killed = cluster.kill_master(&channel).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let watched = cluster.clone();
+    let key = channel.clone();
+    let watching = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while watched.serving(&key).await.is_none_or(|p| p == killed) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica took over"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::time::Instant::now()
+    });
+    let mut received = std::collections::BTreeMap::new();
+    let mut twice = Vec::new();
+    while let Ok(frame) = tokio::time::timeout(Duration::from_secs(3), b1.recv()).await {
+        if frame["type"] == "dm"
+            && let Some(n) = frame["data"].as_u64()
+            && received.insert(n, std::time::Instant::now()).is_some()
+        {
+            twice.push(n);
+        }
+    }
+    let sent = sending.await.expect("every message sent");
+    let replaced = watching.await.expect("a replica took over");
+    assert!(twice.is_empty(), "received twice: {twice:?}");
+    let window: Vec<u64> = (0..500u64)
+        .filter(|n| {
+            let at = sent[usize::try_from(*n).unwrap()];
+            at > killed_at + Duration::from_millis(600)
+                && at + Duration::from_millis(250) < replaced
+        })
+        .collect();
+    assert!(
+        window.len() >= 20,
+        "the election left too short a window to test: {} messages",
+        window.len()
+    );
+    let describe = |n: &u64| {
+        let at = sent[usize::try_from(*n).unwrap()];
+        let got = received.get(n).map_or_else(
+            || "lost".to_owned(),
+            |got| format!("{:?} after", got.duration_since(replaced)),
+        );
+        format!(
+            "{n} (sent {:?} after the kill, {:?} before the replica; {got})",
+            at.duration_since(killed_at),
+            replaced.duration_since(at)
+        )
+    };
+    let held: Vec<String> = window
+        .iter()
+        .filter(|n| received.get(n).is_some_and(|at| *at > replaced))
+        .map(describe)
+        .collect();
+    assert!(
+        held.is_empty(),
+        "of {} messages sent while the shard elected, these waited for it: {held:?}",
+        window.len()
+    );
+    let lost: Vec<String> = window
+        .iter()
+        .filter(|n| !received.contains_key(n))
+        .map(describe)
+        .collect();
+    assert!(
+        lost.len() * 20 <= window.len(),
+        "of {} messages sent while the shard elected, more than one in twenty lost: {lost:?}",
+        window.len()
     );
 }
 

@@ -4,6 +4,10 @@ use super::wire::WIRE_VERSION;
 
 use crate::config::ConfigError;
 
+/// A node's spare channels on a cluster. Each one's slot is hashed from its name, like any key: with
+/// eight, the chance that none is on a shard other than a given one is (1/3)⁸ with three masters.
+pub(super) const SPARE_CHANNELS: usize = 8;
+
 /// Settings of a [`RedisBackplane`](super::RedisBackplane).
 ///
 /// ```
@@ -182,6 +186,23 @@ impl RedisConfig {
 
     pub(super) fn channel_node(&self, node: &str) -> String {
         format!("{}:v{WIRE_VERSION}:node:{node}", self.prefix)
+    }
+
+    /// The channels a node also listens on, on a cluster, for what other nodes send it while the shard
+    /// of its own channel does not answer: numbered from 1 to [`SPARE_CHANNELS`], each in a slot of its
+    /// own, so some are on other shards.
+    pub(super) fn channel_node_spare(&self, node: &str, n: usize) -> String {
+        format!("{}:v{WIRE_VERSION}:node:{node}:{n}", self.prefix)
+    }
+
+    /// The channels a node listens on whatever groups it serves: the broadcast channel, its own, and on
+    /// a cluster its spares.
+    pub(super) fn fixed_channels(&self, node: &str) -> Vec<String> {
+        let mut fixed = vec![self.channel_all(), self.channel_node(node)];
+        if self.is_cluster() {
+            fixed.extend((1..=SPARE_CHANNELS).map(|n| self.channel_node_spare(node, n)));
+        }
+        fixed
     }
 
     pub(super) fn membership_key(&self, node: &str) -> String {

@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use redis::{ErrorKind, Pipeline, RedisResult, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -41,6 +41,10 @@ const MERGED: usize = 64;
 /// Pipelines waiting for one lane, at most (the bytes they hold are bounded too).
 const WAITING: usize = 4096;
 
+/// How long a lane may work on one round before it counts as stalled (its shard has no master, or does
+/// not answer): a round on a shard that answers takes milliseconds.
+const STALLED_MS: u64 = 250;
+
 /// What a lane is handed: one slot's pipeline, and whoever waits for its replies.
 struct Work {
     slot: u16,
@@ -56,6 +60,10 @@ struct Lane {
     pending: Arc<AtomicUsize>,
     /// Payload bytes those hold.
     bytes: Arc<AtomicUsize>,
+    /// When the lane began its round under way, in Unix milliseconds; 0 while it has nothing to do.
+    busy_since: Arc<AtomicU64>,
+    /// Whether its last command failed.
+    failing: Arc<AtomicBool>,
 }
 
 /// The lanes, by shard.
@@ -92,6 +100,22 @@ impl Lanes {
         for (slot, slotted) in pipes.into_slots() {
             self.hand_over(topology, slot, slotted, None);
         }
+    }
+
+    /// Whether the lane of `slot`'s shard is stalled: its last command failed, or it has been on one
+    /// round for longer than [`STALLED_MS`].
+    /// Both the lane the slot's work went to last and that of its master as last learned count: after a
+    /// topology change, the first may still hold the slot's work, the second may be new and idle.
+    pub(super) fn stalled(&self, topology: &Topology, slot: u16) -> bool {
+        let learned = topology.shard_of(&self.shared.config, slot);
+        let stalled = |shard: &str| {
+            self.lanes.get(shard).is_some_and(|lane| {
+                let since = lane.busy_since.load(Relaxed);
+                lane.failing.load(Relaxed)
+                    || since != 0 && super::wire::unix_millis().saturating_sub(since) > STALLED_MS
+            })
+        };
+        stalled(&learned) || self.placement.last(slot).is_some_and(stalled)
     }
 
     /// Hands `pipes` (of one slot) to its shard's lane, to be run alone; its replies, or its error, go
@@ -167,12 +191,18 @@ impl Lanes {
                 sender,
                 pending: Arc::default(),
                 bytes: Arc::default(),
+                busy_since: Arc::default(),
+                failing: Arc::default(),
             };
             tokio::spawn(run(
                 self.shared.clone(),
                 receiver,
-                lane.pending.clone(),
-                lane.bytes.clone(),
+                Progress {
+                    pending: lane.pending.clone(),
+                    bytes: lane.bytes.clone(),
+                    busy_since: lane.busy_since.clone(),
+                    failing: lane.failing.clone(),
+                },
                 self.stop.clone(),
             ));
             lane
@@ -180,12 +210,19 @@ impl Lanes {
     }
 }
 
+/// What a lane tells the publisher of its work.
+struct Progress {
+    pending: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+    busy_since: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+}
+
 /// One lane: what it is handed, in order, until the backplane stops.
 async fn run(
     shared: Arc<Shared>,
     mut work: mpsc::Receiver<Work>,
-    pending: Arc<AtomicUsize>,
-    bytes: Arc<AtomicUsize>,
+    progress: Progress,
     mut stop: watch::Receiver<bool>,
 ) {
     // Made at once, while every node answers: a cluster connection made while one is stopped takes the
@@ -195,7 +232,6 @@ async fn run(
         () = stopped(&mut stop) => return,
     };
     let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
-    let mut failing = false;
     let mut waiting = Vec::with_capacity(MERGED);
     loop {
         if waiting.is_empty() {
@@ -206,11 +242,14 @@ async fn run(
             if received == 0 {
                 return;
             }
+            progress
+                .busy_since
+                .store(super::wire::unix_millis().max(1), Relaxed);
         }
         let (done_bytes, done) = match next_of(&mut waiting) {
             Next::Alone(work) => {
                 let result = query(&shared, &mut conn, &work.slotted.pipe).await;
-                note(&shared, &mut failing, result.is_ok());
+                note(&shared, &progress.failing, result.is_ok());
                 if let Some(reply) = work.reply {
                     let _ = reply.send(result);
                 }
@@ -223,7 +262,7 @@ async fn run(
                 );
                 loop {
                     let failed = run_side_by_side(&shared, &mut conn, &mut runs).await;
-                    note(&shared, &mut failing, failed.is_none());
+                    note(&shared, &progress.failing, failed.is_none());
                     let Some(e) = failed else {
                         break;
                     };
@@ -236,8 +275,14 @@ async fn run(
             }
         };
         backoff.reset();
-        bytes.fetch_sub(done_bytes, Relaxed);
-        pending.fetch_sub(done, Relaxed);
+        progress.bytes.fetch_sub(done_bytes, Relaxed);
+        progress.pending.fetch_sub(done, Relaxed);
+        let next = if waiting.is_empty() {
+            0
+        } else {
+            super::wire::unix_millis().max(1)
+        };
+        progress.busy_since.store(next, Relaxed);
     }
 }
 
@@ -459,8 +504,8 @@ async fn query<T: redis::FromRedisValue>(
 }
 
 /// Counts the lane among the failing ones while its last command failed.
-fn note(shared: &Shared, failing: &mut bool, ok: bool) {
-    let was_failing = std::mem::replace(failing, !ok);
+fn note(shared: &Shared, failing: &AtomicBool, ok: bool) {
+    let was_failing = failing.swap(!ok, Relaxed);
     if was_failing && ok {
         shared.link.lanes_failing.fetch_sub(1, Relaxed);
     } else if !was_failing && !ok {

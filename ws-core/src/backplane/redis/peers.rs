@@ -123,6 +123,13 @@ impl Peers {
         !remote.synced || remote.seq != seq
     }
 
+    /// Marks a node's replica out of date: it is read again at the node's next heartbeat.
+    pub(super) fn unsync(&mut self, node: &str) {
+        if let Some(remote) = self.nodes.get_mut(node) {
+            remote.synced = false;
+        }
+    }
+
     /// Replaces a node's replica with the membership read from its key.
     pub(super) fn replace(&mut self, node: &str, membership: Membership, now: Instant) {
         self.remove(node);

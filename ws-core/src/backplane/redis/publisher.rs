@@ -9,13 +9,14 @@ use redis::{RedisError, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+use super::config::{RedisConfig, SPARE_CHANNELS};
 use super::conn::{Conn, Pipelines, publish_command};
 use super::history::{self, Admissions, Unsent};
 use super::lanes::Lanes;
 use super::link::{Backoff, FAREWELL_TIMEOUT, connect, stopped, wait_or_stop};
 use super::replication::{Replication, Waiting};
 use super::shared::{Outgoing, Shared};
-use super::topology::Topology;
+use super::topology::{Topology, slot_of};
 use super::wire::millis;
 use super::wire::{self, Change, Op};
 use crate::backplane::Backplane;
@@ -244,7 +245,7 @@ impl Publisher<'_> {
                     queued_ms,
                 } => {
                     let channel = match (&node, &op) {
-                        (Some(node), _) => config.channel_node(node),
+                        (Some(node), _) => channel_to(config, &self.topology, &self.lanes, node),
                         (None, Op::Group { group, .. }) => config.channel_group(group),
                         (None, _) => all.clone(),
                     };
@@ -283,7 +284,10 @@ impl Publisher<'_> {
                 }
                 Outgoing::Request { node, op } => {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
-                    (config.channel_node(&node), payload)
+                    (
+                        channel_to(config, &self.topology, &self.lanes, &node),
+                        payload,
+                    )
                 }
                 Outgoing::Order(op) => {
                     let payload = wire::encode(&shared.node, self.seq, op, None, None);
@@ -433,4 +437,27 @@ impl Publisher<'_> {
         pipes.publish(&shared.config.channel_all(), &bye);
         let _ = tokio::time::timeout(FAREWELL_TIMEOUT, pipes.run(conn)).await;
     }
+}
+
+/// The channel to publish on for `node`: its own, unless this node's lane to the shard of that channel is
+/// stalled (the shard has no master, or does not answer) or the cluster names no master for its slot;
+/// then the first of the node's spare channels on a shard known and not stalled.
+fn channel_to(config: &RedisConfig, topology: &Topology, lanes: &Lanes, node: &str) -> String {
+    let own = config.channel_node(node);
+    if !config.is_cluster() {
+        return own;
+    }
+    let answers = |slot| topology.knows(config, slot) && !lanes.stalled(topology, slot);
+    let slot = slot_of(&own);
+    if answers(slot) {
+        return own;
+    }
+    let shard = topology.shard_of(config, slot);
+    (1..=SPARE_CHANNELS)
+        .map(|n| config.channel_node_spare(node, n))
+        .find(|spare| {
+            let slot = slot_of(spare);
+            topology.shard_of(config, slot) != shard && answers(slot)
+        })
+        .unwrap_or(own)
 }

@@ -1,6 +1,7 @@
 //! The subscriber: the other nodes' traffic from Redis, applied to this node, and the history commands
 //! that need a connection of their own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
@@ -70,7 +71,7 @@ async fn listen(
     let inbox = Inbox::new(arrived, config.queue_bytes, shared.clone());
     let buffered = inbox.buffered.clone();
     let lost = Arc::new(tokio::sync::Notify::new());
-    let fixed = [config.channel_all(), config.channel_node(&shared.node)];
+    let fixed = config.fixed_channels(&shared.node);
     let mut reader = match open(shared, local, inbox, lost.clone(), &fixed).await {
         Ok(conn) => conn,
         Err(e) => return e,
@@ -87,6 +88,7 @@ async fn listen(
     // goes on meanwhile.
     let mut resubscribing = Resubscribing::new(config);
     let mut catching_up = CatchingUp::new();
+    let mut reads = MembershipReads::new();
     loop {
         // A silent node is forgotten when its time is up, not at this node's next tick, which may be up to
         // a heartbeat interval later; but only for a silence this node heard itself through (a cluster
@@ -104,7 +106,7 @@ async fn listen(
         let result = tokio::select! {
             Some(payload) = incoming.recv() => {
                 buffered.release(payload.len());
-                received(shared, local, &mut reader, &payload, &mut own_heartbeat).await
+                received(shared, local, &mut reader, &mut reads, &payload, &mut own_heartbeat).await
             }
             () = lost.notified() => {
                 if reader.is_cluster() {
@@ -135,6 +137,7 @@ async fn listen(
                 }
                 restored
             }
+            () = reads.next(shared) => Ok(()),
             missed = catching_up.next() => {
                 history::apply_missed(&shared.history, local, &mut shared.history.streams(&mut reader), missed).await
             }
@@ -250,6 +253,112 @@ impl Drop for Resubscribing {
 /// At most this many groups' streams are read at once when catching up, and at most this many groups'
 /// frames read back wait for the subscriber.
 const CATCH_UP_GROUPS: usize = 16;
+
+/// Most changes of one node held while its membership is read; past it the read's answer is applied
+/// alone and the node is read again at its next heartbeat.
+const HELD_CHANGES: usize = 10_000;
+
+/// Reads of other nodes' stored membership (`HGETALL` of their key), when a heartbeat shows this node's
+/// replica of one out of date. They run beside the subscriber's other work: a key whose shard has no
+/// master yet waits for the election without holding up everything this node receives. While a node's
+/// read is out, its changes are applied as they come and also held; the answer replaces the replica,
+/// then the held changes numbered past the answer's are applied again, in order, so none that arrived
+/// during the read is lost.
+struct MembershipReads {
+    /// The nodes read, each with its read's task and the changes held (`None` past [`HELD_CHANGES`]).
+    held: HashMap<String, (tokio::task::Id, Option<Vec<(u64, Change)>>)>,
+    /// The reads out, by task.
+    nodes: HashMap<tokio::task::Id, String>,
+    reads: tokio::task::JoinSet<Result<Option<wire::Membership>, RedisError>>,
+}
+
+impl MembershipReads {
+    fn new() -> Self {
+        Self {
+            held: HashMap::new(),
+            nodes: HashMap::new(),
+            reads: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Reads `node`'s membership, unless a read of it is out already.
+    fn start(&mut self, shared: &Shared, reader: &Conn, node: &str) {
+        if self.held.contains_key(node) {
+            return;
+        }
+        let key = shared.config.membership_key(node);
+        let mut conn = reader.clone();
+        let task = self.reads.spawn(async move {
+            let read: Result<Vec<(String, Vec<u8>)>, RedisError> =
+                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await;
+            read.map(wire::membership_from_fields)
+        });
+        self.held
+            .insert(node.to_owned(), (task.id(), Some(Vec::new())));
+        self.nodes.insert(task.id(), node.to_owned());
+    }
+
+    /// Holds change `seq` of `node` if its membership is being read.
+    fn hold(&mut self, node: &str, seq: u64, change: &Change) {
+        if let Some((_, held)) = self.held.get_mut(node) {
+            match held {
+                Some(changes) if changes.len() < HELD_CHANGES => {
+                    changes.push((seq, change.clone()))
+                }
+                _ => *held = None,
+            }
+        }
+    }
+
+    /// Forgets `node`'s read (the node left): its answer is not applied.
+    fn forget(&mut self, node: &str) {
+        self.held.remove(node);
+    }
+
+    /// The next read's answer, applied to the replica with the changes held meanwhile.
+    async fn next(&mut self, shared: &Shared) {
+        let (task, read) = match self.reads.join_next_with_id().await {
+            Some(Ok((task, read))) => (task, Some(read)),
+            // A read that panicked: the node is read again at its next heartbeat.
+            Some(Err(e)) => (e.id(), None),
+            None => return std::future::pending().await,
+        };
+        let Some(node) = self.nodes.remove(&task) else {
+            return;
+        };
+        // A node forgotten, or read again since, keeps what is under way.
+        if self.held.get(&node).is_none_or(|(id, _)| *id != task) {
+            return;
+        }
+        let Some((_, held)) = self.held.remove(&node) else {
+            return;
+        };
+        let Some(read) = read else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let mut peers = lock(&shared.peers);
+        match read {
+            Ok(Some(membership)) => {
+                let seq = membership.seq;
+                peers.replace(&node, membership, now);
+                match held {
+                    Some(changes) => {
+                        for (n, change) in changes.into_iter().filter(|(n, _)| *n > seq) {
+                            peers.apply(&node, n, change, now);
+                        }
+                    }
+                    None => peers.unsync(&node),
+                }
+            }
+            // Not written yet: the node is read again at its next heartbeat.
+            Ok(None) => peers.remove(&node),
+            Err(e) => {
+                tracing::debug!(target: "ws_core::backplane", %node, error = %e, "redis: a node's membership is out of reach; read again at its next heartbeat");
+            }
+        }
+    }
+}
 
 /// Reading back, in the background, what each group with members here missed while a cluster node was
 /// out of reach or a slot moved. The reads run beside the subscriber's other work: a group whose shard
@@ -416,6 +525,7 @@ async fn received(
     shared: &Shared,
     local: &MemoryBackplane,
     reader: &mut Conn,
+    reads: &mut MembershipReads,
     payload: &[u8],
     own_heartbeat: &mut Instant,
 ) -> Result<(), RedisError> {
@@ -429,7 +539,7 @@ async fn received(
         }
         return Ok(());
     }
-    apply(shared, local, reader, packet).await
+    apply(shared, local, reader, reads, packet).await
 }
 
 /// Bytes of received payloads waiting to be applied, against their bound.
@@ -462,6 +572,7 @@ async fn apply(
     shared: &Shared,
     local: &MemoryBackplane,
     reader: &mut Conn,
+    reads: &mut MembershipReads,
     packet: wire::Packet,
 ) -> Result<(), RedisError> {
     let now = std::time::Instant::now();
@@ -555,23 +666,20 @@ async fn apply(
                 local.stream_order(&order);
             }
         }
-        Op::Change(change) => lock(&shared.peers).apply(&packet.node, packet.seq, change, now),
+        Op::Change(change) => {
+            reads.hold(&packet.node, packet.seq, &change);
+            lock(&shared.peers).apply(&packet.node, packet.seq, change, now);
+        }
         Op::Heartbeat => {
             let stale = lock(&shared.peers).heartbeat(&packet.node, packet.seq, now);
             if stale {
-                let key = shared.config.membership_key(&packet.node);
-                let fields: Vec<(String, Vec<u8>)> =
-                    redis::cmd("HGETALL").arg(key).query_async(reader).await?;
-                let membership = wire::membership_from_fields(fields);
-                let mut peers = lock(&shared.peers);
-                match membership {
-                    Some(m) => peers.replace(&packet.node, m, now),
-                    // Not written yet: the node is read again at its next heartbeat.
-                    None => peers.remove(&packet.node),
-                }
+                reads.start(shared, reader, &packet.node);
             }
         }
-        Op::Bye => lock(&shared.peers).remove(&packet.node),
+        Op::Bye => {
+            reads.forget(&packet.node);
+            lock(&shared.peers).remove(&packet.node);
+        }
     }
     Ok(())
 }

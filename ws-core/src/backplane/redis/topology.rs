@@ -83,8 +83,17 @@ impl Topology {
         seen.into_iter()
     }
 
+    /// Whether a master of `slot` is known (always, on a single Redis).
+    pub(super) fn knows(&self, config: &RedisConfig, slot: u16) -> bool {
+        !config.is_cluster()
+            || self
+                .masters
+                .iter()
+                .any(|(first, last, _)| (*first..=*last).contains(&slot))
+    }
+
     /// The shard that serves `slot`: its master, `slot N` while it is not known, `""` on a single Redis.
-    fn shard_of(&self, config: &RedisConfig, slot: u16) -> String {
+    pub(super) fn shard_of(&self, config: &RedisConfig, slot: u16) -> String {
         if !config.is_cluster() {
             return String::new();
         }
@@ -102,6 +111,11 @@ pub(super) struct Placement {
 }
 
 impl Placement {
+    /// The task `slot`'s work went to last, if any did.
+    pub(super) fn last(&self, slot: u16) -> Option<&str> {
+        self.slots.get(&slot).map(String::as_str)
+    }
+
     /// The task for `slot`'s next work: its shard's, unless the slot's master changed (a failover, a
     /// migration) while the task it went to last still has some of its work. Then it stays there until
     /// that task is done, so one slot's work never runs on two tasks at once, out of order.
