@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use redis::{ErrorKind, Pipeline, RedisResult, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::conn::{Conn, Pipelines, Slotted};
+use super::conn::{self, Conn, Pipelines, Slotted};
 use super::history::load_script;
-use super::link::{Backoff, connect, stopped, wait_or_stop};
+use super::link::{Backoff, stopped, wait_or_stop};
 use super::shared::Shared;
 use super::topology::{Placement, Topology};
 use crate::sync::lock;
@@ -64,6 +64,8 @@ struct Lane {
     busy_since: Arc<AtomicU64>,
     /// Whether its last command failed.
     failing: Arc<AtomicBool>,
+    /// Whether one of its connection's links to a cluster node dropped since its last round done.
+    suspect: Arc<AtomicBool>,
 }
 
 /// The lanes, by shard.
@@ -103,7 +105,8 @@ impl Lanes {
     }
 
     /// Whether the lane of `slot`'s shard is stalled: its last command failed, or it has been on one
-    /// round for longer than [`STALLED_MS`].
+    /// round for longer than [`STALLED_MS`], or since a link of its connection dropped (a node died: the
+    /// lanes of the shards still answering finish their rounds within milliseconds and count again).
     /// Both the lane the slot's work went to last and that of its master as last learned count: after a
     /// topology change, the first may still hold the slot's work, the second may be new and idle.
     pub(super) fn stalled(&self, topology: &Topology, slot: u16) -> bool {
@@ -112,7 +115,9 @@ impl Lanes {
             self.lanes.get(shard).is_some_and(|lane| {
                 let since = lane.busy_since.load(Relaxed);
                 lane.failing.load(Relaxed)
-                    || since != 0 && super::wire::unix_millis().saturating_sub(since) > STALLED_MS
+                    || since != 0
+                        && (lane.suspect.load(Relaxed)
+                            || super::wire::unix_millis().saturating_sub(since) > STALLED_MS)
             })
         };
         stalled(&learned) || self.placement.last(slot).is_some_and(stalled)
@@ -193,6 +198,7 @@ impl Lanes {
                 bytes: Arc::default(),
                 busy_since: Arc::default(),
                 failing: Arc::default(),
+                suspect: Arc::default(),
             };
             tokio::spawn(run(
                 self.shared.clone(),
@@ -202,6 +208,7 @@ impl Lanes {
                     bytes: lane.bytes.clone(),
                     busy_since: lane.busy_since.clone(),
                     failing: lane.failing.clone(),
+                    suspect: lane.suspect.clone(),
                 },
                 self.stop.clone(),
             ));
@@ -216,6 +223,35 @@ struct Progress {
     bytes: Arc<AtomicUsize>,
     busy_since: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    suspect: Arc<AtomicBool>,
+}
+
+impl Progress {
+    /// A connection for the lane, which marks it suspect when one of its links to a cluster node drops.
+    async fn connect(&self, shared: &Shared) -> RedisResult<Conn> {
+        let suspect = self.suspect.clone();
+        let notice = move |info: redis::PushInfo| -> Result<(), ()> {
+            if info.kind == redis::PushKind::Disconnection {
+                suspect.store(true, Relaxed);
+            }
+            Ok(())
+        };
+        conn::connect(&shared.config, Some(notice)).await
+    }
+
+    /// Notes the end of a command: the lane counts among the failing ones while its last failed, and
+    /// is no longer suspect once one succeeded.
+    fn note(&self, shared: &Shared, ok: bool) {
+        let was_failing = self.failing.swap(!ok, Relaxed);
+        if was_failing && ok {
+            shared.link.lanes_failing.fetch_sub(1, Relaxed);
+        } else if !was_failing && !ok {
+            shared.link.lanes_failing.fetch_add(1, Relaxed);
+        }
+        if ok {
+            self.suspect.store(false, Relaxed);
+        }
+    }
 }
 
 /// One lane: what it is handed, in order, until the backplane stops.
@@ -228,7 +264,7 @@ async fn run(
     // Made at once, while every node answers: a cluster connection made while one is stopped takes the
     // node timeout.
     let mut conn = tokio::select! {
-        made = connect(&shared) => made.ok(),
+        made = progress.connect(&shared) => made.ok(),
         () = stopped(&mut stop) => return,
     };
     let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
@@ -248,8 +284,8 @@ async fn run(
         }
         let (done_bytes, done) = match next_of(&mut waiting) {
             Next::Alone(work) => {
-                let result = query(&shared, &mut conn, &work.slotted.pipe).await;
-                note(&shared, &progress.failing, result.is_ok());
+                let result = query(&shared, &progress, &mut conn, &work.slotted.pipe).await;
+                progress.note(&shared, result.is_ok());
                 if let Some(reply) = work.reply {
                     let _ = reply.send(result);
                 }
@@ -261,8 +297,8 @@ async fn run(
                     runs.iter().map(|m| m.works).sum(),
                 );
                 loop {
-                    let failed = run_side_by_side(&shared, &mut conn, &mut runs).await;
-                    note(&shared, &progress.failing, failed.is_none());
+                    let failed = run_side_by_side(&shared, &progress, &mut conn, &mut runs).await;
+                    progress.note(&shared, failed.is_none());
                     let Some(e) = failed else {
                         break;
                     };
@@ -297,12 +333,13 @@ enum Next {
 /// their plain publications; returns the first error.
 async fn run_side_by_side(
     shared: &Shared,
+    progress: &Progress,
     conn: &mut Option<Conn>,
     runs: &mut Vec<Merged>,
 ) -> Option<redis::RedisError> {
     let made = match conn {
         Some(made) => made.clone(),
-        None => match connect(shared).await {
+        None => match progress.connect(shared).await {
             Ok(made) => conn.insert(made).clone(),
             Err(e) => return Some(e),
         },
@@ -485,12 +522,13 @@ enum Taken {
 /// is made again after it broke; a cluster connection heals itself.
 async fn query<T: redis::FromRedisValue>(
     shared: &Shared,
+    progress: &Progress,
     conn: &mut Option<Conn>,
     pipe: &Pipeline,
 ) -> RedisResult<T> {
     let made = match conn {
         Some(made) => made,
-        None => conn.insert(connect(shared).await?),
+        None => conn.insert(progress.connect(shared).await?),
     };
     let result = pipe.query_async::<T>(made).await;
     if let Err(e) = &result
@@ -501,14 +539,4 @@ async fn query<T: redis::FromRedisValue>(
         shared.counters.reconnects.fetch_add(1, Relaxed);
     }
     result
-}
-
-/// Counts the lane among the failing ones while its last command failed.
-fn note(shared: &Shared, failing: &AtomicBool, ok: bool) {
-    let was_failing = failing.swap(!ok, Relaxed);
-    if was_failing && ok {
-        shared.link.lanes_failing.fetch_sub(1, Relaxed);
-    } else if !was_failing && !ok {
-        shared.link.lanes_failing.fetch_add(1, Relaxed);
-    }
 }

@@ -52,7 +52,7 @@
 //! | `P:v3:all` | channel, every node subscribes | broadcasts, membership changes, heartbeats, goodbyes |
 //! | `P:v3:{g:G}:group` | channel, nodes with members of `G` subscribe | group sends to `G`, and its history frames |
 //! | `P:v3:node:N` | channel, node `N` subscribes | direct sends to a client of `N`, join/leave requests for one |
-//! | `P:v3:node:N:K` | channel, `K` from 1 to 8, node `N` subscribes on a cluster | the same, from a node whose lane to the shard of `node:N` is stalled (its last command failed, or one round has taken over 250 ms): the first `K` on another shard whose lane is not |
+//! | `P:v3:node:N:K` | channel, `K` from 1 to 8, node `N` subscribes on a cluster | the same, from a node whose lane to the shard of `node:N` is stalled (its last command failed, a link of its connection dropped during its round, or one round has taken over 250 ms): the first `K` on another shard whose lane is not |
 //! | `P:v3:members:N` | hash, expires after `node_timeout` | node `N`'s membership: a field per client id, its groups as a JSON array (`["a","b"]`), and `$seq`, the latest change the hash reflects |
 //! | `P:v3:{g:G}:history` | hash, expires `max_age` after the group's last frame | group `G`'s history: `epoch`, and `offset`, the number of its latest frame; with `wait_for_replicas`, `confirmed` (`epoch:offset`), its latest frame published after its wait |
 //! | `P:v3:{g:G}:stream` | stream, the same life, `max_messages` entries | the kept frames of `G`: entry `<offset>-0`, field `p`, the packet as published |
