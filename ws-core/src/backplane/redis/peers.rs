@@ -123,10 +123,30 @@ impl Peers {
         !remote.synced || remote.seq != seq
     }
 
-    /// Marks a node's replica out of date: it is read again at the node's next heartbeat.
-    pub(super) fn unsync(&mut self, node: &str) {
-        if let Some(remote) = self.nodes.get_mut(node) {
-            remote.synced = false;
+    /// Replaces a node's replica with the membership read from its key, then applies again the node's
+    /// changes `held` while the read was out (each was applied as it came, and the read may predate
+    /// it): those numbered past the membership's, in order. Without them (`None`: too many to hold), the
+    /// node is read again at its next heartbeat.
+    pub(super) fn replace_then_apply(
+        &mut self,
+        node: &str,
+        membership: Membership,
+        held: Option<Vec<(u64, Change)>>,
+        now: Instant,
+    ) {
+        let seq = membership.seq;
+        self.replace(node, membership, now);
+        match held {
+            Some(changes) => {
+                for (n, change) in changes.into_iter().filter(|(n, _)| *n > seq) {
+                    self.apply(node, n, change, now);
+                }
+            }
+            None => {
+                if let Some(remote) = self.nodes.get_mut(node) {
+                    remote.synced = false;
+                }
+            }
         }
     }
 
@@ -388,5 +408,38 @@ mod tests {
         view.clear();
         assert_eq!(view.node_count(), 0);
         assert_eq!(view.owner("b"), None);
+    }
+
+    #[test]
+    fn changes_held_during_a_read_are_applied_on_top_of_its_answer() {
+        let now = Instant::now();
+        let read = |seq: u64| Membership {
+            seq,
+            clients: vec!["a".into(), "b".into()],
+            groups: [("g".to_owned(), vec!["a".to_owned()])].into(),
+            ..Membership::default()
+        };
+        let leave = |id: &str| Change::Leave {
+            group: "g".into(),
+            id: id.into(),
+        };
+        // Change 5 is in the answer already; 6 and 7 came after it was read.
+        let mut view = Peers::default();
+        let held = vec![(5, join("g", "a")), (6, join("g", "b")), (7, leave("a"))];
+        view.replace_then_apply("n", read(5), Some(held), now);
+        assert_eq!(members(&view, "g"), ["b"]);
+        assert!(!view.heartbeat("n", 7, now), "in sync at 7");
+
+        // Too many to hold: the answer alone, and a read at the next heartbeat.
+        let mut view = Peers::default();
+        view.replace_then_apply("n", read(5), None, now);
+        assert_eq!(members(&view, "g"), ["a"]);
+        assert!(view.heartbeat("n", 5, now), "read again");
+
+        // A change missed between the answer and the first held: a read at the next heartbeat.
+        let mut view = Peers::default();
+        view.replace_then_apply("n", read(5), Some(vec![(7, leave("a"))]), now);
+        assert!(members(&view, "g").is_empty());
+        assert!(view.heartbeat("n", 7, now), "change 6 is missing");
     }
 }

@@ -258,6 +258,10 @@ const CATCH_UP_GROUPS: usize = 16;
 /// alone and the node is read again at its next heartbeat.
 const HELD_CHANGES: usize = 10_000;
 
+/// The changes of a node held while its membership is read, with their numbers; `None` past
+/// [`HELD_CHANGES`].
+type Held = Option<Vec<(u64, Change)>>;
+
 /// Reads of other nodes' stored membership (`HGETALL` of their key), when a heartbeat shows this node's
 /// replica of one out of date. They run beside the subscriber's other work: a key whose shard has no
 /// master yet waits for the election without holding up everything this node receives. While a node's
@@ -265,8 +269,8 @@ const HELD_CHANGES: usize = 10_000;
 /// then the held changes numbered past the answer's are applied again, in order, so none that arrived
 /// during the read is lost.
 struct MembershipReads {
-    /// The nodes read, each with its read's task and the changes held (`None` past [`HELD_CHANGES`]).
-    held: HashMap<String, (tokio::task::Id, Option<Vec<(u64, Change)>>)>,
+    /// The nodes read, each with its read's task and the changes held.
+    held: HashMap<String, (tokio::task::Id, Held)>,
     /// The reads out, by task.
     nodes: HashMap<tokio::task::Id, String>,
     reads: tokio::task::JoinSet<Result<Option<wire::Membership>, RedisError>>,
@@ -339,18 +343,7 @@ impl MembershipReads {
         let now = std::time::Instant::now();
         let mut peers = lock(&shared.peers);
         match read {
-            Ok(Some(membership)) => {
-                let seq = membership.seq;
-                peers.replace(&node, membership, now);
-                match held {
-                    Some(changes) => {
-                        for (n, change) in changes.into_iter().filter(|(n, _)| *n > seq) {
-                            peers.apply(&node, n, change, now);
-                        }
-                    }
-                    None => peers.unsync(&node),
-                }
-            }
+            Ok(Some(membership)) => peers.replace_then_apply(&node, membership, held, now),
             // Not written yet: the node is read again at its next heartbeat.
             Ok(None) => peers.remove(&node),
             Err(e) => {
@@ -682,4 +675,36 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Change, HELD_CHANGES, MembershipReads};
+
+    #[tokio::test]
+    async fn changes_held_during_a_read_are_bounded() {
+        let mut reads = MembershipReads::new();
+        let task = reads.reads.spawn(async { Ok(None) }).id();
+        reads.held.insert("n".to_owned(), (task, Some(Vec::new())));
+        let change = Change::Connect {
+            id: "a".into(),
+            meta: None,
+        };
+        for seq in 1..=HELD_CHANGES as u64 {
+            reads.hold("n", seq, &change);
+        }
+        assert!(
+            reads.held["n"]
+                .1
+                .as_ref()
+                .is_some_and(|h| h.len() == HELD_CHANGES)
+        );
+        reads.hold("n", HELD_CHANGES as u64 + 1, &change);
+        assert!(reads.held["n"].1.is_none(), "past the bound, none held");
+        reads.hold("other", 1, &change);
+        assert!(
+            !reads.held.contains_key("other"),
+            "a node not read holds nothing"
+        );
+    }
 }
