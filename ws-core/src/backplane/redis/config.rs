@@ -189,8 +189,8 @@ impl RedisConfig {
     }
 
     /// The channels a node also listens on, on a cluster, for what other nodes send it while the shard
-    /// of its own channel does not answer: numbered from 1 to [`SPARE_CHANNELS`], each in a slot of its
-    /// own, so some are on other shards.
+    /// of its own channel does not answer: numbered from 1 to [`SPARE_CHANNELS`], each in the slot its
+    /// own name hashes to, so some are most likely on other shards.
     pub(super) fn channel_node_spare(&self, node: &str, n: usize) -> String {
         format!("{}:v{WIRE_VERSION}:node:{node}:{n}", self.prefix)
     }
