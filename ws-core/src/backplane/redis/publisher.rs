@@ -382,8 +382,6 @@ impl Publisher<'_> {
             return;
         }
         if shared.outbox.changes_lost.swap(false, Relaxed) {
-            // The others cannot have seen this number: they will read the whole membership.
-            self.seq += 1;
             self.stored = false;
         }
         let key = shared.config.membership_key(&shared.node);
@@ -391,7 +389,11 @@ impl Publisher<'_> {
         let mut pipes = Pipelines::new(cluster);
         let pipe = pipes.on(&key);
         if !self.stored {
-            // Once per connection or loss: the only time the whole membership is copied.
+            // Once per connection or loss: the only time the whole membership is copied, under a number
+            // no change carried, so the others read it anew. A copy read before this one lands may be
+            // partial (a change's own write, sent again once Redis is back, can make the key anew): it
+            // bears an older number, and is read again at the next heartbeat.
+            self.seq += 1;
             pipe.atomic().del(&key).ignore();
             let ids = self
                 .local
